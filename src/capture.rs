@@ -1,0 +1,501 @@
+//! Streaming reader for pcap and pcapng captures (optionally gzip/zstd compressed): yields frames with their
+//! link type, exact timestamp and byte offset, in file order.
+//!
+//! The framing is done here rather than with pcap-parser's readers because traceflow needs three things they do
+//! not give together: the byte offset of every record (for dumps), a frame slice reused without a per-frame
+//! allocation (pcap-parser's enhanced-packet parser builds a `Vec` of options per frame), and a clean stop with the
+//! offset where a damaged or cut-off file goes bad, with memory bounded by `MAX_RECORD`.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use crate::label::Timestamp;
+
+/// A record larger than this is impossible (the bound: larger than any snaplen and 256 MiB).
+pub const MAX_RECORD: u32 = 256 << 20;
+const BUF_SIZE: usize = 1 << 20;
+
+/// pcap's LINKTYPE value for a frame whose pcapng interface is unknown: decodes to nothing.
+pub const LINKTYPE_UNKNOWN: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Pcap,
+    PcapNg,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Pcap => "pcap",
+            Format::PcapNg => "pcapng",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// One interface of the capture: a pcap file has one, a pcapng file one per IDB (numbered across sections).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub linktype: u32,
+    pub snaplen: u32,
+    /// pcapng's `if_tsresol` byte: 10^-n seconds, or 2^-n when the top bit is set (pcap: 6 = µs, 9 = ns).
+    pub tsresol: u8,
+}
+
+/// A frame borrowed from the reader's buffer.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// 1-based, counting every packet record in file order across pcapng sections.
+    pub number: u64,
+    pub ts: Timestamp,
+    pub caplen: u32,
+    pub origlen: u32,
+    /// Index into `CaptureReader::interfaces()`.
+    pub iface: u32,
+    pub linktype: u32,
+    /// Byte offset of the record (pcap record header / pcapng block) in the decompressed stream.
+    pub offset: u64,
+    pub data: &'a [u8],
+}
+
+/// Why a capture ended early. Frames read before it stay valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    pub offset: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("not a pcap or pcapng capture (first bytes {0})")]
+    NotCapture(String),
+    #[error("capture header is cut off ({0} bytes)")]
+    ShortHeader(usize),
+}
+
+type Source = BufReader<Box<dyn Read + Send>>;
+
+pub struct CaptureReader {
+    src: Source,
+    /// Shared with the raw file reader below any decompressor: bytes read and the running content hash.
+    tap: std::sync::Arc<std::sync::Mutex<(u64, xxhash_rust::xxh3::Xxh3)>>,
+    pub format: Format,
+    pub compression: Compression,
+    big_endian: bool,
+    /// Per-section base index into `interfaces` (pcapng interface ids restart at 0 in each section).
+    section_base: usize,
+    interfaces: Vec<Interface>,
+    pos: u64,
+    frames: u64,
+    buf: Vec<u8>,
+    truncated: Option<Truncation>,
+    done: bool,
+}
+
+/// Reader wrapper that feeds the shared tap; kept separate so the tap survives behind a decompressor.
+struct SharedTap<R> {
+    inner: R,
+    tap: std::sync::Arc<std::sync::Mutex<(u64, xxhash_rust::xxh3::Xxh3)>>,
+}
+
+impl<R: Read> Read for SharedTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let mut t = self.tap.lock().unwrap_or_else(|e| e.into_inner());
+            t.0 += n as u64;
+            t.1.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+
+impl CaptureReader {
+    pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
+        let f = File::open(path)?;
+        if f.metadata()?.is_dir() {
+            return Err(OpenError::Io(io::Error::new(io::ErrorKind::Other, "is a directory")));
+        }
+        Self::from_reader(Box::new(f))
+    }
+
+    /// Detects compression and format by magic bytes, never by file name.
+    pub fn from_reader(raw: Box<dyn Read + Send>) -> Result<CaptureReader, OpenError> {
+        let tap = std::sync::Arc::new(std::sync::Mutex::new((0u64, xxhash_rust::xxh3::Xxh3::new())));
+        let tapped = SharedTap { inner: raw, tap: tap.clone() };
+        let mut outer = BufReader::with_capacity(BUF_SIZE, tapped);
+        let head = outer.fill_buf()?;
+        let (compression, inner): (Compression, Box<dyn Read + Send>) = if head.starts_with(&[0x1f, 0x8b]) {
+            (Compression::Gzip, Box::new(flate2::read::MultiGzDecoder::new(outer)))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            (Compression::Zstd, Box::new(zstd::stream::read::Decoder::with_buffer(outer)?))
+        } else {
+            (Compression::None, Box::new(outer))
+        };
+        let mut src = BufReader::with_capacity(BUF_SIZE, inner);
+        let mut magic = [0u8; 24];
+        let got = read_full(&mut src, &mut magic[..4])?;
+        if got < 4 {
+            return Err(OpenError::NotCapture(hex(&magic[..got])));
+        }
+        let m = u32::from_le_bytes(magic[..4].try_into().unwrap());
+        let mut r = CaptureReader {
+            src,
+            tap,
+            format: Format::Pcap,
+            compression,
+            big_endian: false,
+            section_base: 0,
+            interfaces: Vec::new(),
+            pos: 0,
+            frames: 0,
+            buf: Vec::new(),
+            truncated: None,
+            done: false,
+        };
+        // pcap magics, seen as little-endian u32: µs LE, ns LE, µs BE, ns BE.
+        let (big, ns) = match m {
+            0xa1b2_c3d4 => (false, false),
+            0xa1b2_3c4d => (false, true),
+            0xd4c3_b2a1 => (true, false),
+            0x4d3c_b2a1 => (true, true),
+            PCAPNG_SHB => {
+                r.format = Format::PcapNg;
+                r.buf.extend_from_slice(&magic[..4]);
+                return Ok(r);
+            }
+            _ => return Err(OpenError::NotCapture(hex(&magic[..4]))),
+        };
+        let got = read_full(&mut r.src, &mut magic[4..24])?;
+        if got < 20 {
+            return Err(OpenError::ShortHeader(4 + got));
+        }
+        r.big_endian = big;
+        let snaplen = r.u32_at(&magic, 16);
+        let linktype = r.u32_at(&magic, 20) & 0x0fff_ffff; // upper bits carry FCS info, not the link type
+        r.interfaces.push(Interface { linktype, snaplen, tsresol: if ns { 9 } else { 6 } });
+        r.pos = 24;
+        Ok(r)
+    }
+
+    fn u32_at(&self, b: &[u8], at: usize) -> u32 {
+        let v: [u8; 4] = b[at..at + 4].try_into().unwrap();
+        if self.big_endian {
+            u32::from_be_bytes(v)
+        } else {
+            u32::from_le_bytes(v)
+        }
+    }
+
+    fn u16_at(&self, b: &[u8], at: usize) -> u16 {
+        let v: [u8; 2] = b[at..at + 2].try_into().unwrap();
+        if self.big_endian {
+            u16::from_be_bytes(v)
+        } else {
+            u16::from_le_bytes(v)
+        }
+    }
+
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// Set once the capture ended early; `None` after a clean end.
+    pub fn truncation(&self) -> Option<&Truncation> {
+        self.truncated.as_ref()
+    }
+
+    /// Compressed (on-disk) bytes consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.tap.lock().map(|t| t.0).unwrap_or(0)
+    }
+
+    /// xxh3-128 of the on-disk bytes read so far; the content hash once the reader is drained.
+    pub fn content_hash(&self) -> String {
+        self.tap.lock().map(|t| format!("{:032x}", t.1.digest128())).unwrap_or_default()
+    }
+
+    /// Reads whatever is left of the file so that `content_hash` covers all of it, even after a truncation.
+    pub fn drain(&mut self) {
+        let mut sink = [0u8; 64 << 10];
+        while let Ok(n) = self.src.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn stop(&mut self, offset: u64, reason: impl Into<String>) {
+        self.truncated = Some(Truncation { offset, reason: reason.into() });
+        self.done = true;
+    }
+
+    /// Fills `self.buf[have..want]` from the stream; returns false at end of stream (and records a cut-off
+    /// record, unless nothing at all of it was read).
+    fn fill(&mut self, have: usize, want: usize, what: &str) -> bool {
+        self.buf.resize(want, 0);
+        match read_full(&mut self.src, &mut self.buf[have..want]) {
+            Ok(n) if n == want - have => true,
+            Ok(n) => {
+                if have + n > 0 {
+                    let at = self.pos;
+                    self.stop(at, format!("{what} cut off after {} of {want} bytes", have + n));
+                } else {
+                    self.done = true;
+                }
+                false
+            }
+            Err(e) => {
+                let at = self.pos;
+                self.stop(at, format!("read error: {e}"));
+                false
+            }
+        }
+    }
+
+    /// The next frame, or `None` at the end (clean or truncated: see `truncation`).
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        if self.done {
+            return None;
+        }
+        match self.format {
+            Format::Pcap => self.next_pcap(),
+            Format::PcapNg => self.next_pcapng(),
+        }
+    }
+
+    fn next_pcap(&mut self) -> Option<Frame<'_>> {
+        if !self.fill(0, 16, "record header") {
+            return None;
+        }
+        let h: [u8; 16] = self.buf[..16].try_into().unwrap();
+        let ts_sec = self.u32_at(&h, 0);
+        let ts_frac = self.u32_at(&h, 4);
+        let caplen = self.u32_at(&h, 8);
+        let origlen = self.u32_at(&h, 12);
+        if caplen > MAX_RECORD && caplen > self.interfaces[0].snaplen {
+            let at = self.pos;
+            self.stop(at, format!("record length {caplen} is impossible"));
+            return None;
+        }
+        if !self.fill(0, caplen as usize, "record") {
+            return None;
+        }
+        let offset = self.pos;
+        self.pos += 16 + caplen as u64;
+        self.frames += 1;
+        let iface = &self.interfaces[0];
+        Some(Frame {
+            number: self.frames,
+            ts: Timestamp::new(ts_sec as i64, ts_frac as u64, iface.tsresol),
+            caplen,
+            origlen,
+            iface: 0,
+            linktype: iface.linktype,
+            offset,
+            data: &self.buf[..caplen as usize],
+        })
+    }
+
+    fn next_pcapng(&mut self) -> Option<Frame<'_>> {
+        loop {
+            // The first block's type was consumed as the magic; it is already in buf.
+            let have = if self.pos == 0 && self.buf.len() == 4 { 4 } else { 0 };
+            if !self.fill(have, 8, "block header") {
+                return None;
+            }
+            let raw_type = u32::from_le_bytes(self.buf[..4].try_into().unwrap());
+            let block_start = self.pos;
+            if raw_type == PCAPNG_SHB {
+                // The byte-order magic decides how to read this section, including this block's own length.
+                if !self.fill(8, 12, "section header") {
+                    return None;
+                }
+                match u32::from_le_bytes(self.buf[8..12].try_into().unwrap()) {
+                    0x1A2B_3C4D => self.big_endian = false,
+                    0x4D3C_2B1A => self.big_endian = true,
+                    bom => {
+                        self.stop(block_start, format!("bad pcapng byte-order magic {bom:#010x}"));
+                        return None;
+                    }
+                }
+            }
+            let head: [u8; 8] = self.buf[..8].try_into().unwrap();
+            let btype = self.u32_at(&head, 0);
+            let blen = self.u32_at(&head, 4);
+            if blen < 12 || blen % 4 != 0 || blen > MAX_RECORD {
+                self.stop(block_start, format!("pcapng block of type {btype:#x} has bad length {blen}"));
+                return None;
+            }
+            let have = if raw_type == PCAPNG_SHB { 12 } else { 8 };
+            if !self.fill(have, blen as usize, "pcapng block") {
+                return None;
+            }
+            self.pos += blen as u64;
+            let trailer = self.u32_at(&self.buf, blen as usize - 4);
+            if trailer != blen {
+                self.stop(block_start, format!("pcapng block length {blen} does not match its trailer {trailer}"));
+                return None;
+            }
+            let body_len = blen as usize - 12;
+            match btype {
+                PCAPNG_SHB => {
+                    self.section_base = self.interfaces.len();
+                }
+                1 => {
+                    // Interface description: link type, snaplen, then options (if_tsresol = 9).
+                    if body_len < 8 {
+                        self.stop(block_start, "interface block too short");
+                        return None;
+                    }
+                    let linktype = self.u16_at(&self.buf, 8) as u32;
+                    let snaplen = self.u32_at(&self.buf, 12);
+                    let tsresol = self.if_tsresol(16, 8 + body_len);
+                    self.interfaces.push(Interface { linktype, snaplen, tsresol });
+                }
+                6 | 2 => {
+                    // Enhanced packet block (6) or obsolete packet block (2): same fixed layout but the id width.
+                    if body_len < 20 {
+                        self.stop(block_start, "packet block too short");
+                        return None;
+                    }
+                    let if_id = if btype == 6 {
+                        self.u32_at(&self.buf, 8)
+                    } else {
+                        self.u16_at(&self.buf, 8) as u32
+                    };
+                    let ts_high = self.u32_at(&self.buf, 12) as u64;
+                    let ts_low = self.u32_at(&self.buf, 16) as u64;
+                    let caplen = self.u32_at(&self.buf, 20);
+                    let origlen = self.u32_at(&self.buf, 24);
+                    if caplen as usize > body_len - 20 {
+                        self.stop(block_start, format!("packet length {caplen} exceeds its block"));
+                        return None;
+                    }
+                    let iface = self.section_base + if_id as usize;
+                    let Some(ifc) = self.interfaces.get(iface) else {
+                        self.stop(block_start, format!("packet refers to missing interface {if_id}"));
+                        return None;
+                    };
+                    let ticks = (ts_high << 32) | ts_low;
+                    let ts = ticks_to_ts(ticks, ifc.tsresol);
+                    self.frames += 1;
+                    return Some(Frame {
+                        number: self.frames,
+                        ts,
+                        caplen,
+                        origlen,
+                        iface: iface as u32,
+                        linktype: ifc.linktype,
+                        offset: block_start,
+                        data: &self.buf[28..28 + caplen as usize],
+                    });
+                }
+                3 => {
+                    // Simple packet block: interface 0 of the section, no timestamp.
+                    if body_len < 4 {
+                        self.stop(block_start, "simple packet block too short");
+                        return None;
+                    }
+                    let iface = self.section_base;
+                    let Some(ifc) = self.interfaces.get(iface) else {
+                        self.stop(block_start, "simple packet block before any interface");
+                        return None;
+                    };
+                    let origlen = self.u32_at(&self.buf, 8);
+                    let mut caplen = origlen.min(body_len as u32 - 4);
+                    if ifc.snaplen > 0 {
+                        caplen = caplen.min(ifc.snaplen);
+                    }
+                    self.frames += 1;
+                    return Some(Frame {
+                        number: self.frames,
+                        ts: Timestamp::new(0, 0, 6),
+                        caplen,
+                        origlen,
+                        iface: iface as u32,
+                        linktype: ifc.linktype,
+                        offset: block_start,
+                        data: &self.buf[12..12 + caplen as usize],
+                    });
+                }
+                _ => {} // name resolution, statistics, custom and unknown blocks carry no frames
+            }
+        }
+    }
+
+    /// Reads `if_tsresol` from the options in `buf[start..end]`; 6 (µs) when absent.
+    fn if_tsresol(&self, start: usize, end: usize) -> u8 {
+        let mut at = start;
+        while at + 4 <= end {
+            let code = self.u16_at(&self.buf, at);
+            let len = self.u16_at(&self.buf, at + 2) as usize;
+            let val = at + 4;
+            if code == 0 || val + len > end {
+                break;
+            }
+            if code == 9 && len >= 1 {
+                return self.buf[val];
+            }
+            at = val + len.div_ceil(4) * 4;
+        }
+        6
+    }
+}
+
+/// Turns pcapng ticks into the exact decimal timestamp.
+///
+/// A power-of-two resolution (rare) is converted to ns, rounding down: its exact decimal can need more digits
+/// than the label's f64 can tell apart anyway.
+pub fn ticks_to_ts(ticks: u64, tsresol: u8) -> Timestamp {
+    if tsresol & 0x80 != 0 {
+        let n = (tsresol & 0x7f).min(63) as u32;
+        let sec = ticks >> n;
+        let rem = ticks & ((1u64 << n) - 1);
+        let ns = ((rem as u128 * 1_000_000_000) >> n) as u64;
+        return Timestamp::new(sec as i64, ns, 9);
+    }
+    let digits = tsresol.min(19);
+    let unit = 10u64.pow(digits as u32);
+    Timestamp::new((ticks / unit) as i64, ticks % unit, digits)
+}
+
+/// Like `read_exact`, but returns how many bytes were read before the end of the stream.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,14 @@
+//! traceflow: index the TCP flows of packet captures into SQLite, exactly as PyPCAPKit's TraceFlow traces them.
+//!
+//! The data flows through one module per stage: [`capture`] reads pcap/pcapng frames, [`decode`] finds the TCP
+//! header under any encapsulation, [`trace`] follows flows, [`store`] writes SQLite, and [`ingest`] runs that
+//! pipeline. The read side goes back from SQL: [`query`] rebuilds the index tuple, [`output`] renders it.
+
+pub mod capture;
+pub mod decode;
+pub mod ingest;
+pub mod label;
+pub mod output;
+pub mod query;
+pub mod store;
+pub mod trace;

@@ -1,0 +1,127 @@
+//! The `traceflow` command line: parses arguments, calls the library, maps errors to exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use traceflow::output::{write_rows, RowFormat};
+use traceflow::{ingest, query, store};
+
+/// Index the TCP flows of packet captures into SQLite, and pull them back out.
+#[derive(Parser)]
+#[command(version, about, after_help = EXIT_HELP)]
+struct Cli {
+    /// SQLite database to use.
+    #[arg(long, global = true, env = "TRACEFLOW_DB", default_value = "traceflow.db")]
+    db: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+const EXIT_HELP: &str = "Exit status: 0 everything was indexed/answered; 1 some inputs failed or were truncated \
+(the others are indexed); 2 usage or database error.";
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Read captures (files, folders, `-` for stdin; pcap/pcapng, gzip/zstd) and index their TCP flows.
+    Ingest {
+        /// Capture files or folders (walked recursively in sorted order).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Files parsed at once (default: number of cores).
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Re-index captures that are already in the database.
+        #[arg(long)]
+        force: bool,
+        /// Store frame bytes in the database, so dumps do not need the capture files.
+        #[arg(long)]
+        embed: bool,
+        /// No progress bar and no per-file notes.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Log each file.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// List the indexed captures.
+    Captures {
+        /// Output format [default: table on a terminal, json otherwise].
+        #[arg(long, value_enum)]
+        format: Option<RowFormat>,
+    },
+    /// Print the flow index tuple (fpout, index, label) of one capture or of all.
+    Query {
+        /// Capture by base name, path or id.
+        #[arg(long)]
+        capture: Option<String>,
+        /// Output format [default: table on a terminal, json otherwise].
+        #[arg(long, value_enum)]
+        format: Option<RowFormat>,
+    },
+}
+
+fn row_format(f: Option<RowFormat>) -> RowFormat {
+    f.unwrap_or(if std::io::stdout().is_terminal() { RowFormat::Table } else { RowFormat::Json })
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("traceflow: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let mut conn = store::open(&cli.db)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.cmd {
+        Cmd::Ingest { inputs, jobs, force, embed, quiet, verbose } => {
+            let _ = ctrlc::set_handler(|| ingest::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let opts = ingest::Options { jobs, force, embed, quiet, verbose };
+            let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| eprintln!("traceflow: {m}"));
+            if !quiet || s.exit_code() != 0 {
+                eprintln!(
+                    "traceflow: {} files: {} indexed, {} skipped, {} failed, {} truncated; {} frames, {} flows in {:.2}s{}",
+                    s.files,
+                    s.indexed,
+                    s.skipped,
+                    s.failed,
+                    s.truncated,
+                    s.frames,
+                    s.flows,
+                    s.elapsed.as_secs_f64(),
+                    if s.interrupted { " (interrupted)" } else { "" }
+                );
+            }
+            Ok(s.exit_code() as u8)
+        }
+        Cmd::Captures { format } => {
+            let rows = query::captures(&conn)?;
+            write_rows(&mut out, &rows, row_format(format)).context("writing output")?;
+            out.flush()?;
+            Ok(0)
+        }
+        Cmd::Query { capture, format } => {
+            let id = capture.as_deref().map(|c| query::resolve_capture(&conn, c)).transpose()?;
+            let rows = query::index(&conn, id)?;
+            write_rows(&mut out, &rows, row_format(format)).context("writing output")?;
+            out.flush()?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Read side: capture listings and the flow index tuple, rebuilt from SQL alone (never by re-tracing).
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("no capture named {0:?} in the database (see `traceflow captures`)")]
+    UnknownCapture(String),
+    #[error("{name:?} names several captures ({candidates}); give a full path or an id")]
+    Ambiguous { name: String, candidates: String },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CaptureInfo {
+    pub id: i64,
+    pub name: String,
+    pub path: String,
+    /// Every path this content was seen under.
+    pub paths: Vec<String>,
+    pub size: i64,
+    pub format: Option<String>,
+    pub compression: Option<String>,
+    pub linktypes: Option<String>,
+    pub frames: i64,
+    pub tcp_frames: i64,
+    pub flows: i64,
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
+    pub truncated_at: Option<i64>,
+    pub truncated_why: Option<String>,
+    pub embedded: bool,
+    pub hash: Option<String>,
+    pub ingested_at: String,
+}
+
+/// ISO 8601 UTC with the stored nanoseconds, e.g. `2013-11-25T14:55:58.387631000Z`.
+pub fn iso_time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let sub = ns.rem_euclid(1_000_000_000);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            sub
+        ),
+        Err(_) => format!("{ns}ns"),
+    }
+}
+
+pub fn captures(conn: &Connection) -> Result<Vec<CaptureInfo>, QueryError> {
+    let mut st = conn.prepare(
+        "SELECT id, name, path, size, format, compression, linktypes, frames, tcp_frames, flows, first_ns, last_ns,
+                truncated_at, truncated_why, embedded, hash, ingested_at,
+                (SELECT group_concat(path, char(10)) FROM capture_paths p WHERE p.capture_id = c.id)
+         FROM captures c ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| {
+        let paths: Option<String> = r.get(17)?;
+        Ok(CaptureInfo {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            path: r.get(2)?,
+            paths: paths.map(|p| p.split('\n').map(String::from).collect()).unwrap_or_default(),
+            size: r.get(3)?,
+            format: r.get(4)?,
+            compression: r.get(5)?,
+            linktypes: r.get(6)?,
+            frames: r.get(7)?,
+            tcp_frames: r.get(8)?,
+            flows: r.get(9)?,
+            first_time: r.get::<_, Option<i64>>(10)?.map(iso_time),
+            last_time: r.get::<_, Option<i64>>(11)?.map(iso_time),
+            truncated_at: r.get(12)?,
+            truncated_why: r.get(13)?,
+            embedded: r.get::<_, i64>(14)? != 0,
+            hash: r.get(15)?,
+            ingested_at: r.get(16)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Finds the capture a user means: an id, a path it was indexed from, or a file's base name.
+pub fn resolve_capture(conn: &Connection, sel: &str) -> Result<i64, QueryError> {
+    if let Ok(id) = sel.parse::<i64>() {
+        let n: i64 = conn.query_row("SELECT count(*) FROM captures WHERE id = ?1", [id], |r| r.get(0))?;
+        if n == 1 {
+            return Ok(id);
+        }
+    }
+    let abs = std::path::absolute(sel).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut st = conn.prepare(
+        "SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 OR path = ?2
+         UNION SELECT id FROM captures WHERE path = ?1 OR path = ?2",
+    )?;
+    let by_path: Vec<i64> = st.query_map(params![sel, abs], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    if by_path.len() == 1 {
+        return Ok(by_path[0]);
+    }
+    let mut st = conn.prepare(
+        "SELECT DISTINCT capture_id FROM capture_paths WHERE name = ?1 UNION SELECT id FROM captures WHERE name = ?1",
+    )?;
+    let ids: Vec<i64> = st.query_map([sel], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    match ids.len() {
+        0 => Err(QueryError::UnknownCapture(sel.to_string())),
+        1 => Ok(ids[0]),
+        _ => Err(QueryError::Ambiguous {
+            name: sel.to_string(),
+            candidates: ids.iter().map(|i| format!("id {i}")).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// One entry of the index tuple, as pcapkit's `Index(fpout, index, label)`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct IndexEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<String>,
+    pub fpout: Option<String>,
+    pub index: Vec<u64>,
+    pub label: String,
+}
+
+/// The SQL that yields a capture's index tuple (also printed in the README): one row per flow, in index order.
+pub const INDEX_SQL: &str = "SELECT label, frames FROM flow_index WHERE capture_id = ?1 ORDER BY position";
+
+/// The index tuple of one capture, or of every capture (then with the `capture` key set), from the
+/// `flow_index` view.
+pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+    let ids: Vec<(i64, String)> = match capture {
+        Some(id) => conn
+            .prepare("SELECT id, name FROM captures WHERE id = ?1")?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?,
+        None => conn
+            .prepare("SELECT id, name FROM captures ORDER BY id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?,
+    };
+    let mut st = conn.prepare(INDEX_SQL)?;
+    let mut out = Vec::new();
+    for (id, name) in ids {
+        let rows = st.query_map([id], |r| {
+            let label: String = r.get(0)?;
+            let frames: Option<String> = r.get(1)?;
+            Ok((label, frames))
+        })?;
+        for row in rows {
+            let (label, frames) = row?;
+            let index = frames
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            out.push(IndexEntry { capture: capture.is_none().then(|| name.clone()), fpout: None, index, label });
+        }
+    }
+    Ok(out)
+}

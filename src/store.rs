@@ -1,0 +1,275 @@
+//! SQLite storage: opening a database (schema migrations, WAL) and writing one capture's rows in one transaction.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+
+use crate::capture::{Interface, Truncation};
+use crate::trace::FlowRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("database {path}: schema migration failed: {source}")]
+    Migration { path: String, source: rusqlite_migration::Error },
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../migrations/0001_init.sql"))])
+}
+
+/// Opens (creating if needed) a traceflow database and brings its schema up to date.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let p = path.display().to_string();
+    let sq = |source| StoreError::Sqlite { path: p.clone(), source };
+    let mut conn = Connection::open(path).map_err(sq)?;
+    // Readers keep working while an ingest writes (WAL), and a second writer waits instead of failing.
+    conn.busy_timeout(Duration::from_secs(600)).map_err(sq)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sq)?;
+    migrations()
+        .to_latest(&mut conn)
+        .map_err(|source| StoreError::Migration { path: p.clone(), source })?;
+    Ok(conn)
+}
+
+/// A frame row as the tracer produced it.
+#[derive(Clone, Debug)]
+pub struct FrameRow {
+    pub number: u64,
+    pub ts_ns: i64,
+    pub caplen: u32,
+    pub origlen: u32,
+    pub iface: u32,
+    pub offset: u64,
+    pub tcp: Option<TcpRow>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TcpRow {
+    pub flow_no: u32,
+    pub flags: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub win: Option<u16>,
+    pub payload_len: u32,
+}
+
+/// Where a capture came from.
+#[derive(Clone, Debug)]
+pub struct CaptureSource {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: Option<i64>,
+}
+
+/// What the reader knows once the capture is fully read.
+#[derive(Clone, Debug)]
+pub struct CaptureEnd {
+    pub format: &'static str,
+    pub compression: &'static str,
+    pub interfaces: Vec<Interface>,
+    pub frames: u64,
+    pub tcp_frames: u64,
+    pub flows: u64,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+    pub truncation: Option<Truncation>,
+    pub hash: String,
+}
+
+/// Messages from a capture's reader thread to the writer.
+pub enum Msg {
+    /// Frames, the flows closed meanwhile, and (with --embed) the frames' bytes concatenated in frame order.
+    Batch { frames: Vec<FrameRow>, flows: Vec<FlowRecord>, data: Vec<u8>, bytes_read: u64 },
+    End(CaptureEnd),
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Indexed { id: i64, end: CaptureEnd },
+    /// The same content is already in the database under `name`; this path was added to it.
+    AlreadyIndexed { id: i64, name: String },
+    Failed(String),
+}
+
+/// Looks up a capture already indexed from this exact path with the same size and mtime (cheap skip).
+pub fn known_path(conn: &Connection, src: &CaptureSource) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT c.id, c.name FROM capture_paths p JOIN captures c ON c.id = p.capture_id
+         WHERE p.path = ?1 AND p.size = ?2 AND p.mtime_ns IS ?3",
+        params![src.path, src.size as i64, src.mtime_ns],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Deletes a capture and all its rows (labels stay: they are shared and harmless).
+pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    for table in ["frame_data", "frames", "flows", "interfaces", "capture_paths", "captures"] {
+        let col = if table == "captures" { "id" } else { "capture_id" };
+        conn.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
+    }
+    Ok(())
+}
+
+/// Writes one capture from its reader's messages, in one transaction: the capture is wholly in the database or
+/// absent. `on_batch` sees the bytes read so far and the frames in each batch (for progress).
+pub fn write_capture(
+    conn: &mut Connection,
+    src: &CaptureSource,
+    rx: &crossbeam_channel::Receiver<Msg>,
+    force: bool,
+    embed: bool,
+    on_batch: &mut dyn FnMut(u64, u64),
+) -> rusqlite::Result<Outcome> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO captures (name, path, size, mtime_ns, embedded) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![src.name, src.path, src.size as i64, src.mtime_ns, embed as i64],
+    )?;
+    let id = tx.last_insert_rowid();
+    let end = {
+        let mut ins_frame = tx.prepare(
+            "INSERT INTO frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset,
+                                 flow_no, tcp_flags, seq, ack, win, payload_len)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        let mut ins_label = tx.prepare(
+            "INSERT INTO labels (label) VALUES (?1) ON CONFLICT (label) DO UPDATE SET label = excluded.label
+             RETURNING id",
+        )?;
+        let mut ins_flow = tx.prepare(
+            "INSERT INTO flows (capture_id, flow_no, label_id, src, sport, dst, dport, first_frame, last_frame,
+                                closed_frame, packets, bytes, payload_bytes, first_ns, last_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?;
+        let mut ins_data = tx.prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?;
+        loop {
+            let msg = match rx.recv() {
+                Ok(m) => m,
+                // The reader died without a word: treat as a failure, roll back.
+                Err(_) => return Ok(Outcome::Failed("reader stopped unexpectedly".into())),
+            };
+            match msg {
+                Msg::Batch { frames, flows, data, bytes_read } => {
+                    let mut at = 0usize;
+                    for f in &frames {
+                        let t = f.tcp.as_ref();
+                        ins_frame.execute(params![
+                            id,
+                            f.number as i64,
+                            f.ts_ns,
+                            f.caplen,
+                            f.origlen,
+                            f.iface,
+                            f.offset as i64,
+                            t.map(|t| t.flow_no),
+                            t.map(|t| t.flags),
+                            t.map(|t| t.seq),
+                            t.map(|t| t.ack),
+                            t.and_then(|t| t.win),
+                            t.map(|t| t.payload_len),
+                        ])?;
+                        if embed {
+                            let end = at + f.caplen as usize;
+                            ins_data.execute(params![id, f.number as i64, &data[at..end]])?;
+                            at = end;
+                        }
+                    }
+                    for fl in &flows {
+                        let label_id: i64 = ins_label.query_row([&fl.label], |r| r.get(0))?;
+                        ins_flow.execute(params![
+                            id,
+                            fl.flow_no,
+                            label_id,
+                            fl.src.to_string(),
+                            fl.sport,
+                            fl.dst.to_string(),
+                            fl.dport,
+                            fl.first_frame as i64,
+                            fl.last_frame as i64,
+                            fl.closed_frame.map(|n| n as i64),
+                            fl.packets as i64,
+                            fl.bytes as i64,
+                            fl.payload_bytes as i64,
+                            fl.first_ns,
+                            fl.last_ns,
+                        ])?;
+                    }
+                    on_batch(bytes_read, frames.len() as u64);
+                }
+                Msg::End(end) => break end,
+                Msg::Failed(why) => return Ok(Outcome::Failed(why)),
+            }
+        }
+    };
+    // Same content already indexed (under any path)?
+    let dup: Option<(i64, String)> = tx
+        .query_row("SELECT id, name FROM captures WHERE hash = ?1", [&end.hash], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((old, name)) = dup {
+        if !force {
+            tx.rollback()?;
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![old, src.path, src.name, src.size as i64, src.mtime_ns],
+            )?;
+            tx.commit()?;
+            return Ok(Outcome::AlreadyIndexed { id: old, name });
+        }
+        delete_capture(&tx, old)?;
+    }
+    if force {
+        // Re-indexing a path replaces whatever was indexed from it before.
+        let olds: Vec<i64> = tx
+            .prepare("SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 AND capture_id <> ?2")?
+            .query_map(params![src.path, id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for old in olds {
+            delete_capture(&tx, old)?;
+        }
+    }
+    let mut linktypes: Vec<u32> = end.interfaces.iter().map(|i| i.linktype).collect();
+    linktypes.sort_unstable();
+    linktypes.dedup();
+    let linktypes = linktypes.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",");
+    tx.execute(
+        "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
+                flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12 WHERE id = ?1",
+        params![
+            id,
+            end.hash,
+            end.format,
+            end.compression,
+            linktypes,
+            end.frames as i64,
+            end.tcp_frames as i64,
+            end.flows as i64,
+            end.first_ns,
+            end.last_ns,
+            end.truncation.as_ref().map(|t| t.offset as i64),
+            end.truncation.as_ref().map(|t| t.reason.clone()),
+        ],
+    )?;
+    {
+        let mut ins_if = tx.prepare(
+            "INSERT INTO interfaces (capture_id, iface, linktype, snaplen, tsresol) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (i, itf) in end.interfaces.iter().enumerate() {
+            ins_if.execute(params![id, i as i64, itf.linktype, itf.snaplen, itf.tsresol])?;
+        }
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, src.path, src.name, src.size as i64, src.mtime_ns],
+    )?;
+    tx.commit()?;
+    Ok(Outcome::Indexed { id, end })
+}
