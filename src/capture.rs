@@ -131,7 +131,11 @@ impl<R: Read> Read for SharedTap<R> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
@@ -140,24 +144,40 @@ impl CaptureReader {
     pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
         let f = File::open(path)?;
         if f.metadata()?.is_dir() {
-            return Err(OpenError::Io(io::Error::new(io::ErrorKind::Other, "is a directory")));
+            return Err(OpenError::Io(io::Error::new(
+                io::ErrorKind::Other,
+                "is a directory",
+            )));
         }
         Self::from_reader(Box::new(f))
     }
 
     /// Detects compression and format by magic bytes, never by file name.
     pub fn from_reader(raw: Box<dyn Read + Send>) -> Result<CaptureReader, OpenError> {
-        let tap = std::sync::Arc::new(std::sync::Mutex::new((0u64, xxhash_rust::xxh3::Xxh3::new())));
-        let tapped = SharedTap { inner: raw, tap: tap.clone() };
+        let tap = std::sync::Arc::new(std::sync::Mutex::new((
+            0u64,
+            xxhash_rust::xxh3::Xxh3::new(),
+        )));
+        let tapped = SharedTap {
+            inner: raw,
+            tap: tap.clone(),
+        };
         let mut outer = BufReader::with_capacity(BUF_SIZE, tapped);
         let head = outer.fill_buf()?;
-        let (compression, inner): (Compression, Box<dyn Read + Send>) = if head.starts_with(&[0x1f, 0x8b]) {
-            (Compression::Gzip, Box::new(flate2::read::MultiGzDecoder::new(outer)))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            (Compression::Zstd, Box::new(zstd::stream::read::Decoder::with_buffer(outer)?))
-        } else {
-            (Compression::None, Box::new(outer))
-        };
+        let (compression, inner): (Compression, Box<dyn Read + Send>) =
+            if head.starts_with(&[0x1f, 0x8b]) {
+                (
+                    Compression::Gzip,
+                    Box::new(flate2::read::MultiGzDecoder::new(outer)),
+                )
+            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                (
+                    Compression::Zstd,
+                    Box::new(zstd::stream::read::Decoder::with_buffer(outer)?),
+                )
+            } else {
+                (Compression::None, Box::new(outer))
+            };
         let mut src = BufReader::with_capacity(BUF_SIZE, inner);
         let mut magic = [0u8; 24];
         let got = read_full(&mut src, &mut magic[..4])?;
@@ -199,7 +219,11 @@ impl CaptureReader {
         r.big_endian = big;
         let snaplen = r.u32_at(&magic, 16);
         let linktype = r.u32_at(&magic, 20) & 0x0fff_ffff; // upper bits carry FCS info, not the link type
-        r.interfaces.push(Interface { linktype, snaplen, tsresol: if ns { 9 } else { 6 } });
+        r.interfaces.push(Interface {
+            linktype,
+            snaplen,
+            tsresol: if ns { 9 } else { 6 },
+        });
         r.pos = 24;
         Ok(r)
     }
@@ -238,7 +262,10 @@ impl CaptureReader {
 
     /// xxh3-128 of the on-disk bytes read so far; the content hash once the reader is drained.
     pub fn content_hash(&self) -> String {
-        self.tap.lock().map(|t| format!("{:032x}", t.1.digest128())).unwrap_or_default()
+        self.tap
+            .lock()
+            .map(|t| format!("{:032x}", t.1.digest128()))
+            .unwrap_or_default()
     }
 
     /// Reads whatever is left of the file so that `content_hash` covers all of it, even after a truncation.
@@ -252,7 +279,10 @@ impl CaptureReader {
     }
 
     fn stop(&mut self, offset: u64, reason: impl Into<String>) {
-        self.truncated = Some(Truncation { offset, reason: reason.into() });
+        self.truncated = Some(Truncation {
+            offset,
+            reason: reason.into(),
+        });
         self.done = true;
     }
 
@@ -265,7 +295,10 @@ impl CaptureReader {
             Ok(n) => {
                 if have + n > 0 {
                     let at = self.pos;
-                    self.stop(at, format!("{what} cut off after {} of {want} bytes", have + n));
+                    self.stop(
+                        at,
+                        format!("{what} cut off after {} of {want} bytes", have + n),
+                    );
                 } else {
                     self.done = true;
                 }
@@ -326,7 +359,11 @@ impl CaptureReader {
     fn next_pcapng(&mut self) -> Option<Frame<'_>> {
         loop {
             // The first block's type was consumed as the magic; it is already in buf.
-            let have = if self.pos == 0 && self.buf.len() == 4 { 4 } else { 0 };
+            let have = if self.pos == 0 && self.buf.len() == 4 {
+                4
+            } else {
+                0
+            };
             if !self.fill(have, 8, "block header") {
                 return None;
             }
@@ -341,7 +378,10 @@ impl CaptureReader {
                     0x1A2B_3C4D => self.big_endian = false,
                     0x4D3C_2B1A => self.big_endian = true,
                     bom => {
-                        self.stop(block_start, format!("bad pcapng byte-order magic {bom:#010x}"));
+                        self.stop(
+                            block_start,
+                            format!("bad pcapng byte-order magic {bom:#010x}"),
+                        );
                         return None;
                     }
                 }
@@ -350,7 +390,10 @@ impl CaptureReader {
             let btype = self.u32_at(&head, 0);
             let blen = self.u32_at(&head, 4);
             if blen < 12 || blen % 4 != 0 || blen > MAX_RECORD {
-                self.stop(block_start, format!("pcapng block of type {btype:#x} has bad length {blen}"));
+                self.stop(
+                    block_start,
+                    format!("pcapng block of type {btype:#x} has bad length {blen}"),
+                );
                 return None;
             }
             let have = if raw_type == PCAPNG_SHB { 12 } else { 8 };
@@ -360,7 +403,10 @@ impl CaptureReader {
             self.pos += blen as u64;
             let trailer = self.u32_at(&self.buf, blen as usize - 4);
             if trailer != blen {
-                self.stop(block_start, format!("pcapng block length {blen} does not match its trailer {trailer}"));
+                self.stop(
+                    block_start,
+                    format!("pcapng block length {blen} does not match its trailer {trailer}"),
+                );
                 return None;
             }
             let body_len = blen as usize - 12;
@@ -377,7 +423,11 @@ impl CaptureReader {
                     let linktype = self.u16_at(&self.buf, 8) as u32;
                     let snaplen = self.u32_at(&self.buf, 12);
                     let tsresol = self.if_tsresol(16, 8 + body_len);
-                    self.interfaces.push(Interface { linktype, snaplen, tsresol });
+                    self.interfaces.push(Interface {
+                        linktype,
+                        snaplen,
+                        tsresol,
+                    });
                 }
                 6 | 2 => {
                     // Enhanced packet block (6) or obsolete packet block (2): same fixed layout but the id width.
@@ -395,12 +445,18 @@ impl CaptureReader {
                     let caplen = self.u32_at(&self.buf, 20);
                     let origlen = self.u32_at(&self.buf, 24);
                     if caplen as usize > body_len - 20 {
-                        self.stop(block_start, format!("packet length {caplen} exceeds its block"));
+                        self.stop(
+                            block_start,
+                            format!("packet length {caplen} exceeds its block"),
+                        );
                         return None;
                     }
                     let iface = self.section_base + if_id as usize;
                     let Some(ifc) = self.interfaces.get(iface) else {
-                        self.stop(block_start, format!("packet refers to missing interface {if_id}"));
+                        self.stop(
+                            block_start,
+                            format!("packet refers to missing interface {if_id}"),
+                        );
                         return None;
                     };
                     let ticks = (ts_high << 32) | ts_low;

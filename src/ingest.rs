@@ -107,16 +107,26 @@ fn walk(dir: &Path, out: &mut Vec<Input>, warn: &mut dyn FnMut(String), failed: 
 
 fn source_of(input: &Input) -> CaptureSource {
     match input {
-        Input::Stdin => CaptureSource { name: "stdin".into(), path: "-".into(), size: 0, mtime_ns: None },
+        Input::Stdin => CaptureSource {
+            name: "stdin".into(),
+            path: "-".into(),
+            size: 0,
+            mtime_ns: None,
+        },
         Input::File(p) => {
             let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
             let meta = std::fs::metadata(p).ok();
             CaptureSource {
-                name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 path: abs.to_string_lossy().into_owned(),
                 size: meta.as_ref().map(|m| m.len()).unwrap_or(0),
                 mtime_ns: meta.and_then(|m| m.modified().ok()).and_then(|t| {
-                    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_nanos() as i64)
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .ok()
+                        .map(|d| d.as_nanos() as i64)
                 }),
             }
         }
@@ -135,7 +145,9 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
     let mut reader = match opened {
         Ok(r) => r,
         Err(OpenError::NotCapture(m)) => {
-            let _ = tx.send(Msg::Failed(format!("not a capture, skipped (first bytes {m})")));
+            let _ = tx.send(Msg::Failed(format!(
+                "not a capture, skipped (first bytes {m})"
+            )));
             return;
         }
         Err(e) => {
@@ -157,7 +169,14 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
         let tcp = decode(f.linktype, f.data).tcp.map(|t| {
             tcp_frames += 1;
             let flow_no = tracer.observe(f.number, &f.ts, f.origlen, &t, &mut |r| flows.push(r));
-            TcpRow { flow_no, flags: t.flags, seq: t.seq, ack: t.ack, win: t.window, payload_len: t.payload_len }
+            TcpRow {
+                flow_no,
+                flags: t.flags,
+                seq: t.seq,
+                ack: t.ack,
+                win: t.window,
+                payload_len: t.payload_len,
+            }
         });
         if embed {
             data.extend_from_slice(f.data);
@@ -191,7 +210,12 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
     flows.extend(tracer.finish());
     reader.drain();
     let bytes_read = reader.bytes_read();
-    let _ = tx.send(Msg::Batch { frames, flows, data, bytes_read });
+    let _ = tx.send(Msg::Batch {
+        frames,
+        flows,
+        data,
+        bytes_read,
+    });
     if INTERRUPTED.load(Ordering::Relaxed) {
         let _ = tx.send(Msg::Failed("interrupted".into()));
         return;
@@ -211,7 +235,12 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
 }
 
 /// Ingests `inputs` into the open database. Messages (warnings, per-file lines) go to `log`.
-pub fn run(conn: &mut Connection, args: &[PathBuf], opts: &Options, log: &mut dyn FnMut(String)) -> Summary {
+pub fn run(
+    conn: &mut Connection,
+    args: &[PathBuf],
+    opts: &Options,
+    log: &mut dyn FnMut(String),
+) -> Summary {
     let started = Instant::now();
     let mut summary = Summary::default();
     let (inputs, bad) = expand_inputs(args, log);
@@ -257,13 +286,14 @@ pub fn run(conn: &mut Connection, args: &[PathBuf], opts: &Options, log: &mut dy
                 b.set_message(src.name.clone());
             }
             let mut frames_seen = 0u64;
-            let outcome = store::write_capture(conn, src, &rx, opts.force, opts.embed, &mut |read, n| {
-                frames_seen += n;
-                if let Some(b) = &bar {
-                    b.set_position(done_bytes + read);
-                    b.inc_length(0);
-                }
-            });
+            let outcome =
+                store::write_capture(conn, src, &rx, opts.force, opts.embed, &mut |read, n| {
+                    frames_seen += n;
+                    if let Some(b) = &bar {
+                        b.set_position(done_bytes + read);
+                        b.inc_length(0);
+                    }
+                });
             drop(rx);
             done_bytes += src.size;
             if let Some(b) = &bar {
@@ -285,7 +315,10 @@ pub fn run(conn: &mut Connection, args: &[PathBuf], opts: &Options, log: &mut dy
                             src.path, t.offset, end.frames, t.reason
                         ));
                     } else if opts.verbose {
-                        say(format!("{}: {} frames, {} flows", src.path, end.frames, end.flows));
+                        say(format!(
+                            "{}: {} frames, {} flows",
+                            src.path, end.frames, end.flows
+                        ));
                     }
                 }
                 Ok(Outcome::AlreadyIndexed { name, .. }) => {
@@ -324,7 +357,10 @@ fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
     if quiet || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",

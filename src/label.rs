@@ -33,7 +33,9 @@ impl Timestamp {
         } else {
             self.frac / 10u64.pow(self.digits as u32 - 9)
         };
-        self.sec.saturating_mul(1_000_000_000).saturating_add(frac_ns as i64)
+        self.sec
+            .saturating_mul(1_000_000_000)
+            .saturating_add(frac_ns as i64)
     }
 
     /// The exact decimal text `sec.frac`, as PyPCAPKit's `time_epoch` Decimal prints it.
@@ -41,7 +43,12 @@ impl Timestamp {
         if self.digits == 0 {
             return format!("{}", self.sec);
         }
-        format!("{}.{:0width$}", self.sec, self.frac, width = self.digits as usize)
+        format!(
+            "{}.{:0width$}",
+            self.sec,
+            self.frac,
+            width = self.digits as usize
+        )
     }
 
     /// `float(time_epoch)`: the decimal parsed with correct rounding (Rust's parser rounds correctly).
@@ -60,7 +67,11 @@ pub fn py_float_repr(x: f64) -> String {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if x == 0.0 {
-        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if x.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // `{:e}` gives the shortest round-trip mantissa digits, like Python's repr.
     let sci = format!("{:e}", x);
@@ -162,10 +173,16 @@ mod tests {
         let ts = Timestamp::new(1516186805, 600950000, 9);
         assert_eq!(py_float_repr(ts.as_f64()), "1516186805.60095");
         // Trailing zeros of µs vanish, a whole second keeps `.0`.
-        assert_eq!(py_float_repr(Timestamp::new(1737752403, 0, 6).as_f64()), "1737752403.0");
+        assert_eq!(
+            py_float_repr(Timestamp::new(1737752403, 0, 6).as_f64()),
+            "1737752403.0"
+        );
         assert_eq!(py_float_repr(Timestamp::new(0, 0, 6).as_f64()), "0.0");
         // A µs field past 10^6 carries into the seconds.
-        assert_eq!(Timestamp::new(10, 1_500_000, 6), Timestamp::new(11, 500_000, 6));
+        assert_eq!(
+            Timestamp::new(10, 1_500_000, 6),
+            Timestamp::new(11, 500_000, 6)
+        );
     }
 
     #[test]
@@ -173,7 +190,10 @@ mod tests {
         let ts = Timestamp::new(1, 5, 1);
         let a: IpAddr = "2001:db8:0:0:0:0:0:1".parse().unwrap();
         let b: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(flow_label(&a, 80, &b, 443, &ts), "2001.db8..1_80-..ffff.192.0.2.1_443-1.5");
+        assert_eq!(
+            flow_label(&a, 80, &b, 443, &ts),
+            "2001.db8..1_80-..ffff.192.0.2.1_443-1.5"
+        );
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(flow_label(&v4, 1, &v4, 2, &ts), "10.0.0.1_1-10.0.0.1_2-1.5");
     }

@@ -9,6 +9,8 @@ pub mod decode;
 pub mod ingest;
 pub mod label;
 pub mod output;
+pub mod pcapwrite;
 pub mod query;
 pub mod store;
+pub mod synth;
 pub mod trace;

@@ -14,13 +14,19 @@ use traceflow::{ingest, query, store};
 #[command(version, about, after_help = EXIT_HELP)]
 struct Cli {
     /// SQLite database to use.
-    #[arg(long, global = true, env = "TRACEFLOW_DB", default_value = "traceflow.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRACEFLOW_DB",
+        default_value = "traceflow.db"
+    )]
     db: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
-const EXIT_HELP: &str = "Exit status: 0 everything was indexed/answered; 1 some inputs failed or were truncated \
+const EXIT_HELP: &str =
+    "Exit status: 0 everything was indexed/answered; 1 some inputs failed or were truncated \
 (the others are indexed); 2 usage or database error.";
 
 #[derive(Subcommand)]
@@ -46,6 +52,14 @@ enum Cmd {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Write a small synthetic capture (HTTP-like conversations) to try traceflow on.
+    Sample {
+        /// Where to write the pcap.
+        output: PathBuf,
+        /// Number of TCP conversations.
+        #[arg(long, default_value_t = 6)]
+        conversations: u32,
+    },
     /// List the indexed captures.
     Captures {
         /// Output format [default: table on a terminal, json otherwise].
@@ -64,7 +78,11 @@ enum Cmd {
 }
 
 fn row_format(f: Option<RowFormat>) -> RowFormat {
-    f.unwrap_or(if std::io::stdout().is_terminal() { RowFormat::Table } else { RowFormat::Json })
+    f.unwrap_or(if std::io::stdout().is_terminal() {
+        RowFormat::Table
+    } else {
+        RowFormat::Json
+    })
 }
 
 fn main() -> ExitCode {
@@ -85,15 +103,50 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Cmd::Sample {
+        output,
+        conversations,
+    } = &cli.cmd
+    {
+        traceflow::synth::write_sample(output, *conversations)
+            .with_context(|| format!("writing {}", output.display()))?;
+        eprintln!(
+            "traceflow: wrote {} ({} TCP conversations)",
+            output.display(),
+            conversations
+        );
+        return Ok(0);
+    }
     let mut conn = store::open(&cli.db)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.cmd {
-        Cmd::Ingest { inputs, jobs, force, embed, quiet, verbose } => {
-            let _ = ctrlc::set_handler(|| ingest::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            let opts = ingest::Options { jobs, force, embed, quiet, verbose };
-            let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| eprintln!("traceflow: {m}"));
+        Cmd::Ingest {
+            inputs,
+            jobs,
+            force,
+            embed,
+            quiet,
+            verbose,
+        } => {
+            let _ = ctrlc::set_handler(|| {
+                ingest::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst)
+            });
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            let opts = ingest::Options {
+                jobs,
+                force,
+                embed,
+                quiet,
+                verbose,
+            };
+            let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| {
+                eprintln!("traceflow: {m}")
+            });
             if !quiet || s.exit_code() != 0 {
                 eprintln!(
                     "traceflow: {} files: {} indexed, {} skipped, {} failed, {} truncated; {} frames, {} flows in {:.2}s{}",
@@ -117,11 +170,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::Query { capture, format } => {
-            let id = capture.as_deref().map(|c| query::resolve_capture(&conn, c)).transpose()?;
+            let id = capture
+                .as_deref()
+                .map(|c| query::resolve_capture(&conn, c))
+                .transpose()?;
             let rows = query::index(&conn, id)?;
             write_rows(&mut out, &rows, row_format(format)).context("writing output")?;
             out.flush()?;
             Ok(0)
         }
+        Cmd::Sample { .. } => unreachable!("handled above"),
     }
 }

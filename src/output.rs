@@ -15,7 +15,11 @@ pub enum RowFormat {
 }
 
 /// Writes `rows` in the chosen format; long table cells are shortened with `…`.
-pub fn write_rows<T: Serialize>(out: &mut dyn Write, rows: &[T], format: RowFormat) -> io::Result<()> {
+pub fn write_rows<T: Serialize>(
+    out: &mut dyn Write,
+    rows: &[T],
+    format: RowFormat,
+) -> io::Result<()> {
     match format {
         RowFormat::Json => {
             serde_json::to_writer(&mut *out, rows)?;
@@ -50,25 +54,46 @@ fn cell(v: &serde_json::Value) -> String {
 }
 
 fn write_table<T: Serialize>(out: &mut dyn Write, rows: &[T]) -> io::Result<()> {
-    let values: Vec<serde_json::Value> = rows.iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
     let Some(serde_json::Value::Object(first)) = values.first() else {
         return writeln!(out, "(none)");
     };
     let cols: Vec<String> = first.keys().cloned().collect();
     let cells: Vec<Vec<String>> = values
         .iter()
-        .map(|v| cols.iter().map(|c| v.get(c).map(cell).unwrap_or_default()).collect())
+        .map(|v| {
+            cols.iter()
+                .map(|c| v.get(c).map(cell).unwrap_or_default())
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = cols
         .iter()
         .enumerate()
-        .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(c.len()))
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
         .collect();
     let line = |out: &mut dyn Write, items: &[String]| -> io::Result<()> {
-        let parts: Vec<String> = items.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
+        let parts: Vec<String> = items
+            .iter()
+            .zip(&widths)
+            .map(|(s, w)| format!("{s:<w$}"))
+            .collect();
         writeln!(out, "{}", parts.join("  ").trim_end())
     };
-    line(out, &cols.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>())?;
+    line(
+        out,
+        &cols.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>(),
+    )?;
     for r in &cells {
         line(out, r)?;
     }

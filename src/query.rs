@@ -68,7 +68,9 @@ pub fn captures(conn: &Connection) -> Result<Vec<CaptureInfo>, QueryError> {
             id: r.get(0)?,
             name: r.get(1)?,
             path: r.get(2)?,
-            paths: paths.map(|p| p.split('\n').map(String::from).collect()).unwrap_or_default(),
+            paths: paths
+                .map(|p| p.split('\n').map(String::from).collect())
+                .unwrap_or_default(),
             size: r.get(3)?,
             format: r.get(4)?,
             compression: r.get(5)?,
@@ -91,30 +93,42 @@ pub fn captures(conn: &Connection) -> Result<Vec<CaptureInfo>, QueryError> {
 /// Finds the capture a user means: an id, a path it was indexed from, or a file's base name.
 pub fn resolve_capture(conn: &Connection, sel: &str) -> Result<i64, QueryError> {
     if let Ok(id) = sel.parse::<i64>() {
-        let n: i64 = conn.query_row("SELECT count(*) FROM captures WHERE id = ?1", [id], |r| r.get(0))?;
+        let n: i64 = conn.query_row("SELECT count(*) FROM captures WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
         if n == 1 {
             return Ok(id);
         }
     }
-    let abs = std::path::absolute(sel).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let abs = std::path::absolute(sel)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut st = conn.prepare(
         "SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 OR path = ?2
          UNION SELECT id FROM captures WHERE path = ?1 OR path = ?2",
     )?;
-    let by_path: Vec<i64> = st.query_map(params![sel, abs], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let by_path: Vec<i64> = st
+        .query_map(params![sel, abs], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     if by_path.len() == 1 {
         return Ok(by_path[0]);
     }
     let mut st = conn.prepare(
         "SELECT DISTINCT capture_id FROM capture_paths WHERE name = ?1 UNION SELECT id FROM captures WHERE name = ?1",
     )?;
-    let ids: Vec<i64> = st.query_map([sel], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let ids: Vec<i64> = st
+        .query_map([sel], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     match ids.len() {
         0 => Err(QueryError::UnknownCapture(sel.to_string())),
         1 => Ok(ids[0]),
         _ => Err(QueryError::Ambiguous {
             name: sel.to_string(),
-            candidates: ids.iter().map(|i| format!("id {i}")).collect::<Vec<_>>().join(", "),
+            candidates: ids
+                .iter()
+                .map(|i| format!("id {i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }
@@ -130,7 +144,8 @@ pub struct IndexEntry {
 }
 
 /// The SQL that yields a capture's index tuple (also printed in the README): one row per flow, in index order.
-pub const INDEX_SQL: &str = "SELECT label, frames FROM flow_index WHERE capture_id = ?1 ORDER BY position";
+pub const INDEX_SQL: &str =
+    "SELECT label, frames FROM flow_index WHERE capture_id = ?1 ORDER BY position";
 
 /// The index tuple of one capture, or of every capture (then with the `capture` key set), from the
 /// `flow_index` view.
@@ -161,7 +176,12 @@ pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>,
                 .filter(|s| !s.is_empty())
                 .filter_map(|s| s.parse().ok())
                 .collect();
-            out.push(IndexEntry { capture: capture.is_none().then(|| name.clone()), fpout: None, index, label });
+            out.push(IndexEntry {
+                capture: capture.is_none().then(|| name.clone()),
+                fpout: None,
+                index,
+                label,
+            });
         }
     }
     Ok(out)

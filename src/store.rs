@@ -12,9 +12,15 @@ use crate::trace::FlowRecord;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
-    Sqlite { path: String, source: rusqlite::Error },
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("database {path}: schema migration failed: {source}")]
-    Migration { path: String, source: rusqlite_migration::Error },
+    Migration {
+        path: String,
+        source: rusqlite_migration::Error,
+    },
 }
 
 fn migrations() -> Migrations<'static> {
@@ -24,15 +30,23 @@ fn migrations() -> Migrations<'static> {
 /// Opens (creating if needed) a traceflow database and brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     let p = path.display().to_string();
-    let sq = |source| StoreError::Sqlite { path: p.clone(), source };
+    let sq = |source| StoreError::Sqlite {
+        path: p.clone(),
+        source,
+    };
     let mut conn = Connection::open(path).map_err(sq)?;
     // Readers keep working while an ingest writes (WAL), and a second writer waits instead of failing.
     conn.busy_timeout(Duration::from_secs(600)).map_err(sq)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sq)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sq)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sq)?;
     migrations()
         .to_latest(&mut conn)
-        .map_err(|source| StoreError::Migration { path: p.clone(), source })?;
+        .map_err(|source| StoreError::Migration {
+            path: p.clone(),
+            source,
+        })?;
     Ok(conn)
 }
 
@@ -85,21 +99,35 @@ pub struct CaptureEnd {
 /// Messages from a capture's reader thread to the writer.
 pub enum Msg {
     /// Frames, the flows closed meanwhile, and (with --embed) the frames' bytes concatenated in frame order.
-    Batch { frames: Vec<FrameRow>, flows: Vec<FlowRecord>, data: Vec<u8>, bytes_read: u64 },
+    Batch {
+        frames: Vec<FrameRow>,
+        flows: Vec<FlowRecord>,
+        data: Vec<u8>,
+        bytes_read: u64,
+    },
     End(CaptureEnd),
     Failed(String),
 }
 
 #[derive(Debug)]
 pub enum Outcome {
-    Indexed { id: i64, end: CaptureEnd },
+    Indexed {
+        id: i64,
+        end: CaptureEnd,
+    },
     /// The same content is already in the database under `name`; this path was added to it.
-    AlreadyIndexed { id: i64, name: String },
+    AlreadyIndexed {
+        id: i64,
+        name: String,
+    },
     Failed(String),
 }
 
 /// Looks up a capture already indexed from this exact path with the same size and mtime (cheap skip).
-pub fn known_path(conn: &Connection, src: &CaptureSource) -> rusqlite::Result<Option<(i64, String)>> {
+pub fn known_path(
+    conn: &Connection,
+    src: &CaptureSource,
+) -> rusqlite::Result<Option<(i64, String)>> {
     conn.query_row(
         "SELECT c.id, c.name FROM capture_paths p JOIN captures c ON c.id = p.capture_id
          WHERE p.path = ?1 AND p.size = ?2 AND p.mtime_ns IS ?3",
@@ -111,8 +139,19 @@ pub fn known_path(conn: &Connection, src: &CaptureSource) -> rusqlite::Result<Op
 
 /// Deletes a capture and all its rows (labels stay: they are shared and harmless).
 pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    for table in ["frame_data", "frames", "flows", "interfaces", "capture_paths", "captures"] {
-        let col = if table == "captures" { "id" } else { "capture_id" };
+    for table in [
+        "frame_data",
+        "frames",
+        "flows",
+        "interfaces",
+        "capture_paths",
+        "captures",
+    ] {
+        let col = if table == "captures" {
+            "id"
+        } else {
+            "capture_id"
+        };
         conn.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
     }
     Ok(())
@@ -131,7 +170,13 @@ pub fn write_capture(
     let tx = conn.transaction()?;
     tx.execute(
         "INSERT INTO captures (name, path, size, mtime_ns, embedded) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![src.name, src.path, src.size as i64, src.mtime_ns, embed as i64],
+        params![
+            src.name,
+            src.path,
+            src.size as i64,
+            src.mtime_ns,
+            embed as i64
+        ],
     )?;
     let id = tx.last_insert_rowid();
     let end = {
@@ -149,7 +194,8 @@ pub fn write_capture(
                                 closed_frame, packets, bytes, payload_bytes, first_ns, last_ns)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
-        let mut ins_data = tx.prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?;
+        let mut ins_data =
+            tx.prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?;
         loop {
             let msg = match rx.recv() {
                 Ok(m) => m,
@@ -157,7 +203,12 @@ pub fn write_capture(
                 Err(_) => return Ok(Outcome::Failed("reader stopped unexpectedly".into())),
             };
             match msg {
-                Msg::Batch { frames, flows, data, bytes_read } => {
+                Msg::Batch {
+                    frames,
+                    flows,
+                    data,
+                    bytes_read,
+                } => {
                     let mut at = 0usize;
                     for f in &frames {
                         let t = f.tcp.as_ref();
@@ -211,7 +262,11 @@ pub fn write_capture(
     };
     // Same content already indexed (under any path)?
     let dup: Option<(i64, String)> = tx
-        .query_row("SELECT id, name FROM captures WHERE hash = ?1", [&end.hash], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT id, name FROM captures WHERE hash = ?1",
+            [&end.hash],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     if let Some((old, name)) = dup {
         if !force {
@@ -239,7 +294,11 @@ pub fn write_capture(
     let mut linktypes: Vec<u32> = end.interfaces.iter().map(|i| i.linktype).collect();
     linktypes.sort_unstable();
     linktypes.dedup();
-    let linktypes = linktypes.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",");
+    let linktypes = linktypes
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     tx.execute(
         "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
                 flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12 WHERE id = ?1",
@@ -263,7 +322,13 @@ pub fn write_capture(
             "INSERT INTO interfaces (capture_id, iface, linktype, snaplen, tsresol) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for (i, itf) in end.interfaces.iter().enumerate() {
-            ins_if.execute(params![id, i as i64, itf.linktype, itf.snaplen, itf.tsresol])?;
+            ins_if.execute(params![
+                id,
+                i as i64,
+                itf.linktype,
+                itf.snaplen,
+                itf.tsresol
+            ])?;
         }
     }
     tx.execute(

@@ -143,7 +143,11 @@ mod tests {
         open.iter()
             .chain(closed.iter())
             .map(|r| {
-                let idx = member.iter().filter(|(no, _)| *no == r.flow_no).map(|(_, n)| *n).collect();
+                let idx = member
+                    .iter()
+                    .filter(|(no, _)| *no == r.flow_no)
+                    .map(|(_, n)| *n)
+                    .collect();
                 (r.label.clone(), idx)
             })
             .collect()
@@ -154,7 +158,11 @@ mod tests {
 
     #[test]
     fn directions_are_separate_flows() {
-        let got = index(&[seg(A, 1, B, 2, TCP_SYN), seg(B, 2, A, 1, TCP_SYN | 0x10), seg(A, 1, B, 2, 0x10)]);
+        let got = index(&[
+            seg(A, 1, B, 2, TCP_SYN),
+            seg(B, 2, A, 1, TCP_SYN | 0x10),
+            seg(A, 1, B, 2, 0x10),
+        ]);
         assert_eq!(
             got,
             vec![
@@ -185,15 +193,30 @@ mod tests {
 
     #[test]
     fn syn_and_rst_change_nothing() {
-        let got = index(&[seg(A, 1, B, 2, TCP_SYN), seg(A, 1, B, 2, TCP_RST), seg(A, 1, B, 2, TCP_SYN)]);
-        assert_eq!(got, vec![("10.0.0.1_1-10.0.0.2_2-100.0".to_string(), vec![1, 2, 3])]);
+        let got = index(&[
+            seg(A, 1, B, 2, TCP_SYN),
+            seg(A, 1, B, 2, TCP_RST),
+            seg(A, 1, B, 2, TCP_SYN),
+        ]);
+        assert_eq!(
+            got,
+            vec![("10.0.0.1_1-10.0.0.2_2-100.0".to_string(), vec![1, 2, 3])]
+        );
     }
 
     #[test]
     fn closing_order_differs_from_creation_order() {
         let c: [u8; 4] = [10, 0, 0, 3];
-        let got = index(&[seg(A, 1, B, 2, 0), seg(c, 5, B, 2, 0), seg(c, 5, B, 2, TCP_FIN), seg(A, 1, B, 2, TCP_FIN)]);
+        let got = index(&[
+            seg(A, 1, B, 2, 0),
+            seg(c, 5, B, 2, 0),
+            seg(c, 5, B, 2, TCP_FIN),
+            seg(A, 1, B, 2, TCP_FIN),
+        ]);
         let labels: Vec<_> = got.iter().map(|g| g.0.as_str()).collect();
-        assert_eq!(labels, vec!["10.0.0.3_5-10.0.0.2_2-101.0", "10.0.0.1_1-10.0.0.2_2-100.0"]);
+        assert_eq!(
+            labels,
+            vec!["10.0.0.3_5-10.0.0.2_2-101.0", "10.0.0.1_1-10.0.0.2_2-100.0"]
+        );
     }
 }

@@ -1,0 +1,148 @@
+//! Writers for pcap and pcapng files: flow dumps, the demo sample and test fixtures.
+
+use std::io::{self, Write};
+
+/// A classic pcap writer with a chosen byte order and µs or ns timestamps.
+pub struct PcapWriter<W: Write> {
+    w: W,
+    big_endian: bool,
+    nanos: bool,
+}
+
+impl<W: Write> PcapWriter<W> {
+    pub fn new(
+        mut w: W,
+        linktype: u32,
+        snaplen: u32,
+        big_endian: bool,
+        nanos: bool,
+    ) -> io::Result<Self> {
+        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        let mut h = Vec::with_capacity(24);
+        let put32 = |h: &mut Vec<u8>, v: u32| {
+            h.extend_from_slice(&if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+        };
+        put32(&mut h, magic);
+        let (maj, min) = (2u16, 4u16);
+        for v in [maj, min] {
+            h.extend_from_slice(&if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            });
+        }
+        put32(&mut h, 0); // thiszone
+        put32(&mut h, 0); // sigfigs
+        put32(&mut h, snaplen);
+        put32(&mut h, linktype);
+        w.write_all(&h)?;
+        Ok(PcapWriter {
+            w,
+            big_endian,
+            nanos,
+        })
+    }
+
+    fn u32(&self, v: u32) -> [u8; 4] {
+        if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    }
+
+    /// Writes one record; `ts_ns` is split into seconds and µs or ns as the header says.
+    pub fn write(&mut self, ts_ns: i64, origlen: u32, data: &[u8]) -> io::Result<()> {
+        let sec = ts_ns.div_euclid(1_000_000_000) as u32;
+        let sub = ts_ns.rem_euclid(1_000_000_000) as u32;
+        let frac = if self.nanos { sub } else { sub / 1000 };
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&self.u32(sec));
+        h[4..8].copy_from_slice(&self.u32(frac));
+        h[8..12].copy_from_slice(&self.u32(data.len() as u32));
+        h[12..16].copy_from_slice(&self.u32(origlen));
+        self.w.write_all(&h)?;
+        self.w.write_all(data)
+    }
+
+    pub fn into_inner(self) -> W {
+        self.w
+    }
+}
+
+/// A little-endian pcapng writer: one section, interfaces added on demand, enhanced packet blocks.
+pub struct PcapNgWriter<W: Write> {
+    w: W,
+    /// `if_tsresol` of each interface, to encode timestamps.
+    tsresol: Vec<u8>,
+}
+
+fn block(btype: u32, body: &[u8]) -> Vec<u8> {
+    let padded = body.len().div_ceil(4) * 4;
+    let total = (12 + padded) as u32;
+    let mut b = Vec::with_capacity(total as usize);
+    b.extend_from_slice(&btype.to_le_bytes());
+    b.extend_from_slice(&total.to_le_bytes());
+    b.extend_from_slice(body);
+    b.resize(8 + padded, 0);
+    b.extend_from_slice(&total.to_le_bytes());
+    b
+}
+
+impl<W: Write> PcapNgWriter<W> {
+    pub fn new(mut w: W) -> io::Result<Self> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&(-1i64).to_le_bytes()); // section length unknown
+        w.write_all(&block(0x0A0D_0D0A, &body))?;
+        Ok(PcapNgWriter {
+            w,
+            tsresol: Vec::new(),
+        })
+    }
+
+    /// Adds an interface and returns its id. `tsresol` is pcapng's byte (6 = µs, 9 = ns).
+    pub fn add_interface(&mut self, linktype: u32, snaplen: u32, tsresol: u8) -> io::Result<u32> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&(linktype as u16).to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&snaplen.to_le_bytes());
+        if tsresol != 6 {
+            body.extend_from_slice(&9u16.to_le_bytes());
+            body.extend_from_slice(&1u16.to_le_bytes());
+            body.extend_from_slice(&[tsresol, 0, 0, 0]);
+        }
+        body.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+        self.w.write_all(&block(1, &body))?;
+        self.tsresol.push(tsresol);
+        Ok(self.tsresol.len() as u32 - 1)
+    }
+
+    /// Writes an enhanced packet block on interface `iface`, with ticks at that interface's resolution.
+    pub fn write(&mut self, iface: u32, ts_ns: i64, origlen: u32, data: &[u8]) -> io::Result<()> {
+        let r = self.tsresol.get(iface as usize).copied().unwrap_or(9);
+        let ticks: u64 = if r & 0x80 == 0 && r <= 9 {
+            (ts_ns / 10i64.pow(9 - r as u32)) as u64
+        } else {
+            ts_ns as u64
+        };
+        let mut body = Vec::with_capacity(20 + data.len());
+        body.extend_from_slice(&iface.to_le_bytes());
+        body.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
+        body.extend_from_slice(&(ticks as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(&origlen.to_le_bytes());
+        body.extend_from_slice(data);
+        self.w.write_all(&block(6, &body))
+    }
+
+    pub fn into_inner(self) -> W {
+        self.w
+    }
+}
