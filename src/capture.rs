@@ -144,9 +144,7 @@ impl CaptureReader {
     pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
         let f = File::open(path)?;
         if f.metadata()?.is_dir() {
-            return Err(OpenError::Io(io::Error::new(
-                io::ErrorKind::Other,
-                "is a directory",
+            return Err(OpenError::Io(io::Error::other("is a directory",
             )));
         }
         Self::from_reader(Box::new(f))
@@ -389,7 +387,7 @@ impl CaptureReader {
             let head: [u8; 8] = self.buf[..8].try_into().unwrap();
             let btype = self.u32_at(&head, 0);
             let blen = self.u32_at(&head, 4);
-            if blen < 12 || blen % 4 != 0 || blen > MAX_RECORD {
+            if blen < 12 || !blen.is_multiple_of(4) || blen > MAX_RECORD {
                 self.stop(
                     block_start,
                     format!("pcapng block of type {btype:#x} has bad length {blen}"),

@@ -165,7 +165,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Cmd::Captures { format } => {
             let rows = query::captures(&conn)?;
-            write_rows(&mut out, &rows, row_format(format)).context("writing output")?;
+            let format = row_format(format);
+            if format == RowFormat::Table {
+                // People get the columns that fit a terminal; json/jsonl carry everything.
+                let brief: Vec<_> = rows.iter().map(query::CaptureBrief::from).collect();
+                write_rows(&mut out, &brief, format).context("writing output")?;
+            } else {
+                write_rows(&mut out, &rows, format).context("writing output")?;
+            }
             out.flush()?;
             Ok(0)
         }

@@ -36,6 +36,41 @@ pub struct CaptureInfo {
     pub ingested_at: String,
 }
 
+/// The columns of `traceflow captures` that fit a terminal.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaptureBrief {
+    pub id: i64,
+    pub name: String,
+    pub format: String,
+    pub linktypes: String,
+    pub frames: i64,
+    pub flows: i64,
+    pub first_time: String,
+    pub status: String,
+}
+
+impl From<&CaptureInfo> for CaptureBrief {
+    fn from(c: &CaptureInfo) -> Self {
+        let mut format = c.format.clone().unwrap_or_default();
+        if let Some(z) = c.compression.as_deref().filter(|z| *z != "none") {
+            format = format!("{format}+{z}");
+        }
+        CaptureBrief {
+            id: c.id,
+            name: c.name.clone(),
+            format,
+            linktypes: c.linktypes.clone().unwrap_or_default(),
+            frames: c.frames,
+            flows: c.flows,
+            first_time: c.first_time.clone().unwrap_or_default(),
+            status: match c.truncated_at {
+                Some(at) => format!("truncated at byte {at}"),
+                None => "ok".into(),
+            },
+        }
+    }
+}
+
 /// ISO 8601 UTC with the stored nanoseconds, e.g. `2013-11-25T14:55:58.387631000Z`.
 pub fn iso_time(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds traceflow, writes a small sample capture with its own code, ingests it and prints the flow index.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+bin=target/release/traceflow
+dir=${1:-$(mktemp -d)}
+mkdir -p "$dir"
+"$bin" sample "$dir/sample.pcap"
+"$bin" --db "$dir/demo.db" ingest "$dir/sample.pcap"
+echo "== traceflow captures"
+"$bin" --db "$dir/demo.db" captures --format table
+echo "== traceflow query --capture sample.pcap"
+"$bin" --db "$dir/demo.db" query --capture sample.pcap --format table
+echo "(database: $dir/demo.db — try: sqlite3 $dir/demo.db 'SELECT * FROM flows')"

@@ -1,0 +1,101 @@
+//! Conformance: every capture in ../shared/conformance must give exactly the expected flow index.
+
+use std::path::{Path, PathBuf};
+
+use traceflow::{ingest, query, store};
+
+fn corpus() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
+    assert!(
+        dir.join("captures").is_dir() && dir.join("expected").is_dir(),
+        "the conformance corpus is missing at {} — it must sit beside the repo as ../shared/conformance",
+        dir.display()
+    );
+    dir
+}
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    frames: i64,
+    flows: Vec<ExpectedFlow>,
+}
+
+#[derive(serde::Deserialize, PartialEq, Debug)]
+struct ExpectedFlow {
+    label: String,
+    index: Vec<u64>,
+}
+
+#[test]
+fn every_conformance_capture_is_exact() {
+    let dir = corpus();
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("captures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| dir.join("expected").join(format!("{n}.json")).exists())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 200, "expected about 205 captures, found {}", names.len());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut conn = store::open(&tmp.path().join("c.db")).unwrap();
+    let paths: Vec<PathBuf> = names.iter().map(|n| dir.join("captures").join(n)).collect();
+    let opts = ingest::Options { jobs: 2, quiet: true, ..Default::default() };
+    let summary = ingest::run(&mut conn, &paths, &opts, &mut |m| eprintln!("{m}"));
+    assert_eq!(summary.failed, 0, "some captures failed to ingest");
+
+    let frames: std::collections::HashMap<String, i64> =
+        query::captures(&conn).unwrap().into_iter().map(|c| (c.name, c.frames)).collect();
+    let mut failures = Vec::new();
+    for n in &names {
+        let want: Expected =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected").join(format!("{n}.json"))).unwrap())
+                .unwrap();
+        let id = query::resolve_capture(&conn, n).unwrap();
+        let got: Vec<ExpectedFlow> = query::index(&conn, Some(id))
+            .unwrap()
+            .into_iter()
+            .map(|e| ExpectedFlow { label: e.label, index: e.index })
+            .collect();
+        if frames.get(n) != Some(&want.frames) {
+            failures.push(format!("{n}: frames {:?} want {}", frames.get(n), want.frames));
+        }
+        if got != want.flows {
+            let at = got.iter().zip(&want.flows).position(|(g, w)| g != w);
+            failures.push(format!(
+                "{n}: {} flows (want {}), first difference at entry {:?}: got {:?} want {:?}",
+                got.len(),
+                want.flows.len(),
+                at,
+                at.and_then(|i| got.get(i)),
+                at.and_then(|i| want.flows.get(i))
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "conformance: {}/{} captures exact\n{}",
+        names.len() - failures.len(),
+        names.len(),
+        failures.join("\n")
+    );
+}
+
+/// The shared checker itself, against the binary, as the acceptance command runs it.
+#[test]
+fn shared_check_script_passes() {
+    let dir = corpus();
+    let out = std::process::Command::new("python3")
+        .arg(dir.join("check.py"))
+        .arg("--bin")
+        .arg(env!("CARGO_BIN_EXE_traceflow"))
+        .output()
+        .expect("python3 is needed to run ../shared/conformance/check.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(out.status.success(), "check.py failed:\n{stdout}");
+    assert!(last.starts_with("conformance: ") && {
+        let (a, b) = last["conformance: ".len()..].split_once(' ').unwrap().0.split_once('/').unwrap();
+        a == b
+    }, "{last}");
+}
