@@ -2,10 +2,12 @@
 //!
 //! The data flows through one module per stage: [`capture`] reads pcap/pcapng frames, [`decode`] finds the TCP
 //! header under any encapsulation, [`trace`] follows flows, [`store`] writes SQLite, and [`ingest`] runs that
-//! pipeline. The read side goes back from SQL: [`query`] rebuilds the index tuple, [`output`] renders it.
+//! pipeline. The read side goes back from SQL: [`query`] rebuilds the index tuple, [`output`] renders it, and
+//! [`dump`] writes each flow's frames (pcap, pcapng, json, plist, tree, text).
 
 pub mod capture;
 pub mod decode;
+pub mod dump;
 pub mod ingest;
 pub mod label;
 pub mod output;

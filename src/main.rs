@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use traceflow::output::{write_rows, RowFormat};
-use traceflow::{ingest, query, store};
+use traceflow::{dump, ingest, query, store};
 
 /// Index the TCP flows of packet captures into SQLite, and pull them back out.
 #[derive(Parser)]
@@ -66,14 +66,37 @@ enum Cmd {
         #[arg(long, value_enum)]
         format: Option<RowFormat>,
     },
-    /// Print the flow index tuple (fpout, index, label) of one capture or of all.
+    /// Print the flow index tuple (fpout, index, label), or dump flows' frames (--flow LABEL, --dump DIR).
     Query {
         /// Capture by base name, path or id.
         #[arg(long)]
         capture: Option<String>,
-        /// Output format [default: table on a terminal, json otherwise].
+        /// Dump the frames of every flow with this label (of one capture), instead of printing the index.
+        #[arg(long, value_name = "LABEL")]
+        flow: Option<String>,
+        /// Write DIR/{label}{ext} for each label (of --capture, or of every capture in sub-folders), then print
+        /// the index tuple with fpout set.
+        #[arg(long, value_name = "DIR")]
+        dump: Option<PathBuf>,
+        /// Index: table, json, jsonl [default: table on a terminal, json otherwise]. Dumps: pcap, pcapng, json,
+        /// plist, tree, text [default: from -o's extension, else pcap].
         #[arg(long, value_enum)]
-        format: Option<RowFormat>,
+        format: Option<dump::QueryFormat>,
+        /// Write to FILE instead of stdout (`-` is stdout).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Let --dump overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// pcap dumps: byte order [default: the machine's].
+        #[arg(long, value_enum)]
+        byteorder: Option<dump::ByteOrder>,
+        /// pcap/pcapng dumps: nanosecond timestamps (they are used anyway when the capture has them).
+        #[arg(long)]
+        nanosecond: bool,
+        /// Look for moved captures under DIR, by base name.
+        #[arg(long, value_name = "DIR")]
+        source_root: Option<PathBuf>,
     },
 }
 
@@ -176,13 +199,30 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             out.flush()?;
             Ok(0)
         }
-        Cmd::Query { capture, format } => {
-            let id = capture
-                .as_deref()
-                .map(|c| query::resolve_capture(&conn, c))
-                .transpose()?;
-            let rows = query::index(&conn, id)?;
-            write_rows(&mut out, &rows, row_format(format)).context("writing output")?;
+        Cmd::Query {
+            capture,
+            flow,
+            dump,
+            format,
+            output,
+            force,
+            byteorder,
+            nanosecond,
+            source_root,
+        } => {
+            let args = dump::QueryArgs {
+                capture,
+                flow,
+                dump,
+                format,
+                output,
+                force,
+                byteorder,
+                nanosecond,
+                source_root,
+            };
+            let tty = std::io::stdout().is_terminal();
+            dump::run_query(&conn, &args, &mut out, tty)?;
             out.flush()?;
             Ok(0)
         }

@@ -1,0 +1,889 @@
+//! Per-flow dumps from the database, as PyPCAPKit's TraceFlow writes them (`trace_fout`/`trace_format`): the
+//! frames of every flow with a label, as pcap, pcapng, json, plist, tree or text, to one output or to
+//! `DIR/{label}{ext}` for each label of a capture.
+//!
+//! The frames table says which frames a flow has and where each record starts; the bytes come from the database
+//! (`ingest --embed`) or from the source capture, re-read at those offsets (see [`source`]).
+
+pub mod render;
+pub mod source;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Serialize, Serializer};
+
+use crate::output::{write_rows, RowFormat};
+use crate::pcapwrite::{PcapNgWriter, PcapWriter};
+use crate::query::{self, IndexEntry, QueryError};
+use render::FrameInfo;
+use source::{capture_row, CaptureRow, Fetcher, FrameRef};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no flow labelled {label:?}{scope}{hint}")]
+    UnknownLabel {
+        label: String,
+        scope: String,
+        hint: String,
+    },
+    #[error(
+        "flows labelled {label:?} are in several captures ({captures}); choose one with --capture"
+    )]
+    LabelInSeveralCaptures { label: String, captures: String },
+    #[error(
+        "flow {label:?} has frames of several link types ({linktypes}); a pcap file holds one link type, \
+         use --format pcapng"
+    )]
+    MixedLinktypes { label: String, linktypes: String },
+    #[error(
+        "capture {capture:?}: cannot re-read its frames ({tried}). Either pass --source-root DIR, a folder \
+         where the moved file can be found by its name, or re-ingest the capture with \
+         `traceflow ingest --embed --force FILE` so the database holds the frame bytes itself"
+    )]
+    SourceUnavailable { capture: String, tried: String },
+    #[error(
+        "{path}: frame {frame} at byte offset {offset}: {what}; the file no longer matches the database \
+         (re-ingest it, with --embed to keep the bytes in the database)"
+    )]
+    SourceMismatch {
+        path: String,
+        frame: u64,
+        offset: u64,
+        what: String,
+    },
+    #[error("{path}: reading frame {frame} at byte offset {offset}: {source}")]
+    Read {
+        path: String,
+        frame: u64,
+        offset: u64,
+        source: io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: io::Error },
+    #[error("writing {path}: {msg}")]
+    Encode { path: String, msg: String },
+    #[error("{path} already exists; pass --force to overwrite it")]
+    Exists { path: String },
+    #[error(
+        "refusing to write {format} to a terminal: use -o FILE or redirect stdout, or pick a text format \
+         (--format tree, text or json)"
+    )]
+    Terminal { format: &'static str },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// `traceflow query --format`: the index tuple's formats and the dump formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    /// Index: aligned columns (default on a terminal).
+    Table,
+    /// Index: one JSON list (default otherwise). Dumps: the decoded frames as one JSON object.
+    Json,
+    /// Index: one JSON object per line.
+    Jsonl,
+    /// Dump: pcap with the capture's link type and the original timestamps, lengths and bytes.
+    Pcap,
+    /// Dump: pcapng, one interface per link type used.
+    Pcapng,
+    /// Dump: the decoded frames as an XML property list.
+    Plist,
+    /// Dump: the decoded frames as an indented tree.
+    Tree,
+    /// Dump: the decoded frames as flat `key: value` lines.
+    Text,
+}
+
+/// The formats a flow dump can take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpFormat {
+    Pcap,
+    Pcapng,
+    Json,
+    Plist,
+    Tree,
+    Text,
+}
+
+impl DumpFormat {
+    /// The extension of `DIR/{label}{ext}`, as pcapkit names its outputs.
+    pub fn ext(self) -> &'static str {
+        match self {
+            DumpFormat::Pcap => ".pcap",
+            DumpFormat::Pcapng => ".pcapng",
+            DumpFormat::Json => ".json",
+            DumpFormat::Plist => ".plist",
+            DumpFormat::Tree | DumpFormat::Text => ".txt",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DumpFormat::Pcap => "pcap",
+            DumpFormat::Pcapng => "pcapng",
+            DumpFormat::Json => "json",
+            DumpFormat::Plist => "plist",
+            DumpFormat::Tree => "tree",
+            DumpFormat::Text => "text",
+        }
+    }
+
+    pub fn is_binary(self) -> bool {
+        matches!(self, DumpFormat::Pcap | DumpFormat::Pcapng)
+    }
+
+    /// The dump format a `--format` value names, if any.
+    pub fn from_query(f: QueryFormat) -> Option<DumpFormat> {
+        match f {
+            QueryFormat::Pcap => Some(DumpFormat::Pcap),
+            QueryFormat::Pcapng => Some(DumpFormat::Pcapng),
+            QueryFormat::Json => Some(DumpFormat::Json),
+            QueryFormat::Plist => Some(DumpFormat::Plist),
+            QueryFormat::Tree => Some(DumpFormat::Tree),
+            QueryFormat::Text => Some(DumpFormat::Text),
+            QueryFormat::Table | QueryFormat::Jsonl => None,
+        }
+    }
+
+    /// The format an output file's extension suggests.
+    pub fn from_path(p: &Path) -> Option<DumpFormat> {
+        match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "pcap" | "cap" => Some(DumpFormat::Pcap),
+            "pcapng" => Some(DumpFormat::Pcapng),
+            "json" => Some(DumpFormat::Json),
+            "plist" => Some(DumpFormat::Plist),
+            "txt" => Some(DumpFormat::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// pcap byte order (`--byteorder`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ByteOrder {
+    Little,
+    Big,
+}
+
+#[derive(Clone, Debug)]
+pub struct DumpOptions {
+    pub format: DumpFormat,
+    /// pcap byte order; pcapkit's default is the machine's.
+    pub big_endian: bool,
+    /// pcap: always write ns timestamps. Otherwise ns are used only when the capture has sub-µs resolution, so
+    /// the timestamps stay exact.
+    pub nanosecond: bool,
+    /// Where to look for moved captures, by base name.
+    pub source_root: Option<PathBuf>,
+}
+
+impl DumpOptions {
+    pub fn new(format: DumpFormat) -> DumpOptions {
+        DumpOptions {
+            format,
+            big_endian: cfg!(target_endian = "big"),
+            nanosecond: false,
+            source_root: None,
+        }
+    }
+}
+
+/// The flows of one capture that share a label: one dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowGroup {
+    pub capture_id: i64,
+    pub label: String,
+    /// flow_no of each flow, in index order.
+    pub flows: Vec<i64>,
+}
+
+/// Index order of a capture's flows: open flows in creation order, then closed flows in closing order.
+const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
+
+/// Every flow labelled `label` (in `capture`, or in the one capture that has it).
+pub fn select_label(
+    conn: &Connection,
+    capture: Option<i64>,
+    label: &str,
+) -> Result<FlowGroup, DumpError> {
+    let rows: Vec<(i64, i64, String)> = conn
+        .prepare(&format!(
+            "SELECT f.capture_id, f.flow_no, c.name FROM flows f JOIN labels l ON l.id = f.label_id
+             JOIN captures c ON c.id = f.capture_id
+             WHERE l.label = ?1 AND (?2 IS NULL OR f.capture_id = ?2)
+             ORDER BY f.capture_id, {INDEX_ORDER}"
+        ))?
+        .query_map(rusqlite::params![label, capture], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let Some(first) = rows.first() else {
+        return Err(unknown_label(conn, capture, label));
+    };
+    let cid = first.0;
+    if rows.iter().any(|r| r.0 != cid) {
+        let mut caps: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
+        caps.dedup();
+        return Err(DumpError::LabelInSeveralCaptures {
+            label: label.to_string(),
+            captures: caps.join(", "),
+        });
+    }
+    Ok(FlowGroup {
+        capture_id: cid,
+        label: label.to_string(),
+        flows: rows.iter().map(|r| r.1).collect(),
+    })
+}
+
+/// Levenshtein distance between two short strings.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> DumpError {
+    let scope = match capture {
+        Some(id) => conn
+            .query_row("SELECT name FROM captures WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .map(|n| format!(" in capture {n}"))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let labels: Vec<String> = conn
+        .prepare(
+            "SELECT DISTINCT l.label FROM labels l JOIN flows f ON f.label_id = l.id
+             WHERE ?1 IS NULL OR f.capture_id = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_map([capture], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .unwrap_or_default();
+    let mut scored: Vec<(usize, String)> = labels
+        .into_iter()
+        .map(|l| (distance(label, &l), l))
+        .collect();
+    scored.sort();
+    let best: Vec<String> = scored.into_iter().take(5).map(|(_, l)| l).collect();
+    let hint = if best.is_empty() {
+        " (there are no flows; see `traceflow query` for the index)".to_string()
+    } else {
+        format!("; closest labels: {}", best.join(", "))
+    };
+    DumpError::UnknownLabel {
+        label: label.to_string(),
+        scope,
+        hint,
+    }
+}
+
+/// Every label of a capture, in index order (a label's place is that of its first flow).
+pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGroup>, DumpError> {
+    let rows: Vec<(i64, String)> = conn
+        .prepare(&format!(
+            "SELECT f.flow_no, l.label FROM flows f JOIN labels l ON l.id = f.label_id
+             WHERE f.capture_id = ?1 ORDER BY {INDEX_ORDER}"
+        ))?
+        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut groups: Vec<FlowGroup> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for (flow_no, label) in rows {
+        match at.get(&label) {
+            Some(&i) => groups[i].flows.push(flow_no),
+            None => {
+                at.insert(label.clone(), groups.len());
+                groups.push(FlowGroup {
+                    capture_id,
+                    label,
+                    flows: vec![flow_no],
+                });
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// A capture's interfaces: (linktype, snaplen, tsresol) by iface number.
+#[derive(Clone, Copy, Debug)]
+struct Iface {
+    linktype: u32,
+    snaplen: u32,
+    tsresol: u8,
+}
+
+fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>, DumpError> {
+    Ok(conn
+        .prepare("SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = ?1")?
+        .query_map([capture_id], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                Iface {
+                    linktype: r.get(1)?,
+                    snaplen: r.get(2)?,
+                    tsresol: r.get(3)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
+/// The frames of a group, in index order (flow by flow, each in frame order).
+fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
+    let mut st = conn.prepare(
+        "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames
+         WHERE capture_id = ?1 AND flow_no = ?2 ORDER BY number",
+    )?;
+    let mut out = Vec::new();
+    for flow in &g.flows {
+        let rows = st.query_map(rusqlite::params![g.capture_id, flow], |r| {
+            Ok(FrameRef {
+                number: r.get::<_, i64>(0)? as u64,
+                ts_ns: r.get(1)?,
+                caplen: r.get(2)?,
+                origlen: r.get(3)?,
+                iface: r.get(4)?,
+                offset: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// One capture's context for dumping: its row, interfaces, and the frames of each group to dump.
+struct Job {
+    cap: CaptureRow,
+    ifaces: HashMap<u32, Iface>,
+}
+
+impl Job {
+    fn new(conn: &Connection, capture_id: i64) -> Result<Job, DumpError> {
+        Ok(Job {
+            cap: capture_row(conn, capture_id)?,
+            ifaces: interfaces(conn, capture_id)?,
+        })
+    }
+
+    fn iface(&self, n: u32) -> Iface {
+        self.ifaces.get(&n).copied().unwrap_or(Iface {
+            linktype: crate::capture::LINKTYPE_UNKNOWN,
+            snaplen: 0,
+            tsresol: 9,
+        })
+    }
+
+    fn info(&self, f: &FrameRef) -> FrameInfo {
+        let i = self.iface(f.iface);
+        FrameInfo {
+            number: f.number,
+            ts_ns: f.ts_ns,
+            caplen: f.caplen,
+            origlen: f.origlen,
+            linktype: i.linktype,
+            tsresol: i.tsresol,
+        }
+    }
+}
+
+fn digits(tsresol: u8) -> u8 {
+    if tsresol & 0x80 != 0 {
+        9
+    } else {
+        tsresol.min(9)
+    }
+}
+
+/// Writes one group's frames in `opts.format` to `out`; `path` names the output in errors.
+fn write_frames(
+    job: &Job,
+    label: &str,
+    frames: &[FrameRef],
+    fetcher: &mut Fetcher,
+    opts: &DumpOptions,
+    out: &mut dyn Write,
+    path: &str,
+) -> Result<(), DumpError> {
+    let werr = |source| DumpError::Write {
+        path: path.to_string(),
+        source,
+    };
+    let mut buf = Vec::new();
+    match opts.format {
+        DumpFormat::Pcap => {
+            let mut lts: Vec<u32> = frames.iter().map(|f| job.iface(f.iface).linktype).collect();
+            lts.sort_unstable();
+            lts.dedup();
+            if lts.len() > 1 {
+                return Err(DumpError::MixedLinktypes {
+                    label: label.to_string(),
+                    linktypes: lts
+                        .iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            let linktype = lts
+                .first()
+                .copied()
+                .or_else(|| job.ifaces.values().map(|i| i.linktype).min())
+                .unwrap_or(1);
+            let used = || frames.iter().map(|f| job.iface(f.iface));
+            let snaplen = used()
+                .map(|i| i.snaplen)
+                .chain(frames.iter().map(|f| f.caplen))
+                .max()
+                .filter(|&s| s > 0)
+                .unwrap_or(262_144);
+            let nanos = opts.nanosecond || used().any(|i| digits(i.tsresol) > 6);
+            let mut w = PcapWriter::new(&mut *out, linktype, snaplen, opts.big_endian, nanos)
+                .map_err(werr)?;
+            for f in frames {
+                fetcher.fetch(f, &mut buf)?;
+                w.write(f.ts_ns, f.origlen, &buf).map_err(werr)?;
+            }
+        }
+        DumpFormat::Pcapng => {
+            let mut w = PcapNgWriter::new(&mut *out).map_err(werr)?;
+            // One interface per link type, at the finest resolution its frames had (ns at most: what is stored).
+            let mut by_lt: Vec<(u32, u32, u8)> = Vec::new();
+            for f in frames {
+                let i = job.iface(f.iface);
+                let res = if digits(i.tsresol) > 6 || opts.nanosecond {
+                    9
+                } else {
+                    6
+                };
+                match by_lt.iter_mut().find(|e| e.0 == i.linktype) {
+                    Some(e) => {
+                        e.1 = e.1.max(i.snaplen).max(f.caplen);
+                        e.2 = e.2.max(res);
+                    }
+                    None => by_lt.push((i.linktype, i.snaplen.max(f.caplen), res)),
+                }
+            }
+            for (lt, snap, res) in &by_lt {
+                w.add_interface(*lt, *snap, *res).map_err(werr)?;
+            }
+            for f in frames {
+                let lt = job.iface(f.iface).linktype;
+                let id = by_lt.iter().position(|e| e.0 == lt).unwrap_or(0) as u32;
+                fetcher.fetch(f, &mut buf)?;
+                w.write(id, f.ts_ns, f.origlen, &buf).map_err(werr)?;
+            }
+        }
+        DumpFormat::Json | DumpFormat::Plist => {
+            let doc = Doc {
+                job,
+                frames,
+                fetcher: std::cell::RefCell::new(fetcher),
+                failed: std::cell::RefCell::new(None),
+            };
+            let res = if opts.format == DumpFormat::Json {
+                let mut ser = serde_json::Serializer::pretty(&mut *out);
+                doc.serialize(&mut ser).map_err(|e| e.to_string())
+            } else {
+                plist::to_writer_xml(&mut *out, &doc).map_err(|e| e.to_string())
+            };
+            if let Some(e) = doc.failed.into_inner() {
+                return Err(e);
+            }
+            res.map_err(|msg| DumpError::Encode {
+                path: path.to_string(),
+                msg,
+            })?;
+            if opts.format == DumpFormat::Json {
+                writeln!(out).map_err(werr)?;
+            }
+        }
+        DumpFormat::Tree | DumpFormat::Text => {
+            for (i, f) in frames.iter().enumerate() {
+                fetcher.fetch(f, &mut buf)?;
+                let node = render::frame_node(&job.info(f), &buf);
+                let name = format!("Frame {}", f.number);
+                if opts.format == DumpFormat::Tree {
+                    if i > 0 {
+                        writeln!(out).map_err(werr)?;
+                    }
+                    render::write_tree(out, &name, &node).map_err(werr)?;
+                } else {
+                    render::write_text(out, &name, &node).map_err(werr)?;
+                }
+            }
+        }
+    }
+    out.flush().map_err(werr)
+}
+
+/// The decoded frames as one map `{"Frame N": {...}}`, fetched while serializing so memory stays flat.
+struct Doc<'a, 'c> {
+    job: &'a Job,
+    frames: &'a [FrameRef],
+    fetcher: std::cell::RefCell<&'a mut Fetcher<'c>>,
+    failed: std::cell::RefCell<Option<DumpError>>,
+}
+
+impl Serialize for Doc<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.frames.len()))?;
+        let mut buf = Vec::new();
+        for f in self.frames {
+            if let Err(e) = self.fetcher.borrow_mut().fetch(f, &mut buf) {
+                let msg = e.to_string();
+                *self.failed.borrow_mut() = Some(e);
+                return Err(S::Error::custom(msg));
+            }
+            let node = render::frame_node(&self.job.info(f), &buf);
+            map.serialize_entry(&format!("Frame {}", f.number), &node)?;
+        }
+        map.end()
+    }
+}
+
+/// Writes the dump of one group to `out` (stdout or a file the caller opened).
+pub fn write_group(
+    conn: &Connection,
+    group: &FlowGroup,
+    opts: &DumpOptions,
+    out: &mut dyn Write,
+    out_name: &str,
+) -> Result<(), DumpError> {
+    let job = Job::new(conn, group.capture_id)?;
+    let frames = group_frames(conn, group)?;
+    let mut fetcher = Fetcher::open(conn, &job.cap, opts.source_root.as_deref(), &frames)?;
+    write_frames(
+        &job,
+        &group.label,
+        &frames,
+        &mut fetcher,
+        opts,
+        out,
+        out_name,
+    )
+}
+
+/// The file name of a label's dump: the label with anything that could leave the folder replaced by `_`.
+pub fn dump_file_name(label: &str, format: DumpFormat) -> String {
+    let mut s: String = label
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c == ':' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        s = format!("_{s}");
+    }
+    s.push_str(format.ext());
+    s
+}
+
+/// Creates `path` for writing, refusing to overwrite unless `force` (then the old file, or a link, is removed
+/// first so nothing outside is written through it).
+fn create_output(path: &Path, force: bool) -> Result<File, DumpError> {
+    let shown = path.display().to_string();
+    match std::fs::symlink_metadata(path) {
+        Ok(_) if !force => return Err(DumpError::Exists { path: shown }),
+        Ok(m) if m.is_dir() => {
+            return Err(DumpError::Exists { path: shown });
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|source| DumpError::Write {
+            path: shown.clone(),
+            source,
+        })?,
+        Err(_) => {}
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| DumpError::Write {
+            path: shown,
+            source,
+        })
+}
+
+/// Dumps each label of each selected capture to `dir/{label}{ext}` and returns the index tuple with `fpout` set.
+///
+/// With `capture` or `label` the files go straight into `dir`; over every capture of the database each capture
+/// gets its own sub-folder (named after it), as labels may repeat across captures.
+pub fn dump_dir(
+    conn: &Connection,
+    capture: Option<i64>,
+    label: Option<&str>,
+    dir: &Path,
+    opts: &DumpOptions,
+    force: bool,
+) -> Result<Vec<IndexEntry>, DumpError> {
+    let mut plan: Vec<(i64, PathBuf, Vec<FlowGroup>)> = Vec::new();
+    match (capture, label) {
+        (_, Some(l)) => {
+            let g = select_label(conn, capture, l)?;
+            plan.push((g.capture_id, dir.to_path_buf(), vec![g]));
+        }
+        (Some(id), None) => plan.push((id, dir.to_path_buf(), capture_groups(conn, id)?)),
+        (None, None) => {
+            let caps: Vec<(i64, String)> = conn
+                .prepare("SELECT id, name FROM captures ORDER BY id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut seen = std::collections::HashSet::new();
+            for (id, name) in caps {
+                let mut sub = dump_file_name(&name, DumpFormat::Tree);
+                sub.truncate(sub.len() - DumpFormat::Tree.ext().len());
+                if !seen.insert(sub.clone()) {
+                    sub = format!("{sub}-{id}");
+                    seen.insert(sub.clone());
+                }
+                plan.push((id, dir.join(sub), capture_groups(conn, id)?));
+            }
+        }
+    }
+    // Check every target first, so a refusal leaves nothing half-written.
+    let mut targets: Vec<Vec<PathBuf>> = Vec::new();
+    for (_, d, groups) in &plan {
+        let mut t = Vec::new();
+        for g in groups {
+            let p = d.join(dump_file_name(&g.label, opts.format));
+            if p.parent() != Some(d.as_path()) {
+                return Err(DumpError::Usage(format!(
+                    "label {:?} does not make a file name inside {}",
+                    g.label,
+                    d.display()
+                )));
+            }
+            if !force && std::fs::symlink_metadata(&p).is_ok() {
+                return Err(DumpError::Exists {
+                    path: p.display().to_string(),
+                });
+            }
+            t.push(p);
+        }
+        targets.push(t);
+    }
+    let multi = capture.is_none() && label.is_none();
+    let mut entries = Vec::new();
+    for ((id, d, groups), paths) in plan.iter().zip(&targets) {
+        std::fs::create_dir_all(d).map_err(|source| DumpError::Write {
+            path: d.display().to_string(),
+            source,
+        })?;
+        let job = Job::new(conn, *id)?;
+        let frames: Vec<Vec<FrameRef>> = groups
+            .iter()
+            .map(|g| group_frames(conn, g))
+            .collect::<Result<_, _>>()?;
+        let all: Vec<FrameRef> = frames.iter().flatten().copied().collect();
+        let mut fetcher = if all.is_empty() {
+            None
+        } else {
+            Some(Fetcher::open(
+                conn,
+                &job.cap,
+                opts.source_root.as_deref(),
+                &all,
+            )?)
+        };
+        let mut fpout: HashMap<&str, String> = HashMap::new();
+        for ((g, fr), p) in groups.iter().zip(&frames).zip(paths) {
+            let shown = p.display().to_string();
+            let file = create_output(p, force)?;
+            let mut w = BufWriter::new(file);
+            let res = match fetcher.as_mut() {
+                Some(f) => write_frames(&job, &g.label, fr, f, opts, &mut w, &shown),
+                None => Ok(()),
+            };
+            if let Err(e) = res {
+                drop(w);
+                let _ = std::fs::remove_file(p);
+                return Err(e);
+            }
+            fpout.insert(g.label.as_str(), shown);
+        }
+        for mut e in query::index(conn, Some(*id))? {
+            if let Some(p) = fpout.get(e.label.as_str()) {
+                e.fpout = Some(p.clone());
+                if multi {
+                    e.capture = Some(job.cap.name.clone());
+                }
+                entries.push(e);
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Everything `traceflow query` takes.
+#[derive(Clone, Debug, Default)]
+pub struct QueryArgs {
+    pub capture: Option<String>,
+    pub flow: Option<String>,
+    pub dump: Option<PathBuf>,
+    pub format: Option<QueryFormat>,
+    pub output: Option<PathBuf>,
+    pub force: bool,
+    pub byteorder: Option<ByteOrder>,
+    pub nanosecond: bool,
+    pub source_root: Option<PathBuf>,
+}
+
+/// Runs `traceflow query`: the index tuple, one flow's dump, or a folder of dumps. Only data goes to `stdout`.
+pub fn run_query(
+    conn: &Connection,
+    args: &QueryArgs,
+    stdout: &mut dyn Write,
+    stdout_is_terminal: bool,
+) -> Result<(), DumpError> {
+    let capture = args
+        .capture
+        .as_deref()
+        .map(|c| query::resolve_capture(conn, c))
+        .transpose()?;
+    let to_stdout = args.output.as_deref().is_none_or(|p| p.as_os_str() == "-");
+    let werr = |path: &str| {
+        let path = path.to_string();
+        move |source| DumpError::Write { path, source }
+    };
+    let default_rows = if stdout_is_terminal {
+        RowFormat::Table
+    } else {
+        RowFormat::Json
+    };
+    if args.flow.is_none() && args.dump.is_none() {
+        // The index tuple (issue 2's contract).
+        let rows = match args.format {
+            None => default_rows,
+            Some(QueryFormat::Table) => RowFormat::Table,
+            Some(QueryFormat::Json) => RowFormat::Json,
+            Some(QueryFormat::Jsonl) => RowFormat::Jsonl,
+            Some(f) => {
+                return Err(DumpError::Usage(format!(
+                    "--format {} dumps flows: add --flow LABEL or --dump DIR",
+                    DumpFormat::from_query(f).map(|d| d.name()).unwrap_or("?")
+                )))
+            }
+        };
+        let entries = query::index(conn, capture)?;
+        return if to_stdout {
+            write_rows(stdout, &entries, rows).map_err(werr("stdout"))
+        } else {
+            let p = args.output.as_deref().unwrap_or(Path::new("-"));
+            let shown = p.display().to_string();
+            let mut w = BufWriter::new(File::create(p).map_err(werr(&shown))?);
+            write_rows(&mut w, &entries, rows).map_err(werr(&shown))?;
+            w.flush().map_err(werr(&shown))
+        };
+    }
+    let format = match args.format {
+        Some(f) => DumpFormat::from_query(f).ok_or_else(|| {
+            DumpError::Usage(
+                "dumps take --format pcap, pcapng, json, plist, tree or text (table and jsonl are for the index)"
+                    .into(),
+            )
+        })?,
+        None => args
+            .output
+            .as_deref()
+            .and_then(DumpFormat::from_path)
+            .unwrap_or(DumpFormat::Pcap),
+    };
+    let mut opts = DumpOptions::new(format);
+    if let Some(b) = args.byteorder {
+        opts.big_endian = b == ByteOrder::Big;
+    }
+    opts.nanosecond = args.nanosecond;
+    opts.source_root = args.source_root.clone();
+    if let Some(dir) = &args.dump {
+        if !to_stdout {
+            return Err(DumpError::Usage(
+                "--dump writes one file per label into its folder; it takes no -o".into(),
+            ));
+        }
+        let entries = dump_dir(conn, capture, args.flow.as_deref(), dir, &opts, args.force)?;
+        return write_rows(stdout, &entries, default_rows).map_err(werr("stdout"));
+    }
+    let label = args.flow.as_deref().unwrap_or_default();
+    let group = select_label(conn, capture, label)?;
+    if to_stdout {
+        if format.is_binary() && stdout_is_terminal {
+            return Err(DumpError::Terminal {
+                format: format.name(),
+            });
+        }
+        let mut w = BufWriter::new(stdout);
+        write_group(conn, &group, &opts, &mut w, "stdout")
+    } else {
+        let p = args.output.as_deref().unwrap_or(Path::new("-"));
+        let shown = p.display().to_string();
+        // -o names one file on purpose: overwrite it, as tcpdump -w and pcapkit do.
+        let file = File::create(p).map_err(werr(&shown))?;
+        let mut w = BufWriter::new(file);
+        let res = write_group(conn, &group, &opts, &mut w, &shown);
+        if res.is_err() {
+            drop(w);
+            let _ = std::fs::remove_file(p);
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_stay_inside_the_folder() {
+        assert_eq!(
+            dump_file_name("10.0.0.1_1-10.0.0.2_2-1.5", DumpFormat::Pcap),
+            "10.0.0.1_1-10.0.0.2_2-1.5.pcap"
+        );
+        assert_eq!(
+            dump_file_name("../../etc/x", DumpFormat::Json),
+            ".._.._etc_x.json"
+        );
+        assert_eq!(dump_file_name("..", DumpFormat::Tree), "_...txt");
+        assert_eq!(dump_file_name("", DumpFormat::Pcap), "_.pcap");
+        assert_eq!(dump_file_name("a\0b\nc", DumpFormat::Text), "a_b_c.txt");
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("same", "same"), 0);
+    }
+}
