@@ -97,6 +97,8 @@ type Source = BufReader<Box<dyn Read + Send>>;
 
 pub struct CaptureReader {
     src: Source,
+    /// The raw (on-disk) stream below any decompressor, through the tap: `drain` reads what is left of it.
+    rest: SharedTap,
     /// Shared with the raw file reader below any decompressor: bytes read and the running content hash.
     tap: std::sync::Arc<std::sync::Mutex<(u64, xxhash_rust::xxh3::Xxh3)>>,
     pub format: Format,
@@ -112,15 +114,21 @@ pub struct CaptureReader {
     done: bool,
 }
 
-/// Reader wrapper that feeds the shared tap; kept separate so the tap survives behind a decompressor.
-struct SharedTap<R> {
-    inner: R,
+/// Reader wrapper that feeds the shared tap; kept separate so the tap survives behind a decompressor. The raw
+/// reader is shared too, so that `drain` can hash the rest of a file whose decompression failed.
+#[derive(Clone)]
+struct SharedTap {
+    inner: std::sync::Arc<std::sync::Mutex<Box<dyn Read + Send>>>,
     tap: std::sync::Arc<std::sync::Mutex<(u64, xxhash_rust::xxh3::Xxh3)>>,
 }
 
-impl<R: Read> Read for SharedTap<R> {
+impl Read for SharedTap {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read(buf)?;
         if n > 0 {
             let mut t = self.tap.lock().unwrap_or_else(|e| e.into_inner());
             t.0 += n as u64;
@@ -144,8 +152,7 @@ impl CaptureReader {
     pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
         let f = File::open(path)?;
         if f.metadata()?.is_dir() {
-            return Err(OpenError::Io(io::Error::other("is a directory",
-            )));
+            return Err(OpenError::Io(io::Error::other("is a directory")));
         }
         Self::from_reader(Box::new(f))
     }
@@ -157,9 +164,10 @@ impl CaptureReader {
             xxhash_rust::xxh3::Xxh3::new(),
         )));
         let tapped = SharedTap {
-            inner: raw,
+            inner: std::sync::Arc::new(std::sync::Mutex::new(raw)),
             tap: tap.clone(),
         };
+        let rest = tapped.clone();
         let mut outer = BufReader::with_capacity(BUF_SIZE, tapped);
         let head = outer.fill_buf()?;
         let (compression, inner): (Compression, Box<dyn Read + Send>) =
@@ -185,6 +193,7 @@ impl CaptureReader {
         let m = u32::from_le_bytes(magic[..4].try_into().unwrap());
         let mut r = CaptureReader {
             src,
+            rest,
             tap,
             format: Format::Pcap,
             compression,
@@ -266,12 +275,16 @@ impl CaptureReader {
             .unwrap_or_default()
     }
 
-    /// Reads whatever is left of the file so that `content_hash` covers all of it, even after a truncation.
+    /// Reads whatever is left of the file so that `content_hash` covers all of it, even after a truncation or a
+    /// decompression error. It reads the raw stream: bytes a decompressor buffered are already hashed.
     pub fn drain(&mut self) {
-        let mut sink = [0u8; 64 << 10];
-        while let Ok(n) = self.src.read(&mut sink) {
-            if n == 0 {
-                break;
+        let mut sink = vec![0u8; 64 << 10];
+        loop {
+            match self.rest.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
         }
     }
@@ -287,8 +300,28 @@ impl CaptureReader {
     /// Fills `self.buf[have..want]` from the stream; returns false at end of stream (and records a cut-off
     /// record, unless nothing at all of it was read).
     fn fill(&mut self, have: usize, want: usize, what: &str) -> bool {
-        self.buf.resize(want, 0);
-        match read_full(&mut self.src, &mut self.buf[have..want]) {
+        // The buffer grows as the bytes arrive, so a cut-off file that claims a 256 MiB record costs what it holds.
+        self.buf.truncate(have);
+        let mut got = Ok(0);
+        let mut at = have;
+        while at < want {
+            let step = (want - at).min(BUF_SIZE);
+            self.buf.resize(at + step, 0);
+            match read_full(&mut self.src, &mut self.buf[at..at + step]) {
+                Ok(n) => {
+                    at += n;
+                    got = Ok(at - have);
+                    if n < step {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    got = Err(e);
+                    break;
+                }
+            }
+        }
+        match got {
             Ok(n) if n == want - have => true,
             Ok(n) => {
                 if have + n > 0 {
@@ -330,12 +363,18 @@ impl CaptureReader {
         let ts_frac = self.u32_at(&h, 4);
         let caplen = self.u32_at(&h, 8);
         let origlen = self.u32_at(&h, 12);
-        if caplen > MAX_RECORD && caplen > self.interfaces[0].snaplen {
+        // A huge snaplen (0xFFFFFFFF is common) does not make a record above MAX_RECORD possible: memory is bounded.
+        if caplen > MAX_RECORD {
             let at = self.pos;
             self.stop(at, format!("record length {caplen} is impossible"));
             return None;
         }
         if !self.fill(0, caplen as usize, "record") {
+            // The record header was read, so even a record with none of its bytes is cut off, not a clean end.
+            if self.truncated.is_none() {
+                let at = self.pos;
+                self.stop(at, format!("record cut off after 0 of {caplen} bytes"));
+            }
             return None;
         }
         let offset = self.pos;
