@@ -65,13 +65,14 @@ pub enum Input {
 pub fn expand_inputs(args: &[PathBuf], warn: &mut dyn FnMut(String)) -> (Vec<Input>, u64) {
     let mut out = Vec::new();
     let mut failed = 0;
+    let mut seen = std::collections::HashSet::new();
     for a in args {
         if a.as_os_str() == "-" {
             out.push(Input::Stdin);
             continue;
         }
         match std::fs::metadata(a) {
-            Ok(m) if m.is_dir() => walk(a, &mut out, warn, &mut failed),
+            Ok(m) if m.is_dir() => walk(a, &mut out, warn, &mut failed, &mut seen),
             Ok(_) => out.push(Input::File(a.clone())),
             Err(e) => {
                 warn(format!("{}: {e}", a.display()));
@@ -82,7 +83,17 @@ pub fn expand_inputs(args: &[PathBuf], warn: &mut dyn FnMut(String)) -> (Vec<Inp
     (out, failed)
 }
 
-fn walk(dir: &Path, out: &mut Vec<Input>, warn: &mut dyn FnMut(String), failed: &mut u64) {
+/// `seen` holds the folders already walked (resolved), so symbolic-link loops end instead of recursing forever.
+fn walk(
+    dir: &Path,
+    out: &mut Vec<Input>,
+    warn: &mut dyn FnMut(String),
+    failed: &mut u64,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) {
+    if !seen.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
+        return;
+    }
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) => {
@@ -94,7 +105,7 @@ fn walk(dir: &Path, out: &mut Vec<Input>, warn: &mut dyn FnMut(String), failed: 
     entries.sort();
     for p in entries {
         match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => walk(&p, out, warn, failed),
+            Ok(m) if m.is_dir() => walk(&p, out, warn, failed, seen),
             Ok(m) if m.is_file() => out.push(Input::File(p)),
             Ok(_) => {}
             Err(e) => {

@@ -279,6 +279,11 @@ pub fn write_capture(
             tx.commit()?;
             return Ok(Outcome::AlreadyIndexed { id: old, name });
         }
+        // Re-indexing replaces the rows, but the content keeps every other path it was seen under.
+        tx.execute(
+            "UPDATE capture_paths SET capture_id = ?1 WHERE capture_id = ?2 AND path <> ?3",
+            params![id, old, src.path],
+        )?;
         delete_capture(&tx, old)?;
     }
     if force {

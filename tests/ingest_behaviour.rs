@@ -282,6 +282,23 @@ fn same_content_under_two_paths_is_one_capture_with_both_paths() {
         let q = json(&db, &["query", "--capture", name]);
         assert_eq!(q.as_array().unwrap().len(), 4, "{name}");
     }
+    // --force re-indexes the content and it still remembers both paths (whichever path is forced).
+    for forced in [vec![&a, &b], vec![&b], vec![&a]] {
+        let paths: Vec<&Path> = forced.iter().map(|p| p.as_path()).collect();
+        let r = ingest(&db, &["--force"], &paths);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let caps = json(&db, &["captures"]);
+        let caps = caps.as_array().unwrap();
+        assert_eq!(caps.len(), 1, "{caps:?}");
+        let mut got: Vec<String> = caps[0]["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "after --force {paths:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -596,6 +596,29 @@ fn a_folder_is_walked_recursively_in_sorted_order() {
 }
 
 #[test]
+fn symbolic_link_loops_in_a_folder_end() {
+    let d = Dir::new();
+    let dir = d.tmp.path().join("loops");
+    d.file("loops/d/a.pcap", &pcap_of(1, 65535, &conv_frames(2)));
+    std::os::unix::fs::symlink("..", dir.join("d/up")).unwrap();
+    std::os::unix::fs::symlink(".", dir.join("d/self")).unwrap();
+    std::os::unix::fs::symlink("../d", dir.join("d/again")).unwrap();
+    let out = assert_cmd::Command::cargo_bin("traceflow")
+        .unwrap()
+        .arg("--db")
+        .arg(d.db())
+        .args(["ingest", "--jobs", "1"])
+        .arg(&dir)
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "hung or failed: {stderr}");
+    assert_eq!(captures(&d.db()).len(), 1);
+    assert!(stderr.contains("1 files"), "each file once: {stderr}");
+}
+
+#[test]
 fn dangling_symlinks() {
     let d = Dir::new();
     let link = d.tmp.path().join("gone.pcap");
