@@ -240,6 +240,7 @@ fn force_reindexes() {
         v
     };
     assert_eq!(strip(json(&db, &["query"])), strip(index));
+    assert_eq!(assert_only_whole_captures(&db), 5);
     assert_eq!(table_counts(&db), counts);
 }
 
@@ -560,6 +561,24 @@ fn assert_only_whole_captures(db: &Path) -> i64 {
         )
         .unwrap();
     assert_eq!(orphans, 0);
+    // Labels per capture (when the schema keys them by capture) must go with their capture too.
+    let per_capture: i64 = c
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('labels') WHERE name = 'capture_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if per_capture > 0 {
+        let orphans: i64 = c
+            .query_row(
+                "SELECT count(*) FROM labels WHERE capture_id NOT IN (SELECT id FROM captures)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0, "labels left behind");
+    }
     rows.len() as i64
 }
 
@@ -658,6 +677,37 @@ fn ctrl_c_commits_finished_captures_and_rolls_back_the_current_one() {
     }
 }
 
+#[test]
+fn a_second_ingest_waits_and_readers_work_during_an_ingest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = kill_fixture(tmp.path());
+    let db = tmp.path().join("w.db");
+    // Create the schema first, so that both writers find it.
+    assert_eq!(ingest(&db, &[], &[&inputs[0]]).code, 0);
+    let big = cmd(&db)
+        .args(["ingest", "--jobs", "1"])
+        .arg(&inputs[2])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    // A reader during the ingest sees the committed captures.
+    let caps = json(&db, &["captures"]);
+    assert!(!caps.as_array().unwrap().is_empty());
+    // A second writer waits for the first instead of failing.
+    let small = ingest(&db, &[], &[&inputs[1], &inputs[3]]);
+    assert_eq!(small.code, 0, "{}", small.stderr);
+    let out = big.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_only_whole_captures(&db), 4);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Exit statuses, stdin, files that are not captures
 
@@ -685,8 +735,8 @@ fn exit_status_0_1_2() {
     assert_eq!(run(&db, &["ingest", "--jobs", "many", "x"]).code, 2);
     assert_eq!(run(&db, &["no-such-command"]).code, 2);
     assert_eq!(run(&db, &["--help"]).code, 0);
-    let help = run(&db, &["ingest", "--help"]);
-    assert_eq!(help.code, 0);
+    let help = run(&db, &["--help"]);
+    assert!(help.stdout.contains("Exit status"), "{}", help.stdout);
     // Database errors: a folder, and a file that is not SQLite.
     let r = ingest(tmp.path(), &[], &[&good]);
     assert_eq!(r.code, 2, "{}", r.stderr);
