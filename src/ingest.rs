@@ -17,6 +17,8 @@ use crate::trace::Tracer;
 
 /// Frames per message to the writer: large enough to amortise channel costs, small enough to stay in cache.
 const BATCH: usize = 4096;
+/// Frame bytes per message with --embed: with large frames, a batch of BATCH frames would hold hundreds of MiB.
+const BATCH_BYTES: usize = 8 << 20;
 /// Batches queued per capture; bounds memory whatever the capture size.
 const QUEUE: usize = 8;
 
@@ -201,7 +203,7 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
             offset: f.offset,
             tcp,
         });
-        if frames.len() >= BATCH {
+        if frames.len() >= BATCH || data.len() >= BATCH_BYTES {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 let _ = tx.send(Msg::Failed("interrupted".into()));
                 return;
