@@ -84,6 +84,13 @@ pub enum DumpError {
     Usage(String),
 }
 
+impl DumpError {
+    /// A write to a closed pipe (`traceflow query ... | head`): the reader has what it wanted, not an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, DumpError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
 /// `traceflow query --format`: the index tuple's formats and the dump formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueryFormat {
@@ -358,9 +365,11 @@ fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>,
 
 /// The frames of a group, in index order (flow by flow, each in frame order).
 fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
+    // Without INDEXED BY, SQLite walks the whole capture by primary key for each flow (the partial index only
+    // applies with the IS NOT NULL term, and its cost estimate loses to the primary key without statistics).
     let mut st = conn.prepare(
-        "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames
-         WHERE capture_id = ?1 AND flow_no = ?2 ORDER BY number",
+        "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames INDEXED BY frames_flow
+         WHERE capture_id = ?1 AND flow_no = ?2 AND flow_no IS NOT NULL ORDER BY number",
     )?;
     let mut out = Vec::new();
     for flow in &g.flows {

@@ -222,9 +222,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 source_root,
             };
             let tty = std::io::stdout().is_terminal();
-            dump::run_query(&conn, &args, &mut out, tty)?;
-            out.flush()?;
-            Ok(0)
+            match dump::run_query(&conn, &args, &mut out, tty) {
+                Err(e) if e.is_broken_pipe() => return Ok(0),
+                r => r?,
+            }
+            match out.flush() {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+                r => r.map(|()| 0).context("writing output"),
+            }
         }
         Cmd::Sample { .. } => unreachable!("handled above"),
     }
