@@ -45,16 +45,9 @@ CREATE TABLE interfaces (
     PRIMARY KEY (capture_id, iface)
 ) WITHOUT ROWID;
 
--- Distinct flow labels; several flows may share one (pcapkit writes them to the same output file).
-CREATE TABLE labels (
-    id    INTEGER PRIMARY KEY,
-    label TEXT NOT NULL UNIQUE
-);
-
 CREATE TABLE flows (
     capture_id    INTEGER NOT NULL,
     flow_no       INTEGER NOT NULL,            -- creation order within the capture, from 1
-    label_id      INTEGER NOT NULL REFERENCES labels(id),
     src           TEXT    NOT NULL,            -- directed key, addresses in standard text form
     sport         INTEGER NOT NULL,
     dst           TEXT    NOT NULL,
@@ -69,7 +62,17 @@ CREATE TABLE flows (
     last_ns       INTEGER NOT NULL,
     PRIMARY KEY (capture_id, flow_no)
 ) WITHOUT ROWID;
-CREATE INDEX flows_label ON flows(label_id);
+-- Finds a flow from its label: the label's time is the flow's first frame time.
+CREATE INDEX flows_first_ns ON flows(first_ns);
+
+-- The TraceFlow label of each flow: `{src}_{sport}-{dst}_{dport}-{repr(float(first frame time))}`, with `:` made
+-- `.` for IPv6. Several flows may share a label (pcapkit then writes them to one output file).
+CREATE TABLE labels (
+    capture_id INTEGER NOT NULL,
+    flow_no    INTEGER NOT NULL,
+    label      TEXT    NOT NULL,
+    PRIMARY KEY (capture_id, flow_no)
+) WITHOUT ROWID;
 
 -- One row per frame of the capture, TCP or not. TCP fields are NULL for frames that are not TCP packets.
 CREATE TABLE frames (
@@ -103,17 +106,21 @@ CREATE VIEW tcp_frames AS
 SELECT fr.*, l.label, fl.src, fl.sport, fl.dst, fl.dport
 FROM frames fr
 JOIN flows fl ON fl.capture_id = fr.capture_id AND fl.flow_no = fr.flow_no
-JOIN labels l ON l.id = fl.label_id;
+JOIN labels l ON l.capture_id = fr.capture_id AND l.flow_no = fr.flow_no;
 
--- The index tuple: per capture, open flows in creation order, then closed flows in closing order.
+-- The index tuple: per capture, open flows in creation order, then closed flows in closing order. Each row is
+-- one flow; `frames` lists its frame numbers. Select a capture and sort:
+--   SELECT label, frames FROM flow_index WHERE capture_id = ? ORDER BY closed, position;
+-- The grouped scan walks the frames_flow index, so each flow's numbers come out in frame order.
 CREATE VIEW flow_index AS
 SELECT fl.capture_id,
        fl.flow_no,
-       row_number() OVER (PARTITION BY fl.capture_id
-                          ORDER BY fl.closed_frame IS NOT NULL, coalesce(fl.closed_frame, fl.first_frame)) AS position,
        l.label,
-       (SELECT group_concat(number) FROM (SELECT fr.number FROM frames fr
-                                          WHERE fr.capture_id = fl.capture_id AND fr.flow_no = fl.flow_no
-                                          ORDER BY fr.number)) AS frames
-FROM flows fl
-JOIN labels l ON l.id = fl.label_id;
+       g.frames,
+       fl.closed_frame IS NOT NULL AS closed,
+       coalesce(fl.closed_frame, fl.first_frame) AS position
+FROM (SELECT capture_id, flow_no, group_concat(number) AS frames
+      FROM frames WHERE flow_no IS NOT NULL
+      GROUP BY capture_id, flow_no) g
+JOIN flows fl ON fl.capture_id = g.capture_id AND fl.flow_no = g.flow_no
+JOIN labels l ON l.capture_id = g.capture_id AND l.flow_no = g.flow_no;

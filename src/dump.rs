@@ -224,14 +224,17 @@ pub fn select_label(
     capture: Option<i64>,
     label: &str,
 ) -> Result<FlowGroup, DumpError> {
+    // The label's time is its flow's first frame time: the flows_first_ns index finds it without a scan.
+    let (lo, hi) = crate::query::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
     let rows: Vec<(i64, i64, String)> = conn
         .prepare(&format!(
-            "SELECT f.capture_id, f.flow_no, c.name FROM flows f JOIN labels l ON l.id = f.label_id
+            "SELECT f.capture_id, f.flow_no, c.name FROM flows f
+             JOIN labels l ON l.capture_id = f.capture_id AND l.flow_no = f.flow_no
              JOIN captures c ON c.id = f.capture_id
-             WHERE l.label = ?1 AND (?2 IS NULL OR f.capture_id = ?2)
+             WHERE l.label = ?1 AND (?2 IS NULL OR f.capture_id = ?2) AND f.first_ns BETWEEN ?3 AND ?4
              ORDER BY f.capture_id, {INDEX_ORDER}"
         ))?
-        .query_map(rusqlite::params![label, capture], |r| {
+        .query_map(rusqlite::params![label, capture, lo, hi], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
@@ -285,10 +288,7 @@ fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> DumpEr
         None => String::new(),
     };
     let labels: Vec<String> = conn
-        .prepare(
-            "SELECT DISTINCT l.label FROM labels l JOIN flows f ON f.label_id = l.id
-             WHERE ?1 IS NULL OR f.capture_id = ?1",
-        )
+        .prepare("SELECT DISTINCT label FROM labels WHERE ?1 IS NULL OR capture_id = ?1")
         .and_then(|mut st| {
             st.query_map([capture], |r| r.get(0))?
                 .collect::<Result<Vec<String>, _>>()
@@ -316,7 +316,8 @@ fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> DumpEr
 pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGroup>, DumpError> {
     let rows: Vec<(i64, String)> = conn
         .prepare(&format!(
-            "SELECT f.flow_no, l.label FROM flows f JOIN labels l ON l.id = f.label_id
+            "SELECT f.flow_no, l.label FROM flows f
+             JOIN labels l ON l.capture_id = f.capture_id AND l.flow_no = f.flow_no
              WHERE f.capture_id = ?1 ORDER BY {INDEX_ORDER}"
         ))?
         .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?)))?

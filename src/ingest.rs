@@ -281,15 +281,26 @@ pub fn run(
     let next = AtomicUsize::new(0);
     let inputs = Arc::new(inputs);
     std::thread::scope(|scope| {
+        let mut readers = 0;
         for _ in 0..jobs {
             let (next, senders, todo, inputs) = (&next, &senders, &todo, inputs.clone());
-            scope.spawn(move || loop {
+            // Named, so that profiles and `top -H` tell readers from the writer.
+            let reader = std::thread::Builder::new().name("tf-reader".into());
+            let spawned = reader.spawn_scoped(scope, move || loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 if k >= todo.len() {
                     break;
                 }
                 read_capture(&inputs[todo[k]], opts.embed, &senders[k]);
             });
+            match spawned {
+                Ok(_) => readers += 1,
+                Err(e) => log(format!("warning: could not start a reader thread: {e}")),
+            }
+        }
+        if readers == 0 {
+            summary.failed += todo.len() as u64;
+            return;
         }
         let mut done_bytes = 0u64;
         // Each receiver is dropped after its capture, so a reader whose capture the writer gave up on stops.

@@ -58,7 +58,7 @@ impl Timestamp {
 }
 
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation with at least one decimal place for
-/// exponents -5 < e < 16, scientific (`1e-05`, `1.5e+16`) outside that range.
+/// exponents -4 <= e < 16, scientific (`1e-05`, `1.5e+16`) outside that range.
 pub fn py_float_repr(x: f64) -> String {
     if x.is_nan() {
         return "nan".into();
@@ -86,7 +86,7 @@ pub fn py_float_repr(x: f64) -> String {
     if neg {
         out.push('-');
     }
-    if !(-5..16).contains(&exp) {
+    if !(-4..16).contains(&exp) {
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');

@@ -180,7 +180,7 @@ pub struct IndexEntry {
 
 /// The SQL that yields a capture's index tuple (also printed in the README): one row per flow, in index order.
 pub const INDEX_SQL: &str =
-    "SELECT label, frames FROM flow_index WHERE capture_id = ?1 ORDER BY position";
+    "SELECT label, frames FROM flow_index WHERE capture_id = ?1 ORDER BY closed, position";
 
 /// The index tuple of one capture, or of every capture (then with the `capture` key set), from the
 /// `flow_index` view.
@@ -220,4 +220,36 @@ pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>,
         }
     }
     Ok(out)
+}
+
+/// The range of `flows.first_ns` a label can come from: its last part is `repr(float(first frame time))`.
+///
+/// Labels are `{src}_{sport}-{dst}_{dport}-{ts}`; neither address part holds a `-`, so the time follows the second
+/// `-` (and may itself hold one: `1e-05`, `-1.5`). The range allows for the float's rounding.
+pub fn label_time_range(label: &str) -> Option<(i64, i64)> {
+    let (_, rest) = label.split_once('-')?;
+    let (_, ts) = rest.split_once('-')?;
+    let secs: f64 = ts.parse().ok()?;
+    let ns = secs * 1e9;
+    if !ns.is_finite() {
+        return None;
+    }
+    // Half an ulp of the f64 seconds, in ns, plus slack for sub-ns resolutions truncated to ns.
+    let slack = (secs.abs() * f64::EPSILON * 1e9).max(1.0) + 2.0;
+    Some(((ns - slack).floor() as i64, (ns + slack).ceil() as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_time_ranges_cover_the_first_frame_time() {
+        let (lo, hi) = label_time_range("10.0.0.1_1637-10.0.0.2_21477-1385474294.492448").unwrap();
+        let ns = 1_385_474_294_492_448_000i64;
+        assert!(lo <= ns && ns <= hi && hi - lo < 2_000, "{lo}..{hi}");
+        let (lo, hi) = label_time_range("2001.db8..1_80-..ffff.192.0.2.1_443-1e-05").unwrap();
+        assert!(lo <= 10_000 && 10_000 <= hi);
+        assert_eq!(label_time_range("not a label"), None);
+    }
 }

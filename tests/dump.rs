@@ -599,10 +599,16 @@ fn a_label_never_escapes_the_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let (db, _) = sample_db(tmp.path(), false);
     let conn = store::open(&db).unwrap();
-    conn.execute("UPDATE labels SET label = '../../escaped' WHERE id = 1", [])
-        .unwrap();
-    conn.execute("UPDATE labels SET label = '/abs/olute' WHERE id = 2", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE labels SET label = '../../escaped' WHERE flow_no = 1",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE labels SET label = '/abs/olute' WHERE flow_no = 2",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let out = tmp.path().join("a").join("b");
     let o = tf(&db)
