@@ -35,30 +35,49 @@ fn every_conformance_capture_is_exact() {
         .filter(|n| dir.join("expected").join(format!("{n}.json")).exists())
         .collect();
     names.sort();
-    assert!(names.len() >= 200, "expected about 205 captures, found {}", names.len());
+    assert!(
+        names.len() >= 200,
+        "expected about 205 captures, found {}",
+        names.len()
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let mut conn = store::open(&tmp.path().join("c.db")).unwrap();
     let paths: Vec<PathBuf> = names.iter().map(|n| dir.join("captures").join(n)).collect();
-    let opts = ingest::Options { jobs: 2, quiet: true, ..Default::default() };
+    let opts = ingest::Options {
+        jobs: 2,
+        quiet: true,
+        ..Default::default()
+    };
     let summary = ingest::run(&mut conn, &paths, &opts, &mut |m| eprintln!("{m}"));
     assert_eq!(summary.failed, 0, "some captures failed to ingest");
 
-    let frames: std::collections::HashMap<String, i64> =
-        query::captures(&conn).unwrap().into_iter().map(|c| (c.name, c.frames)).collect();
+    let frames: std::collections::HashMap<String, i64> = query::captures(&conn)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.frames))
+        .collect();
     let mut failures = Vec::new();
     for n in &names {
-        let want: Expected =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected").join(format!("{n}.json"))).unwrap())
-                .unwrap();
+        let want: Expected = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("expected").join(format!("{n}.json"))).unwrap(),
+        )
+        .unwrap();
         let id = query::resolve_capture(&conn, n).unwrap();
         let got: Vec<ExpectedFlow> = query::index(&conn, Some(id))
             .unwrap()
             .into_iter()
-            .map(|e| ExpectedFlow { label: e.label, index: e.index })
+            .map(|e| ExpectedFlow {
+                label: e.label,
+                index: e.index,
+            })
             .collect();
         if frames.get(n) != Some(&want.frames) {
-            failures.push(format!("{n}: frames {:?} want {}", frames.get(n), want.frames));
+            failures.push(format!(
+                "{n}: frames {:?} want {}",
+                frames.get(n),
+                want.frames
+            ));
         }
         if got != want.flows {
             let at = got.iter().zip(&want.flows).position(|(g, w)| g != w);
@@ -94,8 +113,16 @@ fn shared_check_script_passes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or("");
     assert!(out.status.success(), "check.py failed:\n{stdout}");
-    assert!(last.starts_with("conformance: ") && {
-        let (a, b) = last["conformance: ".len()..].split_once(' ').unwrap().0.split_once('/').unwrap();
-        a == b
-    }, "{last}");
+    assert!(
+        last.starts_with("conformance: ") && {
+            let (a, b) = last["conformance: ".len()..]
+                .split_once(' ')
+                .unwrap()
+                .0
+                .split_once('/')
+                .unwrap();
+            a == b
+        },
+        "{last}"
+    );
 }
