@@ -426,6 +426,28 @@ impl Job {
     }
 }
 
+/// The one link type of a pcap dump; frames of several link types need pcapng.
+fn pcap_linktype(job: &Job, label: &str, frames: &[FrameRef]) -> Result<u32, DumpError> {
+    let mut lts: Vec<u32> = frames.iter().map(|f| job.iface(f.iface).linktype).collect();
+    lts.sort_unstable();
+    lts.dedup();
+    if lts.len() > 1 {
+        return Err(DumpError::MixedLinktypes {
+            label: label.to_string(),
+            linktypes: lts
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(lts
+        .first()
+        .copied()
+        .or_else(|| job.ifaces.values().map(|i| i.linktype).min())
+        .unwrap_or(1))
+}
+
 fn digits(tsresol: u8) -> u8 {
     if tsresol & 0x80 != 0 {
         9
@@ -451,24 +473,7 @@ fn write_frames(
     let mut buf = Vec::new();
     match opts.format {
         DumpFormat::Pcap => {
-            let mut lts: Vec<u32> = frames.iter().map(|f| job.iface(f.iface).linktype).collect();
-            lts.sort_unstable();
-            lts.dedup();
-            if lts.len() > 1 {
-                return Err(DumpError::MixedLinktypes {
-                    label: label.to_string(),
-                    linktypes: lts
-                        .iter()
-                        .map(|l| l.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-            let linktype = lts
-                .first()
-                .copied()
-                .or_else(|| job.ifaces.values().map(|i| i.linktype).min())
-                .unwrap_or(1);
+            let linktype = pcap_linktype(job, label, frames)?;
             let used = || frames.iter().map(|f| job.iface(f.iface));
             let snaplen = used()
                 .map(|i| i.snaplen)
@@ -708,15 +713,17 @@ pub fn dump_dir(
     let multi = capture.is_none() && label.is_none();
     let mut entries = Vec::new();
     for ((id, d, groups), paths) in plan.iter().zip(&targets) {
-        std::fs::create_dir_all(d).map_err(|source| DumpError::Write {
-            path: d.display().to_string(),
-            source,
-        })?;
         let job = Job::new(conn, *id)?;
         let frames: Vec<Vec<FrameRef>> = groups
             .iter()
             .map(|g| group_frames(conn, g))
             .collect::<Result<_, _>>()?;
+        if opts.format == DumpFormat::Pcap {
+            // A flow that needs pcapng stops the dump before any of this capture's files is written.
+            for (g, fr) in groups.iter().zip(&frames) {
+                pcap_linktype(&job, &g.label, fr)?;
+            }
+        }
         let all: Vec<FrameRef> = frames.iter().flatten().copied().collect();
         let mut fetcher = if all.is_empty() {
             None
@@ -728,6 +735,10 @@ pub fn dump_dir(
                 &all,
             )?)
         };
+        std::fs::create_dir_all(d).map_err(|source| DumpError::Write {
+            path: d.display().to_string(),
+            source,
+        })?;
         let mut fpout: HashMap<&str, String> = HashMap::new();
         for ((g, fr), p) in groups.iter().zip(&frames).zip(paths) {
             let shown = p.display().to_string();

@@ -408,6 +408,19 @@ fn mixed_link_types_need_pcapng() {
     .unwrap_err();
     assert!(matches!(e, DumpError::MixedLinktypes { .. }));
     assert!(e.to_string().contains("pcapng"), "{e}");
+    // A folder dump checks before it writes anything.
+    let d = tmp.path().join("d");
+    let e = dump::dump_dir(
+        &conn,
+        Some(id),
+        None,
+        &d,
+        &DumpOptions::new(DumpFormat::Pcap),
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DumpError::MixedLinktypes { .. }));
+    assert!(!d.exists());
     let out = tmp.path().join("flow.pcapng");
     let mut f = std::fs::File::create(&out).unwrap();
     dump::write_group(
