@@ -20,7 +20,7 @@ fn main() {
             tracer.observe(f.number, &f.ts, f.origlen, &t, &mut |_| closed += 1);
         }
     }
-    let open = tracer.finish().len();
+    let open = tracer.finish().count();
     let s = t0.elapsed().as_secs_f64();
     println!(
         "{frames} frames ({tcp} TCP), {} flows in {s:.3}s: {:.0} ns/frame",

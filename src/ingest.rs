@@ -220,15 +220,28 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
         }
     }
     let flows_total = tracer.created() as u64;
-    flows.extend(tracer.finish());
     reader.drain();
     let bytes_read = reader.bytes_read();
+    // The still-open flows go out in batches too, so the end of a capture with many open flows costs no spike.
     let _ = tx.send(Msg::Batch {
         frames,
         flows,
         data,
         bytes_read,
     });
+    let mut open = tracer.finish().peekable();
+    while open.peek().is_some() {
+        let flows: Vec<_> = open.by_ref().take(BATCH).collect();
+        let batch = Msg::Batch {
+            frames: Vec::new(),
+            flows,
+            data: Vec::new(),
+            bytes_read,
+        };
+        if tx.send(batch).is_err() {
+            return;
+        }
+    }
     if INTERRUPTED.load(Ordering::Relaxed) {
         let _ = tx.send(Msg::Failed("interrupted".into()));
         return;

@@ -35,9 +35,44 @@ pub struct FlowRecord {
     pub last_ns: i64,
 }
 
+/// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
+/// is emitted, so an open flow costs about 120 bytes (memory grows with open flows, never with frames).
+struct OpenFlow {
+    flow_no: u32,
+    first_ts: Timestamp,
+    first_frame: u64,
+    last_frame: u64,
+    packets: u64,
+    bytes: u64,
+    payload_bytes: u64,
+    last_ns: i64,
+}
+
+impl OpenFlow {
+    fn into_record(self, key: &FlowKey, closed_frame: Option<u64>) -> FlowRecord {
+        let (src, sport, dst, dport) = *key;
+        FlowRecord {
+            flow_no: self.flow_no,
+            label: flow_label(&src, sport, &dst, dport, &self.first_ts),
+            src,
+            sport,
+            dst,
+            dport,
+            first_frame: self.first_frame,
+            last_frame: self.last_frame,
+            closed_frame,
+            packets: self.packets,
+            bytes: self.bytes,
+            payload_bytes: self.payload_bytes,
+            first_ns: self.first_ts.as_ns(),
+            last_ns: self.last_ns,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Tracer {
-    open: HashMap<FlowKey, FlowRecord>,
+    open: HashMap<FlowKey, OpenFlow>,
     created: u32,
 }
 
@@ -49,6 +84,11 @@ impl Tracer {
     /// Number of flows opened so far.
     pub fn created(&self) -> u32 {
         self.created
+    }
+
+    /// Number of flows open now.
+    pub fn open_flows(&self) -> usize {
+        self.open.len()
     }
 
     /// Adds one TCP frame and returns the number of the flow it belongs to. A flow this frame closes is handed
@@ -65,20 +105,14 @@ impl Tracer {
         let ns = ts.as_ns();
         let flow = self.open.entry(key).or_insert_with(|| {
             self.created += 1;
-            FlowRecord {
+            OpenFlow {
                 flow_no: self.created,
-                label: flow_label(&tcp.src, tcp.sport, &tcp.dst, tcp.dport, ts),
-                src: tcp.src,
-                sport: tcp.sport,
-                dst: tcp.dst,
-                dport: tcp.dport,
+                first_ts: *ts,
                 first_frame: number,
                 last_frame: number,
-                closed_frame: None,
                 packets: 0,
                 bytes: 0,
                 payload_bytes: 0,
-                first_ns: ns,
                 last_ns: ns,
             }
         });
@@ -89,19 +123,18 @@ impl Tracer {
         flow.last_ns = ns;
         let flow_no = flow.flow_no;
         if tcp.fin() {
-            if let Some(mut done) = self.open.remove(&key) {
-                done.closed_frame = Some(number);
-                on_close(done);
+            if let Some(done) = self.open.remove(&key) {
+                on_close(done.into_record(&key, Some(number)));
             }
         }
         flow_no
     }
 
-    /// The flows still open at the end, in creation order.
-    pub fn finish(self) -> Vec<FlowRecord> {
-        let mut rest: Vec<FlowRecord> = self.open.into_values().collect();
-        rest.sort_unstable_by_key(|f| f.flow_no);
-        rest
+    /// The flows still open at the end, in creation order; records are built one at a time as they are taken.
+    pub fn finish(self) -> impl Iterator<Item = FlowRecord> {
+        let mut rest: Vec<(FlowKey, OpenFlow)> = self.open.into_iter().collect();
+        rest.sort_unstable_by_key(|(_, f)| f.flow_no);
+        rest.into_iter().map(|(k, f)| f.into_record(&k, None))
     }
 }
 
@@ -139,7 +172,7 @@ mod tests {
             let no = t.observe(n, &ts, 60, f, &mut |r| closed.push(r));
             member.push((no, n));
         }
-        let open = t.finish();
+        let open: Vec<FlowRecord> = t.finish().collect();
         open.iter()
             .chain(closed.iter())
             .map(|r| {

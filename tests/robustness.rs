@@ -240,7 +240,7 @@ fn read_all(bytes: &[u8]) -> Option<(u64, Option<u64>)> {
             tracer.observe(f.number, &f.ts, f.origlen, &t, &mut |_| {});
         }
     }
-    tracer.finish();
+    let _ = tracer.finish().count();
     r.drain();
     Some((n, r.truncation().map(|t| t.offset)))
 }
