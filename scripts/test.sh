@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Installs the test oracles it needs first (tshark/capinfos read dumps back).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v tshark >/dev/null 2>&1 || ! command -v capinfos >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq tshark >/dev/null
+  else
+    echo "test.sh: tshark/capinfos are missing; install the Debian package 'tshark' (sudo apt-get install tshark)" >&2
+    exit 1
+  fi
+fi
+command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../shared/conformance/check.py" >&2; exit 1; }
+test -d ../shared/conformance/captures || { echo "test.sh: ../shared/conformance is missing beside the repo" >&2; exit 1; }
+cargo test --release
