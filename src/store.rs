@@ -51,9 +51,9 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sq)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(sq)?;
-    // 64 MiB of page cache keeps the B-tree pages that inserts revisit (indexes, the right edges of tables) in
+    // 32 MiB of page cache keeps the B-tree pages that inserts revisit (indexes, the right edges of tables) in
     // memory instead of spilling them to the WAL and reading them back; it bounds the ingest's memory too.
-    conn.pragma_update(None, "cache_size", -65536).map_err(sq)?;
+    conn.pragma_update(None, "cache_size", -32768).map_err(sq)?;
     migrations()
         .to_latest(&mut conn)
         .map_err(|source| StoreError::Migration {
