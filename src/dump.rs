@@ -87,7 +87,12 @@ pub enum DumpError {
 impl DumpError {
     /// A write to a closed pipe (`traceflow query ... | head`): the reader has what it wanted, not an error.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, DumpError::Write { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+        match self {
+            DumpError::Write { source, .. } | DumpError::Query(QueryError::Output(source)) => {
+                source.kind() == io::ErrorKind::BrokenPipe
+            }
+            _ => false,
+        }
     }
 }
 
@@ -818,16 +823,28 @@ pub fn run_query(
                 )))
             }
         };
-        let entries = query::index(conn, capture)?;
-        return if to_stdout {
-            write_rows(stdout, &entries, rows).map_err(werr("stdout"))
+        let mut file;
+        let mut buffered_stdout;
+        let (w, shown): (&mut dyn Write, String) = if to_stdout {
+            buffered_stdout = BufWriter::with_capacity(1 << 16, stdout);
+            (&mut buffered_stdout, "stdout".into())
         } else {
             let p = args.output.as_deref().unwrap_or(Path::new("-"));
             let shown = p.display().to_string();
-            let mut w = BufWriter::new(File::create(p).map_err(werr(&shown))?);
-            write_rows(&mut w, &entries, rows).map_err(werr(&shown))?;
-            w.flush().map_err(werr(&shown))
+            file = BufWriter::new(File::create(p).map_err(werr(&shown))?);
+            (&mut file, shown)
         };
+        match rows {
+            // JSON streams row by row: a capture's whole index never sits in memory.
+            RowFormat::Json | RowFormat::Jsonl => {
+                query::write_index_json(conn, capture, rows == RowFormat::Jsonl, w)?
+            }
+            RowFormat::Table => {
+                let entries = query::index(conn, capture)?;
+                write_rows(w, &entries, rows).map_err(werr(&shown))?;
+            }
+        }
+        return w.flush().map_err(werr(&shown));
     }
     let format = match args.format {
         Some(f) => DumpFormat::from_query(f).ok_or_else(|| {

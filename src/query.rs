@@ -11,6 +11,8 @@ pub enum QueryError {
     Ambiguous { name: String, candidates: String },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -182,9 +184,14 @@ pub struct IndexEntry {
 pub const INDEX_SQL: &str =
     "SELECT label, frames FROM flow_index WHERE capture_id = ?1 ORDER BY closed, position";
 
-/// The index tuple of one capture, or of every capture (then with the `capture` key set), from the
-/// `flow_index` view.
-pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+/// Visits the index tuple of one capture, or of every capture, row by row from the `flow_index` view: `visit`
+/// gets the capture's name, the label and the frame numbers as SQLite's comma-separated text. Nothing is
+/// collected, so printing a capture's whole index takes constant memory.
+pub fn for_each_index_row(
+    conn: &Connection,
+    capture: Option<i64>,
+    visit: &mut dyn FnMut(&str, &str, &str) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
     let ids: Vec<(i64, String)> = match capture {
         Some(id) => conn
             .prepare("SELECT id, name FROM captures WHERE id = ?1")?
@@ -196,30 +203,84 @@ pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>,
             .collect::<Result<_, _>>()?,
     };
     let mut st = conn.prepare(INDEX_SQL)?;
-    let mut out = Vec::new();
     for (id, name) in ids {
-        let rows = st.query_map([id], |r| {
-            let label: String = r.get(0)?;
-            let frames: Option<String> = r.get(1)?;
-            Ok((label, frames))
-        })?;
-        for row in rows {
-            let (label, frames) = row?;
-            let index = frames
-                .unwrap_or_default()
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            out.push(IndexEntry {
-                capture: capture.is_none().then(|| name.clone()),
-                fpout: None,
-                index,
-                label,
-            });
+        let mut rows = st.query([id])?;
+        while let Some(r) = rows.next()? {
+            let label = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let frames = r
+                .get_ref(1)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?;
+            visit(&name, label, frames.unwrap_or(""))?;
         }
     }
+    Ok(())
+}
+
+/// The index tuple of one capture, or of every capture (then with the `capture` key set).
+pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+    let mut out = Vec::new();
+    for_each_index_row(conn, capture, &mut |name, label, frames| {
+        out.push(IndexEntry {
+            capture: capture.is_none().then(|| name.to_string()),
+            fpout: None,
+            index: frames.split(',').filter_map(|s| s.parse().ok()).collect(),
+            label: label.to_string(),
+        });
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Writes the index tuple as JSON (a list) or JSON lines while reading it, without building it in memory.
+pub fn write_index_json(
+    conn: &Connection,
+    capture: Option<i64>,
+    lines: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(), QueryError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        capture: Option<&'a str>,
+        fpout: Option<&'a str>,
+        index: &'a serde_json::value::RawValue,
+        label: &'a str,
+    }
+    let io = QueryError::Output;
+    let mut first = true;
+    let mut list = String::new();
+    if !lines {
+        out.write_all(b"[").map_err(io)?;
+    }
+    for_each_index_row(conn, capture, &mut |name, label, frames| {
+        // SQLite's `1,2,3` is already the body of the JSON array.
+        list.clear();
+        list.push('[');
+        list.push_str(frames);
+        list.push(']');
+        let index: &serde_json::value::RawValue =
+            serde_json::from_str(&list).map_err(|e| QueryError::Output(e.into()))?;
+        let row = Row {
+            capture: capture.is_none().then_some(name),
+            fpout: None,
+            index,
+            label,
+        };
+        if !lines && !first {
+            out.write_all(b",").map_err(io)?;
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, &row).map_err(|e| QueryError::Output(e.into()))?;
+        if lines {
+            out.write_all(b"\n").map_err(io)?;
+        }
+        Ok(())
+    })?;
+    if !lines {
+        out.write_all(b"]\n").map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The range of `flows.first_ns` a label can come from: its last part is `repr(float(first frame time))`.
