@@ -316,21 +316,30 @@ pub fn run(
             return;
         }
         let mut done_bytes = 0u64;
+        let (mut all_frames, mut all_flows) = (0u64, 0u64);
         // Each receiver is dropped after its capture, so a reader whose capture the writer gave up on stops.
         for (rx, &i) in receivers.into_iter().zip(todo.iter()) {
             let src = &sources[i];
-            if let Some(b) = &bar {
-                b.set_message(src.name.clone());
-            }
-            let mut frames_seen = 0u64;
-            let outcome =
-                store::write_capture(conn, src, &rx, opts.force, opts.embed, &mut |read, n| {
-                    frames_seen += n;
+            let outcome = store::write_capture(
+                conn,
+                src,
+                &rx,
+                opts.force,
+                opts.embed,
+                &mut |read, frames, flows| {
+                    all_frames += frames;
+                    all_flows += flows;
                     if let Some(b) = &bar {
                         b.set_position(done_bytes + read);
-                        b.inc_length(0);
+                        let rate = all_frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                        b.set_message(format!(
+                            "{:.0}k frames/s  {all_frames} frames  {all_flows} flows  {}",
+                            rate / 1e3,
+                            src.name
+                        ));
                     }
-                });
+                },
+            );
             drop(rx);
             done_bytes += src.size;
             if let Some(b) = &bar {
@@ -400,7 +409,7 @@ fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
     );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
+            "{bar:30} {bytes}/{total_bytes} eta {eta}  {wide_msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );

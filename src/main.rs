@@ -140,6 +140,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         );
         return Ok(0);
     }
+    // Reading commands must not leave an empty database behind a mistyped --db.
+    if !matches!(cli.cmd, Cmd::Ingest { .. }) && !cli.db.exists() {
+        anyhow::bail!(
+            "no database at {} (index captures first: traceflow --db {} ingest CAPTURE...)",
+            cli.db.display(),
+            cli.db.display()
+        );
+    }
     let mut conn = store::open(&cli.db)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -239,14 +239,14 @@ impl<'c> FrameInserter<'c> {
 }
 
 /// Writes one capture from its reader's messages, in one transaction: the capture is wholly in the database or
-/// absent. `on_batch` sees the bytes read so far and the frames in each batch (for progress).
+/// absent. `on_batch` sees the bytes read so far, and the frames and flows in each batch (for progress).
 pub fn write_capture(
     conn: &mut Connection,
     src: &CaptureSource,
     rx: &crossbeam_channel::Receiver<Msg>,
     force: bool,
     embed: bool,
-    on_batch: &mut dyn FnMut(u64, u64),
+    on_batch: &mut dyn FnMut(u64, u64, u64),
 ) -> rusqlite::Result<Outcome> {
     let tx = conn.transaction()?;
     tx.execute(
@@ -312,7 +312,7 @@ pub fn write_capture(
                             fl.last_ns,
                         ])?;
                     }
-                    on_batch(bytes_read, frames.len() as u64);
+                    on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
                 }
                 Msg::End(end) => break end,
                 Msg::Failed(why) => return Ok(Outcome::Failed(why)),
