@@ -187,8 +187,10 @@ impl<'c> FrameInserter<'c> {
     fn new(conn: &'c Connection, capture_id: i64) -> rusqlite::Result<Self> {
         let sql = |rows: usize| {
             let row = format!("({})", vec!["?"; FRAME_COLS].join(","));
+            // OR FAIL: a failing row stops the statement without undoing its earlier rows, so SQLite needs no
+            // statement journal (about 10% of ingest CPU); any error rolls back the whole capture anyway.
             format!(
-                "INSERT INTO frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no,
+                "INSERT OR FAIL INTO frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no,
                                      tcp_flags, seq, ack, win, payload_len) VALUES {}",
                 vec![row; rows].join(",")
             )
