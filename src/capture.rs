@@ -580,7 +580,7 @@ pub fn ticks_to_ts(ticks: u64, tsresol: u8) -> Timestamp {
 }
 
 /// Like `read_exact`, but returns how many bytes were read before the end of the stream.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -774,16 +774,36 @@ pub fn dump_dir(
 }
 
 /// Everything `traceflow query` takes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct QueryArgs {
+    /// Capture by base name, path or id.
+    #[arg(long)]
     pub capture: Option<String>,
+    /// Dump the frames of every flow with this label (of one capture), instead of printing the index.
+    #[arg(long, value_name = "LABEL")]
     pub flow: Option<String>,
+    /// Write DIR/{label}{ext} for each label (of --capture, or of every capture in sub-folders), then print
+    /// the index tuple with fpout set.
+    #[arg(long, value_name = "DIR")]
     pub dump: Option<PathBuf>,
+    /// Index: table, json, jsonl [default: table on a terminal, json otherwise]. Dumps: pcap, pcapng, json,
+    /// plist, tree, text [default: from -o's extension, else pcap].
+    #[arg(long, value_enum)]
     pub format: Option<QueryFormat>,
+    /// Write to FILE instead of stdout (`-` is stdout).
+    #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Let --dump overwrite existing files.
+    #[arg(long)]
     pub force: bool,
+    /// pcap dumps: byte order [default: the machine's].
+    #[arg(long, value_enum)]
     pub byteorder: Option<ByteOrder>,
+    /// pcap/pcapng dumps: nanosecond timestamps (they are used anyway when the capture has them).
+    #[arg(long)]
     pub nanosecond: bool,
+    /// Look for moved captures under DIR, by base name.
+    #[arg(long, value_name = "DIR")]
     pub source_root: Option<PathBuf>,
 }
 

@@ -67,37 +67,7 @@ enum Cmd {
         format: Option<RowFormat>,
     },
     /// Print the flow index tuple (fpout, index, label), or dump flows' frames (--flow LABEL, --dump DIR).
-    Query {
-        /// Capture by base name, path or id.
-        #[arg(long)]
-        capture: Option<String>,
-        /// Dump the frames of every flow with this label (of one capture), instead of printing the index.
-        #[arg(long, value_name = "LABEL")]
-        flow: Option<String>,
-        /// Write DIR/{label}{ext} for each label (of --capture, or of every capture in sub-folders), then print
-        /// the index tuple with fpout set.
-        #[arg(long, value_name = "DIR")]
-        dump: Option<PathBuf>,
-        /// Index: table, json, jsonl [default: table on a terminal, json otherwise]. Dumps: pcap, pcapng, json,
-        /// plist, tree, text [default: from -o's extension, else pcap].
-        #[arg(long, value_enum)]
-        format: Option<dump::QueryFormat>,
-        /// Write to FILE instead of stdout (`-` is stdout).
-        #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Let --dump overwrite existing files.
-        #[arg(long)]
-        force: bool,
-        /// pcap dumps: byte order [default: the machine's].
-        #[arg(long, value_enum)]
-        byteorder: Option<dump::ByteOrder>,
-        /// pcap/pcapng dumps: nanosecond timestamps (they are used anyway when the capture has them).
-        #[arg(long)]
-        nanosecond: bool,
-        /// Look for moved captures under DIR, by base name.
-        #[arg(long, value_name = "DIR")]
-        source_root: Option<PathBuf>,
-    },
+    Query(dump::QueryArgs),
 }
 
 fn row_format(f: Option<RowFormat>) -> RowFormat {
@@ -207,28 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             out.flush()?;
             Ok(0)
         }
-        Cmd::Query {
-            capture,
-            flow,
-            dump,
-            format,
-            output,
-            force,
-            byteorder,
-            nanosecond,
-            source_root,
-        } => {
-            let args = dump::QueryArgs {
-                capture,
-                flow,
-                dump,
-                format,
-                output,
-                force,
-                byteorder,
-                nanosecond,
-                source_root,
-            };
+        Cmd::Query(args) => {
             let tty = std::io::stdout().is_terminal();
             match dump::run_query(&conn, &args, &mut out, tty) {
                 Err(e) if e.is_broken_pipe() => return Ok(0),

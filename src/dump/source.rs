@@ -263,7 +263,7 @@ impl SeekReader {
             Framing::PcapNg => 28,
         };
         self.head.resize(hdr, 0);
-        let got = read_up_to(&mut self.file, &mut self.head).map_err(read_err)?;
+        let got = crate::capture::read_full(&mut self.file, &mut self.head).map_err(read_err)?;
         let u32_at = |b: &[u8], at: usize, big: bool| {
             let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
             if big {
@@ -319,25 +319,12 @@ impl SeekReader {
         self.file
             .seek(SeekFrom::Start(f.offset + data_at))
             .map_err(read_err)?;
-        let got = read_up_to(&mut self.file, out).map_err(read_err)?;
+        let got = crate::capture::read_full(&mut self.file, out).map_err(read_err)?;
         if got < out.len() {
             return Err(mismatch("the frame is cut off".into()));
         }
         Ok(())
     }
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Streams a compressed capture once, picking frames by number; requests must come in file order.
@@ -411,7 +398,7 @@ impl<'c> Fetcher<'c> {
         };
         let mut file = File::open(&path).map_err(io_err)?;
         let mut head = [0u8; 4];
-        let n = read_up_to(&mut file, &mut head).map_err(io_err)?;
+        let n = crate::capture::read_full(&mut file, &mut head).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         if !is_compressed(&head[..n]) {
             return Ok(Fetcher::Seek(SeekReader::new(file, shown, None)?));
