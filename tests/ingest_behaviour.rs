@@ -600,27 +600,57 @@ fn sigkill_mid_ingest_leaves_only_whole_captures() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = kill_fixture(tmp.path());
     let db = tmp.path().join("k.db");
-    let mut killed_mid_run = 0;
-    for delay in [150u64, 350, 700] {
+    // The last input is standard input, fed only half a capture: the kill is sure to land inside its
+    // transaction, however fast the machine, once the files before it are committed.
+    let big = pcap_bytes(4000, T0 + 99_000_000_000);
+    for round in 0..2 {
         let mut child = cmd(&db)
             .args(["ingest", "--jobs", "2"])
             .args(&inputs)
+            .arg("-")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let still_running = child.try_wait().unwrap().is_none();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, &big[..big.len() / 2]).unwrap();
+        // Wait (bounded) until the files are in, or were already in from the first round.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let done = db.exists()
+                && Connection::open(&db)
+                    .and_then(|c| {
+                        c.query_row(
+                            "SELECT count(*) FROM captures WHERE hash IS NOT NULL",
+                            [],
+                            |r| r.get::<_, i64>(0),
+                        )
+                    })
+                    .unwrap_or(0)
+                    == inputs.len() as i64;
+            if done || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Give the writer a moment inside the stdin capture's transaction.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the ingest ended before the kill"
+        );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        killed_mid_run += still_running as u32;
-        if db.exists() {
-            let n = assert_only_whole_captures(&db);
-            eprintln!("killed after {delay} ms (running: {still_running}): {n} whole captures");
-            assert!(n <= inputs.len() as i64);
-        }
+        drop(stdin);
+        let n = assert_only_whole_captures(&db);
+        eprintln!("round {round}: killed mid-capture, {n} whole captures");
+        assert_eq!(
+            n,
+            inputs.len() as i64,
+            "only the finished files are in the database"
+        );
     }
-    assert!(killed_mid_run > 0, "the ingest finished before every kill");
     // Picking up after the kills completes the archive.
     let r = ingest(
         &db,
