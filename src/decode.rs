@@ -108,10 +108,10 @@ pub struct Tcp {
     pub dport: u16,
     pub seq: u32,
     pub ack: u32,
-    /// 9 bits: NS(0x100) CWR ECE URG ACK PSH RST SYN FIN(0x001). 0 when the data offset is below 5, as tshark
-    /// then shows no flags.
+    /// 9 bits: NS(0x100) CWR ECE URG ACK PSH RST SYN FIN(0x001).
     pub flags: u16,
-    /// Data offset * 4, as in the header (may exceed the captured bytes, or be below 20 when bogus).
+    /// Data offset * 4, as in the header: at least 20 (a smaller one gives no `Tcp`), and may exceed the captured
+    /// bytes.
     pub hdr_len: u8,
     /// None when the captured bytes stop before the window field.
     pub window: Option<u16>,
@@ -1140,11 +1140,12 @@ impl Parser<'_> {
             .saturating_sub(off)
             .saturating_sub(hdr_len as usize)
             .min(u32::MAX as usize);
-        let flags = if hdr_len < 20 {
-            0
-        } else {
-            u16::from_be_bytes([h[12], h[13]]) & 0x01FF
-        };
+        // A data offset under 5 is a malformed header: the frame is kept (with its TCP layer, for dumps) but is
+        // not a TCP packet of any flow. tshark would still show its ports; our issue's contract is "no flow".
+        if hdr_len < 20 {
+            return;
+        }
+        let flags = u16::from_be_bytes([h[12], h[13]]) & 0x01FF;
         self.d.tcp = Some(Tcp {
             src: self.src,
             dst: self.dst,
@@ -2145,16 +2146,12 @@ mod tests {
     }
 
     #[test]
-    fn bogus_tcp_data_offset() {
+    fn bogus_tcp_data_offset_is_no_flow() {
         let mut s = seg();
         s[12] = 0x40 | (s[12] & 0x0F);
-        let t = decode(1, &eth(0x0800, &ip4(6, &s)))
-            .tcp
-            .expect("tshark still shows the ports");
-        assert_eq!(
-            (t.sport, t.hdr_len, t.flags, t.payload_len),
-            (1234, 16, 0, 9)
-        );
+        let d = decode(1, &eth(0x0800, &ip4(6, &s)));
+        assert!(d.tcp.is_none(), "a data offset under 5 belongs to no flow");
+        assert_eq!(d.layers().last().map(|l| l.layer), Some(Layer::Tcp));
     }
 
     #[test]

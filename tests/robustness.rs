@@ -780,10 +780,14 @@ fn tcp_data_offset_under_five_never_aborts_the_capture() {
     let mut zero = good.clone();
     zero[14 + 20 + 12] = 0x00;
     let frames = vec![(T0, good.clone()), (T0, bad), (T0, zero), (T0, good)];
-    let (run, cap) = ingest_one("doff.pcap", &pcap_of(1, 65535, &frames));
+    let d = Dir::new();
+    let path = d.file("doff.pcap", &pcap_of(1, 65535, &frames));
+    let run = ingest(&d.db(), &[&path]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let cap = cap.unwrap();
+    let cap = captures(&d.db()).pop().unwrap();
     assert_eq!((cap.frames, cap.truncated_at), (4, None));
+    // The malformed segments are stored, but belong to no flow; the good ones around them share one flow.
+    assert_eq!(frame_flows(&d.db()), vec![Some(1), None, None, Some(1)]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
