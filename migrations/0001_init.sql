@@ -89,9 +89,11 @@ CREATE TABLE frames (
     ack         INTEGER,
     win         INTEGER,
     payload_len INTEGER,                       -- TCP segment length
+    prev_in_flow INTEGER,                      -- the flow's previous frame; NULL for a flow's first frame
     PRIMARY KEY (capture_id, number)
 ) WITHOUT ROWID;
-CREATE INDEX frames_flow ON frames(capture_id, flow_no, number) WHERE flow_no IS NOT NULL;
+-- No index on flow_no: keeping one up to date was a fifth of the ingest. A flow's frames are found by walking
+-- prev_in_flow back from flows.last_frame (see the README), or by a range scan between first_frame and last_frame.
 
 -- Frame bytes, only for captures ingested with --embed.
 CREATE TABLE frame_data (
@@ -109,9 +111,8 @@ JOIN flows fl ON fl.capture_id = fr.capture_id AND fl.flow_no = fr.flow_no
 JOIN labels l ON l.capture_id = fr.capture_id AND l.flow_no = fr.flow_no;
 
 -- The index tuple: per capture, open flows in creation order, then closed flows in closing order. Each row is
--- one flow; `frames` lists its frame numbers. Select a capture and sort:
+-- one flow; `frames` lists its frame numbers in frame order. Select a capture and sort:
 --   SELECT label, frames FROM flow_index WHERE capture_id = ? ORDER BY closed, position;
--- The grouped scan walks the frames_flow index, so each flow's numbers come out in frame order.
 CREATE VIEW flow_index AS
 SELECT fl.capture_id,
        fl.flow_no,
@@ -120,7 +121,8 @@ SELECT fl.capture_id,
        fl.closed_frame IS NOT NULL AS closed,
        coalesce(fl.closed_frame, fl.first_frame) AS position
 FROM (SELECT capture_id, flow_no, group_concat(number) AS frames
-      FROM frames WHERE flow_no IS NOT NULL
+      FROM (SELECT capture_id, flow_no, number FROM frames WHERE flow_no IS NOT NULL
+            ORDER BY capture_id, flow_no, number)
       GROUP BY capture_id, flow_no) g
 JOIN flows fl ON fl.capture_id = g.capture_id AND fl.flow_no = g.flow_no
 JOIN labels l ON l.capture_id = g.capture_id AND l.flow_no = g.flow_no;

@@ -371,11 +371,20 @@ fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>,
 
 /// The frames of a group, in index order (flow by flow, each in frame order).
 fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
-    // Without INDEXED BY, SQLite walks the whole capture by primary key for each flow (the partial index only
-    // applies with the IS NOT NULL term, and its cost estimate loses to the primary key without statistics).
+    // Walk each flow's prev_in_flow links back from its last frame: one primary-key lookup per frame of the
+    // flow, whatever the size of the capture (frames has no index on flow_no). CROSS JOIN keeps SQLite from
+    // scanning the capture's frames and probing the chain instead.
     let mut st = conn.prepare(
-        "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames INDEXED BY frames_flow
-         WHERE capture_id = ?1 AND flow_no = ?2 AND flow_no IS NOT NULL ORDER BY number",
+        "WITH RECURSIVE chain(number) AS (
+             SELECT last_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2
+             UNION ALL
+             SELECT f.prev_in_flow FROM chain c
+             JOIN frames f ON f.capture_id = ?1 AND f.number = c.number
+             WHERE f.prev_in_flow IS NOT NULL
+         )
+         SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset
+         FROM chain c CROSS JOIN frames fr ON fr.capture_id = ?1 AND fr.number = c.number
+         ORDER BY fr.number",
     )?;
     let mut out = Vec::new();
     for flow in &g.flows {

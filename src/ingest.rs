@@ -181,9 +181,11 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
         last_ns = Some(ts_ns);
         let tcp = decode(f.linktype, f.data).tcp.map(|t| {
             tcp_frames += 1;
-            let flow_no = tracer.observe(f.number, &f.ts, f.origlen, &t, &mut |r| flows.push(r));
+            let (flow_no, prev_frame) =
+                tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |r| flows.push(r));
             TcpRow {
                 flow_no,
+                prev_frame,
                 flags: t.flags,
                 seq: t.seq,
                 ack: t.ack,

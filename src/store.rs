@@ -49,8 +49,6 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sq)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sq)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")
-        .map_err(sq)?;
     // 32 MiB of page cache keeps the B-tree pages that inserts revisit (indexes, the right edges of tables) in
     // memory instead of spilling them to the WAL and reading them back; it bounds the ingest's memory too.
     conn.pragma_update(None, "cache_size", -32768).map_err(sq)?;
@@ -78,6 +76,8 @@ pub struct FrameRow {
 #[derive(Clone, Copy, Debug)]
 pub struct TcpRow {
     pub flow_no: u32,
+    /// The flow's previous frame (`frames.prev_in_flow`).
+    pub prev_frame: Option<u64>,
     pub flags: u16,
     pub seq: u32,
     pub ack: u32,
@@ -174,7 +174,7 @@ pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// Rows per multi-row INSERT: one statement per 64 frames cuts SQLite's per-statement cost (step, reset, VDBE
 /// setup), which dominated the writer's profile with one row per statement.
 const ROWS_PER_INSERT: usize = 64;
-const FRAME_COLS: usize = 13;
+const FRAME_COLS: usize = 14;
 
 /// Inserts frame rows with multi-row statements.
 struct FrameInserter<'c> {
@@ -191,7 +191,7 @@ impl<'c> FrameInserter<'c> {
             // statement journal (about 10% of ingest CPU); any error rolls back the whole capture anyway.
             format!(
                 "INSERT OR FAIL INTO frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no,
-                                     tcp_flags, seq, ack, win, payload_len) VALUES {}",
+                                     tcp_flags, seq, ack, win, payload_len, prev_in_flow) VALUES {}",
                 vec![row; rows].join(",")
             )
         };
@@ -221,7 +221,8 @@ impl<'c> FrameInserter<'c> {
         st.raw_bind_parameter(base + 10, t.map(|t| t.seq))?;
         st.raw_bind_parameter(base + 11, t.map(|t| t.ack))?;
         st.raw_bind_parameter(base + 12, t.and_then(|t| t.win))?;
-        st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))
+        st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))?;
+        st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))
     }
 
     fn insert(&mut self, frames: &[FrameRow]) -> rusqlite::Result<()> {

@@ -101,6 +101,19 @@ impl Tracer {
         tcp: &Tcp,
         on_close: &mut impl FnMut(FlowRecord),
     ) -> u32 {
+        self.observe_linked(number, ts, origlen, tcp, on_close).0
+    }
+
+    /// As `observe`, also returning the number of the flow's previous frame (`None` for its first frame): stored
+    /// per frame, these links let a flow's frames be walked without an index on `frames.flow_no`.
+    pub fn observe_linked(
+        &mut self,
+        number: u64,
+        ts: &Timestamp,
+        origlen: u32,
+        tcp: &Tcp,
+        on_close: &mut impl FnMut(FlowRecord),
+    ) -> (u32, Option<u64>) {
         let key = (tcp.src, tcp.sport, tcp.dst, tcp.dport);
         let ns = ts.as_ns();
         let flow = self.open.entry(key).or_insert_with(|| {
@@ -116,6 +129,7 @@ impl Tracer {
                 last_ns: ns,
             }
         });
+        let prev = (flow.packets > 0).then_some(flow.last_frame);
         flow.packets += 1;
         flow.bytes += origlen as u64;
         flow.payload_bytes += tcp.payload_len as u64;
@@ -127,7 +141,7 @@ impl Tracer {
                 on_close(done.into_record(&key, Some(number)));
             }
         }
-        flow_no
+        (flow_no, prev)
     }
 
     /// The flows still open at the end, in creation order; records are built one at a time as they are taken.
@@ -222,6 +236,24 @@ mod tests {
                 ("10.0.0.2_2-10.0.0.1_1-103.0".to_string(), vec![4]),
             ]
         );
+    }
+
+    #[test]
+    fn frames_link_to_the_previous_frame_of_their_flow() {
+        let mut t = Tracer::new();
+        let ts = Timestamp::new(1, 0, 6);
+        let mut links = Vec::new();
+        let segs = [
+            seg(A, 1, B, 2, 0),
+            seg(B, 2, A, 1, 0),
+            seg(A, 1, B, 2, TCP_FIN),
+            seg(A, 1, B, 2, 0),
+        ];
+        for (i, s) in segs.iter().enumerate() {
+            links.push(t.observe_linked(i as u64 + 1, &ts, 60, s, &mut |_| {}));
+        }
+        // Frame 4 reopens the key after the FIN: a new flow whose chain starts afresh.
+        assert_eq!(links, vec![(1, None), (2, None), (1, Some(1)), (3, None)]);
     }
 
     #[test]
