@@ -58,6 +58,8 @@ pub struct Interface {
     pub snaplen: u32,
     /// pcapng's `if_tsresol` byte: 10^-n seconds, or 2^-n when the top bit is set (pcap: 6 = µs, 9 = ns).
     pub tsresol: u8,
+    /// pcapng's `if_tsoffset`: seconds added to every timestamp of the interface (0 for pcap).
+    pub tsoffset: i64,
 }
 
 /// A frame borrowed from the reader's buffer.
@@ -230,6 +232,7 @@ impl CaptureReader {
             linktype,
             snaplen,
             tsresol: if ns { 9 } else { 6 },
+            tsoffset: 0,
         });
         r.pos = 24;
         Ok(r)
@@ -459,11 +462,12 @@ impl CaptureReader {
                     }
                     let linktype = self.u16_at(&self.buf, 8) as u32;
                     let snaplen = self.u32_at(&self.buf, 12);
-                    let tsresol = self.if_tsresol(16, 8 + body_len);
+                    let (tsresol, tsoffset) = self.if_time_options(16, 8 + body_len);
                     self.interfaces.push(Interface {
                         linktype,
                         snaplen,
                         tsresol,
+                        tsoffset,
                     });
                 }
                 6 | 2 => {
@@ -497,7 +501,8 @@ impl CaptureReader {
                         return None;
                     };
                     let ticks = (ts_high << 32) | ts_low;
-                    let ts = ticks_to_ts(ticks, ifc.tsresol);
+                    let mut ts = ticks_to_ts(ticks, ifc.tsresol);
+                    ts.sec = ts.sec.saturating_add(ifc.tsoffset);
                     self.frames += 1;
                     return Some(Frame {
                         number: self.frames,
@@ -543,8 +548,10 @@ impl CaptureReader {
         }
     }
 
-    /// Reads `if_tsresol` from the options in `buf[start..end]`; 6 (µs) when absent.
-    fn if_tsresol(&self, start: usize, end: usize) -> u8 {
+    /// Reads `if_tsresol` (6, µs, when absent) and `if_tsoffset` (0 when absent) from the options in
+    /// `buf[start..end]`.
+    fn if_time_options(&self, start: usize, end: usize) -> (u8, i64) {
+        let (mut tsresol, mut tsoffset) = (6, 0);
         let mut at = start;
         while at + 4 <= end {
             let code = self.u16_at(&self.buf, at);
@@ -553,12 +560,21 @@ impl CaptureReader {
             if code == 0 || val + len > end {
                 break;
             }
-            if code == 9 && len >= 1 {
-                return self.buf[val];
+            match code {
+                9 if len >= 1 => tsresol = self.buf[val],
+                14 if len >= 8 => {
+                    let b: [u8; 8] = self.buf[val..val + 8].try_into().unwrap();
+                    tsoffset = if self.big_endian {
+                        i64::from_be_bytes(b)
+                    } else {
+                        i64::from_le_bytes(b)
+                    };
+                }
+                _ => {}
             }
             at = val + len.div_ceil(4) * 4;
         }
-        6
+        (tsresol, tsoffset)
     }
 }
 
@@ -591,4 +607,54 @@ pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(btype: u32, body: &[u8]) -> Vec<u8> {
+        let total = 12 + body.len().div_ceil(4) * 4;
+        let mut b = btype.to_le_bytes().to_vec();
+        b.extend_from_slice(&(total as u32).to_le_bytes());
+        b.extend_from_slice(body);
+        b.resize(total - 4, 0);
+        b.extend_from_slice(&(total as u32).to_le_bytes());
+        b
+    }
+
+    /// A pcapng with one interface (if_tsresol 9, if_tsoffset 1000 s) and one packet at 1.5 s of ticks.
+    fn pcapng_with_offset() -> Vec<u8> {
+        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut idb = vec![1, 0, 0, 0, 0xff, 0xff, 0, 0];
+        idb.extend_from_slice(&[9, 0, 1, 0, 9, 0, 0, 0]); // if_tsresol = 9
+        idb.extend_from_slice(&[14, 0, 8, 0]); // if_tsoffset
+        idb.extend_from_slice(&1000i64.to_le_bytes());
+        idb.extend_from_slice(&[0, 0, 0, 0]);
+        let ticks: u64 = 1_500_000_000;
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ticks as u32).to_le_bytes());
+        epb.extend_from_slice(&4u32.to_le_bytes());
+        epb.extend_from_slice(&4u32.to_le_bytes());
+        epb.extend_from_slice(&[1, 2, 3, 4]);
+        let mut f = block(PCAPNG_SHB, &shb);
+        f.extend(block(1, &idb));
+        f.extend(block(6, &epb));
+        f
+    }
+
+    #[test]
+    fn pcapng_tsresol_and_tsoffset_make_the_timestamp() {
+        let mut r =
+            CaptureReader::from_reader(Box::new(std::io::Cursor::new(pcapng_with_offset())))
+                .unwrap();
+        let f = r.next_frame().expect("one frame");
+        assert_eq!((f.ts.sec, f.ts.frac, f.ts.digits), (1001, 500_000_000, 9));
+        assert_eq!(f.data, &[1, 2, 3, 4]);
+        assert!(r.next_frame().is_none());
+        assert!(r.truncation().is_none());
+    }
 }
