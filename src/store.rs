@@ -171,74 +171,100 @@ pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Rows per multi-row INSERT: one statement per 64 frames cuts SQLite's per-statement cost (step, reset, VDBE
+/// Rows per multi-row INSERT: one statement per 64 rows cuts SQLite's per-statement cost (step, reset, VDBE
 /// setup), which dominated the writer's profile with one row per statement.
 const ROWS_PER_INSERT: usize = 64;
-const FRAME_COLS: usize = 14;
 
-/// Inserts frame rows with multi-row statements.
-struct FrameInserter<'c> {
+/// Inserts rows into one table with multi-row statements (and a one-row statement for the remainder).
+struct BulkInsert<'c> {
     many: rusqlite::Statement<'c>,
     one: rusqlite::Statement<'c>,
-    capture_id: i64,
+    cols: usize,
 }
 
-impl<'c> FrameInserter<'c> {
-    fn new(conn: &'c Connection, capture_id: i64) -> rusqlite::Result<Self> {
+impl<'c> BulkInsert<'c> {
+    /// `target` is `table (col, ...)` with `cols` columns.
+    fn new(conn: &'c Connection, target: &str, cols: usize) -> rusqlite::Result<Self> {
         let sql = |rows: usize| {
-            let row = format!("({})", vec!["?"; FRAME_COLS].join(","));
+            let row = format!("({})", vec!["?"; cols].join(","));
             // OR FAIL: a failing row stops the statement without undoing its earlier rows, so SQLite needs no
             // statement journal (about 10% of ingest CPU); any error rolls back the whole capture anyway.
             format!(
-                "INSERT OR FAIL INTO frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no,
-                                     tcp_flags, seq, ack, win, payload_len, prev_in_flow) VALUES {}",
+                "INSERT OR FAIL INTO {target} VALUES {}",
                 vec![row; rows].join(",")
             )
         };
-        Ok(FrameInserter {
+        Ok(BulkInsert {
             many: conn.prepare(&sql(ROWS_PER_INSERT))?,
             one: conn.prepare(&sql(1))?,
-            capture_id,
+            cols,
         })
     }
 
-    fn bind(
-        st: &mut rusqlite::Statement<'_>,
-        base: usize,
-        capture_id: i64,
-        f: &FrameRow,
+    /// Inserts `rows`; `bind(statement, first parameter index - 1, row)` binds one row's columns.
+    fn insert<T>(
+        &mut self,
+        rows: &[T],
+        bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
-        let t = f.tcp.as_ref();
-        st.raw_bind_parameter(base + 1, capture_id)?;
-        st.raw_bind_parameter(base + 2, f.number as i64)?;
-        st.raw_bind_parameter(base + 3, f.ts_ns)?;
-        st.raw_bind_parameter(base + 4, f.caplen)?;
-        st.raw_bind_parameter(base + 5, f.origlen)?;
-        st.raw_bind_parameter(base + 6, f.iface)?;
-        st.raw_bind_parameter(base + 7, f.offset as i64)?;
-        st.raw_bind_parameter(base + 8, t.map(|t| t.flow_no))?;
-        st.raw_bind_parameter(base + 9, t.map(|t| t.flags))?;
-        st.raw_bind_parameter(base + 10, t.map(|t| t.seq))?;
-        st.raw_bind_parameter(base + 11, t.map(|t| t.ack))?;
-        st.raw_bind_parameter(base + 12, t.and_then(|t| t.win))?;
-        st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))?;
-        st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))
-    }
-
-    fn insert(&mut self, frames: &[FrameRow]) -> rusqlite::Result<()> {
-        let mut chunks = frames.chunks_exact(ROWS_PER_INSERT);
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
         for chunk in &mut chunks {
-            for (i, f) in chunk.iter().enumerate() {
-                Self::bind(&mut self.many, i * FRAME_COLS, self.capture_id, f)?;
+            for (i, r) in chunk.iter().enumerate() {
+                bind(&mut self.many, i * self.cols, r)?;
             }
             self.many.raw_execute()?;
         }
-        for f in chunks.remainder() {
-            Self::bind(&mut self.one, 0, self.capture_id, f)?;
+        for r in chunks.remainder() {
+            bind(&mut self.one, 0, r)?;
             self.one.raw_execute()?;
         }
         Ok(())
     }
+}
+
+fn bind_frame(
+    st: &mut rusqlite::Statement<'_>,
+    base: usize,
+    capture_id: i64,
+    f: &FrameRow,
+) -> rusqlite::Result<()> {
+    let t = f.tcp.as_ref();
+    st.raw_bind_parameter(base + 1, capture_id)?;
+    st.raw_bind_parameter(base + 2, f.number as i64)?;
+    st.raw_bind_parameter(base + 3, f.ts_ns)?;
+    st.raw_bind_parameter(base + 4, f.caplen)?;
+    st.raw_bind_parameter(base + 5, f.origlen)?;
+    st.raw_bind_parameter(base + 6, f.iface)?;
+    st.raw_bind_parameter(base + 7, f.offset as i64)?;
+    st.raw_bind_parameter(base + 8, t.map(|t| t.flow_no))?;
+    st.raw_bind_parameter(base + 9, t.map(|t| t.flags))?;
+    st.raw_bind_parameter(base + 10, t.map(|t| t.seq))?;
+    st.raw_bind_parameter(base + 11, t.map(|t| t.ack))?;
+    st.raw_bind_parameter(base + 12, t.and_then(|t| t.win))?;
+    st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))?;
+    st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))
+}
+
+fn bind_flow(
+    st: &mut rusqlite::Statement<'_>,
+    base: usize,
+    capture_id: i64,
+    fl: &FlowRecord,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(base + 1, capture_id)?;
+    st.raw_bind_parameter(base + 2, fl.flow_no)?;
+    st.raw_bind_parameter(base + 3, fl.src.to_string())?;
+    st.raw_bind_parameter(base + 4, fl.sport)?;
+    st.raw_bind_parameter(base + 5, fl.dst.to_string())?;
+    st.raw_bind_parameter(base + 6, fl.dport)?;
+    st.raw_bind_parameter(base + 7, fl.first_frame as i64)?;
+    st.raw_bind_parameter(base + 8, fl.last_frame as i64)?;
+    st.raw_bind_parameter(base + 9, fl.closed_frame.map(|n| n as i64))?;
+    st.raw_bind_parameter(base + 10, fl.packets as i64)?;
+    st.raw_bind_parameter(base + 11, fl.bytes as i64)?;
+    st.raw_bind_parameter(base + 12, fl.payload_bytes as i64)?;
+    st.raw_bind_parameter(base + 13, fl.first_ns)?;
+    st.raw_bind_parameter(base + 14, fl.last_ns)
 }
 
 /// Writes one capture from its reader's messages, in one transaction: the capture is wholly in the database or
@@ -264,14 +290,19 @@ pub fn write_capture(
     )?;
     let id = tx.last_insert_rowid();
     let end = {
-        let mut frames_ins = FrameInserter::new(&tx, id)?;
-        let mut ins_label =
-            tx.prepare("INSERT INTO labels (capture_id, flow_no, label) VALUES (?1, ?2, ?3)")?;
-        let mut ins_flow = tx.prepare(
-            "INSERT INTO flows (capture_id, flow_no, src, sport, dst, dport, first_frame, last_frame,
-                                closed_frame, packets, bytes, payload_bytes, first_ns, last_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        let mut frames_ins = BulkInsert::new(
+            &tx,
+            "frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no, tcp_flags, seq, ack,
+                     win, payload_len, prev_in_flow)",
+            14,
         )?;
+        let mut flows_ins = BulkInsert::new(
+            &tx,
+            "flows (capture_id, flow_no, src, sport, dst, dport, first_frame, last_frame, closed_frame, packets,
+                    bytes, payload_bytes, first_ns, last_ns)",
+            14,
+        )?;
+        let mut labels_ins = BulkInsert::new(&tx, "labels (capture_id, flow_no, label)", 3)?;
         let mut ins_data =
             tx.prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?;
         loop {
@@ -287,7 +318,7 @@ pub fn write_capture(
                     data,
                     bytes_read,
                 } => {
-                    frames_ins.insert(&frames)?;
+                    frames_ins.insert(&frames, |st, base, f| bind_frame(st, base, id, f))?;
                     if embed {
                         let mut at = 0usize;
                         for f in &frames {
@@ -296,25 +327,12 @@ pub fn write_capture(
                             at = end;
                         }
                     }
-                    for fl in &flows {
-                        ins_label.execute(params![id, fl.flow_no, fl.label])?;
-                        ins_flow.execute(params![
-                            id,
-                            fl.flow_no,
-                            fl.src.to_string(),
-                            fl.sport,
-                            fl.dst.to_string(),
-                            fl.dport,
-                            fl.first_frame as i64,
-                            fl.last_frame as i64,
-                            fl.closed_frame.map(|n| n as i64),
-                            fl.packets as i64,
-                            fl.bytes as i64,
-                            fl.payload_bytes as i64,
-                            fl.first_ns,
-                            fl.last_ns,
-                        ])?;
-                    }
+                    flows_ins.insert(&flows, |st, base, fl| bind_flow(st, base, id, fl))?;
+                    labels_ins.insert(&flows, |st, base, fl| {
+                        st.raw_bind_parameter(base + 1, id)?;
+                        st.raw_bind_parameter(base + 2, fl.flow_no)?;
+                        st.raw_bind_parameter(base + 3, fl.label.as_str())
+                    })?;
                     on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
                 }
                 Msg::End(end) => break end,
