@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use rusqlite::Connection;
 use traceflow::dump::{self, DumpError, DumpFormat, DumpOptions, QueryArgs, QueryFormat};
+use traceflow::query::IndexEntry;
 use traceflow::{ingest, query, store, synth};
 
 fn corpus() -> PathBuf {
@@ -133,6 +134,16 @@ fn ingest_paths(db: &Path, paths: &[PathBuf], embed: bool) -> Connection {
     let s = ingest::run(&mut conn, paths, &opts, &mut |m| eprintln!("{m}"));
     assert_eq!(s.failed, 0, "ingest failed");
     conn
+}
+
+/// `--dump DIR --format F` of one capture (or of all, with `None`), without --force.
+fn dump_folder(
+    conn: &Connection,
+    capture: Option<i64>,
+    dir: &Path,
+    format: DumpFormat,
+) -> Result<Vec<IndexEntry>, DumpError> {
+    dump::dump_dir(conn, capture, None, dir, &DumpOptions::new(format), false)
 }
 
 fn corpus_paths() -> Vec<PathBuf> {
@@ -265,15 +276,7 @@ fn compressed_captures_dump_like_their_originals() {
     let dump_all = |cap: &Path, out: &str| -> Vec<(String, Vec<u8>)> {
         let id = query::resolve_capture(&conn, &cap.to_string_lossy()).unwrap();
         let d = tmp.path().join(out);
-        let entries = dump::dump_dir(
-            &conn,
-            Some(id),
-            None,
-            &d,
-            &DumpOptions::new(DumpFormat::Pcap),
-            false,
-        )
-        .unwrap();
+        let entries = dump_folder(&conn, Some(id), &d, DumpFormat::Pcap).unwrap();
         assert!(!entries.is_empty());
         entries
             .iter()
@@ -325,15 +328,7 @@ fn pcapng_dumps_read_back_in_tshark_and_capinfos() {
     let id = query::resolve_capture(&conn, "variant-pcapng-multi-interface.pcapng").unwrap();
     let orig = read_recs(&std::fs::read(&cap).unwrap());
     let out = tmp.path().join("ng");
-    let entries = dump::dump_dir(
-        &conn,
-        Some(id),
-        None,
-        &out,
-        &DumpOptions::new(DumpFormat::Pcapng),
-        false,
-    )
-    .unwrap();
+    let entries = dump_folder(&conn, Some(id), &out, DumpFormat::Pcapng).unwrap();
     assert!(entries.len() > 3);
     let want = expected_groups(&conn, id);
     for (label, numbers) in &want {
@@ -410,15 +405,7 @@ fn mixed_link_types_need_pcapng() {
     assert!(e.to_string().contains("pcapng"), "{e}");
     // A folder dump checks before it writes anything.
     let d = tmp.path().join("d");
-    let e = dump::dump_dir(
-        &conn,
-        Some(id),
-        None,
-        &d,
-        &DumpOptions::new(DumpFormat::Pcap),
-        false,
-    )
-    .unwrap_err();
+    let e = dump_folder(&conn, Some(id), &d, DumpFormat::Pcap).unwrap_err();
     assert!(matches!(e, DumpError::MixedLinktypes { .. }));
     assert!(!d.exists());
     let out = tmp.path().join("flow.pcapng");
@@ -505,16 +492,7 @@ fn json_and_plist_parse() {
                 // Walk the nesting down to tcp.
                 let mut layer = f;
                 for name in protocols.split(':') {
-                    let key: String = name
-                        .chars()
-                        .map(|c| {
-                            if c.is_ascii_alphanumeric() {
-                                c.to_ascii_lowercase()
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect();
+                    let key = traceflow::dump::render::key_of(name);
                     layer = &layer[key.as_str()];
                     assert!(layer.is_object(), "{n}: no {key} layer in {f}");
                 }
@@ -843,15 +821,7 @@ fn several_captures_with_one_label_need_capture() {
     );
     // --dump over the whole database: one sub-folder per capture.
     let out = tmp.path().join("all");
-    let entries = dump::dump_dir(
-        &conn,
-        None,
-        None,
-        &out,
-        &DumpOptions::new(DumpFormat::Text),
-        false,
-    )
-    .unwrap();
+    let entries = dump_folder(&conn, None, &out, DumpFormat::Text).unwrap();
     assert!(entries
         .iter()
         .all(|e| e.capture.is_some() && Path::new(e.fpout.as_ref().unwrap()).is_file()));

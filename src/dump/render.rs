@@ -167,9 +167,12 @@ fn hex16(v: u16) -> String {
 
 /// The key of a layer in the nested output: its display name in lower case, punctuation as `_`.
 pub fn layer_key(layer: Layer) -> String {
-    layer
-        .name()
-        .chars()
+    key_of(layer.name())
+}
+
+/// The nested-output key for a protocol name as `protocols` lists it (`802.11` → `802_11`).
+pub fn key_of(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
