@@ -234,9 +234,8 @@ pub fn select_label(
     let rows: Vec<(i64, i64, String)> = conn
         .prepare(&format!(
             "SELECT f.capture_id, f.flow_no, c.name FROM flows f
-             JOIN labels l ON l.capture_id = f.capture_id AND l.flow_no = f.flow_no
              JOIN captures c ON c.id = f.capture_id
-             WHERE l.label = ?1 AND (?2 IS NULL OR f.capture_id = ?2) AND f.first_ns BETWEEN ?3 AND ?4
+             WHERE f.label = ?1 AND (?2 IS NULL OR f.capture_id = ?2) AND f.first_ns BETWEEN ?3 AND ?4
              ORDER BY f.capture_id, {INDEX_ORDER}"
         ))?
         .query_map(rusqlite::params![label, capture, lo, hi], |r| {
@@ -293,7 +292,7 @@ fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> DumpEr
         None => String::new(),
     };
     let labels: Vec<String> = conn
-        .prepare("SELECT DISTINCT label FROM labels WHERE ?1 IS NULL OR capture_id = ?1")
+        .prepare("SELECT DISTINCT label FROM flows WHERE ?1 IS NULL OR capture_id = ?1")
         .and_then(|mut st| {
             st.query_map([capture], |r| r.get(0))?
                 .collect::<Result<Vec<String>, _>>()
@@ -321,8 +320,7 @@ fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> DumpEr
 pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGroup>, DumpError> {
     let rows: Vec<(i64, String)> = conn
         .prepare(&format!(
-            "SELECT f.flow_no, l.label FROM flows f
-             JOIN labels l ON l.capture_id = f.capture_id AND l.flow_no = f.flow_no
+            "SELECT f.flow_no, f.label FROM flows f
              WHERE f.capture_id = ?1 ORDER BY {INDEX_ORDER}"
         ))?
         .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?)))?

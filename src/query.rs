@@ -181,12 +181,11 @@ pub struct IndexEntry {
 }
 
 /// The SQL that yields a capture's index tuple (also printed in the README): one row per flow, in index order.
-pub const INDEX_SQL: &str = "SELECT l.label, g.frames
+pub const INDEX_SQL: &str = "SELECT fl.label, g.frames
 FROM (SELECT flow_no, group_concat(number ORDER BY number) AS frames
       FROM frames WHERE capture_id = ?1 AND flow_no IS NOT NULL
       GROUP BY flow_no) g
 JOIN flows fl ON fl.capture_id = ?1 AND fl.flow_no = g.flow_no
-JOIN labels l ON l.capture_id = ?1 AND l.flow_no = g.flow_no
 ORDER BY fl.closed_frame IS NOT NULL, coalesce(fl.closed_frame, fl.first_frame)";
 
 /// Visits the index tuple of one capture, or of every capture, row by row from the `flow_index` view: `visit`

@@ -24,7 +24,10 @@ pub enum StoreError {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../migrations/0001_init.sql")),
+        M::up(include_str!("../migrations/0002_label_in_flows.sql")),
+    ])
 }
 
 /// Turns off SQLite's memory statistics before its first use. With them on, every allocation takes a global
@@ -221,7 +224,6 @@ pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     for table in [
         "frame_data",
         "frames",
-        "labels",
         "flows",
         "interfaces",
         "capture_paths",
@@ -319,18 +321,19 @@ fn bind_flow(
 ) -> rusqlite::Result<()> {
     st.raw_bind_parameter(base + 1, capture_id)?;
     st.raw_bind_parameter(base + 2, fl.flow_no)?;
-    st.raw_bind_parameter(base + 3, fl.src_text.as_str())?;
-    st.raw_bind_parameter(base + 4, fl.sport)?;
-    st.raw_bind_parameter(base + 5, fl.dst_text.as_str())?;
-    st.raw_bind_parameter(base + 6, fl.dport)?;
-    st.raw_bind_parameter(base + 7, fl.first_frame as i64)?;
-    st.raw_bind_parameter(base + 8, fl.last_frame as i64)?;
-    st.raw_bind_parameter(base + 9, fl.closed_frame.map(|n| n as i64))?;
-    st.raw_bind_parameter(base + 10, fl.packets as i64)?;
-    st.raw_bind_parameter(base + 11, fl.bytes as i64)?;
-    st.raw_bind_parameter(base + 12, fl.payload_bytes as i64)?;
-    st.raw_bind_parameter(base + 13, fl.first_ns)?;
-    st.raw_bind_parameter(base + 14, fl.last_ns)
+    st.raw_bind_parameter(base + 3, fl.label.as_str())?;
+    st.raw_bind_parameter(base + 4, fl.src_text.as_str())?;
+    st.raw_bind_parameter(base + 5, fl.sport)?;
+    st.raw_bind_parameter(base + 6, fl.dst_text.as_str())?;
+    st.raw_bind_parameter(base + 7, fl.dport)?;
+    st.raw_bind_parameter(base + 8, fl.first_frame as i64)?;
+    st.raw_bind_parameter(base + 9, fl.last_frame as i64)?;
+    st.raw_bind_parameter(base + 10, fl.closed_frame.map(|n| n as i64))?;
+    st.raw_bind_parameter(base + 11, fl.packets as i64)?;
+    st.raw_bind_parameter(base + 12, fl.bytes as i64)?;
+    st.raw_bind_parameter(base + 13, fl.payload_bytes as i64)?;
+    st.raw_bind_parameter(base + 14, fl.first_ns)?;
+    st.raw_bind_parameter(base + 15, fl.last_ns)
 }
 
 /// Writes one capture from its reader's messages, in one transaction: the capture is wholly in the database or
@@ -364,11 +367,10 @@ pub fn write_capture(
         )?;
         let mut flows_ins = BulkInsert::new(
             &tx,
-            "flows (capture_id, flow_no, src, sport, dst, dport, first_frame, last_frame, closed_frame, packets,
-                    bytes, payload_bytes, first_ns, last_ns)",
-            14,
+            "flows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame, closed_frame,
+                    packets, bytes, payload_bytes, first_ns, last_ns)",
+            15,
         )?;
-        let mut labels_ins = BulkInsert::new(&tx, "labels (capture_id, flow_no, label)", 3)?;
         let mut ins_data =
             tx.prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?;
         loop {
@@ -394,11 +396,6 @@ pub fn write_capture(
                         }
                     }
                     flows_ins.insert(&flows, |st, base, fl| bind_flow(st, base, id, fl))?;
-                    labels_ins.insert(&flows, |st, base, fl| {
-                        st.raw_bind_parameter(base + 1, id)?;
-                        st.raw_bind_parameter(base + 2, fl.flow_no)?;
-                        st.raw_bind_parameter(base + 3, fl.label.as_str())
-                    })?;
                     on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
                 }
                 Msg::End(end) => break end,
@@ -535,5 +532,63 @@ mod tests {
         assert!(rows.next().unwrap().is_some());
         assert_eq!(begin_ingest(&conn).unwrap(), Journal::Wal);
         assert_eq!(journal_mode(&conn), "wal");
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[test]
+    fn version_1_labels_move_into_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            Migrations::new(vec![M::up(include_str!("../migrations/0001_init.sql"))])
+                .to_latest(&mut c)
+                .unwrap();
+            c.execute_batch(
+                "INSERT INTO captures (id, name, path, size) VALUES (1, 'a', '/a', 1);
+                 INSERT INTO flows VALUES (1, 1, '10.0.0.1', 1, '10.0.0.2', 2, 1, 2, 2, 2, 120, 0, 5, 6);
+                 INSERT INTO flows VALUES (1, 2, '10.0.0.2', 2, '10.0.0.1', 1, 3, 3, NULL, 1, 60, 0, 7, 7);
+                 INSERT INTO labels VALUES (1, 1, 'first'), (1, 2, 'second');
+                 INSERT INTO frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no)
+                 VALUES (1, 1, 5, 60, 60, 0, 24, 1), (1, 2, 6, 60, 60, 0, 100, 1), (1, 3, 7, 60, 60, 0, 176, 2);",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let labels: Vec<(i64, String)> = c
+            .prepare("SELECT flow_no, label FROM flows ORDER BY flow_no")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(labels, vec![(1, "first".into()), (2, "second".into())]);
+        // The old names still read: the labels view and the index view.
+        let index: Vec<(String, String)> = c
+            .prepare("SELECT label, frames FROM flow_index WHERE capture_id = 1 ORDER BY closed, position")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            index,
+            vec![
+                ("second".into(), "3".into()),
+                ("first".into(), "1,2".into())
+            ]
+        );
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM labels JOIN tcp_frames USING (label)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 3);
     }
 }

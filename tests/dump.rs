@@ -591,12 +591,12 @@ fn a_label_never_escapes_the_folder() {
     let (db, _) = sample_db(tmp.path(), false);
     let conn = store::open(&db).unwrap();
     conn.execute(
-        "UPDATE labels SET label = '../../escaped' WHERE flow_no = 1",
+        "UPDATE flows SET label = '../../escaped' WHERE flow_no = 1",
         [],
     )
     .unwrap();
     conn.execute(
-        "UPDATE labels SET label = '/abs/olute' WHERE flow_no = 2",
+        "UPDATE flows SET label = '/abs/olute' WHERE flow_no = 2",
         [],
     )
     .unwrap();
