@@ -20,11 +20,14 @@ fn main() {
             tracer.observe(f.number, &f.ts, f.origlen, &t, &mut |_| closed += 1);
         }
     }
-    let open = tracer.finish().count();
+    let mut open = 0u64;
+    tracer
+        .finish(&mut |_| open += 1)
+        .expect("parking open flows");
     let s = t0.elapsed().as_secs_f64();
     println!(
         "{frames} frames ({tcp} TCP), {} flows in {s:.3}s: {:.0} ns/frame",
-        open as u64 + closed,
+        open + closed,
         s * 1e9 / frames as f64
     );
 }

@@ -22,13 +22,28 @@ const BATCH_BYTES: usize = 8 << 20;
 /// Batches queued per capture; bounds memory whatever the capture size.
 const QUEUE: usize = 8;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     pub jobs: usize,
     pub force: bool,
     pub embed: bool,
     pub quiet: bool,
     pub verbose: bool,
+    /// Open flows a reader keeps in memory before parking idle ones on disk (`Tracer::with_max_open`).
+    pub max_open_flows: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            jobs: 1,
+            force: false,
+            embed: false,
+            quiet: false,
+            verbose: false,
+            max_open_flows: crate::trace::DEFAULT_MAX_OPEN,
+        }
+    }
 }
 
 /// What an ingest did, for the summary line and the exit status.
@@ -150,7 +165,8 @@ fn source_of(input: &Input) -> CaptureSource {
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Reads, decodes and traces one capture, sending rows to the writer. Returns when done or when the writer hung up.
-pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
+pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
+    let embed = opts.embed;
     let opened = match input {
         Input::Stdin => CaptureReader::from_reader(Box::new(std::io::stdin())),
         Input::File(p) => CaptureReader::open(p),
@@ -168,7 +184,7 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
             return;
         }
     };
-    let mut tracer = Tracer::new();
+    let mut tracer = Tracer::with_max_open(opts.max_open_flows);
     let mut frames = Vec::with_capacity(BATCH);
     let mut flows = Vec::new();
     let mut data = Vec::new();
@@ -234,18 +250,32 @@ pub fn read_capture(input: &Input, embed: bool, tx: &Sender<Msg>) {
         data,
         bytes_read,
     });
-    let mut open = tracer.finish().peekable();
-    while open.peek().is_some() {
-        let flows: Vec<_> = open.by_ref().take(BATCH).collect();
-        let batch = Msg::Batch {
-            frames: Vec::new(),
-            flows,
-            data: Vec::new(),
-            bytes_read,
-        };
-        if tx.send(batch).is_err() {
-            return;
+    let mut open = Vec::with_capacity(BATCH);
+    let mut hung_up = false;
+    let finished = tracer.finish(&mut |r| {
+        open.push(r);
+        if open.len() >= BATCH && !hung_up {
+            let batch = Msg::Batch {
+                frames: Vec::new(),
+                flows: std::mem::replace(&mut open, Vec::with_capacity(BATCH)),
+                data: Vec::new(),
+                bytes_read,
+            };
+            hung_up = tx.send(batch).is_err();
         }
+    });
+    if let Err(e) = finished {
+        let _ = tx.send(Msg::Failed(e.to_string()));
+        return;
+    }
+    let batch = Msg::Batch {
+        frames: Vec::new(),
+        flows: open,
+        data: Vec::new(),
+        bytes_read,
+    };
+    if hung_up || tx.send(batch).is_err() {
+        return;
     }
     if INTERRUPTED.load(Ordering::Relaxed) {
         let _ = tx.send(Msg::Failed("interrupted".into()));
@@ -316,7 +346,7 @@ pub fn run(
                 if k >= todo.len() {
                     break;
                 }
-                read_capture(&inputs[todo[k]], opts.embed, &senders[k]);
+                read_capture(&inputs[todo[k]], opts, &senders[k]);
             });
             match spawned {
                 Ok(_) => readers += 1,

@@ -51,6 +51,10 @@ enum Cmd {
         /// Log each file.
         #[arg(long, short)]
         verbose: bool,
+        /// Open flows each reader keeps in memory; beyond that, the least recently seen are parked in a
+        /// temporary file (bounds memory for captures that leave many flows open).
+        #[arg(long, default_value_t = traceflow::trace::DEFAULT_MAX_OPEN, value_name = "N")]
+        max_open_flows: usize,
     },
     /// Write a small synthetic capture (HTTP-like conversations) to try traceflow on.
     Sample {
@@ -129,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             embed,
             quiet,
             verbose,
+            max_open_flows,
         } => {
             let _ = ctrlc::set_handler(|| {
                 ingest::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst)
@@ -144,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 embed,
                 quiet,
                 verbose,
+                max_open_flows,
             };
             let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| {
                 eprintln!("traceflow: {m}")

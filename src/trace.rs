@@ -2,13 +2,21 @@
 //!
 //! A flow is keyed by the directed (src, sport, dst, dport). The first frame of a key opens a flow; a frame with
 //! FIN joins its flow and closes it, so the next frame of that key opens a new flow with a new label. Only open
-//! flows are kept in memory, so memory follows the number of concurrently open flows, not the capture size.
+//! flows are kept, and only the most recently seen of them in memory (the others are parked, see `spill`), so
+//! memory is bounded whatever the capture's size.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 use crate::decode::Tcp;
 use crate::label::{flow_label, Timestamp};
+use crate::spill::{Spill, SpillError};
+
+/// Open flows kept in memory before the least recently seen are parked on disk (`Tracer::with_max_open`):
+/// about 10 MiB of flow state, whatever the capture.
+pub const DEFAULT_MAX_OPEN: usize = 65_536;
 
 pub type FlowKey = (IpAddr, u16, IpAddr, u16);
 
@@ -39,16 +47,17 @@ pub struct FlowRecord {
 }
 
 /// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
-/// is emitted, so an open flow costs about 120 bytes (memory grows with open flows, never with frames).
-struct OpenFlow {
-    flow_no: u32,
-    first_ts: Timestamp,
-    first_frame: u64,
-    last_frame: u64,
-    packets: u64,
-    bytes: u64,
-    payload_bytes: u64,
-    last_ns: i64,
+/// is emitted, so an open flow costs about 120 bytes in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OpenFlow {
+    pub(crate) flow_no: u32,
+    pub(crate) first_ts: Timestamp,
+    pub(crate) first_frame: u64,
+    pub(crate) last_frame: u64,
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    pub(crate) payload_bytes: u64,
+    pub(crate) last_ns: i64,
 }
 
 impl OpenFlow {
@@ -75,10 +84,22 @@ impl OpenFlow {
     }
 }
 
-#[derive(Default)]
 pub struct Tracer {
-    open: HashMap<FlowKey, OpenFlow>,
+    /// FxHash: the keys come from the capture, but a flood of colliding keys only slows one ingest down, and
+    /// SipHash was a tenth of the reader thread.
+    open: FxHashMap<FlowKey, OpenFlow>,
     created: u32,
+    max_open: usize,
+    /// Created at the first parking.
+    spill: Option<Spill>,
+    /// The first failure of the parking store; `finish` reports it (the index may then be wrong).
+    spill_error: Option<SpillError>,
+}
+
+impl Default for Tracer {
+    fn default() -> Tracer {
+        Tracer::with_max_open(DEFAULT_MAX_OPEN)
+    }
 }
 
 impl Tracer {
@@ -86,14 +107,31 @@ impl Tracer {
         Tracer::default()
     }
 
+    /// A tracer that keeps at most `max_open` open flows in memory (at least 1); when there are more, it parks
+    /// the least recently seen in a temporary database and takes a flow back when its key shows up again.
+    pub fn with_max_open(max_open: usize) -> Tracer {
+        Tracer {
+            open: FxHashMap::default(),
+            created: 0,
+            max_open: max_open.max(1),
+            spill: None,
+            spill_error: None,
+        }
+    }
+
     /// Number of flows opened so far.
     pub fn created(&self) -> u32 {
         self.created
     }
 
-    /// Number of flows open now.
+    /// Number of flows open now (in memory or parked).
     pub fn open_flows(&self) -> usize {
-        self.open.len()
+        self.open.len() + self.spill.as_ref().map_or(0, |s| s.parked())
+    }
+
+    /// Number of open flows parked on disk now.
+    pub fn parked_flows(&self) -> usize {
+        self.spill.as_ref().map_or(0, |s| s.parked())
     }
 
     /// Adds one TCP frame and returns the number of the flow it belongs to. A flow this frame closes is handed
@@ -121,19 +159,32 @@ impl Tracer {
     ) -> (u32, Option<u64>) {
         let key = (tcp.src, tcp.sport, tcp.dst, tcp.dport);
         let ns = ts.as_ns();
-        let flow = self.open.entry(key).or_insert_with(|| {
-            self.created += 1;
-            OpenFlow {
-                flow_no: self.created,
-                first_ts: *ts,
-                first_frame: number,
-                last_frame: number,
-                packets: 0,
-                bytes: 0,
-                payload_bytes: 0,
-                last_ns: ns,
+        let flow = match self.open.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let parked = match self.spill.as_mut().map(|s| s.take(&key)) {
+                    Some(Ok(f)) => f,
+                    Some(Err(e)) => {
+                        self.spill_error.get_or_insert(e);
+                        None
+                    }
+                    None => None,
+                };
+                v.insert(parked.unwrap_or_else(|| {
+                    self.created += 1;
+                    OpenFlow {
+                        flow_no: self.created,
+                        first_ts: *ts,
+                        first_frame: number,
+                        last_frame: number,
+                        packets: 0,
+                        bytes: 0,
+                        payload_bytes: 0,
+                        last_ns: ns,
+                    }
+                }))
             }
-        });
+        };
         let prev = (flow.packets > 0).then_some(flow.last_frame);
         flow.packets += 1;
         flow.bytes += origlen as u64;
@@ -145,15 +196,61 @@ impl Tracer {
             if let Some(done) = self.open.remove(&key) {
                 on_close(done.into_record(&key, Some(number)));
             }
+        } else if self.open.len() > self.max_open {
+            self.park_oldest();
         }
         (flow_no, prev)
     }
 
-    /// The flows still open at the end, in creation order; records are built one at a time as they are taken.
-    pub fn finish(self) -> impl Iterator<Item = FlowRecord> {
-        let mut rest: Vec<(FlowKey, OpenFlow)> = self.open.into_iter().collect();
+    /// Parks the least recently seen eighth of the open flows. Each frame belongs to one flow, so the flows'
+    /// last frame numbers are distinct and the cut is exact. Amortised, this is O(1) per flow opened; small
+    /// rounds keep each pause shorter than what the queue to the writer holds.
+    fn park_oldest(&mut self) {
+        if self.spill.is_none() {
+            match Spill::new() {
+                Ok(s) => self.spill = Some(s),
+                Err(e) => {
+                    // No parking possible: keep everything in memory, as before there was parking.
+                    self.spill_error.get_or_insert(e);
+                    self.max_open = usize::MAX;
+                    return;
+                }
+            }
+        }
+        let n = self.open.len() - self.max_open / 8 * 7;
+        let mut last: Vec<u64> = self.open.values().map(|f| f.last_frame).collect();
+        let cut = *last.select_nth_unstable(n - 1).1;
+        drop(last);
+        let parked: Vec<(FlowKey, OpenFlow)> =
+            self.open.extract_if(|_, f| f.last_frame <= cut).collect();
+        if let Some(spill) = self.spill.as_mut() {
+            if let Err(e) = spill.park(parked) {
+                self.spill_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Hands the flows still open at the end to `emit`, in creation order (memory and parked ones merged).
+    /// Records are built one at a time. Fails if parking failed at any point: the index would not be exact.
+    pub fn finish(mut self, emit: &mut impl FnMut(FlowRecord)) -> Result<(), SpillError> {
+        if let Some(e) = self.spill_error.take() {
+            return Err(e);
+        }
+        let mut rest: Vec<(FlowKey, OpenFlow)> = self.open.drain().collect();
         rest.sort_unstable_by_key(|(_, f)| f.flow_no);
-        rest.into_iter().map(|(k, f)| f.into_record(&k, None))
+        let mut rest = rest.into_iter().peekable();
+        if let Some(mut spill) = self.spill.take() {
+            spill.drain(&mut |key, flow| {
+                while let Some((k, f)) = rest.next_if(|(_, f)| f.flow_no < flow.flow_no) {
+                    emit(f.into_record(&k, None));
+                }
+                emit(flow.into_record(&key, None));
+            })?;
+        }
+        for (k, f) in rest {
+            emit(f.into_record(&k, None));
+        }
+        Ok(())
     }
 }
 
@@ -182,17 +279,29 @@ mod tests {
 
     /// Runs frames through the tracer and returns the index tuple: (label, frames) open-then-closed.
     fn index(frames: &[Tcp]) -> Vec<(String, Vec<u64>)> {
-        let mut t = Tracer::new();
+        index_with(frames, DEFAULT_MAX_OPEN).0
+    }
+
+    type Traced = (Vec<(String, Vec<u64>)>, Vec<FlowRecord>, Vec<Option<u64>>);
+
+    /// As `index`, with at most `max_open` flows in memory; also returns the records (for their counters) and
+    /// each frame's link to its flow's previous frame.
+    fn index_with(frames: &[Tcp], max_open: usize) -> Traced {
+        let mut t = Tracer::with_max_open(max_open);
         let mut closed = Vec::new();
         let mut member: Vec<(u32, u64)> = Vec::new();
+        let mut links = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             let n = i as u64 + 1;
             let ts = Timestamp::new(100 + i as i64, 0, 6);
-            let no = t.observe(n, &ts, 60, f, &mut |r| closed.push(r));
+            let (no, prev) = t.observe_linked(n, &ts, 60, f, &mut |r| closed.push(r));
             member.push((no, n));
+            links.push(prev);
         }
-        let open: Vec<FlowRecord> = t.finish().collect();
-        open.iter()
+        let mut open: Vec<FlowRecord> = Vec::new();
+        t.finish(&mut |r| open.push(r)).unwrap();
+        let index = open
+            .iter()
             .chain(closed.iter())
             .map(|r| {
                 let idx = member
@@ -202,7 +311,27 @@ mod tests {
                     .collect();
                 (r.label.clone(), idx)
             })
-            .collect()
+            .collect();
+        open.extend(closed);
+        (index, open, links)
+    }
+
+    proptest::proptest! {
+        /// Parking flows on disk changes nothing: same index, same records (counters, first/last frames), same
+        /// links between a flow's frames.
+        #[test]
+        fn parking_open_flows_changes_nothing(
+            segs in proptest::collection::vec((0u8..6, 0u8..6, proptest::bool::weighted(0.15)), 1..300),
+            max_open in 1usize..6,
+        ) {
+            let frames: Vec<Tcp> = segs
+                .iter()
+                .map(|&(a, b, fin)| seg([10, 0, 0, a], 1000 + b as u16, B, 80, if fin { TCP_FIN } else { 0x10 }))
+                .collect();
+            let want = index_with(&frames, DEFAULT_MAX_OPEN);
+            let got = index_with(&frames, max_open);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     const A: [u8; 4] = [10, 0, 0, 1];

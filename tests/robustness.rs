@@ -240,7 +240,7 @@ fn read_all(bytes: &[u8]) -> Option<(u64, Option<u64>)> {
             tracer.observe(f.number, &f.ts, f.origlen, &t, &mut |_| {});
         }
     }
-    let _ = tracer.finish().count();
+    tracer.finish(&mut |_| {}).ok()?;
     r.drain();
     Some((n, r.truncation().map(|t| t.offset)))
 }
