@@ -1,6 +1,6 @@
 -- traceflow schema, version 2: a flow's label moves into its `flows` row. Version 1 wrote two rows per flow (flows
 -- and labels, both keyed by capture_id, flow_no); one row is less work for an ingest's writer. `labels` stays, as
--- a view, so SQL written against version 1 still reads the same rows.
+-- a view, so SQL written against version 1 still reads the same rows. flows_first_ns gains capture_id.
 
 DROP VIEW tcp_frames;
 DROP VIEW flow_index;
@@ -31,8 +31,9 @@ ORDER BY f.capture_id, f.flow_no;
 DROP TABLE labels;
 DROP TABLE flows;
 ALTER TABLE flows_v2 RENAME TO flows;
--- Finds a flow from its label: the label's time is the flow's first frame time.
-CREATE INDEX flows_first_ns ON flows(first_ns);
+-- Finds a flow from its label: the label's time is the flow's first frame time. Keyed by capture first, so a new
+-- capture's entries go after the others' instead of between them (captures of the same hour overlap in time).
+CREATE INDEX flows_first_ns ON flows(capture_id, first_ns);
 
 -- The TraceFlow label of each flow: `{src}_{sport}-{dst}_{dport}-{repr(float(first frame time))}`, with `:` made
 -- `.` for IPv6. Several flows may share a label (pcapkit then writes them to one output file).

@@ -229,13 +229,15 @@ pub fn select_label(
     capture: Option<i64>,
     label: &str,
 ) -> Result<FlowGroup, DumpError> {
-    // The label's time is its flow's first frame time: the flows_first_ns index finds it without a scan.
+    // The label's time is its flow's first frame time: the flows_first_ns index (capture_id, first_ns) finds it
+    // with one seek per capture, without a scan.
     let (lo, hi) = crate::query::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
     let rows: Vec<(i64, i64, String)> = conn
         .prepare(&format!(
             "SELECT f.capture_id, f.flow_no, c.name FROM flows f
              JOIN captures c ON c.id = f.capture_id
-             WHERE f.label = ?1 AND (?2 IS NULL OR f.capture_id = ?2) AND f.first_ns BETWEEN ?3 AND ?4
+             WHERE f.label = ?1 AND f.first_ns BETWEEN ?3 AND ?4
+               AND f.capture_id IN (SELECT id FROM captures WHERE ?2 IS NULL OR id = ?2)
              ORDER BY f.capture_id, {INDEX_ORDER}"
         ))?
         .query_map(rusqlite::params![label, capture, lo, hi], |r| {
