@@ -2,7 +2,7 @@
 # traceflow benchmark: ingest/query speed and peak memory against `tshark -z conv,tcp`.
 #
 # usage: bash benches/bench.sh [--connections N] [--keep] [--multi] [--scale K]
-#                              [--no-build] [--no-ref]
+#                              [--repeat R] [--no-build] [--no-ref]
 #
 #   --connections N  connections in the synthetic capture (default 100000,
 #                    about 1.28M frames / 582 MB; the capture is deterministic)
@@ -10,8 +10,10 @@
 #                    (the main capture is always kept, to be reused next time)
 #   --multi          also ingest two different captures (seed 1 and seed 2) into
 #                    one database, to show multi-file scaling
-#   --scale K        also ingest a K-times larger capture (N*K connections), to
-#                    show that peak RSS does not grow with the capture
+#   --scale K[,K...] also ingest K-times larger captures (N*K connections), to
+#                    show that peak RSS does not grow with the capture (e.g. 2,4)
+#   --repeat R       run tshark and each ingest R times and report the median
+#                    run (default 3: shared machines are noisy)
 #   --no-build       skip `cargo build --release` (use the existing binary)
 #   --no-ref         skip the reference runs (cat I/O floor, tshark -T fields)
 #
@@ -28,6 +30,7 @@ CONNECTIONS=100000
 KEEP=0
 MULTI=0
 SCALE=1
+REPEAT=3
 BUILD=1
 REF=1
 
@@ -41,6 +44,8 @@ while [[ $# -gt 0 ]]; do
         --connections=*) CONNECTIONS=${1#*=}; shift ;;
         --scale) [[ $# -ge 2 ]] || die "--scale needs a value"; SCALE=$2; shift 2 ;;
         --scale=*) SCALE=${1#*=}; shift ;;
+        --repeat) [[ $# -ge 2 ]] || die "--repeat needs a value"; REPEAT=$2; shift 2 ;;
+        --repeat=*) REPEAT=${1#*=}; shift ;;
         --keep) KEEP=1; shift ;;
         --multi) MULTI=1; shift ;;
         --no-build) BUILD=0; shift ;;
@@ -50,7 +55,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "--connections must be a positive integer"
-[[ $SCALE =~ ^[1-9][0-9]*$ ]] || die "--scale must be a positive integer"
+[[ $SCALE =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--scale must be positive integers, comma-separated"
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "--repeat must be a positive integer"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -140,6 +146,30 @@ count_frames() { capinfos -T -r -M -c "$1" | cut -f2; }
 rm_db() { rm -f "$1" "$1-wal" "$1-shm" "$1-journal"; }
 db_bytes() { local s=0 f; for f in "$1" "$1-wal"; do [[ -f $f ]] && s=$((s + $(stat -c %s "$f"))); done; echo $s; }
 
+# run_median KEY DB FATAL FRAMES OUTFILE CMD...: run_timed REPEAT times (as KEY#1, KEY#2, ...; DB, if not "-",
+# is deleted before each run) and record the run with the median wall time again as KEY. The database of the
+# last run stays for the queries that follow.
+run_median() {
+    local key=$1 db=$2; shift 2
+    local i
+    for ((i = 1; i <= REPEAT; i++)); do
+        [[ $db != - ]] && rm_db "$db"
+        run_timed "$key#$i" "$@"
+    done
+    python3 - "$RESULTS" "$key" <<'EOF' || die "could not pick the median run of $key"
+import sys
+path, key = sys.argv[1:3]
+rows = [l.rstrip("\n").split("\t") for l in open(path)]
+mine = [r for r in rows if r[0].startswith(key + "#")]
+ok = [r for r in mine if r[4] == "0"] or mine
+ok.sort(key=lambda r: float(r[1]))
+pick = list(ok[(len(ok) - 1) // 2])
+pick[0] = key
+with open(path, "a") as f:
+    f.write("\t".join(pick) + "\n")
+EOF
+}
+
 # ---------------------------------------------------------------- build
 scalar started_at "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 scalar loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -168,15 +198,14 @@ if (( REF )); then
 fi
 
 # ---------------------------------------------------------------- peer
-run_timed tshark_conv 1 "$FRAMES" "$WORK/tshark-conv.txt" tshark -q -z conv,tcp -r "$PCAP"
+run_median tshark_conv - 1 "$FRAMES" "$WORK/tshark-conv.txt" tshark -q -z conv,tcp -r "$PCAP"
 if (( REF )); then
     run_timed tshark_fields 1 "$FRAMES" /dev/null tshark -r "$PCAP" -T fields \
         -e frame.number -e tcp.srcport -e tcp.dstport -e tcp.flags -e frame.time_epoch
 fi
 
 # ---------------------------------------------------------------- traceflow
-rm_db "$DB"
-run_timed ingest 1 "$FRAMES" "$WORK/ingest.out" "$BIN" ingest --db "$DB" "$PCAP"
+run_median ingest "$DB" 1 "$FRAMES" "$WORK/ingest.out" "$BIN" ingest --db "$DB" "$PCAP"
 scalar db_bytes "$(db_bytes "$DB")"
 scalar db_main_bytes "$( [[ -f $DB ]] && stat -c %s "$DB" || echo 0)"
 scalar db_wal_bytes "$( [[ -f $DB-wal ]] && stat -c %s "$DB-wal" || echo 0)"
@@ -246,28 +275,31 @@ if (( MULTI )); then
     FRAMES2=$(count_frames "$PCAP2")
     cat "$PCAP2" >/dev/null
     MDB=$WORK/multi.db
-    rm_db "$MDB"
-    run_timed ingest_multi 1 $((FRAMES + FRAMES2)) "$WORK/ingest-multi.out" \
+    run_median ingest_multi "$MDB" 1 $((FRAMES + FRAMES2)) "$WORK/ingest-multi.out" \
         "$BIN" ingest --db "$MDB" "$PCAP" "$PCAP2"
     scalar multi_db_bytes "$(db_bytes "$MDB")"
     scalar multi_capture_bytes $((PCAP_BYTES + $(stat -c %s "$PCAP2")))
 fi
 
-if (( SCALE > 1 )); then
-    PCAPS=$WORK/bench-x$SCALE.pcap
-    gen_capture "$PCAPS" $((CONNECTIONS * SCALE)) 1
+SCALES=()
+for K in ${SCALE//,/ }; do
+    (( K > 1 )) || continue
+    SCALES+=("$K")
+    PCAPS=$WORK/bench-x$K.pcap
+    gen_capture "$PCAPS" $((CONNECTIONS * K)) 1
     FRAMESS=$(count_frames "$PCAPS")
     cat "$PCAPS" >/dev/null
     SDB=$WORK/scale.db
+    run_median ingest_x$K "$SDB" 1 "$FRAMESS" "$WORK/ingest-x$K.out" "$BIN" ingest --db "$SDB" "$PCAPS"
+    scalar "scale_${K}_db_bytes" "$(db_bytes "$SDB")"
+    scalar "scale_${K}_capture_bytes" "$(stat -c %s "$PCAPS")"
     rm_db "$SDB"
-    run_timed ingest_x$SCALE 1 "$FRAMESS" "$WORK/ingest-x$SCALE.out" "$BIN" ingest --db "$SDB" "$PCAPS"
-    scalar scale "$SCALE"
-    scalar scale_db_bytes "$(db_bytes "$SDB")"
-    scalar scale_capture_bytes "$(stat -c %s "$PCAPS")"
-fi
+done
+scalar scale "$(IFS=,; echo "${SCALES[*]}")"
 
 scalar loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 scalar nproc "$(nproc)"
+scalar repeat "$REPEAT"
 scalar cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 scalar mem_total_kib "$(awk '/MemTotal/ {print $2}' /proc/meminfo)"
 
@@ -283,8 +315,13 @@ for line in open(scalars_path):
 num = lambda k: int(S[k]) if S.get(k, "").isdigit() else None
 
 runs, order = {}, []
+repeats = {}
 for line in open(results_path):
     key, wall, rss, frames, rc, load, cpu, cmd = line.rstrip("\n").split("\t", 7)
+    if "#" in key:
+        # One of several runs of `key`; the median one is recorded again under `key` itself.
+        repeats.setdefault(key.split("#")[0], []).append(float(wall) if rc == "0" else None)
+        continue
     wall, rss, rc = float(wall), int(rss), int(rc)
     frames = int(frames) if frames.isdigit() else None
     ok = rc == 0
@@ -298,6 +335,9 @@ for line in open(results_path):
         "loadavg_before": float(load),
     }
     order.append(key)
+for key, walls in repeats.items():
+    if key in runs:
+        runs[key]["repeats_wall_s"] = walls
 
 names = {
     "cat": "cat bench.pcap > /dev/null (I/O floor)",
@@ -361,14 +401,21 @@ if m and m["wall_s"] and i and i["wall_s"]:
     summary["multi_over_single"] = round(m["wall_s"] / i["wall_s"], 2)
     print("2 captures: %.2fs = %.2fx the 1-capture ingest; db %.1f MB" % (
         m["wall_s"], m["wall_s"] / i["wall_s"], num("multi_db_bytes") / 1e6))
-sk = "ingest_x" + S.get("scale", "")
-if S.get("scale") and runs.get(sk, {}).get("ok") and i and i["ok"]:
-    s = runs[sk]
-    summary["scale_rss_ratio"] = round(s["peak_rss_mb"] / i["peak_rss_mb"], 2) if i["peak_rss_mb"] else None
-    summary["scale_time_ratio"] = round(s["wall_s"] / i["wall_s"], 2) if i["wall_s"] else None
+scales = [k for k in S.get("scale", "").split(",") if k]
+scale_out = []
+for k in scales:
+    s = runs.get("ingest_x" + k)
+    if not (s and s["ok"] and i and i["ok"]):
+        continue
+    rss_ratio = round(s["peak_rss_mb"] / i["peak_rss_mb"], 2) if i["peak_rss_mb"] else None
+    time_ratio = round(s["wall_s"] / i["wall_s"], 2) if i["wall_s"] else None
+    scale_out.append({"factor": int(k), "capture_bytes": num("scale_%s_capture_bytes" % k),
+                      "db_bytes": num("scale_%s_db_bytes" % k), "rss_ratio": rss_ratio, "time_ratio": time_ratio})
     print("%sx capture: %.2fs (%.2fx time), peak RSS %.1f MB vs %.1f MB (%.2fx); db %.1f MB" % (
-        S["scale"], s["wall_s"], summary["scale_time_ratio"] or 0, s["peak_rss_mb"],
-        i["peak_rss_mb"], summary["scale_rss_ratio"] or 0, num("scale_db_bytes") / 1e6))
+        k, s["wall_s"], time_ratio or 0, s["peak_rss_mb"], i["peak_rss_mb"], rss_ratio or 0,
+        (num("scale_%s_db_bytes" % k) or 0) / 1e6))
+print("tshark and ingest lines: the median of %s runs (each run's time: runs.*.repeats_wall_s in the JSON)"
+      % S.get("repeat"))
 print("machine: %s cores, %s; load avg %s at start, %s at end (timings are noisy under load)" % (
     S.get("nproc"), S.get("cpu"), S.get("loadavg_start"), S.get("loadavg_end")))
 
@@ -384,7 +431,7 @@ out = {
     "flow_label": S.get("label") or None,
     "flow_pcap_bytes": num("flow_pcap_bytes"),
     "multi": {"capture_bytes": num("multi_capture_bytes"), "db_bytes": num("multi_db_bytes")} if "ingest_multi" in runs else None,
-    "scale": {"factor": num("scale"), "capture_bytes": num("scale_capture_bytes"), "db_bytes": num("scale_db_bytes")} if S.get("scale") else None,
+    "scale": scale_out or None,
     "machine": {"nproc": num("nproc"), "cpu": S.get("cpu"), "mem_total_kib": num("mem_total_kib"),
                 "loadavg_start": S.get("loadavg_start"), "loadavg_end": S.get("loadavg_end")},
 }

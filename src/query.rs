@@ -317,4 +317,14 @@ mod tests {
         assert!(lo <= 10_000 && 10_000 <= hi);
         assert_eq!(label_time_range("not a label"), None);
     }
+
+    #[test]
+    fn the_readme_shows_the_index_sql_that_runs() {
+        let readme = include_str!("../README.md");
+        let shown = INDEX_SQL.replace("?1", ":capture");
+        assert!(
+            readme.contains(&format!("{shown};")),
+            "README's index SQL differs from query::INDEX_SQL:\n{shown}"
+        );
+    }
 }
