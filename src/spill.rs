@@ -111,7 +111,10 @@ impl Spill {
                 bytes INTEGER NOT NULL, payload_bytes INTEGER NOT NULL, last_ns INTEGER NOT NULL,
                 key BLOB NOT NULL, hash INTEGER NOT NULL
              );
-             CREATE INDEX parked_hash ON parked(hash);",
+             CREATE INDEX parked_hash ON parked(hash);
+             -- Draining in creation order walks this index: no sorter, whose memory grew by ~30 MB on a 2x
+             -- capture's 160k parked flows.
+             CREATE INDEX parked_flow_no ON parked(flow_no);",
         )?;
         Ok(Spill {
             conn,

@@ -221,8 +221,10 @@ impl Tracer {
         let mut last: Vec<u64> = self.open.values().map(|f| f.last_frame).collect();
         let cut = *last.select_nth_unstable(n - 1).1;
         drop(last);
-        let parked: Vec<(FlowKey, OpenFlow)> =
+        let mut parked: Vec<(FlowKey, OpenFlow)> =
             self.open.extract_if(|_, f| f.last_frame <= cut).collect();
+        // In creation order, the parked rows' flow_no index entries go in side by side.
+        parked.sort_unstable_by_key(|(_, f)| f.flow_no);
         if let Some(spill) = self.spill.as_mut() {
             if let Err(e) = spill.park(parked) {
                 self.spill_error.get_or_insert(e);
