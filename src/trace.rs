@@ -238,7 +238,9 @@ impl Tracer {
         if let Some(e) = self.spill_error.take() {
             return Err(e);
         }
-        let mut rest: Vec<(FlowKey, OpenFlow)> = self.open.drain().collect();
+        // into_iter, not drain: the table's memory goes back before the records are built and sent.
+        let mut rest: Vec<(FlowKey, OpenFlow)> =
+            std::mem::take(&mut self.open).into_iter().collect();
         rest.sort_unstable_by_key(|(_, f)| f.flow_no);
         let mut rest = rest.into_iter().peekable();
         if let Some(mut spill) = self.spill.take() {
