@@ -116,31 +116,44 @@ pub fn py_float_repr(x: f64) -> String {
     out
 }
 
-/// An address in the text form pcapkit (via Python's `ipaddress`) and tshark print, with `:` made `.` for IPv6.
-pub fn label_addr(out: &mut String, addr: &IpAddr) {
+/// An address in standard text form (RFC 5952 for IPv6; IPv4-mapped as `::ffff:a.b.c.d`), as pcapkit (via Python's
+/// `ipaddress`) and tshark print it. IPv4 is written by hand: through `Display` it was a tenth of the reader thread.
+pub fn addr_text(addr: &IpAddr) -> String {
     match addr {
         IpAddr::V4(a) => {
-            let _ = write!(out, "{a}");
+            let mut out = String::with_capacity(15);
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if o >= 100 {
+                    out.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    out.push(char::from(b'0' + o / 10 % 10));
+                }
+                out.push(char::from(b'0' + o % 10));
+            }
+            out
         }
-        IpAddr::V6(a) => {
-            // Rust's Display is RFC 5952 and writes IPv4-mapped addresses with a dotted tail (`::ffff:1.2.3.4`).
-            let start = out.len();
-            let _ = write!(out, "{a}");
-            let tail: String = out[start..].replace(':', ".");
-            out.truncate(start);
-            out.push_str(&tail);
-        }
+        IpAddr::V6(a) => a.to_string(),
     }
+}
+
+/// The flow label from the addresses' text (`addr_text`, as stored in `flows.src` and `flows.dst`): `:` is made
+/// `.`, as pcapkit does for IPv6 so that the label can name a file.
+pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timestamp) -> String {
+    let mut s = String::with_capacity(src.len() + dst.len() + 32);
+    s.extend(src.chars().map(|c| if c == ':' { '.' } else { c }));
+    let _ = write!(s, "_{sport}-");
+    s.extend(dst.chars().map(|c| if c == ':' { '.' } else { c }));
+    let _ = write!(s, "_{dport}-{}", py_float_repr(ts.as_f64()));
+    s
 }
 
 /// The flow label for a directed key and the timestamp of the flow's first frame.
 pub fn flow_label(src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16, ts: &Timestamp) -> String {
-    let mut s = String::with_capacity(64);
-    label_addr(&mut s, src);
-    let _ = write!(s, "_{sport}-");
-    label_addr(&mut s, dst);
-    let _ = write!(s, "_{dport}-{}", py_float_repr(ts.as_f64()));
-    s
+    label_from_text(&addr_text(src), sport, &addr_text(dst), dport, ts)
 }
 
 #[cfg(test)]
@@ -196,5 +209,13 @@ mod tests {
         );
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(flow_label(&v4, 1, &v4, 2, &ts), "10.0.0.1_1-10.0.0.1_2-1.5");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ipv4_text_is_displays_text(a in proptest::prelude::any::<u32>()) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(a));
+            proptest::prop_assert_eq!(addr_text(&ip), ip.to_string());
+        }
     }
 }

@@ -69,9 +69,9 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     // The journal mode is left as the file has it; an ingest chooses it (`begin_ingest`).
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sq)?;
-    // 32 MiB of page cache keeps the B-tree pages that inserts revisit (indexes, the right edges of tables) in
-    // memory instead of spilling them to the WAL and reading them back; it bounds the ingest's memory too.
-    conn.pragma_update(None, "cache_size", -32768).map_err(sq)?;
+    // 16 MiB of page cache holds the B-tree pages that inserts revisit (indexes, the right edges of tables); it
+    // bounds the ingest's memory too. 32 MiB measured no faster (same writer CPU, 15 MB more RSS).
+    conn.pragma_update(None, "cache_size", -16384).map_err(sq)?;
     migrations()
         .to_latest(&mut conn)
         .map_err(|source| StoreError::Migration {

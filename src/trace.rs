@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 
 use crate::decode::Tcp;
-use crate::label::{flow_label, Timestamp};
+use crate::label::{addr_text, label_from_text, Timestamp};
 use crate::spill::{Spill, SpillError};
 
 /// Open flows kept in memory before the least recently seen are parked on disk (`Tracer::with_max_open`):
@@ -63,11 +63,12 @@ pub(crate) struct OpenFlow {
 impl OpenFlow {
     fn into_record(self, key: &FlowKey, closed_frame: Option<u64>) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
+        let (src_text, dst_text) = (addr_text(&src), addr_text(&dst));
         FlowRecord {
             flow_no: self.flow_no,
-            label: flow_label(&src, sport, &dst, dport, &self.first_ts),
-            src_text: src.to_string(),
-            dst_text: dst.to_string(),
+            label: label_from_text(&src_text, sport, &dst_text, dport, &self.first_ts),
+            src_text,
+            dst_text,
             src,
             sport,
             dst,
