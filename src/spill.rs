@@ -104,7 +104,7 @@ impl Spill {
         conn.pragma_update(None, "journal_mode", "OFF")?;
         conn.pragma_update(None, "synchronous", "OFF")?;
         conn.execute_batch(
-            // Rows are appended; only the small index on the key's hash takes random inserts.
+            // Rows are appended; of the two small indexes, only the one on the key's hash takes random inserts.
             "CREATE TABLE parked (
                 flow_no INTEGER NOT NULL, sec INTEGER NOT NULL, frac INTEGER NOT NULL, digits INTEGER NOT NULL,
                 first_frame INTEGER NOT NULL, last_frame INTEGER NOT NULL, packets INTEGER NOT NULL,

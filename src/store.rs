@@ -124,9 +124,10 @@ pub fn end_ingest(conn: &Connection) -> rusqlite::Result<()> {
 fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "journal_mode stayed {mode}, WAL expected"
-        )));
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some(format!("journal_mode stayed {mode}, WAL expected")),
+        ));
     }
     Ok(())
 }

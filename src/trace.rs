@@ -130,11 +130,6 @@ impl Tracer {
         self.open.len() + self.spill.as_ref().map_or(0, |s| s.parked())
     }
 
-    /// Number of open flows parked on disk now.
-    pub fn parked_flows(&self) -> usize {
-        self.spill.as_ref().map_or(0, |s| s.parked())
-    }
-
     /// Adds one TCP frame and returns the number of the flow it belongs to. A flow this frame closes is handed
     /// to `on_close` (so closed flows come out in closing order).
     pub fn observe(
