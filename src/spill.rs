@@ -123,11 +123,6 @@ impl Spill {
         })
     }
 
-    /// Flows parked now.
-    pub(crate) fn parked(&self) -> usize {
-        self.parked
-    }
-
     /// The key's hash, and its Bloom word and bits.
     fn hash(key: &KeyBytes) -> (u64, usize, u64) {
         let h = xxhash_rust::xxh3::xxh3_64(key.as_slice());

@@ -324,9 +324,9 @@ fn bind_flow(
     st.raw_bind_parameter(base + 1, capture_id)?;
     st.raw_bind_parameter(base + 2, fl.flow_no)?;
     st.raw_bind_parameter(base + 3, fl.label.as_str())?;
-    st.raw_bind_parameter(base + 4, fl.src_text.as_str())?;
+    st.raw_bind_parameter(base + 4, fl.src.as_str())?;
     st.raw_bind_parameter(base + 5, fl.sport)?;
-    st.raw_bind_parameter(base + 6, fl.dst_text.as_str())?;
+    st.raw_bind_parameter(base + 6, fl.dst.as_str())?;
     st.raw_bind_parameter(base + 7, fl.dport)?;
     st.raw_bind_parameter(base + 8, fl.first_frame as i64)?;
     st.raw_bind_parameter(base + 9, fl.last_frame as i64)?;

@@ -26,12 +26,11 @@ pub struct FlowRecord {
     /// Creation order within the capture, from 1.
     pub flow_no: u32,
     pub label: String,
-    pub src: IpAddr,
-    /// `src` and `dst` in standard text form, made on the reader's thread so the writer only copies them.
-    pub src_text: String,
-    pub dst_text: String,
+    /// The key's addresses in standard text form (as stored in `flows`), made on the reader's thread so that
+    /// the writer only copies them.
+    pub src: String,
     pub sport: u16,
-    pub dst: IpAddr,
+    pub dst: String,
     pub dport: u16,
     pub first_frame: u64,
     pub last_frame: u64,
@@ -48,7 +47,7 @@ pub struct FlowRecord {
 
 /// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
 /// is emitted, so an open flow costs about 120 bytes in memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct OpenFlow {
     pub(crate) flow_no: u32,
     pub(crate) first_ts: Timestamp,
@@ -63,12 +62,10 @@ pub(crate) struct OpenFlow {
 impl OpenFlow {
     fn into_record(self, key: &FlowKey, closed_frame: Option<u64>) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
-        let (src_text, dst_text) = (addr_text(&src), addr_text(&dst));
+        let (src, dst) = (addr_text(&src), addr_text(&dst));
         FlowRecord {
             flow_no: self.flow_no,
-            label: label_from_text(&src_text, sport, &dst_text, dport, &self.first_ts),
-            src_text,
-            dst_text,
+            label: label_from_text(&src, sport, &dst, dport, &self.first_ts),
             src,
             sport,
             dst,
@@ -123,11 +120,6 @@ impl Tracer {
     /// Number of flows opened so far.
     pub fn created(&self) -> u32 {
         self.created
-    }
-
-    /// Number of flows open now (in memory or parked).
-    pub fn open_flows(&self) -> usize {
-        self.open.len() + self.spill.as_ref().map_or(0, |s| s.parked())
     }
 
     /// Adds one TCP frame and returns the number of the flow it belongs to. A flow this frame closes is handed
