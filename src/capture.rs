@@ -19,6 +19,12 @@ const BUF_SIZE: usize = 1 << 20;
 /// pcap's LINKTYPE value for a frame whose pcapng interface is unknown: decodes to nothing.
 pub const LINKTYPE_UNKNOWN: u32 = u32::MAX;
 
+/// pcap magic numbers as the file's first four bytes read little-endian: µs or ns timestamps, either byte order.
+pub const PCAP_US_LE: u32 = 0xa1b2_c3d4;
+pub const PCAP_NS_LE: u32 = 0xa1b2_3c4d;
+pub const PCAP_US_BE: u32 = 0xd4c3_b2a1;
+pub const PCAP_NS_BE: u32 = 0x4d3c_b2a1;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Pcap,
@@ -210,10 +216,10 @@ impl CaptureReader {
         };
         // pcap magics, seen as little-endian u32: µs LE, ns LE, µs BE, ns BE.
         let (big, ns) = match m {
-            0xa1b2_c3d4 => (false, false),
-            0xa1b2_3c4d => (false, true),
-            0xd4c3_b2a1 => (true, false),
-            0x4d3c_b2a1 => (true, true),
+            PCAP_US_LE => (false, false),
+            PCAP_NS_LE => (false, true),
+            PCAP_US_BE => (true, false),
+            PCAP_NS_BE => (true, true),
             PCAPNG_SHB => {
                 r.format = Format::PcapNg;
                 r.buf.extend_from_slice(&magic[..4]);

@@ -93,7 +93,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("traceflow: {e:#}");
+            let causes = e.chain().skip(1).map(|c| c.to_string());
+            traceflow::msg::say(&traceflow::msg::error_line(&e.to_string(), causes));
             ExitCode::from(2)
         }
     }
@@ -107,22 +108,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     {
         traceflow::synth::write_sample(output, *conversations)
             .with_context(|| format!("writing {}", output.display()))?;
-        eprintln!(
-            "traceflow: wrote {} ({} TCP conversations)",
+        traceflow::msg::say(&format!(
+            "wrote {} ({} TCP conversations)",
             output.display(),
             conversations
-        );
+        ));
         return Ok(0);
     }
-    // Reading commands must not leave an empty database behind a mistyped --db.
-    if !matches!(cli.cmd, Cmd::Ingest { .. }) && !cli.db.exists() {
-        anyhow::bail!(
-            "no database at {} (index captures first: traceflow --db {} ingest CAPTURE...)",
-            cli.db.display(),
-            cli.db.display()
-        );
-    }
-    let mut conn = store::open(&cli.db)?;
+    // Reading commands open the database read-only: they never create, migrate or write it.
+    let mut conn = if matches!(cli.cmd, Cmd::Ingest { .. }) {
+        store::open(&cli.db)?
+    } else {
+        store::open_read(&cli.db)?
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.cmd {
@@ -151,12 +149,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 verbose,
                 max_open_flows,
             };
-            let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| {
-                eprintln!("traceflow: {m}")
-            });
+            let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| traceflow::msg::say(&m));
             if !quiet || s.exit_code() != 0 {
-                eprintln!(
-                    "traceflow: {} files: {} indexed, {} skipped, {} failed, {} truncated; {} frames, {} flows in {:.2}s{}",
+                traceflow::msg::say(&format!(
+                    "{} files: {} indexed, {} skipped, {} failed, {} truncated; {} frames, {} flows in {:.2}s{}",
                     s.files,
                     s.indexed,
                     s.skipped,
@@ -166,7 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     s.flows,
                     s.elapsed.as_secs_f64(),
                     if s.interrupted { " (interrupted)" } else { "" }
-                );
+                ));
             }
             Ok(s.exit_code() as u8)
         }

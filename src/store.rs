@@ -1,10 +1,9 @@
 //! SQLite storage: opening a database (schema migrations, journal mode) and writing one capture's rows in one transaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use rusqlite_migration::{Migrations, M};
 
 use crate::capture::{Interface, Truncation};
 use crate::trace::FlowRecord;
@@ -16,19 +15,50 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
-    #[error("database {path}: schema migration failed: {source}")]
+    #[error(
+        "database {path}: upgrading the schema from version {from} to {to} failed at migration {at}: {msg}"
+    )]
     Migration {
         path: String,
-        source: rusqlite_migration::Error,
+        from: usize,
+        to: usize,
+        at: usize,
+        msg: String,
     },
+    #[error(
+        "database {path} has schema version {found}, newer than this traceflow knows ({known}): use a newer \
+         traceflow"
+    )]
+    TooNew {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error(
+        "database {path} has schema version {found}, older than this traceflow's {known}: run an ingest into it \
+         (`traceflow --db {path} ingest CAPTURE`), which upgrades it"
+    )]
+    TooOld {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error("{path} is a SQLite database but not traceflow's (it has tables of its own); give another --db")]
+    NotTraceflow { path: String },
+    #[error(
+        "no database at {path} (index captures first: traceflow --db {path} ingest CAPTURE...)"
+    )]
+    Missing { path: String },
 }
 
-fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(include_str!("../migrations/0001_init.sql")),
-        M::up(include_str!("../migrations/0002_label_in_flows.sql")),
-    ])
-}
+/// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_label_in_flows.sql"),
+];
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Turns off SQLite's memory statistics before its first use. With them on, every allocation takes a global
 /// mutex (about 3% of an ingest's writer in `perf`); traceflow never reads them.
@@ -46,7 +76,26 @@ fn disable_memstatus() {
     });
 }
 
-/// Opens (creating if needed) a traceflow database and brings its schema up to date.
+fn user_version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map(|v| v.max(0) as usize)
+}
+
+/// Whether a version-0 database holds anything; traceflow only takes over an empty file.
+fn has_objects(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite_%')",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Opens (creating if needed) a traceflow database for writing and brings its schema up to date.
+///
+/// The migrations run by hand rather than through rusqlite_migration: it reads the version and then opens a
+/// deferred transaction, so two processes opening a new database at once both saw version 0 and the second
+/// failed with "table captures already exists". Here the write lock is taken first (`BEGIN IMMEDIATE`, which
+/// waits for the other process), then the version is read again and only what is missing is applied.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     disable_memstatus();
     let p = path.display().to_string();
@@ -59,7 +108,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
         | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
         | rusqlite::OpenFlags::SQLITE_OPEN_URI
         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(sq)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(sq)?;
     // A second writer waits instead of failing; so does a reader during a bulk load (`begin_ingest`).
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sq)?;
     // Only takes effect when the file is created. Big pages mean fewer B-tree splits and page lookups during bulk
@@ -72,13 +121,141 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     // 16 MiB of page cache holds the B-tree pages that inserts revisit (indexes, the right edges of tables); it
     // bounds the ingest's memory too. 32 MiB measured no faster (same writer CPU, 15 MB more RSS).
     conn.pragma_update(None, "cache_size", -16384).map_err(sq)?;
-    migrations()
-        .to_latest(&mut conn)
-        .map_err(|source| StoreError::Migration {
-            path: p.clone(),
-            source,
-        })?;
+    let seen = user_version(&conn).map_err(sq)?;
+    if seen == SCHEMA_VERSION {
+        return Ok(conn);
+    }
+    if seen > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: p,
+            found: seen,
+            known: SCHEMA_VERSION,
+        });
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sq)?;
+    let migrated = migrate(&conn, &p);
+    match migrated {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(sq)?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
     Ok(conn)
+}
+
+/// Applies the missing migrations; the caller holds the write lock.
+fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: p.to_string(),
+        source,
+    };
+    // Read under the lock: another process may have migrated while this one waited for it.
+    let from = user_version(conn).map_err(sq)?;
+    if from > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: p.to_string(),
+            found: from,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if from == 0 && has_objects(conn).map_err(sq)? {
+        return Err(StoreError::NotTraceflow {
+            path: p.to_string(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        conn.execute_batch(sql)
+            .and_then(|()| conn.pragma_update(None, "user_version", (i + 1) as i64))
+            .map_err(|e| StoreError::Migration {
+                path: p.to_string(),
+                from,
+                to: SCHEMA_VERSION,
+                at: i + 1,
+                // SQLite's message only: the migration's SQL is in migrations/, not in an error line.
+                msg: match &e {
+                    rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
+                    other => other.to_string(),
+                },
+            })?;
+    }
+    Ok(())
+}
+
+/// Opens a traceflow database for reading only: read commands never create, migrate or write a file.
+///
+/// A database that is not traceflow's, or of another schema version, is refused with a message that says what
+/// to do. A WAL database in a folder the user cannot write (no `-shm` file can be made) is opened as immutable,
+/// which is the only way SQLite reads it there.
+pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
+    disable_memstatus();
+    let p = path.display().to_string();
+    if !path.exists() {
+        return Err(StoreError::Missing { path: p });
+    }
+    let sq = |source| StoreError::Sqlite {
+        path: p.clone(),
+        source,
+    };
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let first = Connection::open_with_flags(path, flags).and_then(|c| {
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        let v = user_version(&c)?;
+        Ok((c, v))
+    });
+    let (conn, version) = match first {
+        Ok(cv) => cv,
+        Err(e) if is_cantopen(&e) => {
+            let uri = immutable_uri(path).map_err(sq)?;
+            let c = Connection::open_with_flags(uri, flags).map_err(sq)?;
+            let v = user_version(&c).map_err(sq)?;
+            (c, v)
+        }
+        Err(e) => return Err(sq(e)),
+    };
+    conn.pragma_update(None, "cache_size", -16384).map_err(sq)?;
+    match version {
+        0 if has_objects(&conn).map_err(sq)? => Err(StoreError::NotTraceflow { path: p }),
+        0 => Err(StoreError::Missing { path: p }),
+        v if v > SCHEMA_VERSION => Err(StoreError::TooNew {
+            path: p,
+            found: v,
+            known: SCHEMA_VERSION,
+        }),
+        v if v < SCHEMA_VERSION => Err(StoreError::TooOld {
+            path: p,
+            found: v,
+            known: SCHEMA_VERSION,
+        }),
+        _ => Ok(conn),
+    }
+}
+
+/// SQLite cannot open a WAL database read-only when it may not create the `-shm` file beside it.
+fn is_cantopen(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// `file:PATH?immutable=1`, with the path percent-encoded as SQLite's URI rules require.
+fn immutable_uri(path: &Path) -> rusqlite::Result<String> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())))?;
+    let mut uri = String::from("file:");
+    for b in abs.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(*b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -109,6 +286,11 @@ pub fn begin_ingest(conn: &Connection) -> rusqlite::Result<Journal> {
             conn.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0));
         conn.busy_timeout(BUSY_TIMEOUT)?;
         if mode.is_ok_and(|m| m.eq_ignore_ascii_case("delete")) {
+            // With a rollback journal, NORMAL can leave a corrupt database after a power cut (SQLite's own
+            // documentation); FULL syncs the journal before the database is written, so a capture is either
+            // wholly there or absent. In WAL, NORMAL keeps that promise (a power cut may only lose the last
+            // commits, whole).
+            conn.pragma_update(None, "synchronous", "FULL")?;
             return Ok(Journal::BulkLoad);
         }
     }
@@ -118,7 +300,8 @@ pub fn begin_ingest(conn: &Connection) -> rusqlite::Result<Journal> {
 
 /// Leaves the database in WAL mode, where readers and a writer work side by side.
 pub fn end_ingest(conn: &Connection) -> rusqlite::Result<()> {
-    set_wal(conn)
+    set_wal(conn)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
 }
 
 fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
@@ -504,8 +687,17 @@ mod tests {
         let conn = open(&dir.path().join("t.db")).unwrap();
         assert_eq!(begin_ingest(&conn).unwrap(), Journal::BulkLoad);
         assert_eq!(journal_mode(&conn), "delete");
+        // A rollback journal is only safe across a power cut with synchronous=FULL (2).
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2);
         end_ingest(&conn).unwrap();
         assert_eq!(journal_mode(&conn), "wal");
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1);
     }
 
     #[test]
@@ -546,10 +738,9 @@ mod migration_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.db");
         {
-            let mut c = Connection::open(&path).unwrap();
-            Migrations::new(vec![M::up(include_str!("../migrations/0001_init.sql"))])
-                .to_latest(&mut c)
-                .unwrap();
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
             c.execute_batch(
                 "INSERT INTO captures (id, name, path, size) VALUES (1, 'a', '/a', 1);
                  INSERT INTO flows VALUES (1, 1, '10.0.0.1', 1, '10.0.0.2', 2, 1, 2, 2, 2, 120, 0, 5, 6);
