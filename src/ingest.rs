@@ -297,7 +297,8 @@ fn as_read(
         return ((read, None), false);
     };
     let open = at_open.unwrap_or(listed);
-    let changed = listed.0 != read || open.0 != read || end.0 != read || listed.1 != end.1 || open.1 != end.1;
+    let changed =
+        listed.0 != read || open.0 != read || end.0 != read || listed.1 != end.1 || open.1 != end.1;
     ((read, end.1), changed)
 }
 
@@ -678,7 +679,9 @@ pub fn run(
                     summary.frames += end.frames;
                     summary.flows += end.flows;
                     let is_file = matches!(inputs[i], Input::File(_));
-                    if is_file && (end.changed || (end.size, end.mtime_ns) != (src.size, src.mtime_ns)) {
+                    if is_file
+                        && (end.changed || (end.size, end.mtime_ns) != (src.size, src.mtime_ns))
+                    {
                         say(format!(
                             "warning: {} changed while it was read; indexed the {} bytes read",
                             src.path, end.size
@@ -762,4 +765,69 @@ fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_recorded_is_the_size_read_and_a_change_is_noticed() {
+        let t = Some(5);
+        // Unchanged: listed, opened and ended at the size read.
+        assert_eq!(
+            as_read((100, t), Some((100, t)), 100, Some((100, t))),
+            ((100, t), false)
+        );
+        // Grew between its listing and its open, then read to the end: the bytes read are recorded.
+        assert_eq!(
+            as_read((60, t), Some((100, Some(6))), 100, Some((100, Some(6)))),
+            ((100, Some(6)), true)
+        );
+        // Grew while read (after the reader reached the end): what was read, and the mtime after the read.
+        assert_eq!(
+            as_read((100, t), Some((100, t)), 100, Some((140, Some(7)))),
+            ((100, Some(7)), true)
+        );
+        // Rewritten in place at the same size: only the mtime tells.
+        assert_eq!(
+            as_read((100, t), Some((100, t)), 100, Some((100, Some(9)))),
+            ((100, Some(9)), true)
+        );
+        // A stream: no fstat, only the bytes read.
+        assert_eq!(as_read((0, None), None, 42, None), ((42, None), false));
+    }
+
+    #[test]
+    fn the_budget_lets_a_frame_larger_than_itself_through_when_alone_and_the_writers_capture_always(
+    ) {
+        let b = Budget::new(10, 2);
+        let big = b.acquire(1, 50).expect("alone, even above the budget");
+        assert_eq!(b.in_flight(), 50);
+        // Capture 1 holds more than the budget, but capture 0 is the writer's and has nothing in flight.
+        let first = b.acquire(0, 5).expect("the writer's capture");
+        assert_eq!(b.in_flight(), 55);
+        drop(big);
+        drop(first);
+        assert_eq!(b.in_flight(), 0);
+        assert!(b.acquire(1, 0).is_none(), "no bytes, no lease");
+    }
+
+    #[test]
+    fn a_reader_over_the_budget_waits_for_the_writer() {
+        let b = Budget::new(10, 2);
+        let held = b.acquire(0, 8).unwrap();
+        let b2 = b.clone();
+        let waiter = std::thread::spawn(move || {
+            let _l = b2.acquire(1, 8).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !waiter.is_finished(),
+            "capture 1 must wait: 16 > 10 and the writer is at 0"
+        );
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(b.in_flight(), 0);
+    }
 }

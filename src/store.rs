@@ -425,7 +425,11 @@ pub fn write_capture(
                                 // Bound as a parameter, SQLite copies the blob and then builds the row from the
                                 // copy: two more copies of a frame that may be 256 MiB. A zeroblob row written
                                 // through the incremental blob API costs none.
-                                ins_zero.execute(params![id, f.number as i64, bytes.len() as i64])?;
+                                ins_zero.execute(params![
+                                    id,
+                                    f.number as i64,
+                                    bytes.len() as i64
+                                ])?;
                                 let mut blob = tx.blob_open(
                                     rusqlite::DatabaseName::Main,
                                     "frame_data",

@@ -77,11 +77,7 @@ fn ingest(db: &Path, extra: &[&str], inputs: &[&Path]) -> Run {
     let mut args: Vec<String> = vec!["ingest".into()];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(inputs.iter().map(|p| p.to_string_lossy().into_owned()));
-    let out = cmd(db)
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = cmd(db).args(&args).stdin(Stdio::null()).output().unwrap();
     finish(&args, out)
 }
 
@@ -141,7 +137,8 @@ fn big_record_pcap(path: &Path, records: u32, size: u32, ts0: u32) {
     f.write_all(&pcap_header(0)).unwrap();
     let zeros = vec![0u8; size as usize];
     for i in 0..records {
-        f.write_all(&pcap_record_header(ts0 + i, size, size)).unwrap();
+        f.write_all(&pcap_record_header(ts0 + i, size, size))
+            .unwrap();
         f.write_all(&zeros).unwrap();
     }
     f.flush().unwrap();
@@ -200,7 +197,12 @@ fn a_path_rewritten_with_new_content_replaces_its_capture() {
     std::fs::write(&p, pcap_bytes(3, T0 + 1_000)).unwrap();
     let r = ingest(&db, &[], &[&p]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(count(&db, "SELECT count(*) FROM captures"), 1, "{}", r.stderr);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM captures"),
+        1,
+        "{}",
+        r.stderr
+    );
     assert_eq!(count(&db, "SELECT frames FROM captures"), 21);
     assert_eq!(count(&db, "SELECT count(*) FROM frames"), 21);
     assert_eq!(count(&db, "SELECT count(*) FROM capture_paths"), 1);
@@ -238,7 +240,11 @@ fn a_rewritten_path_whose_old_content_has_another_path_only_moves_that_path() {
         "SELECT count(*) FROM capture_paths WHERE path = '{}'",
         abs(&p)
     );
-    assert_eq!(count(&db, &p_paths), 1, "the path is on the new capture only");
+    assert_eq!(
+        count(&db, &p_paths),
+        1,
+        "the path is on the new capture only"
+    );
     assert!(
         r.stderr.contains("content changed since it was indexed"),
         "{}",
