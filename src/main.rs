@@ -55,6 +55,10 @@ enum Cmd {
         /// temporary file (bounds memory for captures that leave many flows open).
         #[arg(long, default_value_t = traceflow::trace::DEFAULT_MAX_OPEN, value_name = "N")]
         max_open_flows: usize,
+        /// Frames read per capture at most; a capture with more is indexed up to there and marked truncated
+        /// (bounds the database for floods of empty records).
+        #[arg(long, value_name = "N")]
+        max_frames: Option<u64>,
     },
     /// Write a small synthetic capture (HTTP-like conversations) to try traceflow on.
     Sample {
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             quiet,
             verbose,
             max_open_flows,
+            max_frames,
         } => {
             let _ = ctrlc::set_handler(|| {
                 ingest::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst)
@@ -148,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 quiet,
                 verbose,
                 max_open_flows,
+                max_frames,
             };
             let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| traceflow::msg::say(&m));
             if !quiet || s.exit_code() != 0 {

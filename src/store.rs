@@ -361,6 +361,12 @@ pub struct CaptureEnd {
     pub last_ns: Option<i64>,
     pub truncation: Option<Truncation>,
     pub hash: String,
+    /// Bytes read and the mtime after the read: what is recorded, so that the cheap skip and dumps match the
+    /// bytes that were indexed even when the file changed while it was read.
+    pub size: u64,
+    pub mtime_ns: Option<i64>,
+    /// The file's size or mtime changed between its listing and the end of its read.
+    pub changed: bool,
 }
 
 /// Messages from a capture's reader thread to the writer.
@@ -371,6 +377,9 @@ pub enum Msg {
         flows: Vec<FlowRecord>,
         data: Vec<u8>,
         bytes_read: u64,
+        /// Dropped once the writer has inserted the batch (or dropped it unread): releases the reader's claim on
+        /// the memory budget for frame bytes in flight (`ingest::Budget`).
+        held: Option<Box<dyn Send>>,
     },
     End(CaptureEnd),
     Failed(String),
@@ -381,6 +390,8 @@ pub enum Outcome {
     Indexed {
         id: i64,
         end: CaptureEnd,
+        /// Captures indexed from this path before, with other content (see `write_capture`).
+        superseded: Vec<Superseded>,
     },
     /// The same content is already in the database under `name`; this path was added to it.
     AlreadyIndexed {
@@ -388,6 +399,15 @@ pub enum Outcome {
         name: String,
     },
     Failed(String),
+}
+
+/// What became of the capture a path was indexed as, when the path is indexed again with new content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Superseded {
+    /// It was known under this path only: deleted, the new content replaces it.
+    Replaced(i64),
+    /// It is still known under other paths: it stays, only this path moved to the new capture.
+    PathMoved(i64),
 }
 
 /// Looks up a capture already indexed from this exact path with the same size and mtime (cheap skip).
@@ -427,6 +447,9 @@ pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// Rows per multi-row INSERT: one statement per 64 rows cuts SQLite's per-statement cost (step, reset, VDBE
 /// setup), which dominated the writer's profile with one row per statement.
 const ROWS_PER_INSERT: usize = 64;
+
+/// Frames at least this large (with --embed) are written through the incremental blob API rather than bound.
+const BLOB_IN_PLACE: usize = 64 << 10;
 
 /// Inserts rows into one table with multi-row statements (and a one-row statement for the remainder).
 struct BulkInsert<'c> {
@@ -558,6 +581,9 @@ pub fn write_capture(
         )?;
         let mut ins_data =
             tx.prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?;
+        let mut ins_zero = tx.prepare(
+            "INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, zeroblob(?3))",
+        )?;
         loop {
             let msg = match rx.recv() {
                 Ok(m) => m,
@@ -570,13 +596,34 @@ pub fn write_capture(
                     flows,
                     data,
                     bytes_read,
+                    held: _held,
                 } => {
                     frames_ins.insert(&frames, |st, base, f| bind_frame(st, base, id, f))?;
                     if embed {
                         let mut at = 0usize;
                         for f in &frames {
                             let end = at + f.caplen as usize;
-                            ins_data.execute(params![id, f.number as i64, &data[at..end]])?;
+                            let bytes = &data[at..end];
+                            if bytes.len() >= BLOB_IN_PLACE {
+                                // Bound as a parameter, SQLite copies the blob and then builds the row from the
+                                // copy: two more copies of a frame that may be 256 MiB. A zeroblob row written
+                                // through the incremental blob API costs none.
+                                ins_zero.execute(params![
+                                    id,
+                                    f.number as i64,
+                                    bytes.len() as i64
+                                ])?;
+                                let mut blob = tx.blob_open(
+                                    rusqlite::DatabaseName::Main,
+                                    "frame_data",
+                                    "data",
+                                    tx.last_insert_rowid(),
+                                    false,
+                                )?;
+                                blob.write_all_at(bytes, 0)?;
+                            } else {
+                                ins_data.execute(params![id, f.number as i64, bytes])?;
+                            }
                             at = end;
                         }
                     }
@@ -602,7 +649,7 @@ pub fn write_capture(
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![old, src.path, src.name, src.size as i64, src.mtime_ns],
+                params![old, src.path, src.name, end.size as i64, end.mtime_ns],
             )?;
             tx.commit()?;
             return Ok(Outcome::AlreadyIndexed { id: old, name });
@@ -614,14 +661,32 @@ pub fn write_capture(
         )?;
         delete_capture(&tx, old)?;
     }
-    if force {
-        // Re-indexing a path replaces whatever was indexed from it before.
+    // New content under a path indexed before (forced or not): the path now means the new content. Left beside
+    // it, the stale capture would make every label of the path ambiguous. Standard input ("-") is not a place
+    // whose content can change, so its captures stay side by side.
+    let mut superseded = Vec::new();
+    if src.path != "-" {
         let olds: Vec<i64> = tx
             .prepare("SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 AND capture_id <> ?2")?
             .query_map(params![src.path, id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for old in olds {
-            delete_capture(&tx, old)?;
+            let elsewhere: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM capture_paths WHERE capture_id = ?1 AND path <> ?2)",
+                params![old, src.path],
+                |r| r.get(0),
+            )?;
+            if elsewhere {
+                // The old content is still what its other paths hold: keep it, move only this path.
+                tx.execute(
+                    "DELETE FROM capture_paths WHERE capture_id = ?1 AND path = ?2",
+                    params![old, src.path],
+                )?;
+                superseded.push(Superseded::PathMoved(old));
+            } else {
+                delete_capture(&tx, old)?;
+                superseded.push(Superseded::Replaced(old));
+            }
         }
     }
     let mut linktypes: Vec<u32> = end.interfaces.iter().map(|i| i.linktype).collect();
@@ -634,7 +699,8 @@ pub fn write_capture(
         .join(",");
     tx.execute(
         "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
-                flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12 WHERE id = ?1",
+                flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12, size = ?13,
+                mtime_ns = ?14 WHERE id = ?1",
         params![
             id,
             end.hash,
@@ -648,6 +714,8 @@ pub fn write_capture(
             end.last_ns,
             end.truncation.as_ref().map(|t| t.offset as i64),
             end.truncation.as_ref().map(|t| t.reason.clone()),
+            end.size as i64,
+            end.mtime_ns,
         ],
     )?;
     {
@@ -666,10 +734,14 @@ pub fn write_capture(
     }
     tx.execute(
         "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, src.path, src.name, src.size as i64, src.mtime_ns],
+        params![id, src.path, src.name, end.size as i64, end.mtime_ns],
     )?;
     tx.commit()?;
-    Ok(Outcome::Indexed { id, end })
+    Ok(Outcome::Indexed {
+        id,
+        end,
+        superseded,
+    })
 }
 
 #[cfg(test)]
