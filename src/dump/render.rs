@@ -12,7 +12,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use crate::decode::{decode, Layer, LayerSpan};
-use crate::label::Timestamp;
+use crate::capture::Timestamp;
 
 /// A value in a decoded frame. Maps keep their insertion order in every output format.
 #[derive(Clone, Debug, PartialEq)]

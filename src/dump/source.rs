@@ -232,12 +232,6 @@ pub struct SeekReader {
     tsresol: Vec<u8>,
 }
 
-const GZIP: [u8; 2] = [0x1f, 0x8b];
-const ZSTD: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-fn is_compressed(head: &[u8]) -> bool {
-    head.starts_with(&GZIP) || head.starts_with(&ZSTD)
-}
 
 impl SeekReader {
     fn new(mut file: File, path: String, tsresol: Vec<u8>) -> Result<SeekReader, DumpError> {
@@ -471,7 +465,8 @@ impl<'c> Fetcher<'c> {
         let mut head = [0u8; 4];
         let n = crate::capture::read_full(&mut file, &mut head).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-        if !is_compressed(&head[..n]) {
+        let compression = crate::capture::compression_of(&head[..n]);
+        if compression == crate::capture::Compression::None {
             return Ok(Fetcher::Seek(SeekReader::new(file, shown, tsresol)?));
         }
         if plan.in_order {
@@ -497,11 +492,8 @@ impl<'c> Fetcher<'c> {
         // O_TMPFILE files get the umask's mode (0644 here), and /proc/PID/fd/N reaches them: keep them private.
         tmp.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(spool_err)?;
-        let mut dec: Box<dyn Read> = if head.starts_with(&GZIP) {
-            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
-        } else {
-            Box::new(zstd::stream::read::Decoder::new(file).map_err(io_err)?)
-        };
+        let mut dec = crate::capture::decompressor(compression, Box::new(io::BufReader::new(file)))
+            .map_err(io_err)?;
         // Copied by hand so that a read error names the capture and a write error the temporary folder.
         let mut w = io::BufWriter::with_capacity(1 << 20, &mut tmp);
         let mut buf = vec![0u8; 1 << 16];

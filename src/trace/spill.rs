@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::label::Timestamp;
-use crate::trace::{FlowKey, OpenFlow};
+use super::flow::{FlowKey, OpenFlow};
+use crate::capture::Timestamp;
 
 /// 64-bit words in the Bloom filter: 4 MiB whatever the capture. A key sets 3 bits of one word (one cache miss
 /// per lookup). False positives: about 1 in 10^5 at a million parked flows, 1 in 50 at ten million; each costs
@@ -24,7 +24,7 @@ const CACHE_KIB: i64 = 4096;
 #[error("parking open flows in a temporary database: {0}")]
 pub struct SpillError(#[from] rusqlite::Error);
 
-pub(crate) struct Spill {
+pub(super) struct Spill {
     conn: Connection,
     bloom: Vec<u64>,
     parked: usize,
@@ -96,7 +96,7 @@ fn decode_key(b: &[u8]) -> Option<FlowKey> {
 }
 
 impl Spill {
-    pub(crate) fn new() -> Result<Spill, SpillError> {
+    pub(super) fn new() -> Result<Spill, SpillError> {
         // "" is a private temporary database: in memory up to its cache size, then in a file that SQLite deletes
         // when the connection closes.
         let conn = Connection::open("")?;
@@ -132,7 +132,7 @@ impl Spill {
     }
 
     /// Parks flows (each key at most once: the tracer holds a flow either in memory or here).
-    pub(crate) fn park(
+    pub(super) fn park(
         &mut self,
         flows: impl IntoIterator<Item = (FlowKey, OpenFlow)>,
     ) -> Result<(), SpillError> {
@@ -167,7 +167,7 @@ impl Spill {
     }
 
     /// Takes a parked flow back, if this key has one.
-    pub(crate) fn take(&mut self, key: &FlowKey) -> Result<Option<OpenFlow>, SpillError> {
+    pub(super) fn take(&mut self, key: &FlowKey) -> Result<Option<OpenFlow>, SpillError> {
         if self.parked == 0 {
             return Ok(None);
         }
@@ -198,7 +198,7 @@ impl Spill {
     }
 
     /// Hands every parked flow to `each`, in creation order.
-    pub(crate) fn drain(
+    pub(super) fn drain(
         &mut self,
         each: &mut dyn FnMut(FlowKey, OpenFlow),
     ) -> Result<(), SpillError> {

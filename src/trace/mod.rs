@@ -6,81 +6,22 @@
 //! memory is bounded whatever the capture's size.
 
 use std::collections::hash_map::Entry;
-use std::net::IpAddr;
-
 use rustc_hash::FxHashMap;
 
+mod flow;
+pub mod label;
+mod spill;
+
+use crate::capture::Timestamp;
 use crate::decode::Tcp;
-use crate::label::{addr_text, label_from_text, Timestamp};
-use crate::spill::{Spill, SpillError};
+pub use flow::{FlowKey, FlowRecord};
+use flow::OpenFlow;
+use spill::Spill;
+pub use spill::SpillError;
 
 /// Open flows kept in memory before the least recently seen are parked on disk (`Tracer::with_max_open`):
 /// about 10 MiB of flow state, whatever the capture.
 pub const DEFAULT_MAX_OPEN: usize = 65_536;
-
-pub type FlowKey = (IpAddr, u16, IpAddr, u16);
-
-/// Everything stored about one flow; emitted when it closes, or at the end of the capture while still open.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlowRecord {
-    /// Creation order within the capture, from 1.
-    pub flow_no: u32,
-    pub label: String,
-    /// The key's addresses in standard text form (as stored in `flows`), made on the reader's thread so that
-    /// the writer only copies them.
-    pub src: String,
-    pub sport: u16,
-    pub dst: String,
-    pub dport: u16,
-    pub first_frame: u64,
-    pub last_frame: u64,
-    /// The FIN frame that closed the flow; `None` when it was still open at the end of the capture.
-    pub closed_frame: Option<u64>,
-    pub packets: u64,
-    /// Sum of the frames' original (wire) lengths.
-    pub bytes: u64,
-    /// Sum of the TCP segment lengths.
-    pub payload_bytes: u64,
-    pub first_ns: i64,
-    pub last_ns: i64,
-}
-
-/// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
-/// is emitted, so an open flow costs about 120 bytes in memory.
-#[derive(Debug)]
-pub(crate) struct OpenFlow {
-    pub(crate) flow_no: u32,
-    pub(crate) first_ts: Timestamp,
-    pub(crate) first_frame: u64,
-    pub(crate) last_frame: u64,
-    pub(crate) packets: u64,
-    pub(crate) bytes: u64,
-    pub(crate) payload_bytes: u64,
-    pub(crate) last_ns: i64,
-}
-
-impl OpenFlow {
-    fn into_record(self, key: &FlowKey, closed_frame: Option<u64>) -> FlowRecord {
-        let (src, sport, dst, dport) = *key;
-        let (src, dst) = (addr_text(&src), addr_text(&dst));
-        FlowRecord {
-            flow_no: self.flow_no,
-            label: label_from_text(&src, sport, &dst, dport, &self.first_ts),
-            src,
-            sport,
-            dst,
-            dport,
-            first_frame: self.first_frame,
-            last_frame: self.last_frame,
-            closed_frame,
-            packets: self.packets,
-            bytes: self.bytes,
-            payload_bytes: self.payload_bytes,
-            first_ns: self.first_ts.as_ns(),
-            last_ns: self.last_ns,
-        }
-    }
-}
 
 pub struct Tracer {
     /// FxHash: the keys come from the capture, but a flood of colliding keys only slows one ingest down, and
@@ -249,6 +190,7 @@ impl Tracer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
     const TCP_FIN: u16 = 0x001;
     const TCP_SYN: u16 = 0x002;
     const TCP_RST: u16 = 0x004;

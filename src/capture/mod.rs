@@ -7,10 +7,21 @@
 //! offset where a damaged or cut-off file goes bad, with memory bounded by `MAX_RECORD`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use crate::label::Timestamp;
+mod compress;
+mod pcap;
+mod pcapng;
+mod timestamp;
+
+use compress::{SharedTap, Tap};
+pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
+pub use pcapng::ticks_to_ts;
+pub use timestamp::Timestamp;
+
+/// The first block type of every pcapng file (section header block), also its magic.
+pub(crate) const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
 
 /// A record larger than this is impossible (the bound: larger than any snaplen and 256 MiB).
 pub const MAX_RECORD: u32 = 256 << 20;
@@ -108,7 +119,7 @@ pub struct CaptureReader {
     /// The raw (on-disk) stream below any decompressor, through the tap: `drain` reads what is left of it.
     rest: SharedTap,
     /// Shared with the raw file reader below any decompressor: bytes read and the running content hash.
-    tap: std::sync::Arc<std::sync::Mutex<(u64, xxhash_rust::xxh3::Xxh3)>>,
+    tap: Tap,
     pub format: Format,
     pub compression: Compression,
     big_endian: bool,
@@ -140,29 +151,6 @@ fn file_stat(m: &std::fs::Metadata) -> FileStat {
     (m.len(), mtime)
 }
 
-/// Reader wrapper that feeds the shared tap; kept separate so the tap survives behind a decompressor. The raw
-/// reader is shared too, so that `drain` can hash the rest of a file whose decompression failed.
-#[derive(Clone)]
-struct SharedTap {
-    inner: std::sync::Arc<std::sync::Mutex<Box<dyn Read + Send>>>,
-    tap: std::sync::Arc<std::sync::Mutex<(u64, xxhash_rust::xxh3::Xxh3)>>,
-}
-
-impl Read for SharedTap {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .read(buf)?;
-        if n > 0 {
-            let mut t = self.tap.lock().unwrap_or_else(|e| e.into_inner());
-            t.0 += n as u64;
-            t.1.update(&buf[..n]);
-        }
-        Ok(n)
-    }
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes
@@ -172,7 +160,6 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
 
 impl CaptureReader {
     pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
@@ -216,31 +203,7 @@ impl CaptureReader {
 
     /// Detects compression and format by magic bytes, never by file name.
     pub fn from_reader(raw: Box<dyn Read + Send>) -> Result<CaptureReader, OpenError> {
-        let tap = std::sync::Arc::new(std::sync::Mutex::new((
-            0u64,
-            xxhash_rust::xxh3::Xxh3::new(),
-        )));
-        let tapped = SharedTap {
-            inner: std::sync::Arc::new(std::sync::Mutex::new(raw)),
-            tap: tap.clone(),
-        };
-        let rest = tapped.clone();
-        let mut outer = BufReader::with_capacity(BUF_SIZE, tapped);
-        let head = outer.fill_buf()?;
-        let (compression, inner): (Compression, Box<dyn Read + Send>) =
-            if head.starts_with(&[0x1f, 0x8b]) {
-                (
-                    Compression::Gzip,
-                    Box::new(flate2::read::MultiGzDecoder::new(outer)),
-                )
-            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                (
-                    Compression::Zstd,
-                    Box::new(zstd::stream::read::Decoder::with_buffer(outer)?),
-                )
-            } else {
-                (Compression::None, Box::new(outer))
-            };
+        let (compression, inner, rest, tap) = compress::open(raw, BUF_SIZE)?;
         let mut src = BufReader::with_capacity(BUF_SIZE, inner);
         let mut magic = [0u8; 24];
         let got = read_full(&mut src, &mut magic[..4])?;
@@ -415,243 +378,8 @@ impl CaptureReader {
         }
     }
 
-    fn next_pcap(&mut self) -> Option<Frame<'_>> {
-        if !self.fill(0, 16, "record header") {
-            return None;
-        }
-        let h: [u8; 16] = self.buf[..16].try_into().unwrap();
-        let ts_sec = self.u32_at(&h, 0);
-        let ts_frac = self.u32_at(&h, 4);
-        let caplen = self.u32_at(&h, 8);
-        let origlen = self.u32_at(&h, 12);
-        // A huge snaplen (0xFFFFFFFF is common) does not make a record above MAX_RECORD possible: memory is bounded.
-        if caplen > MAX_RECORD {
-            let at = self.pos;
-            self.stop(at, format!("record length {caplen} is impossible"));
-            return None;
-        }
-        if !self.fill(0, caplen as usize, "record") {
-            // The record header was read, so even a record with none of its bytes is cut off, not a clean end.
-            if self.truncated.is_none() {
-                let at = self.pos;
-                self.stop(at, format!("record cut off after 0 of {caplen} bytes"));
-            }
-            return None;
-        }
-        let offset = self.pos;
-        self.pos += 16 + caplen as u64;
-        self.frames += 1;
-        let iface = &self.interfaces[0];
-        Some(Frame {
-            number: self.frames,
-            ts: Timestamp::new(ts_sec as i64, ts_frac as u64, iface.tsresol),
-            caplen,
-            origlen,
-            iface: 0,
-            linktype: iface.linktype,
-            offset,
-            data: &self.buf[..caplen as usize],
-        })
-    }
-
-    fn next_pcapng(&mut self) -> Option<Frame<'_>> {
-        loop {
-            // The first block's type was consumed as the magic; it is already in buf.
-            let have = if self.pos == 0 && self.buf.len() == 4 {
-                4
-            } else {
-                0
-            };
-            if !self.fill(have, 8, "block header") {
-                return None;
-            }
-            let raw_type = u32::from_le_bytes(self.buf[..4].try_into().unwrap());
-            let block_start = self.pos;
-            if raw_type == PCAPNG_SHB {
-                // The byte-order magic decides how to read this section, including this block's own length.
-                if !self.fill(8, 12, "section header") {
-                    return None;
-                }
-                match u32::from_le_bytes(self.buf[8..12].try_into().unwrap()) {
-                    0x1A2B_3C4D => self.big_endian = false,
-                    0x4D3C_2B1A => self.big_endian = true,
-                    bom => {
-                        self.stop(
-                            block_start,
-                            format!("bad pcapng byte-order magic {bom:#010x}"),
-                        );
-                        return None;
-                    }
-                }
-            }
-            let head: [u8; 8] = self.buf[..8].try_into().unwrap();
-            let btype = self.u32_at(&head, 0);
-            let blen = self.u32_at(&head, 4);
-            if blen < 12 || !blen.is_multiple_of(4) || blen > MAX_RECORD {
-                self.stop(
-                    block_start,
-                    format!("pcapng block of type {btype:#x} has bad length {blen}"),
-                );
-                return None;
-            }
-            let have = if raw_type == PCAPNG_SHB { 12 } else { 8 };
-            if !self.fill(have, blen as usize, "pcapng block") {
-                return None;
-            }
-            self.pos += blen as u64;
-            let trailer = self.u32_at(&self.buf, blen as usize - 4);
-            if trailer != blen {
-                self.stop(
-                    block_start,
-                    format!("pcapng block length {blen} does not match its trailer {trailer}"),
-                );
-                return None;
-            }
-            let body_len = blen as usize - 12;
-            match btype {
-                PCAPNG_SHB => {
-                    self.section_base = self.interfaces.len();
-                }
-                1 => {
-                    // Interface description: link type, snaplen, then options (if_tsresol = 9).
-                    if body_len < 8 {
-                        self.stop(block_start, "interface block too short");
-                        return None;
-                    }
-                    let linktype = self.u16_at(&self.buf, 8) as u32;
-                    let snaplen = self.u32_at(&self.buf, 12);
-                    let (tsresol, tsoffset) = self.if_time_options(16, 8 + body_len);
-                    self.interfaces.push(Interface {
-                        linktype,
-                        snaplen,
-                        tsresol,
-                        tsoffset,
-                    });
-                }
-                6 | 2 => {
-                    // Enhanced packet block (6) or obsolete packet block (2): same fixed layout but the id width.
-                    if body_len < 20 {
-                        self.stop(block_start, "packet block too short");
-                        return None;
-                    }
-                    let if_id = if btype == 6 {
-                        self.u32_at(&self.buf, 8)
-                    } else {
-                        self.u16_at(&self.buf, 8) as u32
-                    };
-                    let ts_high = self.u32_at(&self.buf, 12) as u64;
-                    let ts_low = self.u32_at(&self.buf, 16) as u64;
-                    let caplen = self.u32_at(&self.buf, 20);
-                    let origlen = self.u32_at(&self.buf, 24);
-                    if caplen as usize > body_len - 20 {
-                        self.stop(
-                            block_start,
-                            format!("packet length {caplen} exceeds its block"),
-                        );
-                        return None;
-                    }
-                    let iface = self.section_base + if_id as usize;
-                    let Some(ifc) = self.interfaces.get(iface) else {
-                        self.stop(
-                            block_start,
-                            format!("packet refers to missing interface {if_id}"),
-                        );
-                        return None;
-                    };
-                    let ticks = (ts_high << 32) | ts_low;
-                    let mut ts = ticks_to_ts(ticks, ifc.tsresol);
-                    ts.sec = ts.sec.saturating_add(ifc.tsoffset);
-                    self.frames += 1;
-                    return Some(Frame {
-                        number: self.frames,
-                        ts,
-                        caplen,
-                        origlen,
-                        iface: iface as u32,
-                        linktype: ifc.linktype,
-                        offset: block_start,
-                        data: &self.buf[28..28 + caplen as usize],
-                    });
-                }
-                3 => {
-                    // Simple packet block: interface 0 of the section, no timestamp.
-                    if body_len < 4 {
-                        self.stop(block_start, "simple packet block too short");
-                        return None;
-                    }
-                    let iface = self.section_base;
-                    let Some(ifc) = self.interfaces.get(iface) else {
-                        self.stop(block_start, "simple packet block before any interface");
-                        return None;
-                    };
-                    let origlen = self.u32_at(&self.buf, 8);
-                    let mut caplen = origlen.min(body_len as u32 - 4);
-                    if ifc.snaplen > 0 {
-                        caplen = caplen.min(ifc.snaplen);
-                    }
-                    self.frames += 1;
-                    return Some(Frame {
-                        number: self.frames,
-                        ts: Timestamp::new(0, 0, 6),
-                        caplen,
-                        origlen,
-                        iface: iface as u32,
-                        linktype: ifc.linktype,
-                        offset: block_start,
-                        data: &self.buf[12..12 + caplen as usize],
-                    });
-                }
-                _ => {} // name resolution, statistics, custom and unknown blocks carry no frames
-            }
-        }
-    }
-
-    /// Reads `if_tsresol` (6, µs, when absent) and `if_tsoffset` (0 when absent) from the options in
-    /// `buf[start..end]`.
-    fn if_time_options(&self, start: usize, end: usize) -> (u8, i64) {
-        let (mut tsresol, mut tsoffset) = (6, 0);
-        let mut at = start;
-        while at + 4 <= end {
-            let code = self.u16_at(&self.buf, at);
-            let len = self.u16_at(&self.buf, at + 2) as usize;
-            let val = at + 4;
-            if code == 0 || val + len > end {
-                break;
-            }
-            match code {
-                9 if len >= 1 => tsresol = self.buf[val],
-                14 if len >= 8 => {
-                    let b: [u8; 8] = self.buf[val..val + 8].try_into().unwrap();
-                    tsoffset = if self.big_endian {
-                        i64::from_be_bytes(b)
-                    } else {
-                        i64::from_le_bytes(b)
-                    };
-                }
-                _ => {}
-            }
-            at = val + len.div_ceil(4) * 4;
-        }
-        (tsresol, tsoffset)
-    }
 }
 
-/// Turns pcapng ticks into the exact decimal timestamp.
-///
-/// A power-of-two resolution (rare) is converted to ns, rounding down: its exact decimal can need more digits
-/// than the label's f64 can tell apart anyway.
-pub fn ticks_to_ts(ticks: u64, tsresol: u8) -> Timestamp {
-    if tsresol & 0x80 != 0 {
-        let n = (tsresol & 0x7f).min(63) as u32;
-        let sec = ticks >> n;
-        let rem = ticks & ((1u64 << n) - 1);
-        let ns = ((rem as u128 * 1_000_000_000) >> n) as u64;
-        return Timestamp::new(sec as i64, ns, 9);
-    }
-    let digits = tsresol.min(19);
-    let unit = 10u64.pow(digits as u32);
-    Timestamp::new((ticks / unit) as i64, ticks % unit, digits)
-}
 
 /// Like `read_exact`, but returns how many bytes were read before the end of the stream.
 pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

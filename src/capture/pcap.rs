@@ -1,0 +1,44 @@
+//! pcap records: a 16-byte header (time, captured and original length) and the frame.
+
+use super::{CaptureReader, Frame, Timestamp, MAX_RECORD};
+
+impl CaptureReader {
+    pub(super) fn next_pcap(&mut self) -> Option<Frame<'_>> {
+        if !self.fill(0, 16, "record header") {
+            return None;
+        }
+        let h: [u8; 16] = self.buf[..16].try_into().unwrap();
+        let ts_sec = self.u32_at(&h, 0);
+        let ts_frac = self.u32_at(&h, 4);
+        let caplen = self.u32_at(&h, 8);
+        let origlen = self.u32_at(&h, 12);
+        // A huge snaplen (0xFFFFFFFF is common) does not make a record above MAX_RECORD possible: memory is bounded.
+        if caplen > MAX_RECORD {
+            let at = self.pos;
+            self.stop(at, format!("record length {caplen} is impossible"));
+            return None;
+        }
+        if !self.fill(0, caplen as usize, "record") {
+            // The record header was read, so even a record with none of its bytes is cut off, not a clean end.
+            if self.truncated.is_none() {
+                let at = self.pos;
+                self.stop(at, format!("record cut off after 0 of {caplen} bytes"));
+            }
+            return None;
+        }
+        let offset = self.pos;
+        self.pos += 16 + caplen as u64;
+        self.frames += 1;
+        let iface = &self.interfaces[0];
+        Some(Frame {
+            number: self.frames,
+            ts: Timestamp::new(ts_sec as i64, ts_frac as u64, iface.tsresol),
+            caplen,
+            origlen,
+            iface: 0,
+            linktype: iface.linktype,
+            offset,
+            data: &self.buf[..caplen as usize],
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! pcapng blocks: sections (byte order), interfaces (link type, if_tsresol, if_tsoffset) and the three packet
+//! block kinds.
+
+use super::{CaptureReader, Frame, Interface, Timestamp, MAX_RECORD, PCAPNG_SHB};
+
+impl CaptureReader {
+    pub(super) fn next_pcapng(&mut self) -> Option<Frame<'_>> {
+        loop {
+            // The first block's type was consumed as the magic; it is already in buf.
+            let have = if self.pos == 0 && self.buf.len() == 4 {
+                4
+            } else {
+                0
+            };
+            if !self.fill(have, 8, "block header") {
+                return None;
+            }
+            let raw_type = u32::from_le_bytes(self.buf[..4].try_into().unwrap());
+            let block_start = self.pos;
+            if raw_type == PCAPNG_SHB {
+                // The byte-order magic decides how to read this section, including this block's own length.
+                if !self.fill(8, 12, "section header") {
+                    return None;
+                }
+                match u32::from_le_bytes(self.buf[8..12].try_into().unwrap()) {
+                    0x1A2B_3C4D => self.big_endian = false,
+                    0x4D3C_2B1A => self.big_endian = true,
+                    bom => {
+                        self.stop(
+                            block_start,
+                            format!("bad pcapng byte-order magic {bom:#010x}"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            let head: [u8; 8] = self.buf[..8].try_into().unwrap();
+            let btype = self.u32_at(&head, 0);
+            let blen = self.u32_at(&head, 4);
+            if blen < 12 || !blen.is_multiple_of(4) || blen > MAX_RECORD {
+                self.stop(
+                    block_start,
+                    format!("pcapng block of type {btype:#x} has bad length {blen}"),
+                );
+                return None;
+            }
+            let have = if raw_type == PCAPNG_SHB { 12 } else { 8 };
+            if !self.fill(have, blen as usize, "pcapng block") {
+                return None;
+            }
+            self.pos += blen as u64;
+            let trailer = self.u32_at(&self.buf, blen as usize - 4);
+            if trailer != blen {
+                self.stop(
+                    block_start,
+                    format!("pcapng block length {blen} does not match its trailer {trailer}"),
+                );
+                return None;
+            }
+            let body_len = blen as usize - 12;
+            match btype {
+                PCAPNG_SHB => {
+                    self.section_base = self.interfaces.len();
+                }
+                1 => {
+                    // Interface description: link type, snaplen, then options (if_tsresol = 9).
+                    if body_len < 8 {
+                        self.stop(block_start, "interface block too short");
+                        return None;
+                    }
+                    let linktype = self.u16_at(&self.buf, 8) as u32;
+                    let snaplen = self.u32_at(&self.buf, 12);
+                    let (tsresol, tsoffset) = self.if_time_options(16, 8 + body_len);
+                    self.interfaces.push(Interface {
+                        linktype,
+                        snaplen,
+                        tsresol,
+                        tsoffset,
+                    });
+                }
+                6 | 2 => {
+                    // Enhanced packet block (6) or obsolete packet block (2): same fixed layout but the id width.
+                    if body_len < 20 {
+                        self.stop(block_start, "packet block too short");
+                        return None;
+                    }
+                    let if_id = if btype == 6 {
+                        self.u32_at(&self.buf, 8)
+                    } else {
+                        self.u16_at(&self.buf, 8) as u32
+                    };
+                    let ts_high = self.u32_at(&self.buf, 12) as u64;
+                    let ts_low = self.u32_at(&self.buf, 16) as u64;
+                    let caplen = self.u32_at(&self.buf, 20);
+                    let origlen = self.u32_at(&self.buf, 24);
+                    if caplen as usize > body_len - 20 {
+                        self.stop(
+                            block_start,
+                            format!("packet length {caplen} exceeds its block"),
+                        );
+                        return None;
+                    }
+                    let iface = self.section_base + if_id as usize;
+                    let Some(ifc) = self.interfaces.get(iface) else {
+                        self.stop(
+                            block_start,
+                            format!("packet refers to missing interface {if_id}"),
+                        );
+                        return None;
+                    };
+                    let ticks = (ts_high << 32) | ts_low;
+                    let mut ts = ticks_to_ts(ticks, ifc.tsresol);
+                    ts.sec = ts.sec.saturating_add(ifc.tsoffset);
+                    self.frames += 1;
+                    return Some(Frame {
+                        number: self.frames,
+                        ts,
+                        caplen,
+                        origlen,
+                        iface: iface as u32,
+                        linktype: ifc.linktype,
+                        offset: block_start,
+                        data: &self.buf[28..28 + caplen as usize],
+                    });
+                }
+                3 => {
+                    // Simple packet block: interface 0 of the section, no timestamp.
+                    if body_len < 4 {
+                        self.stop(block_start, "simple packet block too short");
+                        return None;
+                    }
+                    let iface = self.section_base;
+                    let Some(ifc) = self.interfaces.get(iface) else {
+                        self.stop(block_start, "simple packet block before any interface");
+                        return None;
+                    };
+                    let origlen = self.u32_at(&self.buf, 8);
+                    let mut caplen = origlen.min(body_len as u32 - 4);
+                    if ifc.snaplen > 0 {
+                        caplen = caplen.min(ifc.snaplen);
+                    }
+                    self.frames += 1;
+                    return Some(Frame {
+                        number: self.frames,
+                        ts: Timestamp::new(0, 0, 6),
+                        caplen,
+                        origlen,
+                        iface: iface as u32,
+                        linktype: ifc.linktype,
+                        offset: block_start,
+                        data: &self.buf[12..12 + caplen as usize],
+                    });
+                }
+                _ => {} // name resolution, statistics, custom and unknown blocks carry no frames
+            }
+        }
+    }
+
+    /// Reads `if_tsresol` (6, µs, when absent) and `if_tsoffset` (0 when absent) from the options in
+    /// `buf[start..end]`.
+    fn if_time_options(&self, start: usize, end: usize) -> (u8, i64) {
+        let (mut tsresol, mut tsoffset) = (6, 0);
+        let mut at = start;
+        while at + 4 <= end {
+            let code = self.u16_at(&self.buf, at);
+            let len = self.u16_at(&self.buf, at + 2) as usize;
+            let val = at + 4;
+            if code == 0 || val + len > end {
+                break;
+            }
+            match code {
+                9 if len >= 1 => tsresol = self.buf[val],
+                14 if len >= 8 => {
+                    let b: [u8; 8] = self.buf[val..val + 8].try_into().unwrap();
+                    tsoffset = if self.big_endian {
+                        i64::from_be_bytes(b)
+                    } else {
+                        i64::from_le_bytes(b)
+                    };
+                }
+                _ => {}
+            }
+            at = val + len.div_ceil(4) * 4;
+        }
+        (tsresol, tsoffset)
+    }
+}
+
+/// Turns pcapng ticks into the exact decimal timestamp.
+///
+/// A power-of-two resolution (rare) is converted to ns, rounding down: its exact decimal can need more digits
+/// than the label's f64 can tell apart anyway.
+pub fn ticks_to_ts(ticks: u64, tsresol: u8) -> Timestamp {
+    if tsresol & 0x80 != 0 {
+        let n = (tsresol & 0x7f).min(63) as u32;
+        let sec = ticks >> n;
+        let rem = ticks & ((1u64 << n) - 1);
+        let ns = ((rem as u128 * 1_000_000_000) >> n) as u64;
+        return Timestamp::new(sec as i64, ns, 9);
+    }
+    let digits = tsresol.min(19);
+    let unit = 10u64.pow(digits as u32);
+    Timestamp::new((ticks / unit) as i64, ticks % unit, digits)
+}

@@ -1,0 +1,55 @@
+//! A frame's time as the exact decimal the capture records.
+
+/// A frame timestamp as the exact decimal `sec.frac` that the capture records.
+///
+/// `frac` has `digits` decimal places (6 for µs pcap, 9 for ns pcap, `if_tsresol` for pcapng), so the label can be
+/// derived from the exact decimal, as Python's `Decimal` → `float` does, rather than from a lossy f64 sum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Timestamp {
+    pub sec: i64,
+    pub frac: u64,
+    pub digits: u8,
+}
+
+impl Timestamp {
+    /// Builds a timestamp, carrying a fraction that overflows its digits (some writers store usec >= 10^6).
+    pub fn new(sec: i64, frac: u64, digits: u8) -> Timestamp {
+        let digits = digits.min(19);
+        let unit = 10u64.pow(digits as u32);
+        Timestamp {
+            sec: sec.saturating_add((frac / unit) as i64),
+            frac: frac % unit,
+            digits,
+        }
+    }
+
+    /// Nanoseconds since the epoch (sub-ns resolutions are truncated), as stored in the `frames` table.
+    pub fn as_ns(&self) -> i64 {
+        let frac_ns = if self.digits <= 9 {
+            self.frac * 10u64.pow(9 - self.digits as u32)
+        } else {
+            self.frac / 10u64.pow(self.digits as u32 - 9)
+        };
+        self.sec
+            .saturating_mul(1_000_000_000)
+            .saturating_add(frac_ns as i64)
+    }
+
+    /// The exact decimal text `sec.frac`, as PyPCAPKit's `time_epoch` Decimal prints it.
+    pub fn decimal(&self) -> String {
+        if self.digits == 0 {
+            return format!("{}", self.sec);
+        }
+        format!(
+            "{}.{:0width$}",
+            self.sec,
+            self.frac,
+            width = self.digits as usize
+        )
+    }
+
+    /// `float(time_epoch)`: the decimal parsed with correct rounding (Rust's parser rounds correctly).
+    pub fn as_f64(&self) -> f64 {
+        self.decimal().parse().unwrap_or(0.0)
+    }
+}

@@ -1,0 +1,71 @@
+//! One flow's state while it is open, and the record stored when it closes or the capture ends.
+
+use std::net::IpAddr;
+
+use super::label::{addr_text, label_from_text};
+use crate::capture::Timestamp;
+
+pub type FlowKey = (IpAddr, u16, IpAddr, u16);
+
+/// Everything stored about one flow; emitted when it closes, or at the end of the capture while still open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// Creation order within the capture, from 1.
+    pub flow_no: u32,
+    pub label: String,
+    /// The key's addresses in standard text form (as stored in `flows`), made on the reader's thread so that
+    /// the writer only copies them.
+    pub src: String,
+    pub sport: u16,
+    pub dst: String,
+    pub dport: u16,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    /// The FIN frame that closed the flow; `None` when it was still open at the end of the capture.
+    pub closed_frame: Option<u64>,
+    pub packets: u64,
+    /// Sum of the frames' original (wire) lengths.
+    pub bytes: u64,
+    /// Sum of the TCP segment lengths.
+    pub payload_bytes: u64,
+    pub first_ns: i64,
+    pub last_ns: i64,
+}
+
+/// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
+/// is emitted, so an open flow costs about 120 bytes in memory.
+#[derive(Debug)]
+pub(super) struct OpenFlow {
+    pub(super) flow_no: u32,
+    pub(super) first_ts: Timestamp,
+    pub(super) first_frame: u64,
+    pub(super) last_frame: u64,
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
+    pub(super) payload_bytes: u64,
+    pub(super) last_ns: i64,
+}
+
+impl OpenFlow {
+    pub(super) fn into_record(self, key: &FlowKey, closed_frame: Option<u64>) -> FlowRecord {
+        let (src, sport, dst, dport) = *key;
+        let (src, dst) = (addr_text(&src), addr_text(&dst));
+        FlowRecord {
+            flow_no: self.flow_no,
+            label: label_from_text(&src, sport, &dst, dport, &self.first_ts),
+            src,
+            sport,
+            dst,
+            dport,
+            first_frame: self.first_frame,
+            last_frame: self.last_frame,
+            closed_frame,
+            packets: self.packets,
+            bytes: self.bytes,
+            payload_bytes: self.payload_bytes,
+            first_ns: self.first_ts.as_ns(),
+            last_ns: self.last_ns,
+        }
+    }
+}
+
