@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 
 use crate::output::{write_rows, RowFormat};
 use crate::pcapwrite::{PcapNgWriter, PcapWriter};
-use crate::query::{self, IndexEntry, QueryError};
+use crate::store::read::{self as query, IndexEntry, QueryError};
 use file::{DumpDir, OutputFile};
 use render::FrameInfo;
 use source::{capture_row, CaptureRow, Fetcher, FrameRef, Plan};
@@ -249,7 +249,7 @@ pub fn select_label(
 ) -> Result<FlowGroup, DumpError> {
     // The label's time is its flow's first frame time: the flows_first_ns index (capture_id, first_ns) finds it
     // with one seek per capture, without a scan.
-    let (lo, hi) = crate::query::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
+    let (lo, hi) = crate::store::read::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
     let rows: Vec<(i64, i64, String)> = conn
         .prepare(&format!(
             "SELECT f.capture_id, f.flow_no, c.name FROM flows f

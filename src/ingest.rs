@@ -12,7 +12,7 @@ use rusqlite::Connection;
 
 use crate::capture::{CaptureReader, FileStat, OpenError};
 use crate::decode::decode;
-use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Msg, Outcome, Superseded, TcpRow};
+use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded, TcpRow};
 use crate::trace::{FlowRecord, Tracer};
 
 /// Frames per message to the writer: large enough to amortise channel costs, small enough to stay in cache.
@@ -128,6 +128,8 @@ pub struct Options {
     pub max_open_flows: usize,
     /// Frames read per capture at most (`--max-frames`); the capture is marked truncated there.
     pub max_frames: Option<u64>,
+    /// Stops the run when cancelled (Ctrl-C).
+    pub cancel: Cancel,
 }
 
 impl Default for Options {
@@ -140,6 +142,7 @@ impl Default for Options {
             verbose: false,
             max_open_flows: crate::trace::DEFAULT_MAX_OPEN,
             max_frames: None,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -330,12 +333,95 @@ fn source_of(input: &Input) -> CaptureSource {
     }
 }
 
-/// Set by Ctrl-C: readers stop, the writer rolls back the capture in progress.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Messages from a capture's reader thread to the writer.
+enum Msg {
+    /// Frames, the flows closed meanwhile, and (with --embed) the frames' bytes concatenated in frame order.
+    Batch {
+        frames: Vec<FrameRow>,
+        flows: Vec<FlowRecord>,
+        data: Vec<u8>,
+        bytes_read: u64,
+        /// Dropped once the writer has inserted the batch (or dropped it unread): releases the reader's claim on
+        /// the memory budget for frame bytes in flight (`ingest::Budget`).
+        held: Option<Box<dyn Send>>,
+    },
+    End(CaptureEnd),
+    Failed(ReadFailure),
+}
+
+/// Why a capture's reader stopped without reaching its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadFailure {
+    /// The run was cancelled (Ctrl-C): the capture is rolled back, and the run stops.
+    Interrupted,
+    /// The input could not be read as a capture; the text says why.
+    Failed(String),
+}
+
+/// Cancels an ingest from another thread (the Ctrl-C handler): readers stop at their next batch and the writer
+/// rolls back the capture in progress. Cloning shares the token.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Asks the ingest to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the ingest was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// How writing one capture ended, on the writer's side.
+enum Written {
+    Done(Outcome),
+    Failed(ReadFailure),
+}
+
+/// Writes one capture from its reader's messages with a [`store::CaptureWriter`]: committed at the reader's
+/// end, rolled back if it fails. `on_batch` sees the bytes read so far and each batch's frames and flows.
+fn write_capture(
+    conn: &Connection,
+    src: &CaptureSource,
+    rx: &crossbeam_channel::Receiver<Msg>,
+    opts: &Options,
+    on_batch: &mut dyn FnMut(u64, u64, u64),
+) -> Result<Written, store::StoreError> {
+    let mut w = store::CaptureWriter::begin(conn, src, opts.force, opts.embed)?;
+    loop {
+        match rx.recv() {
+            // The reader died without a word: a failure, rolled back.
+            Err(_) => {
+                return Ok(Written::Failed(ReadFailure::Failed(
+                    "reader stopped unexpectedly".into(),
+                )))
+            }
+            Ok(Msg::Batch {
+                frames,
+                flows,
+                data,
+                bytes_read,
+                held,
+            }) => {
+                w.add(&frames, &flows, &data)?;
+                // The batch is in the database: its bytes leave the budget.
+                drop(held);
+                on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
+            }
+            Ok(Msg::End(end)) => return Ok(Written::Done(w.finish(end)?)),
+            Ok(Msg::Failed(why)) => return Ok(Written::Failed(why)),
+        }
+    }
+}
 
 /// Sends the rows gathered so far as one batch, once the budget lets its frame bytes be in flight. False when
 /// the reader must stop: interrupted, or the writer hung up.
+#[allow(clippy::too_many_arguments)] // the reader's state, passed apart so that each piece is borrowed alone
 fn send_batch(
+    cancel: &Cancel,
     tx: &Sender<Msg>,
     budget: &Arc<Budget>,
     capture: usize,
@@ -344,8 +430,8 @@ fn send_batch(
     data: &mut Vec<u8>,
     bytes_read: u64,
 ) -> bool {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        let _ = tx.send(Msg::Failed("interrupted".into()));
+    if cancel.is_cancelled() {
+        let _ = tx.send(Msg::Failed(ReadFailure::Interrupted));
         return false;
     }
     // In creation order, the writer's inserts into flows (keyed by flow_no) and flows_first_ns land next to
@@ -379,13 +465,13 @@ fn read_capture(
     let mut reader = match opened {
         Ok(r) => r,
         Err(OpenError::NotCapture(m)) => {
-            let _ = tx.send(Msg::Failed(format!(
+            let _ = tx.send(Msg::Failed(ReadFailure::Failed(format!(
                 "not a capture, skipped (first bytes {m})"
-            )));
+            ))));
             return;
         }
         Err(e) => {
-            let _ = tx.send(Msg::Failed(e.to_string()));
+            let _ = tx.send(Msg::Failed(ReadFailure::Failed(e.to_string())));
             return;
         }
     };
@@ -411,6 +497,7 @@ fn read_capture(
         // BATCH_BYTES, or one frame larger than that.
         if embed && !data.is_empty() && data.len() + f.data.len() > BATCH_BYTES {
             let sent = send_batch(
+                &opts.cancel,
                 tx,
                 budget,
                 capture,
@@ -456,6 +543,7 @@ fn read_capture(
         if frames.len() >= BATCH || data.len() >= BATCH_BYTES {
             let read = reader.bytes_read();
             if !send_batch(
+                &opts.cancel,
                 tx,
                 budget,
                 capture,
@@ -477,6 +565,7 @@ fn read_capture(
     let bytes_read = reader.bytes_read();
     // The still-open flows go out in batches too, so the end of a capture with many open flows costs no spike.
     if !send_batch(
+        &opts.cancel,
         tx,
         budget,
         capture,
@@ -503,7 +592,7 @@ fn read_capture(
         }
     });
     if let Err(e) = finished {
-        let _ = tx.send(Msg::Failed(e.to_string()));
+        let _ = tx.send(Msg::Failed(ReadFailure::Failed(e.to_string())));
         return;
     }
     let batch = Msg::Batch {
@@ -516,8 +605,8 @@ fn read_capture(
     if hung_up || tx.send(batch).is_err() {
         return;
     }
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        let _ = tx.send(Msg::Failed("interrupted".into()));
+    if opts.cancel.is_cancelled() {
+        let _ = tx.send(Msg::Failed(ReadFailure::Interrupted));
         return;
     }
     let listed = match input {
@@ -623,45 +712,38 @@ pub fn run(
             let src = &sources[i];
             budget.writer_at(k);
             let (mut cap_frames, mut flood_warned) = (0u64, false);
-            let outcome = store::write_capture(
-                conn,
-                src,
-                &rx,
-                opts.force,
-                opts.embed,
-                &mut |read, frames, flows| {
-                    all_frames += frames;
-                    all_flows += flows;
-                    cap_frames += frames;
-                    // Zero-length records cost a row each but almost nothing on disk once compressed: 256 MiB of
-                    // zeros after a pcap header is 9 KB of zstd and would be a 489 MB database. Say so while it
-                    // happens, once.
-                    if !flood_warned
-                        && cap_frames >= FLOOD_MIN_RECORDS
-                        && cap_frames > read.saturating_mul(FLOOD_RECORDS_PER_BYTE)
-                    {
-                        flood_warned = true;
-                        let m = format!(
+            let outcome = write_capture(conn, src, &rx, opts, &mut |read, frames, flows| {
+                all_frames += frames;
+                all_flows += flows;
+                cap_frames += frames;
+                // Zero-length records cost a row each but almost nothing on disk once compressed: 256 MiB of
+                // zeros after a pcap header is 9 KB of zstd and would be a 489 MB database. Say so while it
+                // happens, once.
+                if !flood_warned
+                    && cap_frames >= FLOOD_MIN_RECORDS
+                    && cap_frames > read.saturating_mul(FLOOD_RECORDS_PER_BYTE)
+                {
+                    flood_warned = true;
+                    let m = format!(
                             "warning: {}: {cap_frames} records from {read} bytes on disk (more records per byte than \
                              any real capture: a flood of empty records?); --max-frames N bounds it",
                             src.path
                         );
-                        match &bar {
-                            Some(b) => b.suspend(|| log(m)),
-                            None => log(m),
-                        }
+                    match &bar {
+                        Some(b) => b.suspend(|| log(m)),
+                        None => log(m),
                     }
-                    if let Some(b) = &bar {
-                        b.set_position(done_bytes + read);
-                        let rate = all_frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                        b.set_message(format!(
-                            "{:.0}k frames/s  {all_frames} frames  {all_flows} flows  {}",
-                            rate / 1e3,
-                            src.name
-                        ));
-                    }
-                },
-            );
+                }
+                if let Some(b) = &bar {
+                    b.set_position(done_bytes + read);
+                    let rate = all_frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    b.set_message(format!(
+                        "{:.0}k frames/s  {all_frames} frames  {all_flows} flows  {}",
+                        rate / 1e3,
+                        src.name
+                    ));
+                }
+            });
             drop(rx);
             done_bytes += src.size;
             if let Some(b) = &bar {
@@ -672,9 +754,9 @@ pub fn run(
                 None => log(m),
             };
             match outcome {
-                Ok(Outcome::Indexed {
+                Ok(Written::Done(Outcome::Indexed {
                     end, superseded, ..
-                }) => {
+                })) => {
                     summary.indexed += 1;
                     summary.frames += end.frames;
                     summary.flows += end.flows;
@@ -713,20 +795,19 @@ pub fn run(
                         ));
                     }
                 }
-                Ok(Outcome::AlreadyIndexed { name, .. }) => {
+                Ok(Written::Done(Outcome::AlreadyIndexed { name, .. })) => {
                     summary.skipped += 1;
                     if !opts.quiet {
                         say(format!("{}: already indexed (as {name})", src.path));
                     }
                 }
-                Ok(Outcome::Failed(why)) => {
-                    if why == "interrupted" {
-                        summary.interrupted = true;
-                        say(format!("{}: interrupted, rolled back", src.path));
-                    } else {
-                        summary.failed += 1;
-                        say(format!("error: {}: {why}", src.path));
-                    }
+                Ok(Written::Failed(ReadFailure::Interrupted)) => {
+                    summary.interrupted = true;
+                    say(format!("{}: interrupted, rolled back", src.path));
+                }
+                Ok(Written::Failed(ReadFailure::Failed(why))) => {
+                    summary.failed += 1;
+                    say(format!("error: {}: {why}", src.path));
                 }
                 Err(e) => {
                     summary.failed += 1;
@@ -734,7 +815,8 @@ pub fn run(
                 }
             }
             if summary.interrupted {
-                INTERRUPTED.store(true, Ordering::SeqCst);
+                // The other readers stop too.
+                opts.cancel.cancel();
             }
         }
     });

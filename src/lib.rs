@@ -12,7 +12,6 @@ pub mod ingest;
 pub mod msg;
 pub mod output;
 pub mod pcapwrite;
-pub mod query;
 pub mod store;
 pub mod synth;
 pub mod trace;

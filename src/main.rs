@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use traceflow::output::{write_rows, RowFormat};
-use traceflow::{dump, ingest, query, store};
+use traceflow::store::read as query;
+use traceflow::{dump, ingest, store};
 
 /// Index the TCP flows of packet captures into SQLite, and pull them back out.
 #[derive(Parser)]
@@ -138,9 +139,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             max_open_flows,
             max_frames,
         } => {
-            let _ = ctrlc::set_handler(|| {
-                ingest::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst)
-            });
+            let cancel = ingest::Cancel::default();
+            let on_ctrl_c = cancel.clone();
+            let _ = ctrlc::set_handler(move || on_ctrl_c.cancel());
             let jobs = jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -154,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 verbose,
                 max_open_flows,
                 max_frames,
+                cancel,
             };
             let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| traceflow::msg::say(&m));
             if !quiet || s.exit_code() != 0 {

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use traceflow::{ingest, query, store};
+use traceflow::store::read as query;
+use traceflow::{ingest, store};
 
 fn corpus() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");

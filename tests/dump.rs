@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use rusqlite::Connection;
 use traceflow::dump::{self, DumpError, DumpFormat, DumpOptions, QueryArgs, QueryFormat};
-use traceflow::query::IndexEntry;
-use traceflow::{ingest, query, store, synth};
+use traceflow::store::read as query;
+use traceflow::store::read::IndexEntry;
+use traceflow::{ingest, store, synth};
 
 fn corpus() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/captures");

@@ -49,7 +49,12 @@ pub(super) fn open(
     let rest = tapped.clone();
     let mut outer = BufReader::with_capacity(buf_size, tapped);
     let compression = compression_of(outer.fill_buf()?);
-    Ok((compression, decompressor(compression, Box::new(outer))?, rest, tap))
+    Ok((
+        compression,
+        decompressor(compression, Box::new(outer))?,
+        rest,
+        tap,
+    ))
 }
 
 /// Reader wrapper that feeds the shared tap; kept separate so the tap survives behind a decompressor. The raw

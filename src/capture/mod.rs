@@ -15,8 +15,8 @@ mod pcap;
 mod pcapng;
 mod timestamp;
 
-use compress::{SharedTap, Tap};
 pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
+use compress::{SharedTap, Tap};
 pub use pcapng::ticks_to_ts;
 pub use timestamp::Timestamp;
 
@@ -151,7 +151,6 @@ fn file_stat(m: &std::fs::Metadata) -> FileStat {
     (m.len(), mtime)
 }
 
-
 fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
@@ -159,7 +158,6 @@ fn hex(bytes: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
-
 
 impl CaptureReader {
     pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
@@ -377,9 +375,7 @@ impl CaptureReader {
             Format::PcapNg => self.next_pcapng(),
         }
     }
-
 }
-
 
 /// Like `read_exact`, but returns how many bytes were read before the end of the stream.
 pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

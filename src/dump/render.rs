@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-use crate::decode::{decode, Layer, LayerSpan};
 use crate::capture::Timestamp;
+use crate::decode::{decode, Layer, LayerSpan};
 
 /// A value in a decoded frame. Maps keep their insertion order in every output format.
 #[derive(Clone, Debug, PartialEq)]

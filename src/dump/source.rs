@@ -232,7 +232,6 @@ pub struct SeekReader {
     tsresol: Vec<u8>,
 }
 
-
 impl SeekReader {
     fn new(mut file: File, path: String, tsresol: Vec<u8>) -> Result<SeekReader, DumpError> {
         let mut magic = [0u8; 4];

@@ -5,8 +5,8 @@
 //! flows are kept, and only the most recently seen of them in memory (the others are parked, see `spill`), so
 //! memory is bounded whatever the capture's size.
 
-use std::collections::hash_map::Entry;
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 
 mod flow;
 pub mod label;
@@ -14,8 +14,8 @@ mod spill;
 
 use crate::capture::Timestamp;
 use crate::decode::Tcp;
-pub use flow::{FlowKey, FlowRecord};
 use flow::OpenFlow;
+pub use flow::{FlowKey, FlowRecord};
 use spill::Spill;
 pub use spill::SpillError;
 

@@ -1,4 +1,5 @@
-//! Read side: capture listings and the flow index tuple, rebuilt from SQL alone (never by re-tracing).
+//! Every SELECT of the read side: capture listings, the flow index tuple (rebuilt from SQL alone, never by
+//! re-tracing), label lookups, and the frames of a flow.
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
@@ -320,7 +321,7 @@ mod tests {
 
     #[test]
     fn the_readme_shows_the_index_sql_that_runs() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let shown = INDEX_SQL.replace("?1", ":capture");
         assert!(
             readme.contains(&format!("{shown};")),

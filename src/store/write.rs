@@ -1,0 +1,466 @@
+//! Writing a capture's rows: frames and flows in multi-row INSERTs, frame bytes for --embed, and the rules for
+//! a content or path seen before, all in one transaction per capture.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+use crate::capture::{Interface, Truncation};
+use crate::trace::FlowRecord;
+
+/// A frame row as the tracer produced it.
+#[derive(Clone, Debug)]
+pub struct FrameRow {
+    pub number: u64,
+    pub ts_ns: i64,
+    pub caplen: u32,
+    pub origlen: u32,
+    pub iface: u32,
+    pub offset: u64,
+    pub tcp: Option<TcpRow>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TcpRow {
+    pub flow_no: u32,
+    /// The flow's previous frame (`frames.prev_in_flow`).
+    pub prev_frame: Option<u64>,
+    pub flags: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub win: Option<u16>,
+    pub payload_len: u32,
+}
+
+/// Where a capture came from.
+#[derive(Clone, Debug)]
+pub struct CaptureSource {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: Option<i64>,
+}
+
+/// What the reader knows once the capture is fully read.
+#[derive(Clone, Debug)]
+pub struct CaptureEnd {
+    pub format: &'static str,
+    pub compression: &'static str,
+    pub interfaces: Vec<Interface>,
+    pub frames: u64,
+    pub tcp_frames: u64,
+    pub flows: u64,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+    pub truncation: Option<Truncation>,
+    pub hash: String,
+    /// Bytes read and the mtime after the read: what is recorded, so that the cheap skip and dumps match the
+    /// bytes that were indexed even when the file changed while it was read.
+    pub size: u64,
+    pub mtime_ns: Option<i64>,
+    /// The file's size or mtime changed between its listing and the end of its read.
+    pub changed: bool,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Indexed {
+        id: i64,
+        end: CaptureEnd,
+        /// Captures indexed from this path before, with other content (see `write_capture`).
+        superseded: Vec<Superseded>,
+    },
+    /// The same content is already in the database under `name`; this path was added to it.
+    AlreadyIndexed { id: i64, name: String },
+}
+
+/// What became of the capture a path was indexed as, when the path is indexed again with new content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Superseded {
+    /// It was known under this path only: deleted, the new content replaces it.
+    Replaced(i64),
+    /// It is still known under other paths: it stays, only this path moved to the new capture.
+    PathMoved(i64),
+}
+
+/// Looks up a capture already indexed from this exact path with the same size and mtime (cheap skip).
+pub fn known_path(
+    conn: &Connection,
+    src: &CaptureSource,
+) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT c.id, c.name FROM capture_paths p JOIN captures c ON c.id = p.capture_id
+         WHERE p.path = ?1 AND p.size = ?2 AND p.mtime_ns IS ?3",
+        params![src.path, src.size as i64, src.mtime_ns],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Deletes a capture and all its rows.
+pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    for table in [
+        "frame_data",
+        "frames",
+        "flows",
+        "interfaces",
+        "capture_paths",
+        "captures",
+    ] {
+        let col = if table == "captures" {
+            "id"
+        } else {
+            "capture_id"
+        };
+        conn.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row INSERT: one statement per 64 rows cuts SQLite's per-statement cost (step, reset, VDBE
+/// setup), which dominated the writer's profile with one row per statement.
+const ROWS_PER_INSERT: usize = 64;
+
+/// Frames at least this large (with --embed) are written through the incremental blob API rather than bound.
+const BLOB_IN_PLACE: usize = 64 << 10;
+
+/// Inserts rows into one table with multi-row statements (and a one-row statement for the remainder).
+struct BulkInsert<'c> {
+    many: rusqlite::Statement<'c>,
+    one: rusqlite::Statement<'c>,
+    cols: usize,
+}
+
+impl<'c> BulkInsert<'c> {
+    /// `target` is `table (col, ...)` with `cols` columns.
+    fn new(conn: &'c Connection, target: &str, cols: usize) -> rusqlite::Result<Self> {
+        let sql = |rows: usize| {
+            let row = format!("({})", vec!["?"; cols].join(","));
+            // OR FAIL: a failing row stops the statement without undoing its earlier rows, so SQLite needs no
+            // statement journal (about 10% of ingest CPU); any error rolls back the whole capture anyway.
+            format!(
+                "INSERT OR FAIL INTO {target} VALUES {}",
+                vec![row; rows].join(",")
+            )
+        };
+        Ok(BulkInsert {
+            many: conn.prepare(&sql(ROWS_PER_INSERT))?,
+            one: conn.prepare(&sql(1))?,
+            cols,
+        })
+    }
+
+    /// Inserts `rows`; `bind(statement, first parameter index - 1, row)` binds one row's columns.
+    fn insert<T>(
+        &mut self,
+        rows: &[T],
+        bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        for chunk in &mut chunks {
+            for (i, r) in chunk.iter().enumerate() {
+                bind(&mut self.many, i * self.cols, r)?;
+            }
+            self.many.raw_execute()?;
+        }
+        for r in chunks.remainder() {
+            bind(&mut self.one, 0, r)?;
+            self.one.raw_execute()?;
+        }
+        Ok(())
+    }
+}
+
+fn bind_frame(
+    st: &mut rusqlite::Statement<'_>,
+    base: usize,
+    capture_id: i64,
+    f: &FrameRow,
+) -> rusqlite::Result<()> {
+    let t = f.tcp.as_ref();
+    st.raw_bind_parameter(base + 1, capture_id)?;
+    st.raw_bind_parameter(base + 2, f.number as i64)?;
+    st.raw_bind_parameter(base + 3, f.ts_ns)?;
+    st.raw_bind_parameter(base + 4, f.caplen)?;
+    st.raw_bind_parameter(base + 5, f.origlen)?;
+    st.raw_bind_parameter(base + 6, f.iface)?;
+    st.raw_bind_parameter(base + 7, f.offset as i64)?;
+    st.raw_bind_parameter(base + 8, t.map(|t| t.flow_no))?;
+    st.raw_bind_parameter(base + 9, t.map(|t| t.flags))?;
+    st.raw_bind_parameter(base + 10, t.map(|t| t.seq))?;
+    st.raw_bind_parameter(base + 11, t.map(|t| t.ack))?;
+    st.raw_bind_parameter(base + 12, t.and_then(|t| t.win))?;
+    st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))?;
+    st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))
+}
+
+fn bind_flow(
+    st: &mut rusqlite::Statement<'_>,
+    base: usize,
+    capture_id: i64,
+    fl: &FlowRecord,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(base + 1, capture_id)?;
+    st.raw_bind_parameter(base + 2, fl.flow_no)?;
+    st.raw_bind_parameter(base + 3, fl.label.as_str())?;
+    st.raw_bind_parameter(base + 4, fl.src.as_str())?;
+    st.raw_bind_parameter(base + 5, fl.sport)?;
+    st.raw_bind_parameter(base + 6, fl.dst.as_str())?;
+    st.raw_bind_parameter(base + 7, fl.dport)?;
+    st.raw_bind_parameter(base + 8, fl.first_frame as i64)?;
+    st.raw_bind_parameter(base + 9, fl.last_frame as i64)?;
+    st.raw_bind_parameter(base + 10, fl.closed_frame.map(|n| n as i64))?;
+    st.raw_bind_parameter(base + 11, fl.packets as i64)?;
+    st.raw_bind_parameter(base + 12, fl.bytes as i64)?;
+    st.raw_bind_parameter(base + 13, fl.payload_bytes as i64)?;
+    st.raw_bind_parameter(base + 14, fl.first_ns)?;
+    st.raw_bind_parameter(base + 15, fl.last_ns)
+}
+
+/// Writes one capture in one transaction: it is wholly in the database or absent. `begin` opens the
+/// transaction, `add` writes each batch of rows as the reader sends them, and `finish` completes the capture's
+/// row and commits; dropped before `finish`, the writer rolls everything back.
+pub struct CaptureWriter<'c> {
+    conn: &'c Connection,
+    src: CaptureSource,
+    force: bool,
+    embed: bool,
+    id: i64,
+    frames_ins: BulkInsert<'c>,
+    flows_ins: BulkInsert<'c>,
+    ins_data: rusqlite::Statement<'c>,
+    ins_zero: rusqlite::Statement<'c>,
+    open: bool,
+}
+
+impl<'c> CaptureWriter<'c> {
+    /// Starts a capture read from `src`: its `captures` row, inside a new transaction.
+    pub fn begin(
+        conn: &'c Connection,
+        src: &CaptureSource,
+        force: bool,
+        embed: bool,
+    ) -> Result<CaptureWriter<'c>, StoreError> {
+        let sq = StoreError::on(conn);
+        // By hand rather than rusqlite's Transaction, so that the prepared statements below can live beside it.
+        conn.execute_batch("BEGIN").map_err(&sq)?;
+        let started = (|| -> rusqlite::Result<CaptureWriter<'c>> {
+            conn.execute(
+                "INSERT INTO captures (name, path, size, mtime_ns, embedded) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![src.name, src.path, src.size as i64, src.mtime_ns, embed as i64],
+            )?;
+            let id = conn.last_insert_rowid();
+            Ok(CaptureWriter {
+                conn,
+                src: src.clone(),
+                force,
+                embed,
+                id,
+                frames_ins: BulkInsert::new(
+                    conn,
+                    "frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no, tcp_flags, seq,
+                             ack, win, payload_len, prev_in_flow)",
+                    14,
+                )?,
+                flows_ins: BulkInsert::new(
+                    conn,
+                    "flows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame,
+                            closed_frame, packets, bytes, payload_bytes, first_ns, last_ns)",
+                    15,
+                )?,
+                ins_data: conn
+                    .prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?,
+                ins_zero: conn.prepare(
+                    "INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, zeroblob(?3))",
+                )?,
+                open: true,
+            })
+        })();
+        started.map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            sq(e)
+        })
+    }
+
+    /// Writes frames, the flows closed meanwhile, and (with --embed) the frames' bytes concatenated in frame
+    /// order.
+    pub fn add(
+        &mut self,
+        frames: &[FrameRow],
+        flows: &[FlowRecord],
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        self.add_rows(frames, flows, data)
+            .map_err(StoreError::on(self.conn))
+    }
+
+    fn add_rows(
+        &mut self,
+        frames: &[FrameRow],
+        flows: &[FlowRecord],
+        data: &[u8],
+    ) -> rusqlite::Result<()> {
+        let (id, embed, tx) = (self.id, self.embed, self.conn);
+        let (frames_ins, flows_ins, ins_data, ins_zero) = (
+            &mut self.frames_ins,
+            &mut self.flows_ins,
+            &mut self.ins_data,
+            &mut self.ins_zero,
+        );
+        frames_ins.insert(frames, |st, base, f| bind_frame(st, base, id, f))?;
+        if embed {
+            let mut at = 0usize;
+            for f in frames {
+                let end = at + f.caplen as usize;
+                let bytes = &data[at..end];
+                if bytes.len() >= BLOB_IN_PLACE {
+                    // Bound as a parameter, SQLite copies the blob and then builds the row from the
+                    // copy: two more copies of a frame that may be 256 MiB. A zeroblob row written
+                    // through the incremental blob API costs none.
+                    ins_zero.execute(params![id, f.number as i64, bytes.len() as i64])?;
+                    let mut blob = tx.blob_open(
+                        rusqlite::DatabaseName::Main,
+                        "frame_data",
+                        "data",
+                        tx.last_insert_rowid(),
+                        false,
+                    )?;
+                    blob.write_all_at(bytes, 0)?;
+                } else {
+                    ins_data.execute(params![id, f.number as i64, bytes])?;
+                }
+                at = end;
+            }
+        }
+        flows_ins.insert(flows, |st, base, fl| bind_flow(st, base, id, fl))?;
+        Ok(())
+    }
+
+    /// Completes the capture with what the reader knew at its end, and commits. The same content already in
+    /// the database (under any path) makes this one a new path of it instead, unless forced.
+    pub fn finish(mut self, end: CaptureEnd) -> Result<Outcome, StoreError> {
+        let conn = self.conn;
+        let outcome = self.finish_rows(end).map_err(StoreError::on(conn))?;
+        self.open = false;
+        Ok(outcome)
+    }
+
+    fn finish_rows(&mut self, end: CaptureEnd) -> rusqlite::Result<Outcome> {
+        let (id, force, tx, src) = (self.id, self.force, self.conn, &self.src);
+        // Same content already indexed (under any path)?
+        let dup: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, name FROM captures WHERE hash = ?1",
+                [&end.hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((old, name)) = dup {
+            if !force {
+                tx.execute_batch("ROLLBACK; BEGIN")?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![old, src.path, src.name, end.size as i64, end.mtime_ns],
+                )?;
+                tx.execute_batch("COMMIT")?;
+                self.open = false;
+                return Ok(Outcome::AlreadyIndexed { id: old, name });
+            }
+            // Re-indexing replaces the rows, but the content keeps every other path it was seen under.
+            tx.execute(
+                "UPDATE capture_paths SET capture_id = ?1 WHERE capture_id = ?2 AND path <> ?3",
+                params![id, old, src.path],
+            )?;
+            delete_capture(&tx, old)?;
+        }
+        // New content under a path indexed before (forced or not): the path now means the new content. Left beside
+        // it, the stale capture would make every label of the path ambiguous. Standard input ("-") is not a place
+        // whose content can change, so its captures stay side by side.
+        let mut superseded = Vec::new();
+        if src.path != "-" {
+            let olds: Vec<i64> = tx
+                .prepare("SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 AND capture_id <> ?2")?
+                .query_map(params![src.path, id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for old in olds {
+                let elsewhere: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM capture_paths WHERE capture_id = ?1 AND path <> ?2)",
+                    params![old, src.path],
+                    |r| r.get(0),
+                )?;
+                if elsewhere {
+                    // The old content is still what its other paths hold: keep it, move only this path.
+                    tx.execute(
+                        "DELETE FROM capture_paths WHERE capture_id = ?1 AND path = ?2",
+                        params![old, src.path],
+                    )?;
+                    superseded.push(Superseded::PathMoved(old));
+                } else {
+                    delete_capture(&tx, old)?;
+                    superseded.push(Superseded::Replaced(old));
+                }
+            }
+        }
+        let mut linktypes: Vec<u32> = end.interfaces.iter().map(|i| i.linktype).collect();
+        linktypes.sort_unstable();
+        linktypes.dedup();
+        let linktypes = linktypes
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        tx.execute(
+            "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
+                    flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12, size = ?13,
+                    mtime_ns = ?14 WHERE id = ?1",
+            params![
+                id,
+                end.hash,
+                end.format,
+                end.compression,
+                linktypes,
+                end.frames as i64,
+                end.tcp_frames as i64,
+                end.flows as i64,
+                end.first_ns,
+                end.last_ns,
+                end.truncation.as_ref().map(|t| t.offset as i64),
+                end.truncation.as_ref().map(|t| t.reason.clone()),
+                end.size as i64,
+                end.mtime_ns,
+            ],
+        )?;
+        {
+            let mut ins_if = tx.prepare(
+                "INSERT INTO interfaces (capture_id, iface, linktype, snaplen, tsresol) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (i, itf) in end.interfaces.iter().enumerate() {
+                ins_if.execute(params![
+                    id,
+                    i as i64,
+                    itf.linktype,
+                    itf.snaplen,
+                    itf.tsresol
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, src.path, src.name, end.size as i64, end.mtime_ns],
+        )?;
+        tx.execute_batch("COMMIT")?;
+        Ok(Outcome::Indexed {
+            id,
+            end,
+            superseded,
+        })
+    }
+}
+
+impl Drop for CaptureWriter<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Not finished (the reader failed, was interrupted, or a write failed): nothing of it stays.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
