@@ -6,12 +6,11 @@
 //! tuple, [`output`] renders it, and [`dump`] writes each flow's frames (pcap, pcapng, json, plist, tree, text).
 
 pub mod capture;
+pub mod cli;
 pub mod decode;
 pub mod dump;
 pub mod ingest;
 pub mod msg;
-pub mod output;
-pub mod pcapwrite;
 pub mod store;
 pub mod synth;
 pub mod trace;

@@ -4,7 +4,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use crate::pcapwrite::PcapWriter;
+use crate::dump::pcapwrite::PcapWriter;
 
 /// One TCP segment to build.
 #[derive(Clone, Debug)]

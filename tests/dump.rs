@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use rusqlite::Connection;
-use traceflow::dump::{self, DumpError, DumpFormat, DumpOptions, QueryArgs, QueryFormat};
+use traceflow::cli::query::{run_query, QueryArgs, QueryFormat};
+use traceflow::dump::{self, DumpError, DumpFormat, DumpOptions};
 use traceflow::store::read as query;
 use traceflow::store::read::IndexEntry;
 use traceflow::{ingest, store, synth};
@@ -380,7 +381,7 @@ fn mixed_link_types_need_pcapng() {
     };
     {
         let f = std::fs::File::create(&cap).unwrap();
-        let mut w = traceflow::pcapwrite::PcapNgWriter::new(f).unwrap();
+        let mut w = traceflow::dump::pcapwrite::PcapNgWriter::new(f).unwrap();
         w.add_interface(1, 65535, 6).unwrap();
         w.add_interface(101, 65535, 9).unwrap();
         let a = synth::eth_ipv4_tcp(&seg(1, 0x02));
@@ -646,7 +647,7 @@ fn binary_formats_refuse_a_terminal() {
         ..Default::default()
     };
     let mut out = Vec::new();
-    let e = dump::run_query(&conn, &args, &mut out, true).unwrap_err();
+    let e = run_query(&conn, &args, &mut out, true).unwrap_err();
     assert!(matches!(e, DumpError::Terminal { .. }), "{e}");
     assert!(out.is_empty());
     // Text formats are fine on a terminal, and binary ones on a pipe.
@@ -654,10 +655,10 @@ fn binary_formats_refuse_a_terminal() {
         format: Some(QueryFormat::Tree),
         ..args.clone()
     };
-    dump::run_query(&conn, &text, &mut out, true).unwrap();
+    run_query(&conn, &text, &mut out, true).unwrap();
     assert!(String::from_utf8_lossy(&out).starts_with("Frame 1\n"));
     out.clear();
-    dump::run_query(&conn, &args, &mut out, false).unwrap();
+    run_query(&conn, &args, &mut out, false).unwrap();
     assert!(out.starts_with(&0xa1b2_c3d4u32.to_ne_bytes()));
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use assert_cmd::prelude::*;
 use rusqlite::Connection;
 use serde_json::Value;
-use traceflow::pcapwrite::PcapWriter;
+use traceflow::dump::pcapwrite::PcapWriter;
 use traceflow::synth;
 
 const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
 use rusqlite::Connection;
-use traceflow::pcapwrite::PcapWriter;
+use traceflow::dump::pcapwrite::PcapWriter;
 use traceflow::synth;
 
 const T0: i64 = 1_700_000_000_000_000_000;

@@ -10,7 +10,7 @@ use assert_cmd::prelude::*;
 use rusqlite::Connection;
 use traceflow::capture::CaptureReader;
 use traceflow::decode::decode;
-use traceflow::pcapwrite::{PcapNgWriter, PcapWriter};
+use traceflow::dump::pcapwrite::{PcapNgWriter, PcapWriter};
 use traceflow::synth::{self, Segment};
 use traceflow::trace::Tracer;
 

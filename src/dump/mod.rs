@@ -6,21 +6,21 @@
 //! (`ingest --embed`) or from the source capture, re-read at those offsets (see [`source`]).
 
 pub mod file;
+pub mod pcapwrite;
 pub mod render;
 pub mod source;
 
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use serde::ser::{Error as _, SerializeMap};
 use serde::{Serialize, Serializer};
 
-use crate::output::{write_rows, RowFormat};
-use crate::pcapwrite::{PcapNgWriter, PcapWriter};
 use crate::store::read::{self as query, IndexEntry, QueryError};
-use file::{DumpDir, OutputFile};
+use file::DumpDir;
+use pcapwrite::{PcapNgWriter, PcapWriter};
 use render::FrameInfo;
 use source::{capture_row, CaptureRow, Fetcher, FrameRef, Plan};
 
@@ -114,27 +114,6 @@ impl DumpError {
     }
 }
 
-/// `traceflow query --format`: the index tuple's formats and the dump formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum QueryFormat {
-    /// Index: aligned columns (default on a terminal).
-    Table,
-    /// Index: one JSON list (default otherwise). Dumps: the decoded frames as one JSON object.
-    Json,
-    /// Index: one JSON object per line.
-    Jsonl,
-    /// Dump: pcap with the capture's link type and the original timestamps, lengths and bytes.
-    Pcap,
-    /// Dump: pcapng, one interface per link type used.
-    Pcapng,
-    /// Dump: the decoded frames as an XML property list.
-    Plist,
-    /// Dump: the decoded frames as an indented tree.
-    Tree,
-    /// Dump: the decoded frames as flat `key: value` lines.
-    Text,
-}
-
 /// The formats a flow dump can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DumpFormat {
@@ -173,19 +152,6 @@ impl DumpFormat {
         matches!(self, DumpFormat::Pcap | DumpFormat::Pcapng)
     }
 
-    /// The dump format a `--format` value names, if any.
-    pub fn from_query(f: QueryFormat) -> Option<DumpFormat> {
-        match f {
-            QueryFormat::Pcap => Some(DumpFormat::Pcap),
-            QueryFormat::Pcapng => Some(DumpFormat::Pcapng),
-            QueryFormat::Json => Some(DumpFormat::Json),
-            QueryFormat::Plist => Some(DumpFormat::Plist),
-            QueryFormat::Tree => Some(DumpFormat::Tree),
-            QueryFormat::Text => Some(DumpFormat::Text),
-            QueryFormat::Table | QueryFormat::Jsonl => None,
-        }
-    }
-
     /// The format an output file's extension suggests.
     pub fn from_path(p: &Path) -> Option<DumpFormat> {
         match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
@@ -197,13 +163,6 @@ impl DumpFormat {
             _ => None,
         }
     }
-}
-
-/// pcap byte order (`--byteorder`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ByteOrder {
-    Little,
-    Big,
 }
 
 #[derive(Clone, Debug)]
@@ -960,155 +919,6 @@ fn fill_dir(
         })?;
     }
     Ok(())
-}
-
-/// Everything `traceflow query` takes.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct QueryArgs {
-    /// Capture by base name, path or id.
-    #[arg(long)]
-    pub capture: Option<String>,
-    /// Dump the frames of every flow with this label (of one capture), instead of printing the index.
-    #[arg(long, value_name = "LABEL")]
-    pub flow: Option<String>,
-    /// Write DIR/{label}{ext} for each label (of --capture, or of every capture in sub-folders), then print
-    /// the index tuple with fpout set.
-    #[arg(long, value_name = "DIR")]
-    pub dump: Option<PathBuf>,
-    /// Index: table, json, jsonl [default: table on a terminal, json otherwise]. Dumps: pcap, pcapng, json,
-    /// plist, tree, text [default: from -o's extension, else pcap].
-    #[arg(long, value_enum)]
-    pub format: Option<QueryFormat>,
-    /// Write to FILE instead of stdout (`-` is stdout).
-    #[arg(long, short, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Let --dump overwrite existing files.
-    #[arg(long)]
-    pub force: bool,
-    /// pcap dumps: byte order [default: the machine's].
-    #[arg(long, value_enum)]
-    pub byteorder: Option<ByteOrder>,
-    /// pcap/pcapng dumps: nanosecond timestamps (they are used anyway when the capture has them).
-    #[arg(long)]
-    pub nanosecond: bool,
-    /// Look for moved captures under DIR, by base name.
-    #[arg(long, value_name = "DIR")]
-    pub source_root: Option<PathBuf>,
-}
-
-/// Runs `traceflow query`: the index tuple, one flow's dump, or a folder of dumps. Only data goes to `stdout`.
-pub fn run_query(
-    conn: &Connection,
-    args: &QueryArgs,
-    stdout: &mut dyn Write,
-    stdout_is_terminal: bool,
-) -> Result<(), DumpError> {
-    let capture = args
-        .capture
-        .as_deref()
-        .map(|c| query::resolve_capture(conn, c))
-        .transpose()?;
-    let to_stdout = args.output.as_deref().is_none_or(|p| p.as_os_str() == "-");
-    let werr = |path: &str| {
-        let path = path.to_string();
-        move |source| DumpError::Write { path, source }
-    };
-    let default_rows = if stdout_is_terminal {
-        RowFormat::Table
-    } else {
-        RowFormat::Json
-    };
-    if args.flow.is_none() && args.dump.is_none() {
-        // The index tuple (issue 2's contract).
-        let rows = match args.format {
-            None => default_rows,
-            Some(QueryFormat::Table) => RowFormat::Table,
-            Some(QueryFormat::Json) => RowFormat::Json,
-            Some(QueryFormat::Jsonl) => RowFormat::Jsonl,
-            Some(f) => {
-                return Err(DumpError::Usage(format!(
-                    "--format {} dumps flows: add --flow LABEL or --dump DIR",
-                    DumpFormat::from_query(f).map(|d| d.name()).unwrap_or("?")
-                )))
-            }
-        };
-        let write_index = |w: &mut dyn Write, shown: &str| -> Result<(), DumpError> {
-            match rows {
-                // JSON streams row by row: a capture's whole index never sits in memory.
-                RowFormat::Json | RowFormat::Jsonl => {
-                    query::write_index_json(conn, capture, rows == RowFormat::Jsonl, w)?
-                }
-                RowFormat::Table => {
-                    let entries = query::index(conn, capture)?;
-                    write_rows(w, &entries, rows).map_err(werr(shown))?;
-                }
-            }
-            w.flush().map_err(werr(shown))
-        };
-        if to_stdout {
-            let mut w = BufWriter::with_capacity(1 << 16, stdout);
-            return write_index(&mut w, "stdout");
-        }
-        let p = args.output.as_deref().unwrap_or(Path::new("-"));
-        let shown = p.display().to_string();
-        let mut file = OutputFile::create(p)?;
-        {
-            let mut w = BufWriter::new(file.file());
-            write_index(&mut w, &shown)?;
-        }
-        return file.commit();
-    }
-    let format = match args.format {
-        Some(f) => DumpFormat::from_query(f).ok_or_else(|| {
-            DumpError::Usage(
-                "dumps take --format pcap, pcapng, json, plist, tree or text (table and jsonl are for the index)"
-                    .into(),
-            )
-        })?,
-        None => args
-            .output
-            .as_deref()
-            .and_then(DumpFormat::from_path)
-            .unwrap_or(DumpFormat::Pcap),
-    };
-    let mut opts = DumpOptions::new(format);
-    if let Some(b) = args.byteorder {
-        opts.big_endian = b == ByteOrder::Big;
-    }
-    opts.nanosecond = args.nanosecond;
-    opts.source_root = args.source_root.clone();
-    if let Some(dir) = &args.dump {
-        if !to_stdout {
-            return Err(DumpError::Usage(
-                "--dump writes one file per label into its folder; it takes no -o".into(),
-            ));
-        }
-        let entries = dump_dir(conn, capture, args.flow.as_deref(), dir, &opts, args.force)?;
-        return write_rows(stdout, &entries, default_rows).map_err(werr("stdout"));
-    }
-    let label = args.flow.as_deref().unwrap_or_default();
-    let group = select_label(conn, capture, label)?;
-    if to_stdout {
-        if format.is_binary() && stdout_is_terminal {
-            return Err(DumpError::Terminal {
-                format: format.name(),
-            });
-        }
-        let mut w = BufWriter::new(stdout);
-        write_group(conn, &group, &opts, &mut w, "stdout")
-    } else {
-        let p = args.output.as_deref().unwrap_or(Path::new("-"));
-        let shown = p.display().to_string();
-        // The source first: if its bytes cannot be had, FILE is never touched.
-        let mut prepared = prepare_group(conn, &group, &opts)?;
-        // -o names one file on purpose: replace it, as tcpdump -w and pcapkit do, but only with a whole dump.
-        let mut file = OutputFile::create(p)?;
-        {
-            let mut w = BufWriter::new(file.file());
-            prepared.write(&opts, &mut w, &shown)?;
-        }
-        file.commit()
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 
 use std::io::{self, Write};
 
+use rusqlite::Connection;
 use serde::Serialize;
+
+use crate::store::read::{for_each_index_row, QueryError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RowFormat {
@@ -98,6 +101,67 @@ fn write_table<T: Serialize>(out: &mut dyn Write, rows: &[T]) -> io::Result<()> 
     )?;
     for r in &cells {
         line(out, r)?;
+    }
+    Ok(())
+}
+
+/// Table on a terminal, JSON otherwise: what `--format` means when it is not given.
+pub fn default_format() -> RowFormat {
+    use std::io::IsTerminal;
+    if io::stdout().is_terminal() {
+        RowFormat::Table
+    } else {
+        RowFormat::Json
+    }
+}
+
+/// Writes the index tuple as JSON (a list) or JSON lines while reading it, without building it in memory.
+pub fn write_index_json(
+    conn: &Connection,
+    capture: Option<i64>,
+    lines: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(), QueryError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        capture: Option<&'a str>,
+        fpout: Option<&'a str>,
+        index: &'a serde_json::value::RawValue,
+        label: &'a str,
+    }
+    let io = QueryError::Output;
+    let mut first = true;
+    let mut list = String::new();
+    if !lines {
+        out.write_all(b"[").map_err(io)?;
+    }
+    for_each_index_row(conn, capture, &mut |name, label, frames| {
+        // SQLite's `1,2,3` is already the body of the JSON array.
+        list.clear();
+        list.push('[');
+        list.push_str(frames);
+        list.push(']');
+        let index: &serde_json::value::RawValue =
+            serde_json::from_str(&list).map_err(|e| QueryError::Output(e.into()))?;
+        let row = Row {
+            capture: capture.is_none().then_some(name),
+            fpout: None,
+            index,
+            label,
+        };
+        if !lines && !first {
+            out.write_all(b",").map_err(io)?;
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, &row).map_err(|e| QueryError::Output(e.into()))?;
+        if lines {
+            out.write_all(b"\n").map_err(io)?;
+        }
+        Ok(())
+    })?;
+    if !lines {
+        out.write_all(b"]\n").map_err(io)?;
     }
     Ok(())
 }

@@ -1,0 +1,82 @@
+//! The command line: clap's argument types and one file per subcommand, each turning its arguments into library
+//! calls. `main.rs` parses, calls [`run`], and maps the result to an exit status.
+
+pub mod captures;
+pub mod ingest;
+pub mod output;
+pub mod query;
+pub mod sample;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::dump::DumpError;
+use crate::store::read::QueryError;
+use crate::store::StoreError;
+
+/// Index the TCP flows of packet captures into SQLite, and pull them back out.
+#[derive(Parser, Debug)]
+#[command(version, about, after_help = EXIT_HELP)]
+pub struct Cli {
+    /// SQLite database to use.
+    #[arg(
+        long,
+        global = true,
+        env = "TRACEFLOW_DB",
+        default_value = "traceflow.db"
+    )]
+    pub db: PathBuf,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+const EXIT_HELP: &str =
+    "Exit status: 0 everything was indexed/answered; 1 some inputs failed or were truncated \
+(the others are indexed); 2 usage or database error.";
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Read captures (files, folders, `-` for stdin; pcap/pcapng, gzip/zstd) and index their TCP flows.
+    Ingest(ingest::IngestArgs),
+    /// Write a small synthetic capture (HTTP-like conversations) to try traceflow on.
+    Sample(sample::SampleArgs),
+    /// List the indexed captures.
+    Captures(captures::CapturesArgs),
+    /// Print the flow index tuple (fpout, index, label), or dump flows' frames (--flow LABEL, --dump DIR).
+    Query(query::QueryArgs),
+}
+
+/// Why a subcommand failed; each variant's text is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database could not be opened or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A read failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A dump failed.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    /// Writing a file or stdout failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being written.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the subcommand and returns its exit status (0 done, 1 some inputs failed); errors are status 2.
+pub fn run(cli: Cli) -> Result<u8, Error> {
+    match cli.cmd {
+        Cmd::Sample(args) => sample::run(&args),
+        Cmd::Ingest(args) => ingest::run(&cli.db, &args),
+        Cmd::Captures(args) => captures::run(&cli.db, &args),
+        Cmd::Query(args) => query::run(&cli.db, &args),
+    }
+}
