@@ -1,15 +1,16 @@
 //! Ethernet II, 802.3 with LLC/SNAP, 802.1Q/802.1ad VLAN tags, and the EtherType dispatch shared by every layer that names its payload by EtherType.
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
     pub(super) fn ethernet(&mut self) -> Step {
         match self.be16(12) {
             Some(t) if self.push(Layer::Ethernet, 14) => match t {
-                0..=1500 => {
+                0..=IEEE802_3_MAX_LEN => {
                     self.limit(self.off + t as usize);
                     Step::Llc
                 }
-                1536.. => Step::EtherType(t),
+                ETHERTYPE_MIN.. => Step::EtherType(t),
                 _ => Step::Done,
             },
             _ => Step::Done,
@@ -18,29 +19,37 @@ impl Parser<'_> {
 
     pub(super) fn llc(&mut self) -> Step {
         match (self.u8(0), self.u8(1), self.u8(2)) {
-            (Some(0xAA), Some(0xAA), Some(0x03)) => match (self.be32(3), self.be16(6)) {
-                (Some(oui), Some(pid)) if matches!(oui >> 8, 0x00_0000 | 0x00_00F8) => {
-                    self.fixed(Layer::Llc, 8, Step::EtherType(pid))
+            (Some(LLC_SAP_SNAP), Some(LLC_SAP_SNAP), Some(LLC_CONTROL_UI)) => {
+                match (self.be32(3), self.be16(6)) {
+                    (Some(oui), Some(pid))
+                        if matches!(oui >> 8, OUI_ENCAP_ETHER | OUI_CISCO_90) =>
+                    {
+                        self.fixed(Layer::Llc, 8, Step::EtherType(pid))
+                    }
+                    _ => Step::Done,
                 }
-                _ => Step::Done,
-            },
+            }
             // DSAP 6 (IP), whatever the SSAP, in a UI frame or an I frame (2-byte control).
-            (Some(0x06), Some(_), Some(0x03)) => self.fixed(Layer::Llc, 3, Step::Ip),
-            (Some(0x06), Some(_), Some(c)) if c & 1 == 0 => self.fixed(Layer::Llc, 4, Step::Ip),
+            (Some(LLC_SAP_IP), Some(_), Some(LLC_CONTROL_UI)) => {
+                self.fixed(Layer::Llc, 3, Step::Ip)
+            }
+            (Some(LLC_SAP_IP), Some(_), Some(c)) if c & 1 == 0 => {
+                self.fixed(Layer::Llc, 4, Step::Ip)
+            }
             _ => Step::Done,
         }
     }
 
     pub(super) fn ethertype(&mut self, t: u16) -> Step {
         match t {
-            0x0800 => Step::Ip,
-            0x86DD => Step::Ipv6,
-            0x8100 | 0x88A8 | 0x9100 => Step::Vlan,
-            0x8847 | 0x8848 => Step::Mpls,
-            0x8864 => Step::Pppoe,
-            0x6558 => Step::Ethernet,
-            0x88E7 => Step::Pbb,
-            0x894F => Step::Nsh,
+            ETHERTYPE_IPV4 => Step::Ip,
+            ETHERTYPE_IPV6 => Step::Ipv6,
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => Step::Vlan,
+            ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => Step::Mpls,
+            ETHERTYPE_PPPOE_SESSION => Step::Pppoe,
+            ETHERTYPE_TEB => Step::Ethernet,
+            ETHERTYPE_PBB => Step::Pbb,
+            ETHERTYPE_NSH => Step::Nsh,
             _ => Step::Done,
         }
     }
@@ -48,7 +57,7 @@ impl Parser<'_> {
     pub(super) fn vlan(&mut self) -> Step {
         match self.be16(2) {
             Some(t) if self.push(Layer::Vlan, 4) => {
-                if t <= 1500 {
+                if t <= IEEE802_3_MAX_LEN {
                     Step::Llc
                 } else {
                     Step::EtherType(t)

@@ -1,4 +1,5 @@
 //! Cisco HDLC and Frame Relay (RFC 2427 / Cisco encapsulation, as tshark's default FRF 3.2/Cisco HDLC).
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
@@ -53,10 +54,10 @@ impl Parser<'_> {
         let Some(ctrl) = self.u8(alen) else {
             return Step::Done;
         };
-        let mut rfc2427 = ctrl == 0x03;
+        let mut rfc2427 = ctrl == LLC_CONTROL_UI;
         if !rfc2427 {
             // DLCI 0 (LAPF signalling) and XID frames carry no IP.
-            if dlci == 0 || ctrl == 0xAF {
+            if dlci == 0 || ctrl == FR_CONTROL_XID {
                 return Step::Done;
             }
             let Some(t) = self.be16(alen) else {
@@ -80,7 +81,17 @@ impl Parser<'_> {
             rfc2427 = self.u8(n).is_some_and(|nl| {
                 matches!(
                     nl,
-                    0x00 | 0x08 | 0x80 | 0x81 | 0x82 | 0x83 | 0x8E | 0xB0 | 0xB1 | 0xCC | 0xCF
+                    NLPID_NULL
+                        | NLPID_Q933
+                        | NLPID_SNAP
+                        | NLPID_CLNP
+                        | NLPID_ESIS
+                        | NLPID_ISIS
+                        | NLPID_IPV6
+                        | NLPID_COMPRESSED
+                        | NLPID_FRF12
+                        | NLPID_IP
+                        | NLPID_PPP
                 )
             });
         }
@@ -88,7 +99,7 @@ impl Parser<'_> {
             // Raw Ethernet (with FCS) when the type/length field looks like one.
             return match self.be16(alen + 12) {
                 Some(t)
-                    if (t <= 1500 || !matches!(self.ethertype(t), Step::Done))
+                    if (t <= IEEE802_3_MAX_LEN || !matches!(self.ethertype(t), Step::Done))
                         && self.push(Layer::FrameRelay, alen) =>
                 {
                     self.limit(self.f.len().saturating_sub(4));
@@ -103,27 +114,29 @@ impl Parser<'_> {
             n += 1;
         }
         match self.u8(n) {
-            Some(0xCC) => self.fixed(Layer::FrameRelay, n + 1, Step::Ip),
-            Some(0x8E) => self.fixed(Layer::FrameRelay, n + 1, Step::Ipv6),
+            Some(NLPID_IP) => self.fixed(Layer::FrameRelay, n + 1, Step::Ip),
+            Some(NLPID_IPV6) => self.fixed(Layer::FrameRelay, n + 1, Step::Ipv6),
             // SNAP (only in UI frames): OUI + PID.
-            Some(0x80) if ctrl == 0x03 => match (self.be32(n + 1), self.be16(n + 4)) {
-                (Some(oui), Some(pid)) if oui >> 8 == 0 => {
-                    self.fixed(Layer::FrameRelay, n + 6, Step::EtherType(pid))
+            Some(NLPID_SNAP) if ctrl == LLC_CONTROL_UI => {
+                match (self.be32(n + 1), self.be16(n + 4)) {
+                    (Some(oui), Some(pid)) if oui >> 8 == OUI_ENCAP_ETHER => {
+                        self.fixed(Layer::FrameRelay, n + 6, Step::EtherType(pid))
+                    }
+                    _ => Step::Done,
                 }
-                _ => Step::Done,
-            },
+            }
             _ => Step::Done,
         }
     }
 }
 
 /// What a Cisco HDLC protocol type carries (tshark's chdlc table, for IP).
-pub(super) fn chdlc_type(t: u16) -> Step {
+fn chdlc_type(t: u16) -> Step {
     match t {
-        0x0800 => Step::Ip,
-        0x86DD => Step::Ipv6,
-        0x6558 => Step::Ethernet,
-        0x8847 | 0x8848 => Step::Mpls,
+        ETHERTYPE_IPV4 => Step::Ip,
+        ETHERTYPE_IPV6 => Step::Ipv6,
+        ETHERTYPE_TEB => Step::Ethernet,
+        ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => Step::Mpls,
         _ => Step::Done,
     }
 }

@@ -1,13 +1,14 @@
 //! IPv4, IPv6, the IPv6 extension headers and AH, and the IP protocol / next header dispatch.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
     pub(super) fn ip(&mut self) -> Step {
         match self.u8(0).map(|b| b >> 4) {
-            Some(4) => self.ipv4(),
-            Some(6) => self.ipv6(),
+            Some(IP_VERSION_4) => self.ipv4(),
+            Some(IP_VERSION_6) => self.ipv6(),
             _ => Step::Done,
         }
     }
@@ -16,7 +17,7 @@ impl Parser<'_> {
         let Some(h) = self.f.get(self.off..self.off.saturating_add(20)) else {
             return Step::Done;
         };
-        if h.len() < 20 || h[0] >> 4 != 4 {
+        if h.len() < 20 || h[0] >> 4 != IP_VERSION_4 {
             return Step::Done;
         }
         let ihl = (h[0] & 0x0F) as usize * 4;
@@ -47,7 +48,7 @@ impl Parser<'_> {
         let Some(h) = self.f.get(self.off..self.off.saturating_add(40)) else {
             return Step::Done;
         };
-        if h.len() < 40 || h[0] >> 4 != 6 {
+        if h.len() < 40 || h[0] >> 4 != IP_VERSION_6 {
             return Step::Done;
         }
         let plen = u16::from_be_bytes([h[4], h[5]]) as usize;
@@ -70,22 +71,23 @@ impl Parser<'_> {
     /// An IPv4 protocol or IPv6 next header value at the current offset.
     pub(super) fn next_header(&mut self, nh: u8) -> Step {
         match nh {
-            6 => Step::Tcp,
-            17 => Step::Udp(false),
-            136 => Step::Udp(true),
-            47 => Step::Gre,
-            4 => Step::Ip,
-            41 => Step::Ipv6,
-            97 => Step::EtherIp,
-            137 => Step::Mpls,
-            // IPv6 extension headers (AH also under IPv4). tshark does not go past a mobility header (135).
-            0 | 43 | 44 | 51 | 60 => {
+            IPPROTO_TCP => Step::Tcp,
+            IPPROTO_UDP => Step::Udp(false),
+            IPPROTO_UDPLITE => Step::Udp(true),
+            IPPROTO_GRE => Step::Gre,
+            IPPROTO_IPIP => Step::Ip,
+            IPPROTO_IPV6 => Step::Ipv6,
+            IPPROTO_ETHERIP => Step::EtherIp,
+            IPPROTO_MPLS => Step::Mpls,
+            // IPv6 extension headers (AH also under IPv4). tshark does not go past a mobility header
+            // (IPPROTO_MOBILITY), nor into ESP.
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS => {
                 let (Some(next), Some(l)) = (self.u8(0), self.u8(1)) else {
                     return Step::Done;
                 };
                 let (layer, len) = match nh {
-                    51 => (Layer::Ah, (l as usize + 2) * 4),
-                    44 => {
+                    IPPROTO_AH => (Layer::Ah, (l as usize + 2) * 4),
+                    IPPROTO_FRAGMENT => {
                         // Fragment header: only the first fragment carries the upper-layer header.
                         match self.be16(2) {
                             Some(fo) if fo >> 3 == 0 => {}

@@ -1,40 +1,29 @@
 //! Link-type dispatch: the pcap LINKTYPE of the capture picks the first header; NULL/LOOP, raw IP, Linux cooked (SLL, SLL2), NFLOG and PPI are parsed here.
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
-// Link types (pcap LINKTYPE_* values).
-const LT_NULL: u32 = 0;
-const LT_ETHERNET: u32 = 1;
-const LT_PPP: u32 = 9;
-const LT_RAW_12: u32 = 12;
-const LT_RAW_14: u32 = 14;
-const LT_PPP_HDLC: u32 = 50;
-const LT_PPP_ETHER: u32 = 51;
-const LT_RAW: u32 = 101;
-const LT_C_HDLC: u32 = 104;
-const LT_IEEE802_11: u32 = 105;
-const LT_FRELAY: u32 = 107;
-const LT_LOOP: u32 = 108;
-const LT_LINUX_SLL: u32 = 113;
-const LT_RADIOTAP: u32 = 127;
-const LT_PPI: u32 = 192;
-const LT_IPV4: u32 = 228;
-const LT_IPV6: u32 = 229;
-const LT_NFLOG: u32 = 239;
-const LT_LINUX_SLL2: u32 = 276;
+// The address families as the 32-bit NULL/LOOP header holds them.
+const FAM_INET: u32 = AF_INET as u32;
+const FAM_INET6_BSD: u32 = AF_INET6_BSD as u32;
+const FAM_INET6_FREEBSD: u32 = AF_INET6_FREEBSD as u32;
+const FAM_INET6_DARWIN: u32 = AF_INET6_DARWIN as u32;
+/// A NULL header value from here on is a Linux EtherType (as tshark).
+const FAM_ETHERTYPE_MIN: u32 = IEEE802_3_MAX_LEN as u32 + 1;
 
 impl Parser<'_> {
     pub(super) fn link(&mut self, linktype: u32) -> Step {
         match linktype {
-            LT_ETHERNET => Step::Ethernet,
-            LT_NULL => {
+            LINKTYPE_ETHERNET => Step::Ethernet,
+            LINKTYPE_NULL => {
                 // A BSD address family in the capturing host's byte order, an IRIX 16-bit family, or a Linux
                 // ethertype, told apart as tshark does (reading as a little-endian host); FF 03 is PPP.
                 let Some(b) = self.f.get(0..4) else {
                     return Step::Done;
                 };
-                if b[0] == 0xFF && b[1] == 0x03 {
+                if b[0] == PPP_ADDRESS && b[1] == LLC_CONTROL_UI {
                     return Step::Ppp(true);
                 }
+                // The masks and bounds below are tshark's byte-order tests, not protocol numbers.
                 let mut fam = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 if fam & 0xFFFF_0000 != 0 {
                     if fam & 0xFF00_0000 == 0 && fam & 0x00FF_0000 < 0x0006_0000 {
@@ -49,29 +38,29 @@ impl Parser<'_> {
                     return Step::Done;
                 }
                 match fam {
-                    2 => Step::Ip,
-                    24 | 28 | 30 => Step::Ipv6,
-                    1501.. => Step::EtherType(fam as u16),
+                    FAM_INET => Step::Ip,
+                    FAM_INET6_BSD | FAM_INET6_FREEBSD | FAM_INET6_DARWIN => Step::Ipv6,
+                    FAM_ETHERTYPE_MIN.. => Step::EtherType(fam as u16),
                     _ => Step::Done,
                 }
             }
-            LT_LOOP => {
+            LINKTYPE_LOOP => {
                 // The address family in network byte order, nothing else (as tshark).
                 let Some(fam) = self.be32(0) else {
                     return Step::Done;
                 };
                 let next = match fam {
-                    2 => Step::Ip,
-                    24 | 28 | 30 => Step::Ipv6,
+                    FAM_INET => Step::Ip,
+                    FAM_INET6_BSD | FAM_INET6_FREEBSD | FAM_INET6_DARWIN => Step::Ipv6,
                     _ => return Step::Done,
                 };
                 self.fixed(Layer::Loop, 4, next)
             }
-            LT_RAW | LT_RAW_12 | LT_RAW_14 => Step::Ip,
+            LINKTYPE_RAW | LINKTYPE_RAW_12 | LINKTYPE_RAW_14 => Step::Ip,
             // tshark reads LINKTYPE_IPV4 with its ip dissector, which also takes IPv6.
-            LT_IPV4 => Step::Ip,
-            LT_IPV6 => Step::Ipv6,
-            LT_LINUX_SLL => {
+            LINKTYPE_IPV4 => Step::Ip,
+            LINKTYPE_IPV6 => Step::Ipv6,
+            LINKTYPE_LINUX_SLL => {
                 let (Some(hatype), Some(proto)) = (self.be16(2), self.be16(14)) else {
                     return Step::Done;
                 };
@@ -80,7 +69,7 @@ impl Parser<'_> {
                 }
                 sll_payload(hatype, proto)
             }
-            LT_LINUX_SLL2 => {
+            LINKTYPE_LINUX_SLL2 => {
                 let (Some(proto), Some(hatype)) = (self.be16(0), self.be16(8)) else {
                     return Step::Done;
                 };
@@ -89,17 +78,17 @@ impl Parser<'_> {
                 }
                 sll_payload(hatype, proto)
             }
-            LT_PPP | LT_PPP_HDLC => match self.u8(0) {
-                Some(0x0F | 0x8F) => self.chdlc(),
+            LINKTYPE_PPP | LINKTYPE_PPP_HDLC => match self.u8(0) {
+                Some(CHDLC_ADDR_UNICAST | CHDLC_ADDR_MULTICAST) => self.chdlc(),
                 _ => Step::Ppp(true),
             },
-            LT_PPP_ETHER => Step::Pppoe,
-            LT_C_HDLC => self.chdlc(),
-            LT_FRELAY => self.frame_relay(),
-            LT_NFLOG => self.nflog(),
-            LT_RADIOTAP => self.radiotap(),
-            LT_PPI => self.ppi(),
-            LT_IEEE802_11 => Step::Ieee80211(false),
+            LINKTYPE_PPP_ETHER => Step::Pppoe,
+            LINKTYPE_C_HDLC => self.chdlc(),
+            LINKTYPE_FRELAY => self.frame_relay(),
+            LINKTYPE_NFLOG => self.nflog(),
+            LINKTYPE_RADIOTAP => self.radiotap(),
+            LINKTYPE_PPI => self.ppi(),
+            LINKTYPE_IEEE802_11 => Step::Ieee80211(false),
             _ => Step::Done,
         }
     }
@@ -121,19 +110,20 @@ impl Parser<'_> {
             if tl < 4 {
                 return Step::Done;
             }
-            if ty & 0x7FFF == 9 {
+            // The top bit is netlink's NLA_F_NESTED flag, not part of the type.
+            if ty & 0x7FFF == NFULA_PAYLOAD {
                 if !self.push(Layer::Nflog, at + 4) {
                     return Step::Done;
                 }
                 self.limit(self.off + tl - 4);
                 return match (hw_protocol, family) {
-                    (0, 2) => Step::Ip,
-                    (0, 10) => Step::Ipv6,
+                    (0, AF_INET) => Step::Ip,
+                    (0, AF_INET6_LINUX) => Step::Ipv6,
                     (0, _) => Step::Done,
                     (t, _) => Step::EtherType(t),
                 };
             }
-            if ty & 0x7FFF == 1 && tl >= 6 {
+            if ty & 0x7FFF == NFULA_PACKET_HDR && tl >= 6 {
                 // NFULA_PACKET_HDR: hw_protocol (network order), hook, padding.
                 hw_protocol = self.be16(at + 4).unwrap_or(0);
             }
@@ -147,8 +137,8 @@ impl Parser<'_> {
             return Step::Done;
         };
         let next = match dlt {
-            LT_IEEE802_11 => Step::Ieee80211(false),
-            LT_ETHERNET => Step::Ethernet,
+            LINKTYPE_IEEE802_11 => Step::Ieee80211(false),
+            LINKTYPE_ETHERNET => Step::Ethernet,
             _ => return Step::Done,
         };
         // A header length below the 8 fixed bytes is taken as 8 (as tshark).
@@ -159,19 +149,18 @@ impl Parser<'_> {
 /// What follows a Linux cooked header, by ARPHRD type and protocol (as tshark's sll dissector).
 pub(super) fn sll_payload(hatype: u16, proto: u16) -> Step {
     match hatype {
-        // ARPHRD_NETLINK
-        824 => Step::Done,
-        // ARPHRD_IPGRE: the protocol is a GRE protocol type.
-        778 => match proto {
-            0x6558 => Step::Ethernet,
-            0x0800 => Step::Ip,
-            0x86DD => Step::Ipv6,
+        ARPHRD_NETLINK => Step::Done,
+        // The protocol is a GRE protocol type.
+        ARPHRD_IPGRE => match proto {
+            ETHERTYPE_TEB => Step::Ethernet,
+            ETHERTYPE_IPV4 => Step::Ip,
+            ETHERTYPE_IPV6 => Step::Ipv6,
             _ => Step::Done,
         },
         _ => match proto {
-            0x0004 => Step::Llc,
-            0x0007 => Step::Ppp(true),
-            0x0000..=0x05DC => Step::Done,
+            LINUX_SLL_P_802_2 => Step::Llc,
+            LINUX_SLL_P_PPPHDLC => Step::Ppp(true),
+            0..=IEEE802_3_MAX_LEN => Step::Done,
             t => Step::EtherType(t),
         },
     }

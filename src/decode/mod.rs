@@ -6,6 +6,8 @@
 //! Length fields bound the packet as tshark's reported length does: a header cut by one is not there.
 use std::net::{IpAddr, Ipv4Addr};
 
+pub mod numbers;
+
 mod ethernet;
 mod hdlc;
 mod ip;
@@ -139,13 +141,13 @@ pub struct Tcp {
 
 impl Tcp {
     pub fn fin(&self) -> bool {
-        self.flags & 0x001 != 0
+        self.flags & numbers::TCP_FIN != 0
     }
     pub fn syn(&self) -> bool {
-        self.flags & 0x002 != 0
+        self.flags & numbers::TCP_SYN != 0
     }
     pub fn rst(&self) -> bool {
-        self.flags & 0x004 != 0
+        self.flags & numbers::TCP_RST != 0
     }
 }
 

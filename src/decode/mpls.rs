@@ -1,4 +1,5 @@
 //! MPLS label stacks and what follows them (IP by its version nibble, or an Ethernet pseudowire).
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
@@ -16,17 +17,17 @@ impl Parser<'_> {
                 None => return Step::Done,
             }
         };
-        // The generic associated channel label (13) carries a PW ACH, not IP.
-        if !self.push(Layer::Mpls, len) || label == 13 {
+        // The generic associated channel label carries a PW ACH, not IP.
+        if !self.push(Layer::Mpls, len) || label == MPLS_LABEL_GAL {
             return Step::Done;
         }
         // The payload by its first nibble only (tshark treats the explicit-null labels no differently).
         match self.u8(0).map(|b| b >> 4) {
-            Some(4) => Step::Ipv4,
-            Some(6) => Step::Ipv6,
+            Some(IP_VERSION_4) => Step::Ipv4,
+            Some(IP_VERSION_6) => Step::Ipv6,
             // tshark's pw_eth_heuristic: a plain Ethernet pseudowire when both MACs have known vendors (which
             // needs its OUI table), else one with a control word. Approximated by the ethertype positions.
-            Some(0) => {
+            Some(PW_FIRST_NIBBLE) => {
                 let plain = self.be16(12).is_some_and(is_ip_ethertype);
                 let cw = self.be16(16).is_some_and(is_ip_ethertype);
                 if plain && !cw {
@@ -40,8 +41,12 @@ impl Parser<'_> {
     }
 }
 
-pub(super) fn is_ip_ethertype(t: u16) -> bool {
-    matches!(t, 0x0800 | 0x86DD | 0x8100 | 0x88A8 | 0x8847)
+/// The EtherTypes that tell where an Ethernet pseudowire's type field is (IP, VLAN tags, MPLS).
+fn is_ip_ethertype(t: u16) -> bool {
+    matches!(
+        t,
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_MPLS
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! PPP (with or without HDLC-like framing) and PPPoE sessions.
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
@@ -17,7 +18,7 @@ impl Parser<'_> {
     pub(super) fn ppp(&mut self, hdlc: bool) -> Step {
         let mut len = 0;
         // HDLC-like framing: an FF address byte is followed by a control byte (tshark checks no more).
-        if hdlc && self.u8(0) == Some(0xFF) {
+        if hdlc && self.u8(0) == Some(PPP_ADDRESS) {
             len = 2;
         }
         let Some(b) = self.u8(len) else {
@@ -34,9 +35,9 @@ impl Parser<'_> {
             p
         };
         let next = match proto {
-            0x0021 => Step::Ip,
-            0x0057 => Step::Ipv6,
-            0x0281 | 0x0283 => Step::Mpls,
+            PPP_IP => Step::Ip,
+            PPP_IPV6 => Step::Ipv6,
+            PPP_MPLS_UNICAST | PPP_MPLS_MULTICAST => Step::Mpls,
             _ => return Step::Done,
         };
         self.fixed(Layer::Ppp, len, next)

@@ -1,15 +1,24 @@
 //! The TCP header: the last layer, and the fields of [`Tcp`].
+use super::numbers::*;
 use super::{Layer, Parser, Tcp};
+
+/// TraceFlow's rule: a TCP header counts when its bytes up to the flags (14) are captured.
+const TCP_MIN_CAPTURED: usize = 14;
+/// The smallest valid TCP header (data offset 5).
+const TCP_MIN_HDR_LEN: u8 = 20;
+/// All nine flag bits, NS to FIN.
+const TCP_FLAGS_MASK: u16 =
+    TCP_NS | TCP_CWR | TCP_ECE | TCP_URG | TCP_ACK | TCP_PSH | TCP_RST | TCP_SYN | TCP_FIN;
 
 impl Parser<'_> {
     pub(super) fn tcp(&mut self) {
         let off = self.off;
         let Some(h) = self.f.get(off..) else { return };
-        if h.len() < 14 {
+        if h.len() < TCP_MIN_CAPTURED {
             return;
         }
         let hdr_len = (h[12] >> 4) * 4;
-        let span = (hdr_len.max(20) as usize).min(h.len());
+        let span = (hdr_len.max(TCP_MIN_HDR_LEN) as usize).min(h.len());
         if !self.push(Layer::Tcp, span) {
             return;
         }
@@ -26,10 +35,10 @@ impl Parser<'_> {
             .min(u32::MAX as usize);
         // A data offset under 5 is a malformed header: the frame is kept (with its TCP layer, for dumps) but is
         // not a TCP packet of any flow. tshark would still show its ports; our issue's contract is "no flow".
-        if hdr_len < 20 {
+        if hdr_len < TCP_MIN_HDR_LEN {
             return;
         }
-        let flags = u16::from_be_bytes([h[12], h[13]]) & 0x01FF;
+        let flags = u16::from_be_bytes([h[12], h[13]]) & TCP_FLAGS_MASK;
         self.d.tcp = Some(Tcp {
             src: self.src,
             dst: self.dst,

@@ -1,4 +1,5 @@
 //! Tunnels carried directly by IP or Ethernet: GRE (with PPTP's enhanced GRE), ERSPAN, EtherIP and NSH.
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
@@ -18,10 +19,10 @@ impl Parser<'_> {
             len += 4; // sequence number
         }
         // Enhanced GRE (PPTP): an acknowledgment number, when the version is not 0 and PPP is carried.
-        if ver != 0 && proto == 0x880B && flags & 0x0080 != 0 {
+        if ver != GRE_VERSION_0 && proto == ETHERTYPE_PPP && flags & 0x0080 != 0 {
             len += 4; // acknowledgment number
         }
-        if ver == 0 && flags & 0x4000 != 0 {
+        if ver == GRE_VERSION_0 && flags & 0x4000 != 0 {
             // Source route entries, ended by a NULL SRE; each is at least 4 bytes.
             loop {
                 let (Some(af), Some(sl)) = (self.be16(len), self.u8(len + 3)) else {
@@ -37,23 +38,27 @@ impl Parser<'_> {
             return Step::Done;
         }
         match proto {
-            0x0800 => Step::Ip,
-            0x86DD => Step::Ipv6,
-            0x6558 => Step::Ethernet,
-            0x880B => Step::Ppp(true),
-            0x8847 | 0x8848 => Step::Mpls,
-            // ERSPAN type I (0x88BE without a sequence number): no header at all.
-            0x88BE if flags & 0x1000 == 0 => self.fixed(Layer::Erspan, 0, Step::Ethernet),
+            ETHERTYPE_IPV4 => Step::Ip,
+            ETHERTYPE_IPV6 => Step::Ipv6,
+            ETHERTYPE_TEB => Step::Ethernet,
+            ETHERTYPE_PPP => Step::Ppp(true),
+            ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => Step::Mpls,
+            // ERSPAN type I (ETHERTYPE_ERSPAN without a sequence number): no header at all.
+            ETHERTYPE_ERSPAN if flags & 0x1000 == 0 => self.fixed(Layer::Erspan, 0, Step::Ethernet),
             // Otherwise the ERSPAN version decides: type II has 8 bytes; type III 12, + 8 with the
-            // platform-specific subheader (O bit), and carries Ethernet only when its frame type is 0.
-            0x88BE | 0x22EB => match (self.u8(0).map(|b| b >> 4), self.u8(10), self.u8(11)) {
-                (Some(1), _, _) => self.fixed(Layer::Erspan, 8, Step::Ethernet),
-                (Some(2), Some(b10), Some(b11)) if (b10 >> 2) & 0x1F == 0 => {
-                    let len = if b11 & 1 != 0 { 20 } else { 12 };
-                    self.fixed(Layer::Erspan, len, Step::Ethernet)
+            // platform-specific subheader (O bit), and carries Ethernet only when its frame type says so.
+            ETHERTYPE_ERSPAN | ETHERTYPE_ERSPAN_III => {
+                match (self.u8(0).map(|b| b >> 4), self.u8(10), self.u8(11)) {
+                    (Some(ERSPAN_VERSION_II), _, _) => self.fixed(Layer::Erspan, 8, Step::Ethernet),
+                    (Some(ERSPAN_VERSION_III), Some(b10), Some(b11))
+                        if (b10 >> 2) & 0x1F == ERSPAN_FT_ETHERNET =>
+                    {
+                        let len = if b11 & 1 != 0 { 20 } else { 12 };
+                        self.fixed(Layer::Erspan, len, Step::Ethernet)
+                    }
+                    _ => Step::Done,
                 }
-                _ => Step::Done,
-            },
+            }
             _ => Step::Done,
         }
     }
@@ -72,10 +77,10 @@ impl Parser<'_> {
         };
         let len = (b1 & 0x3F) as usize * 4;
         let next = match np {
-            1 => Step::Ip,
-            2 => Step::Ipv6,
-            3 => Step::Ethernet,
-            5 => Step::Mpls,
+            NSH_NP_IPV4 => Step::Ip,
+            NSH_NP_IPV6 => Step::Ipv6,
+            NSH_NP_ETHERNET => Step::Ethernet,
+            NSH_NP_MPLS => Step::Mpls,
             _ => return Step::Done,
         };
         if len < 8 {

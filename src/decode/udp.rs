@@ -1,4 +1,5 @@
 //! UDP (and UDP-Lite), and the tunnels found by UDP port: VXLAN, VXLAN-GPE, Geneve and GTP-U.
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
@@ -41,11 +42,11 @@ impl Parser<'_> {
 
     pub(super) fn vxlan_gpe(&mut self) -> Step {
         let next = match self.u8(3) {
-            Some(1) => Step::Ip,
-            Some(2) => Step::Ipv6,
-            Some(3) => Step::Ethernet,
-            Some(4) => Step::Nsh,
-            Some(5) => Step::Mpls,
+            Some(VXLAN_GPE_NP_IPV4) => Step::Ip,
+            Some(VXLAN_GPE_NP_IPV6) => Step::Ipv6,
+            Some(VXLAN_GPE_NP_ETHERNET) => Step::Ethernet,
+            Some(VXLAN_GPE_NP_NSH) => Step::Nsh,
+            Some(VXLAN_GPE_NP_MPLS) => Step::Mpls,
             _ => return Step::Done,
         };
         self.fixed(Layer::VxlanGpe, 8, next)
@@ -61,17 +62,18 @@ impl Parser<'_> {
             return Step::Done;
         }
         match proto {
-            0x6558 => Step::Ethernet,
+            ETHERTYPE_TEB => Step::Ethernet,
             t => self.ethertype(t),
         }
     }
 
     pub(super) fn gtpu(&mut self) -> Step {
         // GTPv1 (version 1, PT 1), T-PDU only.
-        let (Some(fl), Some(0xFF), Some(plen)) = (self.u8(0), self.u8(1), self.be16(2)) else {
+        let (Some(fl), Some(GTP_MSG_TPDU), Some(plen)) = (self.u8(0), self.u8(1), self.be16(2))
+        else {
             return Step::Done;
         };
-        if fl >> 5 != 1 || fl & 0x10 == 0 {
+        if fl >> 5 != GTP_VERSION_1 || fl & 0x10 == 0 {
             return Step::Done;
         }
         let mut len = 8;
@@ -82,7 +84,7 @@ impl Parser<'_> {
                 let mut next = self.u8(11);
                 loop {
                     match next {
-                        Some(0) => break,
+                        Some(GTP_EXT_NONE) => break,
                         Some(_) => {}
                         None => return Step::Done,
                     }
@@ -105,12 +107,13 @@ impl Parser<'_> {
     }
 }
 
-pub(super) fn udp_port(port: u16) -> Step {
+/// The tunnel a UDP port is the well-known port of.
+fn udp_port(port: u16) -> Step {
     match port {
-        4789 => Step::Vxlan,
-        4790 => Step::VxlanGpe,
-        6081 => Step::Geneve,
-        2152 => Step::GtpU,
+        PORT_VXLAN => Step::Vxlan,
+        PORT_VXLAN_GPE => Step::VxlanGpe,
+        PORT_GENEVE => Step::Geneve,
+        PORT_GTP_U => Step::GtpU,
         _ => Step::Done,
     }
 }

@@ -1,4 +1,5 @@
 //! IEEE 802.11 data frames and the radiotap header in front of them.
+use super::numbers::*;
 use super::{Layer, Parser, Step};
 
 impl Parser<'_> {
@@ -18,15 +19,15 @@ impl Parser<'_> {
             match self.be32(i).map(u32::swap_bytes) {
                 Some(w) if i + 4 <= len => {
                     i += 4;
-                    if w & 0x8000_0000 == 0 {
+                    if w & RADIOTAP_PRESENT_EXT == 0 {
                         break true;
                     }
                 }
                 _ => break false,
             }
         };
-        if words_ok && present & 0x2 != 0 {
-            if present & 0x1 != 0 {
+        if words_ok && present & RADIOTAP_PRESENT_FLAGS != 0 {
+            if present & RADIOTAP_PRESENT_TSFT != 0 {
                 i = ((i + 7) & !7) + 8;
             }
             if i < len {
@@ -36,11 +37,11 @@ impl Parser<'_> {
         if !self.push(Layer::Radiotap, len) {
             return Step::Done;
         }
-        if flags & 0x10 != 0 {
+        if flags & RADIOTAP_F_FCS != 0 {
             // The frame ends with the 4-byte FCS.
             self.limit(self.f.len().saturating_sub(4));
         }
-        Step::Ieee80211(flags & 0x20 != 0)
+        Step::Ieee80211(flags & RADIOTAP_F_DATAPAD != 0)
     }
 
     pub(super) fn ieee80211(&mut self, pad: bool) -> Step {
@@ -49,7 +50,11 @@ impl Parser<'_> {
         };
         // Version 0, data frames only, with a body, unprotected, not to be reassembled (more fragments). A
         // fragment number alone does not stop tshark (a lone last fragment is dissected as it is).
-        if fc0 & 0x03 != 0 || (fc0 >> 2) & 0x03 != 2 || fc0 & 0x40 != 0 || fc1 & 0x44 != 0 {
+        if fc0 & 0x03 != IEEE80211_VERSION_0
+            || (fc0 >> 2) & 0x03 != IEEE80211_TYPE_DATA
+            || fc0 & 0x40 != 0
+            || fc1 & 0x44 != 0
+        {
             return Step::Done;
         }
         let mut len = 24;
@@ -76,7 +81,9 @@ impl Parser<'_> {
         let mesh = match self.u8(len) {
             Some(mf) if fc1 & 0x02 != 0 && mf & 0xFC == 0 && mf & 0x03 != 0x03 => {
                 let ml = 6 + 6 * (mf & 0x03) as usize;
-                if self.u8(len + ml) == Some(0xAA) && self.u8(len + ml + 1) == Some(0xAA) {
+                if self.u8(len + ml) == Some(LLC_SAP_SNAP)
+                    && self.u8(len + ml + 1) == Some(LLC_SAP_SNAP)
+                {
                     ml
                 } else {
                     0
