@@ -4,6 +4,18 @@
 //! TCP header (at least the 14 bytes up to the flags) directly under an IPv4 header (unfragmented or first
 //! fragment) or an IPv6 header (after its extension headers). ICMP errors and sFlow samples are never entered.
 //! Length fields bound the packet as tshark's reported length does: a header cut by one is not there.
+//!
+//! Why hand-written and not etherparse (which `tests/decode_oracle.rs` uses as an oracle for the plain
+//! Ethernet/VLAN/IP/TCP case): etherparse drops the TCP header of an IPv4 first fragment (it gives the payload
+//! of any fragmented packet as unparsed), needs all 20 bytes of a TCP header where TraceFlow's rule counts one
+//! from 14 (up to the flags), reads an IPv6 payload length of 0 as "the rest of the frame" where tshark finds
+//! no TCP, and has none of most encapsulations here (NULL/LOOP variants, NFLOG, PPI, radiotap/802.11, Cisco
+//! HDLC, Frame Relay, PPP/PPPoE, MPLS, GRE/ERSPAN, EtherIP, NSH, VXLAN, Geneve, GTP-U). Matching tshark on
+//! those needs our own rules, and this decoder also never allocates.
+//!
+//! Layout: this file holds the public types, the `Step` loop, and the bounds and reported-length handling
+//! (`Parser`'s readers, `limit` and `push`); each protocol family has its file with its `impl Parser` methods,
+//! and [`numbers`] names every protocol number they dispatch on.
 use std::net::{IpAddr, Ipv4Addr};
 
 pub mod numbers;
@@ -25,39 +37,69 @@ mod testutil;
 /// One protocol layer recognised in a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
+    /// BSD loopback (LINKTYPE_NULL) header.
     Null,
+    /// OpenBSD loopback (LINKTYPE_LOOP) header.
     Loop,
+    /// Ethernet II / 802.3 header.
     Ethernet,
+    /// IEEE 802.2 LLC (with SNAP when present).
     Llc,
+    /// An 802.1Q / 802.1ad tag.
     Vlan,
+    /// An MPLS label stack.
     Mpls,
     /// MPLS pseudowire control word (before an Ethernet pseudowire).
     PwCw,
+    /// PPPoE session header.
     Pppoe,
+    /// PPP header (address/control when present, protocol).
     Ppp,
+    /// Linux cooked capture v1.
     Sll,
+    /// Linux cooked capture v2.
     Sll2,
+    /// NFLOG header and TLVs up to the payload.
     Nflog,
+    /// Radiotap header.
     Radiotap,
+    /// Per-Packet Information header.
     Ppi,
+    /// IEEE 802.11 data frame header.
     Ieee80211,
+    /// Cisco HDLC header.
     CiscoHdlc,
+    /// Frame Relay address and encapsulation header.
     FrameRelay,
     /// IEEE 802.1ah (provider backbone bridging) I-TAG.
     Pbb,
+    /// Network Service Header.
     Nsh,
+    /// IPv4 header with options.
     Ipv4,
+    /// IPv6 fixed header.
     Ipv6,
+    /// An IPv6 extension header (hop-by-hop, routing, fragment, destination options).
     Ipv6Ext,
+    /// IP authentication header.
     Ah,
+    /// GRE header with its optional fields.
     Gre,
+    /// ERSPAN header (none for type I).
     Erspan,
+    /// EtherIP header.
     EtherIp,
+    /// UDP or UDP-Lite header.
     Udp,
+    /// VXLAN header.
     Vxlan,
+    /// VXLAN-GPE header.
     VxlanGpe,
+    /// Geneve header with its options.
     Geneve,
+    /// GTPv1-U header with its optional fields and extension headers.
     GtpU,
+    /// TCP header (as much of it as is captured).
     Tcp,
 }
 
@@ -104,8 +146,11 @@ impl Layer {
 /// The header bytes of one layer within the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerSpan {
+    /// Which layer.
     pub layer: Layer,
+    /// Byte offset of its header in the frame.
     pub offset: u32,
+    /// Length of its header (within the captured bytes).
     pub len: u32,
 }
 
@@ -118,11 +163,17 @@ const EMPTY_SPAN: LayerSpan = LayerSpan {
 /// The TCP header fields of a TCP frame, with the addresses of the IP header that directly carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tcp {
+    /// Source address of the IP header directly above the TCP header.
     pub src: IpAddr,
+    /// Destination address of that IP header.
     pub dst: IpAddr,
+    /// Source port.
     pub sport: u16,
+    /// Destination port.
     pub dport: u16,
+    /// Sequence number.
     pub seq: u32,
+    /// Acknowledgment number (whether or not ACK is set).
     pub ack: u32,
     /// 9 bits: NS(0x100) CWR ECE URG ACK PSH RST SYN FIN(0x001).
     pub flags: u16,
@@ -140,12 +191,15 @@ pub struct Tcp {
 }
 
 impl Tcp {
+    /// FIN is set.
     pub fn fin(&self) -> bool {
         self.flags & numbers::TCP_FIN != 0
     }
+    /// SYN is set.
     pub fn syn(&self) -> bool {
         self.flags & numbers::TCP_SYN != 0
     }
+    /// RST is set.
     pub fn rst(&self) -> bool {
         self.flags & numbers::TCP_RST != 0
     }
@@ -159,6 +213,7 @@ pub const MAX_LAYERS: usize = 16;
 pub struct Decoded {
     layers: [LayerSpan; MAX_LAYERS],
     n: u8,
+    /// The TCP header fields, when the frame is a TCP packet.
     pub tcp: Option<Tcp>,
 }
 

@@ -2,7 +2,7 @@
 //! `Frame N`, with `frame_info`, timing and lengths, then the layers nested outermost first down to TCP.
 //!
 //! Each layer's fields are parsed from its own header bytes (the spans [`crate::decode::decode`] reports), so
-//! the values are the frame's real ones, not re-derived.
+//! the values are the frame's real ones, not re-derived. Protocol numbers come from [`crate::decode::numbers`].
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -18,10 +18,15 @@ use crate::label::Timestamp;
 /// A value in a decoded frame. Maps keep their insertion order in every output format.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
+    /// An unsigned number.
     U(u64),
+    /// A boolean.
     B(bool),
+    /// A string.
     S(String),
+    /// A list.
     List(Vec<Node>),
+    /// A map, in insertion order.
     Map(Vec<(String, Node)>),
 }
 
@@ -84,10 +89,15 @@ impl M {
 /// What the dump knows of a frame besides its bytes (from the frames and interfaces tables).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameInfo {
+    /// Frame number in its capture (from 1).
     pub number: u64,
+    /// Timestamp in ns since the Unix epoch.
     pub ts_ns: i64,
+    /// Captured length.
     pub caplen: u32,
+    /// Original (wire) length.
     pub origlen: u32,
+    /// pcap LINKTYPE of the frame's interface.
     pub linktype: u32,
     /// pcapng `if_tsresol` byte of the frame's interface (6 = µs, 9 = ns).
     pub tsresol: u8,
@@ -138,6 +148,7 @@ fn iso(ts: &Timestamp) -> String {
     }
 }
 
+/// Lower-case hex of `b`, no separators.
 pub fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
