@@ -2,7 +2,7 @@
 //! `Frame N`, with `frame_info`, timing and lengths, then the layers nested outermost first down to TCP.
 //!
 //! Each layer's fields are parsed from its own header bytes (the spans [`crate::decode::decode`] reports), so
-//! the values are the frame's real ones, not re-derived.
+//! the values are the frame's real ones, not re-derived. Protocol numbers come from [`crate::decode::numbers`].
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -12,18 +12,24 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use crate::capture::Timestamp;
+use crate::decode::numbers::*;
 use crate::decode::{decode, Layer, LayerSpan};
 
 /// A value in a decoded frame. Maps keep their insertion order in every output format.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
+    /// An unsigned number.
     U(u64),
+    /// A boolean.
     B(bool),
+    /// A string.
     S(String),
     /// Bytes shown as lowercase hex. Kept as bytes so that a large frame's payload costs its size once, not the
     /// three copies of hex text it took as `S` (the hex is written straight to the output).
     Hex(Vec<u8>),
+    /// A list.
     List(Vec<Node>),
+    /// A map, in insertion order.
     Map(Vec<(String, Node)>),
 }
 
@@ -103,10 +109,15 @@ impl M {
 /// What the dump knows of a frame besides its bytes (from the frames and interfaces tables).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameInfo {
+    /// Frame number in its capture (from 1).
     pub number: u64,
+    /// Timestamp in ns since the Unix epoch.
     pub ts_ns: i64,
+    /// Captured length.
     pub caplen: u32,
+    /// Original (wire) length.
     pub origlen: u32,
+    /// pcap LINKTYPE of the frame's interface.
     pub linktype: u32,
     /// pcapng `if_tsresol` byte of the frame's interface (6 = µs, 9 = ns).
     pub tsresol: u8,
@@ -157,6 +168,7 @@ fn iso(ts: &Timestamp) -> String {
     }
 }
 
+/// Lower-case hex of `b`, no separators.
 pub fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
@@ -301,7 +313,7 @@ fn layer_fields(layer: Layer, h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
             .u("session_id", be16(h, 2).unwrap_or(0))
             .u("length", be16(h, 4).unwrap_or(0)),
         Layer::Ppp => {
-            let m = if h.len() >= 4 && h[0] == 0xff && h[1] == 0x03 {
+            let m = if h.len() >= 4 && h[0] == PPP_ADDRESS && h[1] == LLC_CONTROL_UI {
                 m.u("address", h[0]).u("control", h[1])
             } else {
                 m
@@ -435,15 +447,15 @@ fn tcp_fields(h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
         .n(
             "flags",
             M::default()
-                .b("ns", flag(0x100))
-                .b("cwr", flag(0x80))
-                .b("ece", flag(0x40))
-                .b("urg", flag(0x20))
-                .b("ack", flag(0x10))
-                .b("psh", flag(0x08))
-                .b("rst", flag(0x04))
-                .b("syn", flag(0x02))
-                .b("fin", flag(0x01))
+                .b("ns", flag(TCP_NS))
+                .b("cwr", flag(TCP_CWR))
+                .b("ece", flag(TCP_ECE))
+                .b("urg", flag(TCP_URG))
+                .b("ack", flag(TCP_ACK))
+                .b("psh", flag(TCP_PSH))
+                .b("rst", flag(TCP_RST))
+                .b("syn", flag(TCP_SYN))
+                .b("fin", flag(TCP_FIN))
                 .node(),
         )
         .opt_u("window", be16(h, 14));
@@ -471,12 +483,12 @@ pub fn tcp_options(b: &[u8]) -> Vec<Node> {
     while at < b.len() {
         let kind = b[at];
         match kind {
-            0 => {
-                out.push(M::default().u("kind", 0u8).s("name", "eol").node());
+            TCPOPT_EOL => {
+                out.push(M::default().u("kind", TCPOPT_EOL).s("name", "eol").node());
                 break;
             }
-            1 => {
-                out.push(M::default().u("kind", 1u8).s("name", "nop").node());
+            TCPOPT_NOP => {
+                out.push(M::default().u("kind", TCPOPT_NOP).s("name", "nop").node());
                 at += 1;
                 continue;
             }
@@ -496,13 +508,13 @@ pub fn tcp_options(b: &[u8]) -> Vec<Node> {
         let v = &b[at + 2..at + len];
         let m = M::default().u("kind", kind).u("len", len as u64);
         let node = match (kind, v.len()) {
-            (2, 2) => m.s("name", "mss").u("mss", be16(v, 0).unwrap_or(0)),
-            (3, 1) => m
+            (TCPOPT_MSS, 2) => m.s("name", "mss").u("mss", be16(v, 0).unwrap_or(0)),
+            (TCPOPT_WINDOW_SCALE, 1) => m
                 .s("name", "window_scale")
                 .u("shift", v[0])
                 .u("multiplier", 1u64 << v[0].min(14)),
-            (4, 0) => m.s("name", "sack_permitted"),
-            (5, n) if n % 8 == 0 => {
+            (TCPOPT_SACK_PERMITTED, 0) => m.s("name", "sack_permitted"),
+            (TCPOPT_SACK, n) if n % 8 == 0 => {
                 let blocks = v
                     .chunks_exact(8)
                     .map(|c| {
@@ -514,7 +526,7 @@ pub fn tcp_options(b: &[u8]) -> Vec<Node> {
                     .collect();
                 m.s("name", "sack").n("blocks", Node::List(blocks))
             }
-            (8, 8) => m
+            (TCPOPT_TIMESTAMPS, 8) => m
                 .s("name", "timestamps")
                 .u("tsval", be32(v, 0).unwrap_or(0))
                 .u("tsecr", be32(v, 4).unwrap_or(0)),

@@ -1,0 +1,104 @@
+//! Ethernet II, 802.3 with LLC/SNAP, 802.1Q/802.1ad VLAN tags, and the EtherType dispatch shared by every layer that names its payload by EtherType.
+use super::numbers::*;
+use super::{Layer, Parser, Step};
+
+impl Parser<'_> {
+    pub(super) fn ethernet(&mut self) -> Step {
+        match self.be16(12) {
+            Some(t) if self.push(Layer::Ethernet, 14) => match t {
+                0..=IEEE802_3_MAX_LEN => {
+                    self.limit(self.off + t as usize);
+                    Step::Llc
+                }
+                ETHERTYPE_MIN.. => Step::EtherType(t),
+                _ => Step::Done,
+            },
+            _ => Step::Done,
+        }
+    }
+
+    pub(super) fn llc(&mut self) -> Step {
+        match (self.u8(0), self.u8(1), self.u8(2)) {
+            (Some(LLC_SAP_SNAP), Some(LLC_SAP_SNAP), Some(LLC_CONTROL_UI)) => {
+                match (self.be32(3), self.be16(6)) {
+                    (Some(oui), Some(pid))
+                        if matches!(oui >> 8, OUI_ENCAP_ETHER | OUI_CISCO_90) =>
+                    {
+                        self.fixed(Layer::Llc, 8, Step::EtherType(pid))
+                    }
+                    _ => Step::Done,
+                }
+            }
+            // DSAP 6 (IP), whatever the SSAP, in a UI frame or an I frame (2-byte control).
+            (Some(LLC_SAP_IP), Some(_), Some(LLC_CONTROL_UI)) => {
+                self.fixed(Layer::Llc, 3, Step::Ip)
+            }
+            (Some(LLC_SAP_IP), Some(_), Some(c)) if c & 1 == 0 => {
+                self.fixed(Layer::Llc, 4, Step::Ip)
+            }
+            _ => Step::Done,
+        }
+    }
+
+    pub(super) fn ethertype(&mut self, t: u16) -> Step {
+        match t {
+            ETHERTYPE_IPV4 => Step::Ip,
+            ETHERTYPE_IPV6 => Step::Ipv6,
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => Step::Vlan,
+            ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => Step::Mpls,
+            ETHERTYPE_PPPOE_SESSION => Step::Pppoe,
+            ETHERTYPE_TEB => Step::Ethernet,
+            ETHERTYPE_PBB => Step::Pbb,
+            ETHERTYPE_NSH => Step::Nsh,
+            _ => Step::Done,
+        }
+    }
+
+    pub(super) fn vlan(&mut self) -> Step {
+        match self.be16(2) {
+            Some(t) if self.push(Layer::Vlan, 4) => {
+                if t <= IEEE802_3_MAX_LEN {
+                    Step::Llc
+                } else {
+                    Step::EtherType(t)
+                }
+            }
+            _ => Step::Done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::testutil::*;
+    use crate::decode::*;
+
+    #[test]
+    fn ethernet_ipv4_tcp() {
+        let f = eth_ip4_tcp();
+        let t = check4(1, &f, "Ethernet:IPv4:TCP");
+        assert!(!t.fin() && !t.syn() && !t.rst());
+        let d = decode(1, &f);
+        let spans: Vec<(u32, u32)> = d.layers().iter().map(|l| (l.offset, l.len)).collect();
+        assert_eq!(spans, [(0, 14), (14, 20), (34, 20)]);
+    }
+
+    #[test]
+    fn vlan_qinq() {
+        check4(
+            1,
+            &eth(0x8100, &cat(&[&[0, 5, 8, 0], &ip4(6, &seg())])),
+            "Ethernet:VLAN:IPv4:TCP",
+        );
+        let f = eth(
+            0x88A8,
+            &cat(&[&[0, 5, 0x81, 0], &[0, 6, 8, 0], &ip4(6, &seg())]),
+        );
+        check4(1, &f, "Ethernet:VLAN:VLAN:IPv4:TCP");
+        let f = eth(
+            0x9100,
+            &cat(&[&[0, 5, 0x81, 0], &[0, 6, 0x86, 0xDD], &ip6(6, &seg())]),
+        );
+        check6(1, &f, "Ethernet:VLAN:VLAN:IPv6:TCP");
+    }
+}

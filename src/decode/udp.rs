@@ -1,0 +1,197 @@
+//! UDP (and UDP-Lite), and the tunnels found by UDP port: VXLAN, VXLAN-GPE, Geneve and GTP-U.
+use super::numbers::*;
+use super::{Layer, Parser, Step};
+
+impl Parser<'_> {
+    pub(super) fn udp(&mut self, lite: bool) -> Step {
+        let (Some(sport), Some(dport), Some(len)) = (self.be16(0), self.be16(2), self.be16(4))
+        else {
+            return Step::Done;
+        };
+        let under_ipv6 = self.d.n > 0
+            && matches!(
+                self.d.layers[self.d.n as usize - 1].layer,
+                Layer::Ipv6 | Layer::Ipv6Ext
+            );
+        if !self.push(Layer::Udp, 8) {
+            return Step::Done;
+        }
+        // A length below 8 is bogus (tshark dissects no payload); 0 is a jumbogram's under IPv6.
+        let len = len as usize;
+        if lite {
+            // Checksum coverage, not a length.
+        } else if len != 0 {
+            if len < 8 {
+                return Step::Done;
+            }
+            self.limit(self.off - 8 + len);
+        } else if !under_ipv6 {
+            return Step::Done;
+        }
+        // tshark tries the lower port first.
+        let (lo, hi) = if sport <= dport {
+            (sport, dport)
+        } else {
+            (dport, sport)
+        };
+        match udp_port(lo) {
+            Step::Done => udp_port(hi),
+            s => s,
+        }
+    }
+
+    pub(super) fn vxlan_gpe(&mut self) -> Step {
+        let next = match self.u8(3) {
+            Some(VXLAN_GPE_NP_IPV4) => Step::Ip,
+            Some(VXLAN_GPE_NP_IPV6) => Step::Ipv6,
+            Some(VXLAN_GPE_NP_ETHERNET) => Step::Ethernet,
+            Some(VXLAN_GPE_NP_NSH) => Step::Nsh,
+            Some(VXLAN_GPE_NP_MPLS) => Step::Mpls,
+            _ => return Step::Done,
+        };
+        self.fixed(Layer::VxlanGpe, 8, next)
+    }
+
+    pub(super) fn geneve(&mut self) -> Step {
+        let (Some(b0), Some(proto)) = (self.u8(0), self.be16(2)) else {
+            return Step::Done;
+        };
+        // tshark does not check the version (top 2 bits).
+        let len = 8 + (b0 & 0x3F) as usize * 4;
+        if !self.push(Layer::Geneve, len) {
+            return Step::Done;
+        }
+        match proto {
+            ETHERTYPE_TEB => Step::Ethernet,
+            t => self.ethertype(t),
+        }
+    }
+
+    pub(super) fn gtpu(&mut self) -> Step {
+        // GTPv1 (version 1, PT 1), T-PDU only.
+        let (Some(fl), Some(GTP_MSG_TPDU), Some(plen)) = (self.u8(0), self.u8(1), self.be16(2))
+        else {
+            return Step::Done;
+        };
+        if fl >> 5 != GTP_VERSION_1 || fl & 0x10 == 0 {
+            return Step::Done;
+        }
+        let mut len = 8;
+        if fl & 0x07 != 0 {
+            len = 12;
+            if fl & 0x04 != 0 {
+                // Extension header chain: each is a length in 4-byte units (>= 1), its next type in its last byte.
+                let mut next = self.u8(11);
+                loop {
+                    match next {
+                        Some(GTP_EXT_NONE) => break,
+                        Some(_) => {}
+                        None => return Step::Done,
+                    }
+                    match self.u8(len) {
+                        Some(l) if l > 0 => {
+                            len += l as usize * 4;
+                            next = self.u8(len - 1);
+                        }
+                        _ => return Step::Done,
+                    }
+                }
+            }
+        }
+        if !self.push(Layer::GtpU, len) {
+            return Step::Done;
+        }
+        // The length field counts the bytes after the 8-byte mandatory header.
+        self.limit(self.off - len + 8 + plen as usize);
+        Step::Ip
+    }
+}
+
+/// The tunnel a UDP port is the well-known port of.
+fn udp_port(port: u16) -> Step {
+    match port {
+        PORT_VXLAN => Step::Vxlan,
+        PORT_VXLAN_GPE => Step::VxlanGpe,
+        PORT_GENEVE => Step::Geneve,
+        PORT_GTP_U => Step::GtpU,
+        _ => Step::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::testutil::*;
+    use crate::decode::*;
+
+    #[test]
+    fn udp_tunnels() {
+        let vx = udp(
+            50000,
+            4789,
+            &cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth_ip4_tcp()]),
+        );
+        check4(
+            1,
+            &eth(0x0800, &ip4(17, &vx)),
+            "Ethernet:IPv4:UDP:VXLAN:Ethernet:IPv4:TCP",
+        );
+        let gn = udp(
+            50000,
+            6081,
+            &cat(&[&[0x02, 0, 0x65, 0x58, 0, 0, 1, 0], &[0; 8], &eth_ip4_tcp()]),
+        );
+        let f = eth(0x0800, &ip4(17, &gn));
+        check4(1, &f, "Ethernet:IPv4:UDP:Geneve:Ethernet:IPv4:TCP");
+        assert_eq!(decode(1, &f).layers()[3].len, 16);
+        let gn = udp(
+            6081,
+            50000,
+            &cat(&[&[0, 0, 0x08, 0x00, 0, 0, 1, 0], &ip4(6, &seg())]),
+        );
+        check4(
+            1,
+            &eth(0x0800, &ip4(17, &gn)),
+            "Ethernet:IPv4:UDP:Geneve:IPv4:TCP",
+        );
+        // GTP-U with sequence number and a PDU session container extension header.
+        let gtp = gtpu(
+            0x36,
+            0xFF,
+            &cat(&[&[0, 1, 0, 0x85], &[1, 0x10, 0x09, 0x00]]),
+            &ip6(6, &seg()),
+        );
+        let f = eth(0x0800, &ip4(17, &udp(2152, 2152, &gtp)));
+        check6(1, &f, "Ethernet:IPv4:UDP:GTP-U:IPv6:TCP");
+        assert_eq!(decode(1, &f).layers()[3].len, 16);
+        let gtp = gtpu(0x30, 0xFF, &[], &ip4(6, &seg()));
+        check4(
+            1,
+            &eth(0x0800, &ip4(17, &udp(40000, 2152, &gtp))),
+            "Ethernet:IPv4:UDP:GTP-U:IPv4:TCP",
+        );
+        // Signalling (echo request), an extension header of length 0, or a GTP length of 0: no TCP.
+        let gtp = gtpu(0x30, 0x01, &[], &ip4(6, &seg()));
+        no_tcp(1, &eth(0x0800, &ip4(17, &udp(2152, 2152, &gtp))));
+        let gtp = gtpu(
+            0x34,
+            0xFF,
+            &cat(&[&[0, 0, 0, 0x85], &[0, 0, 0, 0]]),
+            &ip4(6, &seg()),
+        );
+        no_tcp(1, &eth(0x0800, &ip4(17, &udp(2152, 2152, &gtp))));
+        let mut gtp = gtpu(0x30, 0xFF, &[], &ip4(6, &seg()));
+        gtp[2..4].copy_from_slice(&[0, 0]);
+        no_tcp(1, &eth(0x0800, &ip4(17, &udp(2152, 2152, &gtp))));
+        // A UDP length below 8: no payload.
+        let mut vx = udp(
+            50000,
+            4789,
+            &cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth_ip4_tcp()]),
+        );
+        vx[4..6].copy_from_slice(&4u16.to_be_bytes());
+        no_tcp(1, &eth(0x0800, &ip4(17, &vx)));
+        // Plain UDP, and sFlow (never entered).
+        no_tcp(1, &eth(0x0800, &ip4(17, &udp(5000, 53, &ip4(6, &seg())))));
+        no_tcp(1, &eth(0x0800, &ip4(17, &udp(5000, 6343, &ip4(6, &seg())))));
+    }
+}
