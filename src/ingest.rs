@@ -377,7 +377,7 @@ impl Cancel {
 
 /// How writing one capture ended, on the writer's side.
 enum Written {
-    Done(Outcome),
+    Done(Box<Outcome>),
     Failed(ReadFailure),
 }
 
@@ -411,7 +411,7 @@ fn write_capture(
                 drop(held);
                 on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
             }
-            Ok(Msg::End(end)) => return Ok(Written::Done(w.finish(end)?)),
+            Ok(Msg::End(end)) => return Ok(Written::Done(Box::new(w.finish(end)?))),
             Ok(Msg::Failed(why)) => return Ok(Written::Failed(why)),
         }
     }
@@ -753,8 +753,12 @@ pub fn run(
                 Some(b) => b.suspend(|| log(m)),
                 None => log(m),
             };
+            let outcome = outcome.map(|w| match w {
+                Written::Done(o) => Ok(*o),
+                Written::Failed(f) => Err(f),
+            });
             match outcome {
-                Ok(Written::Done(Outcome::Indexed {
+                Ok(Ok(Outcome::Indexed {
                     end, superseded, ..
                 })) => {
                     summary.indexed += 1;
@@ -795,17 +799,17 @@ pub fn run(
                         ));
                     }
                 }
-                Ok(Written::Done(Outcome::AlreadyIndexed { name, .. })) => {
+                Ok(Ok(Outcome::AlreadyIndexed { name, .. })) => {
                     summary.skipped += 1;
                     if !opts.quiet {
                         say(format!("{}: already indexed (as {name})", src.path));
                     }
                 }
-                Ok(Written::Failed(ReadFailure::Interrupted)) => {
+                Ok(Err(ReadFailure::Interrupted)) => {
                     summary.interrupted = true;
                     say(format!("{}: interrupted, rolled back", src.path));
                 }
-                Ok(Written::Failed(ReadFailure::Failed(why))) => {
+                Ok(Err(ReadFailure::Failed(why))) => {
                     summary.failed += 1;
                     say(format!("error: {}: {why}", src.path));
                 }

@@ -5,7 +5,7 @@
 //! fragment) or an IPv6 header (after its extension headers). ICMP errors and sFlow samples are never entered.
 //! Length fields bound the packet as tshark's reported length does: a header cut by one is not there.
 //!
-//! Why hand-written and not etherparse (which `tests/decode_oracle.rs` uses as an oracle for the plain
+//! Why hand-written and not etherparse (which `tests/it/decode_oracle.rs` uses as an oracle for the plain
 //! Ethernet/VLAN/IP/TCP case): etherparse drops the TCP header of an IPv4 first fragment (it gives the payload
 //! of any fragmented packet as unparsed), needs all 20 bytes of a TCP header where TraceFlow's rule counts one
 //! from 14 (up to the flags), reads an IPv6 payload length of 0 as "the rest of the frame" where tshark finds

@@ -5,23 +5,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use super::util::{corpus, tf};
+use assert_cmd::prelude::*;
 use rusqlite::Connection;
 use traceflow::cli::query::{run_query, QueryArgs, QueryFormat};
 use traceflow::dump::{self, DumpError, DumpFormat, DumpOptions};
 use traceflow::store::read as query;
 use traceflow::store::read::IndexEntry;
 use traceflow::{ingest, store, synth};
-
-fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/captures");
-    assert!(
-        dir.is_dir(),
-        "the conformance corpus is missing at {} — it must sit beside the repo as ../shared/conformance",
-        dir.display()
-    );
-    dir
-}
 
 /// One frame as an independent reader (pcap-parser) sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -451,12 +442,6 @@ fn sample_db(tmp: &Path, embed: bool) -> (PathBuf, PathBuf) {
 fn first_label(db: &Path) -> String {
     let conn = store::open(db).unwrap();
     query::index(&conn, None).unwrap()[0].label.clone()
-}
-
-fn tf(db: &Path) -> Command {
-    let mut c = Command::cargo_bin("traceflow").unwrap();
-    c.env_remove("TRACEFLOW_DB").arg("--db").arg(db);
-    c
 }
 
 /// The decoded formats: json and plist parse, and carry the frames keyed as pcapkit does, down to TCP.

@@ -10,106 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::prelude::*;
+use super::util::{pcap, peak_rss, run, tf as cmd, wait_bounded, Run, T0};
 use rusqlite::Connection;
 use traceflow::dump::pcapwrite::PcapWriter;
 use traceflow::synth::{self, Segment};
-
-const T0: i64 = 1_700_000_000_000_000_000;
-
-struct Run {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn cmd(db: &Path) -> Command {
-    let mut c = Command::cargo_bin("traceflow").unwrap();
-    c.arg("--db").arg(db).env_remove("TRACEFLOW_DB");
-    c
-}
-
-/// Waits for `child` at most `limit`; a child still running then is killed and the test fails.
-fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Run {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{what} panicked:\n{stderr}");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr,
-    }
-}
-
-fn run(db: &Path, args: &[&str]) -> Run {
-    let child = cmd(db)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_bounded(child, Duration::from_secs(60), &format!("{args:?}"))
-}
-
-/// Runs `c` and returns its exit status, its peak RSS in MiB and its stderr.
-///
-/// The peak is the kernel's count for that process (wait4's ru_maxrss), taken by a small python3 parent:
-/// Linux carries the max RSS of the address space a process had before exec into its own figure, and a child
-/// spawned straight from this test binary (vfork) would inherit the test process's peak. python3's is ~10 MiB.
-fn run_measured(c: Command) -> (i32, f64, String) {
-    const WAIT4: &str = "import os, subprocess, sys\n\
-p = subprocess.Popen(sys.argv[2:])\n\
-_, status, usage = os.wait4(p.pid, 0)\n\
-open(sys.argv[1], 'w').write('%d %d' % (os.waitstatus_to_exitcode(status), usage.ru_maxrss))\n";
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let mut py = Command::new("python3");
-    py.arg("-c")
-        .arg(WAIT4)
-        .arg(report.path())
-        .arg(c.get_program())
-        .args(c.get_args());
-    for (k, v) in c.get_envs() {
-        match v {
-            Some(v) => py.env(k, v),
-            None => py.env_remove(k),
-        };
-    }
-    let out = py
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(report.path()).unwrap();
-    let mut parts = text.split(' ').map(|p| p.parse::<i64>().unwrap());
-    let (code, kib) = (parts.next().unwrap(), parts.next().unwrap());
-    (
-        code as i32,
-        kib as f64 / 1024.0,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn pcap_of(frames: &[(i64, Vec<u8>)]) -> Vec<u8> {
-    let mut w = PcapWriter::new(Vec::new(), 1, 65535, false, false).unwrap();
-    for (ts, f) in frames {
-        w.write(*ts, f.len() as u32, f).unwrap();
-    }
-    w.into_inner()
-}
 
 fn sample_frames() -> Vec<(i64, Vec<u8>)> {
     synth::conversations(6, T0)
@@ -133,7 +37,7 @@ fn db_with(dir: &Path, name: &str, bytes: &[u8], extra: &[&str]) -> (PathBuf, Pa
 fn index(db: &Path) -> Vec<(String, Vec<u64>)> {
     let r = run(db, &["query", "--format", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     v.as_array()
         .unwrap()
         .iter()
@@ -174,7 +78,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 #[test]
 fn o_file_is_untouched_when_the_source_is_missing() {
     let d = tempfile::tempdir().unwrap();
-    let (db, cap) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let (db, cap) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
     let label = index(&db)[0].0.clone();
     let out = d.path().join("out").join("mine.pcap");
     std::fs::create_dir(out.parent().unwrap()).unwrap();
@@ -214,7 +118,7 @@ fn o_file_is_untouched_when_the_source_is_missing() {
 fn o_fifo_is_written_in_place() {
     let d = tempfile::tempdir().unwrap();
     let frames = sample_frames();
-    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&frames), &[]);
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &frames), &[]);
     let (label, numbers) = index(&db)[0].clone();
     let fifo = d.path().join("fifo");
     mkfifo(&fifo);
@@ -240,7 +144,7 @@ fn o_fifo_is_written_in_place() {
 #[test]
 fn dump_refuses_a_symlink_planted_for_a_capture_folder() {
     let d = tempfile::tempdir().unwrap();
-    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
     let dir = d.path().join("dump");
     let outside = d.path().join("outside");
     std::fs::create_dir(&dir).unwrap();
@@ -297,7 +201,7 @@ fn dump_refuses_a_symlink_planted_for_a_capture_folder() {
 #[test]
 fn a_prev_in_flow_cycle_ends() {
     let d = tempfile::tempdir().unwrap();
-    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
     let (label, numbers) = index(&db).into_iter().find(|(_, n)| n.len() >= 3).unwrap();
     let (first, last) = (numbers[0], *numbers.last().unwrap());
     let set_prev = |frame: u64, prev: Option<u64>| {
@@ -310,7 +214,7 @@ fn a_prev_in_flow_cycle_ends() {
             .unwrap();
     };
     let frames_dumped = |r: &Run| {
-        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         v.as_object().unwrap().len()
     };
     // The issue's reproduction: the first frame points back at the last. The walk stops there, whole.
@@ -335,7 +239,11 @@ fn concurrent_first_opens_all_succeed() {
             let p = d.path().join(format!("c{i}.pcap"));
             std::fs::write(
                 &p,
-                pcap_of(&synth::conversations(2 + i, T0 + i as i64 * 1_000_000_000)),
+                pcap(
+                    1,
+                    65535,
+                    &synth::conversations(2 + i, T0 + i as i64 * 1_000_000_000),
+                ),
             )
             .unwrap();
             p
@@ -346,7 +254,7 @@ fn concurrent_first_opens_all_succeed() {
         if round % 2 == 1 {
             // An older schema: version 1, as traceflow wrote it.
             let c = Connection::open(&db).unwrap();
-            c.execute_batch(include_str!("../migrations/0001_init.sql"))
+            c.execute_batch(include_str!("../../migrations/0001_init.sql"))
                 .unwrap();
             c.pragma_update(None, "user_version", 1).unwrap();
         }
@@ -394,7 +302,7 @@ fn reopened_label_capture() -> Vec<u8> {
         (T0 + 1000, synth::eth_ipv4_tcp(&seg(0x10, 101))),
     ];
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&pcap_of(&frames)).unwrap();
+    gz.write_all(&pcap(1, 65535, &frames)).unwrap();
     gz.finish().unwrap()
 }
 
@@ -507,7 +415,7 @@ fn a_folder_dump_does_not_hold_the_captures_frames() {
         "--dump",
     ])
     .arg(d.path().join("out"));
-    let (code, mib, err) = run_measured(c);
+    let (code, mib, err) = peak_rss(c);
     assert_eq!(code, 0, "{err}");
     assert_eq!(names_in(&d.path().join("out")).len(), 8);
     // 800,000 frames: holding their references took 137 MiB before; one flow at a time takes about 30.
@@ -523,7 +431,7 @@ fn a_crafted_caplen_is_refused() {
         let sub = d.path().join(format!("e{embed}"));
         std::fs::create_dir(&sub).unwrap();
         let extra: &[&str] = if embed { &["--embed"] } else { &[] };
-        let (db, _) = db_with(&sub, "s.pcap", &pcap_of(&sample_frames()), extra);
+        let (db, _) = db_with(&sub, "s.pcap", &pcap(1, 65535, &sample_frames()), extra);
         let (label, numbers) = index(&db)[0].clone();
         Connection::open(&db)
             .unwrap()
@@ -534,7 +442,7 @@ fn a_crafted_caplen_is_refused() {
             .unwrap();
         let mut c = cmd(&db);
         c.args(["query", "--flow", &label, "--format", "json"]);
-        let (code, mib, err) = run_measured(c);
+        let (code, mib, err) = peak_rss(c);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("captured length of 4294967040"), "{err}");
         eprintln!("RSS {mib:.1}");
@@ -570,7 +478,7 @@ fn a_large_frame_renders_in_bounded_memory() {
     for format in ["tree", "json"] {
         let mut c = cmd(&db);
         c.args(["query", "--flow", &label, "--format", format]);
-        let (code, mib, err) = run_measured(c);
+        let (code, mib, err) = peak_rss(c);
         assert_eq!(code, 0, "{err}");
         // Its bytes and the node's copy are ~100 MiB; the hex text and its copies took 245 MiB before.
         assert!(mib < 160.0, "--format {format}: peak RSS {mib:.0} MiB");
@@ -582,14 +490,14 @@ fn a_large_frame_renders_in_bounded_memory() {
 fn a_same_size_rewrite_with_the_old_mtime_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let frames = sample_frames();
-    let (db, cap) = db_with(d.path(), "s.pcap", &pcap_of(&frames), &[]);
+    let (db, cap) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &frames), &[]);
     let mtime = std::fs::metadata(&cap).unwrap().modified().unwrap();
     let label = index(&db)[0].0.clone();
     let shifted: Vec<(i64, Vec<u8>)> = frames
         .iter()
         .map(|(t, f)| (t + 3_000_000_000, f.clone()))
         .collect();
-    std::fs::write(&cap, pcap_of(&shifted)).unwrap();
+    std::fs::write(&cap, pcap(1, 65535, &shifted)).unwrap();
     std::fs::File::options()
         .write(true)
         .open(&cap)
@@ -597,7 +505,7 @@ fn a_same_size_rewrite_with_the_old_mtime_is_refused() {
         .set_modified(mtime)
         .unwrap();
     let r = run(&db, &["query", "--flow", &label, "--format", "json"]);
-    assert_eq!(r.code, 2, "{}", String::from_utf8_lossy(&r.stdout));
+    assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("no longer matches"), "{}", r.stderr);
 }
 
@@ -610,7 +518,7 @@ fn a_closed_stderr_does_not_stop_an_ingest() {
     for i in 0..5 {
         std::fs::write(
             dir.join(format!("c{i}.pcap")),
-            pcap_of(&synth::conversations(2, T0 + i * 1_000_000_000)),
+            pcap(1, 65535, &synth::conversations(2, T0 + i * 1_000_000_000)),
         )
         .unwrap();
     }
@@ -644,17 +552,17 @@ fn control_characters_in_names_are_escaped() {
     let (db, _) = db_with(
         d.path(),
         "evil\u{1b}[2J\u{7}.pcap",
-        &pcap_of(&sample_frames()),
+        &pcap(1, 65535, &sample_frames()),
         &[],
     );
     let r = run(&db, &["captures", "--format", "table"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let out = String::from_utf8(r.stdout).unwrap();
+    let out = r.stdout.clone();
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
     assert!(out.contains("evil\\e[2J\\x07.pcap"), "{out}");
     // JSON keeps the name exactly (escaped the JSON way).
     let r = run(&db, &["captures", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[0]["name"], "evil\u{1b}[2J\u{7}.pcap");
     // Messages too.
     let r = run(
@@ -676,7 +584,7 @@ fn read_commands_never_write() {
     let v1 = d.path().join("v1.db");
     {
         let c = Connection::open(&v1).unwrap();
-        c.execute_batch(include_str!("../migrations/0001_init.sql"))
+        c.execute_batch(include_str!("../../migrations/0001_init.sql"))
             .unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
     }
@@ -701,7 +609,7 @@ fn read_commands_never_write() {
         .execute_batch("CREATE TABLE notes (t TEXT)")
         .unwrap();
     let cap = d.path().join("s.pcap");
-    std::fs::write(&cap, pcap_of(&sample_frames())).unwrap();
+    std::fs::write(&cap, pcap(1, 65535, &sample_frames())).unwrap();
     for args in [&["captures"][..], &["ingest", cap.to_str().unwrap()][..]] {
         let r = run(&other, args);
         assert_eq!(r.code, 2, "{}", r.stderr);
@@ -739,7 +647,7 @@ fn a_read_only_wal_database_in_a_read_only_folder_is_read() {
     let d = tempfile::tempdir().unwrap();
     let ro = d.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
-    let (db, _) = db_with(&ro, "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let (db, _) = db_with(&ro, "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
     let mode: String = Connection::open(&db)
         .unwrap()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -753,7 +661,7 @@ fn a_read_only_wal_database_in_a_read_only_folder_is_read() {
     let r2 = as_unprivileged(&db, &["query", "--format", "json"]);
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[0]["name"], "s.pcap");
     assert_eq!(r2.code, 0, "{}", r2.stderr);
     assert_eq!(names_in(&ro), ["s.pcap", "t.db"]);
@@ -763,7 +671,7 @@ fn a_read_only_wal_database_in_a_read_only_folder_is_read() {
 #[test]
 fn schema_errors_are_one_clear_line() {
     let d = tempfile::tempdir().unwrap();
-    let (db, cap) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let (db, cap) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
     Connection::open(&db)
         .unwrap()
         .pragma_update(None, "user_version", 99)
@@ -788,7 +696,7 @@ fn schema_errors_are_one_clear_line() {
     let v1 = d.path().join("v1.db");
     {
         let c = Connection::open(&v1).unwrap();
-        c.execute_batch(include_str!("../migrations/0001_init.sql"))
+        c.execute_batch(include_str!("../../migrations/0001_init.sql"))
             .unwrap();
         c.execute_batch("DROP VIEW tcp_frames").unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
@@ -819,7 +727,7 @@ fn schema_errors_are_one_clear_line() {
 #[test]
 fn a_failed_folder_dump_leaves_nothing_half_written() {
     let d = tempfile::tempdir().unwrap();
-    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
     let idx = index(&db);
     // The last label of the index makes a file name too long for any file system.
     let long = format!("{}-{}", idx.last().unwrap().0, "x".repeat(300));

@@ -5,76 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use assert_cmd::prelude::*;
+use super::util::{
+    conformance, count, finish, ingest, pcap_conversations as pcap_bytes, run, tf as cmd, Run, T0,
+};
 use rusqlite::Connection;
 use serde_json::Value;
-use traceflow::dump::pcapwrite::PcapWriter;
-use traceflow::synth;
-
-const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance");
-const T0: i64 = 1_700_000_000_000_000_000;
-
-fn conformance() -> PathBuf {
-    let p = PathBuf::from(CONFORMANCE);
-    assert!(
-        p.join("captures").is_dir(),
-        "{} is missing: these tests need the shared conformance corpus",
-        p.display()
-    );
-    p
-}
-
-fn pcap_bytes(conns: u32, start_ns: i64) -> Vec<u8> {
-    let mut w = PcapWriter::new(Vec::new(), 1, 65535, false, false).unwrap();
-    for (ts, f) in synth::conversations(conns, start_ns) {
-        w.write(ts, f.len() as u32, &f).unwrap();
-    }
-    w.into_inner()
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn cmd(db: &Path) -> Command {
-    let mut c = Command::cargo_bin("traceflow").unwrap();
-    c.arg("--db").arg(db).env_remove("TRACEFLOW_DB");
-    c
-}
-
-fn finish(args: &[String], out: std::process::Output) -> Run {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "traceflow {args:?} panicked:\n{stderr}"
-    );
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        [0, 1, 2].contains(&code),
-        "traceflow {args:?}: {:?}\n{stderr}",
-        out.status
-    );
-    Run {
-        code,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
-}
-
-fn run(db: &Path, args: &[&str]) -> Run {
-    let out = cmd(db).args(args).output().unwrap();
-    finish(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), out)
-}
-
-fn ingest(db: &Path, extra: &[&str], inputs: &[&Path]) -> Run {
-    let mut args: Vec<String> = vec!["ingest".into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(inputs.iter().map(|p| p.to_string_lossy().into_owned()));
-    let out = cmd(db).args(&args).output().unwrap();
-    finish(&args, out)
-}
 
 /// `traceflow ingest -` with `bytes` on standard input.
 fn ingest_stdin(db: &Path, bytes: Vec<u8>) -> Run {
@@ -92,7 +27,7 @@ fn ingest_stdin(db: &Path, bytes: Vec<u8>) -> Run {
     });
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    finish(&["ingest".into(), "-".into()], out)
+    finish("ingest -", out)
 }
 
 fn json(db: &Path, args: &[&str]) -> Value {
@@ -112,13 +47,6 @@ fn captures_stable(db: &Path) -> Value {
         o.remove("id");
     }
     v
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    Connection::open(db)
-        .unwrap()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
 }
 
 /// Table sizes, to see that nothing at all changed.

@@ -4,26 +4,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use assert_cmd::prelude::*;
+use super::util::{count, ingest, pcap_conversations as pcap_bytes, peak_rss, tf, T0};
 use rusqlite::Connection;
-use traceflow::dump::pcapwrite::PcapWriter;
-use traceflow::synth;
-
-const T0: i64 = 1_700_000_000_000_000_000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers (copied from ingest_behaviour.rs / robustness.rs)
-
-fn pcap_bytes(conns: u32, start_ns: i64) -> Vec<u8> {
-    let mut w = PcapWriter::new(Vec::new(), 1, 65535, false, false).unwrap();
-    for (ts, f) in synth::conversations(conns, start_ns) {
-        w.write(ts, f.len() as u32, &f).unwrap();
-    }
-    w.into_inner()
-}
 
 /// A little-endian µs pcap header with link type 1 and the given snaplen.
 fn pcap_header(snaplen: u32) -> Vec<u8> {
@@ -47,47 +35,6 @@ fn pcap_record_header(ts_sec: u32, caplen: u32, origlen: u32) -> Vec<u8> {
     r
 }
 
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
-fn cmd(db: &Path) -> Command {
-    let mut c = Command::cargo_bin("traceflow").unwrap();
-    c.arg("--db").arg(db).env_remove("TRACEFLOW_DB");
-    c
-}
-
-fn finish(args: &[String], out: std::process::Output) -> Run {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "traceflow {args:?} panicked:\n{stderr}"
-    );
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        [0, 1, 2].contains(&code),
-        "traceflow {args:?}: {:?}\n{stderr}",
-        out.status
-    );
-    Run { code, stderr }
-}
-
-fn ingest(db: &Path, extra: &[&str], inputs: &[&Path]) -> Run {
-    let mut args: Vec<String> = vec!["ingest".into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(inputs.iter().map(|p| p.to_string_lossy().into_owned()));
-    let out = cmd(db).args(&args).stdin(Stdio::null()).output().unwrap();
-    finish(&args, out)
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    Connection::open(db)
-        .unwrap()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
-}
-
 fn abs(p: &Path) -> String {
     std::path::absolute(p)
         .unwrap()
@@ -98,40 +45,15 @@ fn abs(p: &Path) -> String {
 // ---------------------------------------------------------------------------------------------------------------
 // 6. --embed memory is bounded in bytes
 
-/// Runs the binary and returns (exit code, stderr, the child's peak RSS in KiB), read exactly from `wait4`'s
-/// rusage rather than sampled.
+/// A pcap of `records` records of `size` zero bytes each, timestamped from `ts0` s.
+/// Runs the binary and returns (exit code, stderr, the child's peak RSS in KiB), as `util::peak_rss` measures it.
 fn run_measuring_rss(db: &Path, args: &[String]) -> (i32, String, i64) {
-    let mut child = cmd(db)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data that wait4 fills in; pid is our own child, not yet reaped.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(got, pid, "wait4: {}", std::io::Error::last_os_error());
-    let stderr = reader.join().unwrap();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    // The child is reaped: std's Child must not wait for it again (it is dropped without a wait).
-    std::mem::forget(child);
-    (code, stderr, usage.ru_maxrss)
+    let mut c = tf(db);
+    c.args(args);
+    let (code, mib, stderr) = peak_rss(c);
+    (code, stderr, (mib * 1024.0) as i64)
 }
 
-/// A pcap of `records` records of `size` zero bytes each, timestamped from `ts0` s.
 fn big_record_pcap(path: &Path, records: u32, size: u32, ts0: u32) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     f.write_all(&pcap_header(0)).unwrap();
@@ -344,7 +266,7 @@ fn a_damaged_stream_that_stays_open_still_commits() {
     }
     bytes.extend_from_slice(&pcap_record_header(9, 512 << 20, 512 << 20));
     bytes.extend_from_slice(&[0u8; 4096]);
-    let mut child = cmd(&db)
+    let mut child = tf(&db)
         .args(["ingest", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -2,11 +2,10 @@
 //! wrong. Also the fuzzers' regression cases and their seed generator (`cargo test --test robustness -- --ignored
 //! write_fuzz_seeds`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use assert_cmd::prelude::*;
+use super::util::{gzip, pcap as pcap_of, pcap_record, run as traceflow, Run, T0};
 use rusqlite::Connection;
 use traceflow::capture::CaptureReader;
 use traceflow::decode::decode;
@@ -14,29 +13,8 @@ use traceflow::dump::pcapwrite::{PcapNgWriter, PcapWriter};
 use traceflow::synth::{self, Segment};
 use traceflow::trace::Tracer;
 
-const T0: i64 = 1_700_000_000_000_000_000;
-
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
-
-/// A pcap of `frames` (ns timestamps) with the given link type and snaplen.
-fn pcap_of(linktype: u32, snaplen: u32, frames: &[(i64, Vec<u8>)]) -> Vec<u8> {
-    let mut w = PcapWriter::new(Vec::new(), linktype, snaplen, false, false).unwrap();
-    for (ts, f) in frames {
-        w.write(*ts, f.len() as u32, f).unwrap();
-    }
-    w.into_inner()
-}
-
-/// A pcap record written by hand: any caplen, whatever the data.
-fn pcap_record(ts_sec: u32, caplen: u32, origlen: u32, data: &[u8]) -> Vec<u8> {
-    let mut r = Vec::new();
-    for v in [ts_sec, 0, caplen, origlen] {
-        r.extend_from_slice(&v.to_le_bytes());
-    }
-    r.extend_from_slice(data);
-    r
-}
 
 /// A little-endian pcapng block with `blen` as both its length fields (not necessarily the true length).
 fn ng_block(btype: u32, body: &[u8], blen: Option<u32>) -> Vec<u8> {
@@ -111,42 +89,8 @@ fn random_bytes(n: usize, mut seed: u64) -> Vec<u8> {
     out
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Running the binary
-
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
-fn traceflow(db: &Path, args: &[&str]) -> Run {
-    let out = Command::cargo_bin("traceflow")
-        .unwrap()
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("TRACEFLOW_DB")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        !stderr.contains("panicked"),
-        "traceflow {args:?} panicked:\n{stderr}"
-    );
-    assert!(
-        [0, 1, 2].contains(&code),
-        "traceflow {args:?} exited with {:?}:\n{stderr}",
-        out.status
-    );
-    Run { code, stderr }
-}
 
 fn ingest(db: &Path, inputs: &[&Path]) -> Run {
     let mut args = vec!["ingest".to_string(), "--jobs".into(), "2".into()];

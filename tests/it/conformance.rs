@@ -1,19 +1,10 @@
 //! Conformance: every capture in ../shared/conformance must give exactly the expected flow index.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::util::conformance as corpus;
 use traceflow::store::read as query;
 use traceflow::{ingest, store};
-
-fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
-    assert!(
-        dir.join("captures").is_dir() && dir.join("expected").is_dir(),
-        "the conformance corpus is missing at {} — it must sit beside the repo as ../shared/conformance",
-        dir.display()
-    );
-    dir
-}
 
 #[derive(serde::Deserialize)]
 struct Expected {

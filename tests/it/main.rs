@@ -1,0 +1,11 @@
+//! The integration tests, as one test binary (one link, one run): each module is one area of traceflow, and
+//! `util` holds what they share (the corpus, running the binary, writing captures).
+
+mod conformance;
+mod decode_oracle;
+mod dump;
+mod hardening;
+mod ingest;
+mod ingest_hardening;
+mod robustness;
+mod util;
