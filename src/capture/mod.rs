@@ -18,7 +18,7 @@ mod timestamp;
 pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
 use compress::{SharedTap, Tap};
 pub use pcapng::ticks_to_ts;
-pub use timestamp::Timestamp;
+pub use timestamp::{tsresol_digits, Timestamp};
 
 /// The first block type of every pcapng file (section header block), also its magic.
 pub(crate) const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
@@ -142,7 +142,8 @@ pub struct CaptureReader {
 /// A file's size and modification time (ns since the epoch), as `fstat` gives them.
 pub type FileStat = (u64, Option<i64>);
 
-fn file_stat(m: &std::fs::Metadata) -> FileStat {
+/// A file's size and modification time, from its metadata.
+pub fn file_stat(m: &std::fs::Metadata) -> FileStat {
     let mtime = m.modified().ok().and_then(|t| {
         t.duration_since(std::time::UNIX_EPOCH)
             .ok()

@@ -1,4 +1,4 @@
-//! A frame's time as the exact decimal the capture records.
+//! A frame's time as the exact decimal the capture records, and the text forms traceflow shows times in.
 
 /// A frame timestamp as the exact decimal `sec.frac` that the capture records.
 ///
@@ -51,5 +51,52 @@ impl Timestamp {
     /// `float(time_epoch)`: the decimal parsed with correct rounding (Rust's parser rounds correctly).
     pub fn as_f64(&self) -> f64 {
         self.decimal().parse().unwrap_or(0.0)
+    }
+}
+
+/// Decimal digits of a timestamp's fraction for a pcapng `if_tsresol` byte (pcap: 6 or 9), at most 9 (times are
+/// stored in ns); a power-of-two resolution is shown in ns.
+pub fn tsresol_digits(tsresol: u8) -> u8 {
+    if tsresol & 0x80 != 0 {
+        9
+    } else {
+        tsresol.min(9)
+    }
+}
+
+impl Timestamp {
+    /// The time stored as `ns` since the epoch, shown with `digits` decimal places (at most 9).
+    pub fn from_ns(ns: i64, digits: u8) -> Timestamp {
+        let d = digits.min(9);
+        let sub = ns.rem_euclid(1_000_000_000) as u64;
+        Timestamp::new(
+            ns.div_euclid(1_000_000_000),
+            sub / 10u64.pow(9 - d as u32),
+            d,
+        )
+    }
+
+    /// RFC 3339 in UTC with the timestamp's own fraction digits, e.g. `2013-11-25T14:55:58.387631Z`; the exact
+    /// decimal seconds when the year is out of range.
+    pub fn rfc3339(&self) -> String {
+        match time::OffsetDateTime::from_unix_timestamp(self.sec) {
+            Ok(t) => {
+                let mut s = format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                    t.year(),
+                    t.month() as u8,
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                );
+                if self.digits > 0 {
+                    s.push_str(&format!(".{:0w$}", self.frac, w = self.digits as usize));
+                }
+                s.push('Z');
+                s
+            }
+            Err(_) => self.decimal(),
+        }
     }
 }

@@ -19,6 +19,8 @@ use serde::ser::{Error as _, SerializeMap};
 use serde::{Serialize, Serializer};
 
 use crate::store::read::{self as query, IndexEntry, QueryError};
+pub use crate::store::read::{capture_groups, select_label, FlowFrames, FlowGroup};
+use crate::store::read::{interfaces, Iface};
 use file::DumpDir;
 use pcapwrite::{PcapNgWriter, PcapWriter};
 use render::FrameInfo;
@@ -30,16 +32,6 @@ pub enum DumpError {
     Query(#[from] QueryError),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("no flow labelled {label:?}{scope}{hint}")]
-    UnknownLabel {
-        label: String,
-        scope: String,
-        hint: String,
-    },
-    #[error(
-        "flows labelled {label:?} are in several captures ({captures}); choose one with --capture"
-    )]
-    LabelInSeveralCaptures { label: String, captures: String },
     #[error(
         "flow {label:?} has frames of several link types ({linktypes}); a pcap file holds one link type, \
          use --format pcapng"
@@ -188,248 +180,6 @@ impl DumpOptions {
     }
 }
 
-/// The flows of one capture that share a label: one dump.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlowGroup {
-    pub capture_id: i64,
-    pub label: String,
-    /// flow_no of each flow, in index order.
-    pub flows: Vec<i64>,
-}
-
-/// Index order of a capture's flows: open flows in creation order, then closed flows in closing order.
-const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
-
-/// Every flow labelled `label` (in `capture`, or in the one capture that has it).
-pub fn select_label(
-    conn: &Connection,
-    capture: Option<i64>,
-    label: &str,
-) -> Result<FlowGroup, DumpError> {
-    // The label's time is its flow's first frame time: the flows_first_ns index (capture_id, first_ns) finds it
-    // with one seek per capture, without a scan.
-    let (lo, hi) = crate::store::read::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
-    let rows: Vec<(i64, i64, String)> = conn
-        .prepare(&format!(
-            "SELECT f.capture_id, f.flow_no, c.name FROM flows f
-             JOIN captures c ON c.id = f.capture_id
-             WHERE f.label = ?1 AND f.first_ns BETWEEN ?3 AND ?4
-               AND f.capture_id IN (SELECT id FROM captures WHERE ?2 IS NULL OR id = ?2)
-             ORDER BY f.capture_id, {INDEX_ORDER}"
-        ))?
-        .query_map(rusqlite::params![label, capture, lo, hi], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let Some(first) = rows.first() else {
-        return Err(unknown_label(conn, capture, label));
-    };
-    let cid = first.0;
-    if rows.iter().any(|r| r.0 != cid) {
-        let mut caps: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
-        caps.dedup();
-        return Err(DumpError::LabelInSeveralCaptures {
-            label: label.to_string(),
-            captures: caps.join(", "),
-        });
-    }
-    Ok(FlowGroup {
-        capture_id: cid,
-        label: label.to_string(),
-        flows: rows.iter().map(|r| r.1).collect(),
-    })
-}
-
-/// Levenshtein distance between two short strings.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> DumpError {
-    let scope = match capture {
-        Some(id) => conn
-            .query_row("SELECT name FROM captures WHERE id = ?1", [id], |r| {
-                r.get::<_, String>(0)
-            })
-            .map(|n| format!(" in capture {n}"))
-            .unwrap_or_default(),
-        None => String::new(),
-    };
-    let labels: Vec<String> = conn
-        .prepare("SELECT DISTINCT label FROM flows WHERE ?1 IS NULL OR capture_id = ?1")
-        .and_then(|mut st| {
-            st.query_map([capture], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()
-        })
-        .unwrap_or_default();
-    let mut scored: Vec<(usize, String)> = labels
-        .into_iter()
-        .map(|l| (distance(label, &l), l))
-        .collect();
-    scored.sort();
-    let best: Vec<String> = scored.into_iter().take(5).map(|(_, l)| l).collect();
-    let hint = if best.is_empty() {
-        " (there are no flows; see `traceflow query` for the index)".to_string()
-    } else {
-        format!("; closest labels: {}", best.join(", "))
-    };
-    DumpError::UnknownLabel {
-        label: label.to_string(),
-        scope,
-        hint,
-    }
-}
-
-/// Every label of a capture, in index order (a label's place is that of its first flow).
-pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGroup>, DumpError> {
-    let rows: Vec<(i64, String)> = conn
-        .prepare(&format!(
-            "SELECT f.flow_no, f.label FROM flows f
-             WHERE f.capture_id = ?1 ORDER BY {INDEX_ORDER}"
-        ))?
-        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut groups: Vec<FlowGroup> = Vec::new();
-    let mut at: HashMap<String, usize> = HashMap::new();
-    for (flow_no, label) in rows {
-        match at.get(&label) {
-            Some(&i) => groups[i].flows.push(flow_no),
-            None => {
-                at.insert(label.clone(), groups.len());
-                groups.push(FlowGroup {
-                    capture_id,
-                    label,
-                    flows: vec![flow_no],
-                });
-            }
-        }
-    }
-    Ok(groups)
-}
-
-/// A capture's interfaces: (linktype, snaplen, tsresol) by iface number.
-#[derive(Clone, Copy, Debug)]
-struct Iface {
-    linktype: u32,
-    snaplen: u32,
-    tsresol: u8,
-}
-
-fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>, DumpError> {
-    Ok(conn
-        .prepare("SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = ?1")?
-        .query_map([capture_id], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                Iface {
-                    linktype: r.get(1)?,
-                    snaplen: r.get(2)?,
-                    tsresol: r.get(3)?,
-                },
-            ))
-        })?
-        .collect::<Result<_, _>>()?)
-}
-
-/// Walks one flow's `prev_in_flow` links back from its last frame: one primary-key lookup per frame of the
-/// flow, whatever the size of the capture (frames has no index on flow_no). CROSS JOIN keeps SQLite from scanning
-/// the capture's frames and probing the chain instead. The walk is bounded whatever the database holds: each
-/// step must go to a smaller frame number of the same flow, and it takes at most `flows.packets` steps (a cycle
-/// written into a damaged database once made it run forever, filling the temporary folder).
-const FLOW_FRAMES_SQL: &str = "WITH RECURSIVE chain(number, steps) AS (
-         SELECT last_frame, 1 FROM flows WHERE capture_id = ?1 AND flow_no = ?2
-         UNION ALL
-         SELECT f.prev_in_flow, c.steps + 1 FROM chain c
-         JOIN frames f ON f.capture_id = ?1 AND f.number = c.number
-         WHERE f.prev_in_flow IS NOT NULL AND f.prev_in_flow < c.number AND f.flow_no = ?2
-           AND c.steps < (SELECT packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2)
-     )
-     SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset, fr.flow_no, fr.prev_in_flow
-     FROM chain c CROSS JOIN frames fr ON fr.capture_id = ?1 AND fr.number = c.number
-     ORDER BY fr.number";
-
-/// Reads the frames of flows, one flow at a time, with the walk prepared once.
-pub struct FlowFrames<'c> {
-    st: rusqlite::Statement<'c>,
-    flow: rusqlite::Statement<'c>,
-}
-
-impl<'c> FlowFrames<'c> {
-    pub fn new(conn: &'c Connection) -> Result<FlowFrames<'c>, DumpError> {
-        Ok(FlowFrames {
-            st: conn.prepare(FLOW_FRAMES_SQL)?,
-            flow: conn.prepare(
-                "SELECT first_frame, packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2",
-            )?,
-        })
-    }
-
-    /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end
-    /// at the flow's first frame, or holds another flow's frame, is reported as a damaged database.
-    pub fn append(
-        &mut self,
-        capture_id: i64,
-        flow_no: i64,
-        out: &mut Vec<FrameRef>,
-    ) -> Result<(), DumpError> {
-        let (first, packets): (i64, i64) = self
-            .flow
-            .query_row(rusqlite::params![capture_id, flow_no], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        let start = out.len();
-        let mut rows = self.st.query(rusqlite::params![capture_id, flow_no])?;
-        let mut bad = None;
-        while let Some(r) = rows.next()? {
-            let number: i64 = r.get(0)?;
-            let in_flow: Option<i64> = r.get(6)?;
-            if in_flow != Some(flow_no) {
-                bad = Some(format!(
-                    "frame {number} is listed in flow {flow_no} but belongs to flow {in_flow:?}"
-                ));
-            }
-            out.push(FrameRef {
-                number: number as u64,
-                ts_ns: r.get(1)?,
-                caplen: r.get(2)?,
-                origlen: r.get(3)?,
-                iface: r.get(4)?,
-                offset: r.get::<_, i64>(5)? as u64,
-            });
-        }
-        let got = &out[start..];
-        if bad.is_none()
-            && (got.len() as i64 != packets || got.first().map(|f| f.number as i64) != Some(first))
-        {
-            bad = Some(format!(
-                "flow {flow_no} of capture {capture_id} should have {packets} frames from frame {first}, its \
-                 prev_in_flow chain gives {} from frame {}",
-                got.len(),
-                got.first().map(|f| f.number.to_string()).unwrap_or_else(|| "none".into())
-            ));
-        }
-        match bad {
-            Some(why) => Err(DumpError::Corrupt(why)),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The frames of a group, in index order (flow by flow, each in frame order).
 fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
     let mut walk = FlowFrames::new(conn)?;
@@ -497,14 +247,6 @@ fn pcap_linktype(job: &Job, label: &str, frames: &[FrameRef]) -> Result<u32, Dum
         .unwrap_or(1))
 }
 
-fn digits(tsresol: u8) -> u8 {
-    if tsresol & 0x80 != 0 {
-        9
-    } else {
-        tsresol.min(9)
-    }
-}
-
 /// Writes one group's frames in `opts.format` to `out`; `path` names the output in errors.
 fn write_frames(
     job: &Job,
@@ -530,7 +272,8 @@ fn write_frames(
                 .max()
                 .filter(|&s| s > 0)
                 .unwrap_or(262_144);
-            let nanos = opts.nanosecond || used().any(|i| digits(i.tsresol) > 6);
+            let nanos =
+                opts.nanosecond || used().any(|i| crate::capture::tsresol_digits(i.tsresol) > 6);
             let mut w = PcapWriter::new(&mut *out, linktype, snaplen, opts.big_endian, nanos)
                 .map_err(werr)?;
             for f in frames {
@@ -544,7 +287,7 @@ fn write_frames(
             let mut by_lt: Vec<(u32, u32, u8)> = Vec::new();
             for f in frames {
                 let i = job.iface(f.iface);
-                let res = if digits(i.tsresol) > 6 || opts.nanosecond {
+                let res = if crate::capture::tsresol_digits(i.tsresol) > 6 || opts.nanosecond {
                     9
                 } else {
                     6
@@ -938,12 +681,5 @@ mod tests {
         assert_eq!(dump_file_name("..", DumpFormat::Tree), "_...txt");
         assert_eq!(dump_file_name("", DumpFormat::Pcap), "_.pcap");
         assert_eq!(dump_file_name("a\0b\nc", DumpFormat::Text), "a_b_c.txt");
-    }
-
-    #[test]
-    fn edit_distance() {
-        assert_eq!(distance("kitten", "sitting"), 3);
-        assert_eq!(distance("", "abc"), 3);
-        assert_eq!(distance("same", "same"), 0);
     }
 }

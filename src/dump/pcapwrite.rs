@@ -17,7 +17,11 @@ impl<W: Write> PcapWriter<W> {
         big_endian: bool,
         nanos: bool,
     ) -> io::Result<Self> {
-        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        let magic: u32 = if nanos {
+            crate::capture::PCAP_NS_LE
+        } else {
+            crate::capture::PCAP_US_LE
+        };
         let mut h = Vec::with_capacity(24);
         let put32 = |h: &mut Vec<u8>, v: u32| {
             h.extend_from_slice(&if big_endian {

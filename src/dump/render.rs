@@ -126,45 +126,12 @@ pub struct FrameInfo {
 impl FrameInfo {
     /// Decimal digits of the timestamp's fraction as the capture recorded it (at most 9: ns are stored).
     pub fn digits(&self) -> u8 {
-        if self.tsresol & 0x80 != 0 {
-            9
-        } else {
-            self.tsresol.min(9)
-        }
+        crate::capture::tsresol_digits(self.tsresol)
     }
 
     /// The exact decimal timestamp, as pcapkit's `time_epoch`.
     pub fn timestamp(&self) -> Timestamp {
-        let d = self.digits();
-        let sub = self.ts_ns.rem_euclid(1_000_000_000) as u64;
-        Timestamp::new(
-            self.ts_ns.div_euclid(1_000_000_000),
-            sub / 10u64.pow(9 - d as u32),
-            d,
-        )
-    }
-}
-
-/// ISO 8601 UTC time with as many fraction digits as the capture's resolution.
-fn iso(ts: &Timestamp) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(ts.sec) {
-        Ok(t) => {
-            let mut s = format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                t.year(),
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            );
-            if ts.digits > 0 {
-                let _ = write!(s, ".{:0w$}", ts.frac, w = ts.digits as usize);
-            }
-            s.push('Z');
-            s
-        }
-        Err(_) => ts.decimal(),
+        Timestamp::from_ns(self.ts_ns, self.digits())
     }
 }
 
@@ -231,7 +198,7 @@ pub fn frame_node(info: &FrameInfo, data: &[u8]) -> Node {
     let d = decode(info.linktype, data);
     let mut m = M::default()
         .n("frame_info", frame_info.node())
-        .s("time", iso(&ts))
+        .s("time", ts.rfc3339())
         .u("number", info.number)
         .s("time_epoch", ts.decimal())
         .u("len", info.origlen)
@@ -692,7 +659,7 @@ mod tests {
             tsresol: 6,
         };
         assert_eq!(f.timestamp().decimal(), "1385474294.492448");
-        assert_eq!(iso(&f.timestamp()), "2013-11-26T13:58:14.492448Z");
+        assert_eq!(f.timestamp().rfc3339(), "2013-11-26T13:58:14.492448Z");
         let f = FrameInfo { tsresol: 9, ..f };
         assert_eq!(f.timestamp().decimal(), "1385474294.492448000");
     }

@@ -9,18 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::DumpError;
 use crate::capture::CaptureReader;
-
-/// A frame to fetch, as the frames table records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameRef {
-    pub number: u64,
-    pub ts_ns: i64,
-    pub caplen: u32,
-    pub origlen: u32,
-    pub iface: u32,
-    /// Byte offset of the record in the decompressed stream.
-    pub offset: u64,
-}
+use crate::store::read;
+pub use crate::store::read::{capture_row, CaptureRow, FrameRef};
 
 /// How a dump will ask for frames: whether in file order, and the byte offset past the last record it needs.
 #[derive(Clone, Copy, Debug)]
@@ -57,44 +47,6 @@ fn check_size(f: &FrameRef) -> Result<(), DumpError> {
     Ok(())
 }
 
-/// The captures row of the capture being dumped.
-#[derive(Clone, Debug)]
-pub struct CaptureRow {
-    pub id: i64,
-    pub name: String,
-    pub path: String,
-    pub size: i64,
-    pub mtime_ns: Option<i64>,
-    pub hash: Option<String>,
-    pub embedded: bool,
-}
-
-pub fn capture_row(conn: &Connection, id: i64) -> Result<CaptureRow, DumpError> {
-    Ok(conn.query_row(
-        "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = ?1",
-        [id],
-        |r| {
-            Ok(CaptureRow {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                path: r.get(2)?,
-                size: r.get(3)?,
-                mtime_ns: r.get(4)?,
-                hash: r.get(5)?,
-                embedded: r.get::<_, i64>(6)? != 0,
-            })
-        },
-    )?)
-}
-
-fn mtime_ns(m: &std::fs::Metadata) -> Option<i64> {
-    m.modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_nanos() as i64)
-}
-
 /// xxh3-128 of a file's bytes, as ingest records it in `captures.hash`.
 fn file_hash(path: &Path) -> io::Result<String> {
     let mut f = File::open(path)?;
@@ -123,7 +75,7 @@ fn check(path: &Path, cap: &CaptureRow, size: i64, mtime: Option<i64>) -> Option
             meta.len()
         ));
     }
-    if mtime.is_some() && mtime_ns(&meta) == mtime {
+    if mtime.is_some() && crate::capture::file_stat(&meta).1 == mtime {
         return None;
     }
     // Same size but another time (copied, touched, or moved across file systems): the content decides.
@@ -141,10 +93,7 @@ pub fn locate(
     cap: &CaptureRow,
     root: Option<&Path>,
 ) -> Result<PathBuf, DumpError> {
-    let mut cands: Vec<(String, String, i64, Option<i64>)> = conn
-        .prepare("SELECT path, name, size, mtime_ns FROM capture_paths WHERE capture_id = ?1 ORDER BY rowid")?
-        .query_map([cap.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
+    let mut cands = read::capture_paths(conn, cap.id)?;
     if !cands.iter().any(|c| c.0 == cap.path) {
         cands.insert(
             0,
@@ -450,10 +399,7 @@ impl<'c> Fetcher<'c> {
                 conn.prepare("SELECT data FROM frame_data WHERE capture_id = ?1 AND number = ?2")?;
             return Ok(Fetcher::Embedded(st, cap.id, cap.name.clone()));
         }
-        let tsresol: Vec<u8> = conn
-            .prepare("SELECT tsresol FROM interfaces WHERE capture_id = ?1 ORDER BY iface")?
-            .query_map([cap.id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let tsresol = read::tsresols(conn, cap.id)?;
         let path = locate(conn, cap, root)?;
         let shown = path.display().to_string();
         let io_err = |source| DumpError::Io {

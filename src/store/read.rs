@@ -1,6 +1,8 @@
 //! Every SELECT of the read side: capture listings, the flow index tuple (rebuilt from SQL alone, never by
 //! re-tracing), label lookups, and the frames of a flow.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
@@ -12,6 +14,18 @@ pub enum QueryError {
     Ambiguous { name: String, candidates: String },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("no flow labelled {label:?}{scope}{hint}")]
+    UnknownLabel {
+        label: String,
+        scope: String,
+        hint: String,
+    },
+    #[error(
+        "flows labelled {label:?} are in several captures ({captures}); choose one with --capture"
+    )]
+    LabelInSeveralCaptures { label: String, captures: String },
+    #[error("database: {0}; the database is damaged or was edited (re-ingest the capture)")]
+    Corrupt(String),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -76,21 +90,7 @@ impl From<&CaptureInfo> for CaptureBrief {
 
 /// ISO 8601 UTC with the stored nanoseconds, e.g. `2013-11-25T14:55:58.387631000Z`.
 pub fn iso_time(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let sub = ns.rem_euclid(1_000_000_000);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            sub
-        ),
-        Err(_) => format!("{ns}ns"),
-    }
+    crate::capture::Timestamp::from_ns(ns, 9).rfc3339()
 }
 
 pub fn captures(conn: &Connection) -> Result<Vec<CaptureInfo>, QueryError> {
@@ -189,6 +189,11 @@ FROM (SELECT flow_no, group_concat(number ORDER BY number) AS frames
 JOIN flows fl ON fl.capture_id = ?1 AND fl.flow_no = g.flow_no
 ORDER BY fl.closed_frame IS NOT NULL, coalesce(fl.closed_frame, fl.first_frame)";
 
+#[test]
+fn index_sql_orders_as_index_order() {
+    assert!(INDEX_SQL.ends_with(&format!("ORDER BY {}", INDEX_ORDER.replace("f.", "fl."))));
+}
+
 /// Visits the index tuple of one capture, or of every capture, row by row from the `flow_index` view: `visit`
 /// gets the capture's name, the label and the frame numbers as SQLite's comma-separated text. Nothing is
 /// collected, so printing a capture's whole index takes constant memory.
@@ -254,9 +259,323 @@ pub fn label_time_range(label: &str) -> Option<(i64, i64)> {
     Some(((ns - slack).floor() as i64, (ns + slack).ceil() as i64))
 }
 
+/// A frame to fetch, as the frames table records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRef {
+    pub number: u64,
+    pub ts_ns: i64,
+    pub caplen: u32,
+    pub origlen: u32,
+    pub iface: u32,
+    /// Byte offset of the record in the decompressed stream.
+    pub offset: u64,
+}
+
+/// The flows of one capture that share a label: one dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowGroup {
+    pub capture_id: i64,
+    pub label: String,
+    /// flow_no of each flow, in index order.
+    pub flows: Vec<i64>,
+}
+
+/// Index order of a capture's flows (`flows` as `f`): open flows in creation order, then closed flows in closing
+/// order. The one place that order is written; INDEX_SQL spells the same with `fl`.
+const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
+
+/// Every flow labelled `label` (in `capture`, or in the one capture that has it).
+pub fn select_label(
+    conn: &Connection,
+    capture: Option<i64>,
+    label: &str,
+) -> Result<FlowGroup, QueryError> {
+    // The label's time is its flow's first frame time: the flows_first_ns index (capture_id, first_ns) finds it
+    // with one seek per capture, without a scan.
+    let (lo, hi) = crate::store::read::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
+    let rows: Vec<(i64, i64, String)> = conn
+        .prepare(&format!(
+            "SELECT f.capture_id, f.flow_no, c.name FROM flows f
+             JOIN captures c ON c.id = f.capture_id
+             WHERE f.label = ?1 AND f.first_ns BETWEEN ?3 AND ?4
+               AND f.capture_id IN (SELECT id FROM captures WHERE ?2 IS NULL OR id = ?2)
+             ORDER BY f.capture_id, {INDEX_ORDER}"
+        ))?
+        .query_map(rusqlite::params![label, capture, lo, hi], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let Some(first) = rows.first() else {
+        return Err(unknown_label(conn, capture, label));
+    };
+    let cid = first.0;
+    if rows.iter().any(|r| r.0 != cid) {
+        let mut caps: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
+        caps.dedup();
+        return Err(QueryError::LabelInSeveralCaptures {
+            label: label.to_string(),
+            captures: caps.join(", "),
+        });
+    }
+    Ok(FlowGroup {
+        capture_id: cid,
+        label: label.to_string(),
+        flows: rows.iter().map(|r| r.1).collect(),
+    })
+}
+
+/// Levenshtein distance between two short strings.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> QueryError {
+    let scope = match capture {
+        Some(id) => conn
+            .query_row("SELECT name FROM captures WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .map(|n| format!(" in capture {n}"))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let labels: Vec<String> = conn
+        .prepare("SELECT DISTINCT label FROM flows WHERE ?1 IS NULL OR capture_id = ?1")
+        .and_then(|mut st| {
+            st.query_map([capture], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .unwrap_or_default();
+    let mut scored: Vec<(usize, String)> = labels
+        .into_iter()
+        .map(|l| (distance(label, &l), l))
+        .collect();
+    scored.sort();
+    let best: Vec<String> = scored.into_iter().take(5).map(|(_, l)| l).collect();
+    let hint = if best.is_empty() {
+        " (there are no flows; see `traceflow query` for the index)".to_string()
+    } else {
+        format!("; closest labels: {}", best.join(", "))
+    };
+    QueryError::UnknownLabel {
+        label: label.to_string(),
+        scope,
+        hint,
+    }
+}
+
+/// Every label of a capture, in index order (a label's place is that of its first flow).
+pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGroup>, QueryError> {
+    let rows: Vec<(i64, String)> = conn
+        .prepare(&format!(
+            "SELECT f.flow_no, f.label FROM flows f
+             WHERE f.capture_id = ?1 ORDER BY {INDEX_ORDER}"
+        ))?
+        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut groups: Vec<FlowGroup> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for (flow_no, label) in rows {
+        match at.get(&label) {
+            Some(&i) => groups[i].flows.push(flow_no),
+            None => {
+                at.insert(label.clone(), groups.len());
+                groups.push(FlowGroup {
+                    capture_id,
+                    label,
+                    flows: vec![flow_no],
+                });
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// A capture's interfaces: (linktype, snaplen, tsresol) by iface number.
+#[derive(Clone, Copy, Debug)]
+pub struct Iface {
+    /// LINKTYPE value.
+    pub linktype: u32,
+    /// Snapshot length.
+    pub snaplen: u32,
+    /// pcapng `if_tsresol` byte (6 = µs, 9 = ns).
+    pub tsresol: u8,
+}
+
+pub fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
+    Ok(conn
+        .prepare("SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = ?1")?
+        .query_map([capture_id], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                Iface {
+                    linktype: r.get(1)?,
+                    snaplen: r.get(2)?,
+                    tsresol: r.get(3)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Walks one flow's `prev_in_flow` links back from its last frame: one primary-key lookup per frame of the
+/// flow, whatever the size of the capture (frames has no index on flow_no). CROSS JOIN keeps SQLite from scanning
+/// the capture's frames and probing the chain instead. The walk is bounded whatever the database holds: each
+/// step must go to a smaller frame number of the same flow, and it takes at most `flows.packets` steps (a cycle
+/// written into a damaged database once made it run forever, filling the temporary folder).
+const FLOW_FRAMES_SQL: &str = "WITH RECURSIVE chain(number, steps) AS (
+         SELECT last_frame, 1 FROM flows WHERE capture_id = ?1 AND flow_no = ?2
+         UNION ALL
+         SELECT f.prev_in_flow, c.steps + 1 FROM chain c
+         JOIN frames f ON f.capture_id = ?1 AND f.number = c.number
+         WHERE f.prev_in_flow IS NOT NULL AND f.prev_in_flow < c.number AND f.flow_no = ?2
+           AND c.steps < (SELECT packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2)
+     )
+     SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset, fr.flow_no, fr.prev_in_flow
+     FROM chain c CROSS JOIN frames fr ON fr.capture_id = ?1 AND fr.number = c.number
+     ORDER BY fr.number";
+
+/// Reads the frames of flows, one flow at a time, with the walk prepared once.
+pub struct FlowFrames<'c> {
+    st: rusqlite::Statement<'c>,
+    flow: rusqlite::Statement<'c>,
+}
+
+impl<'c> FlowFrames<'c> {
+    pub fn new(conn: &'c Connection) -> Result<FlowFrames<'c>, QueryError> {
+        Ok(FlowFrames {
+            st: conn.prepare(FLOW_FRAMES_SQL)?,
+            flow: conn.prepare(
+                "SELECT first_frame, packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2",
+            )?,
+        })
+    }
+
+    /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end
+    /// at the flow's first frame, or holds another flow's frame, is reported as a damaged database.
+    pub fn append(
+        &mut self,
+        capture_id: i64,
+        flow_no: i64,
+        out: &mut Vec<FrameRef>,
+    ) -> Result<(), QueryError> {
+        let (first, packets): (i64, i64) = self
+            .flow
+            .query_row(rusqlite::params![capture_id, flow_no], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let start = out.len();
+        let mut rows = self.st.query(rusqlite::params![capture_id, flow_no])?;
+        let mut bad = None;
+        while let Some(r) = rows.next()? {
+            let number: i64 = r.get(0)?;
+            let in_flow: Option<i64> = r.get(6)?;
+            if in_flow != Some(flow_no) {
+                bad = Some(format!(
+                    "frame {number} is listed in flow {flow_no} but belongs to flow {in_flow:?}"
+                ));
+            }
+            out.push(FrameRef {
+                number: number as u64,
+                ts_ns: r.get(1)?,
+                caplen: r.get(2)?,
+                origlen: r.get(3)?,
+                iface: r.get(4)?,
+                offset: r.get::<_, i64>(5)? as u64,
+            });
+        }
+        let got = &out[start..];
+        if bad.is_none()
+            && (got.len() as i64 != packets || got.first().map(|f| f.number as i64) != Some(first))
+        {
+            bad = Some(format!(
+                "flow {flow_no} of capture {capture_id} should have {packets} frames from frame {first}, its \
+                 prev_in_flow chain gives {} from frame {}",
+                got.len(),
+                got.first().map(|f| f.number.to_string()).unwrap_or_else(|| "none".into())
+            ));
+        }
+        match bad {
+            Some(why) => Err(QueryError::Corrupt(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The captures row of the capture being dumped.
+#[derive(Clone, Debug)]
+pub struct CaptureRow {
+    pub id: i64,
+    pub name: String,
+    pub path: String,
+    pub size: i64,
+    pub mtime_ns: Option<i64>,
+    pub hash: Option<String>,
+    pub embedded: bool,
+}
+
+pub fn capture_row(conn: &Connection, id: i64) -> Result<CaptureRow, QueryError> {
+    Ok(conn.query_row(
+        "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(CaptureRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                path: r.get(2)?,
+                size: r.get(3)?,
+                mtime_ns: r.get(4)?,
+                hash: r.get(5)?,
+                embedded: r.get::<_, i64>(6)? != 0,
+            })
+        },
+    )?)
+}
+
+/// One path a capture was seen under: (path, base name, size, mtime_ns) as `capture_paths` records it.
+pub type CapturePath = (String, String, i64, Option<i64>);
+
+/// Every path a capture was seen under, in the order they were added.
+pub fn capture_paths(conn: &Connection, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
+    Ok(conn
+        .prepare("SELECT path, name, size, mtime_ns FROM capture_paths WHERE capture_id = ?1 ORDER BY rowid")?
+        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// The `if_tsresol` of each interface of a capture, by interface number.
+pub fn tsresols(conn: &Connection, capture_id: i64) -> Result<Vec<u8>, QueryError> {
+    Ok(conn
+        .prepare("SELECT tsresol FROM interfaces WHERE capture_id = ?1 ORDER BY iface")?
+        .query_map([capture_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("same", "same"), 0);
+    }
 
     #[test]
     fn label_time_ranges_cover_the_first_frame_time() {

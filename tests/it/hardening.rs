@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::{pcap, peak_rss, run, tf as cmd, wait_bounded, Run, T0};
+use super::util::{index_of, pcap, peak_rss, run, tf as cmd, wait_bounded, Run, T0};
 use rusqlite::Connection;
 use traceflow::dump::pcapwrite::PcapWriter;
 use traceflow::synth::{self, Segment};
@@ -37,22 +37,7 @@ fn db_with(dir: &Path, name: &str, bytes: &[u8], extra: &[&str]) -> (PathBuf, Pa
 fn index(db: &Path) -> Vec<(String, Vec<u64>)> {
     let r = run(db, &["query", "--format", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["label"].as_str().unwrap().to_string(),
-                e["index"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|n| n.as_u64().unwrap())
-                    .collect(),
-            )
-        })
-        .collect()
+    index_of(&serde_json::from_str(&r.stdout).unwrap())
 }
 
 fn mkfifo(p: &Path) {

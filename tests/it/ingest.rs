@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::util::{
-    conformance, count, finish, ingest, pcap_conversations as pcap_bytes, run, tf as cmd, Run, T0,
+    conformance, count, finish, index_of, ingest, pcap_conversations as pcap_bytes, run, tf as cmd,
+    Run, T0,
 };
 use rusqlite::Connection;
 use serde_json::Value;
@@ -336,24 +337,6 @@ fn expected_prefix(
     open.sort_by_key(|(k, _)| *k);
     closed.sort_by_key(|(k, _)| *k);
     open.into_iter().chain(closed).map(|(_, f)| f).collect()
-}
-
-fn index_of(v: &Value) -> Vec<(String, Vec<u64>)> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["label"].as_str().unwrap().to_string(),
-                f["index"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|n| n.as_u64().unwrap())
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -70,7 +70,9 @@ pub fn finish(what: &str, out: Output) -> Run {
 /// Waits for `child` at most `limit`; a child still running then is killed and the test fails. Its stdout and
 /// stderr (when piped) are read meanwhile, so a child writing more than a pipe holds never blocks.
 pub fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Run {
-    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    fn drain(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut p) = pipe {
@@ -198,4 +200,23 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
     e.finish().unwrap()
+}
+
+/// The index tuple as `query --format json` prints it: (label, frame numbers) per entry.
+pub fn index_of(v: &serde_json::Value) -> Vec<(String, Vec<u64>)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["label"].as_str().unwrap().to_string(),
+                f["index"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_u64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect()
 }
