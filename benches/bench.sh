@@ -16,6 +16,8 @@
 #                    run (default 3: shared machines are noisy)
 #   --no-build       skip `cargo build --release` (use the existing binary)
 #   --no-ref         skip the reference runs (cat I/O floor, tshark -T fields)
+#   --baseline BIN   also time another traceflow binary (e.g. the previous build) on the same capture, its runs
+#                    interleaved with this build's, and print this build's median over the baseline's
 #
 # Environment: BENCH_DIR (work dir, default /tmp/traceflow-bench),
 #              SYNTH_PCAP (generator, default ../shared/bench/synth_pcap.py).
@@ -33,6 +35,7 @@ SCALE=1
 REPEAT=3
 BUILD=1
 REF=1
+BASELINE=
 
 usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 die() { echo "bench.sh: $*" >&2; exit 1; }
@@ -50,6 +53,7 @@ while [[ $# -gt 0 ]]; do
         --multi) MULTI=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --no-ref) REF=0; shift ;;
+        --baseline) [[ $# -ge 2 ]] || die "--baseline needs a binary"; BASELINE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -209,6 +213,18 @@ run_median ingest "$DB" 1 "$FRAMES" "$WORK/ingest.out" "$BIN" ingest --db "$DB" 
 scalar db_bytes "$(db_bytes "$DB")"
 scalar db_main_bytes "$( [[ -f $DB ]] && stat -c %s "$DB" || echo 0)"
 scalar db_wal_bytes "$( [[ -f $DB-wal ]] && stat -c %s "$DB-wal" || echo 0)"
+if [[ -n $BASELINE ]]; then
+    [[ -x $BASELINE ]] || die "--baseline $BASELINE is not an executable"
+    # Interleaved, so that a noisy minute slows both alike: baseline, current, baseline, current, ...
+    BDB=$WORK/baseline.db
+    for ((i = 1; i <= REPEAT; i++)); do
+        rm -f "$BDB" "$BDB-wal" "$BDB-shm"
+        run_timed "ingest_baseline#$i" 1 "$FRAMES" "$WORK/ingest-baseline.out" "$BASELINE" ingest --db "$BDB" "$PCAP"
+        rm -f "$DB" "$DB-wal" "$DB-shm"
+        run_timed "ingest_current#$i" 1 "$FRAMES" "$WORK/ingest-current.out" "$BIN" ingest --db "$DB" "$PCAP"
+    done
+    rm -f "$BDB" "$BDB-wal" "$BDB-shm"
+fi
 
 if "$BIN" captures --db "$DB" --format json >"$WORK/captures.json" 2>"$WORK/captures.err"; then
     tf_frames=$(python3 - "$WORK/captures.json" <<'EOF' || true
@@ -316,9 +332,11 @@ num = lambda k: int(S[k]) if S.get(k, "").isdigit() else None
 
 runs, order = {}, []
 repeats = {}
+samples = {}  # every "#" run: wall and CPU seconds (None when it failed)
 for line in open(results_path):
     key, wall, rss, frames, rc, load, cpu, cmd = line.rstrip("\n").split("\t", 7)
     if "#" in key:
+        samples[key] = {"wall_s": float(wall) if rc == "0" else None, "cpu_s": float(cpu) if rc == "0" else None}
         # One of several runs of `key`; the median one is recorded again under `key` itself.
         repeats.setdefault(key.split("#")[0], []).append(float(wall) if rc == "0" else None)
         continue
@@ -383,6 +401,16 @@ if t and i and t["wall_s"] and i["wall_s"]:
 else:
     summary["tshark_conv_over_ingest"] = None
     print("traceflow vs tshark -z conv,tcp: n/a (wall time of 0 s or a failed run)")
+pairs = [(samples.get("ingest_baseline#%d" % n), samples.get("ingest_current#%d" % n)) for n in range(1, 100)]
+pairs = [(b, c) for b, c in pairs if b and c and b["wall_s"] and c["wall_s"]]
+if pairs:
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    bw, cw = med([b["wall_s"] for b, _ in pairs]), med([c["wall_s"] for _, c in pairs])
+    bc, cc = med([b["cpu_s"] for b, _ in pairs]), med([c["cpu_s"] for _, c in pairs])
+    summary["ingest_over_baseline"] = round(cw / bw, 3)
+    summary["ingest_over_baseline_cpu"] = round(cc / bc, 3) if bc else None
+    print("this build / baseline, interleaved, median of %d each: wall %.3fs / %.3fs = %.3f; CPU %.2fs / %.2fs = %.3f"
+          % (len(pairs), cw, bw, cw / bw, cc, bc, cc / bc if bc else float("nan")))
 c = runs.get("cat")
 if c and i and c["wall_s"] and i["wall_s"]:
     summary["ingest_over_cat"] = round(i["wall_s"] / c["wall_s"], 2)
