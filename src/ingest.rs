@@ -66,6 +66,7 @@ impl Drop for Lease {
 }
 
 impl Budget {
+    /// A budget of `limit` frame bytes in flight, shared by the readers of `captures` captures.
     pub fn new(limit: usize, captures: usize) -> Arc<Budget> {
         Arc::new(Budget {
             limit,
@@ -117,12 +118,18 @@ impl Budget {
     }
 }
 
+/// How an ingest runs (the options of `traceflow ingest`).
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Captures read and traced at once, each on its own thread (`--jobs`).
     pub jobs: usize,
+    /// Re-index captures that are already in the database (`--force`).
     pub force: bool,
+    /// Store frame bytes in the database, so dumps do not need the capture files (`--embed`).
     pub embed: bool,
+    /// No progress bar and no per-file notes (`--quiet`).
     pub quiet: bool,
+    /// Log each file (`--verbose`).
     pub verbose: bool,
     /// Open flows a reader keeps in memory before parking idle ones on disk (`Tracer::with_max_open`).
     pub max_open_flows: usize,
@@ -150,14 +157,24 @@ impl Default for Options {
 /// What an ingest did, for the summary line and the exit status.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
+    /// Inputs to read (files found, and standard input), whether indexed or not.
     pub files: u64,
+    /// Captures indexed by this run.
     pub indexed: u64,
+    /// Frames of the captures indexed, TCP or not.
     pub frames: u64,
+    /// Flows of the captures indexed.
     pub flows: u64,
+    /// Inputs not indexed: already in the database (same path, size and mtime, or same content), or not regular
+    /// files in a folder.
     pub skipped: u64,
+    /// Inputs that could not be listed, opened, read or written to the database.
     pub failed: u64,
+    /// Captures indexed only up to where they were cut off or damaged (or `--max-frames`).
     pub truncated: u64,
+    /// The run was cancelled (Ctrl-C); the capture being read was rolled back.
     pub interrupted: bool,
+    /// Wall-clock time of the run.
     pub elapsed: Duration,
 }
 
@@ -175,15 +192,20 @@ impl Summary {
 /// One input: a file path, or standard input.
 #[derive(Clone, Debug)]
 pub enum Input {
+    /// A capture file: a path given, or a file found in a folder given.
     File(PathBuf),
+    /// Standard input (`-`), read as a stream.
     Stdin,
 }
 
 /// The inputs found by `expand_inputs`, and the paths that failed or were skipped on the way.
 #[derive(Debug, Default)]
 pub struct Expanded {
+    /// The captures to read, in the order given, each folder's files in sorted order.
     pub inputs: Vec<Input>,
+    /// Paths that could not be read or listed.
     pub failed: u64,
+    /// Entries of folders that are not regular files (FIFOs, sockets, devices).
     pub skipped: u64,
 }
 
@@ -556,7 +578,7 @@ fn read_capture(
             }
         }
     }
-    let flows_total = tracer.created() as u64;
+    let flows_total = u64::from(tracer.created());
     // A regular file is drained so that its hash covers all of it. A stream is not: after damage it may go on for
     // ever (a live pipe), and the capture would never commit.
     if !reader.is_stream() || reader.truncation().is_none() {

@@ -9,21 +9,28 @@ use crate::dump::pcapwrite::PcapWriter;
 /// One TCP segment to build.
 #[derive(Clone, Debug)]
 pub struct Segment<'a> {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Source port.
     pub sport: u16,
+    /// Destination address.
     pub dst: Ipv4Addr,
+    /// Destination port.
     pub dport: u16,
+    /// Sequence number.
     pub seq: u32,
+    /// Acknowledgment number.
     pub ack: u32,
     /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
     pub flags: u8,
+    /// TCP payload.
     pub payload: &'a [u8],
 }
 
 fn checksum(data: &[u8]) -> u16 {
     let mut sum = 0u32;
     for c in data.chunks(2) {
-        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);

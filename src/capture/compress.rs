@@ -7,6 +7,7 @@ use super::Compression;
 
 /// The first bytes of a gzip member and of a zstd frame: compression is told by these, never by a file name.
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first four bytes of a zstd frame.
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Bytes read from disk so far and their running xxh3-128.

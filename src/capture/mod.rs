@@ -32,17 +32,24 @@ pub const LINKTYPE_UNKNOWN: u32 = u32::MAX;
 
 /// pcap magic numbers as the file's first four bytes read little-endian: µs or ns timestamps, either byte order.
 pub const PCAP_US_LE: u32 = 0xa1b2_c3d4;
+/// pcap magic, ns timestamps, little-endian file.
 pub const PCAP_NS_LE: u32 = 0xa1b2_3c4d;
+/// pcap magic, µs timestamps, big-endian file.
 pub const PCAP_US_BE: u32 = 0xd4c3_b2a1;
+/// pcap magic, ns timestamps, big-endian file.
 pub const PCAP_NS_BE: u32 = 0x4d3c_b2a1;
 
+/// The container format of a capture, told by its magic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// Classic libpcap: one interface, µs or ns timestamps.
     Pcap,
+    /// pcapng: sections of blocks, any number of interfaces.
     PcapNg,
 }
 
 impl Format {
+    /// The name stored in `captures.format`: `pcap` or `pcapng`.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Pcap => "pcap",
@@ -51,14 +58,19 @@ impl Format {
     }
 }
 
+/// The compression around a capture, told by its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// Not compressed.
     None,
+    /// gzip (one or more members).
     Gzip,
+    /// zstd.
     Zstd,
 }
 
 impl Compression {
+    /// The name stored in `captures.compression`: `none`, `gzip` or `zstd`.
     pub fn as_str(self) -> &'static str {
         match self {
             Compression::None => "none",
@@ -71,7 +83,9 @@ impl Compression {
 /// One interface of the capture: a pcap file has one, a pcapng file one per IDB (numbered across sections).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
+    /// pcap LINKTYPE value of the interface's frames (1 = Ethernet).
     pub linktype: u32,
+    /// Snapshot length: the most bytes of a frame the capture keeps.
     pub snaplen: u32,
     /// pcapng's `if_tsresol` byte: 10^-n seconds, or 2^-n when the top bit is set (pcap: 6 = µs, 9 = ns).
     pub tsresol: u8,
@@ -84,43 +98,57 @@ pub struct Interface {
 pub struct Frame<'a> {
     /// 1-based, counting every packet record in file order across pcapng sections.
     pub number: u64,
+    /// Time the capture records for the frame.
     pub ts: Timestamp,
+    /// Bytes of the frame captured in the file: `data.len()`.
     pub caplen: u32,
+    /// Length of the frame on the wire, in bytes; more than `caplen` when the frame was cut to the snaplen.
     pub origlen: u32,
     /// Index into `CaptureReader::interfaces()`.
     pub iface: u32,
+    /// The LINKTYPE value of the frame's interface, to decode `data` with.
     pub linktype: u32,
     /// Byte offset of the record (pcap record header / pcapng block) in the decompressed stream.
     pub offset: u64,
+    /// The captured bytes (`caplen` of them), borrowed from the reader until the next frame is read.
     pub data: &'a [u8],
 }
 
 /// Why a capture ended early. Frames read before it stay valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Truncation {
+    /// Byte offset in the decompressed stream where reading stopped; frames before it were read.
     pub offset: u64,
+    /// What was wrong there, e.g. `record cut off after 0 of 60 bytes` or `--max-frames 1000 reached`.
     pub reason: String,
 }
 
+/// Why a capture could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The file could not be opened or read.
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// The first bytes are no pcap or pcapng magic (after any decompression); holds them in hex.
     #[error("not a pcap or pcapng capture (first bytes {0})")]
     NotCapture(String),
+    /// The file ends inside the pcap file header; holds how many bytes it has.
     #[error("capture header is cut off ({0} bytes)")]
     ShortHeader(usize),
 }
 
 type Source = BufReader<Box<dyn Read + Send>>;
 
+/// Reads one capture from start to end, frame by frame, with no allocation per frame.
 pub struct CaptureReader {
     src: Source,
     /// The raw (on-disk) stream below any decompressor, through the tap: `drain` reads what is left of it.
     rest: SharedTap,
     /// Shared with the raw file reader below any decompressor: bytes read and the running content hash.
     tap: Tap,
+    /// pcap or pcapng.
     pub format: Format,
+    /// The compression detected around the capture.
     pub compression: Compression,
     big_endian: bool,
     /// Per-section base index into `interfaces` (pcapng interface ids restart at 0 in each section).
@@ -161,6 +189,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl CaptureReader {
+    /// Opens a capture file; a folder is refused.
     pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
         let f = File::open(path)?;
         let meta = f.metadata()?;
@@ -276,6 +305,7 @@ impl CaptureReader {
         }
     }
 
+    /// The interfaces seen so far, by index (pcapng adds them as its IDBs are read).
     pub fn interfaces(&self) -> &[Interface] {
         &self.interfaces
     }

@@ -27,12 +27,12 @@ impl CaptureReader {
             return None;
         }
         let offset = self.pos;
-        self.pos += 16 + caplen as u64;
+        self.pos += 16 + u64::from(caplen);
         self.frames += 1;
         let iface = &self.interfaces[0];
         Some(Frame {
             number: self.frames,
-            ts: Timestamp::new(ts_sec as i64, ts_frac as u64, iface.tsresol),
+            ts: Timestamp::new(i64::from(ts_sec), u64::from(ts_frac), iface.tsresol),
             caplen,
             origlen,
             iface: 0,

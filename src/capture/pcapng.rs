@@ -48,7 +48,7 @@ impl CaptureReader {
             if !self.fill(have, blen as usize, "pcapng block") {
                 return None;
             }
-            self.pos += blen as u64;
+            self.pos += u64::from(blen);
             let trailer = self.u32_at(&self.buf, blen as usize - 4);
             if trailer != blen {
                 self.stop(
@@ -68,7 +68,7 @@ impl CaptureReader {
                         self.stop(block_start, "interface block too short");
                         return None;
                     }
-                    let linktype = self.u16_at(&self.buf, 8) as u32;
+                    let linktype = u32::from(self.u16_at(&self.buf, 8));
                     let snaplen = self.u32_at(&self.buf, 12);
                     let (tsresol, tsoffset) = self.if_time_options(16, 8 + body_len);
                     self.interfaces.push(Interface {
@@ -87,10 +87,10 @@ impl CaptureReader {
                     let if_id = if btype == 6 {
                         self.u32_at(&self.buf, 8)
                     } else {
-                        self.u16_at(&self.buf, 8) as u32
+                        u32::from(self.u16_at(&self.buf, 8))
                     };
-                    let ts_high = self.u32_at(&self.buf, 12) as u64;
-                    let ts_low = self.u32_at(&self.buf, 16) as u64;
+                    let ts_high = u64::from(self.u32_at(&self.buf, 12));
+                    let ts_low = u64::from(self.u32_at(&self.buf, 16));
                     let caplen = self.u32_at(&self.buf, 20);
                     let origlen = self.u32_at(&self.buf, 24);
                     if caplen as usize > body_len - 20 {
@@ -192,13 +192,13 @@ impl CaptureReader {
 /// than the label's f64 can tell apart anyway.
 pub fn ticks_to_ts(ticks: u64, tsresol: u8) -> Timestamp {
     if tsresol & 0x80 != 0 {
-        let n = (tsresol & 0x7f).min(63) as u32;
+        let n = u32::from((tsresol & 0x7f).min(63));
         let sec = ticks >> n;
         let rem = ticks & ((1u64 << n) - 1);
-        let ns = ((rem as u128 * 1_000_000_000) >> n) as u64;
+        let ns = ((u128::from(rem) * 1_000_000_000) >> n) as u64;
         return Timestamp::new(sec as i64, ns, 9);
     }
     let digits = tsresol.min(19);
-    let unit = 10u64.pow(digits as u32);
+    let unit = 10u64.pow(u32::from(digits));
     Timestamp::new((ticks / unit) as i64, ticks % unit, digits)
 }

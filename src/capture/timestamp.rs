@@ -6,8 +6,11 @@
 /// derived from the exact decimal, as Python's `Decimal` → `float` does, rather than from a lossy f64 sum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Timestamp {
+    /// Whole seconds since the epoch.
     pub sec: i64,
+    /// The fraction of a second, in units of 10^-`digits` s.
     pub frac: u64,
+    /// Decimal places of `frac` (at most 19).
     pub digits: u8,
 }
 
@@ -15,7 +18,7 @@ impl Timestamp {
     /// Builds a timestamp, carrying a fraction that overflows its digits (some writers store usec >= 10^6).
     pub fn new(sec: i64, frac: u64, digits: u8) -> Timestamp {
         let digits = digits.min(19);
-        let unit = 10u64.pow(digits as u32);
+        let unit = 10u64.pow(u32::from(digits));
         Timestamp {
             sec: sec.saturating_add((frac / unit) as i64),
             frac: frac % unit,
@@ -26,9 +29,9 @@ impl Timestamp {
     /// Nanoseconds since the epoch (sub-ns resolutions are truncated), as stored in the `frames` table.
     pub fn as_ns(&self) -> i64 {
         let frac_ns = if self.digits <= 9 {
-            self.frac * 10u64.pow(9 - self.digits as u32)
+            self.frac * 10u64.pow(9 - u32::from(self.digits))
         } else {
-            self.frac / 10u64.pow(self.digits as u32 - 9)
+            self.frac / 10u64.pow(u32::from(self.digits) - 9)
         };
         self.sec
             .saturating_mul(1_000_000_000)
@@ -71,7 +74,7 @@ impl Timestamp {
         let sub = ns.rem_euclid(1_000_000_000) as u64;
         Timestamp::new(
             ns.div_euclid(1_000_000_000),
-            sub / 10u64.pow(9 - d as u32),
+            sub / 10u64.pow(9 - u32::from(d)),
             d,
         )
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::store::read::{for_each_index_row, QueryError};
 
+/// How query results are printed (`--format` of `captures` and `query`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RowFormat {
     /// Aligned columns for people (default on a terminal).

@@ -37,7 +37,9 @@ pub enum QueryFormat {
 /// pcap byte order (`--byteorder`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ByteOrder {
+    /// Little-endian (least significant byte first).
     Little,
+    /// Big-endian (network byte order).
     Big,
 }
 

@@ -26,7 +26,7 @@ impl Parser<'_> {
         };
         let proto = if b & 1 != 0 {
             len += 1;
-            b as u16
+            u16::from(b)
         } else {
             let Some(p) = self.be16(len) else {
                 return Step::Done;

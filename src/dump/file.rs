@@ -42,9 +42,13 @@ pub enum OutputFile {
     Direct(File),
     /// A temporary file beside `dest`, renamed over it by `commit`; removed if dropped uncommitted.
     Replace {
+        /// The open temporary file, written to.
         file: File,
+        /// Path of the temporary file.
         tmp: PathBuf,
+        /// The path the file gets on `commit`.
         dest: PathBuf,
+        /// Set once `commit` renamed the file: nothing is removed on drop.
         done: bool,
     },
 }

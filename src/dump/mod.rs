@@ -26,69 +26,130 @@ use pcapwrite::{PcapNgWriter, PcapWriter};
 use render::FrameInfo;
 use source::{capture_row, CaptureRow, Fetcher, FrameRef, Plan};
 
+/// Why a dump failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
+    /// Selecting the capture, the label or the frames failed.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// A SQLite failure while dumping.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The frames to dump as pcap have several link types (a pcap file holds one).
     #[error(
         "flow {label:?} has frames of several link types ({linktypes}); a pcap file holds one link type, \
          use --format pcapng"
     )]
-    MixedLinktypes { label: String, linktypes: String },
+    MixedLinktypes {
+        /// The label dumped.
+        label: String,
+        /// The link types found, comma-separated.
+        linktypes: String,
+    },
+    /// The frames must be re-read from the capture file, and no copy of it could be found.
     #[error(
         "capture {capture:?}: cannot re-read its frames ({tried}). Either pass --source-root DIR, a folder \
          where the moved file can be found by its name, or re-ingest the capture with \
          `traceflow ingest --embed --force FILE` so the database holds the frame bytes itself"
     )]
-    SourceUnavailable { capture: String, tried: String },
+    SourceUnavailable {
+        /// The capture's name.
+        capture: String,
+        /// Where it was looked for, and why each place failed.
+        tried: String,
+    },
+    /// The capture file no longer holds the frame the database recorded at that offset.
     #[error(
         "{path}: frame {frame} at byte offset {offset}: {what}; the file no longer matches the database \
          (re-ingest it, with --embed to keep the bytes in the database)"
     )]
     SourceMismatch {
+        /// The file (or the database, for embedded bytes) the frame was read from.
         path: String,
+        /// The frame's number, from 1.
         frame: u64,
+        /// Byte offset of its record in the decompressed file.
         offset: u64,
+        /// What did not match.
         what: String,
     },
+    /// Reading a frame from the capture file failed.
     #[error("{path}: reading frame {frame} at byte offset {offset}: {source}")]
     Read {
+        /// The file read.
         path: String,
+        /// The frame's number, from 1.
         frame: u64,
+        /// Byte offset of its record in the decompressed file.
         offset: u64,
+        /// The read's error.
         source: io::Error,
     },
+    /// Opening or reading the capture file to re-read frames from failed.
     #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Decompressing a capture into a temporary file (for frames wanted out of file order) failed.
     #[error(
         "decompressing {capture} into a temporary file in {dir}: {source} (set TMPDIR to a folder with room)"
     )]
     Spool {
+        /// The capture file.
         capture: String,
+        /// The temporary folder used.
         dir: String,
+        /// The I/O error (often a full disk).
         source: io::Error,
     },
+    /// Writing the output failed.
     #[error("writing {path}: {source}")]
-    Write { path: String, source: io::Error },
+    Write {
+        /// The output file, or `stdout`.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Encoding the frames as JSON or plist failed.
     #[error("writing {path}: {msg}")]
-    Encode { path: String, msg: String },
+    Encode {
+        /// The output file, or `stdout`.
+        path: String,
+        /// The encoder's message.
+        msg: String,
+    },
+    /// The output file exists and `--force` was not given.
     #[error("{path} already exists; pass --force to overwrite it")]
-    Exists { path: String },
+    Exists {
+        /// The existing file.
+        path: String,
+    },
+    /// A binary format (pcap, pcapng) would be written to a terminal.
     #[error(
         "refusing to write {format} to a terminal: use -o FILE or redirect stdout, or pick a text format \
          (--format tree, text or json)"
     )]
-    Terminal { format: &'static str },
+    Terminal {
+        /// The format's name.
+        format: &'static str,
+    },
+    /// Options that do not go together, or an output path that cannot be used.
     #[error("{0}")]
     Usage(String),
+    /// A dump into an existing folder failed after some files were written there.
     #[error("{source} ({written} files were written in {dir} before this; they are complete)")]
     Partial {
+        /// Files written before the failure; they are complete.
         written: usize,
+        /// The folder.
         dir: String,
+        /// The failure.
         source: Box<DumpError>,
     },
+    /// The database holds something a traceflow ingest never writes.
     #[error("database: {0}; the database is damaged or was edited (re-ingest the capture)")]
     Corrupt(String),
 }
@@ -109,11 +170,17 @@ impl DumpError {
 /// The formats a flow dump can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DumpFormat {
+    /// pcap with the capture's link type.
     Pcap,
+    /// pcapng, one interface per link type used.
     Pcapng,
+    /// The decoded frames as JSON.
     Json,
+    /// The decoded frames as an XML property list.
     Plist,
+    /// The decoded frames as an indented tree.
     Tree,
+    /// The decoded frames as flat `key: value` lines.
     Text,
 }
 
@@ -129,6 +196,7 @@ impl DumpFormat {
         }
     }
 
+    /// The format's name, as `--format` spells it.
     pub fn name(self) -> &'static str {
         match self {
             DumpFormat::Pcap => "pcap",
@@ -140,6 +208,7 @@ impl DumpFormat {
         }
     }
 
+    /// True for pcap and pcapng, which are not written to a terminal.
     pub fn is_binary(self) -> bool {
         matches!(self, DumpFormat::Pcap | DumpFormat::Pcapng)
     }
@@ -157,8 +226,10 @@ impl DumpFormat {
     }
 }
 
+/// How flows are dumped.
 #[derive(Clone, Debug)]
 pub struct DumpOptions {
+    /// The output format.
     pub format: DumpFormat,
     /// pcap byte order; pcapkit's default is the machine's.
     pub big_endian: bool,
@@ -170,6 +241,7 @@ pub struct DumpOptions {
 }
 
 impl DumpOptions {
+    /// Options for `format` with pcapkit's defaults: the machine's byte order, µs timestamps where exact.
     pub fn new(format: DumpFormat) -> DumpOptions {
         DumpOptions {
             format,

@@ -10,6 +10,7 @@ pub struct PcapWriter<W: Write> {
 }
 
 impl<W: Write> PcapWriter<W> {
+    /// Writes the pcap file header to `w`: µs timestamps, or ns when `nanos`.
     pub fn new(
         mut w: W,
         linktype: u32,
@@ -73,6 +74,7 @@ impl<W: Write> PcapWriter<W> {
         self.w.write_all(data)
     }
 
+    /// The writer given to `new`, after the last record.
     pub fn into_inner(self) -> W {
         self.w
     }
@@ -98,6 +100,7 @@ fn block(btype: u32, body: &[u8]) -> Vec<u8> {
 }
 
 impl<W: Write> PcapNgWriter<W> {
+    /// Writes the section header block to `w`; add interfaces before their first packets.
     pub fn new(mut w: W) -> io::Result<Self> {
         let mut body = Vec::new();
         body.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
@@ -132,7 +135,7 @@ impl<W: Write> PcapNgWriter<W> {
     pub fn write(&mut self, iface: u32, ts_ns: i64, origlen: u32, data: &[u8]) -> io::Result<()> {
         let r = self.tsresol.get(iface as usize).copied().unwrap_or(9);
         let ticks: u64 = if r & 0x80 == 0 && r <= 9 {
-            (ts_ns / 10i64.pow(9 - r as u32)) as u64
+            (ts_ns / 10i64.pow(9 - u32::from(r))) as u64
         } else {
             ts_ns as u64
         };
@@ -146,6 +149,7 @@ impl<W: Write> PcapNgWriter<W> {
         self.w.write_all(&block(6, &body))
     }
 
+    /// The writer given to `new`, after the last block.
     pub fn into_inner(self) -> W {
         self.w
     }

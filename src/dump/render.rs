@@ -287,7 +287,7 @@ fn layer_fields(layer: Layer, h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
             };
             let proto = match h.len() {
                 0 => 0,
-                1 => h[0] as u16,
+                1 => u16::from(h[0]),
                 n => be16(h, n - 2).unwrap_or(0),
             };
             m.s("protocol", hex16(proto))
@@ -338,7 +338,7 @@ fn layer_fields(layer: Layer, h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
                         .b("mf", frag & 0x2000 != 0)
                         .node(),
                 )
-                .u("frag_offset", (frag & 0x1fff) as u64 * 8)
+                .u("frag_offset", u64::from(frag & 0x1fff) * 8)
                 .u("ttl", h[8])
                 .u("proto", h[9])
                 .s("checksum", hex16(be16(h, 10).unwrap_or(0)))
@@ -386,7 +386,7 @@ fn layer_fields(layer: Layer, h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
         Layer::Vxlan if h.len() >= 8 => m.u("flags", h[0]).u("vni", be32(h, 4).unwrap_or(0) >> 8),
         Layer::Geneve if h.len() >= 8 => m
             .u("version", h[0] >> 6)
-            .u("opt_len", (h[0] & 0x3f) as u64 * 4)
+            .u("opt_len", u64::from(h[0] & 0x3f) * 4)
             .s("protocol", hex16(be16(h, 2).unwrap_or(0)))
             .u("vni", be32(h, 4).unwrap_or(0) >> 8)
             .s("header", hex(h)),

@@ -15,7 +15,9 @@ pub use crate::store::read::{capture_row, CaptureRow, FrameRef};
 /// How a dump will ask for frames: whether in file order, and the byte offset past the last record it needs.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
+    /// True when the frames come in increasing frame number, so a compressed file can be streamed once.
     pub in_order: bool,
+    /// Upper bound of the bytes to read: past the end of the last record wanted (in the decompressed file).
     pub end: u64,
 }
 
@@ -26,7 +28,7 @@ impl Plan {
             in_order: frames.windows(2).all(|w| w[0].number < w[1].number),
             end: frames
                 .iter()
-                .map(|f| f.offset + 28 + f.caplen as u64)
+                .map(|f| f.offset + 28 + u64::from(f.caplen))
                 .max()
                 .unwrap_or(0),
         }
@@ -259,8 +261,8 @@ impl SeekReader {
                     )));
                 }
                 // The time too: a same-size rewrite with its mtime kept (cp -p, rsync -t) passes the file checks.
-                let sec = u32_at(&self.head, 0, big) as i64;
-                let frac = u32_at(&self.head, 4, big) as i64;
+                let sec = i64::from(u32_at(&self.head, 0, big));
+                let frac = i64::from(u32_at(&self.head, 4, big));
                 let ns = sec * 1_000_000_000 + if self.nanos { frac } else { frac * 1000 };
                 if ns != f.ts_ns {
                     return Err(mismatch(format!(
@@ -297,8 +299,8 @@ impl SeekReader {
                     }
                     // The interface's if_tsoffset (whole seconds) is not stored: the sub-second part must match.
                     if let Some(&res) = self.tsresol.get(f.iface as usize) {
-                        let ticks = ((u32_at(&self.head, 12, big) as u64) << 32)
-                            | u32_at(&self.head, 16, big) as u64;
+                        let ticks = (u64::from(u32_at(&self.head, 12, big)) << 32)
+                            | u64::from(u32_at(&self.head, 16, big));
                         let ns = crate::capture::ticks_to_ts(ticks, res).as_ns();
                         if (ns - f.ts_ns).rem_euclid(1_000_000_000) != 0 {
                             return Err(mismatch(format!(
@@ -381,8 +383,11 @@ impl StreamReader {
 
 /// The frame bytes of one capture.
 pub enum Fetcher<'c> {
+    /// From `frame_data` (`ingest --embed`): the prepared SELECT, the capture's id and its name.
     Embedded(rusqlite::Statement<'c>, i64, String),
+    /// From an uncompressed capture, or a decompressed spool of a compressed one, by seeking.
     Seek(SeekReader),
+    /// From a compressed capture streamed once, when the frames come in file order.
     Stream(StreamReader),
 }
 

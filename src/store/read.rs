@@ -6,63 +6,110 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
+/// Why a read of the database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    /// No capture has that id, path or base name.
     #[error("no capture named {0:?} in the database (see `traceflow captures`)")]
     UnknownCapture(String),
+    /// A base name matches several captures.
     #[error("{name:?} names several captures ({candidates}); give a full path or an id")]
-    Ambiguous { name: String, candidates: String },
+    Ambiguous {
+        /// The name given.
+        name: String,
+        /// The captures it matches, as `id N`, comma-separated.
+        candidates: String,
+    },
+    /// A SQLite failure.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// No flow has that label.
     #[error("no flow labelled {label:?}{scope}{hint}")]
     UnknownLabel {
+        /// The label given.
         label: String,
+        /// ` in capture NAME` when a capture was chosen, else empty.
         scope: String,
+        /// The closest labels there are, or a note that there are no flows.
         hint: String,
     },
+    /// A label is in several captures and no capture was chosen.
     #[error(
         "flows labelled {label:?} are in several captures ({captures}); choose one with --capture"
     )]
-    LabelInSeveralCaptures { label: String, captures: String },
+    LabelInSeveralCaptures {
+        /// The label given.
+        label: String,
+        /// The names of the captures that have it.
+        captures: String,
+    },
+    /// The database holds something a traceflow ingest never writes (a broken `prev_in_flow` chain, ...).
     #[error("database: {0}; the database is damaged or was edited (re-ingest the capture)")]
     Corrupt(String),
+    /// Writing the results failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
 
+/// A `captures` row with every path of its content, as `traceflow captures --format json` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptureInfo {
+    /// `captures.id`.
     pub id: i64,
+    /// Base name of the file it was first indexed from.
     pub name: String,
+    /// Absolute path it was first indexed from.
     pub path: String,
     /// Every path this content was seen under.
     pub paths: Vec<String>,
+    /// Bytes on disk (compressed size for .gz/.zst).
     pub size: i64,
+    /// `pcap` or `pcapng`.
     pub format: Option<String>,
+    /// `none`, `gzip` or `zstd`.
     pub compression: Option<String>,
+    /// Distinct LINKTYPE values, comma-separated.
     pub linktypes: Option<String>,
+    /// Every frame of the file, TCP or not.
     pub frames: i64,
+    /// Frames that are TCP packets.
     pub tcp_frames: i64,
+    /// Flows traced in the capture.
     pub flows: i64,
+    /// Time of the first frame, RFC 3339 UTC with ns (`iso_time`); `None` without frames.
     pub first_time: Option<String>,
+    /// Time of the last frame, as `first_time`.
     pub last_time: Option<String>,
+    /// Byte offset where a cut-off or damaged file stopped; `None` if it was read whole.
     pub truncated_at: Option<i64>,
+    /// Why the file stopped there.
     pub truncated_why: Option<String>,
+    /// True when frame bytes are in the database (`ingest --embed`).
     pub embedded: bool,
+    /// xxh3-128 of the file's bytes, hex.
     pub hash: Option<String>,
+    /// When it was indexed, UTC (`2024-01-31T12:00:00.000Z`).
     pub ingested_at: String,
 }
 
 /// The columns of `traceflow captures` that fit a terminal.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptureBrief {
+    /// `captures.id`.
     pub id: i64,
+    /// Base name of the file it was first indexed from.
     pub name: String,
+    /// Format, with `+gzip` or `+zstd` when compressed.
     pub format: String,
+    /// Distinct LINKTYPE values, comma-separated.
     pub linktypes: String,
+    /// Every frame of the file, TCP or not.
     pub frames: i64,
+    /// Flows traced in the capture.
     pub flows: i64,
+    /// Time of the first frame (RFC 3339), empty without frames.
     pub first_time: String,
+    /// `ok`, or where the file was truncated.
     pub status: String,
 }
 
@@ -93,6 +140,7 @@ pub fn iso_time(ns: i64) -> String {
     crate::capture::Timestamp::from_ns(ns, 9).rfc3339()
 }
 
+/// Every capture in the database, by id.
 pub fn captures(conn: &Connection) -> Result<Vec<CaptureInfo>, QueryError> {
     let mut st = conn.prepare(
         "SELECT id, name, path, size, format, compression, linktypes, frames, tcp_frames, flows, first_ns, last_ns,
@@ -174,10 +222,14 @@ pub fn resolve_capture(conn: &Connection, sel: &str) -> Result<i64, QueryError> 
 /// One entry of the index tuple, as pcapkit's `Index(fpout, index, label)`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct IndexEntry {
+    /// The capture's name, set when the index of every capture is listed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<String>,
+    /// The file the flow was dumped to (`--dump DIR`); `None` otherwise.
     pub fpout: Option<String>,
+    /// The flow's frame numbers (from 1), in frame order.
     pub index: Vec<u64>,
+    /// The flow's TraceFlow label.
     pub label: String,
 }
 
@@ -262,10 +314,15 @@ pub fn label_time_range(label: &str) -> Option<(i64, i64)> {
 /// A frame to fetch, as the frames table records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameRef {
+    /// Frame number, from 1.
     pub number: u64,
+    /// Frame time, ns since the epoch.
     pub ts_ns: i64,
+    /// Bytes of the frame captured in the file.
     pub caplen: u32,
+    /// Length of the frame on the wire, in bytes.
     pub origlen: u32,
+    /// Index of the frame's interface (`interfaces.iface`).
     pub iface: u32,
     /// Byte offset of the record in the decompressed stream.
     pub offset: u64,
@@ -274,7 +331,9 @@ pub struct FrameRef {
 /// The flows of one capture that share a label: one dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowGroup {
+    /// `captures.id` of the capture the flows are in.
     pub capture_id: i64,
+    /// The label they share.
     pub label: String,
     /// flow_no of each flow, in index order.
     pub flows: Vec<i64>,
@@ -417,6 +476,7 @@ pub struct Iface {
     pub tsresol: u8,
 }
 
+/// The interfaces of a capture, by `interfaces.iface`.
 pub fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
     Ok(conn
         .prepare("SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = ?1")?
@@ -457,6 +517,7 @@ pub struct FlowFrames<'c> {
 }
 
 impl<'c> FlowFrames<'c> {
+    /// Prepares the walk on `conn`.
     pub fn new(conn: &'c Connection) -> Result<FlowFrames<'c>, QueryError> {
         Ok(FlowFrames {
             st: conn.prepare(FLOW_FRAMES_SQL)?,
@@ -520,15 +581,23 @@ impl<'c> FlowFrames<'c> {
 /// The captures row of the capture being dumped.
 #[derive(Clone, Debug)]
 pub struct CaptureRow {
+    /// `captures.id`.
     pub id: i64,
+    /// Base name of the file it was first indexed from.
     pub name: String,
+    /// Absolute path it was first indexed from.
     pub path: String,
+    /// Bytes on disk when indexed (compressed size for .gz/.zst).
     pub size: i64,
+    /// Modification time when indexed, ns since the epoch; `None` when not known (standard input).
     pub mtime_ns: Option<i64>,
+    /// xxh3-128 of the file's bytes, hex.
     pub hash: Option<String>,
+    /// True when frame bytes are in `frame_data` (`ingest --embed`).
     pub embedded: bool,
 }
 
+/// The `captures` row of capture `id`.
 pub fn capture_row(conn: &Connection, id: i64) -> Result<CaptureRow, QueryError> {
     Ok(conn.query_row(
         "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = ?1",

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use super::label::{addr_text, label_from_text};
 use crate::capture::Timestamp;
 
+/// A flow's directed key: (src, sport, dst, dport).
 pub type FlowKey = (IpAddr, u16, IpAddr, u16);
 
 /// Everything stored about one flow; emitted when it closes, or at the end of the capture while still open.
@@ -12,23 +13,32 @@ pub type FlowKey = (IpAddr, u16, IpAddr, u16);
 pub struct FlowRecord {
     /// Creation order within the capture, from 1.
     pub flow_no: u32,
+    /// TraceFlow's label, `{src}_{sport}-{dst}_{dport}-{repr(float(first frame time))}` (`:` made `.` for IPv6).
     pub label: String,
     /// The key's addresses in standard text form (as stored in `flows`), made on the reader's thread so that
     /// the writer only copies them.
     pub src: String,
+    /// Source port.
     pub sport: u16,
+    /// Destination address, as `src`.
     pub dst: String,
+    /// Destination port.
     pub dport: u16,
+    /// Number of the flow's first frame, from 1.
     pub first_frame: u64,
+    /// Number of the flow's last frame, from 1.
     pub last_frame: u64,
     /// The FIN frame that closed the flow; `None` when it was still open at the end of the capture.
     pub closed_frame: Option<u64>,
+    /// Frames of the flow.
     pub packets: u64,
     /// Sum of the frames' original (wire) lengths.
     pub bytes: u64,
     /// Sum of the TCP segment lengths.
     pub payload_bytes: u64,
+    /// Time of the first frame, ns since the epoch.
     pub first_ns: i64,
+    /// Time of the last frame, ns since the epoch.
     pub last_ns: i64,
 }
 

@@ -23,6 +23,8 @@ pub use spill::SpillError;
 /// about 10 MiB of flow state, whatever the capture.
 pub const DEFAULT_MAX_OPEN: usize = 65_536;
 
+/// Traces the TCP flows of one capture: give it the TCP frames in file order (`observe`), which hands over each
+/// flow as it closes; `finish` then emits the flows still open.
 pub struct Tracer {
     /// FxHash: the keys come from the capture, but a flood of colliding keys only slows one ingest down, and
     /// SipHash was a tenth of the reader thread.
@@ -42,6 +44,7 @@ impl Default for Tracer {
 }
 
 impl Tracer {
+    /// A tracer with `DEFAULT_MAX_OPEN`.
     pub fn new() -> Tracer {
         Tracer::default()
     }
@@ -116,8 +119,8 @@ impl Tracer {
         };
         let prev = (flow.packets > 0).then_some(flow.last_frame);
         flow.packets += 1;
-        flow.bytes += origlen as u64;
-        flow.payload_bytes += tcp.payload_len as u64;
+        flow.bytes += u64::from(origlen);
+        flow.payload_bytes += u64::from(tcp.payload_len);
         flow.last_frame = number;
         flow.last_ns = ns;
         let flow_no = flow.flow_no;
@@ -260,7 +263,7 @@ mod tests {
         ) {
             let frames: Vec<Tcp> = segs
                 .iter()
-                .map(|&(a, b, fin)| seg([10, 0, 0, a], 1000 + b as u16, B, 80, if fin { TCP_FIN } else { 0x10 }))
+                .map(|&(a, b, fin)| seg([10, 0, 0, a], 1000 + u16::from(b), B, 80, if fin { TCP_FIN } else { 0x10 }))
                 .collect();
             let want = index_with(&frames, DEFAULT_MAX_OPEN);
             let got = index_with(&frames, max_open);

@@ -20,6 +20,7 @@ const BLOOM_WORDS: usize = 1 << 19;
 /// Pages of the temporary database kept in memory (negative: KiB), beyond which it goes to a temporary file.
 const CACHE_KIB: i64 = 4096;
 
+/// Parking or taking back an open flow in the temporary database failed.
 #[derive(Debug, thiserror::Error)]
 #[error("parking open flows in a temporary database: {0}")]
 pub struct SpillError(#[from] rusqlite::Error);
