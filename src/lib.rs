@@ -12,6 +12,7 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod dump;
+pub mod filter;
 pub mod ingest;
 pub mod msg;
 pub mod store;

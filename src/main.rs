@@ -15,6 +15,11 @@ fn main() -> ExitCode {
     };
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
+        Err(cli::Error::Filter(f)) => {
+            // The filter, with a caret under the word that is wrong.
+            traceflow::msg::say_lines(&f.to_string());
+            ExitCode::from(2)
+        }
         Err(e) => {
             // One line: the error, then each cause the line does not already hold.
             let mut causes = Vec::new();

@@ -44,6 +44,24 @@ pub fn say(line: &str) {
     }
 }
 
+/// Writes a message of several lines (a filter error with its caret line): the first prefixed `traceflow: `,
+/// each escaped on its own.
+pub fn say_lines(text: &str) {
+    if STDERR_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = String::new();
+    for (i, l) in text.lines().enumerate() {
+        out.push_str(if i == 0 { "traceflow: " } else { "" });
+        out.push_str(&escape_controls(l));
+        out.push('\n');
+    }
+    let mut err = std::io::stderr().lock();
+    if err.write_all(out.as_bytes()).is_err() || err.flush().is_err() {
+        STDERR_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
 /// One line for an error and its causes: each cause whose text the line already holds is left out, so that
 /// `database x: disk full` is not followed by `: disk full` again.
 pub fn error_line(top: &str, causes: impl IntoIterator<Item = String>) -> String {

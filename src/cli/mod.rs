@@ -2,6 +2,7 @@
 //! calls. `main.rs` parses, calls [`run`], and maps the result to an exit status.
 
 pub mod captures;
+pub mod flows;
 pub mod ingest;
 pub mod output;
 pub mod query;
@@ -47,6 +48,8 @@ pub enum Cmd {
     Captures(captures::CapturesArgs),
     /// Print the flow index tuple (fpout, index, label), or dump flows' frames (--flow LABEL, --dump DIR).
     Query(query::QueryArgs),
+    /// Find flows by host, net, port, time, flags and sizes: `traceflow flows 'host 10.0.0.5 and port 443'`.
+    Flows(flows::FlowsArgs),
 }
 
 /// Why a subcommand failed; each variant's text is the one line the user sees.
@@ -61,6 +64,9 @@ pub enum Error {
     /// A dump failed.
     #[error(transparent)]
     Dump(#[from] DumpError),
+    /// The filter of `traceflow flows` does not parse.
+    #[error(transparent)]
+    Filter(crate::filter::FilterError),
     /// Writing a file or stdout failed.
     #[error("{what}: {source}")]
     Io {
@@ -78,5 +84,6 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Ingest(args) => ingest::run(&cli.db, &args),
         Cmd::Captures(args) => captures::run(&cli.db, &args),
         Cmd::Query(args) => query::run(&cli.db, &args),
+        Cmd::Flows(args) => flows::run(&cli.db, &args),
     }
 }

@@ -1,4 +1,5 @@
-//! Rendering query results to stdout as JSON, JSON lines or an aligned table.
+//! Rendering query results to stdout as JSON, JSON lines, CSV or an aligned table, all at once or row by row
+//! ([`RowWriter`]).
 
 use std::io::{self, Write};
 
@@ -16,6 +17,8 @@ pub enum RowFormat {
     Json,
     /// One JSON object per line.
     Jsonl,
+    /// Comma-separated values with a header line (RFC 4180 quoting; lists joined with spaces).
+    Csv,
 }
 
 /// Writes `rows` in the chosen format; long table cells are shortened with `…`.
@@ -37,6 +40,13 @@ pub fn write_rows<T: Serialize>(
             Ok(())
         }
         RowFormat::Table => write_table(out, rows),
+        RowFormat::Csv => {
+            let mut w = RowWriter::new(out, RowFormat::Csv);
+            for r in rows {
+                w.row(r)?;
+            }
+            w.finish()
+        }
     }
 }
 
@@ -165,4 +175,83 @@ pub fn write_index_json(
         out.write_all(b"]\n").map_err(io)?;
     }
     Ok(())
+}
+
+/// One CSV field: quoted when it holds a comma, a quote or a line break.
+fn csv_field(v: &serde_json::Value) -> String {
+    let s = match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a.iter().map(csv_field).collect::<Vec<_>>().join(" "),
+        other => other.to_string(),
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// Writes rows one at a time as they come: JSON, JSON lines and CSV stream (memory does not grow with the
+/// rows); a table needs every row for its widths, so it is kept until `finish`.
+pub struct RowWriter<'a> {
+    out: &'a mut dyn Write,
+    format: RowFormat,
+    rows: usize,
+    table: Vec<serde_json::Value>,
+}
+
+impl<'a> RowWriter<'a> {
+    /// A writer of `format` rows to `out`.
+    pub fn new(out: &'a mut dyn Write, format: RowFormat) -> RowWriter<'a> {
+        RowWriter {
+            out,
+            format,
+            rows: 0,
+            table: Vec::new(),
+        }
+    }
+
+    /// Writes (or, for a table, keeps) one row.
+    pub fn row<T: Serialize>(&mut self, r: &T) -> io::Result<()> {
+        let first = self.rows == 0;
+        self.rows += 1;
+        match self.format {
+            RowFormat::Json => {
+                self.out.write_all(if first { b"[" } else { b"," })?;
+                serde_json::to_writer(&mut *self.out, r)?;
+            }
+            RowFormat::Jsonl => {
+                serde_json::to_writer(&mut *self.out, r)?;
+                writeln!(self.out)?;
+            }
+            RowFormat::Csv => {
+                let v = serde_json::to_value(r)?;
+                let Some(obj) = v.as_object() else {
+                    return Ok(());
+                };
+                if first {
+                    let head: Vec<String> = obj
+                        .keys()
+                        .map(|k| csv_field(&serde_json::Value::String(k.clone())))
+                        .collect();
+                    writeln!(self.out, "{}", head.join(","))?;
+                }
+                let cells: Vec<String> = obj.values().map(csv_field).collect();
+                writeln!(self.out, "{}", cells.join(","))?;
+            }
+            RowFormat::Table => self.table.push(serde_json::to_value(r)?),
+        }
+        Ok(())
+    }
+
+    /// Ends the output (closes the JSON list; writes the table).
+    pub fn finish(self) -> io::Result<()> {
+        match self.format {
+            RowFormat::Json if self.rows == 0 => writeln!(self.out, "[]"),
+            RowFormat::Json => writeln!(self.out, "]"),
+            RowFormat::Table => write_table(self.out, &self.table),
+            _ => Ok(()),
+        }
+    }
 }

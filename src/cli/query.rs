@@ -22,6 +22,8 @@ pub enum QueryFormat {
     Json,
     /// Index: one JSON object per line.
     Jsonl,
+    /// Index: comma-separated values with a header line.
+    Csv,
     /// Dump: pcap with the capture's link type and the original timestamps, lengths and bytes.
     Pcap,
     /// Dump: pcapng, one interface per link type used.
@@ -52,7 +54,7 @@ fn dump_format(f: QueryFormat) -> Option<DumpFormat> {
         QueryFormat::Plist => Some(DumpFormat::Plist),
         QueryFormat::Tree => Some(DumpFormat::Tree),
         QueryFormat::Text => Some(DumpFormat::Text),
-        QueryFormat::Table | QueryFormat::Jsonl => None,
+        QueryFormat::Table | QueryFormat::Jsonl | QueryFormat::Csv => None,
     }
 }
 
@@ -119,6 +121,7 @@ pub fn run_query(
             Some(QueryFormat::Table) => RowFormat::Table,
             Some(QueryFormat::Json) => RowFormat::Json,
             Some(QueryFormat::Jsonl) => RowFormat::Jsonl,
+            Some(QueryFormat::Csv) => RowFormat::Csv,
             Some(f) => {
                 return Err(DumpError::Usage(format!(
                     "--format {} dumps flows: add --flow LABEL or --dump DIR",
@@ -132,7 +135,7 @@ pub fn run_query(
                 RowFormat::Json | RowFormat::Jsonl => {
                     write_index_json(conn, capture, rows == RowFormat::Jsonl, w)?
                 }
-                RowFormat::Table => {
+                RowFormat::Table | RowFormat::Csv => {
                     let entries = query::index(conn, capture)?;
                     write_rows(w, &entries, rows).map_err(werr(shown))?;
                 }

@@ -9,9 +9,10 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 2] = [
+pub(super) const MIGRATIONS: [&str; 3] = [
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_label_in_flows.sql"),
+    include_str!("../../migrations/0003_flow_search.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -121,6 +122,21 @@ fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
             path: p.to_string(),
         });
     }
+    // 0003 fills the new address keys of the flows already stored with this function.
+    conn.create_scalar_function(
+        "traceflow_addr_key",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: String = ctx.get(0)?;
+            Ok(text
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|a| crate::filter::addr_key(&a).to_vec()))
+        },
+    )
+    .map_err(sq)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
         conn.execute_batch(sql)
             .and_then(|()| conn.pragma_update(None, "user_version", (i + 1) as i64))
@@ -332,6 +348,45 @@ mod tests {
 #[cfg(test)]
 mod migration_tests {
     use super::*;
+
+    /// A database as the previous release wrote it (version 2) gains the search columns, filled from its rows.
+    #[test]
+    fn version_2_flows_get_their_keys_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(MIGRATIONS[1]).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute_batch(
+                "INSERT INTO captures (id, name, path, size) VALUES (1, 'a', '/a', 1);
+                 INSERT INTO flows VALUES (1, 1, 'l1', '10.0.0.1', 1, '2001:db8::5', 2, 1, 3, 3, 2, 120, 0, 5, 6);
+                 INSERT INTO flows VALUES (1, 2, 'l2', '10.0.0.2', 2, '10.0.0.1', 1, 2, 2, NULL, 1, 60, 0, 7, 7);
+                 INSERT INTO frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no, tcp_flags)
+                 VALUES (1, 1, 5, 60, 60, 0, 24, 1, 2), (1, 2, 6, 60, 60, 0, 100, 2, 4),
+                        (1, 3, 7, 60, 60, 0, 176, 1, 17);",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let rows: Vec<(i64, i64, Vec<u8>, Vec<u8>)> = c
+            .prepare("SELECT flow_no, flags, src_key, dst_key FROM flows ORDER BY flow_no")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = |s: &str| crate::filter::addr_key(&s.parse().unwrap()).to_vec();
+        assert_eq!(
+            rows,
+            vec![
+                (1, 0x13, key("10.0.0.1"), key("2001:db8::5")),
+                (2, 0x04, key("10.0.0.2"), key("10.0.0.1"))
+            ]
+        );
+        assert_eq!(user_version(&c).unwrap(), 3);
+    }
 
     #[test]
     fn version_1_labels_move_into_flows() {

@@ -635,6 +635,164 @@ pub fn tsresols(conn: &Connection, capture_id: i64) -> Result<Vec<u8>, QueryErro
         .collect::<Result<_, _>>()?)
 }
 
+/// One flow as `traceflow flows` lists it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FlowRow {
+    /// The capture's id.
+    #[serde(skip)]
+    pub capture_id: i64,
+    /// The capture's name.
+    pub capture: String,
+    /// TraceFlow's label.
+    pub label: String,
+    /// Source address.
+    pub src: String,
+    /// Source port.
+    pub sport: u16,
+    /// Destination address.
+    pub dst: String,
+    /// Destination port.
+    pub dport: u16,
+    /// First frame time, RFC 3339 UTC with the capture's precision.
+    pub first_time: String,
+    /// Last frame time, likewise.
+    pub last_time: String,
+    /// Last minus first frame time, in seconds (exact decimal).
+    pub duration: String,
+    /// Frames.
+    pub packets: i64,
+    /// Sum of the frames' original lengths.
+    pub bytes: i64,
+    /// Sum of the TCP segment lengths.
+    pub payload_bytes: i64,
+    /// The TCP flags seen, e.g. `SYN,ACK,FIN`.
+    pub flags: String,
+    /// `closed` (a FIN closed it) or `open`.
+    pub state: &'static str,
+    /// Times in ns since the epoch, for sorting and for `--pcap`.
+    #[serde(skip)]
+    pub first_ns: i64,
+    /// Last frame time in ns.
+    #[serde(skip)]
+    pub last_ns: i64,
+    /// The flow's number in its capture.
+    #[serde(skip)]
+    pub flow_no: i64,
+}
+
+/// The names of the TCP flags set in `flags`, most significant last as tshark lists them.
+pub fn flag_names(flags: i64) -> String {
+    const NAMES: [(i64, &str); 9] = [
+        (0x002, "SYN"),
+        (0x010, "ACK"),
+        (0x008, "PSH"),
+        (0x001, "FIN"),
+        (0x004, "RST"),
+        (0x020, "URG"),
+        (0x040, "ECE"),
+        (0x080, "CWR"),
+        (0x100, "NS"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Orders of `traceflow flows --sort`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlowSort {
+    /// By first frame time (then capture and flow number).
+    Time,
+    /// Most bytes first.
+    Bytes,
+    /// Most packets first.
+    Packets,
+    /// Longest first.
+    Duration,
+}
+
+/// `N / 10^9` as an exact decimal with `digits` places (`1.250000`).
+fn seconds(ns: i64, digits: u8) -> String {
+    let t = crate::capture::Timestamp::from_ns(ns, digits);
+    t.decimal()
+}
+
+/// Visits every flow that matches `filter` (a compiled condition on `flows f`), in `sort` order, at most
+/// `limit`; rows are read one at a time, so memory does not grow with the matches.
+pub fn search_flows(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+    sort: FlowSort,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let order = match sort {
+        FlowSort::Time => "f.first_ns, f.capture_id, f.flow_no",
+        FlowSort::Bytes => "f.bytes DESC, f.first_ns, f.capture_id, f.flow_no",
+        FlowSort::Packets => "f.packets DESC, f.first_ns, f.capture_id, f.flow_no",
+        FlowSort::Duration => "f.last_ns - f.first_ns DESC, f.first_ns, f.capture_id, f.flow_no",
+    };
+    let mut params = filter.params.clone();
+    params.push(rusqlite::types::Value::Integer(
+        limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
+    ));
+    let sql = format!(
+        "SELECT f.capture_id, c.name, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, f.packets,
+                f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no,
+                (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
+                 FROM interfaces i WHERE i.capture_id = f.capture_id)
+         FROM flows f JOIN captures c ON c.id = f.capture_id
+         WHERE {}
+         ORDER BY {order} LIMIT ?{}",
+        filter.condition,
+        params.len()
+    );
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let digits: u8 = r.get::<_, Option<u8>>(15)?.unwrap_or(9);
+        let (first_ns, last_ns): (i64, i64) = (r.get(7)?, r.get(8)?);
+        let row = FlowRow {
+            capture_id: r.get(0)?,
+            capture: r.get(1)?,
+            label: r.get(2)?,
+            src: r.get(3)?,
+            sport: r.get(4)?,
+            dst: r.get(5)?,
+            dport: r.get(6)?,
+            first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
+            last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
+            duration: seconds(last_ns - first_ns, digits),
+            packets: r.get(9)?,
+            bytes: r.get(10)?,
+            payload_bytes: r.get(11)?,
+            flags: flag_names(r.get(12)?),
+            state: if r.get::<_, bool>(13)? {
+                "closed"
+            } else {
+                "open"
+            },
+            first_ns,
+            last_ns,
+            flow_no: r.get(14)?,
+        };
+        visit(row)?;
+    }
+    Ok(())
+}
+
+/// How many flows match `filter`.
+pub fn count_flows(conn: &Connection, filter: &crate::filter::Compiled) -> Result<i64, QueryError> {
+    Ok(conn.query_row(
+        &format!("SELECT count(*) FROM flows f WHERE {}", filter.condition),
+        rusqlite::params_from_iter(filter.params.iter()),
+        |r| r.get(0),
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

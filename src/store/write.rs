@@ -252,7 +252,10 @@ fn bind_flow(
     st.raw_bind_parameter(base + 12, fl.bytes as i64)?;
     st.raw_bind_parameter(base + 13, fl.payload_bytes as i64)?;
     st.raw_bind_parameter(base + 14, fl.first_ns)?;
-    st.raw_bind_parameter(base + 15, fl.last_ns)
+    st.raw_bind_parameter(base + 15, fl.last_ns)?;
+    st.raw_bind_parameter(base + 16, fl.flags)?;
+    st.raw_bind_parameter(base + 17, &fl.src_key[..])?;
+    st.raw_bind_parameter(base + 18, &fl.dst_key[..])
 }
 
 /// Writes one capture in one transaction: it is wholly in the database or absent. `begin` opens the
@@ -303,8 +306,8 @@ impl<'c> CaptureWriter<'c> {
                 flows_ins: BulkInsert::new(
                     conn,
                     "flows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame,
-                            closed_frame, packets, bytes, payload_bytes, first_ns, last_ns)",
-                    15,
+                            closed_frame, packets, bytes, payload_bytes, first_ns, last_ns, flags, src_key, dst_key)",
+                    18,
                 )?,
                 ins_data: conn
                     .prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?,

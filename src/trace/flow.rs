@@ -40,6 +40,12 @@ pub struct FlowRecord {
     pub first_ns: i64,
     /// Time of the last frame, ns since the epoch.
     pub last_ns: i64,
+    /// The TCP flags of all its frames, ORed (9 bits: NS CWR ECE URG ACK PSH RST SYN FIN).
+    pub flags: u16,
+    /// The addresses as 16 bytes that sort as the addresses do (IPv4 as ::ffff:a.b.c.d), for `flows` searches.
+    pub src_key: [u8; 16],
+    /// The destination address as 16 sortable bytes.
+    pub dst_key: [u8; 16],
 }
 
 /// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
@@ -54,11 +60,13 @@ pub(super) struct OpenFlow {
     pub(super) bytes: u64,
     pub(super) payload_bytes: u64,
     pub(super) last_ns: i64,
+    pub(super) flags: u16,
 }
 
 impl OpenFlow {
     pub(super) fn into_record(self, key: &FlowKey, closed_frame: Option<u64>) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
+        let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
         let (src, dst) = (addr_text(&src), addr_text(&dst));
         FlowRecord {
             flow_no: self.flow_no,
@@ -75,6 +83,9 @@ impl OpenFlow {
             payload_bytes: self.payload_bytes,
             first_ns: self.first_ts.as_ns(),
             last_ns: self.last_ns,
+            flags: self.flags,
+            src_key,
+            dst_key,
         }
     }
 }

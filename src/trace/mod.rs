@@ -113,6 +113,7 @@ impl Tracer {
                         bytes: 0,
                         payload_bytes: 0,
                         last_ns: ns,
+                        flags: 0,
                     }
                 }))
             }
@@ -123,6 +124,7 @@ impl Tracer {
         flow.payload_bytes += u64::from(tcp.payload_len);
         flow.last_frame = number;
         flow.last_ns = ns;
+        flow.flags |= tcp.flags;
         let flow_no = flow.flow_no;
         if tcp.fin() {
             if let Some(done) = self.open.remove(&key) {

@@ -110,7 +110,7 @@ impl Spill {
                 flow_no INTEGER NOT NULL, sec INTEGER NOT NULL, frac INTEGER NOT NULL, digits INTEGER NOT NULL,
                 first_frame INTEGER NOT NULL, last_frame INTEGER NOT NULL, packets INTEGER NOT NULL,
                 bytes INTEGER NOT NULL, payload_bytes INTEGER NOT NULL, last_ns INTEGER NOT NULL,
-                key BLOB NOT NULL, hash INTEGER NOT NULL
+                flags INTEGER NOT NULL, key BLOB NOT NULL, hash INTEGER NOT NULL
              );
              CREATE INDEX parked_hash ON parked(hash);
              -- Draining in creation order walks this index: no sorter, whose memory grew by ~30 MB on a 2x
@@ -140,7 +140,7 @@ impl Spill {
         let tx = self.conn.transaction()?;
         {
             let mut ins = tx.prepare_cached(
-                "INSERT INTO parked VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO parked VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for (key, f) in flows {
                 let k = encode_key(&key);
@@ -157,6 +157,7 @@ impl Spill {
                     f.bytes as i64,
                     f.payload_bytes as i64,
                     f.last_ns,
+                    f.flags,
                     k.as_slice(),
                     h as i64
                 ])?;
@@ -180,12 +181,12 @@ impl Spill {
         let found = self
             .conn
             .prepare_cached(
-                "SELECT flow_no, sec, frac, digits, first_frame, last_frame, packets, bytes, payload_bytes, last_ns,
+                "SELECT flow_no, sec, frac, digits, first_frame, last_frame, packets, bytes, payload_bytes, last_ns, flags,
                         rowid
                  FROM parked WHERE hash = ?1 AND key = ?2",
             )?
             .query_row(params![h as i64, k.as_slice()], |r| {
-                Ok((row_to_flow(r)?, r.get::<_, i64>(10)?))
+                Ok((row_to_flow(r)?, r.get::<_, i64>(11)?))
             })
             .optional()?;
         let Some((flow, rowid)) = found else {
@@ -204,16 +205,16 @@ impl Spill {
         each: &mut dyn FnMut(FlowKey, OpenFlow),
     ) -> Result<(), SpillError> {
         let mut st = self.conn.prepare(
-            "SELECT flow_no, sec, frac, digits, first_frame, last_frame, packets, bytes, payload_bytes, last_ns,
+            "SELECT flow_no, sec, frac, digits, first_frame, last_frame, packets, bytes, payload_bytes, last_ns, flags,
                     key
              FROM parked ORDER BY flow_no",
         )?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let flow = row_to_flow(r)?;
-            let k: Vec<u8> = r.get(10)?;
+            let k: Vec<u8> = r.get(11)?;
             let key = decode_key(&k).ok_or_else(|| {
-                rusqlite::Error::InvalidColumnType(10, "key".into(), rusqlite::types::Type::Blob)
+                rusqlite::Error::InvalidColumnType(11, "key".into(), rusqlite::types::Type::Blob)
             })?;
             each(key, flow);
         }
@@ -236,6 +237,7 @@ fn row_to_flow(r: &rusqlite::Row<'_>) -> rusqlite::Result<OpenFlow> {
         bytes: r.get::<_, i64>(7)? as u64,
         payload_bytes: r.get::<_, i64>(8)? as u64,
         last_ns: r.get(9)?,
+        flags: r.get(10)?,
     })
 }
 

@@ -670,7 +670,7 @@ fn schema_errors_are_one_clear_line() {
         assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
         assert!(
             r.stderr.contains("version 99")
-                && r.stderr.contains("(2)")
+                && r.stderr.contains("(3)")
                 && r.stderr.contains("newer traceflow"),
             "{}",
             r.stderr

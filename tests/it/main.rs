@@ -1,9 +1,13 @@
 //! The integration tests, as one test binary (one link, one run): each module is one area of traceflow, and
 //! `util` holds what they share (the corpus, running the binary, writing captures).
 
+// Tests build wire values by hand; `as` between integer widths reads better there than `From`.
+#![allow(clippy::cast_lossless)]
+
 mod conformance;
 mod decode_oracle;
 mod dump;
+mod flows;
 mod hardening;
 mod ingest;
 mod ingest_hardening;

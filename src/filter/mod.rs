@@ -1,0 +1,295 @@
+//! The flow filter language of `traceflow flows`: parsed into an [`Expr`], compiled to a SQL condition whose
+//! every value is a bound parameter, and evaluated in Rust on a [`FlowFacts`] (the tests' oracle).
+//!
+//! Close to what users type for tcpdump/BPF and Stenographer:
+//!
+//! ```text
+//! host A | src host A | dst host A          IPv4 or IPv6; host matches either end
+//! net CIDR | src net CIDR | dst net CIDR
+//! port N | src port N | dst port N | portrange N-M (with src/dst too)
+//! after T | before T                        the flow overlaps the time window
+//! capture NAME|ID | label LABEL
+//! syn | fin | rst                           the flow has a frame with that flag
+//! open | closed
+//! packets|bytes|payload|duration  > >= < <= = !=  VALUE   (duration: 10s, 1.5s, 250ms, 2m, 1h)
+//! and | or | not | ( ... )                  also && || !
+//! ```
+//!
+//! T is RFC 3339 (`2024-03-01T10:00:00Z`, `2024-03-01T10:00` with no zone meaning UTC, `+02:00` zones), a date
+//! (`2024-03-01`), epoch seconds with a fraction (`1700000000.25`), or relative to now (`3h ago`, `15m ago`,
+//! `2d ago`, `30s ago`).
+
+mod parse;
+mod sql;
+mod time;
+
+use std::net::IpAddr;
+
+pub use parse::parse;
+pub use sql::{addr_key, compile, Compiled};
+pub use time::parse_time;
+
+/// Which end of a flow a host, net or port names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// The flow's source (`src host A`).
+    Src,
+    /// The flow's destination (`dst host A`).
+    Dst,
+    /// Either end (`host A`).
+    Either,
+}
+
+/// A numeric field of a flow that can be compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// Frames of the flow.
+    Packets,
+    /// Sum of the frames' original lengths.
+    Bytes,
+    /// Sum of the TCP segment lengths.
+    Payload,
+    /// Last frame time minus first frame time, in ns.
+    Duration,
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `=` or `==`
+    Eq,
+    /// `!=`
+    Ne,
+}
+
+impl Cmp {
+    /// The SQL operator.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Eq => "=",
+            Cmp::Ne => "<>",
+        }
+    }
+
+    /// `a OP b`.
+    pub fn holds(self, a: i64, b: i64) -> bool {
+        match self {
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+        }
+    }
+}
+
+/// The TCP flags a flow may have seen (`syn`, `fin`, `rst`), as bits of `tcp_flags`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    /// SYN (0x02).
+    Syn,
+    /// FIN (0x01).
+    Fin,
+    /// RST (0x04).
+    Rst,
+}
+
+impl Flag {
+    /// The flag's bit in `frames.tcp_flags` and `flows.flags`.
+    pub fn bit(self) -> i64 {
+        match self {
+            Flag::Fin => 0x01,
+            Flag::Syn => 0x02,
+            Flag::Rst => 0x04,
+        }
+    }
+}
+
+/// A parsed filter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// Every flow (the empty filter).
+    All,
+    /// `host A`: the address at that end.
+    Host(Dir, IpAddr),
+    /// `net CIDR`: an address in the network (`prefix` bits of `addr`).
+    Net(Dir, IpAddr, u8),
+    /// `port N` / `portrange N-M`: a port in `lo..=hi`.
+    Port(Dir, u16, u16),
+    /// `after T`: the flow's last frame is at or after T (ns since the epoch).
+    After(i64),
+    /// `before T`: the flow's first frame is at or before T (ns since the epoch).
+    Before(i64),
+    /// `capture NAME|ID`.
+    Capture(String),
+    /// `label LABEL`.
+    Label(String),
+    /// `syn`, `fin`, `rst`.
+    Flag(Flag),
+    /// `open` (true) or `closed` (false).
+    Open(bool),
+    /// `packets > N` and the like.
+    Compare(Field, Cmp, i64),
+    /// `A and B`.
+    And(Box<Expr>, Box<Expr>),
+    /// `A or B`.
+    Or(Box<Expr>, Box<Expr>),
+    /// `not A`.
+    Not(Box<Expr>),
+}
+
+/// A bad filter: what was expected, and where (a byte offset into the filter text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad filter at column {}: {message}\n  {text}\n  {caret}", .at + 1)]
+pub struct FilterError {
+    /// What is wrong, and what was expected.
+    pub message: String,
+    /// Byte offset of the offending word.
+    pub at: usize,
+    /// The filter as given.
+    pub text: String,
+    /// Spaces and `^` under the offending word.
+    pub caret: String,
+}
+
+impl FilterError {
+    pub(crate) fn new(
+        text: &str,
+        at: usize,
+        len: usize,
+        message: impl Into<String>,
+    ) -> FilterError {
+        let col = text[..at.min(text.len())].chars().count();
+        let width = text[at.min(text.len())..]
+            .chars()
+            .take(len.max(1))
+            .count()
+            .max(1);
+        FilterError {
+            message: message.into(),
+            at,
+            text: text.to_string(),
+            caret: format!("{}{}", " ".repeat(col), "^".repeat(width)),
+        }
+    }
+}
+
+/// What the Rust evaluation of a filter needs to know of one flow.
+#[derive(Clone, Debug)]
+pub struct FlowFacts {
+    /// The capture's id and the names it is known by (base names of its paths).
+    pub capture_id: i64,
+    /// Base names the capture was indexed under.
+    pub capture_names: Vec<String>,
+    /// TraceFlow's label.
+    pub label: String,
+    /// Source address.
+    pub src: IpAddr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Destination port.
+    pub dport: u16,
+    /// First and last frame times, ns since the epoch.
+    pub first_ns: i64,
+    /// Last frame time, ns since the epoch.
+    pub last_ns: i64,
+    /// Frames.
+    pub packets: i64,
+    /// Sum of original frame lengths.
+    pub bytes: i64,
+    /// Sum of TCP segment lengths.
+    pub payload: i64,
+    /// OR of the TCP flags of its frames.
+    pub flags: i64,
+    /// Whether a FIN closed it.
+    pub closed: bool,
+}
+
+/// Whether an address is IPv4 (or IPv4-mapped IPv6, which traceflow treats as the same host).
+pub(crate) fn is_v4ish(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+    }
+}
+
+/// Whether `a` is in the network `net`/`prefix`. As in tcpdump, an IPv6 network holds IPv6 addresses only (so
+/// `net ::/0` is every IPv6 flow); IPv4 and IPv4-mapped IPv6 compare as one.
+pub fn in_net(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
+    if is_v4ish(a) != is_v4ish(net) {
+        return false;
+    }
+    let (a, n) = (addr_key(a), addr_key(net));
+    let bits = net_bits(net, prefix) as usize;
+    let full = bits / 8;
+    if a[..full] != n[..full] {
+        return false;
+    }
+    let rest = bits % 8;
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[full] & mask == n[full] & mask
+    }
+}
+
+/// The prefix length in the 128-bit key space (IPv4 nets sit under ::ffff:0:0/96).
+pub(crate) fn net_bits(net: &IpAddr, prefix: u8) -> u8 {
+    match net {
+        IpAddr::V4(_) => 96 + prefix.min(32),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => prefix.min(128),
+        IpAddr::V6(_) => prefix.min(128),
+    }
+}
+
+impl Expr {
+    /// Evaluates the filter on one flow, in Rust: the oracle the SQL compilation is tested against.
+    pub fn matches(&self, f: &FlowFacts) -> bool {
+        let ends = |d: Dir, test: &dyn Fn(&IpAddr, u16) -> bool| match d {
+            Dir::Src => test(&f.src, f.sport),
+            Dir::Dst => test(&f.dst, f.dport),
+            Dir::Either => test(&f.src, f.sport) || test(&f.dst, f.dport),
+        };
+        match self {
+            Expr::All => true,
+            Expr::Host(d, a) => ends(*d, &|x, _| addr_key(x) == addr_key(a)),
+            Expr::Net(d, n, p) => ends(*d, &|x, _| in_net(x, n, *p)),
+            Expr::Port(d, lo, hi) => ends(*d, &|_, p| (*lo..=*hi).contains(&p)),
+            Expr::After(t) => f.last_ns >= *t,
+            Expr::Before(t) => f.first_ns <= *t,
+            Expr::Capture(c) => {
+                c.parse::<i64>().is_ok_and(|id| id == f.capture_id)
+                    || f.capture_names.iter().any(|n| n == c)
+            }
+            Expr::Label(l) => f.label == *l,
+            Expr::Flag(fl) => f.flags & fl.bit() != 0,
+            Expr::Open(open) => f.closed != *open,
+            Expr::Compare(field, cmp, v) => {
+                let x = match field {
+                    Field::Packets => f.packets,
+                    Field::Bytes => f.bytes,
+                    Field::Payload => f.payload,
+                    Field::Duration => f.last_ns - f.first_ns,
+                };
+                cmp.holds(x, *v)
+            }
+            Expr::And(a, b) => a.matches(f) && b.matches(f),
+            Expr::Or(a, b) => a.matches(f) || b.matches(f),
+            Expr::Not(a) => !a.matches(f),
+        }
+    }
+}

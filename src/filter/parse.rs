@@ -1,0 +1,428 @@
+//! The filter's words and grammar: a recursive-descent parser with `or` below `and` below `not`, and errors that
+//! point at the offending word.
+
+use std::net::IpAddr;
+
+use super::{time::parse_time_at, Cmp, Dir, Expr, Field, FilterError, Flag};
+
+/// One word of the filter, with its byte offset.
+#[derive(Clone, Debug)]
+struct Tok {
+    text: String,
+    at: usize,
+}
+
+/// Splits on white space; parentheses and comparison operators are words of their own.
+fn lex(s: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let b: Vec<(usize, char)> = s.char_indices().collect();
+    let mut i = 0;
+    while i < b.len() {
+        let (at, c) = b[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == '(' || c == ')' {
+            out.push(Tok {
+                text: c.to_string(),
+                at,
+            });
+            i += 1;
+            continue;
+        }
+        if "<>=!&|".contains(c) {
+            let two = b.get(i + 1).map(|&(_, d)| format!("{c}{d}"));
+            let op = match two.as_deref() {
+                Some(">=" | "<=" | "==" | "!=" | "&&" | "||") => two.unwrap(),
+                _ => c.to_string(),
+            };
+            i += op.chars().count();
+            out.push(Tok { text: op, at });
+            continue;
+        }
+        if c == '"' || c == '\'' {
+            // A quoted value ("my capture.pcap"): up to the same quote, which may not be escaped.
+            let close = b[i + 1..].iter().position(|&(_, d)| d == c);
+            let end = close.map(|k| i + 1 + k);
+            let text_end = end.map(|k| b[k].0).unwrap_or(s.len());
+            out.push(Tok {
+                text: s[at + 1..text_end].to_string(),
+                at,
+            });
+            i = end.map(|k| k + 1).unwrap_or(b.len());
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !b[i].1.is_whitespace() && !"()<>=!&|".contains(b[i].1) {
+            i += 1;
+        }
+        let end = b.get(i).map(|&(o, _)| o).unwrap_or(s.len());
+        out.push(Tok {
+            text: s[b[start].0..end].to_string(),
+            at,
+        });
+    }
+    out
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    toks: Vec<Tok>,
+    pos: usize,
+    now_ns: i64,
+}
+
+/// Parses a filter; the empty filter is [`Expr::All`]. `now_ns` is the time `3h ago` counts from.
+pub fn parse(src: &str, now_ns: i64) -> Result<Expr, FilterError> {
+    let mut p = Parser {
+        src,
+        toks: lex(src),
+        pos: 0,
+        now_ns,
+    };
+    if p.toks.is_empty() {
+        return Ok(Expr::All);
+    }
+    let e = p.or()?;
+    if let Some(t) = p.peek() {
+        let t = t.clone();
+        return Err(p.err_at(
+            &t,
+            if t.text == ")" {
+                "unbalanced ')': no '(' opens it".to_string()
+            } else {
+                format!(
+                    "expected 'and', 'or' or the end of the filter, found '{}'",
+                    t.text
+                )
+            },
+        ));
+    }
+    Ok(e)
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn err_at(&self, t: &Tok, msg: impl Into<String>) -> FilterError {
+        FilterError::new(self.src, t.at, t.text.len(), msg)
+    }
+
+    fn err_end(&self, msg: impl Into<String>) -> FilterError {
+        FilterError::new(self.src, self.src.len(), 1, msg)
+    }
+
+    fn is(&self, words: &[&str]) -> bool {
+        self.peek()
+            .is_some_and(|t| words.iter().any(|w| t.text.eq_ignore_ascii_case(w)))
+    }
+
+    fn or(&mut self) -> Result<Expr, FilterError> {
+        let mut e = self.and()?;
+        while self.is(&["or", "||"]) {
+            self.pos += 1;
+            e = Expr::Or(Box::new(e), Box::new(self.and()?));
+        }
+        Ok(e)
+    }
+
+    fn and(&mut self) -> Result<Expr, FilterError> {
+        let mut e = self.unary()?;
+        while self.is(&["and", "&&"]) {
+            self.pos += 1;
+            e = Expr::And(Box::new(e), Box::new(self.unary()?));
+        }
+        Ok(e)
+    }
+
+    fn unary(&mut self) -> Result<Expr, FilterError> {
+        if self.is(&["not", "!"]) {
+            self.pos += 1;
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        if self.is(&["("]) {
+            let open = self.next().unwrap();
+            let e = self.or()?;
+            match self.next() {
+                Some(t) if t.text == ")" => return Ok(e),
+                Some(t) => return Err(self.err_at(&t, format!("expected ')', found '{}'", t.text))),
+                None => return Err(self.err_at(&open, "unbalanced '(': no ')' closes it")),
+            }
+        }
+        self.primitive()
+    }
+
+    /// The value after a keyword, or an error naming what was expected.
+    fn value(&mut self, what: &str) -> Result<Tok, FilterError> {
+        match self.next() {
+            Some(t)
+                if !["(", ")", "and", "or", "not", "&&", "||", "!"].contains(&t.text.as_str()) =>
+            {
+                Ok(t)
+            }
+            Some(t) => Err(self.err_at(&t, format!("expected {what}, found '{}'", t.text))),
+            None => Err(self.err_end(format!("expected {what} at the end of the filter"))),
+        }
+    }
+
+    fn primitive(&mut self) -> Result<Expr, FilterError> {
+        let Some(t) = self.next() else {
+            return Err(
+                self.err_end("expected a filter term (host, net, port, after, ...) at the end")
+            );
+        };
+        let word = t.text.to_ascii_lowercase();
+        let dir = match word.as_str() {
+            "src" => Some(Dir::Src),
+            "dst" => Some(Dir::Dst),
+            _ => None,
+        };
+        if let Some(d) = dir {
+            let Some(k) = self.next() else {
+                return Err(self.err_end(format!(
+                    "expected host, net, port or portrange after '{word}'"
+                )));
+            };
+            return self.endpoint(d, &k);
+        }
+        match word.as_str() {
+            "host" | "net" | "port" | "portrange" => self.endpoint(Dir::Either, &t),
+            "after" | "before" => {
+                let v = self.value("a time (RFC 3339, a date, epoch seconds, or '3h ago')")?;
+                let mut text = v.text.clone();
+                let mut len = v.text.len();
+                // `3h ago`: the word "ago" belongs to the time.
+                if self.is(&["ago"]) {
+                    let ago = self.next().unwrap();
+                    text.push_str(" ago");
+                    len = ago.at + ago.text.len() - v.at;
+                }
+                let ns = parse_time_at(&text, self.now_ns)
+                    .map_err(|m| FilterError::new(self.src, v.at, len, m))?;
+                Ok(if word == "after" {
+                    Expr::After(ns)
+                } else {
+                    Expr::Before(ns)
+                })
+            }
+            "capture" => Ok(Expr::Capture(self.value("a capture name or id")?.text)),
+            "label" => Ok(Expr::Label(self.value("a flow label")?.text)),
+            "syn" => Ok(Expr::Flag(Flag::Syn)),
+            "fin" => Ok(Expr::Flag(Flag::Fin)),
+            "rst" => Ok(Expr::Flag(Flag::Rst)),
+            "open" => Ok(Expr::Open(true)),
+            "closed" => Ok(Expr::Open(false)),
+            "packets" | "bytes" | "payload" | "duration" => {
+                let field = match word.as_str() {
+                    "packets" => Field::Packets,
+                    "bytes" => Field::Bytes,
+                    "payload" => Field::Payload,
+                    _ => Field::Duration,
+                };
+                let op = self.value("a comparison (> >= < <= = !=)")?;
+                let cmp = match op.text.as_str() {
+                    ">" => Cmp::Gt,
+                    ">=" => Cmp::Ge,
+                    "<" => Cmp::Lt,
+                    "<=" => Cmp::Le,
+                    "=" | "==" => Cmp::Eq,
+                    "!=" => Cmp::Ne,
+                    other => {
+                        return Err(self.err_at(&op, format!("expected a comparison (> >= < <= = !=), found '{other}'")))
+                    }
+                };
+                let v = self.value(if field == Field::Duration {
+                    "a duration (10s, 1.5s, 250ms, 2m, 1h)"
+                } else {
+                    "a whole number"
+                })?;
+                let n = if field == Field::Duration {
+                    parse_duration(&v.text)
+                } else {
+                    v.text.parse::<i64>().ok().filter(|n| *n >= 0)
+                };
+                match n {
+                    Some(n) => Ok(Expr::Compare(field, cmp, n)),
+                    None if field == Field::Duration => Err(self.err_at(
+                        &v,
+                        format!("'{}' is not a duration: write 10s, 1.5s, 250ms, 2m or 1h", v.text),
+                    )),
+                    None => Err(self.err_at(&v, format!("'{}' is not a whole number", v.text))),
+                }
+            }
+            "ago" => Err(self.err_at(&t, "'ago' goes after a time: 'after 3h ago'")),
+            ")" => Err(self.err_at(&t, "unbalanced ')': no '(' opens it")),
+            _ => Err(self.err_at(
+                &t,
+                format!(
+                    "unknown filter term '{}': expected host, net, port, portrange, src, dst, after, before, \
+                     capture, label, syn, fin, rst, open, closed, packets, bytes, payload, duration, not or '('",
+                    t.text
+                ),
+            )),
+        }
+    }
+
+    /// `host A`, `net CIDR`, `port N`, `portrange N-M`, after an optional `src`/`dst` (`k` is the keyword).
+    fn endpoint(&mut self, d: Dir, k: &Tok) -> Result<Expr, FilterError> {
+        match k.text.to_ascii_lowercase().as_str() {
+            "host" => {
+                let v = self.value("an IPv4 or IPv6 address")?;
+                let a: IpAddr = v.text.parse().map_err(|_| {
+                    self.err_at(&v, format!("'{}' is not an IPv4 or IPv6 address", v.text))
+                })?;
+                Ok(Expr::Host(d, a))
+            }
+            "net" => {
+                let v = self.value("a network (10.0.0.0/8, 2001:db8::/32)")?;
+                let (addr, bits) = v.text.split_once('/').unwrap_or((&v.text, ""));
+                let a: IpAddr = addr.parse().map_err(|_| {
+                    self.err_at(
+                        &v,
+                        format!("'{addr}' is not an IPv4 or IPv6 network address"),
+                    )
+                })?;
+                let max = if a.is_ipv4() { 32 } else { 128 };
+                let prefix = if bits.is_empty() {
+                    max
+                } else {
+                    match bits.parse::<u8>() {
+                        Ok(b) if b <= max => b,
+                        _ => return Err(self.err_at(
+                            &v,
+                            format!(
+                                "'/{bits}' is not a prefix length: an IPv{} prefix is 0 to {max}",
+                                if a.is_ipv4() { 4 } else { 6 }
+                            ),
+                        )),
+                    }
+                };
+                Ok(Expr::Net(d, a, prefix))
+            }
+            "port" => {
+                let v = self.value("a port (0 to 65535)")?;
+                let p = port(&v.text).ok_or_else(|| {
+                    self.err_at(&v, format!("'{}' is not a port (0 to 65535)", v.text))
+                })?;
+                Ok(Expr::Port(d, p, p))
+            }
+            "portrange" => {
+                let v = self.value("a port range (1024-65535)")?;
+                let range = v
+                    .text
+                    .split_once('-')
+                    .and_then(|(a, b)| Some((port(a)?, port(b)?)));
+                match range {
+                    Some((lo, hi)) if lo <= hi => Ok(Expr::Port(d, lo, hi)),
+                    _ => Err(self.err_at(
+                        &v,
+                        format!("'{}' is not a port range N-M with N <= M <= 65535", v.text),
+                    )),
+                }
+            }
+            _ => Err(self.err_at(
+                k,
+                format!("expected host, net, port or portrange, found '{}'", k.text),
+            )),
+        }
+    }
+}
+
+fn port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok()
+}
+
+/// `10s`, `1.5s`, `250ms`, `2m`, `1h`, `1d` (or plain seconds) in ns.
+pub(crate) fn parse_duration(s: &str) -> Option<i64> {
+    let units: [(&str, f64); 6] = [
+        ("ms", 1e6),
+        ("us", 1e3),
+        ("s", 1e9),
+        ("m", 60e9),
+        ("h", 3600e9),
+        ("d", 86400e9),
+    ];
+    let (num, scale) = units
+        .iter()
+        .find_map(|(u, k)| s.strip_suffix(u).map(|n| (n, *k)))
+        .unwrap_or((s, 1e9));
+    let v: f64 = num.parse().ok()?;
+    (v.is_finite() && v >= 0.0 && v * scale < 9.2e18).then(|| (v * scale).round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Expr {
+        parse(s, 0).unwrap()
+    }
+
+    #[test]
+    fn precedence_and_parentheses() {
+        let h = |a: &str| Expr::Host(Dir::Either, a.parse().unwrap());
+        assert_eq!(
+            p("host 1.1.1.1 or host 2.2.2.2 and not host 3.3.3.3"),
+            Expr::Or(
+                Box::new(h("1.1.1.1")),
+                Box::new(Expr::And(
+                    Box::new(h("2.2.2.2")),
+                    Box::new(Expr::Not(Box::new(h("3.3.3.3"))))
+                ))
+            )
+        );
+        assert_eq!(
+            p("(host 1.1.1.1 || host 2.2.2.2) && !syn"),
+            Expr::And(
+                Box::new(Expr::Or(Box::new(h("1.1.1.1")), Box::new(h("2.2.2.2")))),
+                Box::new(Expr::Not(Box::new(Expr::Flag(Flag::Syn))))
+            )
+        );
+        assert_eq!(p(""), Expr::All);
+        assert_eq!(
+            p("dst portrange 1000-2000"),
+            Expr::Port(Dir::Dst, 1000, 2000)
+        );
+        assert_eq!(p("packets>=3"), Expr::Compare(Field::Packets, Cmp::Ge, 3));
+        assert_eq!(
+            p("duration > 1.5s"),
+            Expr::Compare(Field::Duration, Cmp::Gt, 1_500_000_000)
+        );
+        assert_eq!(p("after 3h ago"), Expr::After(-3 * 3600 * 1_000_000_000));
+    }
+
+    #[test]
+    fn errors_point_at_the_word() {
+        let e = parse("host 10.0.0.5 and port 99999", 0).unwrap_err();
+        assert_eq!(e.at, 23);
+        assert_eq!(e.caret, format!("{}^^^^^", " ".repeat(23)));
+        assert!(e.message.contains("not a port"), "{e}");
+        let e = parse("net 10.0.0.0/33", 0).unwrap_err();
+        assert!(e.message.contains("prefix"), "{e}");
+        let e = parse("after yesterdayish", 0).unwrap_err();
+        assert_eq!(e.at, 6);
+        assert!(e.message.contains("time"), "{e}");
+        let e = parse("(host 1.1.1.1 or syn", 0).unwrap_err();
+        assert_eq!(e.at, 0);
+        assert!(e.message.contains("unbalanced"), "{e}");
+        let e = parse("syn)", 0).unwrap_err();
+        assert!(e.message.contains("unbalanced"), "{e}");
+        assert!(parse("hots 1.1.1.1", 0)
+            .unwrap_err()
+            .message
+            .contains("unknown filter term"));
+        assert!(parse("host", 0)
+            .unwrap_err()
+            .message
+            .contains("end of the filter"));
+    }
+}
