@@ -969,6 +969,15 @@ fn tshark_agrees() {
     }
 }
 
+/// A frame's number and its flow's sport, dport, src and dst (none when the frame is not TCP).
+type IndexRow = (
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
 #[test]
 fn ingest_indexes_what_tshark_finds() {
     let dir = tempfile::tempdir().unwrap();
@@ -995,13 +1004,7 @@ fn ingest_indexes_what_tshark_finds() {
              ORDER BY f.number",
         )
         .unwrap();
-    let got: Vec<(
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-    )> = st
+    let got: Vec<IndexRow> = st
         .query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })

@@ -52,7 +52,9 @@ impl Parser<'_> {
                 None => Step::Done,
             },
             // Aruba: an 802.11 frame without FCS (tshark decodes every type from 0x8200 to 0x8370 in steps of 16).
-            GRE_ARUBA_FIRST..=GRE_ARUBA_LAST if (proto - GRE_ARUBA_FIRST) % GRE_ARUBA_STEP == 0 => {
+            GRE_ARUBA_FIRST..=GRE_ARUBA_LAST
+                if (proto - GRE_ARUBA_FIRST).is_multiple_of(GRE_ARUBA_STEP) =>
+            {
                 Step::Ieee80211(false)
             }
             // ERSPAN type I (ETHERTYPE_ERSPAN without a sequence number): no header at all.

@@ -370,7 +370,7 @@ impl<'c> CaptureWriter<'c> {
                 "UPDATE capture_paths SET capture_id = ?1 WHERE capture_id = ?2 AND path <> ?3",
                 params![id, old, src.path],
             )?;
-            delete_capture(&tx, old)?;
+            delete_capture(tx, old)?;
         }
         // New content under a path indexed before (forced or not): the path now means the new content. Left beside
         // it, the stale capture would make every label of the path ambiguous. Standard input ("-") is not a place
@@ -395,7 +395,7 @@ impl<'c> CaptureWriter<'c> {
                     )?;
                     superseded.push(Superseded::PathMoved(old));
                 } else {
-                    delete_capture(&tx, old)?;
+                    delete_capture(tx, old)?;
                     superseded.push(Superseded::Replaced(old));
                 }
             }
