@@ -267,7 +267,7 @@ mod tests {
         let t = decode(1, &eth(0x0800, &p)).tcp.unwrap();
         assert_eq!(t.payload_len, 5);
         let mut p = ip6(6, &seg());
-        p[4..6].copy_from_slice(&[0, 0]); // TSO or jumbogram: tshark finds no TCP in it
+        p[4..6].copy_from_slice(&[0, 0]); // TSO, or a jumbogram without its option: tshark finds no TCP
         no_tcp(1, &eth(0x86DD, &p));
         // Lengths from the IP header, not the captured bytes (snaplen, Ethernet padding).
         let f = eth_ip4_tcp();

@@ -9,9 +9,10 @@
 //! Ethernet/VLAN/IP/TCP case): etherparse drops the TCP header of an IPv4 first fragment (it gives the payload
 //! of any fragmented packet as unparsed), needs all 20 bytes of a TCP header where TraceFlow's rule counts one
 //! from 14 (up to the flags), reads an IPv6 payload length of 0 as "the rest of the frame" where tshark finds
-//! no TCP, and has none of most encapsulations here (NULL/LOOP variants, NFLOG, PPI, radiotap/802.11, Cisco
-//! HDLC, Frame Relay, PPP/PPPoE, MPLS, GRE/ERSPAN, EtherIP, NSH, VXLAN, Geneve, GTP-U). Matching tshark on
-//! those needs our own rules, and this decoder also never allocates.
+//! no TCP, and has none of most encapsulations here (NULL/LOOP variants, NFLOG, PPI, FDDI, radiotap/802.11 with
+//! A-MSDU, Cisco HDLC, Frame Relay, PPP/PPPoE, MPLS, VN-Tag, FabricPath, GRE/ERSPAN/WCCP/Aruba, GRE over UDP,
+//! EtherIP, NSH, VXLAN, Geneve, GTP-U, AYIYA, IPv6 jumbograms). Matching tshark on those needs our own rules,
+//! and this decoder also never allocates.
 //!
 //! Layout: this file holds the public types, the `Step` loop, and the bounds and reported-length handling
 //! (`Parser`'s readers, `limit` and `push`); each protocol family has its file with its `impl Parser` methods,
@@ -202,7 +203,8 @@ pub struct Tcp {
     pub window: Option<u16>,
     /// TCP segment length (tshark's tcp.len): the packet length reported by the innermost length fields (IP,
     /// and any UDP/GTP/PPPoE/802.3 length around it) less the TCP header, saturating at 0; from the captured
-    /// bytes when the IPv4 total length is 0 (TSO). (An IPv6 payload length of 0 gives no TCP, as in tshark.)
+    /// bytes when the IPv4 total length is 0 (TSO). (An IPv6 payload length of 0 gives no TCP, as in tshark,
+    /// unless a Hop-by-Hop Jumbo Payload option of at least 65,536 gives the length.)
     pub payload_len: u32,
     /// Byte offset of the TCP header in the frame.
     pub offset: u32,
