@@ -1,6 +1,10 @@
-//! Ethernet II, 802.3 with LLC/SNAP, 802.1Q/802.1ad VLAN tags, and the EtherType dispatch shared by every layer that names its payload by EtherType.
+//! Ethernet II, 802.3 with LLC/SNAP, 802.1Q/802.1ad VLAN tags, Cisco VN-Tag and FabricPath, FDDI, and the
+//! EtherType dispatch shared by every layer that names its payload by EtherType.
 use super::numbers::*;
 use super::{Layer, Parser, Step};
+
+/// The Ethernet frame check sequence.
+const FCS_LEN: usize = 4;
 
 impl Parser<'_> {
     pub(super) fn ethernet(&mut self) -> Step {
@@ -50,6 +54,56 @@ impl Parser<'_> {
             ETHERTYPE_TEB => Step::Ethernet,
             ETHERTYPE_PBB => Step::Pbb,
             ETHERTYPE_NSH => Step::Nsh,
+            ETHERTYPE_VNTAG => Step::VnTag,
+            // tshark finds FabricPath with a heuristic of its Ethernet dissector: the EtherType of the Ethernet
+            // header itself, or the one after a single 802.1Q tag. It is not an EtherType anywhere else.
+            ETHERTYPE_FABRICPATH if self.fabricpath_here() => Step::FabricPath,
+            _ => Step::Done,
+        }
+    }
+
+    /// The EtherType being dispatched is the outer Ethernet header's, or the one after its single 802.1Q tag.
+    fn fabricpath_here(&self) -> bool {
+        let l = &self.d.layers[..self.d.n as usize];
+        match l {
+            [.., last] if last.layer == Layer::Ethernet => true,
+            [.., eth, vlan] if vlan.layer == Layer::Vlan && eth.layer == Layer::Ethernet => {
+                let at = eth.offset as usize + 12;
+                self.f.get(at..at + 2) == Some(&ETHERTYPE_VLAN.to_be_bytes()[..])
+            }
+            _ => false,
+        }
+    }
+
+    /// Cisco FabricPath: the 16-bit FTag/TTL after the FabricPath EtherType, then the inner Ethernet frame, which
+    /// tshark reads as ending with a 4-byte FCS.
+    pub(super) fn fabricpath(&mut self) -> Step {
+        if !self.push(Layer::FabricPath, 2) {
+            return Step::Done;
+        }
+        self.limit(self.f.len().saturating_sub(FCS_LEN));
+        Step::Ethernet
+    }
+
+    /// Cisco VN-Tag: 4 bytes of tag, then the next EtherType (or an 802.3 length), as a VLAN tag.
+    pub(super) fn vntag(&mut self) -> Step {
+        match self.be16(4) {
+            Some(t) if self.push(Layer::VnTag, 6) => {
+                if t <= IEEE802_3_MAX_LEN {
+                    Step::Llc
+                } else {
+                    Step::EtherType(t)
+                }
+            }
+            _ => Step::Done,
+        }
+    }
+
+    /// FDDI (LINKTYPE_FDDI): frame control, destination, source; an asynchronous LLC frame (any priority) carries
+    /// 802.2 LLC, every other frame control (synchronous LLC, SMT, MAC, implementer frames) nothing tshark reads.
+    pub(super) fn fddi(&mut self) -> Step {
+        match self.u8(0) {
+            Some(fc) if self.push(Layer::Fddi, 13) && fc & 0xF0 == FDDI_FC_LLC_ASYNC => Step::Llc,
             _ => Step::Done,
         }
     }

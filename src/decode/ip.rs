@@ -58,14 +58,42 @@ impl Parser<'_> {
         let src = Ipv6Addr::from(a);
         a.copy_from_slice(&h[24..40]);
         let dst = Ipv6Addr::from(a);
-        // A payload length of 0 (TSO, or a jumbogram) leaves tshark with an empty payload: no TCP.
-        self.limit(self.off + 40 + plen);
+        // A payload length of 0 is a jumbogram's (RFC 2675) when a Hop-by-Hop header follows with a Jumbo Payload
+        // option of at least 65,536 (anywhere among its options): that is the length after the fixed header.
+        // Otherwise (TSO, no option, a smaller value) tshark has an empty payload: no TCP.
+        let plen = match (plen, nh) {
+            (0, IPPROTO_HOPOPTS) => self.jumbo_len(40).unwrap_or(0),
+            _ => plen,
+        };
+        self.limit(self.off.saturating_add(40).saturating_add(plen));
         if !self.push(Layer::Ipv6, 40) {
             return Step::Done;
         }
         self.src = IpAddr::V6(src);
         self.dst = IpAddr::V6(dst);
         Step::Next(nh)
+    }
+
+    /// The Jumbo Payload length in the Hop-by-Hop header at `at`, when it has the option (length 4) and its value
+    /// is at least 65,536 (the first such option; Pad1 and every other option are stepped over).
+    fn jumbo_len(&self, at: usize) -> Option<usize> {
+        let end = at + (self.u8(at + 1)? as usize + 1) * 8;
+        let mut i = at + 2;
+        // Every option is at least one byte: at most 2048 steps.
+        while i < end {
+            let t = self.u8(i)?;
+            if t == IP6OPT_PAD1 {
+                i += 1;
+                continue;
+            }
+            let l = self.u8(i + 1)?;
+            if t == IP6OPT_JUMBO && l == IP6OPT_JUMBO_LEN && i + 6 <= end {
+                let v = self.be32(i + 2)?;
+                return (v >= IP6_JUMBO_MIN).then_some(v as usize);
+            }
+            i += 2 + l as usize;
+        }
+        None
     }
 
     /// An IPv4 protocol or IPv6 next header value at the current offset.
@@ -239,7 +267,7 @@ mod tests {
         let t = decode(1, &eth(0x0800, &p)).tcp.unwrap();
         assert_eq!(t.payload_len, 5);
         let mut p = ip6(6, &seg());
-        p[4..6].copy_from_slice(&[0, 0]); // TSO or jumbogram: tshark finds no TCP in it
+        p[4..6].copy_from_slice(&[0, 0]); // TSO, or a jumbogram without its option: tshark finds no TCP
         no_tcp(1, &eth(0x86DD, &p));
         // Lengths from the IP header, not the captured bytes (snaplen, Ethernet padding).
         let f = eth_ip4_tcp();

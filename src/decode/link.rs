@@ -14,6 +14,7 @@ impl Parser<'_> {
     pub(super) fn link(&mut self, linktype: u32) -> Step {
         match linktype {
             LINKTYPE_ETHERNET => Step::Ethernet,
+            LINKTYPE_FDDI => self.fddi(),
             LINKTYPE_NULL => {
                 // A BSD address family in the capturing host's byte order, an IRIX 16-bit family, or a Linux
                 // ethertype, told apart as tshark does (reading as a little-endian host); FF 03 is PPP.

@@ -9,9 +9,10 @@
 //! Ethernet/VLAN/IP/TCP case): etherparse drops the TCP header of an IPv4 first fragment (it gives the payload
 //! of any fragmented packet as unparsed), needs all 20 bytes of a TCP header where TraceFlow's rule counts one
 //! from 14 (up to the flags), reads an IPv6 payload length of 0 as "the rest of the frame" where tshark finds
-//! no TCP, and has none of most encapsulations here (NULL/LOOP variants, NFLOG, PPI, radiotap/802.11, Cisco
-//! HDLC, Frame Relay, PPP/PPPoE, MPLS, GRE/ERSPAN, EtherIP, NSH, VXLAN, Geneve, GTP-U). Matching tshark on
-//! those needs our own rules, and this decoder also never allocates.
+//! no TCP, and has none of most encapsulations here (NULL/LOOP variants, NFLOG, PPI, FDDI, radiotap/802.11 with
+//! A-MSDU, Cisco HDLC, Frame Relay, PPP/PPPoE, MPLS, VN-Tag, FabricPath, GRE/ERSPAN/WCCP/Aruba, GRE over UDP,
+//! EtherIP, NSH, VXLAN, Geneve, GTP-U, AYIYA, IPv6 jumbograms). Matching tshark on those needs our own rules,
+//! and this decoder also never allocates.
 //!
 //! Layout: this file holds the public types, the `Step` loop, and the bounds and reported-length handling
 //! (`Parser`'s readers, `limit` and `push`); each protocol family has its file with its `impl Parser` methods,
@@ -75,6 +76,12 @@ pub enum Layer {
     Pbb,
     /// Network Service Header.
     Nsh,
+    /// Cisco FabricPath: the FTag/TTL word after the outer Ethernet header (and its 802.1Q tag, if any).
+    FabricPath,
+    /// Cisco VN-Tag (the 4-byte tag and the next EtherType).
+    VnTag,
+    /// FDDI MAC header (frame control, destination, source).
+    Fddi,
     /// IPv4 header with options.
     Ipv4,
     /// IPv6 fixed header.
@@ -87,6 +94,8 @@ pub enum Layer {
     Gre,
     /// ERSPAN header (none for type I).
     Erspan,
+    /// WCCPv2 redirect header (in GRE protocol type 0x883E).
+    Wccp,
     /// EtherIP header.
     EtherIp,
     /// UDP or UDP-Lite header.
@@ -99,6 +108,10 @@ pub enum Layer {
     Geneve,
     /// GTPv1-U header with its optional fields and extension headers.
     GtpU,
+    /// AYIYA header with its identity and signature.
+    Ayiya,
+    /// An 802.11 A-MSDU subframe header (destination, source, length).
+    AMsdu,
     /// TCP header (as much of it as is captured).
     Tcp,
 }
@@ -126,18 +139,24 @@ impl Layer {
             Layer::FrameRelay => "FR",
             Layer::Pbb => "PBB",
             Layer::Nsh => "NSH",
+            Layer::FabricPath => "FabricPath",
+            Layer::VnTag => "VN-Tag",
+            Layer::Fddi => "FDDI",
             Layer::Ipv4 => "IPv4",
             Layer::Ipv6 => "IPv6",
             Layer::Ipv6Ext => "IPv6Ext",
             Layer::Ah => "AH",
             Layer::Gre => "GRE",
             Layer::Erspan => "ERSPAN",
+            Layer::Wccp => "WCCP",
             Layer::EtherIp => "EtherIP",
             Layer::Udp => "UDP",
             Layer::Vxlan => "VXLAN",
             Layer::VxlanGpe => "VXLAN-GPE",
             Layer::Geneve => "Geneve",
             Layer::GtpU => "GTP-U",
+            Layer::Ayiya => "AYIYA",
+            Layer::AMsdu => "A-MSDU",
             Layer::Tcp => "TCP",
         }
     }
@@ -184,7 +203,8 @@ pub struct Tcp {
     pub window: Option<u16>,
     /// TCP segment length (tshark's tcp.len): the packet length reported by the innermost length fields (IP,
     /// and any UDP/GTP/PPPoE/802.3 length around it) less the TCP header, saturating at 0; from the captured
-    /// bytes when the IPv4 total length is 0 (TSO). (An IPv6 payload length of 0 gives no TCP, as in tshark.)
+    /// bytes when the IPv4 total length is 0 (TSO). (An IPv6 payload length of 0 gives no TCP, as in tshark,
+    /// unless a Hop-by-Hop Jumbo Payload option of at least 65,536 gives the length.)
     pub payload_len: u32,
     /// Byte offset of the TCP header in the frame.
     pub offset: u32,
@@ -260,6 +280,8 @@ enum Step {
     PwCw,
     Pbb,
     Nsh,
+    FabricPath,
+    VnTag,
     Pppoe,
     /// PPP protocol field; `true` when an FF 03 address/control prefix may precede it.
     Ppp(bool),
@@ -277,10 +299,12 @@ enum Step {
     VxlanGpe,
     Geneve,
     GtpU,
+    Ayiya,
     Ieee80211(bool),
     Tcp,
 }
 
+#[derive(Clone, Copy)]
 struct Parser<'a> {
     /// The frame, cut short where a length field ends the reported packet (tshark's reported length): headers
     /// are read only from here.
@@ -303,41 +327,53 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Decoded {
         dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         rep: usize::MAX,
     };
-    let mut step = p.link(linktype);
-    // Every step but the dispatching ones records a layer, and recording fails once MAX_LAYERS are held, so
-    // this bound is never the one that stops a real frame.
-    for _ in 0..4 * MAX_LAYERS {
-        step = match step {
-            Step::Done => break,
-            Step::Ethernet => p.ethernet(),
-            Step::EtherType(t) => p.ethertype(t),
-            Step::Llc => p.llc(),
-            Step::Vlan => p.vlan(),
-            Step::Mpls => p.mpls(),
-            Step::PwCw => p.fixed(Layer::PwCw, 4, Step::Ethernet),
-            Step::Pbb => p.fixed(Layer::Pbb, 4, Step::Ethernet),
-            Step::Nsh => p.nsh(),
-            Step::Pppoe => p.pppoe(),
-            Step::Ppp(hdlc) => p.ppp(hdlc),
-            Step::Ip => p.ip(),
-            Step::Ipv4 => p.ipv4(),
-            Step::Ipv6 => p.ipv6(),
-            Step::Next(nh) => p.next_header(nh),
-            Step::Gre => p.gre(),
-            Step::EtherIp => p.etherip(),
-            Step::Udp(lite) => p.udp(lite),
-            Step::Vxlan => p.fixed(Layer::Vxlan, 8, Step::Ethernet),
-            Step::VxlanGpe => p.vxlan_gpe(),
-            Step::Geneve => p.geneve(),
-            Step::GtpU => p.gtpu(),
-            Step::Ieee80211(pad) => p.ieee80211(pad),
-            Step::Tcp => {
-                p.tcp();
-                break;
-            }
-        };
-    }
+    let step = p.link(linktype);
+    p.run(step);
     p.d
+}
+
+impl Parser<'_> {
+    /// Parse from `step` on until a step is done or TCP is read. An A-MSDU runs this again for each of its
+    /// subframes (on a copy of the parser): every level records layers, so the layer table bounds the depth.
+    fn run(&mut self, mut step: Step) {
+        let p = self;
+        // Every step but the dispatching ones records a layer, and recording fails once MAX_LAYERS are held, so
+        // this bound is never the one that stops a real frame.
+        for _ in 0..4 * MAX_LAYERS {
+            step = match step {
+                Step::Done => break,
+                Step::Ethernet => p.ethernet(),
+                Step::EtherType(t) => p.ethertype(t),
+                Step::Llc => p.llc(),
+                Step::Vlan => p.vlan(),
+                Step::Mpls => p.mpls(),
+                Step::PwCw => p.fixed(Layer::PwCw, 4, Step::Ethernet),
+                Step::Pbb => p.fixed(Layer::Pbb, 4, Step::Ethernet),
+                Step::Nsh => p.nsh(),
+                Step::FabricPath => p.fabricpath(),
+                Step::VnTag => p.vntag(),
+                Step::Pppoe => p.pppoe(),
+                Step::Ppp(hdlc) => p.ppp(hdlc),
+                Step::Ip => p.ip(),
+                Step::Ipv4 => p.ipv4(),
+                Step::Ipv6 => p.ipv6(),
+                Step::Next(nh) => p.next_header(nh),
+                Step::Gre => p.gre(),
+                Step::EtherIp => p.etherip(),
+                Step::Udp(lite) => p.udp(lite),
+                Step::Vxlan => p.fixed(Layer::Vxlan, 8, Step::Ethernet),
+                Step::VxlanGpe => p.vxlan_gpe(),
+                Step::Geneve => p.geneve(),
+                Step::GtpU => p.gtpu(),
+                Step::Ayiya => p.ayiya(),
+                Step::Ieee80211(pad) => p.ieee80211(pad),
+                Step::Tcp => {
+                    p.tcp();
+                    break;
+                }
+            };
+        }
+    }
 }
 
 impl Parser<'_> {

@@ -13,6 +13,8 @@ pub const LINKTYPE_NULL: u32 = 0;
 pub const LINKTYPE_ETHERNET: u32 = 1;
 /// LINKTYPE_PPP: PPP, possibly with HDLC-like framing.
 pub const LINKTYPE_PPP: u32 = 9;
+/// LINKTYPE_FDDI: FDDI, a 13-byte MAC header (frame control, destination, source), then 802.2 LLC.
+pub const LINKTYPE_FDDI: u32 = 10;
 /// DLT_RAW as some BSDs number it (12): raw IP.
 pub const LINKTYPE_RAW_12: u32 = 12;
 /// DLT_RAW as OpenBSD numbers it (14): raw IP.
@@ -79,6 +81,8 @@ pub const ETHERTYPE_VLAN: u16 = 0x8100;
 pub const ETHERTYPE_IPV6: u16 = 0x86DD;
 /// PPP as a GRE protocol type (PPTP's enhanced GRE).
 pub const ETHERTYPE_PPP: u16 = 0x880B;
+/// WCCP as a GRE protocol type: a WCCPv2 redirect header (left out by some implementations), then IPv4.
+pub const ETHERTYPE_WCCP: u16 = 0x883E;
 /// MPLS unicast.
 pub const ETHERTYPE_MPLS: u16 = 0x8847;
 /// MPLS multicast.
@@ -93,8 +97,17 @@ pub const ETHERTYPE_ERSPAN: u16 = 0x88BE;
 pub const ETHERTYPE_PBB: u16 = 0x88E7;
 /// Network Service Header.
 pub const ETHERTYPE_NSH: u16 = 0x894F;
+/// Cisco FabricPath (tshark's "DCE"), recognised only right after an Ethernet header or its one 802.1Q tag.
+pub const ETHERTYPE_FABRICPATH: u16 = 0x8903;
+/// Cisco VN-Tag (802.1Qbh): a 4-byte tag, then the next EtherType.
+pub const ETHERTYPE_VNTAG: u16 = 0x8926;
 /// The pre-standard QinQ tag some switches use.
 pub const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+
+// ---- FDDI ----
+
+/// FDDI frame control of an asynchronous LLC frame (the low 4 bits are its priority): 802.2 LLC follows.
+pub const FDDI_FC_LLC_ASYNC: u8 = 0x50;
 
 // ---- Linux cooked capture ----
 
@@ -225,10 +238,25 @@ pub const IPPROTO_UDPLITE: u8 = 136;
 /// MPLS in IP.
 pub const IPPROTO_MPLS: u8 = 137;
 
+// ---- IPv6 options ----
+
+/// IPv6 option Pad1 (a single byte, no length).
+pub const IP6OPT_PAD1: u8 = 0x00;
+/// IPv6 Jumbo Payload option (RFC 2675), in a Hop-by-Hop header.
+pub const IP6OPT_JUMBO: u8 = 0xC2;
+/// The length of the Jumbo Payload option's value.
+pub const IP6OPT_JUMBO_LEN: u8 = 4;
+/// The smallest valid jumbo payload length: a smaller one is not taken (as tshark, which reports it missing).
+pub const IP6_JUMBO_MIN: u32 = 65_536;
+
 // ---- UDP ports of tunnels ----
 
 /// GTP-U (user plane).
 pub const PORT_GTP_U: u16 = 2152;
+/// GRE over UDP (RFC 8086).
+pub const PORT_GRE_UDP: u16 = 4754;
+/// AYIYA (Anything In Anything).
+pub const PORT_AYIYA: u16 = 5072;
 /// VXLAN.
 pub const PORT_VXLAN: u16 = 4789;
 /// VXLAN-GPE.
@@ -248,6 +276,17 @@ pub const ERSPAN_VERSION_II: u8 = 1;
 pub const ERSPAN_VERSION_III: u8 = 2;
 /// ERSPAN type III frame type of Ethernet.
 pub const ERSPAN_FT_ETHERNET: u8 = 0;
+/// The first Aruba GRE protocol type (an 802.11 frame without FCS follows).
+pub const GRE_ARUBA_FIRST: u16 = 0x8200;
+/// The last Aruba GRE protocol type tshark decodes; the types between go in steps of [`GRE_ARUBA_STEP`].
+pub const GRE_ARUBA_LAST: u16 = 0x8370;
+/// The step between Aruba GRE protocol types (0x8200, 0x8210, ... 0x8370).
+pub const GRE_ARUBA_STEP: u16 = 0x10;
+
+// ---- AYIYA ----
+
+/// AYIYA opcode "forward": the payload is a packet of the header's next-header protocol.
+pub const AYIYA_OP_FORWARD: u8 = 1;
 
 // ---- NSH and VXLAN-GPE next protocol ----
 

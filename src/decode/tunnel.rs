@@ -1,4 +1,5 @@
-//! Tunnels carried directly by IP or Ethernet: GRE (with PPTP's enhanced GRE), ERSPAN, EtherIP and NSH.
+//! Tunnels carried directly by IP or Ethernet: GRE (with PPTP's enhanced GRE, WCCP and Aruba's 802.11), ERSPAN,
+//! EtherIP and NSH. GRE over UDP (RFC 8086) comes here from the UDP port.
 use super::numbers::*;
 use super::{Layer, Parser, Step};
 
@@ -43,6 +44,19 @@ impl Parser<'_> {
             ETHERTYPE_TEB => Step::Ethernet,
             ETHERTYPE_PPP => Step::Ppp(true),
             ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => Step::Mpls,
+            // WCCP: IPv4 straight away when the first nibble says so, else a 4-byte WCCPv2 redirect header and
+            // then IP (tshark's ip dissector, so IPv6 too).
+            ETHERTYPE_WCCP => match self.u8(0) {
+                Some(b) if b >> 4 == IP_VERSION_4 => Step::Ip,
+                Some(_) => self.fixed(Layer::Wccp, 4, Step::Ip),
+                None => Step::Done,
+            },
+            // Aruba: an 802.11 frame without FCS (tshark decodes every type from 0x8200 to 0x8370 in steps of 16).
+            GRE_ARUBA_FIRST..=GRE_ARUBA_LAST
+                if (proto - GRE_ARUBA_FIRST).is_multiple_of(GRE_ARUBA_STEP) =>
+            {
+                Step::Ieee80211(false)
+            }
             // ERSPAN type I (ETHERTYPE_ERSPAN without a sequence number): no header at all.
             ETHERTYPE_ERSPAN if flags & 0x1000 == 0 => self.fixed(Layer::Erspan, 0, Step::Ethernet),
             // Otherwise the ERSPAN version decides: type II has 8 bytes; type III 12, + 8 with the

@@ -1,4 +1,4 @@
-//! UDP (and UDP-Lite), and the tunnels found by UDP port: VXLAN, VXLAN-GPE, Geneve and GTP-U.
+//! UDP (and UDP-Lite), and the tunnels found by UDP port: VXLAN, VXLAN-GPE, Geneve, GTP-U, GRE over UDP and AYIYA.
 use super::numbers::*;
 use super::{Layer, Parser, Step};
 
@@ -105,6 +105,23 @@ impl Parser<'_> {
         self.limit(self.off - len + 8 + plen as usize);
         Step::Ip
     }
+
+    /// AYIYA: 8 bytes (identity length as a power of two, signature length in 4-byte words, opcode, next header,
+    /// epoch), the identity and the signature; a forwarded packet of the next-header protocol follows (under
+    /// the outer IP's addresses when that is TCP itself, as tshark).
+    pub(super) fn ayiya(&mut self) -> Step {
+        let (Some(b0), Some(b1), Some(b2), Some(nh)) =
+            (self.u8(0), self.u8(1), self.u8(2), self.u8(3))
+        else {
+            return Step::Done;
+        };
+        let id_len = 1usize << (b0 >> 4);
+        let sig_len = (b1 >> 4) as usize * 4;
+        if !self.push(Layer::Ayiya, 8 + id_len + sig_len) || b2 & 0x0F != AYIYA_OP_FORWARD {
+            return Step::Done;
+        }
+        Step::Next(nh)
+    }
 }
 
 /// The tunnel a UDP port is the well-known port of.
@@ -114,6 +131,8 @@ fn udp_port(port: u16) -> Step {
         PORT_VXLAN_GPE => Step::VxlanGpe,
         PORT_GENEVE => Step::Geneve,
         PORT_GTP_U => Step::GtpU,
+        PORT_GRE_UDP => Step::Gre,
+        PORT_AYIYA => Step::Ayiya,
         _ => Step::Done,
     }
 }

@@ -61,11 +61,12 @@ impl Parser<'_> {
         if fc1 & 0x03 == 0x03 {
             len += 6;
         }
+        let mut amsdu = false;
         if fc0 & 0x80 != 0 {
-            // QoS data: an A-MSDU is not followed.
+            // QoS data: the QoS control says whether the body is an A-MSDU.
             match self.u8(len) {
-                Some(q) if q & 0x80 == 0 => {}
-                _ => return Step::Done,
+                Some(q) => amsdu = q & 0x80 != 0,
+                None => return Step::Done,
             }
             len += 2;
             if fc1 & 0x80 != 0 {
@@ -74,6 +75,13 @@ impl Parser<'_> {
         }
         if pad {
             len = (len + 3) & !3;
+        }
+        if amsdu {
+            if !self.push(Layer::Ieee80211, len) {
+                return Step::Done;
+            }
+            self.amsdu();
+            return Step::Done;
         }
         // A mesh control field (From DS, valid flags), which tshark recognises by the LLC/SNAP header after it:
         // 6 bytes + 6 per extended address. Otherwise tshark skips two zero bytes before the payload
@@ -102,6 +110,46 @@ impl Parser<'_> {
                 self.fixed(Layer::Ieee80211, len + 2, Step::EtherType(t))
             }
             _ => self.fixed(Layer::Ieee80211, len, Step::Llc),
+        }
+    }
+}
+
+impl Parser<'_> {
+    /// An A-MSDU body at the current offset: subframes of a 14-byte header (destination, source, length) and an
+    /// LLC packet of that length, each padded to 4 bytes from the start of the body, while more than 14 bytes
+    /// remain (tshark's loop). A length past the end is cut to the bytes there. The frame is one packet: it takes
+    /// the first subframe that holds TCP, and the layers of the first subframe when none does; the subframes
+    /// after the one taken are not read. (tshark shows them all, and stops at a subframe whose dissector throws,
+    /// e.g. a malformed DNS message; traceflow goes on to the next subframe.)
+    fn amsdu(&mut self) {
+        let base = self.off;
+        let mut at = base;
+        let mut first: Option<Self> = None;
+        // Each subframe moves at least 16 bytes on.
+        while self.f.len().saturating_sub(at) > 14 {
+            let Some(l) = self
+                .f
+                .get(at + 12..at + 14)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+            else {
+                break;
+            };
+            let mut sub = *self;
+            sub.off = at;
+            if !sub.push(Layer::AMsdu, 14) {
+                break;
+            }
+            sub.limit(at + 14 + l);
+            sub.run(Step::Llc);
+            if sub.d.tcp.is_some() {
+                *self = sub;
+                return;
+            }
+            first.get_or_insert(sub);
+            at = base + ((at - base + 14 + l + 3) & !3);
+        }
+        if let Some(sub) = first {
+            *self = sub;
         }
     }
 }

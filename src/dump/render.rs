@@ -220,6 +220,15 @@ fn nest(layers: &[LayerSpan], data: &[u8], tcp: Option<&crate::decode::Tcp>) -> 
     let end = (start + span.len as usize).min(data.len());
     let h = data.get(start..end).unwrap_or(&[]);
     let mut m = layer_fields(span.layer, h, tcp);
+    if span.layer == Layer::Ipv6 && h.len() >= 40 && h[6] == IPPROTO_HOPOPTS {
+        if let Some(hbh) = layers.get(1).filter(|l| l.layer == Layer::Ipv6Ext) {
+            let at = hbh.offset as usize;
+            let hb = data.get(at..at + hbh.len as usize).unwrap_or(&[]);
+            if let Some(j) = jumbo_option(hb) {
+                m = m.u("jumbo_payload_len", j);
+            }
+        }
+    }
     match layers.get(1) {
         Some(next) => m = m.n(&layer_key(next.layer), nest(&layers[1..], data, tcp)),
         None if span.layer != Layer::Tcp => {
@@ -240,6 +249,25 @@ fn nest(layers: &[LayerSpan], data: &[u8], tcp: Option<&crate::decode::Tcp>) -> 
         }
     }
     m.node()
+}
+
+/// The value of the first Jumbo Payload option (RFC 2675) in the Hop-by-Hop header `h`, whatever it is (the
+/// decoder takes it as the length only when the payload length is 0 and it is at least 65,536).
+fn jumbo_option(h: &[u8]) -> Option<u32> {
+    let mut i = 2;
+    while i < h.len() {
+        let t = h[i];
+        if t == IP6OPT_PAD1 {
+            i += 1;
+            continue;
+        }
+        let l = *h.get(i + 1)? as usize;
+        if t == IP6OPT_JUMBO && l == IP6OPT_JUMBO_LEN as usize {
+            return be32(h, i + 2);
+        }
+        i += 2 + l;
+    }
+    None
 }
 
 /// The fields of one layer, parsed from its header bytes `h`.
@@ -382,6 +410,52 @@ fn layer_fields(layer: Layer, h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
                 .u("version", fv & 7)
                 .s("protocol", hex16(be16(h, 2).unwrap_or(0)))
                 .s("header", hex(h))
+        }
+        Layer::Wccp if h.len() >= 4 => m
+            .b("dynamic_service", h[0] & 0x01 != 0)
+            .b("alt_bucket_used", h[0] & 0x02 != 0)
+            .b("header_invalid", h[0] & 0x04 != 0)
+            .u("service_id", h[1])
+            .u("alt_bucket", h[2])
+            .u("primary_bucket", h[3]),
+        Layer::FabricPath if h.len() >= 2 => {
+            let v = be16(h, 0).unwrap_or(0);
+            m.u("ftag", v >> 6).u("ttl", v & 0x3f)
+        }
+        Layer::VnTag if h.len() >= 6 => {
+            let v = be32(h, 0).unwrap_or(0);
+            m.b("direction", v & 0x8000_0000 != 0)
+                .b("pointer", v & 0x4000_0000 != 0)
+                .u("dst_vif", (v >> 16) & 0x3fff)
+                .b("looped", v & 0x8000 != 0)
+                .u("version", (v >> 12) & 3)
+                .u("src_vif", v & 0x0fff)
+                .s("type", hex16(be16(h, 4).unwrap_or(0)))
+        }
+        Layer::Fddi if h.len() >= 13 => m
+            .s("frame_control", format!("0x{:02x}", h[0]))
+            .u("priority", h[0] & 0x07)
+            .s("dst", mac(&h[1..7]))
+            .s("src", mac(&h[7..13])),
+        Layer::AMsdu if h.len() >= 14 => m
+            .s("dst", mac(&h[0..6]))
+            .s("src", mac(&h[6..12]))
+            .u("length", be16(h, 12).unwrap_or(0)),
+        Layer::Ayiya if h.len() >= 8 => {
+            let id_len = 1usize << (h[0] >> 4);
+            let sig_len = (h[1] >> 4) as usize * 4;
+            let id = h.get(8..8 + id_len).unwrap_or(&[]);
+            let sig = h.get(8 + id_len..8 + id_len + sig_len).unwrap_or(&[]);
+            m.u("id_len", id_len as u64)
+                .u("id_type", h[0] & 0x0f)
+                .u("sig_len", sig_len as u64)
+                .u("hash_method", h[1] & 0x0f)
+                .u("auth_method", h[2] >> 4)
+                .u("opcode", h[2] & 0x0f)
+                .u("next_header", h[3])
+                .u("epoch", be32(h, 4).unwrap_or(0))
+                .x("identity", id)
+                .x("signature", sig)
         }
         Layer::Vxlan if h.len() >= 8 => m.u("flags", h[0]).u("vni", be32(h, 4).unwrap_or(0) >> 8),
         Layer::Geneve if h.len() >= 8 => m
