@@ -397,8 +397,7 @@ impl Cancel {
     }
 }
 
-/// How writing one capture ended, on the writer's side. One value per capture, moved once: not worth a box.
-#[allow(clippy::large_enum_variant)]
+/// How writing one capture ended, on the writer's side.
 enum Written {
     Done(Box<Outcome>),
     Failed(ReadFailure),

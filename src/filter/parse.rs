@@ -297,13 +297,15 @@ impl Parser<'_> {
                 } else {
                     match bits.parse::<u8>() {
                         Ok(b) if b <= max => b,
-                        _ => return Err(self.err_at(
-                            &v,
-                            format!(
+                        _ => {
+                            return Err(self.err_at(
+                                &v,
+                                format!(
                                 "'/{bits}' is not a prefix length: an IPv{} prefix is 0 to {max}",
                                 if a.is_ipv4() { 4 } else { 6 }
                             ),
-                        )),
+                            ))
+                        }
                     }
                 };
                 Ok(Expr::Net(d, a, prefix))

@@ -7,6 +7,7 @@
 mod conformance;
 mod decode_oracle;
 mod dump;
+mod encapsulations;
 mod flows;
 mod hardening;
 mod ingest;
