@@ -234,7 +234,8 @@ fn nest(layers: &[LayerSpan], data: &[u8], tcp: Option<&crate::decode::Tcp>) -> 
         None if span.layer != Layer::Tcp => {
             // The decoder stopped here: what follows is this layer's payload, undecoded.
             let rest = data.get(end..).unwrap_or(&[]);
-            m = m.u("payload_len", rest.len() as u64).x("payload", rest);
+            // `data`, as for a frame with no layer at all: IPv6 already has a `payload_len` field of its own.
+            m = m.u("data_len", rest.len() as u64).x("data", rest);
         }
         None => {
             if let Some(t) = tcp {
@@ -679,6 +680,38 @@ mod tests {
             Node::Map(e) => e.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone()),
             _ => None,
         }
+    }
+
+    /// Fuzz finding (render-ipv6-payload-len-twice): an IPv6 header the decoder stops at kept its own
+    /// `payload_len` and got the undecoded rest's under the same key, so JSON readers lost one.
+    #[test]
+    fn a_layer_the_decoder_stops_at_has_no_repeated_key() {
+        let mut ip6 = vec![0x60, 0, 0, 0, 0, 4, 59, 64];
+        ip6.extend_from_slice(&[0; 32]);
+        ip6.extend_from_slice(&[1, 2, 3, 4]);
+        let info = FrameInfo {
+            number: 1,
+            ts_ns: 0,
+            caplen: ip6.len() as u32,
+            origlen: ip6.len() as u32,
+            linktype: 101,
+            tsresol: 6,
+        };
+        fn no_repeats(n: &Node) {
+            if let Node::Map(entries) = n {
+                let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+                keys.sort_unstable();
+                let before = keys.len();
+                keys.dedup();
+                assert_eq!(keys.len(), before, "repeated key in {entries:?}");
+                entries.iter().for_each(|(_, v)| no_repeats(v));
+            }
+        }
+        let node = frame_node(&info, &ip6);
+        no_repeats(&node);
+        let ipv6 = key_of(&node, "ipv6").expect("an ipv6 layer");
+        assert_eq!(key_of(&ipv6, "payload_len"), Some(Node::U(4)));
+        assert_eq!(key_of(&ipv6, "data_len"), Some(Node::U(4)));
     }
 
     #[test]

@@ -273,7 +273,19 @@ pub fn for_each_index_row(
                 .get_ref(1)?
                 .as_str_or_null()
                 .map_err(rusqlite::Error::from)?;
-            visit(&name, label, frames.unwrap_or(""))?;
+            let frames = frames.unwrap_or("");
+            // frames.number is a positive integer in any database traceflow wrote; the JSON index pastes this
+            // text as it is and `index` parses it, so both must refuse the same damage.
+            if frames
+                .split(',')
+                .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
+                && !frames.is_empty()
+            {
+                return Err(QueryError::Corrupt(format!(
+                    "capture {id}: flow {label:?} lists frame numbers {frames:?}, which are not all positive integers"
+                )));
+            }
+            visit(&name, label, frames)?;
         }
     }
     Ok(())

@@ -766,3 +766,20 @@ fn a_failed_folder_dump_leaves_nothing_half_written() {
         r.stderr
     );
 }
+
+/// Fuzz finding (query_db-index-drops-negative-frame-number): a frame number that is not a positive integer
+/// was pasted into the JSON index but dropped from the table; both now report the damage.
+#[test]
+fn a_crafted_frame_number_is_damage_in_every_index_format() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
+    Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE frames SET number = -4 WHERE number = 10", [])
+        .unwrap();
+    for format in ["json", "jsonl", "table", "csv"] {
+        let r = run(&db, &["query", "--format", format]);
+        assert_eq!(r.code, 2, "--format {format}: {}", r.stdout);
+        assert!(r.stderr.contains("damaged"), "{}", r.stderr);
+    }
+}
