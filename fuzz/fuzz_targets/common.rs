@@ -1,0 +1,127 @@
+//! Helpers shared by the database targets (`store_roundtrip`, `query_db`): tracing a capture directly, ingesting
+//! it through the real reader and writer, reading a dump back.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use traceflow::capture::{CaptureReader, Truncation};
+use traceflow::decode::decode;
+use traceflow::ingest::{self, Input, Options};
+use traceflow::store::{self, CaptureSource, Outcome};
+use traceflow::trace::Tracer;
+
+/// A folder of this process's own under the temporary directory (several fuzzers may run at once).
+pub fn scratch() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("traceflow-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("scratch folder");
+        d
+    })
+}
+
+/// What tracing a capture directly gives: the index tuple and everything a database should then hold.
+#[derive(Debug, Default)]
+pub struct Traced {
+    /// (label, frame numbers): open flows in creation order, then closed flows in closing order.
+    pub index: Vec<(String, Vec<u64>)>,
+    /// Every frame's (origlen, bytes), by number - 1.
+    pub frames: Vec<(u32, Vec<u8>)>,
+    pub tcp_frames: u64,
+    pub flows: u32,
+    pub truncation: Option<Truncation>,
+}
+
+impl Traced {
+    /// The frames of each label's dump, in index order (flow by flow, each in frame order).
+    pub fn by_label(&self) -> Vec<(String, Vec<u64>)> {
+        let mut out: Vec<(String, Vec<u64>)> = Vec::new();
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        for (label, frames) in &self.index {
+            match at.get(label.as_str()) {
+                Some(&i) => out[i].1.extend(frames),
+                None => {
+                    at.insert(label, out.len());
+                    out.push((label.clone(), frames.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Reads, decodes and traces `bytes` with the in-memory tracer; `None` if they are no capture.
+pub fn trace(bytes: &[u8]) -> Option<Traced> {
+    let mut r = CaptureReader::from_reader(Box::new(Cursor::new(bytes.to_vec()))).ok()?;
+    let mut t = Tracer::new();
+    let mut member: Vec<(u32, u64)> = Vec::new();
+    let mut closed = Vec::new();
+    let mut out = Traced::default();
+    while let Some(f) = r.next_frame() {
+        out.frames.push((f.origlen, f.data.to_vec()));
+        if let Some(tcp) = decode(f.linktype, f.data).tcp {
+            out.tcp_frames += 1;
+            let no = t.observe(f.number, &f.ts, f.origlen, &tcp, &mut |rec| closed.push(rec));
+            member.push((no, f.number));
+        }
+    }
+    out.flows = t.created();
+    let mut open = Vec::new();
+    t.finish(&mut |rec| open.push(rec)).expect("in-memory tracer");
+    let mut of_flow: HashMap<u32, Vec<u64>> = HashMap::new();
+    for (no, n) in member {
+        of_flow.entry(no).or_default().push(n);
+    }
+    out.index = open
+        .iter()
+        .chain(closed.iter())
+        .map(|rec| (rec.label.clone(), of_flow.remove(&rec.flow_no).unwrap_or_default()))
+        .collect();
+    out.truncation = r.truncation().cloned();
+    Some(out)
+}
+
+/// An empty traceflow database in memory, schema applied by `store::open`.
+pub fn memory_db() -> Connection {
+    store::open(Path::new(":memory:")).expect("in-memory database")
+}
+
+/// Ingests the file at `path` as `traceflow ingest [--embed] --max-open-flows N` does: the reader
+/// (`ingest::read_capture`) feeds `store::write_capture` through the channel.
+pub fn ingest(conn: &mut Connection, path: &Path, embed: bool, max_open_flows: usize) -> Outcome {
+    let meta = std::fs::metadata(path).expect("the capture file");
+    let src = CaptureSource {
+        name: path.file_name().unwrap().to_string_lossy().into_owned(),
+        path: path.to_string_lossy().into_owned(),
+        size: meta.len(),
+        mtime_ns: meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64),
+    };
+    let opts = Options {
+        embed,
+        quiet: true,
+        max_open_flows,
+        ..Options::default()
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    ingest::read_capture(&Input::File(path.to_path_buf()), &opts, &tx);
+    drop(tx);
+    store::write_capture(conn, &src, &rx, false, embed, &mut |_, _, _| {}).expect("write_capture")
+}
+
+/// The (origlen, bytes) of every frame of a pcap or pcapng dump; panics if the dump does not read back whole.
+pub fn reread(dump: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    let mut r = CaptureReader::from_reader(Box::new(Cursor::new(dump.to_vec()))).expect("a dump opens");
+    let mut out = Vec::new();
+    while let Some(f) = r.next_frame() {
+        out.push((f.origlen, f.data.to_vec()));
+    }
+    assert_eq!(r.truncation(), None, "a dump reads back to its end");
+    out
+}
