@@ -84,9 +84,28 @@ pub fn trace(bytes: &[u8]) -> Option<Traced> {
     Some(out)
 }
 
-/// An empty traceflow database in memory, schema applied by `store::open`.
+thread_local! {
+    /// An empty database with the schema, made once by `store::open`.
+    static EMPTY: Connection = store::open(Path::new(":memory:")).expect("in-memory database");
+}
+
+/// An empty traceflow database in memory: a copy of one `store::open` made (migrating a new database for each
+/// input took a tenth of the time).
 pub fn memory_db() -> Connection {
-    store::open(Path::new(":memory:")).expect("in-memory database")
+    EMPTY.with(|from| copy_db(from))
+}
+
+/// A copy of the in-memory database `from`, through SQLite's backup API.
+pub fn copy_db(from: &Connection) -> Connection {
+    let mut to = Connection::open_in_memory().expect("in-memory database");
+    // An in-memory destination must have the source's page size (store::open makes 64 KiB pages).
+    let size: i64 = from.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+    to.pragma_update(None, "page_size", size).unwrap();
+    rusqlite::backup::Backup::new(from, &mut to)
+        .expect("backup")
+        .run_to_completion(1 << 10, std::time::Duration::ZERO, None)
+        .expect("copying a database");
+    to
 }
 
 /// Ingests the file at `path` as `traceflow ingest [--embed] --max-open-flows N` does: the reader

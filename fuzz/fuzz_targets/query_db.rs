@@ -1,14 +1,16 @@
 //! A crafted database behind `traceflow query --flow` / `--dump`: a small fixed capture (written with the repo's
-//! own synth and pcap writers) is ingested, then rows of `frames`, `flows`, `interfaces` and `frame_data` are
-//! changed as the input says, and every label is dumped in every format and the index rebuilt. Nothing may
-//! panic, hang (run with -timeout) or blow up memory (-rss_limit_mb / -malloc_limit_mb), whatever the rows say;
-//! and with no row changed, the dumps and the index must be exactly the capture's.
+//! own synth and pcap writers) is ingested (once, then copied for each input), then rows of `frames`, `flows`,
+//! `interfaces` and `frame_data` are changed as the input says, and every label is dumped in every format and
+//! the index rebuilt. Nothing may panic, hang (run with -timeout) or blow up memory (-rss_limit_mb /
+//! -malloc_limit_mb), whatever the rows say; and with no row changed, the dumps and the index must be exactly
+//! the capture's.
 //!
 //! Input: byte 0 picks the source (pcap µs LE, pcap ns BE, pcapng with two link types, pcap.gz, pcapng.zst) and
 //! whether the frame bytes are embedded (`ingest --embed`) or re-read from the source file. Then up to 16
 //! changes of 3+ bytes: [column][row][kind, value...]. The column byte picks a (table, column) of `COLUMNS`, the
-//! row byte (mod 16) the frame number, flow number or interface it applies to, and the kind the value: a small
-//! integer, a u32, an i64, NULL, a text or a blob (a length byte, then that many bytes), or deleting the row.
+//! row byte (mod 16) the frame number, flow number or interface it applies to, and the kind (mod 8) the value:
+//! a small integer (-4..=19, one byte; kinds 0-2), a u32, an i64, NULL, a text or a blob (a byte: bit 7 blob,
+//! bits 0-6 the length, then that many bytes), or deleting the row (7).
 //! Values are always bound as SQL parameters.
 #![no_main]
 
@@ -22,6 +24,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use rusqlite::types::Value;
+use rusqlite::Connection;
 use traceflow::dump::{self, DumpFormat, DumpOptions};
 use traceflow::pcapwrite::{PcapNgWriter, PcapWriter};
 use traceflow::query;
@@ -156,6 +159,30 @@ fn sources() -> &'static [Source] {
     })
 }
 
+thread_local! {
+    /// Each source ingested once, without and with --embed (by `common::ingest`: `ingest::read_capture` into
+    /// `store::write_capture`): (database, capture id), copied for every input.
+    static INGESTED: Vec<(Connection, i64)> = sources()
+        .iter()
+        .flat_map(|s| [false, true].map(|embed| (s, embed)))
+        .map(|(s, embed)| {
+            let mut conn = common::memory_db();
+            let Outcome::Indexed { id, .. } = common::ingest(&mut conn, &s.path, embed, 65536) else {
+                panic!("the fixed capture was not indexed");
+            };
+            (conn, id)
+        })
+        .collect();
+}
+
+/// A fresh copy of source `n`'s database (with embedded frame bytes or not).
+fn database(n: usize, embed: bool) -> (Connection, i64) {
+    INGESTED.with(|all| {
+        let (from, id) = &all[n * 2 + embed as usize];
+        (common::copy_db(from), *id)
+    })
+}
+
 /// Applies the changes the input describes; returns how many rows they changed.
 fn mutate(conn: &rusqlite::Connection, mut b: &[u8]) -> usize {
     let mut changed = 0;
@@ -171,15 +198,16 @@ fn mutate(conn: &rusqlite::Connection, mut b: &[u8]) -> usize {
             b = rest;
             Some(v)
         };
-        let value = match kind % 7 {
-            0 => Value::Integer(take(1).map_or(0, |v| v[0] as i8 as i64)),
-            1 => Value::Integer(take(4).map_or(0, |v| u32::from_le_bytes(v.try_into().unwrap()) as i64)),
-            2 => Value::Integer(take(8).map_or(0, |v| i64::from_le_bytes(v.try_into().unwrap()))),
-            3 => Value::Null,
-            k @ (4 | 5) => {
+        let value = match kind % 8 {
+            // Most changes set a small number: frame and flow numbers, lengths, link types are small.
+            0 | 1 | 2 => Value::Integer(take(1).map_or(0, |v| (v[0] % 24) as i64 - 4)),
+            3 => Value::Integer(take(4).map_or(0, |v| u32::from_le_bytes(v.try_into().unwrap()) as i64)),
+            4 => Value::Integer(take(8).map_or(0, |v| i64::from_le_bytes(v.try_into().unwrap()))),
+            5 => Value::Null,
+            6 => {
                 let n = take(1).map_or(0, |v| v[0] as usize);
-                let v = take(n).unwrap_or_default().to_vec();
-                if k == 4 {
+                let v = take(n & 0x7f).unwrap_or_default().to_vec();
+                if n & 0x80 == 0 {
                     Value::Text(String::from_utf8_lossy(&v).into_owned())
                 } else {
                     Value::Blob(v)
@@ -201,12 +229,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, changes)) = data.split_first() else {
         return;
     };
-    let src = &sources()[pick as usize % 5];
-    let embed = (pick / 5) % 2 == 1;
-    let mut conn = common::memory_db();
-    let Outcome::Indexed { id, .. } = common::ingest(&mut conn, &src.path, embed, 65536) else {
-        panic!("the fixed capture was not indexed");
-    };
+    let n = pick as usize % 5;
+    let src = &sources()[n];
+    let (conn, id) = database(n, (pick / 5) % 2 == 1);
     let changed = mutate(&conn, changes);
 
     let index = query::index(&conn, Some(id));
