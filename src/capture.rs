@@ -19,6 +19,12 @@ const BUF_SIZE: usize = 1 << 20;
 /// pcap's LINKTYPE value for a frame whose pcapng interface is unknown: decodes to nothing.
 pub const LINKTYPE_UNKNOWN: u32 = u32::MAX;
 
+/// pcap magic numbers as the file's first four bytes read little-endian: µs or ns timestamps, either byte order.
+pub const PCAP_US_LE: u32 = 0xa1b2_c3d4;
+pub const PCAP_NS_LE: u32 = 0xa1b2_3c4d;
+pub const PCAP_US_BE: u32 = 0xd4c3_b2a1;
+pub const PCAP_NS_BE: u32 = 0x4d3c_b2a1;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Pcap,
@@ -114,6 +120,24 @@ pub struct CaptureReader {
     buf: Vec<u8>,
     truncated: Option<Truncation>,
     done: bool,
+    /// The opened file (a second handle to it), to fstat it after the read; `None` for a stream given as a reader.
+    file: Option<File>,
+    /// (size, mtime) of the file when it was opened.
+    at_open: Option<FileStat>,
+    /// A regular file can be drained after damage; a pipe, FIFO or device might never end, so it is not.
+    regular: bool,
+}
+
+/// A file's size and modification time (ns since the epoch), as `fstat` gives them.
+pub type FileStat = (u64, Option<i64>);
+
+fn file_stat(m: &std::fs::Metadata) -> FileStat {
+    let mtime = m.modified().ok().and_then(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as i64)
+    });
+    (m.len(), mtime)
 }
 
 /// Reader wrapper that feeds the shared tap; kept separate so the tap survives behind a decompressor. The raw
@@ -153,10 +177,41 @@ const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
 impl CaptureReader {
     pub fn open(path: &Path) -> Result<CaptureReader, OpenError> {
         let f = File::open(path)?;
-        if f.metadata()?.is_dir() {
+        let meta = f.metadata()?;
+        if meta.is_dir() {
             return Err(OpenError::Io(io::Error::other("is a directory")));
         }
-        Self::from_reader(Box::new(f))
+        // A second handle to the same open file: fstat at the end sees what was read, even if the path moved.
+        let stat_handle = f.try_clone().ok();
+        let mut r = Self::from_reader(Box::new(f))?;
+        r.regular = meta.is_file();
+        r.at_open = Some(file_stat(&meta));
+        r.file = stat_handle;
+        Ok(r)
+    }
+
+    /// True when the input is not a regular file (stdin, a pipe, a FIFO, a device): it may never end.
+    pub fn is_stream(&self) -> bool {
+        !self.regular
+    }
+
+    /// The file's (size, mtime) when it was opened; `None` for a stream given as a reader.
+    pub fn stat_at_open(&self) -> Option<FileStat> {
+        self.at_open
+    }
+
+    /// The file's (size, mtime) now, by fstat of the open file; `None` for a stream given as a reader.
+    pub fn stat_now(&self) -> Option<FileStat> {
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| file_stat(&m))
+    }
+
+    /// Ends the capture here, before the next record, as if it were cut off (`truncation` says `reason`).
+    pub fn stop_here(&mut self, reason: impl Into<String>) {
+        let at = self.pos;
+        self.stop(at, reason);
     }
 
     /// Detects compression and format by magic bytes, never by file name.
@@ -207,13 +262,16 @@ impl CaptureReader {
             buf: Vec::new(),
             truncated: None,
             done: false,
+            file: None,
+            at_open: None,
+            regular: false,
         };
         // pcap magics, seen as little-endian u32: µs LE, ns LE, µs BE, ns BE.
         let (big, ns) = match m {
-            0xa1b2_c3d4 => (false, false),
-            0xa1b2_3c4d => (false, true),
-            0xd4c3_b2a1 => (true, false),
-            0x4d3c_b2a1 => (true, true),
+            PCAP_US_LE => (false, false),
+            PCAP_NS_LE => (false, true),
+            PCAP_US_BE => (true, false),
+            PCAP_NS_BE => (true, true),
             PCAPNG_SHB => {
                 r.format = Format::PcapNg;
                 r.buf.extend_from_slice(&magic[..4]);

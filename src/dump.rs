@@ -5,11 +5,11 @@
 //! The frames table says which frames a flow has and where each record starts; the bytes come from the database
 //! (`ingest --embed`) or from the source capture, re-read at those offsets (see [`source`]).
 
+pub mod file;
 pub mod render;
 pub mod source;
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,8 +20,9 @@ use serde::{Serialize, Serializer};
 use crate::output::{write_rows, RowFormat};
 use crate::pcapwrite::{PcapNgWriter, PcapWriter};
 use crate::query::{self, IndexEntry, QueryError};
+use file::{DumpDir, OutputFile};
 use render::FrameInfo;
-use source::{capture_row, CaptureRow, Fetcher, FrameRef};
+use source::{capture_row, CaptureRow, Fetcher, FrameRef, Plan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
@@ -69,6 +70,14 @@ pub enum DumpError {
     },
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error(
+        "decompressing {capture} into a temporary file in {dir}: {source} (set TMPDIR to a folder with room)"
+    )]
+    Spool {
+        capture: String,
+        dir: String,
+        source: io::Error,
+    },
     #[error("writing {path}: {source}")]
     Write { path: String, source: io::Error },
     #[error("writing {path}: {msg}")]
@@ -82,6 +91,14 @@ pub enum DumpError {
     Terminal { format: &'static str },
     #[error("{0}")]
     Usage(String),
+    #[error("{source} ({written} files were written in {dir} before this; they are complete)")]
+    Partial {
+        written: usize,
+        dir: String,
+        source: Box<DumpError>,
+    },
+    #[error("database: {0}; the database is damaged or was edited (re-ingest the capture)")]
+    Corrupt(String),
 }
 
 impl DumpError {
@@ -91,6 +108,7 @@ impl DumpError {
             DumpError::Write { source, .. } | DumpError::Query(QueryError::Output(source)) => {
                 source.kind() == io::ErrorKind::BrokenPipe
             }
+            DumpError::Partial { source, .. } => source.is_broken_pipe(),
             _ => false,
         }
     }
@@ -369,38 +387,96 @@ fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>,
         .collect::<Result<_, _>>()?)
 }
 
-/// The frames of a group, in index order (flow by flow, each in frame order).
-fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
-    // Walk each flow's prev_in_flow links back from its last frame: one primary-key lookup per frame of the
-    // flow, whatever the size of the capture (frames has no index on flow_no). CROSS JOIN keeps SQLite from
-    // scanning the capture's frames and probing the chain instead.
-    let mut st = conn.prepare(
-        "WITH RECURSIVE chain(number) AS (
-             SELECT last_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2
-             UNION ALL
-             SELECT f.prev_in_flow FROM chain c
-             JOIN frames f ON f.capture_id = ?1 AND f.number = c.number
-             WHERE f.prev_in_flow IS NOT NULL
-         )
-         SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset
-         FROM chain c CROSS JOIN frames fr ON fr.capture_id = ?1 AND fr.number = c.number
-         ORDER BY fr.number",
-    )?;
-    let mut out = Vec::new();
-    for flow in &g.flows {
-        let rows = st.query_map(rusqlite::params![g.capture_id, flow], |r| {
-            Ok(FrameRef {
-                number: r.get::<_, i64>(0)? as u64,
+/// Walks one flow's `prev_in_flow` links back from its last frame: one primary-key lookup per frame of the
+/// flow, whatever the size of the capture (frames has no index on flow_no). CROSS JOIN keeps SQLite from scanning
+/// the capture's frames and probing the chain instead. The walk is bounded whatever the database holds: each
+/// step must go to a smaller frame number of the same flow, and it takes at most `flows.packets` steps (a cycle
+/// written into a damaged database once made it run forever, filling the temporary folder).
+const FLOW_FRAMES_SQL: &str = "WITH RECURSIVE chain(number, steps) AS (
+         SELECT last_frame, 1 FROM flows WHERE capture_id = ?1 AND flow_no = ?2
+         UNION ALL
+         SELECT f.prev_in_flow, c.steps + 1 FROM chain c
+         JOIN frames f ON f.capture_id = ?1 AND f.number = c.number
+         WHERE f.prev_in_flow IS NOT NULL AND f.prev_in_flow < c.number AND f.flow_no = ?2
+           AND c.steps < (SELECT packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2)
+     )
+     SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset, fr.flow_no, fr.prev_in_flow
+     FROM chain c CROSS JOIN frames fr ON fr.capture_id = ?1 AND fr.number = c.number
+     ORDER BY fr.number";
+
+/// Reads the frames of flows, one flow at a time, with the walk prepared once.
+pub struct FlowFrames<'c> {
+    st: rusqlite::Statement<'c>,
+    flow: rusqlite::Statement<'c>,
+}
+
+impl<'c> FlowFrames<'c> {
+    pub fn new(conn: &'c Connection) -> Result<FlowFrames<'c>, DumpError> {
+        Ok(FlowFrames {
+            st: conn.prepare(FLOW_FRAMES_SQL)?,
+            flow: conn.prepare(
+                "SELECT first_frame, packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2",
+            )?,
+        })
+    }
+
+    /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end
+    /// at the flow's first frame, or holds another flow's frame, is reported as a damaged database.
+    pub fn append(
+        &mut self,
+        capture_id: i64,
+        flow_no: i64,
+        out: &mut Vec<FrameRef>,
+    ) -> Result<(), DumpError> {
+        let (first, packets): (i64, i64) = self
+            .flow
+            .query_row(rusqlite::params![capture_id, flow_no], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let start = out.len();
+        let mut rows = self.st.query(rusqlite::params![capture_id, flow_no])?;
+        let mut bad = None;
+        while let Some(r) = rows.next()? {
+            let number: i64 = r.get(0)?;
+            let in_flow: Option<i64> = r.get(6)?;
+            if in_flow != Some(flow_no) {
+                bad = Some(format!(
+                    "frame {number} is listed in flow {flow_no} but belongs to flow {in_flow:?}"
+                ));
+            }
+            out.push(FrameRef {
+                number: number as u64,
                 ts_ns: r.get(1)?,
                 caplen: r.get(2)?,
                 origlen: r.get(3)?,
                 iface: r.get(4)?,
                 offset: r.get::<_, i64>(5)? as u64,
-            })
-        })?;
-        for r in rows {
-            out.push(r?);
+            });
         }
+        let got = &out[start..];
+        if bad.is_none()
+            && (got.len() as i64 != packets || got.first().map(|f| f.number as i64) != Some(first))
+        {
+            bad = Some(format!(
+                "flow {flow_no} of capture {capture_id} should have {packets} frames from frame {first}, its \
+                 prev_in_flow chain gives {} from frame {}",
+                got.len(),
+                got.first().map(|f| f.number.to_string()).unwrap_or_else(|| "none".into())
+            ));
+        }
+        match bad {
+            Some(why) => Err(DumpError::Corrupt(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The frames of a group, in index order (flow by flow, each in frame order).
+fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
+    let mut walk = FlowFrames::new(conn)?;
+    let mut out = Vec::new();
+    for flow in &g.flows {
+        walk.append(g.capture_id, *flow, &mut out)?;
     }
     Ok(out)
 }
@@ -600,6 +676,57 @@ impl Serialize for Doc<'_, '_> {
     }
 }
 
+/// A group ready to be written: its capture, its frames, and their bytes' source already open.
+pub struct Prepared<'c> {
+    job: Job,
+    frames: Vec<FrameRef>,
+    fetcher: Fetcher<'c>,
+    label: String,
+}
+
+/// Finds a group's frames and opens their bytes' source, before any output exists: a missing source must fail
+/// before `-o FILE` is touched.
+pub fn prepare_group<'c>(
+    conn: &'c Connection,
+    group: &FlowGroup,
+    opts: &DumpOptions,
+) -> Result<Prepared<'c>, DumpError> {
+    let job = Job::new(conn, group.capture_id)?;
+    let frames = group_frames(conn, group)?;
+    let fetcher = Fetcher::open(
+        conn,
+        &job.cap,
+        opts.source_root.as_deref(),
+        &Plan::of(&frames),
+    )?;
+    Ok(Prepared {
+        job,
+        frames,
+        fetcher,
+        label: group.label.clone(),
+    })
+}
+
+impl Prepared<'_> {
+    /// Writes the dump to `out`; `out_name` names it in errors.
+    pub fn write(
+        &mut self,
+        opts: &DumpOptions,
+        out: &mut dyn Write,
+        out_name: &str,
+    ) -> Result<(), DumpError> {
+        write_frames(
+            &self.job,
+            &self.label,
+            &self.frames,
+            &mut self.fetcher,
+            opts,
+            out,
+            out_name,
+        )
+    }
+}
+
 /// Writes the dump of one group to `out` (stdout or a file the caller opened).
 pub fn write_group(
     conn: &Connection,
@@ -608,18 +735,7 @@ pub fn write_group(
     out: &mut dyn Write,
     out_name: &str,
 ) -> Result<(), DumpError> {
-    let job = Job::new(conn, group.capture_id)?;
-    let frames = group_frames(conn, group)?;
-    let mut fetcher = Fetcher::open(conn, &job.cap, opts.source_root.as_deref(), &frames)?;
-    write_frames(
-        &job,
-        &group.label,
-        &frames,
-        &mut fetcher,
-        opts,
-        out,
-        out_name,
-    )
+    prepare_group(conn, group, opts)?.write(opts, out, out_name)
 }
 
 /// The file name of a label's dump: the label with anything that could leave the folder replaced by `_`.
@@ -641,35 +757,8 @@ pub fn dump_file_name(label: &str, format: DumpFormat) -> String {
     s
 }
 
-/// Creates `path` for writing, refusing to overwrite unless `force` (then the old file, or a link, is removed
-/// first so nothing outside is written through it).
-fn create_output(path: &Path, force: bool) -> Result<File, DumpError> {
-    let shown = path.display().to_string();
-    match std::fs::symlink_metadata(path) {
-        Ok(_) if !force => return Err(DumpError::Exists { path: shown }),
-        Ok(m) if m.is_dir() => {
-            return Err(DumpError::Exists { path: shown });
-        }
-        Ok(_) => std::fs::remove_file(path).map_err(|source| DumpError::Write {
-            path: shown.clone(),
-            source,
-        })?,
-        Err(_) => {}
-    }
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|source| DumpError::Write {
-            path: shown,
-            source,
-        })
-}
-
-/// Dumps each label of each selected capture to `dir/{label}{ext}` and returns the index tuple with `fpout` set.
-///
-/// With `capture` or `label` the files go straight into `dir`; over every capture of the database each capture
-/// gets its own sub-folder (named after it), as labels may repeat across captures.
+/// Dumps each label of each selected capture to `dir/{label}{ext}` and returns the index tuple with `fpout` set
+/// (see [`dump_dir_with`], which hands the entries over one by one instead).
 pub fn dump_dir(
     conn: &Connection,
     capture: Option<i64>,
@@ -678,13 +767,53 @@ pub fn dump_dir(
     opts: &DumpOptions,
     force: bool,
 ) -> Result<Vec<IndexEntry>, DumpError> {
-    let mut plan: Vec<(i64, PathBuf, Vec<FlowGroup>)> = Vec::new();
+    let mut entries = Vec::new();
+    dump_dir_with(conn, capture, label, dir, opts, force, &mut |e| {
+        entries.push(e);
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// One capture's part of a folder dump: the sub-folder (0 is DIR itself) and its groups.
+struct PlanItem {
+    capture_id: i64,
+    folder: Option<String>,
+    groups: Vec<FlowGroup>,
+}
+
+/// Dumps each label of each selected capture to `dir/{label}{ext}`, then hands each entry of the index tuple
+/// whose label was dumped, with `fpout` set, to `emit`.
+///
+/// With `capture` or `label` the files go straight into `dir`; over every capture of the database each capture
+/// gets its own sub-folder (named after it), as labels may repeat across captures. Memory does not grow with the
+/// capture's frames: one flow's frames are read, written and let go at a time. Files are made as
+/// [`file::DumpDir`] makes them: whole, never through a link, and a DIR that did not exist appears only when
+/// the whole dump succeeded.
+pub fn dump_dir_with(
+    conn: &Connection,
+    capture: Option<i64>,
+    label: Option<&str>,
+    dir: &Path,
+    opts: &DumpOptions,
+    force: bool,
+    emit: &mut dyn FnMut(IndexEntry) -> Result<(), DumpError>,
+) -> Result<(), DumpError> {
+    let mut plan: Vec<PlanItem> = Vec::new();
     match (capture, label) {
         (_, Some(l)) => {
             let g = select_label(conn, capture, l)?;
-            plan.push((g.capture_id, dir.to_path_buf(), vec![g]));
+            plan.push(PlanItem {
+                capture_id: g.capture_id,
+                folder: None,
+                groups: vec![g],
+            });
         }
-        (Some(id), None) => plan.push((id, dir.to_path_buf(), capture_groups(conn, id)?)),
+        (Some(id), None) => plan.push(PlanItem {
+            capture_id: id,
+            folder: None,
+            groups: capture_groups(conn, id)?,
+        }),
         (None, None) => {
             let caps: Vec<(i64, String)> = conn
                 .prepare("SELECT id, name FROM captures ORDER BY id")?
@@ -698,88 +827,139 @@ pub fn dump_dir(
                     sub = format!("{sub}-{id}");
                     seen.insert(sub.clone());
                 }
-                plan.push((id, dir.join(sub), capture_groups(conn, id)?));
+                plan.push(PlanItem {
+                    capture_id: id,
+                    folder: Some(sub),
+                    groups: capture_groups(conn, id)?,
+                });
             }
         }
     }
-    // Check every target first, so a refusal leaves nothing half-written.
-    let mut targets: Vec<Vec<PathBuf>> = Vec::new();
-    for (_, d, groups) in &plan {
-        let mut t = Vec::new();
-        for g in groups {
-            let p = d.join(dump_file_name(&g.label, opts.format));
-            if p.parent() != Some(d.as_path()) {
+    for item in &plan {
+        for g in &item.groups {
+            let name = dump_file_name(&g.label, opts.format);
+            if name.contains('/') || name == "." || name == ".." {
                 return Err(DumpError::Usage(format!(
                     "label {:?} does not make a file name inside {}",
                     g.label,
-                    d.display()
+                    dir.display()
                 )));
             }
-            if !force && std::fs::symlink_metadata(&p).is_ok() {
-                return Err(DumpError::Exists {
-                    path: p.display().to_string(),
-                });
-            }
-            t.push(p);
         }
-        targets.push(t);
     }
-    let multi = capture.is_none() && label.is_none();
-    let mut entries = Vec::new();
-    for ((id, d, groups), paths) in plan.iter().zip(&targets) {
-        let job = Job::new(conn, *id)?;
-        let frames: Vec<Vec<FrameRef>> = groups
-            .iter()
-            .map(|g| group_frames(conn, g))
-            .collect::<Result<_, _>>()?;
-        if opts.format == DumpFormat::Pcap {
-            // A flow that needs pcapng stops the dump before any of this capture's files is written.
-            for (g, fr) in groups.iter().zip(&frames) {
-                pcap_linktype(&job, &g.label, fr)?;
+    let mut out = DumpDir::open(dir, force)?;
+    match fill_dir(
+        conn,
+        &plan,
+        &mut out,
+        capture.is_none() && label.is_none(),
+        opts,
+        force,
+        emit,
+    ) {
+        Ok(()) => out.finish(),
+        Err(e) => Err(out.abandon(e)),
+    }
+}
+
+fn fill_dir(
+    conn: &Connection,
+    plan: &[PlanItem],
+    out: &mut DumpDir,
+    multi: bool,
+    opts: &DumpOptions,
+    force: bool,
+    emit: &mut dyn FnMut(IndexEntry) -> Result<(), DumpError>,
+) -> Result<(), DumpError> {
+    let mut folders = Vec::new();
+    for item in plan {
+        folders.push(match &item.folder {
+            Some(name) => out.sub(name)?,
+            None => 0,
+        });
+    }
+    // Check every target first, so a refusal leaves nothing half-written.
+    if !force {
+        for (item, &k) in plan.iter().zip(&folders) {
+            for g in &item.groups {
+                let name = dump_file_name(&g.label, opts.format);
+                if out.exists(k, &name) {
+                    return Err(DumpError::Exists {
+                        path: out.shown(k, &name).display().to_string(),
+                    });
+                }
             }
         }
-        let all: Vec<FrameRef> = frames.iter().flatten().copied().collect();
-        let mut fetcher = if all.is_empty() {
-            None
-        } else {
-            Some(Fetcher::open(
+    }
+    let mut walk = FlowFrames::new(conn)?;
+    let mut frames = Vec::new();
+    for (item, &k) in plan.iter().zip(&folders) {
+        let job = Job::new(conn, item.capture_id)?;
+        if opts.format == DumpFormat::Pcap {
+            // A flow that needs pcapng stops the dump before any of this capture's files is written. Only a
+            // capture with several link types can hold one: check its flows one at a time.
+            let mut lts: Vec<u32> = job.ifaces.values().map(|i| i.linktype).collect();
+            lts.sort_unstable();
+            lts.dedup();
+            if lts.len() > 1 {
+                for g in &item.groups {
+                    frames.clear();
+                    for f in &g.flows {
+                        walk.append(g.capture_id, *f, &mut frames)?;
+                    }
+                    pcap_linktype(&job, &g.label, &frames)?;
+                }
+            }
+        }
+        // Flows come in index order, not file order: a compressed source is decompressed once, to its end.
+        let end: Option<i64> = conn.query_row(
+            "SELECT max(file_offset + caplen) FROM frames WHERE capture_id = ?1 AND flow_no IS NOT NULL",
+            [item.capture_id],
+            |r| r.get(0),
+        )?;
+        let mut fetcher = match end {
+            Some(end) if !item.groups.is_empty() => Some(Fetcher::open(
                 conn,
                 &job.cap,
                 opts.source_root.as_deref(),
-                &all,
-            )?)
+                &Plan {
+                    in_order: false,
+                    end: end.max(0) as u64 + 28,
+                },
+            )?),
+            _ => None,
         };
-        std::fs::create_dir_all(d).map_err(|source| DumpError::Write {
-            path: d.display().to_string(),
-            source,
-        })?;
         let mut fpout: HashMap<&str, String> = HashMap::new();
-        for ((g, fr), p) in groups.iter().zip(&frames).zip(paths) {
-            let shown = p.display().to_string();
-            let file = create_output(p, force)?;
-            let mut w = BufWriter::new(file);
-            let res = match fetcher.as_mut() {
-                Some(f) => write_frames(&job, &g.label, fr, f, opts, &mut w, &shown),
-                None => Ok(()),
-            };
-            if let Err(e) = res {
-                drop(w);
-                let _ = std::fs::remove_file(p);
-                return Err(e);
+        for g in &item.groups {
+            frames.clear();
+            for f in &g.flows {
+                walk.append(g.capture_id, *f, &mut frames)?;
             }
+            let name = dump_file_name(&g.label, opts.format);
+            let shown = out.shown(k, &name).display().to_string();
+            out.write(k, &name, &mut |w| match fetcher.as_mut() {
+                Some(f) => write_frames(&job, &g.label, &frames, f, opts, w, &shown),
+                None => Ok(()),
+            })?;
             fpout.insert(g.label.as_str(), shown);
         }
-        for mut e in query::index(conn, Some(*id))? {
-            if let Some(p) = fpout.get(e.label.as_str()) {
-                e.fpout = Some(p.clone());
-                if multi {
-                    e.capture = Some(job.cap.name.clone());
-                }
-                entries.push(e);
+        query::for_each_index_row(conn, Some(item.capture_id), &mut |_, label, numbers| {
+            if let Some(p) = fpout.get(label) {
+                let e = IndexEntry {
+                    capture: multi.then(|| job.cap.name.clone()),
+                    fpout: Some(p.clone()),
+                    index: numbers.split(',').filter_map(|s| s.parse().ok()).collect(),
+                    label: label.to_string(),
+                };
+                emit(e).map_err(|e| match e {
+                    DumpError::Query(q) => q,
+                    other => QueryError::Output(io::Error::other(other.to_string())),
+                })?;
             }
-        }
+            Ok(())
+        })?;
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// Everything `traceflow query` takes.
@@ -852,28 +1032,31 @@ pub fn run_query(
                 )))
             }
         };
-        let mut file;
-        let mut buffered_stdout;
-        let (w, shown): (&mut dyn Write, String) = if to_stdout {
-            buffered_stdout = BufWriter::with_capacity(1 << 16, stdout);
-            (&mut buffered_stdout, "stdout".into())
-        } else {
-            let p = args.output.as_deref().unwrap_or(Path::new("-"));
-            let shown = p.display().to_string();
-            file = BufWriter::new(File::create(p).map_err(werr(&shown))?);
-            (&mut file, shown)
+        let write_index = |w: &mut dyn Write, shown: &str| -> Result<(), DumpError> {
+            match rows {
+                // JSON streams row by row: a capture's whole index never sits in memory.
+                RowFormat::Json | RowFormat::Jsonl => {
+                    query::write_index_json(conn, capture, rows == RowFormat::Jsonl, w)?
+                }
+                RowFormat::Table => {
+                    let entries = query::index(conn, capture)?;
+                    write_rows(w, &entries, rows).map_err(werr(shown))?;
+                }
+            }
+            w.flush().map_err(werr(shown))
         };
-        match rows {
-            // JSON streams row by row: a capture's whole index never sits in memory.
-            RowFormat::Json | RowFormat::Jsonl => {
-                query::write_index_json(conn, capture, rows == RowFormat::Jsonl, w)?
-            }
-            RowFormat::Table => {
-                let entries = query::index(conn, capture)?;
-                write_rows(w, &entries, rows).map_err(werr(&shown))?;
-            }
+        if to_stdout {
+            let mut w = BufWriter::with_capacity(1 << 16, stdout);
+            return write_index(&mut w, "stdout");
         }
-        return w.flush().map_err(werr(&shown));
+        let p = args.output.as_deref().unwrap_or(Path::new("-"));
+        let shown = p.display().to_string();
+        let mut file = OutputFile::create(p)?;
+        {
+            let mut w = BufWriter::new(file.file());
+            write_index(&mut w, &shown)?;
+        }
+        return file.commit();
     }
     let format = match args.format {
         Some(f) => DumpFormat::from_query(f).ok_or_else(|| {
@@ -916,15 +1099,15 @@ pub fn run_query(
     } else {
         let p = args.output.as_deref().unwrap_or(Path::new("-"));
         let shown = p.display().to_string();
-        // -o names one file on purpose: overwrite it, as tcpdump -w and pcapkit do.
-        let file = File::create(p).map_err(werr(&shown))?;
-        let mut w = BufWriter::new(file);
-        let res = write_group(conn, &group, &opts, &mut w, &shown);
-        if res.is_err() {
-            drop(w);
-            let _ = std::fs::remove_file(p);
+        // The source first: if its bytes cannot be had, FILE is never touched.
+        let mut prepared = prepare_group(conn, &group, &opts)?;
+        // -o names one file on purpose: replace it, as tcpdump -w and pcapkit do, but only with a whole dump.
+        let mut file = OutputFile::create(p)?;
+        {
+            let mut w = BufWriter::new(file.file());
+            prepared.write(&opts, &mut w, &shown)?;
         }
-        res
+        file.commit()
     }
 }
 

@@ -4,23 +4,118 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 use rusqlite::Connection;
 
-use crate::capture::{CaptureReader, OpenError};
+use crate::capture::{CaptureReader, FileStat, OpenError};
 use crate::decode::decode;
-use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Msg, Outcome, TcpRow};
-use crate::trace::Tracer;
+use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Msg, Outcome, Superseded, TcpRow};
+use crate::trace::{FlowRecord, Tracer};
 
 /// Frames per message to the writer: large enough to amortise channel costs, small enough to stay in cache.
 const BATCH: usize = 4096;
 /// Frame bytes per message with --embed: with large frames, a batch of BATCH frames would hold hundreds of MiB.
 const BATCH_BYTES: usize = 8 << 20;
-/// Batches queued per capture; bounds memory whatever the capture size.
+/// Batches queued per capture; bounds the row batches whatever the capture size (frame bytes: `IN_FLIGHT_BYTES`).
 const QUEUE: usize = 8;
+/// Frame bytes (--embed) queued between all readers and the writer together. Counting batches bounded nothing:
+/// with 256 MiB records, every record is a batch, and 8 of them queued per reader made gigabytes.
+const IN_FLIGHT_BYTES: usize = 4 * BATCH_BYTES;
+/// Records per on-disk byte beyond which a capture is warned about (after `FLOOD_MIN_RECORDS`): a real capture
+/// holds at least a record header per record, while a flood of empty records compresses to almost nothing.
+const FLOOD_RECORDS_PER_BYTE: u64 = 1;
+const FLOOD_MIN_RECORDS: u64 = 100_000;
+
+/// The budget of frame bytes in flight: a reader acquires a batch's bytes before sending it, and they are released
+/// when the writer has inserted the batch (the lease travels in the message and is dropped with it).
+///
+/// The writer takes captures in input order, so a reader of a later capture holding the budget must not starve
+/// the capture the writer waits for: that one may always send a batch when none of its own is in flight. A batch
+/// larger than the whole budget passes when nothing else is in flight. Either way there is no deadlock, and the
+/// bytes in flight stay under the budget plus one batch.
+pub struct Budget {
+    limit: usize,
+    state: Mutex<BudgetState>,
+    freed: Condvar,
+}
+
+struct BudgetState {
+    total: usize,
+    /// Bytes in flight per capture (index into the captures to write).
+    own: Vec<usize>,
+    /// The capture the writer is at.
+    current: usize,
+}
+
+struct Lease {
+    budget: Arc<Budget>,
+    capture: usize,
+    bytes: usize,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut s = self.budget.lock();
+        s.total -= self.bytes;
+        s.own[self.capture] -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+impl Budget {
+    pub fn new(limit: usize, captures: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            limit,
+            state: Mutex::new(BudgetState {
+                total: 0,
+                own: vec![0; captures],
+                current: 0,
+            }),
+            freed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        // The state is a few counters updated in one step: a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `bytes` of capture `capture` may be in flight; the lease gives them back when dropped.
+    fn acquire(self: &Arc<Self>, capture: usize, bytes: usize) -> Option<Box<dyn Send>> {
+        if bytes == 0 {
+            return None;
+        }
+        let mut s = self.lock();
+        // `capture < current`: the writer gave up on it; let the send fail at once instead of waiting.
+        while !(s.total == 0
+            || s.total + bytes <= self.limit
+            || (capture <= s.current && s.own[capture] == 0))
+        {
+            s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.total += bytes;
+        s.own[capture] += bytes;
+        Some(Box::new(Lease {
+            budget: self.clone(),
+            capture,
+            bytes,
+        }))
+    }
+
+    /// The writer moved on to `capture`.
+    fn writer_at(&self, capture: usize) {
+        self.lock().current = capture;
+        self.freed.notify_all();
+    }
+
+    /// Frame bytes in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().total
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -31,6 +126,8 @@ pub struct Options {
     pub verbose: bool,
     /// Open flows a reader keeps in memory before parking idle ones on disk (`Tracer::with_max_open`).
     pub max_open_flows: usize,
+    /// Frames read per capture at most (`--max-frames`); the capture is marked truncated there.
+    pub max_frames: Option<u64>,
 }
 
 impl Default for Options {
@@ -42,6 +139,7 @@ impl Default for Options {
             quiet: false,
             verbose: false,
             max_open_flows: crate::trace::DEFAULT_MAX_OPEN,
+            max_frames: None,
         }
     }
 }
@@ -78,34 +176,64 @@ pub enum Input {
     Stdin,
 }
 
+/// The inputs found by `expand_inputs`, and the paths that failed or were skipped on the way.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub inputs: Vec<Input>,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
 /// Expands folders recursively in sorted order; a path that cannot be listed is reported and counted as failed.
-pub fn expand_inputs(args: &[PathBuf], warn: &mut dyn FnMut(String)) -> (Vec<Input>, u64) {
-    let mut out = Vec::new();
-    let mut failed = 0;
+pub fn expand_inputs(args: &[PathBuf], warn: &mut dyn FnMut(String)) -> Expanded {
+    let mut x = Expanded::default();
     let mut seen = std::collections::HashSet::new();
     for a in args {
         if a.as_os_str() == "-" {
-            out.push(Input::Stdin);
+            x.inputs.push(Input::Stdin);
             continue;
         }
         match std::fs::metadata(a) {
-            Ok(m) if m.is_dir() => walk(a, &mut out, warn, &mut failed, &mut seen),
-            Ok(_) => out.push(Input::File(a.clone())),
+            Ok(m) if m.is_dir() => {
+                // Symbolic links are followed only into this folder, so it is resolved once, here.
+                let root = std::fs::canonicalize(a).unwrap_or_else(|_| a.clone());
+                walk(a, &root, &mut x, warn, &mut seen)
+            }
+            // Named on the command line, anything readable is read, a FIFO included: the user asked for it.
+            Ok(_) => x.inputs.push(Input::File(a.clone())),
             Err(e) => {
                 warn(format!("{}: {e}", a.display()));
-                failed += 1;
+                x.failed += 1;
             }
         }
     }
-    (out, failed)
+    x
+}
+
+/// What kind of thing that is neither a file nor a folder `t` is, for the message that skips it.
+fn special_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
 }
 
 /// `seen` holds the folders already walked (resolved), so symbolic-link loops end instead of recursing forever.
+/// A link to a folder is followed only when it resolves inside `root` (the resolved folder the walk started
+/// from): a link to `/etc` or `/` must not turn an archive walk into a walk of the system.
 fn walk(
     dir: &Path,
-    out: &mut Vec<Input>,
+    root: &Path,
+    x: &mut Expanded,
     warn: &mut dyn FnMut(String),
-    failed: &mut u64,
     seen: &mut std::collections::HashSet<PathBuf>,
 ) {
     if !seen.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
@@ -115,22 +243,63 @@ fn walk(
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) => {
             warn(format!("{}: {e}", dir.display()));
-            *failed += 1;
+            x.failed += 1;
             return;
         }
     };
     entries.sort();
     for p in entries {
+        let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
         match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => walk(&p, out, warn, failed, seen),
-            Ok(m) if m.is_file() => out.push(Input::File(p)),
-            Ok(_) => {}
+            Ok(m) if m.is_dir() => {
+                if is_link {
+                    let inside = std::fs::canonicalize(&p).is_ok_and(|t| t.starts_with(root));
+                    if !inside {
+                        warn(format!(
+                            "{}: symlink to a folder outside {}, not followed",
+                            p.display(),
+                            root.display()
+                        ));
+                        continue;
+                    }
+                }
+                walk(&p, root, x, warn, seen)
+            }
+            Ok(m) if m.is_file() => x.inputs.push(Input::File(p)),
+            Ok(m) => {
+                // Opening a FIFO would wait for a writer, and a device could be endless: not a capture in a folder.
+                warn(format!(
+                    "{}: not a regular file ({}), skipped",
+                    p.display(),
+                    special_kind(m.file_type())
+                ));
+                x.skipped += 1;
+            }
             Err(e) => {
                 // A dangling link inside a folder: say so, but it is not a capture that failed.
                 warn(format!("{}: {e}", p.display()));
             }
         }
     }
+}
+
+/// What to record of a file read in full: the bytes read and the mtime at the end of the read, and whether the
+/// file changed meanwhile (its size at open or at the end is not what was read, or its mtime moved). `listed` is
+/// the stat from before the read, `at_open` and `at_end` fstats of the open file.
+fn as_read(
+    listed: FileStat,
+    at_open: Option<FileStat>,
+    read: u64,
+    at_end: Option<FileStat>,
+) -> (FileStat, bool) {
+    let Some(end) = at_end else {
+        // No fstat (a stream): only the bytes read are known.
+        return ((read, None), false);
+    };
+    let open = at_open.unwrap_or(listed);
+    let changed =
+        listed.0 != read || open.0 != read || end.0 != read || listed.1 != end.1 || open.1 != end.1;
+    ((read, end.1), changed)
 }
 
 fn source_of(input: &Input) -> CaptureSource {
@@ -164,8 +333,44 @@ fn source_of(input: &Input) -> CaptureSource {
 /// Set by Ctrl-C: readers stop, the writer rolls back the capture in progress.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Reads, decodes and traces one capture, sending rows to the writer. Returns when done or when the writer hung up.
-pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
+/// Sends the rows gathered so far as one batch, once the budget lets its frame bytes be in flight. False when
+/// the reader must stop: interrupted, or the writer hung up.
+fn send_batch(
+    tx: &Sender<Msg>,
+    budget: &Arc<Budget>,
+    capture: usize,
+    frames: &mut Vec<FrameRow>,
+    flows: &mut Vec<FlowRecord>,
+    data: &mut Vec<u8>,
+    bytes_read: u64,
+) -> bool {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        let _ = tx.send(Msg::Failed("interrupted".into()));
+        return false;
+    }
+    // In creation order, the writer's inserts into flows (keyed by flow_no) and flows_first_ns land next to
+    // each other instead of all over the B-trees' right edges: 0.84 -> 0.77 s on the benchmark.
+    flows.sort_unstable_by_key(|f| f.flow_no);
+    let held = budget.acquire(capture, data.len());
+    let batch = Msg::Batch {
+        frames: std::mem::replace(frames, Vec::with_capacity(BATCH)),
+        flows: std::mem::take(flows),
+        data: std::mem::take(data),
+        bytes_read,
+        held,
+    };
+    tx.send(batch).is_ok()
+}
+
+/// Reads, decodes and traces one capture (number `capture` of those to write), sending rows to the writer.
+/// Returns when done or when the writer hung up.
+fn read_capture(
+    input: &Input,
+    opts: &Options,
+    tx: &Sender<Msg>,
+    budget: &Arc<Budget>,
+    capture: usize,
+) {
     let embed = opts.embed;
     let opened = match input {
         Input::Stdin => CaptureReader::from_reader(Box::new(std::io::stdin())),
@@ -190,7 +395,34 @@ pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
     let mut data = Vec::new();
     let (mut n, mut tcp_frames) = (0u64, 0u64);
     let (mut first_ns, mut last_ns) = (None, None);
-    while let Some(f) = reader.next_frame() {
+    loop {
+        if let Some(max) = opts.max_frames {
+            if n >= max {
+                reader.stop_here(format!("--max-frames {max} reached"));
+                break;
+            }
+        }
+        // Where a batch flushed before this frame joins it ends (the frame borrows the reader below).
+        let read_before = if embed { reader.bytes_read() } else { 0 };
+        let Some(f) = reader.next_frame() else {
+            break;
+        };
+        // Flush before the frame that would take the batch past BATCH_BYTES, so a batch holds at most
+        // BATCH_BYTES, or one frame larger than that.
+        if embed && !data.is_empty() && data.len() + f.data.len() > BATCH_BYTES {
+            let sent = send_batch(
+                tx,
+                budget,
+                capture,
+                &mut frames,
+                &mut flows,
+                &mut data,
+                read_before,
+            );
+            if !sent {
+                return;
+            }
+        }
         n = f.number;
         let ts_ns = f.ts.as_ns();
         first_ns.get_or_insert(ts_ns);
@@ -222,34 +454,39 @@ pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
             tcp,
         });
         if frames.len() >= BATCH || data.len() >= BATCH_BYTES {
-            if INTERRUPTED.load(Ordering::Relaxed) {
-                let _ = tx.send(Msg::Failed("interrupted".into()));
-                return;
-            }
-            // In creation order, the writer's inserts into flows (keyed by flow_no) and flows_first_ns land next to
-            // each other instead of all over the B-trees' right edges: 0.84 -> 0.77 s on the benchmark.
-            flows.sort_unstable_by_key(|f| f.flow_no);
-            let batch = Msg::Batch {
-                frames: std::mem::replace(&mut frames, Vec::with_capacity(BATCH)),
-                flows: std::mem::take(&mut flows),
-                data: std::mem::take(&mut data),
-                bytes_read: reader.bytes_read(),
-            };
-            if tx.send(batch).is_err() {
+            let read = reader.bytes_read();
+            if !send_batch(
+                tx,
+                budget,
+                capture,
+                &mut frames,
+                &mut flows,
+                &mut data,
+                read,
+            ) {
                 return;
             }
         }
     }
     let flows_total = tracer.created() as u64;
-    reader.drain();
+    // A regular file is drained so that its hash covers all of it. A stream is not: after damage it may go on for
+    // ever (a live pipe), and the capture would never commit.
+    if !reader.is_stream() || reader.truncation().is_none() {
+        reader.drain();
+    }
     let bytes_read = reader.bytes_read();
     // The still-open flows go out in batches too, so the end of a capture with many open flows costs no spike.
-    let _ = tx.send(Msg::Batch {
-        frames,
-        flows,
-        data,
+    if !send_batch(
+        tx,
+        budget,
+        capture,
+        &mut frames,
+        &mut flows,
+        &mut data,
         bytes_read,
-    });
+    ) {
+        return;
+    }
     let mut open = Vec::with_capacity(BATCH);
     let mut hung_up = false;
     let finished = tracer.finish(&mut |r| {
@@ -260,6 +497,7 @@ pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
                 flows: std::mem::replace(&mut open, Vec::with_capacity(BATCH)),
                 data: Vec::new(),
                 bytes_read,
+                held: None,
             };
             hung_up = tx.send(batch).is_err();
         }
@@ -273,6 +511,7 @@ pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
         flows: open,
         data: Vec::new(),
         bytes_read,
+        held: None,
     };
     if hung_up || tx.send(batch).is_err() {
         return;
@@ -281,6 +520,12 @@ pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
         let _ = tx.send(Msg::Failed("interrupted".into()));
         return;
     }
+    let listed = match input {
+        Input::File(_) => reader.stat_at_open().unwrap_or((0, None)),
+        Input::Stdin => (0, None),
+    };
+    let ((size, mtime_ns), changed) =
+        as_read(listed, reader.stat_at_open(), bytes_read, reader.stat_now());
     let _ = tx.send(Msg::End(CaptureEnd {
         format: reader.format.as_str(),
         compression: reader.compression.as_str(),
@@ -292,6 +537,9 @@ pub fn read_capture(input: &Input, opts: &Options, tx: &Sender<Msg>) {
         last_ns,
         truncation: reader.truncation().cloned(),
         hash: reader.content_hash(),
+        size,
+        mtime_ns,
+        changed,
     }));
 }
 
@@ -304,8 +552,13 @@ pub fn run(
 ) -> Summary {
     let started = Instant::now();
     let mut summary = Summary::default();
-    let (inputs, bad) = expand_inputs(args, log);
-    summary.failed += bad;
+    let Expanded {
+        inputs,
+        failed,
+        skipped,
+    } = expand_inputs(args, log);
+    summary.failed += failed;
+    summary.skipped += skipped;
     let sources: Vec<CaptureSource> = inputs.iter().map(source_of).collect();
     // Cheap skip: same path, size and mtime as an indexed capture.
     let mut todo = Vec::new();
@@ -339,10 +592,12 @@ pub fn run(
     let (senders, receivers): (Vec<_>, Vec<_>) = todo.iter().map(|_| bounded::<Msg>(QUEUE)).unzip();
     let next = AtomicUsize::new(0);
     let inputs = Arc::new(inputs);
+    let budget = Budget::new(IN_FLIGHT_BYTES, todo.len());
     std::thread::scope(|scope| {
         let mut readers = 0;
         for _ in 0..jobs {
-            let (next, senders, todo, inputs) = (&next, &senders, &todo, inputs.clone());
+            let (next, senders, todo, inputs, budget) =
+                (&next, &senders, &todo, inputs.clone(), &budget);
             // Named, so that profiles and `top -H` tell readers from the writer.
             let reader = std::thread::Builder::new().name("tf-reader".into());
             let spawned = reader.spawn_scoped(scope, move || loop {
@@ -350,7 +605,7 @@ pub fn run(
                 if k >= todo.len() {
                     break;
                 }
-                read_capture(&inputs[todo[k]], opts, &senders[k]);
+                read_capture(&inputs[todo[k]], opts, &senders[k], budget, k);
             });
             match spawned {
                 Ok(_) => readers += 1,
@@ -364,8 +619,10 @@ pub fn run(
         let mut done_bytes = 0u64;
         let (mut all_frames, mut all_flows) = (0u64, 0u64);
         // Each receiver is dropped after its capture, so a reader whose capture the writer gave up on stops.
-        for (rx, &i) in receivers.into_iter().zip(todo.iter()) {
+        for (k, (rx, &i)) in receivers.into_iter().zip(todo.iter()).enumerate() {
             let src = &sources[i];
+            budget.writer_at(k);
+            let (mut cap_frames, mut flood_warned) = (0u64, false);
             let outcome = store::write_capture(
                 conn,
                 src,
@@ -375,6 +632,25 @@ pub fn run(
                 &mut |read, frames, flows| {
                     all_frames += frames;
                     all_flows += flows;
+                    cap_frames += frames;
+                    // Zero-length records cost a row each but almost nothing on disk once compressed: 256 MiB of
+                    // zeros after a pcap header is 9 KB of zstd and would be a 489 MB database. Say so while it
+                    // happens, once.
+                    if !flood_warned
+                        && cap_frames >= FLOOD_MIN_RECORDS
+                        && cap_frames > read.saturating_mul(FLOOD_RECORDS_PER_BYTE)
+                    {
+                        flood_warned = true;
+                        let m = format!(
+                            "warning: {}: {cap_frames} records from {read} bytes on disk (more records per byte than \
+                             any real capture: a flood of empty records?); --max-frames N bounds it",
+                            src.path
+                        );
+                        match &bar {
+                            Some(b) => b.suspend(|| log(m)),
+                            None => log(m),
+                        }
+                    }
                     if let Some(b) = &bar {
                         b.set_position(done_bytes + read);
                         let rate = all_frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -396,10 +672,34 @@ pub fn run(
                 None => log(m),
             };
             match outcome {
-                Ok(Outcome::Indexed { end, .. }) => {
+                Ok(Outcome::Indexed {
+                    end, superseded, ..
+                }) => {
                     summary.indexed += 1;
                     summary.frames += end.frames;
                     summary.flows += end.flows;
+                    let is_file = matches!(inputs[i], Input::File(_));
+                    if is_file
+                        && (end.changed || (end.size, end.mtime_ns) != (src.size, src.mtime_ns))
+                    {
+                        say(format!(
+                            "warning: {} changed while it was read; indexed the {} bytes read",
+                            src.path, end.size
+                        ));
+                    }
+                    for s in superseded {
+                        say(match s {
+                            Superseded::Replaced(old) => format!(
+                                "{}: content changed since it was indexed; replaced capture {old}",
+                                src.path
+                            ),
+                            Superseded::PathMoved(old) => format!(
+                                "{}: content changed since it was indexed; capture {old} keeps its other paths, \
+                                 this path moved to the new capture",
+                                src.path
+                            ),
+                        });
+                    }
                     if let Some(t) = &end.truncation {
                         summary.truncated += 1;
                         say(format!(
@@ -465,4 +765,69 @@ fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_recorded_is_the_size_read_and_a_change_is_noticed() {
+        let t = Some(5);
+        // Unchanged: listed, opened and ended at the size read.
+        assert_eq!(
+            as_read((100, t), Some((100, t)), 100, Some((100, t))),
+            ((100, t), false)
+        );
+        // Grew between its listing and its open, then read to the end: the bytes read are recorded.
+        assert_eq!(
+            as_read((60, t), Some((100, Some(6))), 100, Some((100, Some(6)))),
+            ((100, Some(6)), true)
+        );
+        // Grew while read (after the reader reached the end): what was read, and the mtime after the read.
+        assert_eq!(
+            as_read((100, t), Some((100, t)), 100, Some((140, Some(7)))),
+            ((100, Some(7)), true)
+        );
+        // Rewritten in place at the same size: only the mtime tells.
+        assert_eq!(
+            as_read((100, t), Some((100, t)), 100, Some((100, Some(9)))),
+            ((100, Some(9)), true)
+        );
+        // A stream: no fstat, only the bytes read.
+        assert_eq!(as_read((0, None), None, 42, None), ((42, None), false));
+    }
+
+    #[test]
+    fn the_budget_lets_a_frame_larger_than_itself_through_when_alone_and_the_writers_capture_always(
+    ) {
+        let b = Budget::new(10, 2);
+        let big = b.acquire(1, 50).expect("alone, even above the budget");
+        assert_eq!(b.in_flight(), 50);
+        // Capture 1 holds more than the budget, but capture 0 is the writer's and has nothing in flight.
+        let first = b.acquire(0, 5).expect("the writer's capture");
+        assert_eq!(b.in_flight(), 55);
+        drop(big);
+        drop(first);
+        assert_eq!(b.in_flight(), 0);
+        assert!(b.acquire(1, 0).is_none(), "no bytes, no lease");
+    }
+
+    #[test]
+    fn a_reader_over_the_budget_waits_for_the_writer() {
+        let b = Budget::new(10, 2);
+        let held = b.acquire(0, 8).unwrap();
+        let b2 = b.clone();
+        let waiter = std::thread::spawn(move || {
+            let _l = b2.acquire(1, 8).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !waiter.is_finished(),
+            "capture 1 must wait: 16 > 10 and the writer is at 0"
+        );
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(b.in_flight(), 0);
+    }
 }

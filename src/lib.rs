@@ -10,6 +10,7 @@ pub mod decode;
 pub mod dump;
 pub mod ingest;
 pub mod label;
+pub mod msg;
 pub mod output;
 pub mod pcapwrite;
 pub mod query;

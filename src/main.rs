@@ -55,6 +55,10 @@ enum Cmd {
         /// temporary file (bounds memory for captures that leave many flows open).
         #[arg(long, default_value_t = traceflow::trace::DEFAULT_MAX_OPEN, value_name = "N")]
         max_open_flows: usize,
+        /// Frames read per capture at most; a capture with more is indexed up to there and marked truncated
+        /// (bounds the database for floods of empty records).
+        #[arg(long, value_name = "N")]
+        max_frames: Option<u64>,
     },
     /// Write a small synthetic capture (HTTP-like conversations) to try traceflow on.
     Sample {
@@ -93,7 +97,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("traceflow: {e:#}");
+            let causes = e.chain().skip(1).map(|c| c.to_string());
+            traceflow::msg::say(&traceflow::msg::error_line(&e.to_string(), causes));
             ExitCode::from(2)
         }
     }
@@ -107,22 +112,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     {
         traceflow::synth::write_sample(output, *conversations)
             .with_context(|| format!("writing {}", output.display()))?;
-        eprintln!(
-            "traceflow: wrote {} ({} TCP conversations)",
+        traceflow::msg::say(&format!(
+            "wrote {} ({} TCP conversations)",
             output.display(),
             conversations
-        );
+        ));
         return Ok(0);
     }
-    // Reading commands must not leave an empty database behind a mistyped --db.
-    if !matches!(cli.cmd, Cmd::Ingest { .. }) && !cli.db.exists() {
-        anyhow::bail!(
-            "no database at {} (index captures first: traceflow --db {} ingest CAPTURE...)",
-            cli.db.display(),
-            cli.db.display()
-        );
-    }
-    let mut conn = store::open(&cli.db)?;
+    // Reading commands open the database read-only: they never create, migrate or write it.
+    let mut conn = if matches!(cli.cmd, Cmd::Ingest { .. }) {
+        store::open(&cli.db)?
+    } else {
+        store::open_read(&cli.db)?
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.cmd {
@@ -134,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             quiet,
             verbose,
             max_open_flows,
+            max_frames,
         } => {
             let _ = ctrlc::set_handler(|| {
                 ingest::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst)
@@ -150,13 +153,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 quiet,
                 verbose,
                 max_open_flows,
+                max_frames,
             };
-            let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| {
-                eprintln!("traceflow: {m}")
-            });
+            let s = ingest::run(&mut conn, &inputs, &opts, &mut |m| traceflow::msg::say(&m));
             if !quiet || s.exit_code() != 0 {
-                eprintln!(
-                    "traceflow: {} files: {} indexed, {} skipped, {} failed, {} truncated; {} frames, {} flows in {:.2}s{}",
+                traceflow::msg::say(&format!(
+                    "{} files: {} indexed, {} skipped, {} failed, {} truncated; {} frames, {} flows in {:.2}s{}",
                     s.files,
                     s.indexed,
                     s.skipped,
@@ -166,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     s.flows,
                     s.elapsed.as_secs_f64(),
                     if s.interrupted { " (interrupted)" } else { "" }
-                );
+                ));
             }
             Ok(s.exit_code() as u8)
         }

@@ -44,6 +44,8 @@ fn cell(v: &serde_json::Value) -> String {
         serde_json::Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     };
+    // Names come from file names: an escape sequence in one must not reach the terminal as such.
+    let s = crate::msg::escape_controls(&s).into_owned();
     if s.chars().count() > MAX {
         let mut t: String = s.chars().take(MAX - 1).collect();
         t.push('…');

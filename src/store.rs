@@ -1,10 +1,9 @@
 //! SQLite storage: opening a database (schema migrations, journal mode) and writing one capture's rows in one transaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use rusqlite_migration::{Migrations, M};
 
 use crate::capture::{Interface, Truncation};
 use crate::trace::FlowRecord;
@@ -16,19 +15,50 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
-    #[error("database {path}: schema migration failed: {source}")]
+    #[error(
+        "database {path}: upgrading the schema from version {from} to {to} failed at migration {at}: {msg}"
+    )]
     Migration {
         path: String,
-        source: rusqlite_migration::Error,
+        from: usize,
+        to: usize,
+        at: usize,
+        msg: String,
     },
+    #[error(
+        "database {path} has schema version {found}, newer than this traceflow knows ({known}): use a newer \
+         traceflow"
+    )]
+    TooNew {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error(
+        "database {path} has schema version {found}, older than this traceflow's {known}: run an ingest into it \
+         (`traceflow --db {path} ingest CAPTURE`), which upgrades it"
+    )]
+    TooOld {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error("{path} is a SQLite database but not traceflow's (it has tables of its own); give another --db")]
+    NotTraceflow { path: String },
+    #[error(
+        "no database at {path} (index captures first: traceflow --db {path} ingest CAPTURE...)"
+    )]
+    Missing { path: String },
 }
 
-fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(include_str!("../migrations/0001_init.sql")),
-        M::up(include_str!("../migrations/0002_label_in_flows.sql")),
-    ])
-}
+/// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_label_in_flows.sql"),
+];
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Turns off SQLite's memory statistics before its first use. With them on, every allocation takes a global
 /// mutex (about 3% of an ingest's writer in `perf`); traceflow never reads them.
@@ -46,7 +76,26 @@ fn disable_memstatus() {
     });
 }
 
-/// Opens (creating if needed) a traceflow database and brings its schema up to date.
+fn user_version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map(|v| v.max(0) as usize)
+}
+
+/// Whether a version-0 database holds anything; traceflow only takes over an empty file.
+fn has_objects(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite_%')",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Opens (creating if needed) a traceflow database for writing and brings its schema up to date.
+///
+/// The migrations run by hand rather than through rusqlite_migration: it reads the version and then opens a
+/// deferred transaction, so two processes opening a new database at once both saw version 0 and the second
+/// failed with "table captures already exists". Here the write lock is taken first (`BEGIN IMMEDIATE`, which
+/// waits for the other process), then the version is read again and only what is missing is applied.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     disable_memstatus();
     let p = path.display().to_string();
@@ -59,7 +108,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
         | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
         | rusqlite::OpenFlags::SQLITE_OPEN_URI
         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(sq)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(sq)?;
     // A second writer waits instead of failing; so does a reader during a bulk load (`begin_ingest`).
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sq)?;
     // Only takes effect when the file is created. Big pages mean fewer B-tree splits and page lookups during bulk
@@ -72,13 +121,141 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     // 16 MiB of page cache holds the B-tree pages that inserts revisit (indexes, the right edges of tables); it
     // bounds the ingest's memory too. 32 MiB measured no faster (same writer CPU, 15 MB more RSS).
     conn.pragma_update(None, "cache_size", -16384).map_err(sq)?;
-    migrations()
-        .to_latest(&mut conn)
-        .map_err(|source| StoreError::Migration {
-            path: p.clone(),
-            source,
-        })?;
+    let seen = user_version(&conn).map_err(sq)?;
+    if seen == SCHEMA_VERSION {
+        return Ok(conn);
+    }
+    if seen > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: p,
+            found: seen,
+            known: SCHEMA_VERSION,
+        });
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sq)?;
+    let migrated = migrate(&conn, &p);
+    match migrated {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(sq)?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
     Ok(conn)
+}
+
+/// Applies the missing migrations; the caller holds the write lock.
+fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: p.to_string(),
+        source,
+    };
+    // Read under the lock: another process may have migrated while this one waited for it.
+    let from = user_version(conn).map_err(sq)?;
+    if from > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: p.to_string(),
+            found: from,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if from == 0 && has_objects(conn).map_err(sq)? {
+        return Err(StoreError::NotTraceflow {
+            path: p.to_string(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        conn.execute_batch(sql)
+            .and_then(|()| conn.pragma_update(None, "user_version", (i + 1) as i64))
+            .map_err(|e| StoreError::Migration {
+                path: p.to_string(),
+                from,
+                to: SCHEMA_VERSION,
+                at: i + 1,
+                // SQLite's message only: the migration's SQL is in migrations/, not in an error line.
+                msg: match &e {
+                    rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
+                    other => other.to_string(),
+                },
+            })?;
+    }
+    Ok(())
+}
+
+/// Opens a traceflow database for reading only: read commands never create, migrate or write a file.
+///
+/// A database that is not traceflow's, or of another schema version, is refused with a message that says what
+/// to do. A WAL database in a folder the user cannot write (no `-shm` file can be made) is opened as immutable,
+/// which is the only way SQLite reads it there.
+pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
+    disable_memstatus();
+    let p = path.display().to_string();
+    if !path.exists() {
+        return Err(StoreError::Missing { path: p });
+    }
+    let sq = |source| StoreError::Sqlite {
+        path: p.clone(),
+        source,
+    };
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let first = Connection::open_with_flags(path, flags).and_then(|c| {
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        let v = user_version(&c)?;
+        Ok((c, v))
+    });
+    let (conn, version) = match first {
+        Ok(cv) => cv,
+        Err(e) if is_cantopen(&e) => {
+            let uri = immutable_uri(path).map_err(sq)?;
+            let c = Connection::open_with_flags(uri, flags).map_err(sq)?;
+            let v = user_version(&c).map_err(sq)?;
+            (c, v)
+        }
+        Err(e) => return Err(sq(e)),
+    };
+    conn.pragma_update(None, "cache_size", -16384).map_err(sq)?;
+    match version {
+        0 if has_objects(&conn).map_err(sq)? => Err(StoreError::NotTraceflow { path: p }),
+        0 => Err(StoreError::Missing { path: p }),
+        v if v > SCHEMA_VERSION => Err(StoreError::TooNew {
+            path: p,
+            found: v,
+            known: SCHEMA_VERSION,
+        }),
+        v if v < SCHEMA_VERSION => Err(StoreError::TooOld {
+            path: p,
+            found: v,
+            known: SCHEMA_VERSION,
+        }),
+        _ => Ok(conn),
+    }
+}
+
+/// SQLite cannot open a WAL database read-only when it may not create the `-shm` file beside it.
+fn is_cantopen(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// `file:PATH?immutable=1`, with the path percent-encoded as SQLite's URI rules require.
+fn immutable_uri(path: &Path) -> rusqlite::Result<String> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())))?;
+    let mut uri = String::from("file:");
+    for b in abs.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(*b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -109,6 +286,11 @@ pub fn begin_ingest(conn: &Connection) -> rusqlite::Result<Journal> {
             conn.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0));
         conn.busy_timeout(BUSY_TIMEOUT)?;
         if mode.is_ok_and(|m| m.eq_ignore_ascii_case("delete")) {
+            // With a rollback journal, NORMAL can leave a corrupt database after a power cut (SQLite's own
+            // documentation); FULL syncs the journal before the database is written, so a capture is either
+            // wholly there or absent. In WAL, NORMAL keeps that promise (a power cut may only lose the last
+            // commits, whole).
+            conn.pragma_update(None, "synchronous", "FULL")?;
             return Ok(Journal::BulkLoad);
         }
     }
@@ -118,7 +300,8 @@ pub fn begin_ingest(conn: &Connection) -> rusqlite::Result<Journal> {
 
 /// Leaves the database in WAL mode, where readers and a writer work side by side.
 pub fn end_ingest(conn: &Connection) -> rusqlite::Result<()> {
-    set_wal(conn)
+    set_wal(conn)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
 }
 
 fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
@@ -178,6 +361,12 @@ pub struct CaptureEnd {
     pub last_ns: Option<i64>,
     pub truncation: Option<Truncation>,
     pub hash: String,
+    /// Bytes read and the mtime after the read: what is recorded, so that the cheap skip and dumps match the
+    /// bytes that were indexed even when the file changed while it was read.
+    pub size: u64,
+    pub mtime_ns: Option<i64>,
+    /// The file's size or mtime changed between its listing and the end of its read.
+    pub changed: bool,
 }
 
 /// Messages from a capture's reader thread to the writer.
@@ -188,6 +377,9 @@ pub enum Msg {
         flows: Vec<FlowRecord>,
         data: Vec<u8>,
         bytes_read: u64,
+        /// Dropped once the writer has inserted the batch (or dropped it unread): releases the reader's claim on
+        /// the memory budget for frame bytes in flight (`ingest::Budget`).
+        held: Option<Box<dyn Send>>,
     },
     End(CaptureEnd),
     Failed(String),
@@ -198,6 +390,8 @@ pub enum Outcome {
     Indexed {
         id: i64,
         end: CaptureEnd,
+        /// Captures indexed from this path before, with other content (see `write_capture`).
+        superseded: Vec<Superseded>,
     },
     /// The same content is already in the database under `name`; this path was added to it.
     AlreadyIndexed {
@@ -205,6 +399,15 @@ pub enum Outcome {
         name: String,
     },
     Failed(String),
+}
+
+/// What became of the capture a path was indexed as, when the path is indexed again with new content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Superseded {
+    /// It was known under this path only: deleted, the new content replaces it.
+    Replaced(i64),
+    /// It is still known under other paths: it stays, only this path moved to the new capture.
+    PathMoved(i64),
 }
 
 /// Looks up a capture already indexed from this exact path with the same size and mtime (cheap skip).
@@ -244,6 +447,9 @@ pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// Rows per multi-row INSERT: one statement per 64 rows cuts SQLite's per-statement cost (step, reset, VDBE
 /// setup), which dominated the writer's profile with one row per statement.
 const ROWS_PER_INSERT: usize = 64;
+
+/// Frames at least this large (with --embed) are written through the incremental blob API rather than bound.
+const BLOB_IN_PLACE: usize = 64 << 10;
 
 /// Inserts rows into one table with multi-row statements (and a one-row statement for the remainder).
 struct BulkInsert<'c> {
@@ -375,6 +581,9 @@ pub fn write_capture(
         )?;
         let mut ins_data =
             tx.prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?;
+        let mut ins_zero = tx.prepare(
+            "INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, zeroblob(?3))",
+        )?;
         loop {
             let msg = match rx.recv() {
                 Ok(m) => m,
@@ -387,13 +596,34 @@ pub fn write_capture(
                     flows,
                     data,
                     bytes_read,
+                    held: _held,
                 } => {
                     frames_ins.insert(&frames, |st, base, f| bind_frame(st, base, id, f))?;
                     if embed {
                         let mut at = 0usize;
                         for f in &frames {
                             let end = at + f.caplen as usize;
-                            ins_data.execute(params![id, f.number as i64, &data[at..end]])?;
+                            let bytes = &data[at..end];
+                            if bytes.len() >= BLOB_IN_PLACE {
+                                // Bound as a parameter, SQLite copies the blob and then builds the row from the
+                                // copy: two more copies of a frame that may be 256 MiB. A zeroblob row written
+                                // through the incremental blob API costs none.
+                                ins_zero.execute(params![
+                                    id,
+                                    f.number as i64,
+                                    bytes.len() as i64
+                                ])?;
+                                let mut blob = tx.blob_open(
+                                    rusqlite::DatabaseName::Main,
+                                    "frame_data",
+                                    "data",
+                                    tx.last_insert_rowid(),
+                                    false,
+                                )?;
+                                blob.write_all_at(bytes, 0)?;
+                            } else {
+                                ins_data.execute(params![id, f.number as i64, bytes])?;
+                            }
                             at = end;
                         }
                     }
@@ -419,7 +649,7 @@ pub fn write_capture(
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![old, src.path, src.name, src.size as i64, src.mtime_ns],
+                params![old, src.path, src.name, end.size as i64, end.mtime_ns],
             )?;
             tx.commit()?;
             return Ok(Outcome::AlreadyIndexed { id: old, name });
@@ -431,14 +661,32 @@ pub fn write_capture(
         )?;
         delete_capture(&tx, old)?;
     }
-    if force {
-        // Re-indexing a path replaces whatever was indexed from it before.
+    // New content under a path indexed before (forced or not): the path now means the new content. Left beside
+    // it, the stale capture would make every label of the path ambiguous. Standard input ("-") is not a place
+    // whose content can change, so its captures stay side by side.
+    let mut superseded = Vec::new();
+    if src.path != "-" {
         let olds: Vec<i64> = tx
             .prepare("SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 AND capture_id <> ?2")?
             .query_map(params![src.path, id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for old in olds {
-            delete_capture(&tx, old)?;
+            let elsewhere: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM capture_paths WHERE capture_id = ?1 AND path <> ?2)",
+                params![old, src.path],
+                |r| r.get(0),
+            )?;
+            if elsewhere {
+                // The old content is still what its other paths hold: keep it, move only this path.
+                tx.execute(
+                    "DELETE FROM capture_paths WHERE capture_id = ?1 AND path = ?2",
+                    params![old, src.path],
+                )?;
+                superseded.push(Superseded::PathMoved(old));
+            } else {
+                delete_capture(&tx, old)?;
+                superseded.push(Superseded::Replaced(old));
+            }
         }
     }
     let mut linktypes: Vec<u32> = end.interfaces.iter().map(|i| i.linktype).collect();
@@ -451,7 +699,8 @@ pub fn write_capture(
         .join(",");
     tx.execute(
         "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
-                flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12 WHERE id = ?1",
+                flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12, size = ?13,
+                mtime_ns = ?14 WHERE id = ?1",
         params![
             id,
             end.hash,
@@ -465,6 +714,8 @@ pub fn write_capture(
             end.last_ns,
             end.truncation.as_ref().map(|t| t.offset as i64),
             end.truncation.as_ref().map(|t| t.reason.clone()),
+            end.size as i64,
+            end.mtime_ns,
         ],
     )?;
     {
@@ -483,10 +734,14 @@ pub fn write_capture(
     }
     tx.execute(
         "INSERT OR REPLACE INTO capture_paths (capture_id, path, name, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, src.path, src.name, src.size as i64, src.mtime_ns],
+        params![id, src.path, src.name, end.size as i64, end.mtime_ns],
     )?;
     tx.commit()?;
-    Ok(Outcome::Indexed { id, end })
+    Ok(Outcome::Indexed {
+        id,
+        end,
+        superseded,
+    })
 }
 
 #[cfg(test)]
@@ -504,8 +759,17 @@ mod tests {
         let conn = open(&dir.path().join("t.db")).unwrap();
         assert_eq!(begin_ingest(&conn).unwrap(), Journal::BulkLoad);
         assert_eq!(journal_mode(&conn), "delete");
+        // A rollback journal is only safe across a power cut with synchronous=FULL (2).
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2);
         end_ingest(&conn).unwrap();
         assert_eq!(journal_mode(&conn), "wal");
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1);
     }
 
     #[test]
@@ -546,10 +810,9 @@ mod migration_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.db");
         {
-            let mut c = Connection::open(&path).unwrap();
-            Migrations::new(vec![M::up(include_str!("../migrations/0001_init.sql"))])
-                .to_latest(&mut c)
-                .unwrap();
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
             c.execute_batch(
                 "INSERT INTO captures (id, name, path, size) VALUES (1, 'a', '/a', 1);
                  INSERT INTO flows VALUES (1, 1, '10.0.0.1', 1, '10.0.0.2', 2, 1, 2, 2, 2, 120, 0, 5, 6);

@@ -20,6 +20,9 @@ pub enum Node {
     U(u64),
     B(bool),
     S(String),
+    /// Bytes shown as lowercase hex. Kept as bytes so that a large frame's payload costs its size once, not the
+    /// three copies of hex text it took as `S` (the hex is written straight to the output).
+    Hex(Vec<u8>),
     List(Vec<Node>),
     Map(Vec<(String, Node)>),
 }
@@ -30,6 +33,7 @@ impl Serialize for Node {
             Node::U(v) => s.serialize_u64(*v),
             Node::B(v) => s.serialize_bool(*v),
             Node::S(v) => s.serialize_str(v),
+            Node::Hex(b) => s.collect_str(&HexText(b)),
             Node::List(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for i in items {
@@ -48,6 +52,18 @@ impl Serialize for Node {
     }
 }
 
+/// Displays bytes as lowercase hex without building the string.
+struct HexText<'a>(&'a [u8]);
+
+impl std::fmt::Display for HexText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for x in self.0 {
+            write!(f, "{x:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Builder for a `Node::Map`.
 #[derive(Default)]
 struct M(Vec<(String, Node)>);
@@ -63,6 +79,10 @@ impl M {
     }
     fn s(mut self, k: &str, v: impl Into<String>) -> Self {
         self.0.push((k.into(), Node::S(v.into())));
+        self
+    }
+    fn x(mut self, k: &str, v: &[u8]) -> Self {
+        self.0.push((k.into(), Node::Hex(v.to_vec())));
         self
     }
     fn n(mut self, k: &str, v: Node) -> Self {
@@ -209,7 +229,7 @@ pub fn frame_node(info: &FrameInfo, data: &[u8]) -> Node {
     if let Some(first) = layers.first() {
         m = m.n(&layer_key(first.layer), nest(layers, data, d.tcp.as_ref()));
     } else if !data.is_empty() {
-        m = m.s("data", hex(data));
+        m = m.x("data", data);
     }
     m.node()
 }
@@ -226,9 +246,7 @@ fn nest(layers: &[LayerSpan], data: &[u8], tcp: Option<&crate::decode::Tcp>) -> 
         None if span.layer != Layer::Tcp => {
             // The decoder stopped here: what follows is this layer's payload, undecoded.
             let rest = data.get(end..).unwrap_or(&[]);
-            m = m
-                .u("payload_len", rest.len() as u64)
-                .s("payload", hex(rest));
+            m = m.u("payload_len", rest.len() as u64).x("payload", rest);
         }
         None => {
             if let Some(t) = tcp {
@@ -238,7 +256,7 @@ fn nest(layers: &[LayerSpan], data: &[u8], tcp: Option<&crate::decode::Tcp>) -> 
                 m = m
                     .u("payload_len", t.payload_len)
                     .u("payload_captured", payload.len() as u64)
-                    .s("payload", hex(payload));
+                    .x("payload", payload);
             }
         }
     }
@@ -508,11 +526,37 @@ pub fn tcp_options(b: &[u8]) -> Vec<Node> {
     out
 }
 
-fn scalar(n: &Node) -> Option<String> {
+/// A scalar's text, borrowed where it can be: writing a large value never copies it.
+enum Scalar<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Hex(&'a [u8]),
+}
+
+impl Scalar<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Scalar::Text(t) => t.is_empty(),
+            Scalar::Hex(b) => b.is_empty(),
+        }
+    }
+}
+
+impl std::fmt::Display for Scalar<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Text(t) => f.write_str(t),
+            Scalar::Hex(b) => HexText(b).fmt(f),
+        }
+    }
+}
+
+fn scalar(n: &Node) -> Option<Scalar<'_>> {
+    use std::borrow::Cow;
     match n {
-        Node::U(v) => Some(v.to_string()),
-        Node::B(v) => Some(v.to_string()),
-        Node::S(v) => Some(v.clone()),
+        Node::U(v) => Some(Scalar::Text(Cow::Owned(v.to_string()))),
+        Node::B(v) => Some(Scalar::Text(Cow::Owned(v.to_string()))),
+        Node::S(v) => Some(Scalar::Text(Cow::Borrowed(v))),
+        Node::Hex(b) => Some(Scalar::Hex(b)),
         _ => None,
     }
 }

@@ -22,6 +22,41 @@ pub struct FrameRef {
     pub offset: u64,
 }
 
+/// How a dump will ask for frames: whether in file order, and the byte offset past the last record it needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub in_order: bool,
+    pub end: u64,
+}
+
+impl Plan {
+    /// The plan of fetching `frames` in the order given.
+    pub fn of(frames: &[FrameRef]) -> Plan {
+        Plan {
+            in_order: frames.windows(2).all(|w| w[0].number < w[1].number),
+            end: frames
+                .iter()
+                .map(|f| f.offset + 28 + f.caplen as u64)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// A frame the database claims is larger than any record the reader accepts: a damaged or crafted database.
+/// Refused before anything is allocated for it (a caplen near 4 GiB once made a dump allocate 4 GiB).
+fn check_size(f: &FrameRef) -> Result<(), DumpError> {
+    if f.caplen > crate::capture::MAX_RECORD {
+        return Err(DumpError::Corrupt(format!(
+            "frame {} has a captured length of {} bytes, more than any record can hold ({} bytes)",
+            f.number,
+            f.caplen,
+            crate::capture::MAX_RECORD
+        )));
+    }
+    Ok(())
+}
+
 /// The captures row of the capture being dumped.
 #[derive(Clone, Debug)]
 pub struct CaptureRow {
@@ -192,16 +227,9 @@ pub struct SeekReader {
     path: String,
     framing: Framing,
     head: Vec<u8>,
-    _spool: Option<Spool>,
-}
-
-/// A temporary file holding a decompressed capture; removed when dropped.
-struct Spool(PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    /// pcap: whether timestamps are in ns. pcapng: `if_tsresol` of each interface, to check record times.
+    nanos: bool,
+    tsresol: Vec<u8>,
 }
 
 const GZIP: [u8; 2] = [0x1f, 0x8b];
@@ -212,16 +240,18 @@ fn is_compressed(head: &[u8]) -> bool {
 }
 
 impl SeekReader {
-    fn new(mut file: File, path: String, spool: Option<Spool>) -> Result<SeekReader, DumpError> {
+    fn new(mut file: File, path: String, tsresol: Vec<u8>) -> Result<SeekReader, DumpError> {
         let mut magic = [0u8; 4];
         file.read_exact(&mut magic)
             .map_err(|source| DumpError::Io {
                 path: path.clone(),
                 source,
             })?;
-        let framing = match u32::from_le_bytes(magic) {
-            0xa1b2_c3d4 | 0xa1b2_3c4d => Framing::Pcap { big: false },
-            0xd4c3_b2a1 | 0x4d3c_b2a1 => Framing::Pcap { big: true },
+        let m = u32::from_le_bytes(magic);
+        let nanos = m == crate::capture::PCAP_NS_LE || m == crate::capture::PCAP_NS_BE;
+        let framing = match m {
+            crate::capture::PCAP_US_LE | crate::capture::PCAP_NS_LE => Framing::Pcap { big: false },
+            crate::capture::PCAP_US_BE | crate::capture::PCAP_NS_BE => Framing::Pcap { big: true },
             0x0A0D_0D0A => Framing::PcapNg,
             _ => {
                 return Err(DumpError::SourceMismatch {
@@ -237,7 +267,8 @@ impl SeekReader {
             path,
             framing,
             head: Vec::new(),
-            _spool: spool,
+            nanos,
+            tsresol,
         })
     }
 
@@ -278,10 +309,21 @@ impl SeekReader {
                     return Err(mismatch("the record is cut off".into()));
                 }
                 let caplen = u32_at(&self.head, 8, big);
-                if caplen != f.caplen {
+                let origlen = u32_at(&self.head, 12, big);
+                if caplen != f.caplen || origlen != f.origlen {
                     return Err(mismatch(format!(
-                        "record length {caplen}, indexed as {}",
-                        f.caplen
+                        "record lengths {caplen}/{origlen}, indexed as {}/{}",
+                        f.caplen, f.origlen
+                    )));
+                }
+                // The time too: a same-size rewrite with its mtime kept (cp -p, rsync -t) passes the file checks.
+                let sec = u32_at(&self.head, 0, big) as i64;
+                let frac = u32_at(&self.head, 4, big) as i64;
+                let ns = sec * 1_000_000_000 + if self.nanos { frac } else { frac * 1000 };
+                if ns != f.ts_ns {
+                    return Err(mismatch(format!(
+                        "record time {ns} ns, indexed as {} ns",
+                        f.ts_ns
                     )));
                 }
                 16
@@ -304,11 +346,24 @@ impl SeekReader {
                         return Err(mismatch("the block is cut off".into()));
                     }
                     let caplen = u32_at(&self.head, 20, big);
-                    if caplen != f.caplen {
+                    let origlen = u32_at(&self.head, 24, big);
+                    if caplen != f.caplen || origlen != f.origlen {
                         return Err(mismatch(format!(
-                            "packet length {caplen}, indexed as {}",
-                            f.caplen
+                            "packet lengths {caplen}/{origlen}, indexed as {}/{}",
+                            f.caplen, f.origlen
                         )));
+                    }
+                    // The interface's if_tsoffset (whole seconds) is not stored: the sub-second part must match.
+                    if let Some(&res) = self.tsresol.get(f.iface as usize) {
+                        let ticks = ((u32_at(&self.head, 12, big) as u64) << 32)
+                            | u32_at(&self.head, 16, big) as u64;
+                        let ns = crate::capture::ticks_to_ts(ticks, res).as_ns();
+                        if (ns - f.ts_ns).rem_euclid(1_000_000_000) != 0 {
+                            return Err(mismatch(format!(
+                                "packet time {ns} ns, indexed as {} ns",
+                                f.ts_ns
+                            )));
+                        }
                     }
                     28
                 }
@@ -357,10 +412,22 @@ impl StreamReader {
             if fr.number > f.number {
                 return Err(mismatch("frames were requested out of file order".into()));
             }
-            if fr.offset != f.offset || fr.caplen != f.caplen {
+            if fr.offset != f.offset
+                || fr.caplen != f.caplen
+                || fr.origlen != f.origlen
+                || fr.ts.as_ns() != f.ts_ns
+            {
                 return Err(mismatch(format!(
-                    "found a record of {} bytes at offset {}, indexed as {} bytes at {}",
-                    fr.caplen, fr.offset, f.caplen, f.offset
+                    "found a record of {}/{} bytes at offset {} with time {} ns, indexed as {}/{} bytes at {} \
+                     with time {} ns",
+                    fr.caplen,
+                    fr.origlen,
+                    fr.offset,
+                    fr.ts.as_ns(),
+                    f.caplen,
+                    f.origlen,
+                    f.offset,
+                    f.ts_ns
                 )));
             }
             out.clear();
@@ -378,18 +445,22 @@ pub enum Fetcher<'c> {
 }
 
 impl<'c> Fetcher<'c> {
-    /// Opens the bytes of `cap` for fetching `plan` (the frames in the order they will be asked for).
+    /// Opens the bytes of `cap` for fetching frames as `plan` says.
     pub fn open(
         conn: &'c Connection,
         cap: &CaptureRow,
         root: Option<&Path>,
-        plan: &[FrameRef],
+        plan: &Plan,
     ) -> Result<Fetcher<'c>, DumpError> {
         if cap.embedded {
             let st =
                 conn.prepare("SELECT data FROM frame_data WHERE capture_id = ?1 AND number = ?2")?;
             return Ok(Fetcher::Embedded(st, cap.id, cap.name.clone()));
         }
+        let tsresol: Vec<u8> = conn
+            .prepare("SELECT tsresol FROM interfaces WHERE capture_id = ?1 ORDER BY iface")?
+            .query_map([cap.id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         let path = locate(conn, cap, root)?;
         let shown = path.display().to_string();
         let io_err = |source| DumpError::Io {
@@ -401,10 +472,9 @@ impl<'c> Fetcher<'c> {
         let n = crate::capture::read_full(&mut file, &mut head).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         if !is_compressed(&head[..n]) {
-            return Ok(Fetcher::Seek(SeekReader::new(file, shown, None)?));
+            return Ok(Fetcher::Seek(SeekReader::new(file, shown, tsresol)?));
         }
-        let in_order = plan.windows(2).all(|w| w[0].number < w[1].number);
-        if in_order {
+        if plan.in_order {
             let reader = CaptureReader::open(&path).map_err(|e| DumpError::Io {
                 path: shown.clone(),
                 source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
@@ -415,52 +485,59 @@ impl<'c> Fetcher<'c> {
             }));
         }
         // Frames wanted out of file order (several flows): decompress once, up to the last byte needed, into a
-        // temporary file, and seek in that.
-        let need = plan
-            .iter()
-            .map(|f| f.offset + 28 + f.caplen as u64)
-            .max()
-            .unwrap_or(0);
-        let dec: Box<dyn Read> = if head.starts_with(&GZIP) {
+        // temporary file, and seek in that. The file is unlinked from the start (nothing is left in the
+        // temporary folder after Ctrl-C, SIGTERM or kill -9) and private (0600), as the capture may be.
+        let tmpdir = std::env::temp_dir();
+        let spool_err = |source: io::Error| DumpError::Spool {
+            capture: shown.clone(),
+            dir: tmpdir.display().to_string(),
+            source,
+        };
+        let mut tmp = tempfile::tempfile_in(&tmpdir).map_err(spool_err)?;
+        // O_TMPFILE files get the umask's mode (0644 here), and /proc/PID/fd/N reaches them: keep them private.
+        tmp.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(spool_err)?;
+        let mut dec: Box<dyn Read> = if head.starts_with(&GZIP) {
             Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
         } else {
             Box::new(zstd::stream::read::Decoder::new(file).map_err(io_err)?)
         };
-        let spool_path = std::env::temp_dir().join(format!(
-            "traceflow-dump-{}-{}.tmp",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        let spool_err = |source| DumpError::Io {
-            path: spool_path.display().to_string(),
-            source,
-        };
-        let mut tmp = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&spool_path)
-            .map_err(spool_err)?;
-        let spool = Spool(spool_path.clone());
-        let mut w = io::BufWriter::new(&mut tmp);
-        io::copy(&mut dec.take(need), &mut w).map_err(io_err)?;
+        // Copied by hand so that a read error names the capture and a write error the temporary folder.
+        let mut w = io::BufWriter::with_capacity(1 << 20, &mut tmp);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut left = plan.end;
+        while left > 0 {
+            let want = buf.len().min(left.min(usize::MAX as u64) as usize);
+            let got = match dec.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            w.write_all(&buf[..got]).map_err(spool_err)?;
+            left -= got as u64;
+        }
         w.flush().map_err(spool_err)?;
         drop(w);
         tmp.seek(SeekFrom::Start(0)).map_err(spool_err)?;
-        Ok(Fetcher::Seek(SeekReader::new(tmp, shown, Some(spool))?))
+        Ok(Fetcher::Seek(SeekReader::new(tmp, shown, tsresol)?))
     }
 
     /// The captured bytes of frame `f`, into `out`.
     pub fn fetch(&mut self, f: &FrameRef, out: &mut Vec<u8>) -> Result<(), DumpError> {
+        check_size(f)?;
         match self {
             Fetcher::Embedded(st, id, name) => {
                 let data: Option<Vec<u8>> = st
                     .query_row(params![*id, f.number as i64], |r| r.get(0))
                     .optional()?;
                 match data {
+                    Some(d) if d.len() != f.caplen as usize => Err(DumpError::Corrupt(format!(
+                        "frame {} has {} embedded bytes, its captured length is {}",
+                        f.number,
+                        d.len(),
+                        f.caplen
+                    ))),
                     Some(d) => {
                         out.clear();
                         out.extend_from_slice(&d);

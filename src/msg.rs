@@ -1,0 +1,93 @@
+//! Messages for people on stderr: one line each, with control characters escaped, and never a panic.
+//!
+//! `eprintln!` panics when stderr is a closed pipe (`traceflow ingest dir/ 2>&1 | head -2`), which stopped an
+//! ingest with nothing indexed. Here a failed write only means nobody is reading any more: messages stop, the
+//! work goes on. File names reach these lines and the tables raw, so a name holding an escape sequence could
+//! drive the user's terminal; every control character is shown escaped instead.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a write to stderr failed: later messages are dropped without trying.
+static STDERR_GONE: AtomicBool = AtomicBool::new(false);
+
+/// `s` with every control character (C0, DEL, C1) written as an escape: `\n`, `\t`, `\r`, `\e` or `\xNN`
+/// (`\u{NN}` above 0xff is never needed: Unicode has no control characters there).
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Writes `traceflow: {line}` to stderr, escaped; silently does nothing once stderr is gone.
+pub fn say(line: &str) {
+    if STDERR_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let text = format!("traceflow: {}\n", escape_controls(line));
+    let mut err = std::io::stderr().lock();
+    if err.write_all(text.as_bytes()).is_err() || err.flush().is_err() {
+        STDERR_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One line for an error and its causes: each cause whose text the line already holds is left out, so that
+/// `database x: disk full` is not followed by `: disk full` again.
+pub fn error_line(top: &str, causes: impl IntoIterator<Item = String>) -> String {
+    let mut line = top.to_string();
+    for c in causes {
+        if !c.is_empty() && !line.contains(&c) {
+            line.push_str(": ");
+            line.push_str(&c);
+        }
+    }
+    // One line, whatever a cause's text holds (SQLite and OS messages are single lines; be sure).
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain.pcap"), "plain.pcap");
+        assert_eq!(
+            escape_controls("a\u{1b}[2Jb\nc\u{7}\u{9b}d"),
+            "a\\e[2Jb\\nc\\x07\\x9bd"
+        );
+        assert_eq!(escape_controls("naïve €"), "naïve €");
+    }
+
+    #[test]
+    fn causes_already_said_are_left_out() {
+        assert_eq!(
+            error_line(
+                "database /x: disk I/O error",
+                ["disk I/O error".to_string(), "os error 5".to_string()]
+            ),
+            "database /x: disk I/O error: os error 5"
+        );
+        assert_eq!(
+            error_line(
+                "Is a directory (os error 21)",
+                ["Is a directory (os error 21)".into()]
+            ),
+            "Is a directory (os error 21)"
+        );
+        assert_eq!(error_line("two\nlines", []), "two lines");
+    }
+}

@@ -1,0 +1,875 @@
+//! Regression tests for the defects found by hostile testing (issue 10) on the read side and the store: dumps
+//! that deleted or wrote through what they should not, unbounded walks and allocations from a crafted database,
+//! concurrent first opens, read commands that wrote, the decompression spool, error text and stderr.
+//! Each test here failed before its fix.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::prelude::*;
+use rusqlite::Connection;
+use traceflow::pcapwrite::PcapWriter;
+use traceflow::synth::{self, Segment};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn cmd(db: &Path) -> Command {
+    let mut c = Command::cargo_bin("traceflow").unwrap();
+    c.arg("--db").arg(db).env_remove("TRACEFLOW_DB");
+    c
+}
+
+/// Waits for `child` at most `limit`; a child still running then is killed and the test fails.
+fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Run {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{what} panicked:\n{stderr}");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr,
+    }
+}
+
+fn run(db: &Path, args: &[&str]) -> Run {
+    let child = cmd(db)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(child, Duration::from_secs(60), &format!("{args:?}"))
+}
+
+/// Runs `c` and returns its exit status, its peak RSS in MiB and its stderr.
+///
+/// The peak is the kernel's count for that process (wait4's ru_maxrss), taken by a small python3 parent:
+/// Linux carries the max RSS of the address space a process had before exec into its own figure, and a child
+/// spawned straight from this test binary (vfork) would inherit the test process's peak. python3's is ~10 MiB.
+fn run_measured(c: Command) -> (i32, f64, String) {
+    const WAIT4: &str = "import os, subprocess, sys\n\
+p = subprocess.Popen(sys.argv[2:])\n\
+_, status, usage = os.wait4(p.pid, 0)\n\
+open(sys.argv[1], 'w').write('%d %d' % (os.waitstatus_to_exitcode(status), usage.ru_maxrss))\n";
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut py = Command::new("python3");
+    py.arg("-c")
+        .arg(WAIT4)
+        .arg(report.path())
+        .arg(c.get_program())
+        .args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    let out = py
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let mut parts = text.split(' ').map(|p| p.parse::<i64>().unwrap());
+    let (code, kib) = (parts.next().unwrap(), parts.next().unwrap());
+    (
+        code as i32,
+        kib as f64 / 1024.0,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pcap_of(frames: &[(i64, Vec<u8>)]) -> Vec<u8> {
+    let mut w = PcapWriter::new(Vec::new(), 1, 65535, false, false).unwrap();
+    for (ts, f) in frames {
+        w.write(*ts, f.len() as u32, f).unwrap();
+    }
+    w.into_inner()
+}
+
+fn sample_frames() -> Vec<(i64, Vec<u8>)> {
+    synth::conversations(6, T0)
+}
+
+/// A database holding `name` (written in `dir` from `frames`), ingested with the binary.
+fn db_with(dir: &Path, name: &str, bytes: &[u8], extra: &[&str]) -> (PathBuf, PathBuf) {
+    let cap = dir.join(name);
+    std::fs::write(&cap, bytes).unwrap();
+    let db = dir.join("t.db");
+    let mut args = vec!["ingest", "--quiet"];
+    args.extend(extra);
+    let cap_s = cap.to_str().unwrap().to_string();
+    args.push(&cap_s);
+    let r = run(&db, &args);
+    assert_eq!(r.code, 0, "ingest: {}", r.stderr);
+    (db, cap)
+}
+
+/// Labels in index order and the frame numbers of each flow, from the binary's own index.
+fn index(db: &Path) -> Vec<(String, Vec<u64>)> {
+    let r = run(db, &["query", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["label"].as_str().unwrap().to_string(),
+                e["index"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_u64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(st.success());
+}
+
+fn is_fifo(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+// 1. `-o PATH` never deletes or truncates PATH when the dump fails, and writes a FIFO in place.
+#[test]
+fn o_file_is_untouched_when_the_source_is_missing() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, cap) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let label = index(&db)[0].0.clone();
+    let out = d.path().join("out").join("mine.pcap");
+    std::fs::create_dir(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, b"precious").unwrap();
+    // Works: the file is replaced by the whole dump, and nothing else is left in the folder.
+    let r = run(
+        &db,
+        &["query", "--flow", &label, "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dumped = std::fs::read(&out).unwrap();
+    assert_eq!(&dumped[..4], &0xa1b2_c3d4u32.to_le_bytes());
+    assert_eq!(names_in(out.parent().unwrap()), ["mine.pcap"]);
+    // The source goes away: the dump fails, and the user's file is exactly as it was.
+    std::fs::write(&out, b"precious").unwrap();
+    std::fs::remove_file(&cap).unwrap();
+    let r = run(
+        &db,
+        &["query", "--flow", &label, "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot re-read"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    assert_eq!(names_in(out.parent().unwrap()), ["mine.pcap"]);
+    // A FIFO is neither opened (which would block) nor removed when the source is missing.
+    let fifo = d.path().join("fifo");
+    mkfifo(&fifo);
+    let r = run(
+        &db,
+        &["query", "--flow", &label, "-o", fifo.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(is_fifo(&fifo), "the FIFO was removed");
+}
+
+#[test]
+fn o_fifo_is_written_in_place() {
+    let d = tempfile::tempdir().unwrap();
+    let frames = sample_frames();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&frames), &[]);
+    let (label, numbers) = index(&db)[0].clone();
+    let fifo = d.path().join("fifo");
+    mkfifo(&fifo);
+    let f2 = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read(f2).unwrap());
+    let r = run(
+        &db,
+        &["query", "--flow", &label, "-o", fifo.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = reader.join().unwrap();
+    // pcap header, then one record per frame of the flow.
+    let expect: usize = 24
+        + numbers
+            .iter()
+            .map(|&n| 16 + frames[n as usize - 1].1.len())
+            .sum::<usize>();
+    assert_eq!(got.len(), expect);
+    assert!(is_fifo(&fifo));
+}
+
+// 2. `--dump DIR` without --capture refuses a link planted at DIR/<capture name>, with or without --force.
+#[test]
+fn dump_refuses_a_symlink_planted_for_a_capture_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let dir = d.path().join("dump");
+    let outside = d.path().join("outside");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("s.pcap")).unwrap();
+    for force in [false, true] {
+        let mut args = vec!["query", "--dump", dir.to_str().unwrap(), "--format", "pcap"];
+        if force {
+            args.push("--force");
+        }
+        let r = run(&db, &args);
+        assert_eq!(r.code, 2, "force={force}: {}", r.stderr);
+        assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+        assert!(names_in(&outside).is_empty(), "wrote through the link");
+    }
+    // A link planted at a label's file name is replaced with --force, never written through.
+    std::fs::remove_file(dir.join("s.pcap")).unwrap();
+    let r = run(
+        &db,
+        &["query", "--dump", dir.to_str().unwrap(), "--format", "pcap"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sub = dir.join("s.pcap");
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    let first = names_in(&sub)[0].clone();
+    std::fs::remove_file(sub.join(&first)).unwrap();
+    std::os::unix::fs::symlink(&victim, sub.join(&first)).unwrap();
+    let r = run(
+        &db,
+        &["query", "--dump", dir.to_str().unwrap(), "--format", "pcap"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = run(
+        &db,
+        &[
+            "query",
+            "--dump",
+            dir.to_str().unwrap(),
+            "--format",
+            "pcap",
+            "--force",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    assert!(std::fs::symlink_metadata(sub.join(&first))
+        .unwrap()
+        .file_type()
+        .is_file());
+}
+
+// 3. A cycle in prev_in_flow ends: each step of the walk must go back to a smaller frame of the same flow.
+#[test]
+fn a_prev_in_flow_cycle_ends() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let (label, numbers) = index(&db).into_iter().find(|(_, n)| n.len() >= 3).unwrap();
+    let (first, last) = (numbers[0], *numbers.last().unwrap());
+    let set_prev = |frame: u64, prev: Option<u64>| {
+        Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE frames SET prev_in_flow = ?1 WHERE number = ?2",
+                rusqlite::params![prev.map(|p| p as i64), frame as i64],
+            )
+            .unwrap();
+    };
+    let frames_dumped = |r: &Run| {
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        v.as_object().unwrap().len()
+    };
+    // The issue's reproduction: the first frame points back at the last. The walk stops there, whole.
+    set_prev(first, Some(last));
+    let r = run(&db, &["query", "--flow", &label, "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(frames_dumped(&r), numbers.len());
+    // A chain that skips frames no longer adds up to the flow: an error that says the database is damaged.
+    set_prev(first, None);
+    set_prev(last, Some(first));
+    let r = run(&db, &["query", "--flow", &label, "--format", "json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("damaged"), "{}", r.stderr);
+}
+
+// 4. Several commands opening a new database, or one of an older schema, at the same moment all succeed.
+#[test]
+fn concurrent_first_opens_all_succeed() {
+    let d = tempfile::tempdir().unwrap();
+    let caps: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let p = d.path().join(format!("c{i}.pcap"));
+            std::fs::write(
+                &p,
+                pcap_of(&synth::conversations(2 + i, T0 + i as i64 * 1_000_000_000)),
+            )
+            .unwrap();
+            p
+        })
+        .collect();
+    for round in 0..10 {
+        let db = d.path().join(format!("r{round}.db"));
+        if round % 2 == 1 {
+            // An older schema: version 1, as traceflow wrote it.
+            let c = Connection::open(&db).unwrap();
+            c.execute_batch(include_str!("../migrations/0001_init.sql"))
+                .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let children: Vec<Child> = caps
+            .iter()
+            .map(|p| {
+                cmd(&db)
+                    .args(["ingest", "--quiet"])
+                    .arg(p)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let r = wait_bounded(c, Duration::from_secs(120), "concurrent ingest");
+            assert_eq!(r.code, 0, "round {round}: {}", r.stderr);
+        }
+        let n: i64 = Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM captures", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 4, "round {round}");
+    }
+}
+
+/// A capture whose one label has two flows (the key reopened in the same µs after a FIN), so a dump of it asks
+/// for frames out of file order: a compressed source is then decompressed into a temporary file.
+fn reopened_label_capture() -> Vec<u8> {
+    let seg = |flags, seq| Segment {
+        src: Ipv4Addr::new(10, 0, 0, 1),
+        sport: 1234,
+        dst: Ipv4Addr::new(10, 0, 0, 2),
+        dport: 80,
+        seq,
+        ack: 0,
+        flags,
+        payload: b"",
+    };
+    let frames = vec![
+        (T0, synth::eth_ipv4_tcp(&seg(0x02, 1))),
+        (T0, synth::eth_ipv4_tcp(&seg(0x11, 2))),
+        (T0, synth::eth_ipv4_tcp(&seg(0x02, 100))),
+        (T0 + 1000, synth::eth_ipv4_tcp(&seg(0x10, 101))),
+    ];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&pcap_of(&frames)).unwrap();
+    gz.finish().unwrap()
+}
+
+// 5. The decompressed copy of a compressed capture is private, unlinked, and gone after SIGTERM.
+#[test]
+fn the_spool_is_private_unlinked_and_never_left_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, cap) = db_with(d.path(), "r.pcap.gz", &reopened_label_capture(), &[]);
+    std::fs::set_permissions(&cap, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let idx = index(&db);
+    assert_eq!(idx.len(), 2);
+    assert_eq!(idx[0].0, idx[1].0, "one label, two flows");
+    let label = idx[0].0.clone();
+    let tmp = d.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // Writing to a FIFO nobody reads blocks the dump after its source is open: look at it then.
+    let fifo = d.path().join("fifo");
+    mkfifo(&fifo);
+    let mut child = cmd(&db)
+        .args(["query", "--flow", &label, "-o"])
+        .arg(&fifo)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let fds = PathBuf::from(format!("/proc/{}/fd", child.id()));
+    let start = Instant::now();
+    let spool = loop {
+        let found = std::fs::read_dir(&fds).ok().and_then(|rd| {
+            rd.flatten()
+                .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(&tmp)))
+        });
+        if let Some(e) = found {
+            break e.path();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no spool seen");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let target = std::fs::read_link(&spool).unwrap();
+    assert!(
+        target.to_string_lossy().ends_with("(deleted)"),
+        "the spool has a name: {}",
+        target.display()
+    );
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "spool mode {mode:o}");
+    assert!(names_in(&tmp).is_empty());
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    assert!(
+        names_in(&tmp).is_empty(),
+        "left in TMPDIR: {:?}",
+        names_in(&tmp)
+    );
+    // A temporary folder that cannot be used is named in one line, with the capture once.
+    let r = {
+        let c = cmd(&db)
+            .args(["query", "--flow", &label, "--format", "json"])
+            .env("TMPDIR", d.path().join("missing"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_bounded(c, Duration::from_secs(30), "spool error")
+    };
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("missing"), "{}", r.stderr);
+    assert_eq!(r.stderr.matches("r.pcap.gz").count(), 1, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
+
+/// `flows` long flows of `per_flow` frames each, interleaved.
+fn long_flows(flows: u16, per_flow: u32) -> Vec<u8> {
+    let mut w = PcapWriter::new(Vec::new(), 1, 65535, false, false).unwrap();
+    let mut t = T0;
+    for i in 0..per_flow {
+        for f in 0..flows {
+            let frame = synth::eth_ipv4_tcp(&Segment {
+                src: Ipv4Addr::new(10, 0, 0, 1),
+                sport: 2000 + f,
+                dst: Ipv4Addr::new(10, 0, 0, 2),
+                dport: 80,
+                seq: i,
+                ack: 0,
+                flags: 0x10,
+                payload: b"",
+            });
+            t += 1000;
+            w.write(t, frame.len() as u32, &frame).unwrap();
+        }
+    }
+    w.into_inner()
+}
+
+// 7. `--dump DIR` holds one flow's frames at a time, not the capture's.
+#[test]
+fn a_folder_dump_does_not_hold_the_captures_frames() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "long.pcap", &long_flows(8, 100_000), &[]);
+    let mut c = cmd(&db);
+    c.args([
+        "query",
+        "--capture",
+        "long.pcap",
+        "--format",
+        "pcap",
+        "--dump",
+    ])
+    .arg(d.path().join("out"));
+    let (code, mib, err) = run_measured(c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(names_in(&d.path().join("out")).len(), 8);
+    // 800,000 frames: holding their references took 137 MiB before; one flow at a time takes about 30.
+    eprintln!("RSS {mib:.1}");
+    assert!(mib < 70.0, "peak RSS {mib:.0} MiB");
+}
+
+// 8. A crafted caplen near 4 GiB is refused before anything is allocated for it.
+#[test]
+fn a_crafted_caplen_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    for embed in [false, true] {
+        let sub = d.path().join(format!("e{embed}"));
+        std::fs::create_dir(&sub).unwrap();
+        let extra: &[&str] = if embed { &["--embed"] } else { &[] };
+        let (db, _) = db_with(&sub, "s.pcap", &pcap_of(&sample_frames()), extra);
+        let (label, numbers) = index(&db)[0].clone();
+        Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE frames SET caplen = 4294967040 WHERE number = ?1",
+                [numbers[0] as i64],
+            )
+            .unwrap();
+        let mut c = cmd(&db);
+        c.args(["query", "--flow", &label, "--format", "json"]);
+        let (code, mib, err) = run_measured(c);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("captured length of 4294967040"), "{err}");
+        eprintln!("RSS {mib:.1}");
+        assert!(mib < 100.0, "peak RSS {mib:.0} MiB");
+    }
+}
+
+// 8. A large frame renders without copies of its hex: about twice its size, not five times. The frame is
+// TCP with a 48 MiB trailer; the database is then edited to give its interface an unknown link type, so the
+// renderer shows the whole frame as undecoded hex data.
+#[test]
+fn a_large_frame_renders_in_bounded_memory() {
+    let d = tempfile::tempdir().unwrap();
+    let mut frame = synth::eth_ipv4_tcp(&Segment {
+        src: Ipv4Addr::new(10, 0, 0, 1),
+        sport: 1,
+        dst: Ipv4Addr::new(10, 0, 0, 2),
+        dport: 2,
+        seq: 0,
+        ack: 0,
+        flags: 0x18,
+        payload: b"x",
+    });
+    frame.resize(frame.len() + (48 << 20), 0x5a);
+    let mut w = PcapWriter::new(Vec::new(), 1, 1 << 28, false, false).unwrap();
+    w.write(T0, frame.len() as u32, &frame).unwrap();
+    let (db, _) = db_with(d.path(), "big.pcap", &w.into_inner(), &[]);
+    let label = index(&db)[0].0.clone();
+    Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE interfaces SET linktype = 147", [])
+        .unwrap();
+    for format in ["tree", "json"] {
+        let mut c = cmd(&db);
+        c.args(["query", "--flow", &label, "--format", format]);
+        let (code, mib, err) = run_measured(c);
+        assert_eq!(code, 0, "{err}");
+        // Its bytes and the node's copy are ~100 MiB; the hex text and its copies took 245 MiB before.
+        assert!(mib < 160.0, "--format {format}: peak RSS {mib:.0} MiB");
+    }
+}
+
+// 9. A same-size rewrite that keeps the mtime (cp -p, rsync -t) is caught by the record checks.
+#[test]
+fn a_same_size_rewrite_with_the_old_mtime_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let frames = sample_frames();
+    let (db, cap) = db_with(d.path(), "s.pcap", &pcap_of(&frames), &[]);
+    let mtime = std::fs::metadata(&cap).unwrap().modified().unwrap();
+    let label = index(&db)[0].0.clone();
+    let shifted: Vec<(i64, Vec<u8>)> = frames
+        .iter()
+        .map(|(t, f)| (t + 3_000_000_000, f.clone()))
+        .collect();
+    std::fs::write(&cap, pcap_of(&shifted)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&cap)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let r = run(&db, &["query", "--flow", &label, "--format", "json"]);
+    assert_eq!(r.code, 2, "{}", String::from_utf8_lossy(&r.stdout));
+    assert!(r.stderr.contains("no longer matches"), "{}", r.stderr);
+}
+
+// 13. A closed stderr never stops an ingest.
+#[test]
+fn a_closed_stderr_does_not_stop_an_ingest() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("caps");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            dir.join(format!("c{i}.pcap")),
+            pcap_of(&synth::conversations(2, T0 + i * 1_000_000_000)),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), b"not a capture").unwrap();
+    let db = d.path().join("t.db");
+    let mut child = cmd(&db)
+        .args(["ingest", "-v"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the non-capture makes it 1, not a panic's 101"
+    );
+    let n: i64 = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM captures", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 5);
+}
+
+// 14. Control characters in file names never reach the terminal raw.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(
+        d.path(),
+        "evil\u{1b}[2J\u{7}.pcap",
+        &pcap_of(&sample_frames()),
+        &[],
+    );
+    let r = run(&db, &["captures", "--format", "table"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = String::from_utf8(r.stdout).unwrap();
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("evil\\e[2J\\x07.pcap"), "{out}");
+    // JSON keeps the name exactly (escaped the JSON way).
+    let r = run(&db, &["captures", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v[0]["name"], "evil\u{1b}[2J\u{7}.pcap");
+    // Messages too.
+    let r = run(
+        &db,
+        &[
+            "ingest",
+            d.path().join("evil\u{1b}[2J\u{7}.pcap").to_str().unwrap(),
+        ],
+    );
+    assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
+    assert!(r.stderr.contains("evil\\e[2J"), "{}", r.stderr);
+}
+
+// 15. Read commands open the database read-only: nothing is migrated, created or taken over.
+#[test]
+fn read_commands_never_write() {
+    let d = tempfile::tempdir().unwrap();
+    // An older schema is not migrated by a read; the message says how to upgrade it.
+    let v1 = d.path().join("v1.db");
+    {
+        let c = Connection::open(&v1).unwrap();
+        c.execute_batch(include_str!("../migrations/0001_init.sql"))
+            .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    for args in [&["captures"][..], &["query"][..]] {
+        let r = run(&v1, args);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("version 1") && r.stderr.contains("ingest"),
+            "{}",
+            r.stderr
+        );
+    }
+    let version: i64 = Connection::open(&v1)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    // Another program's database is refused and left alone, by reads and by an ingest.
+    let other = d.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (t TEXT)")
+        .unwrap();
+    let cap = d.path().join("s.pcap");
+    std::fs::write(&cap, pcap_of(&sample_frames())).unwrap();
+    for args in [&["captures"][..], &["ingest", cap.to_str().unwrap()][..]] {
+        let r = run(&other, args);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("not traceflow's"), "{}", r.stderr);
+    }
+    let tables: i64 = Connection::open(&other)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 1);
+}
+
+/// Runs the binary as an unprivileged user when the tests run as root (permissions do not bind root).
+fn as_unprivileged(db: &Path, args: &[&str]) -> Run {
+    let bin = assert_cmd::cargo::cargo_bin("traceflow");
+    let mut c = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    c.arg("--db").arg(db).args(args).env_remove("TRACEFLOW_DB");
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(child, Duration::from_secs(60), "unprivileged read")
+}
+
+#[test]
+fn a_read_only_wal_database_in_a_read_only_folder_is_read() {
+    let d = tempfile::tempdir().unwrap();
+    let ro = d.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let (db, _) = db_with(&ro, "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let mode: String = Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert!(!ro.join("t.db-shm").exists(), "a clean close removes -shm");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = as_unprivileged(&db, &["captures", "--format", "json"]);
+    let r2 = as_unprivileged(&db, &["query", "--format", "json"]);
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v[0]["name"], "s.pcap");
+    assert_eq!(r2.code, 0, "{}", r2.stderr);
+    assert_eq!(names_in(&ro), ["s.pcap", "t.db"]);
+}
+
+// 16. Errors are one line that says what failed, where, and what to do.
+#[test]
+fn schema_errors_are_one_clear_line() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, cap) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    for args in [
+        &["captures"][..],
+        &["ingest", "--force", cap.to_str().unwrap()][..],
+    ] {
+        let r = run(&db, args);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("version 99")
+                && r.stderr.contains("(2)")
+                && r.stderr.contains("newer traceflow"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("TooFarAhead"), "{}", r.stderr);
+    }
+    // A migration that fails says which, without its SQL, once.
+    let v1 = d.path().join("v1.db");
+    {
+        let c = Connection::open(&v1).unwrap();
+        c.execute_batch(include_str!("../migrations/0001_init.sql"))
+            .unwrap();
+        c.execute_batch("DROP VIEW tcp_frames").unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let r = run(&v1, &["ingest", cap.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("migration 2") && r.stderr.contains("no such view"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("CREATE TABLE"), "{}", r.stderr);
+    // A cause is not said twice ("unable to open database file: unable to open database file").
+    let r = run(d.path(), &["captures"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for part in r.stderr.trim().split(": ") {
+        assert_eq!(
+            r.stderr.matches(part).count(),
+            1,
+            "{part:?} repeated: {}",
+            r.stderr
+        );
+    }
+}
+
+// 17. A dump that fails half-way leaves no half-written new folder, and says what it left in an existing one.
+#[test]
+fn a_failed_folder_dump_leaves_nothing_half_written() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap_of(&sample_frames()), &[]);
+    let idx = index(&db);
+    // The last label of the index makes a file name too long for any file system.
+    let long = format!("{}-{}", idx.last().unwrap().0, "x".repeat(300));
+    Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE flows SET label = ?1 WHERE label = ?2",
+            [&long, &idx.last().unwrap().0],
+        )
+        .unwrap();
+    let new = d.path().join("new");
+    let r = run(
+        &db,
+        &[
+            "query",
+            "--capture",
+            "s.pcap",
+            "--dump",
+            new.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    assert!(!new.exists(), "a failed dump left {}", new.display());
+    let left: Vec<String> = names_in(d.path())
+        .into_iter()
+        .filter(|n| n.contains("new"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let old = d.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let r = run(
+        &db,
+        &[
+            "query",
+            "--capture",
+            "s.pcap",
+            "--dump",
+            old.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let written = names_in(&old).len();
+    assert!(written > 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "{written} files were written in {}",
+            old.display()
+        )),
+        "{}",
+        r.stderr
+    );
+}
