@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use traceflow::capture::{CaptureReader, Truncation};
 use traceflow::decode::decode;
-use traceflow::ingest::{self, Input, Options};
-use traceflow::store::{self, CaptureSource, Outcome};
+use traceflow::ingest::{self, Options};
+use traceflow::store;
 use traceflow::trace::Tracer;
 
 /// A folder of this process's own under the temporary directory (several fuzzers may run at once).
@@ -108,30 +108,38 @@ pub fn copy_db(from: &Connection) -> Connection {
     to
 }
 
-/// Ingests the file at `path` as `traceflow ingest [--embed] --max-open-flows N` does: the reader
-/// (`ingest::read_capture`) feeds `store::write_capture` through the channel.
-pub fn ingest(conn: &mut Connection, path: &Path, embed: bool, max_open_flows: usize) -> Outcome {
-    let meta = std::fs::metadata(path).expect("the capture file");
-    let src = CaptureSource {
-        name: path.file_name().unwrap().to_string_lossy().into_owned(),
-        path: path.to_string_lossy().into_owned(),
-        size: meta.len(),
-        mtime_ns: meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64),
-    };
+/// What ingesting one capture left in the database.
+#[derive(Debug)]
+pub enum Ingested {
+    /// The capture's id and its `captures` row: (frames, tcp_frames, flows, truncated_at).
+    Indexed(i64, (i64, i64, i64, Option<i64>)),
+    /// It was not indexed; what ingest said.
+    Failed(Vec<String>),
+}
+
+/// Ingests the file at `path` as `traceflow ingest [--embed] --max-open-flows N FILE` does (`ingest::run`: the
+/// reader thread feeding `store::write_capture`).
+pub fn ingest(conn: &mut Connection, path: &Path, embed: bool, max_open_flows: usize) -> Ingested {
     let opts = Options {
         embed,
         quiet: true,
         max_open_flows,
         ..Options::default()
     };
-    let (tx, rx) = crossbeam_channel::unbounded();
-    ingest::read_capture(&Input::File(path.to_path_buf()), &opts, &tx);
-    drop(tx);
-    store::write_capture(conn, &src, &rx, false, embed, &mut |_, _, _| {}).expect("write_capture")
+    let mut said = Vec::new();
+    let summary = ingest::run(conn, &[path.to_path_buf()], &opts, &mut |m| said.push(m));
+    if summary.indexed != 1 {
+        said.push(format!("{summary:?}"));
+        return Ingested::Failed(said);
+    }
+    let row = conn
+        .query_row(
+            "SELECT id, frames, tcp_frames, flows, truncated_at FROM captures ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))),
+        )
+        .expect("the capture's row");
+    Ingested::Indexed(row.0, row.1)
 }
 
 /// The (origlen, bytes) of every frame of a pcap or pcapng dump; panics if the dump does not read back whole.

@@ -28,7 +28,6 @@ use rusqlite::Connection;
 use traceflow::dump::{self, DumpFormat, DumpOptions};
 use traceflow::pcapwrite::{PcapNgWriter, PcapWriter};
 use traceflow::query;
-use traceflow::store::Outcome;
 use traceflow::synth::{eth_ipv4_tcp, Segment};
 
 /// (table, column, the key column a change's row byte is matched against).
@@ -160,14 +159,14 @@ fn sources() -> &'static [Source] {
 }
 
 thread_local! {
-    /// Each source ingested once, without and with --embed (by `common::ingest`: `ingest::read_capture` into
-    /// `store::write_capture`): (database, capture id), copied for every input.
+    /// Each source ingested once, without and with --embed (by `common::ingest`: the reader feeding
+    /// `store::write_capture`, through `ingest::run`): (database, capture id), copied for every input.
     static INGESTED: Vec<(Connection, i64)> = sources()
         .iter()
         .flat_map(|s| [false, true].map(|embed| (s, embed)))
         .map(|(s, embed)| {
             let mut conn = common::memory_db();
-            let Outcome::Indexed { id, .. } = common::ingest(&mut conn, &s.path, embed, 65536) else {
+            let common::Ingested::Indexed(id, _) = common::ingest(&mut conn, &s.path, embed, 65536) else {
                 panic!("the fixed capture was not indexed");
             };
             (conn, id)

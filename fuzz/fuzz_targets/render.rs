@@ -21,7 +21,7 @@ const FIXED: usize = 16 << 10;
 /// (scalar leaves, nodes below the root); checks that no map repeats a key (JSON and plist would lose one).
 fn count(n: &Node) -> (usize, usize) {
     match n {
-        Node::U(_) | Node::B(_) | Node::S(_) => (1, 0),
+        Node::U(_) | Node::B(_) | Node::S(_) | Node::Hex(_) => (1, 0),
         Node::List(items) => items.iter().fold((0, 0), |(l, c), v| {
             let (l2, c2) = count(v);
             (l + l2, c + c2 + 1)

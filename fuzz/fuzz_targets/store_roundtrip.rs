@@ -12,7 +12,6 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 use traceflow::dump::{self, DumpFormat, DumpOptions};
 use traceflow::query;
-use traceflow::store::Outcome;
 use traceflow::trace::DEFAULT_MAX_OPEN;
 
 /// Labels whose dumps are checked per input (each dump re-reads the capture).
@@ -28,37 +27,28 @@ fuzz_target!(|data: &[u8]| {
     let mut conn = common::memory_db();
     let outcome = common::ingest(&mut conn, &path, embed, max_open);
     let Some(want) = want else {
-        assert!(matches!(outcome, Outcome::Failed(_)), "not a capture, yet {outcome:?}");
+        assert!(matches!(outcome, common::Ingested::Failed(_)), "not a capture, yet {outcome:?}");
         return;
     };
-    let Outcome::Indexed { id, end } = outcome else {
+    let common::Ingested::Indexed(id, row) = outcome else {
         panic!("a capture that reads was not indexed: {outcome:?}");
     };
-    assert_eq!(end.frames, want.frames.len() as u64, "frames");
-    assert_eq!(end.tcp_frames, want.tcp_frames, "tcp_frames");
-    assert_eq!(end.flows, want.flows as u64, "flows");
-    assert_eq!(end.truncation, want.truncation, "truncation");
-    let rows: (i64, i64, i64, Option<i64>) = conn
+    let n = want.frames.len() as i64;
+    assert_eq!(
+        row,
+        (n, want.tcp_frames as i64, want.flows as i64, want.truncation.as_ref().map(|t| t.offset as i64)),
+        "captures row: frames, tcp_frames, flows, truncated_at"
+    );
+    let rows: (i64, i64, i64) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM frames WHERE capture_id = ?1),
                     (SELECT count(*) FROM flows WHERE capture_id = ?1),
-                    (SELECT count(*) FROM frame_data WHERE capture_id = ?1),
-                    (SELECT truncated_at FROM captures WHERE id = ?1)",
+                    (SELECT count(*) FROM frame_data WHERE capture_id = ?1)",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    let n = want.frames.len() as i64;
-    assert_eq!(
-        rows,
-        (
-            n,
-            want.flows as i64,
-            if embed { n } else { 0 },
-            want.truncation.as_ref().map(|t| t.offset as i64)
-        ),
-        "rows of frames, flows, frame_data; truncated_at"
-    );
+    assert_eq!(rows, (n, want.flows as i64, if embed { n } else { 0 }), "rows of frames, flows, frame_data");
 
     // The index from SQL alone, as `traceflow query` prints it.
     let got: Vec<(String, Vec<u64>)> = query::index(&conn, Some(id))
