@@ -56,6 +56,8 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("interfaces", "tsresol", "iface"),
     ("frame_data", "number", "number"),
     ("frame_data", "data", "number"),
+    // The bound of main's prev_in_flow walk, and what its result is checked against.
+    ("flows", "packets", "flow_no"),
 ];
 
 const FORMATS: [DumpFormat; 6] = [
