@@ -11,7 +11,7 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use traceflow::dump::{self, DumpFormat, DumpOptions};
-use traceflow::query;
+use traceflow::store::read as query;
 use traceflow::trace::DEFAULT_MAX_OPEN;
 
 /// Labels whose dumps are checked per input (each dump re-reads the capture).
@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(all.len(), got.len());
     assert!(all.iter().all(|e| e.capture.as_deref() == Some("input.cap")));
     let mut json = Vec::new();
-    query::write_index_json(&conn, Some(id), false, &mut json).expect("write_index_json");
+    traceflow::cli::output::write_index_json(&conn, Some(id), false, &mut json).expect("write_index_json");
     let json: serde_json::Value = serde_json::from_slice(&json).expect("the index is JSON");
     let entries = query::index(&conn, Some(id)).unwrap();
     assert_eq!(json, serde_json::to_value(&entries).unwrap(), "write_index_json vs index");

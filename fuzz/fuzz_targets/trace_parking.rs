@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
 use traceflow::decode::Tcp;
-use traceflow::label::Timestamp;
+use traceflow::capture::Timestamp;
 use traceflow::trace::{FlowRecord, Tracer};
 
 fn segment(key: u8, flags: u8) -> Tcp {
