@@ -11,7 +11,8 @@
 # timeouts and out-of-memory inputs to fuzz/artifacts/TARGET/ (copy the ones worth keeping to fuzz/findings/).
 set -u -o pipefail
 
-# Everything runs from main, which bash reads whole before it starts: editing this file during a run is safe.
+# Everything runs from main, which bash reads whole before it starts, and the line that calls it exits: editing
+# this file during a run is safe.
 main() {
 usage() { echo "usage: bash scripts/fuzz.sh SECONDS [TARGET...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -33,6 +34,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 cd "$fuzz" || exit 1
+# One run at a time (the machine is shared, and libFuzzer's -jobs log is fuzz-0.log in this folder for every
+# target): a second run waits here for the first to end.
+exec 9>"$fuzz/.fuzz.lock"
+if ! flock -n 9; then
+    echo "another scripts/fuzz.sh run is going on; waiting for it to end" >&2
+    flock 9
+fi
 for t in "${targets[@]}"; do
     [ -f "fuzz_targets/$t.rs" ] || { echo "no target $t (see fuzz/fuzz_targets/)" >&2; exit 2; }
 done
@@ -116,4 +124,4 @@ echo "summary (logs in fuzz/logs, artifacts in fuzz/artifacts):"
 printf '%s\n' "${summary[@]}"
 }
 
-main "$@"
+main "$@"; exit $?
