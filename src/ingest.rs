@@ -397,12 +397,6 @@ impl Cancel {
     }
 }
 
-/// How writing one capture ended, on the writer's side.
-enum Written {
-    Done(Box<Outcome>),
-    Failed(ReadFailure),
-}
-
 /// Writes one capture from its reader's messages with a [`store::CaptureWriter`]: committed at the reader's
 /// end, rolled back if it fails. `on_batch` sees the bytes read so far and each batch's frames and flows.
 fn write_capture(
@@ -411,13 +405,13 @@ fn write_capture(
     rx: &crossbeam_channel::Receiver<Msg>,
     opts: &Options,
     on_batch: &mut dyn FnMut(u64, u64, u64),
-) -> Result<Written, store::StoreError> {
+) -> Result<Result<Outcome, ReadFailure>, store::StoreError> {
     let mut w = store::CaptureWriter::begin(conn, src, opts.force, opts.embed)?;
     loop {
         match rx.recv() {
             // The reader died without a word: a failure, rolled back.
             Err(_) => {
-                return Ok(Written::Failed(ReadFailure::Failed(
+                return Ok(Err(ReadFailure::Failed(
                     "reader stopped unexpectedly".into(),
                 )))
             }
@@ -433,8 +427,8 @@ fn write_capture(
                 drop(held);
                 on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
             }
-            Ok(Msg::End(end)) => return Ok(Written::Done(Box::new(w.finish(end)?))),
-            Ok(Msg::Failed(why)) => return Ok(Written::Failed(why)),
+            Ok(Msg::End(end)) => return Ok(Ok(w.finish(end)?)),
+            Ok(Msg::Failed(why)) => return Ok(Err(why)),
         }
     }
 }
@@ -775,10 +769,6 @@ pub fn run(
                 Some(b) => b.suspend(|| log(m)),
                 None => log(m),
             };
-            let outcome = outcome.map(|w| match w {
-                Written::Done(o) => Ok(*o),
-                Written::Failed(f) => Err(f),
-            });
             match outcome {
                 Ok(Ok(Outcome::Indexed {
                     end, superseded, ..

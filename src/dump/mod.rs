@@ -254,11 +254,8 @@ impl DumpOptions {
 
 /// The frames of a group, in index order (flow by flow, each in frame order).
 fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
-    let mut walk = FlowFrames::new(conn)?;
     let mut out = Vec::new();
-    for flow in &g.flows {
-        walk.append(g.capture_id, *flow, &mut out)?;
-    }
+    FlowFrames::new(conn)?.group(g, &mut out)?;
     Ok(out)
 }
 
@@ -531,8 +528,21 @@ pub fn dump_file_name(label: &str, format: DumpFormat) -> String {
     s
 }
 
-/// Dumps each label of each selected capture to `dir/{label}{ext}` and returns the index tuple with `fpout` set
-/// (see [`dump_dir_with`], which hands the entries over one by one instead).
+/// One capture's part of a folder dump: the sub-folder (0 is DIR itself) and its groups.
+struct PlanItem {
+    capture_id: i64,
+    folder: Option<String>,
+    groups: Vec<FlowGroup>,
+}
+
+/// Dumps each label of each selected capture to `dir/{label}{ext}` and returns the entries of the index tuple
+/// whose labels were dumped, with `fpout` set.
+///
+/// With `capture` or `label` the files go straight into `dir`; over every capture of the database each capture
+/// gets its own sub-folder (named after it), as labels may repeat across captures. Memory does not grow with the
+/// capture's frames: one flow's frames are read, written and let go at a time. Files are made as
+/// [`file::DumpDir`] makes them: whole, never through a link, and a DIR that did not exist appears only when
+/// the whole dump succeeded.
 pub fn dump_dir(
     conn: &Connection,
     capture: Option<i64>,
@@ -541,38 +551,6 @@ pub fn dump_dir(
     opts: &DumpOptions,
     force: bool,
 ) -> Result<Vec<IndexEntry>, DumpError> {
-    let mut entries = Vec::new();
-    dump_dir_with(conn, capture, label, dir, opts, force, &mut |e| {
-        entries.push(e);
-        Ok(())
-    })?;
-    Ok(entries)
-}
-
-/// One capture's part of a folder dump: the sub-folder (0 is DIR itself) and its groups.
-struct PlanItem {
-    capture_id: i64,
-    folder: Option<String>,
-    groups: Vec<FlowGroup>,
-}
-
-/// Dumps each label of each selected capture to `dir/{label}{ext}`, then hands each entry of the index tuple
-/// whose label was dumped, with `fpout` set, to `emit`.
-///
-/// With `capture` or `label` the files go straight into `dir`; over every capture of the database each capture
-/// gets its own sub-folder (named after it), as labels may repeat across captures. Memory does not grow with the
-/// capture's frames: one flow's frames are read, written and let go at a time. Files are made as
-/// [`file::DumpDir`] makes them: whole, never through a link, and a DIR that did not exist appears only when
-/// the whole dump succeeded.
-pub fn dump_dir_with(
-    conn: &Connection,
-    capture: Option<i64>,
-    label: Option<&str>,
-    dir: &Path,
-    opts: &DumpOptions,
-    force: bool,
-    emit: &mut dyn FnMut(IndexEntry) -> Result<(), DumpError>,
-) -> Result<(), DumpError> {
     let mut plan: Vec<PlanItem> = Vec::new();
     match (capture, label) {
         (_, Some(l)) => {
@@ -629,9 +607,8 @@ pub fn dump_dir_with(
         capture.is_none() && label.is_none(),
         opts,
         force,
-        emit,
     ) {
-        Ok(()) => out.finish(),
+        Ok(entries) => out.finish().map(|()| entries),
         Err(e) => Err(out.abandon(e)),
     }
 }
@@ -643,8 +620,8 @@ fn fill_dir(
     multi: bool,
     opts: &DumpOptions,
     force: bool,
-    emit: &mut dyn FnMut(IndexEntry) -> Result<(), DumpError>,
-) -> Result<(), DumpError> {
+) -> Result<Vec<IndexEntry>, DumpError> {
+    let mut entries = Vec::new();
     let mut folders = Vec::new();
     for item in plan {
         folders.push(match &item.folder {
@@ -677,10 +654,7 @@ fn fill_dir(
             lts.dedup();
             if lts.len() > 1 {
                 for g in &item.groups {
-                    frames.clear();
-                    for f in &g.flows {
-                        walk.append(g.capture_id, *f, &mut frames)?;
-                    }
+                    walk.group(g, &mut frames)?;
                     pcap_linktype(&job, &g.label, &frames)?;
                 }
             }
@@ -705,10 +679,7 @@ fn fill_dir(
         };
         let mut fpout: HashMap<&str, String> = HashMap::new();
         for g in &item.groups {
-            frames.clear();
-            for f in &g.flows {
-                walk.append(g.capture_id, *f, &mut frames)?;
-            }
+            walk.group(g, &mut frames)?;
             let name = dump_file_name(&g.label, opts.format);
             let shown = out.shown(k, &name).display().to_string();
             out.write(k, &name, &mut |w| match fetcher.as_mut() {
@@ -719,21 +690,17 @@ fn fill_dir(
         }
         query::for_each_index_row(conn, Some(item.capture_id), &mut |_, label, numbers| {
             if let Some(p) = fpout.get(label) {
-                let e = IndexEntry {
+                entries.push(IndexEntry {
                     capture: multi.then(|| job.cap.name.clone()),
                     fpout: Some(p.clone()),
                     index: numbers.split(',').filter_map(|s| s.parse().ok()).collect(),
                     label: label.to_string(),
-                };
-                emit(e).map_err(|e| match e {
-                    DumpError::Query(q) => q,
-                    other => QueryError::Output(io::Error::other(other.to_string())),
-                })?;
+                });
             }
             Ok(())
         })?;
     }
-    Ok(())
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -539,6 +539,15 @@ impl<'c> FlowFrames<'c> {
         })
     }
 
+    /// Replaces `out` with the frames of every flow of `g`, in index order (flow by flow, each in frame order).
+    pub fn group(&mut self, g: &FlowGroup, out: &mut Vec<FrameRef>) -> Result<(), QueryError> {
+        out.clear();
+        for flow in &g.flows {
+            self.append(g.capture_id, *flow, out)?;
+        }
+        Ok(())
+    }
+
     /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end
     /// at the flow's first frame, or holds another flow's frame, is reported as a damaged database.
     pub fn append(
