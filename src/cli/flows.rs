@@ -1,12 +1,15 @@
 //! `traceflow flows FILTER`: finds flows by host, net, port, time, flags and sizes, without knowing their label.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use super::output::{default_format, RowFormat, RowWriter};
 use super::Error;
+use crate::dump::file::OutputFile;
+use crate::dump::merge::{self, Merged, Selection};
+use crate::dump::{DumpError, DumpFormat, DumpOptions};
 use crate::filter;
-use crate::store::read::{self, FlowSort};
+use crate::store::read::{self, FlowSort, GroupBy};
 use crate::store::{self};
 
 /// `traceflow flows` arguments.
@@ -26,8 +29,22 @@ pub struct FlowsArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Print only the number of matching flows.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["group_by", "pcap", "pcapng"])]
     pub count: bool,
+    /// One row per group: flows, packets, bytes, first and last time, most bytes first. `pair` is the two
+    /// addresses either way round, as columns `a` and `b`.
+    #[arg(long, value_enum, value_name = "KEY", conflicts_with_all = ["pcap", "pcapng"])]
+    pub group_by: Option<GroupBy>,
+    /// Write the frames of every matching flow, from all captures, merged in time order into one pcap FILE
+    /// (`-` for stdout). Frames of several link types need --pcapng.
+    #[arg(long, value_name = "FILE", conflicts_with = "pcapng")]
+    pub pcap: Option<PathBuf>,
+    /// Like --pcap, as pcapng (one interface per link type).
+    #[arg(long, value_name = "FILE")]
+    pub pcapng: Option<PathBuf>,
+    /// --pcap/--pcapng: where to look for moved captures, by base name (as `query --source-root`).
+    #[arg(long, value_name = "DIR")]
+    pub source_root: Option<PathBuf>,
 }
 
 const FILTER_HELP: &str = "\
@@ -48,7 +65,9 @@ Examples:
   traceflow flows 'host 10.0.0.5 and port 443 and after 2024-03-01T10:00 and before 2024-03-01T10:05'
   traceflow flows 'net 2001:db8::/32 and not port 22' --format csv
   traceflow flows 'dst port 445 and syn and not fin' --sort bytes --limit 20
-  traceflow flows 'capture big.pcap and rst' --count";
+  traceflow flows 'capture big.pcap and rst' --count
+  traceflow flows 'host 10.0.0.5' --group-by dst
+  traceflow flows 'host 10.0.0.5 and port 443' --pcap out.pcap";
 
 /// Prints the flows of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
@@ -61,9 +80,43 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         what: "writing stdout".into(),
         source,
     };
+    if let Some(dest) = args.pcap.as_deref().or(args.pcapng.as_deref()) {
+        let format = if args.pcap.is_some() {
+            DumpFormat::Pcap
+        } else {
+            DumpFormat::Pcapng
+        };
+        let merged = match merge(&conn, &compiled, args, format, dest) {
+            Err(e) if e.is_broken_pipe() => return Ok(0),
+            r => r?,
+        };
+        crate::msg::say(&format!(
+            "wrote {} frames of {} flows to {}",
+            merged.frames,
+            merged.flows,
+            if dest == Path::new("-") {
+                "stdout".into()
+            } else {
+                dest.display().to_string()
+            }
+        ));
+        return Ok(0);
+    }
     let result = if args.count {
         let n = read::count_flows(&conn, &compiled)?;
         writeln!(out, "{n}").and_then(|()| out.flush()).map_err(io)
+    } else if let Some(by) = args.group_by {
+        let format = args.format.unwrap_or_else(default_format);
+        let mut w = RowWriter::new(&mut out, format);
+        let grouped = read::group_flows(&conn, &compiled, by, args.limit, &mut |row| {
+            w.row(&row).map_err(read::QueryError::Output)
+        });
+        match grouped {
+            Err(read::QueryError::Output(e)) => Err(io(e)),
+            Err(e) => Err(Error::Query(e)),
+            Ok(()) => w.finish().map_err(io),
+        }
+        .and_then(|()| out.flush().map_err(io))
     } else {
         let format = args.format.unwrap_or_else(default_format);
         let mut w = RowWriter::new(&mut out, format);
@@ -83,6 +136,64 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         Err(e) => Err(e),
         Ok(()) => Ok(0),
     }
+}
+
+/// `--pcap`/`--pcapng`: the matching flows' frames into `dest`, a file replaced only by a whole merge (as
+/// `query -o` replaces it), or stdout for `-`.
+fn merge(
+    conn: &rusqlite::Connection,
+    filter: &crate::filter::Compiled,
+    args: &FlowsArgs,
+    format: DumpFormat,
+    dest: &Path,
+) -> Result<Merged, DumpError> {
+    use std::io::IsTerminal;
+    let mut opts = DumpOptions::new(format);
+    opts.source_root = args.source_root.clone();
+    let to_stdout = dest == Path::new("-");
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(DumpError::Terminal {
+            format: format.name(),
+        });
+    }
+    let shown = if to_stdout {
+        "stdout".to_string()
+    } else {
+        dest.display().to_string()
+    };
+    let mut file = if to_stdout {
+        None
+    } else {
+        Some(OutputFile::create(dest)?)
+    };
+    let stdout = std::io::stdout();
+    let sink: Box<dyn Write + '_> = match file.as_mut() {
+        Some(f) => Box::new(BufWriter::with_capacity(1 << 16, f.file())),
+        None => Box::new(BufWriter::with_capacity(1 << 16, stdout.lock())),
+    };
+    // `--limit` picks the flows in `--sort` order (the first N by time, or the 20 biggest): a bounded list. The
+    // merge itself always writes in time order.
+    let sel = match args.limit {
+        None => Selection::Filter(filter),
+        Some(_) => {
+            let mut rows = Vec::new();
+            read::search_flows(conn, filter, args.sort, args.limit, &mut |r| {
+                rows.push((r.capture_id, r.flow_no));
+                Ok(())
+            })?;
+            Selection::Flows(rows)
+        }
+    };
+    let (mut sink, merged) = merge::merge(conn, &sel, &opts, sink, &shown)?;
+    sink.flush().map_err(|source| DumpError::Write {
+        path: shown.clone(),
+        source,
+    })?;
+    drop(sink);
+    if let Some(f) = file {
+        f.commit()?;
+    }
+    Ok(merged)
 }
 
 fn now_ns() -> i64 {

@@ -805,6 +805,145 @@ pub fn search_flows(
     Ok(())
 }
 
+/// What `traceflow flows --group-by` makes one row of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupBy {
+    /// The source address.
+    Src,
+    /// The destination address.
+    Dst,
+    /// The two addresses, either way round (as tshark's `-z conv` pairs them): columns `a` and `b`, `a` the lower.
+    Pair,
+    /// The source port.
+    Sport,
+    /// The destination port.
+    Dport,
+    /// The capture.
+    Capture,
+}
+
+impl GroupBy {
+    /// The group's columns: (name, SQL expression on `flows f` / `captures c`).
+    fn keys(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            GroupBy::Src => &[("src", "f.src")],
+            GroupBy::Dst => &[("dst", "f.dst")],
+            // Ordered by the sortable key, so that 10.0.0.2 < 10.0.0.10 and each pair has one spelling.
+            GroupBy::Pair => &[
+                (
+                    "a",
+                    "CASE WHEN f.src_key <= f.dst_key THEN f.src ELSE f.dst END",
+                ),
+                (
+                    "b",
+                    "CASE WHEN f.src_key <= f.dst_key THEN f.dst ELSE f.src END",
+                ),
+            ],
+            GroupBy::Sport => &[("sport", "f.sport")],
+            GroupBy::Dport => &[("dport", "f.dport")],
+            GroupBy::Capture => &[("capture", "c.name")],
+        }
+    }
+}
+
+/// One row of `traceflow flows --group-by`: the group's key columns, then its totals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupRow {
+    /// The key columns, by name (`src`, `a` and `b`, `dport`, ...).
+    pub keys: Vec<(&'static str, serde_json::Value)>,
+    /// Flows in the group.
+    pub flows: i64,
+    /// Their frames.
+    pub packets: i64,
+    /// Sum of their frames' original lengths.
+    pub bytes: i64,
+    /// Sum of their TCP segment lengths.
+    pub payload_bytes: i64,
+    /// The earliest first frame time, RFC 3339 UTC with the finest precision of the group's captures.
+    pub first_time: String,
+    /// The latest last frame time, likewise.
+    pub last_time: String,
+}
+
+impl Serialize for GroupRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.keys.len() + 6))?;
+        for (k, v) in &self.keys {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry("flows", &self.flows)?;
+        m.serialize_entry("packets", &self.packets)?;
+        m.serialize_entry("bytes", &self.bytes)?;
+        m.serialize_entry("payload_bytes", &self.payload_bytes)?;
+        m.serialize_entry("first_time", &self.first_time)?;
+        m.serialize_entry("last_time", &self.last_time)?;
+        m.end()
+    }
+}
+
+/// Visits one row per group of the flows that match `filter`, most bytes first (then by key), at most `limit`.
+/// SQLite aggregates, so memory grows with the number of groups, not of flows.
+pub fn group_flows(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+    by: GroupBy,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let keys = by.keys();
+    let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+    let mut params = filter.params.clone();
+    params.push(rusqlite::types::Value::Integer(
+        limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
+    ));
+    let n = keys.len();
+    let sql = format!(
+        "WITH d(capture_id, digits) AS (
+             SELECT capture_id, max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
+             FROM interfaces GROUP BY capture_id)
+         SELECT {}, count(*), sum(f.packets), sum(f.bytes), sum(f.payload_bytes), min(f.first_ns), max(f.last_ns),
+                max(coalesce(d.digits, 9))
+         FROM flows f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
+         WHERE {}
+         GROUP BY {}
+         ORDER BY {} DESC, {} LIMIT ?{}",
+        select.join(", "),
+        filter.condition,
+        group.join(", "),
+        n + 3,
+        group.join(", "),
+        params.len()
+    );
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let mut kv = Vec::with_capacity(n);
+        for (i, (name, _)) in keys.iter().enumerate() {
+            let v = match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Integer(x) => serde_json::Value::from(x),
+                rusqlite::types::ValueRef::Text(t) => {
+                    serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
+                }
+                _ => serde_json::Value::Null,
+            };
+            kv.push((*name, v));
+        }
+        let digits: u8 = r.get::<_, Option<u8>>(n + 6)?.unwrap_or(9);
+        visit(GroupRow {
+            keys: kv,
+            flows: r.get(n)?,
+            packets: r.get(n + 1)?,
+            bytes: r.get(n + 2)?,
+            payload_bytes: r.get(n + 3)?,
+            first_time: crate::capture::Timestamp::from_ns(r.get(n + 4)?, digits).rfc3339(),
+            last_time: crate::capture::Timestamp::from_ns(r.get(n + 5)?, digits).rfc3339(),
+        })?;
+    }
+    Ok(())
+}
+
 /// How many flows match `filter`.
 pub fn count_flows(conn: &Connection, filter: &crate::filter::Compiled) -> Result<i64, QueryError> {
     Ok(conn.query_row(

@@ -815,3 +815,184 @@ fn several_captures_with_one_label_need_capture() {
     assert!(out.join("socks-http-example.pcap").is_dir());
     assert!(out.join("variant-gzip-socks-http-example.pcap.gz").is_dir());
 }
+
+/// The frames `flows FILTER --pcap` must write, as mergecap would merge per-capture files: each capture's matching
+/// frames in file order, the captures interleaved by picking the earliest next frame (ties: lower capture id).
+/// The records come from the original files, read with pcap-parser.
+fn merged_want(
+    conn: &Connection,
+    filter: &str,
+    originals: &mut std::collections::HashMap<i64, Vec<Rec>>,
+) -> Vec<Rec> {
+    let compiled = traceflow::filter::compile(&traceflow::filter::parse(filter, 0).unwrap());
+    let sql = format!(
+        "SELECT fr.capture_id, fr.number, fr.ts_ns, c.path FROM frames fr
+         JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+         JOIN captures c ON c.id = fr.capture_id
+         WHERE {} ORDER BY fr.capture_id, fr.number",
+        compiled.condition
+    );
+    let mut st = conn.prepare(&sql).unwrap();
+    let mut per_cap: std::collections::BTreeMap<i64, (String, Vec<(i64, i64)>)> =
+        Default::default();
+    for r in st
+        .query_map(rusqlite::params_from_iter(compiled.params.iter()), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (cid, n, ts, path) = r.unwrap();
+        per_cap
+            .entry(cid)
+            .or_insert_with(|| (path, Vec::new()))
+            .1
+            .push((n, ts));
+    }
+    let mut at: std::collections::BTreeMap<i64, usize> = per_cap.keys().map(|&k| (k, 0)).collect();
+    let mut out = Vec::new();
+    loop {
+        let next = per_cap
+            .iter()
+            .filter_map(|(cid, (_, fs))| fs.get(at[cid]).map(|&(n, ts)| (ts, *cid, n)))
+            .min();
+        let Some((_, cid, n)) = next else { break };
+        *at.get_mut(&cid).unwrap() += 1;
+        let path = &per_cap[&cid].0;
+        let recs = originals
+            .entry(cid)
+            .or_insert_with(|| read_recs(&std::fs::read(path).unwrap()));
+        out.push(recs[n as usize - 1].clone());
+    }
+    out
+}
+
+/// `flows FILTER --pcap/--pcapng`: one file with every frame of the matching flows of every capture, once each,
+/// in time order, byte-identical to the originals (pcap-parser), and readable by tshark; pcap refuses frames of
+/// several link types and leaves no file.
+#[test]
+fn flows_merge_matching_frames_into_one_capture() {
+    let paths = corpus_paths();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("c.db");
+    let conn = ingest_paths(&db, &paths, false);
+    let mut originals = std::collections::HashMap::new();
+    let flows = |args: &[&str]| {
+        let out = tf(&db).arg("flows").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Everything, as pcapng: frames of all link types, across all captures.
+    let all = tmp.path().join("all.pcapng");
+    let (code, err) = flows(&["", "--pcapng", all.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let want = merged_want(&conn, "", &mut originals);
+    let got = read_recs(&std::fs::read(&all).unwrap());
+    assert!(want.len() > 6000, "{} frames", want.len());
+    assert_eq!(got.len(), want.len(), "frame count");
+    let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+    if let Some(i) = first_diff {
+        let show = |r: &Rec| format!("{}.{:09} lt{} len{}", r.sec, r.ns, r.linktype, r.caplen);
+        panic!(
+            "merged frame {i} differs: got {} want {} (next got {} want {})",
+            show(&got[i]),
+            show(&want[i]),
+            show(&got[i + 1]),
+            show(&want[i + 1])
+        );
+    }
+    assert!(
+        err.contains(&format!("wrote {} frames", want.len())),
+        "{err}"
+    );
+    let lines = tool_ok(&[
+        "/usr/bin/tshark",
+        "-n",
+        "-r",
+        all.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.len",
+    ])
+    .unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        want.len(),
+        "tshark reads every frame"
+    );
+    // One link type: pcap, over 40 Ethernet-only captures.
+    // Port 80 flows come over Ethernet, Linux cooked and raw IP captures: pcap cannot hold them.
+    let mixed = tmp.path().join("mixed.pcap");
+    let (code, err) = flows(&["port 80", "--pcap", mixed.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--pcapng"), "{err}");
+    assert!(!mixed.exists(), "a refused merge leaves no file");
+    let ether: Vec<String> = conn
+        .prepare("SELECT DISTINCT c.name FROM captures c JOIN interfaces i ON i.capture_id = c.id GROUP BY c.id HAVING min(i.linktype) = 1 AND max(i.linktype) = 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(ether.len() > 50);
+    let picked = ether
+        .iter()
+        .take(40)
+        .map(|n| format!("capture {n:?}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let filter = format!("({picked}) and (port 80 or port 443 or syn)");
+    let one = tmp.path().join("one.pcap");
+    let (code, err) = flows(&[&filter, "--pcap", one.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let want = merged_want(&conn, &filter, &mut originals);
+    assert!(want.len() > 100, "{} frames", want.len());
+    let got = read_recs(&std::fs::read(&one).unwrap());
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got.iter().zip(&want).position(|(a, b)| a != b), None);
+    // --sort bytes --limit picks the biggest flows; they still come out in time order.
+    let top = tmp.path().join("top.pcap");
+    let (code, err) = flows(&[
+        &filter,
+        "--sort",
+        "bytes",
+        "--limit",
+        "3",
+        "--pcap",
+        top.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let got = read_recs(&std::fs::read(&top).unwrap());
+    let mut want_n: i64 = 0;
+    let r = traceflow::store::read::search_flows(
+        &conn,
+        &traceflow::filter::compile(&traceflow::filter::parse(&filter, 0).unwrap()),
+        traceflow::store::read::FlowSort::Bytes,
+        Some(3),
+        &mut |row| {
+            want_n += row.packets;
+            Ok(())
+        },
+    );
+    r.unwrap();
+    assert_eq!(got.len() as i64, want_n);
+    assert!(got
+        .windows(2)
+        .all(|w| (w[0].sec, w[0].ns) <= (w[1].sec, w[1].ns)));
+    // Nothing matches: a valid empty capture.
+    let none = tmp.path().join("none.pcap");
+    let (code, err) = flows(&[
+        "port 1 and port 2 and port 3",
+        "--pcap",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::metadata(&none).unwrap().len(), 24);
+}

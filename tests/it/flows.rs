@@ -319,3 +319,107 @@ fn the_cli_formats_sorts_counts_and_explains_errors() {
         assert!(r.stdout.is_empty());
     }
 }
+
+/// `--group-by`: each group's totals equal a plain sum over the flows the Rust evaluation picks, every group is
+/// there once, and groups come most bytes first.
+#[test]
+fn group_by_sums_what_a_brute_force_sums() {
+    use std::collections::BTreeMap;
+    let (_, db, facts) = corpus_db();
+    let conn = store::open_read(db).unwrap();
+    let names: BTreeMap<i64, String> = conn
+        .prepare("SELECT id, name FROM captures")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let key = |a: &IpAddr| match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    for filter_text in ["", "syn and not rst", "dst port 80 or src net 10.0.0.0/8"] {
+        let e = filter::parse(filter_text, 0).unwrap();
+        let picked: Vec<&FlowFacts> = facts.iter().filter(|f| e.matches(f)).collect();
+        assert!(!picked.is_empty(), "{filter_text}");
+        for by in ["src", "dst", "pair", "sport", "dport", "capture"] {
+            let mut want: BTreeMap<Vec<String>, (i64, i64, i64, i64)> = BTreeMap::new();
+            for f in &picked {
+                let k = match by {
+                    "src" => vec![f.src.to_string()],
+                    "dst" => vec![f.dst.to_string()],
+                    "pair" if key(&f.src) <= key(&f.dst) => {
+                        vec![f.src.to_string(), f.dst.to_string()]
+                    }
+                    "pair" => vec![f.dst.to_string(), f.src.to_string()],
+                    "sport" => vec![f.sport.to_string()],
+                    "dport" => vec![f.dport.to_string()],
+                    _ => vec![names[&f.capture_id].clone()],
+                };
+                let t = want.entry(k).or_default();
+                t.0 += 1;
+                t.1 += f.packets;
+                t.2 += f.bytes;
+                t.3 += f.payload;
+            }
+            let r = tf_flows(db, &[filter_text, "--group-by", by, "--format", "json"]);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+            let cols: Vec<&str> = if by == "pair" {
+                vec!["a", "b"]
+            } else {
+                vec![by]
+            };
+            let mut got: BTreeMap<Vec<String>, (i64, i64, i64, i64)> = BTreeMap::new();
+            for row in &rows {
+                let k: Vec<String> = cols
+                    .iter()
+                    .map(|c| match &row[*c] {
+                        serde_json::Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    })
+                    .collect();
+                let t = (
+                    row["flows"].as_i64().unwrap(),
+                    row["packets"].as_i64().unwrap(),
+                    row["bytes"].as_i64().unwrap(),
+                    row["payload_bytes"].as_i64().unwrap(),
+                );
+                assert!(row["first_time"].as_str().unwrap() <= row["last_time"].as_str().unwrap());
+                assert!(
+                    got.insert(k.clone(), t).is_none(),
+                    "{by}: group {k:?} twice"
+                );
+            }
+            assert_eq!(got, want, "filter {filter_text:?} --group-by {by}");
+            let bytes: Vec<i64> = rows.iter().map(|r| r["bytes"].as_i64().unwrap()).collect();
+            assert!(
+                bytes.windows(2).all(|w| w[0] >= w[1]),
+                "{by}: not most bytes first"
+            );
+        }
+    }
+    // --limit keeps the biggest groups; a table has the key's column first.
+    let r = tf_flows(
+        db,
+        &[
+            "",
+            "--group-by",
+            "dport",
+            "--limit",
+            "2",
+            "--format",
+            "table",
+        ],
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert!(
+        lines[0].starts_with("DPORT  FLOWS  PACKETS  BYTES"),
+        "{}",
+        lines[0]
+    );
+    // Options that do not go together are usage errors.
+    let r = tf_flows(db, &["", "--group-by", "src", "--count"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
