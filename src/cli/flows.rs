@@ -75,7 +75,8 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     let compiled = filter::compile(&expr);
     let conn = store::open_read(db)?;
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // Not line-buffered: a million flows are a million lines.
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let io = |source: std::io::Error| Error::Io {
         what: "writing stdout".into(),
         source,

@@ -714,12 +714,16 @@ pub fn flag_names(flags: i64) -> String {
         (0x080, "CWR"),
         (0x100, "NS"),
     ];
-    NAMES
-        .iter()
-        .filter(|(b, _)| flags & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut s = String::with_capacity(24);
+    for (b, n) in NAMES {
+        if flags & b != 0 {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(n);
+        }
+    }
+    s
 }
 
 /// Orders of `traceflow flows --sort`.
@@ -741,8 +745,71 @@ fn seconds(ns: i64, digits: u8) -> String {
     t.decimal()
 }
 
+/// The columns of a flow row, as [`flow_row`] reads them.
+const FLOW_COLUMNS: &str =
+    "f.capture_id, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
+     f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
+
+/// Each capture's name and timestamp precision, read once per search rather than joined into every row.
+fn capture_facts(conn: &Connection) -> Result<HashMap<i64, (String, u8)>, QueryError> {
+    Ok(conn
+        .prepare(
+            "SELECT c.id, c.name, (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
+                                   FROM interfaces i WHERE i.capture_id = c.id)
+             FROM captures c",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, (r.get(1)?, r.get::<_, Option<u8>>(2)?.unwrap_or(9))))
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
+/// A [`FLOW_COLUMNS`] row as a [`FlowRow`]; `None` for a flow whose capture row is gone (deleted in plain SQL),
+/// which is not listed, as a join would drop it.
+fn flow_row(
+    r: &rusqlite::Row,
+    caps: &HashMap<i64, (String, u8)>,
+) -> Result<Option<FlowRow>, QueryError> {
+    let capture_id: i64 = r.get(0)?;
+    let Some((capture, digits)) = caps.get(&capture_id) else {
+        return Ok(None);
+    };
+    let digits = *digits;
+    let (first_ns, last_ns): (i64, i64) = (r.get(6)?, r.get(7)?);
+    Ok(Some(FlowRow {
+        capture_id,
+        capture: capture.clone(),
+        label: r.get(1)?,
+        src: r.get(2)?,
+        sport: r.get(3)?,
+        dst: r.get(4)?,
+        dport: r.get(5)?,
+        first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
+        last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
+        duration: seconds(last_ns - first_ns, digits),
+        packets: r.get(8)?,
+        bytes: r.get(9)?,
+        payload_bytes: r.get(10)?,
+        flags: flag_names(r.get(11)?),
+        state: if r.get::<_, bool>(12)? {
+            "closed"
+        } else {
+            "open"
+        },
+        first_ns,
+        last_ns,
+        flow_no: r.get(13)?,
+    }))
+}
+
 /// Visits every flow that matches `filter` (a compiled condition on `flows f`), in `sort` order, at most
 /// `limit`; rows are read one at a time, so memory does not grow with the matches.
+///
+/// Time order is the order mergecap would give the flows' first frames: within a capture, flows come as they
+/// began in the file (flow_no, which the tracer numbers in frame order), and captures are interleaved by the
+/// time of their next flow. For a capture whose clock never goes back this is plain first-time order. It is
+/// read as a merge of each capture's flows in primary-key order, a page at a time, so no sort of all matches
+/// is needed (sorting 2.9M flows cost SQLite most of the time of listing them).
 pub fn search_flows(
     conn: &Connection,
     filter: &crate::filter::Compiled,
@@ -750,57 +817,127 @@ pub fn search_flows(
     limit: Option<u64>,
     visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
+    let caps = capture_facts(conn)?;
+    if sort == FlowSort::Time {
+        return merge_by_time(conn, filter, &caps, limit, visit);
+    }
     let order = match sort {
-        FlowSort::Time => "f.first_ns, f.capture_id, f.flow_no",
         FlowSort::Bytes => "f.bytes DESC, f.first_ns, f.capture_id, f.flow_no",
         FlowSort::Packets => "f.packets DESC, f.first_ns, f.capture_id, f.flow_no",
-        FlowSort::Duration => "f.last_ns - f.first_ns DESC, f.first_ns, f.capture_id, f.flow_no",
+        _ => "f.last_ns - f.first_ns DESC, f.first_ns, f.capture_id, f.flow_no",
     };
     let mut params = filter.params.clone();
-    params.push(rusqlite::types::Value::Integer(
-        limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
-    ));
+    // No LIMIT clause without a limit: with one (even -1) SQLite keeps the sorted rows in a B-tree, inserting
+    // each row.
+    let limit_sql = match limit {
+        Some(l) => {
+            params.push(rusqlite::types::Value::Integer(
+                l.min(i64::MAX as u64) as i64
+            ));
+            format!("LIMIT ?{}", params.len())
+        }
+        None => String::new(),
+    };
     let sql = format!(
-        "SELECT f.capture_id, c.name, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, f.packets,
-                f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no,
-                (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
-                 FROM interfaces i WHERE i.capture_id = f.capture_id)
-         FROM flows f JOIN captures c ON c.id = f.capture_id
-         WHERE {}
-         ORDER BY {order} LIMIT ?{}",
+        "SELECT {FLOW_COLUMNS} FROM flows f WHERE {} ORDER BY {order} {limit_sql}",
         filter.condition,
-        params.len()
     );
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
-        let digits: u8 = r.get::<_, Option<u8>>(15)?.unwrap_or(9);
-        let (first_ns, last_ns): (i64, i64) = (r.get(7)?, r.get(8)?);
-        let row = FlowRow {
-            capture_id: r.get(0)?,
-            capture: r.get(1)?,
-            label: r.get(2)?,
-            src: r.get(3)?,
-            sport: r.get(4)?,
-            dst: r.get(5)?,
-            dport: r.get(6)?,
-            first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
-            last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
-            duration: seconds(last_ns - first_ns, digits),
-            packets: r.get(9)?,
-            bytes: r.get(10)?,
-            payload_bytes: r.get(11)?,
-            flags: flag_names(r.get(12)?),
-            state: if r.get::<_, bool>(13)? {
-                "closed"
-            } else {
-                "open"
-            },
-            first_ns,
-            last_ns,
-            flow_no: r.get(14)?,
+        if let Some(row) = flow_row(r, &caps)? {
+            visit(row)?;
+        }
+    }
+    Ok(())
+}
+
+/// Flows of one capture read per query by [`merge_by_time`].
+const PAGE: i64 = 1024;
+
+/// [`search_flows`] in time order: each capture's matching flows in flow_no order, a page at a time, merged by
+/// (first time, capture id, flow_no) of each capture's next flow.
+fn merge_by_time(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+    caps: &HashMap<i64, (String, u8)>,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, VecDeque};
+    let n = filter.params.len();
+    let mut st = conn.prepare(&format!(
+        "SELECT {FLOW_COLUMNS} FROM flows f
+         WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND ({})
+         ORDER BY f.flow_no LIMIT {PAGE}",
+        n + 1,
+        n + 2,
+        filter.condition
+    ))?;
+    let mut params = filter.params.clone();
+    let mut page =
+        |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| -> Result<bool, QueryError> {
+            params.truncate(n);
+            params.push(rusqlite::types::Value::Integer(cid));
+            params.push(rusqlite::types::Value::Integer(after));
+            let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+            let mut got = 0;
+            while let Some(r) = rows.next()? {
+                got += 1;
+                if let Some(row) = flow_row(r, caps)? {
+                    into.push_back(row);
+                }
+            }
+            Ok(got == PAGE)
         };
+    // Captures join the merge in order of their first frame time; each then has one entry in the heap.
+    let mut pending: VecDeque<(i64, i64)> = conn
+        .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    // Per capture under way: its fetched rows, the last flow_no fetched, and whether more may follow.
+    let mut queues: HashMap<i64, (VecDeque<FlowRow>, i64, bool)> = HashMap::new();
+    let mut heap: BinaryHeap<Reverse<(i64, i64, i64)>> = BinaryHeap::new();
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let next = heap.peek().map(|Reverse(e)| e.0);
+        if let Some(&(first_ns, cid)) = pending.front() {
+            if next.is_none_or(|t| first_ns <= t) {
+                pending.pop_front();
+                let mut q = VecDeque::new();
+                let more = page(cid, 0, &mut q)?;
+                if let Some(h) = q.front() {
+                    heap.push(Reverse((h.first_ns, cid, h.flow_no)));
+                    let last = q.back().map_or(0, |r| r.flow_no);
+                    queues.insert(cid, (q, last, more));
+                }
+                continue;
+            }
+        }
+        let Some(Reverse((_, cid, _))) = heap.pop() else {
+            break;
+        };
+        let Some((q, last, more)) = queues.get_mut(&cid) else {
+            continue;
+        };
+        let Some(row) = q.pop_front() else {
+            continue;
+        };
+        if q.is_empty() && *more {
+            *more = page(cid, *last, q)?;
+            if let Some(b) = q.back() {
+                *last = b.flow_no;
+            }
+        }
+        match q.front() {
+            Some(h) => heap.push(Reverse((h.first_ns, cid, h.flow_no))),
+            None => {
+                queues.remove(&cid);
+            }
+        }
         visit(row)?;
+        left -= 1;
     }
     Ok(())
 }
@@ -895,9 +1032,16 @@ pub fn group_flows(
     let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
     let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
     let mut params = filter.params.clone();
-    params.push(rusqlite::types::Value::Integer(
-        limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
-    ));
+    // As in search_flows: a LIMIT clause only with a limit.
+    let limit_sql = match limit {
+        Some(l) => {
+            params.push(rusqlite::types::Value::Integer(
+                l.min(i64::MAX as u64) as i64
+            ));
+            format!("LIMIT ?{}", params.len())
+        }
+        None => String::new(),
+    };
     let n = keys.len();
     let sql = format!(
         "WITH d(capture_id, digits) AS (
@@ -908,13 +1052,12 @@ pub fn group_flows(
          FROM flows f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
          WHERE {}
          GROUP BY {}
-         ORDER BY {} DESC, {} LIMIT ?{}",
+         ORDER BY {} DESC, {} {limit_sql}",
         select.join(", "),
         filter.condition,
         group.join(", "),
         n + 3,
         group.join(", "),
-        params.len()
     );
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;

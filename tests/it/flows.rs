@@ -423,3 +423,47 @@ fn group_by_sums_what_a_brute_force_sums() {
     let r = tf_flows(db, &["", "--group-by", "src", "--count"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// Time order is mergecap's order of the flows' first frames: each capture's flows as they began in the file,
+/// captures interleaved by the time of their next flow. Checked against that merge done by brute force, with
+/// and without a filter and a limit.
+#[test]
+fn time_order_merges_captures_by_their_next_flow() {
+    let (_, db, facts) = corpus_db();
+    let conn = store::open_read(db).unwrap();
+    for (filter_text, limit) in [("", None), ("syn or port 80", None), ("", Some(50u64))] {
+        let e = filter::parse(filter_text, 0).unwrap();
+        let mut per_cap: std::collections::BTreeMap<i64, Vec<&FlowFacts>> = Default::default();
+        for f in facts.iter().filter(|f| e.matches(f)) {
+            per_cap.entry(f.capture_id).or_default().push(f);
+        }
+        let mut at: std::collections::BTreeMap<i64, usize> =
+            per_cap.keys().map(|&k| (k, 0)).collect();
+        let mut want = Vec::new();
+        while let Some((_, cid)) = per_cap
+            .iter()
+            .filter_map(|(cid, fs)| fs.get(at[cid]).map(|f| (f.first_ns, *cid)))
+            .min()
+        {
+            want.push((cid, per_cap[&cid][at[&cid]].label.clone()));
+            *at.get_mut(&cid).unwrap() += 1;
+        }
+        if let Some(l) = limit {
+            want.truncate(l as usize);
+        }
+        let mut got = Vec::new();
+        read::search_flows(
+            &conn,
+            &filter::compile(&e),
+            FlowSort::Time,
+            limit,
+            &mut |r| {
+                got.push((r.capture_id, r.label));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(got.len(), want.len(), "{filter_text:?}");
+        assert_eq!(got, want, "{filter_text:?}");
+    }
+}
