@@ -42,6 +42,9 @@ pub struct FlowsArgs {
     /// Like --pcap, as pcapng (one interface per link type).
     #[arg(long, value_name = "FILE")]
     pub pcapng: Option<PathBuf>,
+    /// Print the SQL the filter becomes and SQLite's query plan for it, instead of the flows.
+    #[arg(long, conflicts_with_all = ["count", "group_by", "pcap", "pcapng"])]
+    pub explain: bool,
     /// --pcap/--pcapng: where to look for moved captures, by base name (as `query --source-root`).
     #[arg(long, value_name = "DIR")]
     pub source_root: Option<PathBuf>,
@@ -81,6 +84,22 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         what: "writing stdout".into(),
         source,
     };
+    if args.explain {
+        let mut text = String::new();
+        for (sql, plan) in read::explain_flows(&conn, &compiled)? {
+            text.push_str(&format!("{}\n", sql.split_whitespace().collect::<Vec<_>>().join(" ")));
+            for step in plan {
+                text.push_str(&format!("  {step}\n"));
+            }
+        }
+        return match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+                what: "writing stdout".into(),
+                source: e,
+            }),
+            _ => Ok(0),
+        };
+    }
     if let Some(dest) = args.pcap.as_deref().or(args.pcapng.as_deref()) {
         let format = if args.pcap.is_some() {
             DumpFormat::Pcap

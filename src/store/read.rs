@@ -855,6 +855,40 @@ pub fn search_flows(
 /// Flows of one capture read per query by [`merge_by_time`].
 const PAGE: i64 = 1024;
 
+/// The query [`merge_by_time`] runs per page: the filter's parameters, then the capture id and the last flow_no.
+fn page_sql(filter: &crate::filter::Compiled) -> String {
+    let n = filter.params.len();
+    format!(
+        "SELECT {FLOW_COLUMNS} FROM flows f
+         WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND ({})
+         ORDER BY f.flow_no LIMIT {PAGE}",
+        n + 1,
+        n + 2,
+        filter.condition
+    )
+}
+
+/// How SQLite runs a search (`flows --explain`): the SQL of the time-ordered page and of the count, each with
+/// its `EXPLAIN QUERY PLAN` lines, so a user (and the benchmark) can see which index a filter uses.
+pub fn explain_flows(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+    let mut params = filter.params.clone();
+    params.push(rusqlite::types::Value::Integer(1));
+    params.push(rusqlite::types::Value::Integer(0));
+    let count = format!("SELECT count(*) FROM flows f WHERE {}", filter.condition);
+    let mut out = Vec::new();
+    for (sql, p) in [(page_sql(filter), &params), (count, &filter.params)] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+            .query_map(rusqlite::params_from_iter(p.iter()), |r| r.get::<_, String>(3))?
+            .collect::<Result<_, _>>()?;
+        out.push((sql, plan));
+    }
+    Ok(out)
+}
+
 /// [`search_flows`] in time order: each capture's matching flows in flow_no order, a page at a time, merged by
 /// (first time, capture id, flow_no) of each capture's next flow.
 fn merge_by_time(
@@ -867,14 +901,7 @@ fn merge_by_time(
     use std::cmp::Reverse;
     use std::collections::{BinaryHeap, VecDeque};
     let n = filter.params.len();
-    let mut st = conn.prepare(&format!(
-        "SELECT {FLOW_COLUMNS} FROM flows f
-         WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND ({})
-         ORDER BY f.flow_no LIMIT {PAGE}",
-        n + 1,
-        n + 2,
-        filter.condition
-    ))?;
+    let mut st = conn.prepare(&page_sql(filter))?;
     let mut params = filter.params.clone();
     let mut page =
         |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| -> Result<bool, QueryError> {

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# traceflow search benchmark: `flows` on a database of several different synthetic captures (issue 12).
+#
+# usage: bash benches/search.sh [--captures N] [--connections N] [--repeat R] [--no-build] [--reuse-db]
+#
+#   --captures N     captures in the database, seeds 1..N of synth_pcap.py (default 10: about 11.7M frames
+#                    and 2.9M flows)
+#   --connections N  connections per capture (default 100000)
+#   --repeat R       runs of each query; the median is reported (default 3; the first run warms the cache)
+#   --no-build       use the existing target/release/traceflow
+#   --reuse-db       keep an existing database from an earlier run instead of ingesting again
+#
+# Environment: BENCH_DIR (default /tmp/traceflow-bench), SYNTH_PCAP (default ../shared/bench/synth_pcap.py).
+# Prints one line per query (median wall ms, rows) and SQLite's query plan for each filter (`flows --explain`).
+# A benchmark is not a test: it fails only when a command fails.
+
+set -euo pipefail
+
+CAPTURES=10
+CONNECTIONS=100000
+REPEAT=3
+BUILD=1
+REUSE=0
+die() { echo "search.sh: $*" >&2; exit 1; }
+log() { printf '[search %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --captures) CAPTURES=${2:?}; shift 2 ;;
+        --connections) CONNECTIONS=${2:?}; shift 2 ;;
+        --repeat) REPEAT=${2:?}; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --reuse-db) REUSE=1; shift ;;
+        -h|--help) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+[[ $CAPTURES =~ ^[1-9][0-9]*$ && $CONNECTIONS =~ ^[1-9][0-9]*$ && $REPEAT =~ ^[1-9][0-9]*$ ]] \
+    || die "--captures, --connections and --repeat take positive integers"
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SYNTH=${SYNTH_PCAP:-$ROOT/../shared/bench/synth_pcap.py}
+WORK=${BENCH_DIR:-/tmp/traceflow-bench}/search
+BIN=$ROOT/target/release/traceflow
+DB=$WORK/search.db
+mkdir -p "$WORK"
+command -v python3 >/dev/null || die "python3 is required"
+[[ -f $SYNTH ]] || die "generator not found: $SYNTH (set SYNTH_PCAP)"
+if (( BUILD )); then (cd "$ROOT" && cargo build --release); fi
+[[ -x $BIN ]] || die "no binary at $BIN (run without --no-build)"
+
+caps=()
+for ((s = 1; s <= CAPTURES; s++)); do
+    out=$WORK/cap$s.pcap
+    want="connections=$CONNECTIONS seed=$s $(sha1sum "$SYNTH" | cut -c1-12)"
+    if [[ ! -f $out || "$(cat "$out.meta" 2>/dev/null)" != "$want" ]]; then
+        log "generating $out"
+        python3 "$SYNTH" --connections "$CONNECTIONS" --seed "$s" "$out.tmp" >/dev/null
+        mv "$out.tmp" "$out"
+        echo "$want" >"$out.meta"
+    fi
+    caps+=("$out")
+done
+
+if (( !REUSE )) || [[ ! -f $DB ]]; then
+    rm -f "$DB" "$DB-wal" "$DB-shm"
+    log "ingesting ${#caps[@]} captures"
+    t0=$(date +%s%N)
+    "$BIN" --db "$DB" ingest -q "${caps[@]}"
+    t1=$(date +%s%N)
+    log "ingest: $(( (t1 - t0) / 1000000 )) ms"
+fi
+
+# The busiest source host and its time span pick a realistic "host A and port P in a 10 s window" query.
+read -r HOST T0 < <(python3 - "$DB" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+host = c.execute("SELECT src FROM flows WHERE capture_id = 1 GROUP BY src ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+t0 = c.execute("SELECT min(first_ns) FROM flows").fetchone()[0] // 10**9
+print(host, t0)
+EOF
+)
+NET=$(python3 -c "import ipaddress,sys; print(ipaddress.ip_network(sys.argv[1] + '/16', strict=False))" "$HOST")
+TOTAL=$("$BIN" --db "$DB" flows --count)
+
+# median_ms CMD...: the median wall time of REPEAT runs, stdout to $WORK/out.
+median_ms() {
+    local times=()
+    for ((i = 0; i < REPEAT; i++)); do
+        local t0 t1
+        t0=$(date +%s%N)
+        "$@" >"$WORK/out" 2>"$WORK/err"
+        t1=$(date +%s%N)
+        times+=($(( (t1 - t0) / 1000000 )))
+    done
+    printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (REPEAT + 1) / 2 ))p"
+}
+
+printf '%-64s %10s %10s\n' query "median ms" rows
+run() {  # run NAME FILTER ARGS...
+    local name=$1 filter=$2; shift 2
+    local ms rows
+    ms=$(median_ms "$BIN" --db "$DB" flows "$filter" "$@")
+    rows=$(wc -l <"$WORK/out")
+    printf '%-64s %10s %10s\n' "$name" "$ms" "$rows"
+}
+Q1="host $HOST and port 443 and after $((T0 + 50)) and before $((T0 + 60))"
+run "$Q1 (jsonl)" "$Q1" --format jsonl
+run "net $NET --count" "net $NET" --count
+ms=$(median_ms "$BIN" --db "$DB" flows --format jsonl)
+printf '%-64s %10s %10s   (%s flows/s)\n' "every flow --format jsonl" "$ms" "$TOTAL" \
+    "$(python3 -c "print(round($TOTAL / max($ms, 1) * 1000))")"
+ms=$(median_ms "$BIN" --db "$DB" flows "dst port 443" --limit 1000 --pcap "$WORK/merged.pcap")
+printf '%-64s %10s %10s\n' "dst port 443 --limit 1000 --pcap FILE" "$ms" "$(grep -o 'wrote [0-9]* frames' "$WORK/err" | cut -d' ' -f2) frames"
+run "host $HOST --group-by dst" "host $HOST" --group-by dst --format jsonl
+
+echo
+for f in "$Q1" "net $NET"; do
+    echo "plan of: $f"
+    "$BIN" --db "$DB" flows "$f" --explain | sed 's/^/  /'
+done
