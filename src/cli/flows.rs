@@ -87,7 +87,10 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     if args.explain {
         let mut text = String::new();
         for (sql, plan) in read::explain_flows(&conn, &compiled)? {
-            text.push_str(&format!("{}\n", sql.split_whitespace().collect::<Vec<_>>().join(" ")));
+            text.push_str(&format!(
+                "{}\n",
+                sql.split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
             for step in plan {
                 text.push_str(&format!("  {step}\n"));
             }

@@ -9,10 +9,11 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 3] = [
+pub(super) const MIGRATIONS: [&str; 4] = [
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_label_in_flows.sql"),
     include_str!("../../migrations/0003_flow_search.sql"),
+    include_str!("../../migrations/0004_views.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -385,7 +386,7 @@ mod migration_tests {
                 (2, 0x04, key("10.0.0.2"), key("10.0.0.1"))
             ]
         );
-        assert_eq!(user_version(&c).unwrap(), 3);
+        assert_eq!(user_version(&c).unwrap(), SCHEMA_VERSION);
     }
 
     #[test]

@@ -882,7 +882,9 @@ pub fn explain_flows(
     for (sql, p) in [(page_sql(filter), &params), (count, &filter.params)] {
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
-            .query_map(rusqlite::params_from_iter(p.iter()), |r| r.get::<_, String>(3))?
+            .query_map(rusqlite::params_from_iter(p.iter()), |r| {
+                r.get::<_, String>(3)
+            })?
             .collect::<Result<_, _>>()?;
         out.push((sql, plan));
     }

@@ -467,3 +467,143 @@ fn time_order_merges_captures_by_their_next_flow() {
         assert_eq!(got, want, "{filter_text:?}");
     }
 }
+
+/// The `flow_list` and `capture_list` views (for sqlite3 and Datasette users) show what `traceflow flows` and
+/// `captures` show: RFC 3339 times (here in ns) equal to the library's formatter, the same flag names and state.
+#[test]
+fn views_show_times_names_and_flags() {
+    let (_, db, facts) = corpus_db();
+    let conn = store::open_read(db).unwrap();
+    let mut st = conn
+        .prepare(
+            "SELECT v.capture, v.capture_id, v.flow_no, v.first_time, v.last_time, v.duration_s, v.flags,
+                    v.state, f.flags, f.first_ns, f.last_ns
+             FROM flow_list v JOIN flows f ON f.capture_id = v.capture_id AND f.flow_no = v.flow_no",
+        )
+        .unwrap();
+    let mut n = 0;
+    let mut rows = st.query([]).unwrap();
+    while let Some(r) = rows.next().unwrap() {
+        let (first_ns, last_ns): (i64, i64) = (r.get(9).unwrap(), r.get(10).unwrap());
+        let ts = |ns| traceflow::capture::Timestamp::from_ns(ns, 9).rfc3339();
+        assert_eq!(r.get::<_, String>(3).unwrap(), ts(first_ns));
+        assert_eq!(r.get::<_, String>(4).unwrap(), ts(last_ns));
+        let d: f64 = r.get(5).unwrap();
+        assert!((d - (last_ns - first_ns) as f64 / 1e9).abs() < 1e-9);
+        assert_eq!(
+            r.get::<_, String>(6).unwrap(),
+            read::flag_names(r.get(8).unwrap())
+        );
+        let cid: i64 = r.get(1).unwrap();
+        let fact = facts
+            .iter()
+            .find(|f| f.capture_id == cid && f.first_ns == first_ns && f.last_ns == last_ns)
+            .unwrap();
+        assert_eq!(
+            r.get::<_, String>(7).unwrap(),
+            if fact.closed { "closed" } else { "open" }
+        );
+        assert!(fact.capture_names.contains(&r.get::<_, String>(0).unwrap()));
+        n += 1;
+    }
+    assert_eq!(n, facts.len());
+    // Times before 1970 too (floor division), checked on a computed value.
+    let t: String = conn
+        .query_row(
+            "SELECT strftime('%Y-%m-%dT%H:%M:%S', (?1 - ((?1 % 1000000000) + 1000000000) % 1000000000) / 1000000000, 'unixepoch')
+                    || printf('.%09dZ', ((?1 % 1000000000) + 1000000000) % 1000000000)",
+            [-1_500_000_000i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        t,
+        traceflow::capture::Timestamp::from_ns(-1_500_000_000, 9).rfc3339()
+    );
+    let migration = include_str!("../../migrations/0004_views.sql");
+    assert!(migration.contains(
+        "(f.first_ns - ((f.first_ns % 1000000000) + 1000000000) % 1000000000) / 1000000000"
+    ));
+    let caps: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM capture_list v JOIN captures c ON c.id = v.id
+             WHERE v.first_time IS NOT NULL AND substr(v.first_time, 1, 19) = strftime('%Y-%m-%dT%H:%M:%S', c.first_ns / 1000000000, 'unixepoch')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let with_time: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM captures WHERE first_ns >= 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(caps, with_time);
+}
+
+/// Every SQL block of the README's schema section runs on a real database (with `:capture` and `:flow` bound),
+/// and its index-tuple queries give the index tuple.
+#[test]
+fn every_readme_query_runs() {
+    let (_, db, _) = corpus_db();
+    let conn = store::open_read(db).unwrap();
+    let readme = include_str!("../../README.md");
+    let from = readme
+        .find("### The index tuple in SQL")
+        .expect("README has the SQL section");
+    let section = &readme[from..];
+    let section = &section[..section[4..].find("\n## ").map_or(section.len(), |i| i + 4)];
+    let blocks: Vec<&str> = section
+        .split("```sql")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    assert!(blocks.len() >= 3, "{} SQL blocks", blocks.len());
+    let capture: i64 = conn
+        .query_row(
+            "SELECT capture_id FROM flows GROUP BY capture_id ORDER BY count(*) DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let want: Vec<(String, String)> = read::index(&conn, Some(capture))
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let frames: Vec<String> = e.index.iter().map(u64::to_string).collect();
+            (e.label, frames.join(","))
+        })
+        .collect();
+    let mut ran = 0;
+    for block in blocks {
+        for sql in block.split(';').map(str::trim).filter(|s| {
+            s.lines()
+                .any(|l| !l.trim_start().starts_with("--") && !l.trim().is_empty())
+        }) {
+            let mut st = conn
+                .prepare(sql)
+                .unwrap_or_else(|e| panic!("README SQL fails: {e}\n{sql}"));
+            for i in 1..=st.parameter_count() {
+                let name = st.parameter_name(i).unwrap_or("").to_string();
+                let v: i64 = if name == ":flow" { 1 } else { capture };
+                st.raw_bind_parameter(i, v).unwrap();
+            }
+            let cols = st.column_count();
+            let mut rows = st.raw_query();
+            let mut got: Vec<(String, String)> = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                if cols == 2 {
+                    if let (Ok(a), Ok(b)) = (r.get::<_, String>(0), r.get::<_, String>(1)) {
+                        got.push((a, b));
+                    }
+                }
+            }
+            if sql.contains("frames FROM flow_index") || sql.contains("AS frames") {
+                assert_eq!(got, want, "README index query gives another tuple:\n{sql}");
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 5, "only {ran} README queries");
+}
