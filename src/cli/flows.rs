@@ -128,25 +128,18 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     let result = if args.count {
         let n = read::count_flows(&conn, &compiled)?;
         writeln!(out, "{n}").and_then(|()| out.flush()).map_err(io)
-    } else if let Some(by) = args.group_by {
-        let format = args.format.unwrap_or_else(default_format);
-        let mut w = RowWriter::new(&mut out, format);
-        let grouped = read::group_flows(&conn, &compiled, by, args.limit, &mut |row| {
-            w.row(&row).map_err(read::QueryError::Output)
-        });
-        match grouped {
-            Err(read::QueryError::Output(e)) => Err(io(e)),
-            Err(e) => Err(Error::Query(e)),
-            Ok(()) => w.finish().map_err(io),
-        }
-        .and_then(|()| out.flush().map_err(io))
     } else {
         let format = args.format.unwrap_or_else(default_format);
         let mut w = RowWriter::new(&mut out, format);
-        let searched = read::search_flows(&conn, &compiled, args.sort, args.limit, &mut |row| {
-            w.row(&row).map_err(read::QueryError::Output)
-        });
-        match searched {
+        let listed = match args.group_by {
+            Some(by) => read::group_flows(&conn, &compiled, by, args.limit, &mut |row| {
+                w.row(&row).map_err(read::QueryError::Output)
+            }),
+            None => read::search_flows(&conn, &compiled, args.sort, args.limit, &mut |row| {
+                w.row(&row).map_err(read::QueryError::Output)
+            }),
+        };
+        match listed {
             Err(read::QueryError::Output(e)) => Err(io(e)),
             Err(e) => Err(Error::Query(e)),
             Ok(()) => w.finish().map_err(io),

@@ -802,6 +802,20 @@ fn flow_row(
     }))
 }
 
+/// `LIMIT ?N` with the limit bound as the last of `params`, or nothing without a limit: with a LIMIT clause (even
+/// -1) SQLite keeps sorted rows in a B-tree, inserting each one, which is far slower than its sort.
+fn limit_clause(limit: Option<u64>, params: &mut Vec<rusqlite::types::Value>) -> String {
+    match limit {
+        Some(l) => {
+            params.push(rusqlite::types::Value::Integer(
+                l.min(i64::MAX as u64) as i64
+            ));
+            format!("LIMIT ?{}", params.len())
+        }
+        None => String::new(),
+    }
+}
+
 /// Visits every flow that matches `filter` (a compiled condition on `flows f`), in `sort` order, at most
 /// `limit`; rows are read one at a time, so memory does not grow with the matches.
 ///
@@ -827,17 +841,7 @@ pub fn search_flows(
         _ => "f.last_ns - f.first_ns DESC, f.first_ns, f.capture_id, f.flow_no",
     };
     let mut params = filter.params.clone();
-    // No LIMIT clause without a limit: with one (even -1) SQLite keeps the sorted rows in a B-tree, inserting
-    // each row.
-    let limit_sql = match limit {
-        Some(l) => {
-            params.push(rusqlite::types::Value::Integer(
-                l.min(i64::MAX as u64) as i64
-            ));
-            format!("LIMIT ?{}", params.len())
-        }
-        None => String::new(),
-    };
+    let limit_sql = limit_clause(limit, &mut params);
     let sql = format!(
         "SELECT {FLOW_COLUMNS} FROM flows f WHERE {} ORDER BY {order} {limit_sql}",
         filter.condition,
@@ -1061,16 +1065,7 @@ pub fn group_flows(
     let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
     let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
     let mut params = filter.params.clone();
-    // As in search_flows: a LIMIT clause only with a limit.
-    let limit_sql = match limit {
-        Some(l) => {
-            params.push(rusqlite::types::Value::Integer(
-                l.min(i64::MAX as u64) as i64
-            ));
-            format!("LIMIT ?{}", params.len())
-        }
-        None => String::new(),
-    };
+    let limit_sql = limit_clause(limit, &mut params);
     let n = keys.len();
     let sql = format!(
         "WITH d(capture_id, digits) AS (
