@@ -76,9 +76,43 @@ pub fn error_line(top: &str, causes: impl IntoIterator<Item = String>) -> String
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `1 file`, `2 files`: a count with its noun, in the singular only for one.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A duration as people read it: `10 ms` below a second, `1.2 s` below a minute, `2 min 5 s` above.
+pub fn duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_and_durations_read_as_words() {
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(205, "file"), "205 files");
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(duration(ms(10)), "10 ms");
+        assert_eq!(duration(ms(999)), "999 ms");
+        assert_eq!(duration(ms(1234)), "1.2 s");
+        assert_eq!(duration(ms(125_000)), "2 min 5 s");
+    }
 
     #[test]
     fn control_characters_are_escaped() {

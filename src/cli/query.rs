@@ -104,6 +104,9 @@ pub fn run_query(
         .as_deref()
         .map(|c| query::resolve_capture(conn, c))
         .transpose()?;
+    // TraceFlow writes an IPv6 address's colons as dots in a label (`fd01..183_80-...`); an address typed with
+    // its colons (`fd01::183_80-...`, as copied from tshark) names the same label. No label holds a colon.
+    let flow = args.flow.as_deref().map(|l| l.replace(':', "."));
     let to_stdout = args.output.as_deref().is_none_or(|p| p.as_os_str() == "-");
     let werr = |path: &str| {
         let path = path.to_string();
@@ -180,10 +183,10 @@ pub fn run_query(
                 "--dump writes one file per label into its folder; it takes no -o".into(),
             ));
         }
-        let entries = dump_dir(conn, capture, args.flow.as_deref(), dir, &opts, args.force)?;
+        let entries = dump_dir(conn, capture, flow.as_deref(), dir, &opts, args.force)?;
         return write_rows(stdout, &entries, default_rows).map_err(werr("stdout"));
     }
-    let label = args.flow.as_deref().unwrap_or_default();
+    let label = flow.as_deref().unwrap_or_default();
     let group = select_label(conn, capture, label)?;
     if to_stdout {
         if format.is_binary() && stdout_is_terminal {

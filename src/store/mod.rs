@@ -7,10 +7,13 @@ mod open;
 pub mod read;
 mod write;
 
-pub use open::{begin_ingest, end_ingest, open, open_read, Journal, SCHEMA_VERSION};
+pub use open::{
+    begin_ingest, end_ingest, lock_wait_reset, lock_waited, open, open_read, Journal,
+    SCHEMA_VERSION,
+};
 pub use write::{
-    delete_capture, known_path, CaptureEnd, CaptureSource, CaptureWriter, FrameRow, Outcome,
-    Superseded, TcpRow,
+    delete_capture, forget, known_path, CaptureEnd, CaptureSource, CaptureWriter, Forgotten,
+    FrameRow, Outcome, Superseded, TcpRow,
 };
 
 /// What went wrong in the database, with the file it happened in.
