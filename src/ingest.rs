@@ -946,14 +946,19 @@ fn error_causes(e: &dyn std::error::Error) -> Vec<String> {
     causes
 }
 
-/// `12.3k`, `4.5M`: counts short enough for a progress line at 80 columns.
+/// `9999`, `287k`, `1.28M`, `128M`: counts of at most 5 characters, for a progress line at 80 columns.
 fn short_count(n: u64) -> String {
+    let f = n as f64;
     if n < 10_000 {
         n.to_string()
-    } else if n < 10_000_000 {
-        format!("{:.1}k", n as f64 / 1e3)
+    } else if n < 999_500 {
+        format!("{:.0}k", f / 1e3)
+    } else if n < 9_995_000 {
+        format!("{:.2}M", f / 1e6)
+    } else if n < 999_500_000 {
+        format!("{:.0}M", f / 1e6)
     } else {
-        format!("{:.1}M", n as f64 / 1e6)
+        format!("{:.1}G", f / 1e9)
     }
 }
 
@@ -972,10 +977,14 @@ fn progress_message(
         "eta -".to_string()
     } else {
         let left = spent.as_secs_f64() * (total.saturating_sub(done) as f64) / done as f64;
-        format!(
-            "eta {}",
-            crate::msg::duration(Duration::from_secs_f64(left.min(1e7)))
-        )
+        if left >= 99.0 * 3600.0 {
+            "eta >99 h".to_string()
+        } else {
+            format!(
+                "eta {}",
+                crate::msg::duration(Duration::from_secs_f64(left))
+            )
+        }
     };
     format!(
         "{eta}  {} frames  {} flows  {name}",
@@ -994,7 +1003,7 @@ fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
     );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{bar:20} {binary_bytes}/{binary_total_bytes} {wide_msg}",
+            "{bar:10} {binary_bytes}/{binary_total_bytes} {wide_msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -1004,6 +1013,44 @@ fn progress_bar(total: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_line_has_a_sane_eta_and_its_numbers_fit_80_columns() {
+        let s = Duration::from_secs;
+        // Half the bytes in 7 s: 7 s left, whatever the last file's rate was.
+        let m = progress_message(50, 100, s(7), 1_283_262, 287_402, "big.pcap");
+        assert_eq!(m, "eta 7.0 s  1.28M frames  287k flows  big.pcap");
+        assert_eq!(
+            progress_message(0, 100, s(0), 0, 0, "a"),
+            "eta -  0 frames  0 flows  a"
+        );
+        assert_eq!(
+            progress_message(1, 1 << 40, s(100), 0, 0, "a"),
+            "eta >99 h  0 frames  0 flows  a"
+        );
+        // The bar (10), the bytes and the numbers fit in 80 columns at their widest: only the name is cut.
+        let bytes = "1023.99 GiB/1023.99 GiB";
+        for (done, spent, n) in [
+            (1, 3599, 9_994_999),
+            (1, 3600 * 98, 999_499),
+            (1, 59, 9_999_999_999),
+        ] {
+            let worst = progress_message(done, 3600, s(spent), n, n, "");
+            assert!(10 + 1 + bytes.len() + 1 + worst.len() <= 80, "{worst}");
+        }
+        for (n, want) in [
+            (9999, "9999"),
+            (10_000, "10k"),
+            (999_499, "999k"),
+            (999_500, "1.00M"),
+            (9_994_999, "9.99M"),
+            (9_995_000, "10M"),
+            (999_499_999, "999M"),
+            (999_500_000, "1.0G"),
+        ] {
+            assert_eq!(short_count(n), want);
+        }
+    }
 
     #[test]
     fn the_size_recorded_is_the_size_read_and_a_change_is_noticed() {

@@ -178,12 +178,17 @@ pub fn run_query(
     opts.nanosecond = args.nanosecond;
     opts.source_root = args.source_root.clone();
     if let Some(dir) = &args.dump {
+        opts.progress = dump_progress();
         if !to_stdout {
             return Err(DumpError::Usage(
                 "--dump writes one file per label into its folder; it takes no -o".into(),
             ));
         }
-        let entries = dump_dir(conn, capture, flow.as_deref(), dir, &opts, args.force)?;
+        let dumped = dump_dir(conn, capture, flow.as_deref(), dir, &opts, args.force);
+        if let Some(b) = &opts.progress {
+            b.finish_and_clear();
+        }
+        let entries = dumped?;
         return write_rows(stdout, &entries, default_rows).map_err(werr("stdout"));
     }
     let label = flow.as_deref().unwrap_or_default();
@@ -209,6 +214,21 @@ pub fn run_query(
         }
         file.commit()
     }
+}
+
+/// The progress of `--dump` (files written of files to write), drawn on stderr when it is a terminal.
+fn dump_progress() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:20} {pos}/{len} files  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
 }
 
 /// Runs `traceflow query` on the database at `db`, writing data to stdout.

@@ -75,6 +75,12 @@ pub enum StoreError {
         /// The database file.
         path: String,
     },
+    /// `--db` names a folder.
+    #[error("database {path} is a folder; give a file name (--db FOLDER/NAME.db)")]
+    Folder {
+        /// The path given.
+        path: String,
+    },
     /// Reading a database that does not exist or holds no schema yet.
     #[error(
         "no database at {path} (index captures first: traceflow --db {path} ingest CAPTURE...)"

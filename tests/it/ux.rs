@@ -227,6 +227,17 @@ fn an_os_error_is_said_once() {
     assert_eq!(r.stderr.matches("os error").count(), 1, "{}", r.stderr);
     let cap = f.capture("a.pcap", 2, 0);
     assert_eq!(ingest(&f.db(), &["-q"], &[&cap]).code, 0);
+    // --db naming a folder: said once, plainly, by writers and readers.
+    for args in [&["ingest", cap.to_str().unwrap()][..], &["captures"][..]] {
+        let r = run(&dir, args);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("is a folder; give a file name"),
+            "{}",
+            r.stderr
+        );
+    }
     let missing = f.tmp.path().join("missing.pcap");
     let r = ingest(&f.db(), &[], &[&missing]);
     assert_eq!(r.stderr.matches("os error").count(), 1, "{}", r.stderr);
@@ -785,4 +796,51 @@ fn the_scripts_say_when_cargo_is_missing_or_too_old() {
     .unwrap();
     let (code, said) = need_cargo(&path);
     assert_eq!((code, said.trim()), (0, "fine"));
+}
+
+#[test]
+fn a_dump_of_many_flows_counts_its_files() {
+    use traceflow::dump::{dump_dir, DumpFormat, DumpOptions};
+    let f = Fixture::new();
+    let db = f.db();
+    let cap = f.capture("a.pcap", 40, 0);
+    assert_eq!(ingest(&db, &["-q"], &[&cap]).code, 0);
+    let conn = traceflow::store::open_read(&db).unwrap();
+    let mut opts = DumpOptions::new(DumpFormat::Pcap);
+    let bar = indicatif::ProgressBar::hidden();
+    opts.progress = Some(bar.clone());
+    let entries = dump_dir(&conn, None, None, &f.tmp.path().join("out"), &opts, false).unwrap();
+    let files = entries
+        .iter()
+        .filter_map(|e| e.fpout.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    assert!(files > 20);
+    assert_eq!((bar.position(), bar.length()), (files, Some(files)));
+}
+
+#[test]
+fn only_a_big_first_capture_is_bulk_loaded_and_the_rest_go_to_wal() {
+    let f = Fixture::new();
+    // 40 frames of 1 MiB: past the 32 MiB from which the first capture of an empty database is bulk-loaded.
+    let big_frames: Vec<(i64, Vec<u8>)> = (0..40).map(|i| (T0 + i, vec![0u8; 1 << 20])).collect();
+    let big = f.file("big.pcap", &pcap(1, 1 << 21, &big_frames));
+    let small = [f.capture("s1.pcap", 2, 10), f.capture("s2.pcap", 3, 20)];
+    let bulk_db = f.tmp.path().join("bulk.db");
+    let r = ingest(&bulk_db, &["-v"], &[&big, &small[0], &small[1]]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("bulk load"), "{}", r.stderr);
+    let wal_db = f.tmp.path().join("wal.db");
+    let r = ingest(&wal_db, &["-v"], &[&small[0], &big, &small[1]]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("bulk load"), "{}", r.stderr);
+    for db in [&bulk_db, &wal_db] {
+        assert_eq!(count(db, "SELECT count(*) FROM captures"), 3);
+        assert_eq!(count(db, "SELECT sum(frames) FROM captures"), 40 + 14 + 21);
+        let mode: String = Connection::open(db)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
 }
