@@ -844,3 +844,57 @@ fn only_a_big_first_capture_is_bulk_loaded_and_the_rest_go_to_wal() {
         assert_eq!(mode, "wal");
     }
 }
+
+/// A database the user may not write (as `nobody` through setpriv when the tests run as root; the test says so
+/// and passes when neither way works): one line, status 2, whatever the number of files.
+#[test]
+fn a_read_only_database_is_one_error_with_status_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = f.db();
+    let first = f.capture("first.pcap", 1, 0);
+    assert_eq!(ingest(&db, &["-q"], &[&first]).code, 0);
+    for i in 0..5 {
+        f.capture(&format!("dir/c{i}.pcap"), 2, 100 + i);
+    }
+    let dir = f.tmp.path().join("dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(f.tmp.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+    }
+    let bin = assert_cmd::cargo::cargo_bin("traceflow");
+    const NOBODY: [&str; 4] = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+    let is_root = std::fs::OpenOptions::new().append(true).open(&db).is_ok();
+    let mut cmd = if is_root {
+        let probe = Command::new("setpriv").args(NOBODY).arg("true").status();
+        if !probe.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!(
+                "skipped: running as root, and setpriv cannot drop to nobody here ({probe:?})"
+            );
+            return;
+        }
+        let mut c = Command::new("setpriv");
+        c.args(NOBODY).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    let out = cmd
+        .arg("--db")
+        .arg(&db)
+        .arg("ingest")
+        .arg(&dir)
+        .env_remove("TRACEFLOW_DB")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("readonly database"), "{stderr}");
+    assert_eq!(count(&db, "SELECT count(*) FROM captures"), 1);
+}
