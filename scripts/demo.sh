@@ -2,11 +2,13 @@
 # Builds traceflow, writes a small sample capture with its own code, ingests it and prints the flow index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+. scripts/need-cargo.sh
+# The build's progress shows: a cold release build takes minutes on a small machine (SQLite and zstd are C).
+cargo build --release
 bin=target/release/traceflow
 dir=${1:-$(mktemp -d)}
 mkdir -p "$dir"
-"$bin" sample "$dir/sample.pcap"
+"$bin" sample --force "$dir/sample.pcap"
 "$bin" --db "$dir/demo.db" ingest "$dir/sample.pcap"
 echo "== traceflow captures"
 "$bin" --db "$dir/demo.db" captures --format table

@@ -2,8 +2,13 @@
 # Runs the whole test suite. Installs the test oracles it needs first (tshark/capinfos read dumps back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/need-cargo.sh
 if ! command -v tshark >/dev/null 2>&1 || ! command -v capinfos >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: tshark/capinfos are missing, and this script installs them with apt-get, which is not here;" \
+         "install Wireshark's command-line tools (tshark, capinfos) with your package manager" >&2
+    exit 1
+  elif [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq tshark >/dev/null
   else

@@ -2,11 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use traceflow::cli::{self, Cli};
+use traceflow::cli;
 
 fn main() -> ExitCode {
-    let args = match Cli::try_parse() {
+    let args = match cli::parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -67,6 +67,11 @@ pub fn say_lines(text: &str) {
 pub fn error_line(top: &str, causes: impl IntoIterator<Item = String>) -> String {
     let mut line = top.to_string();
     for c in causes {
+        // SQLite's generic text for its code ("Error code 14: Unable to open the database file") only repeats
+        // in other words the message rusqlite gave above it.
+        if c.starts_with("Error code ") && line.contains(':') {
+            continue;
+        }
         if !c.is_empty() && !line.contains(&c) {
             line.push_str(": ");
             line.push_str(&c);
@@ -76,9 +81,49 @@ pub fn error_line(top: &str, causes: impl IntoIterator<Item = String>) -> String
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `1 file`, `2 files`: a count with its noun, in the singular only for one.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A duration as people read it: `10 ms` below a second, `1.2 s` below a minute, `2 min 5 s` below an hour,
+/// `3 h 20 min` above.
+pub fn duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    // Whole seconds, rounded: 59.97 s is `1 min 0 s`, not `0 min 59 s`.
+    let s = (ms + 500) / 1000;
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 59_950 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{} h {} min", s / 3600, s % 3600 / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_and_durations_read_as_words() {
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(205, "file"), "205 files");
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(duration(ms(10)), "10 ms");
+        assert_eq!(duration(ms(999)), "999 ms");
+        assert_eq!(duration(ms(1234)), "1.2 s");
+        assert_eq!(duration(ms(125_000)), "2 min 5 s");
+        assert_eq!(duration(ms(59_990)), "1 min 0 s");
+        assert_eq!(duration(ms(12_000_000)), "3 h 20 min");
+    }
 
     #[test]
     fn control_characters_are_escaped() {
@@ -107,5 +152,12 @@ mod tests {
             "Is a directory (os error 21)"
         );
         assert_eq!(error_line("two\nlines", []), "two lines");
+        assert_eq!(
+            error_line(
+                "database /x: unable to open database file: /x",
+                ["Error code 14: Unable to open the database file".into()]
+            ),
+            "database /x: unable to open database file: /x"
+        );
     }
 }

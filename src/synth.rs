@@ -132,10 +132,26 @@ pub fn conversations(conns: u32, start_ns: i64) -> Vec<(i64, Vec<u8>)> {
 
 /// Writes a small pcap of `conns` conversations (the README's demo capture).
 pub fn write_sample(path: &Path, conns: u32) -> io::Result<()> {
-    let f = io::BufWriter::new(std::fs::File::create(path)?);
-    let mut w = PcapWriter::new(f, 1, 65535, false, false)?;
-    for (ts, data) in conversations(conns, 1_700_000_000_000_000_000) {
-        w.write(ts, data.len() as u32, &data)?;
-    }
-    std::io::Write::flush(&mut w.into_inner())
+    write_sample_to(std::fs::File::create(path)?, conns, false)
+}
+
+/// Writes the sample capture to `file`, as pcapng when `pcapng`, else as pcap (µs, the machine's byte order).
+pub fn write_sample_to(file: std::fs::File, conns: u32, pcapng: bool) -> io::Result<()> {
+    let f = io::BufWriter::new(file);
+    let frames = conversations(conns, 1_700_000_000_000_000_000);
+    let mut f = if pcapng {
+        let mut w = crate::dump::pcapwrite::PcapNgWriter::new(f)?;
+        let iface = w.add_interface(1, 65535, 6)?;
+        for (ts, data) in frames {
+            w.write(iface, ts, data.len() as u32, &data)?;
+        }
+        w.into_inner()
+    } else {
+        let mut w = PcapWriter::new(f, 1, 65535, false, false)?;
+        for (ts, data) in frames {
+            w.write(ts, data.len() as u32, &data)?;
+        }
+        w.into_inner()
+    };
+    std::io::Write::flush(&mut f)
 }

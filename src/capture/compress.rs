@@ -36,12 +36,50 @@ pub fn decompressor<'a>(
     })
 }
 
-/// Puts the tap below `raw` and a decompressor (if its first bytes show one) above it: the decompressed
-/// stream, its compression, a handle on the raw stream (to drain it) and the tap.
-pub(super) fn open(
-    raw: Box<dyn Read + Send>,
-    buf_size: usize,
-) -> io::Result<(Compression, Box<dyn Read + Send>, SharedTap, Tap)> {
+/// The running xxh3-128 of a decompressed stream, and whether it was read to its end without an error: only then
+/// is it the content's identity (`CaptureReader::content_hash`).
+#[derive(Default)]
+pub(super) struct PlainState {
+    pub(super) hash: xxhash_rust::xxh3::Xxh3,
+    pub(super) ended: bool,
+    pub(super) failed: bool,
+}
+
+/// Shared with the reader above the decompressor.
+pub(super) type PlainTap = Arc<Mutex<PlainState>>;
+
+/// Hashes the bytes a decompressor gives, so that `big.pcap.gz` has the identity of `big.pcap`.
+struct PlainHasher {
+    inner: Box<dyn Read + Send>,
+    state: PlainTap,
+}
+
+impl Read for PlainHasher {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let got = self.inner.read(buf);
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &got {
+            Ok(0) if !buf.is_empty() => s.ended = true,
+            Ok(n) => s.hash.update(&buf[..*n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => s.failed = true,
+        }
+        got
+    }
+}
+
+/// What `open` gives: the decompressed stream, its compression, a handle on the raw stream (to drain it), the
+/// tap of raw bytes, and (when compressed) the hash of the decompressed bytes.
+pub(super) type Opened = (
+    Compression,
+    Box<dyn Read + Send>,
+    SharedTap,
+    Tap,
+    Option<PlainTap>,
+);
+
+/// Puts the tap below `raw` and a decompressor (if its first bytes show one) above it.
+pub(super) fn open(raw: Box<dyn Read + Send>, buf_size: usize) -> io::Result<Opened> {
     let tap: Tap = Arc::new(Mutex::new((0u64, xxhash_rust::xxh3::Xxh3::new())));
     let tapped = SharedTap {
         inner: Arc::new(Mutex::new(raw)),
@@ -50,12 +88,17 @@ pub(super) fn open(
     let rest = tapped.clone();
     let mut outer = BufReader::with_capacity(buf_size, tapped);
     let compression = compression_of(outer.fill_buf()?);
-    Ok((
-        compression,
-        decompressor(compression, Box::new(outer))?,
-        rest,
-        tap,
-    ))
+    let inner = decompressor(compression, Box::new(outer))?;
+    if compression == Compression::None {
+        // The raw bytes are the content: the tap's hash is its identity.
+        return Ok((compression, inner, rest, tap, None));
+    }
+    let plain = PlainTap::default();
+    let hashed = PlainHasher {
+        inner,
+        state: plain.clone(),
+    };
+    Ok((compression, Box::new(hashed), rest, tap, Some(plain)))
 }
 
 /// Reader wrapper that feeds the shared tap; kept separate so the tap survives behind a decompressor. The raw

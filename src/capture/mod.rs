@@ -16,7 +16,7 @@ mod pcapng;
 mod timestamp;
 
 pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
-use compress::{SharedTap, Tap};
+use compress::{PlainTap, SharedTap, Tap};
 pub use pcapng::ticks_to_ts;
 pub use timestamp::{tsresol_digits, Timestamp};
 
@@ -144,8 +144,10 @@ pub struct CaptureReader {
     src: Source,
     /// The raw (on-disk) stream below any decompressor, through the tap: `drain` reads what is left of it.
     rest: SharedTap,
-    /// Shared with the raw file reader below any decompressor: bytes read and the running content hash.
+    /// Shared with the raw file reader below any decompressor: bytes read and their running hash.
     tap: Tap,
+    /// For a compressed capture, the running hash of the decompressed bytes: its content identity.
+    plain: Option<PlainTap>,
     /// pcap or pcapng.
     pub format: Format,
     /// The compression detected around the capture.
@@ -231,7 +233,7 @@ impl CaptureReader {
 
     /// Detects compression and format by magic bytes, never by file name.
     pub fn from_reader(raw: Box<dyn Read + Send>) -> Result<CaptureReader, OpenError> {
-        let (compression, inner, rest, tap) = compress::open(raw, BUF_SIZE)?;
+        let (compression, inner, rest, tap, plain) = compress::open(raw, BUF_SIZE)?;
         let mut src = BufReader::with_capacity(BUF_SIZE, inner);
         let mut magic = [0u8; 24];
         let got = read_full(&mut src, &mut magic[..4])?;
@@ -243,6 +245,7 @@ impl CaptureReader {
             src,
             rest,
             tap,
+            plain,
             format: Format::Pcap,
             compression,
             big_endian: false,
@@ -320,8 +323,16 @@ impl CaptureReader {
         self.tap.lock().map(|t| t.0).unwrap_or(0)
     }
 
-    /// xxh3-128 of the on-disk bytes read so far; the content hash once the reader is drained.
+    /// The content hash once the reader is drained: xxh3-128 of the capture's bytes after decompression, so a
+    /// `.gz` or `.zst` of a capture is the same capture. A compressed file whose decompression failed (cut off,
+    /// damaged) has no such bytes in full: its on-disk bytes are hashed instead, as they always are uncompressed.
     pub fn content_hash(&self) -> String {
+        if let Some(p) = &self.plain {
+            let p = p.lock().unwrap_or_else(|e| e.into_inner());
+            if p.ended && !p.failed {
+                return format!("{:032x}", p.hash.digest128());
+            }
+        }
         self.tap
             .lock()
             .map(|t| format!("{:032x}", t.1.digest128()))
@@ -332,6 +343,17 @@ impl CaptureReader {
     /// decompression error. It reads the raw stream: bytes a decompressor buffered are already hashed.
     pub fn drain(&mut self) {
         let mut sink = vec![0u8; 64 << 10];
+        if self.plain.is_some() {
+            // The decompressed rest first, through the hash of the content; it stops at an error.
+            loop {
+                match self.src.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
         loop {
             match self.rest.read(&mut sink) {
                 Ok(0) => break,

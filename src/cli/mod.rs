@@ -3,14 +3,16 @@
 
 pub mod captures;
 pub mod flows;
+pub mod forget;
 pub mod ingest;
 pub mod output;
 pub mod query;
 pub mod sample;
+pub mod shell;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::dump::DumpError;
 use crate::store::read::QueryError;
@@ -35,7 +37,7 @@ pub struct Cli {
 
 const EXIT_HELP: &str =
     "Exit status: 0 everything was indexed/answered; 1 some inputs failed or were truncated \
-(the others are indexed); 2 usage or database error.";
+(the others are indexed); 2 usage or database error; 130 interrupted (Ctrl-C).";
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -50,6 +52,38 @@ pub enum Cmd {
     Query(query::QueryArgs),
     /// Find flows by host, net, port, time, flags and sizes: `traceflow flows 'host 10.0.0.5 and port 443'`.
     Flows(flows::FlowsArgs),
+    /// Remove captures (by name, path or id) and every row of theirs from the database.
+    Forget(forget::ForgetArgs),
+    /// Print a shell completion script: `traceflow completions bash > /etc/bash_completion.d/traceflow`.
+    Completions(shell::CompletionsArgs),
+    /// Print the manual page (roff): `traceflow man | man -l -`.
+    Man,
+}
+
+/// `traceflow 0.1.0 (schema 4, SQLite 3.46.0)`: the database schema version this build writes and the SQLite
+/// it bundles, which is what decides whether another tool or another traceflow can read its databases.
+pub fn version() -> String {
+    format!(
+        "{} (schema {}, SQLite {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::store::SCHEMA_VERSION,
+        rusqlite::version()
+    )
+}
+
+/// The clap command with the full version string (for `--version`, completions and the manual page).
+pub fn command() -> clap::Command {
+    // clap keeps the version as a `&'static str`; it is built once per process.
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let v: &'static str = VERSION.get_or_init(version).as_str();
+    Cli::command().version(v)
+}
+
+/// Parses the process arguments as [`command`] does.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
 
 /// Why a subcommand failed; each variant's text is the one line the user sees.
@@ -85,5 +119,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Captures(args) => captures::run(&cli.db, &args),
         Cmd::Query(args) => query::run(&cli.db, &args),
         Cmd::Flows(args) => flows::run(&cli.db, &args),
+        Cmd::Forget(args) => forget::run(&cli.db, &args),
+        Cmd::Completions(args) => shell::completions(&args),
+        Cmd::Man => shell::man(),
     }
 }

@@ -104,6 +104,9 @@ pub fn run_query(
         .as_deref()
         .map(|c| query::resolve_capture(conn, c))
         .transpose()?;
+    // TraceFlow writes an IPv6 address's colons as dots in a label (`fd01..183_80-...`); an address typed with
+    // its colons (`fd01::183_80-...`, as copied from tshark) names the same label. No label holds a colon.
+    let flow = args.flow.as_deref().map(|l| l.replace(':', "."));
     let to_stdout = args.output.as_deref().is_none_or(|p| p.as_os_str() == "-");
     let werr = |path: &str| {
         let path = path.to_string();
@@ -175,15 +178,20 @@ pub fn run_query(
     opts.nanosecond = args.nanosecond;
     opts.source_root = args.source_root.clone();
     if let Some(dir) = &args.dump {
+        opts.progress = dump_progress();
         if !to_stdout {
             return Err(DumpError::Usage(
                 "--dump writes one file per label into its folder; it takes no -o".into(),
             ));
         }
-        let entries = dump_dir(conn, capture, args.flow.as_deref(), dir, &opts, args.force)?;
+        let dumped = dump_dir(conn, capture, flow.as_deref(), dir, &opts, args.force);
+        if let Some(b) = &opts.progress {
+            b.finish_and_clear();
+        }
+        let entries = dumped?;
         return write_rows(stdout, &entries, default_rows).map_err(werr("stdout"));
     }
-    let label = args.flow.as_deref().unwrap_or_default();
+    let label = flow.as_deref().unwrap_or_default();
     let group = select_label(conn, capture, label)?;
     if to_stdout {
         if format.is_binary() && stdout_is_terminal {
@@ -206,6 +214,21 @@ pub fn run_query(
         }
         file.commit()
     }
+}
+
+/// The progress of `--dump` (files written of files to write), drawn on stderr when it is a terminal.
+fn dump_progress() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:20} {pos}/{len} files  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
 }
 
 /// Runs `traceflow query` on the database at `db`, writing data to stdout.

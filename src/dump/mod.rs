@@ -239,6 +239,9 @@ pub struct DumpOptions {
     pub nanosecond: bool,
     /// Where to look for moved captures, by base name.
     pub source_root: Option<PathBuf>,
+    /// `--dump`: counts the files written (its length is set to the files to write). The command line gives
+    /// one that draws on stderr when it is a terminal: 287k flows took 16 s of silence.
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 impl DumpOptions {
@@ -249,6 +252,7 @@ impl DumpOptions {
             big_endian: cfg!(target_endian = "big"),
             nanosecond: false,
             source_root: None,
+            progress: None,
         }
     }
 }
@@ -645,6 +649,9 @@ fn fill_dir(
     }
     let mut walk = FlowFrames::new(conn)?;
     let mut frames = Vec::new();
+    if let Some(b) = &opts.progress {
+        b.set_length(plan.iter().map(|i| i.groups.len() as u64).sum());
+    }
     for (item, &k) in plan.iter().zip(&folders) {
         let job = Job::new(conn, item.capture_id)?;
         if opts.format == DumpFormat::Pcap {
@@ -688,6 +695,9 @@ fn fill_dir(
                 None => Ok(()),
             })?;
             fpout.insert(g.label.as_str(), shown);
+            if let Some(b) = &opts.progress {
+                b.inc(1);
+            }
         }
         query::for_each_index_row(conn, Some(item.capture_id), &mut |_, label, numbers| {
             if let Some(p) = fpout.get(label) {

@@ -7,10 +7,13 @@ mod open;
 pub mod read;
 mod write;
 
-pub use open::{begin_ingest, end_ingest, open, open_read, Journal, SCHEMA_VERSION};
+pub use open::{
+    begin_ingest, end_ingest, lock_wait_reset, lock_waited, open, open_read, Journal,
+    SCHEMA_VERSION,
+};
 pub use write::{
-    delete_capture, known_path, CaptureEnd, CaptureSource, CaptureWriter, FrameRow, Outcome,
-    Superseded, TcpRow,
+    delete_capture, forget, known_path, CaptureEnd, CaptureSource, CaptureWriter, Forgotten,
+    FrameRow, Outcome, Superseded, TcpRow,
 };
 
 /// What went wrong in the database, with the file it happened in.
@@ -70,6 +73,12 @@ pub enum StoreError {
     #[error("{path} is a SQLite database but not traceflow's (it has tables of its own); give another --db")]
     NotTraceflow {
         /// The database file.
+        path: String,
+    },
+    /// `--db` names a folder.
+    #[error("database {path} is a folder; give a file name (--db FOLDER/NAME.db)")]
+    Folder {
+        /// The path given.
         path: String,
     },
     /// Reading a database that does not exist or holds no schema yet.

@@ -10,8 +10,8 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// No capture has that id, path or base name.
-    #[error("no capture named {0:?} in the database (see `traceflow captures`)")]
-    UnknownCapture(String),
+    #[error("no capture named {0:?} in the database{1} (see `traceflow captures`)")]
+    UnknownCapture(String, String),
     /// A base name matches several captures.
     #[error("{name:?} names several captures ({candidates}); give a full path or an id")]
     Ambiguous {
@@ -206,7 +206,10 @@ pub fn resolve_capture(conn: &Connection, sel: &str) -> Result<i64, QueryError> 
         .query_map([sel], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     match ids.len() {
-        0 => Err(QueryError::UnknownCapture(sel.to_string())),
+        0 => Err(QueryError::UnknownCapture(
+            sel.to_string(),
+            closest_captures(conn, sel),
+        )),
         1 => Ok(ids[0]),
         _ => Err(QueryError::Ambiguous {
             name: sel.to_string(),
@@ -413,6 +416,32 @@ fn distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// `; closest names: a.pcap, b.pcap` for a capture name that matches none, as a wrong label gets.
+fn closest_captures(conn: &Connection, sel: &str) -> String {
+    let names: Vec<String> = conn
+        .prepare("SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .unwrap_or_default();
+    let base = std::path::Path::new(sel)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| sel.to_string());
+    let mut scored: Vec<(usize, String)> = names
+        .into_iter()
+        .map(|n| (distance(&base, &n), n))
+        .collect();
+    scored.sort();
+    let best: Vec<String> = scored.into_iter().take(5).map(|(_, n)| n).collect();
+    if best.is_empty() {
+        " (it holds no captures yet)".into()
+    } else {
+        format!("; closest names: {}", best.join(", "))
+    }
 }
 
 fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> QueryError {

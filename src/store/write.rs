@@ -135,24 +135,57 @@ pub fn known_path(
     .optional()
 }
 
-/// Deletes a capture and all its rows.
+/// Deletes a capture and all its rows: the `captures_delete_rows` trigger deletes the rest, as it does for a
+/// `DELETE FROM captures` typed in SQL.
 pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    for table in [
-        "frame_data",
-        "frames",
-        "flows",
-        "interfaces",
-        "capture_paths",
-        "captures",
-    ] {
-        let col = if table == "captures" {
-            "id"
-        } else {
-            "capture_id"
-        };
-        conn.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
-    }
+    conn.execute("DELETE FROM captures WHERE id = ?1", [id])?;
     Ok(())
+}
+
+/// What `forget` removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Captures deleted.
+    pub captures: u64,
+    /// Their frames.
+    pub frames: u64,
+    /// Their flows.
+    pub flows: u64,
+    /// Bytes of free pages in the file after the delete: what `VACUUM` would give back to the file system.
+    pub reclaimable: u64,
+}
+
+/// Deletes the captures `ids` and all their rows in one transaction: all of them go, or none.
+pub fn forget(conn: &Connection, ids: &[i64]) -> Result<Forgotten, StoreError> {
+    let sq = StoreError::on(conn);
+    let mut done = Forgotten::default();
+    let tx = conn.unchecked_transaction().map_err(&sq)?;
+    for &id in ids {
+        let counts: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT frames, flows FROM captures WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&sq)?;
+        let Some((frames, flows)) = counts else {
+            continue;
+        };
+        delete_capture(&tx, id).map_err(&sq)?;
+        done.captures += 1;
+        done.frames += frames.max(0) as u64;
+        done.flows += flows.max(0) as u64;
+    }
+    tx.commit().map_err(&sq)?;
+    let free: i64 = conn
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .map_err(&sq)?;
+    let page: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(&sq)?;
+    done.reclaimable = (free.max(0) * page.max(0)) as u64;
+    Ok(done)
 }
 
 /// Rows per multi-row INSERT: one statement per 64 rows cuts SQLite's per-statement cost (step, reset, VDBE

@@ -56,10 +56,11 @@ fn assert_corpus_exact(max_open_flows: usize) {
     let summary = ingest::run(&mut conn, &paths, &opts, &mut |m| eprintln!("{m}"));
     assert_eq!(summary.failed, 0, "some captures failed to ingest");
 
-    let frames: std::collections::HashMap<String, i64> = query::captures(&conn)
+    // By id: a compressed variant of a capture is that capture (one content, several paths).
+    let frames: std::collections::HashMap<i64, i64> = query::captures(&conn)
         .unwrap()
         .into_iter()
-        .map(|c| (c.name, c.frames))
+        .map(|c| (c.id, c.frames))
         .collect();
     let mut failures = Vec::new();
     for n in &names {
@@ -76,10 +77,10 @@ fn assert_corpus_exact(max_open_flows: usize) {
                 index: e.index,
             })
             .collect();
-        if frames.get(n) != Some(&want.frames) {
+        if frames.get(&id) != Some(&want.frames) {
             failures.push(format!(
                 "{n}: frames {:?} want {}",
-                frames.get(n),
+                frames.get(&id),
                 want.frames
             ));
         }

@@ -14,3 +14,4 @@ mod ingest;
 mod ingest_hardening;
 mod robustness;
 mod util;
+mod ux;

@@ -559,7 +559,7 @@ fn symbolic_link_loops_in_a_folder_end() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "hung or failed: {stderr}");
     assert_eq!(captures(&d.db()).len(), 1);
-    assert!(stderr.contains("1 files"), "each file once: {stderr}");
+    assert!(stderr.contains("1 file:"), "each file once: {stderr}");
 }
 
 #[test]
