@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, Sender};
 use rusqlite::Connection;
 
 use crate::capture::{CaptureReader, FileStat, OpenError};
+use crate::conn::{ConnRecord, ConnSeg, Connections};
 use crate::decode::decode;
 use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded, TcpRow};
 use crate::trace::{FlowRecord, Tracer};
@@ -137,6 +138,8 @@ pub struct Options {
     pub max_frames: Option<u64>,
     /// Stops the run when cancelled (Ctrl-C).
     pub cancel: Cancel,
+    /// The Community ID seed of the flows and connections (`--community-id-seed`), recorded per capture.
+    pub community_id_seed: u16,
 }
 
 impl Default for Options {
@@ -150,6 +153,7 @@ impl Default for Options {
             max_open_flows: crate::trace::DEFAULT_MAX_OPEN,
             max_frames: None,
             cancel: Cancel::default(),
+            community_id_seed: 0,
         }
     }
 }
@@ -361,6 +365,8 @@ enum Msg {
     Batch {
         frames: Vec<FrameRow>,
         flows: Vec<FlowRecord>,
+        /// Connections done: replaced by a reused key, or (at the end) all the others.
+        conns: Vec<ConnRecord>,
         data: Vec<u8>,
         bytes_read: u64,
         /// Dropped once the writer has inserted the batch (or dropped it unread): releases the reader's claim on
@@ -407,6 +413,9 @@ fn write_capture(
     on_batch: &mut dyn FnMut(u64, u64, u64),
 ) -> Result<Result<Outcome, ReadFailure>, store::StoreError> {
     let mut w = store::CaptureWriter::begin(conn, src, opts.force, opts.embed)?;
+    if opts.community_id_seed != 0 {
+        w.set_community_id_seed(opts.community_id_seed)?;
+    }
     loop {
         match rx.recv() {
             // The reader died without a word: a failure, rolled back.
@@ -418,11 +427,13 @@ fn write_capture(
             Ok(Msg::Batch {
                 frames,
                 flows,
+                conns,
                 data,
                 bytes_read,
                 held,
             }) => {
                 w.add(&frames, &flows, &data)?;
+                w.add_connections(&conns)?;
                 // The batch is in the database: its bytes leave the budget.
                 drop(held);
                 on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
@@ -443,6 +454,7 @@ fn send_batch(
     capture: usize,
     frames: &mut Vec<FrameRow>,
     flows: &mut Vec<FlowRecord>,
+    conns: &mut Vec<ConnRecord>,
     data: &mut Vec<u8>,
     bytes_read: u64,
 ) -> bool {
@@ -453,10 +465,12 @@ fn send_batch(
     // In creation order, the writer's inserts into flows (keyed by flow_no) and flows_first_ns land next to
     // each other instead of all over the B-trees' right edges: 0.84 -> 0.77 s on the benchmark.
     flows.sort_unstable_by_key(|f| f.flow_no);
+    conns.sort_unstable_by_key(|c| c.conn_no);
     let held = budget.acquire(capture, data.len());
     let batch = Msg::Batch {
         frames: std::mem::replace(frames, Vec::with_capacity(BATCH)),
         flows: std::mem::take(flows),
+        conns: std::mem::take(conns),
         data: std::mem::take(data),
         bytes_read,
         held,
@@ -491,9 +505,12 @@ fn read_capture(
             return;
         }
     };
-    let mut tracer = Tracer::with_max_open(opts.max_open_flows);
+    let mut tracer =
+        Tracer::with_max_open(opts.max_open_flows).with_community_id_seed(opts.community_id_seed);
+    let mut connections = Connections::new(opts.community_id_seed);
     let mut frames = Vec::with_capacity(BATCH);
     let mut flows = Vec::new();
+    let mut conns = Vec::new();
     let mut data = Vec::new();
     let (mut n, mut tcp_frames) = (0u64, 0u64);
     let (mut first_ns, mut last_ns) = (None, None);
@@ -519,6 +536,7 @@ fn read_capture(
                 capture,
                 &mut frames,
                 &mut flows,
+                &mut conns,
                 &mut data,
                 read_before,
             );
@@ -534,7 +552,23 @@ fn read_capture(
             tcp_frames += 1;
             let (flow_no, prev_frame) =
                 tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |r| flows.push(r));
+            let seg = ConnSeg {
+                number: f.number,
+                ts_ns,
+                origlen: f.origlen,
+                src: t.src,
+                sport: t.sport,
+                dst: t.dst,
+                dport: t.dport,
+                flags: t.flags,
+                seq: t.seq,
+                ack: t.ack,
+                payload_len: t.payload_len,
+                flow_no,
+            };
+            let conn_no = connections.observe(&seg, &mut |c| conns.push(c));
             TcpRow {
+                conn_no,
                 flow_no,
                 prev_frame,
                 flags: t.flags,
@@ -565,6 +599,7 @@ fn read_capture(
                 capture,
                 &mut frames,
                 &mut flows,
+                &mut conns,
                 &mut data,
                 read,
             ) {
@@ -587,6 +622,7 @@ fn read_capture(
         capture,
         &mut frames,
         &mut flows,
+        &mut conns,
         &mut data,
         bytes_read,
     ) {
@@ -600,6 +636,7 @@ fn read_capture(
             let batch = Msg::Batch {
                 frames: Vec::new(),
                 flows: std::mem::replace(&mut open, Vec::with_capacity(BATCH)),
+                conns: Vec::new(),
                 data: Vec::new(),
                 bytes_read,
                 held: None,
@@ -614,6 +651,35 @@ fn read_capture(
     let batch = Msg::Batch {
         frames: Vec::new(),
         flows: open,
+        conns: Vec::new(),
+        data: Vec::new(),
+        bytes_read,
+        held: None,
+    };
+    if hung_up || tx.send(batch).is_err() {
+        return;
+    }
+    // The connections still in memory, in batches as the flows.
+    let mut done = Vec::with_capacity(BATCH);
+    let mut hung_up = false;
+    connections.finish(&mut |c| {
+        done.push(c);
+        if done.len() >= BATCH && !hung_up {
+            let batch = Msg::Batch {
+                frames: Vec::new(),
+                flows: Vec::new(),
+                conns: std::mem::replace(&mut done, Vec::with_capacity(BATCH)),
+                data: Vec::new(),
+                bytes_read,
+                held: None,
+            };
+            hung_up = tx.send(batch).is_err();
+        }
+    });
+    let batch = Msg::Batch {
+        frames: Vec::new(),
+        flows: Vec::new(),
+        conns: done,
         data: Vec::new(),
         bytes_read,
         held: None,
