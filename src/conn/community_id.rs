@@ -80,12 +80,40 @@ mod tests {
         let v6a = "2001:470:e5bf:dead:4957:2174:e82c:4887";
         let v6b = "2607:f8b0:400c:c03::1a";
         let cases = [
-            (0, "128.232.110.120", 34855, "66.35.250.204", 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
-            (0, "66.35.250.204", 80, "128.232.110.120", 34855, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+            (
+                0,
+                "128.232.110.120",
+                34855,
+                "66.35.250.204",
+                80,
+                "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            ),
+            (
+                0,
+                "66.35.250.204",
+                80,
+                "128.232.110.120",
+                34855,
+                "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            ),
             (0, v6a, 63943, v6b, 25, "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="),
             (0, v6b, 25, v6a, 63943, "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="),
-            (1, "128.232.110.120", 34855, "66.35.250.204", 80, "1:3V71V58M3Ksw/yuFALMcW0LAHvc="),
-            (1, "66.35.250.204", 80, "128.232.110.120", 34855, "1:3V71V58M3Ksw/yuFALMcW0LAHvc="),
+            (
+                1,
+                "128.232.110.120",
+                34855,
+                "66.35.250.204",
+                80,
+                "1:3V71V58M3Ksw/yuFALMcW0LAHvc=",
+            ),
+            (
+                1,
+                "66.35.250.204",
+                80,
+                "128.232.110.120",
+                34855,
+                "1:3V71V58M3Ksw/yuFALMcW0LAHvc=",
+            ),
             (1, v6a, 63943, v6b, 25, "1:eJYTW6AOzFLlSUoESovMjnu7rMw="),
             (1, v6b, 25, v6a, 63943, "1:eJYTW6AOzFLlSUoESovMjnu7rMw="),
         ];

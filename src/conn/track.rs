@@ -203,9 +203,17 @@ impl Connections {
         side.frame_bytes += u64::from(s.origlen);
         side.payload += u64::from(s.payload_len);
         c.history.add(fwd == 0, s.flags, s.seq, s.payload_len);
+        // The originator as known so far: the sender of the first pure SYN, else of the first frame.
+        let is_orig = (fwd == 0) == c.syn_sender_a.unwrap_or(c.first_sender_a);
         let [s0, s1] = &mut c.sides;
         let (me, peer) = if fwd == 0 { (s0, s1) } else { (s1, s0) };
-        zeek::step(&mut me.endpoint, &mut peer.endpoint, s.flags);
+        zeek::step(
+            &mut me.endpoint,
+            &mut peer.endpoint,
+            is_orig,
+            s.flags,
+            s.payload_len,
+        );
         if c.flows.last() != Some(&s.flow_no) && !c.flows.contains(&s.flow_no) {
             c.flows.push(s.flow_no);
         }
@@ -234,8 +242,8 @@ impl Open {
         };
         let history = self.history.render(orig_a);
         let conn_state = zeek::conn_state(
-            &self.sides[o].endpoint,
-            &self.sides[r].endpoint,
+            &self.sides[o].endpoint.state,
+            &self.sides[r].endpoint.state,
             self.sides[o].payload,
             self.sides[r].payload,
             &history,

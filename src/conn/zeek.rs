@@ -8,19 +8,19 @@
 
 use crate::decode::numbers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
-/// One endpoint's TCP state, as Zeek's analyzer names them (`TCP_INACTIVE` ... `TCP_RESET`).
+/// One endpoint's TCP state, as Zeek's analyzer names them (`TCP_ENDPOINT_INACTIVE` ... `TCP_ENDPOINT_RESET`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum State {
     /// Nothing sent yet.
     #[default]
     Inactive,
-    /// Sent a SYN without ACK, handshake not complete.
+    /// Sent a SYN without ACK as the originator, not answered yet.
     SynSent,
-    /// Sent a SYN+ACK, handshake not complete.
+    /// Sent a SYN+ACK as the originator (Zeek's "connection_originator_SYN_ack").
     SynAckSent,
-    /// Sent something other than a SYN without a SYN before it: the connection was picked up midstream.
+    /// Sent something other than a SYN first: the connection was picked up midstream.
     Partial,
-    /// The handshake completed (or the endpoint spoke after its SYN was answered).
+    /// The handshake completed for this side.
     Established,
     /// Sent a FIN.
     Closed,
@@ -28,48 +28,105 @@ pub enum Endpoint {
     Reset,
 }
 
-/// Moves the sender's (`me`) and its peer's states for one frame.
-pub fn step(me: &mut Endpoint, peer: &mut Endpoint, flags: u16) {
-    use Endpoint::*;
+/// An endpoint's state and the one before it (Zeek reads the previous state for a FIN followed by a RST).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The current state.
+    pub state: State,
+    prev: State,
+}
+
+impl Endpoint {
+    fn set(&mut self, s: State) {
+        if s != self.state {
+            self.prev = self.state;
+            self.state = s;
+        }
+    }
+}
+
+/// Moves the sender's (`me`) and its peer's states for one frame, as Zeek's TCP analyzer does
+/// (`TCPSessionAdapter::UpdateStateMachine`), by the sender's state:
+/// - inactive: a SYN from the originator makes it SYN_SENT (SYN_ACK_SENT with ACK). A SYN from the responder
+///   establishes it, and its peer too if that had sent a SYN. Then a FIN closes it and a RST resets it. A frame
+///   with none of these makes it PARTIAL, except a pure ACK after the peer was established (the SYN was missed:
+///   established) and an empty frame from the responder while the originator's SYN is unanswered (some stacks
+///   ACK a SYN before answering it: no change).
+/// - SYN_SENT / SYN_ACK_SENT: a FIN closes it, a RST resets it; nothing else moves it (it was established by
+///   the peer's SYN+ACK).
+/// - established / partial: a SYN without ACK from a partial side whose peer is inactive makes it SYN_SENT; a
+///   FIN (without RST) closes it, and turns a peer that had sent a FIN and then a RST back to closed; a RST
+///   resets it.
+/// - closed: a RST resets it unless the peer closed too.
+/// - reset: nothing changes.
+pub fn step(me: &mut Endpoint, peer: &mut Endpoint, is_orig: bool, flags: u16, payload_len: u32) {
+    use State::*;
     let (syn, ack, fin, rst) = (
         flags & TCP_SYN != 0,
         flags & TCP_ACK != 0,
         flags & TCP_FIN != 0,
         flags & TCP_RST != 0,
     );
-    // A RST resets the sender whatever it was: Zeek's RSTO/RSTR/REJ read this.
-    if rst {
-        *me = Reset;
-        return;
-    }
-    if syn {
-        // A first SYN opens the sender's side; a SYN+ACK answering the peer's SYN starts the handshake, and a
-        // repeated SYN changes nothing.
-        if *me == Inactive {
-            *me = if ack { SynAckSent } else { SynSent };
-        }
-        if ack && *peer == SynSent && *me == SynAckSent {
-            // The SYN was answered: the originator's side is open (Zeek moves it on with the SYN+ACK).
-            *peer = Established;
-        }
-    } else {
-        match *me {
-            // Anything but a SYN from an endpoint that sent nothing yet: picked up midstream. A frame answering
-            // the peer's SYN+ACK completes a handshake whose SYN was missed.
-            Inactive => *me = if ack && *peer == SynAckSent { Established } else { Partial },
-            // The ACK (or data) after the handshake: both sides are established.
-            SynSent | SynAckSent if ack && matches!(*peer, SynAckSent | Established) => {
-                *me = Established
+    match me.state {
+        Inactive => {
+            if syn {
+                if is_orig {
+                    me.set(if ack { SynAckSent } else { SynSent });
+                } else {
+                    if !ack && peer.state == SynAckSent {
+                        // Zeek flips the roles here (a SYN/SYN-ACK reversal) and establishes the peer.
+                        peer.set(Established);
+                    }
+                    if peer.state == SynSent {
+                        peer.set(Established);
+                    }
+                    me.set(Established);
+                }
             }
-            _ => {}
+            if fin {
+                me.set(Closed);
+            }
+            if rst {
+                me.set(Reset);
+            }
+            if me.state == Inactive {
+                if !is_orig && payload_len == 0 && peer.state == SynSent {
+                    // An ACK of the SYN before the SYN+ACK: not a partial connection.
+                } else if ack && peer.state == Established {
+                    me.set(Established);
+                } else {
+                    me.set(Partial);
+                }
+            }
         }
-        if ack && *peer == SynAckSent && *me == Established {
-            *peer = Established;
+        SynSent | SynAckSent => {
+            if fin {
+                me.set(Closed);
+            }
+            if rst {
+                me.set(Reset);
+            }
         }
-    }
-    // A FIN closes the sender's side; an endpoint that reset stays reset.
-    if fin && *me != Reset {
-        *me = Closed;
+        Established | Partial => {
+            if syn && !ack && me.state == Partial && peer.state == Inactive {
+                me.set(SynSent);
+            }
+            if fin && !rst {
+                me.set(Closed);
+                if peer.state == Reset && peer.prev == Closed {
+                    peer.set(Closed);
+                }
+            }
+            if rst {
+                me.set(Reset);
+            }
+        }
+        Closed => {
+            if rst && peer.state != Closed {
+                me.set(Reset);
+            }
+        }
+        Reset => {}
     }
 }
 
@@ -97,13 +154,13 @@ pub fn step(me: &mut Endpoint, peer: &mut Endpoint, flags: u16) {
 /// - S1: both established, no FIN or RST: "connection established, not terminated".
 /// - OTH: anything else: "no SYN seen, just midstream traffic".
 pub fn conn_state(
-    orig: &Endpoint,
-    resp: &Endpoint,
+    orig: &State,
+    resp: &State,
     orig_bytes: u64,
     resp_bytes: u64,
     history: &str,
 ) -> &'static str {
-    use Endpoint::*;
+    use State::*;
     let o_inactive = matches!(orig, Inactive | Partial);
     let r_inactive = matches!(resp, Inactive | Partial);
     if *resp == Reset {

@@ -66,7 +66,12 @@ pub(super) struct OpenFlow {
 }
 
 impl OpenFlow {
-    pub(super) fn into_record(self, key: &FlowKey, closed_frame: Option<u64>, seed: u16) -> FlowRecord {
+    pub(super) fn into_record(
+        self,
+        key: &FlowKey,
+        closed_frame: Option<u64>,
+        seed: u16,
+    ) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
         let community_id = crate::conn::community_id(seed, src, sport, dst, dport);
         let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
