@@ -85,7 +85,8 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     }
 }
 
-fn now_ns() -> i64 {
+/// Now, in ns since the epoch (what `3h ago` counts from).
+pub(super) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

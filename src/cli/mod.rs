@@ -2,6 +2,7 @@
 //! calls. `main.rs` parses, calls [`run`], and maps the result to an exit status.
 
 pub mod captures;
+pub mod connections;
 pub mod flows;
 pub mod ingest;
 pub mod output;
@@ -50,6 +51,8 @@ pub enum Cmd {
     Query(query::QueryArgs),
     /// Find flows by host, net, port, time, flags and sizes: `traceflow flows 'host 10.0.0.5 and port 443'`.
     Flows(flows::FlowsArgs),
+    /// TCP connections, both directions (tshark's tcp.stream), with Community ID and Zeek's conn_state/history.
+    Connections(connections::ConnectionsArgs),
 }
 
 /// Why a subcommand failed; each variant's text is the one line the user sees.
@@ -85,5 +88,6 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Captures(args) => captures::run(&cli.db, &args),
         Cmd::Query(args) => query::run(&cli.db, &args),
         Cmd::Flows(args) => flows::run(&cli.db, &args),
+        Cmd::Connections(args) => connections::run(&cli.db, &args),
     }
 }

@@ -814,6 +814,147 @@ pub fn count_flows(conn: &Connection, filter: &crate::filter::Compiled) -> Resul
     )?)
 }
 
+/// One connection as `traceflow connections` lists it (a `connections` row, with its flows' labels).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConnRow {
+    /// The capture's id.
+    #[serde(skip)]
+    pub capture_id: i64,
+    /// The capture's name.
+    pub capture: String,
+    /// The connection's number in its capture, from 1 (tshark's `tcp.stream` + 1 within that capture).
+    pub conn: i64,
+    /// Community ID v1.
+    pub community_id: String,
+    /// Originator address (the sender of the first SYN without ACK, else of the first frame).
+    pub orig_h: String,
+    /// Originator port.
+    pub orig_p: u16,
+    /// Responder address.
+    pub resp_h: String,
+    /// Responder port.
+    pub resp_p: u16,
+    /// First frame time, RFC 3339 UTC with the capture's precision.
+    pub first_time: String,
+    /// Last frame time, likewise.
+    pub last_time: String,
+    /// Last minus first frame time, in seconds (exact decimal).
+    pub duration: String,
+    /// Frames from the originator.
+    pub orig_pkts: i64,
+    /// Their TCP payload bytes (Zeek's orig_bytes).
+    pub orig_bytes: i64,
+    /// Their wire lengths, summed.
+    pub orig_frame_bytes: i64,
+    /// Frames from the responder.
+    pub resp_pkts: i64,
+    /// Their TCP payload bytes.
+    pub resp_bytes: i64,
+    /// Their wire lengths, summed.
+    pub resp_frame_bytes: i64,
+    /// Zeek's conn_state.
+    pub conn_state: String,
+    /// Zeek's history.
+    pub history: String,
+    /// Labels of the directed flows holding its frames.
+    pub flows: Vec<String>,
+}
+
+/// The SQL condition "some flow of connection `x` matches `filter`" (a compiled condition on `flows f`): a
+/// connection matches when either of its directions does.
+fn conn_condition(filter: &crate::filter::Compiled) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
+                 AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) AND ({}))",
+        filter.condition
+    )
+}
+
+/// Visits every connection that has a flow matching `filter`, in `sort` order (time: first frame; bytes and
+/// packets: both directions together), at most `limit`, one row at a time.
+pub fn search_connections(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+    sort: FlowSort,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let order = match sort {
+        FlowSort::Time => "x.first_ns, x.capture_id, x.conn_no",
+        FlowSort::Bytes => {
+            "x.orig_frame_bytes + x.resp_frame_bytes DESC, x.first_ns, x.capture_id, x.conn_no"
+        }
+        FlowSort::Packets => "x.orig_pkts + x.resp_pkts DESC, x.first_ns, x.capture_id, x.conn_no",
+        FlowSort::Duration => "x.last_ns - x.first_ns DESC, x.first_ns, x.capture_id, x.conn_no",
+    };
+    let mut params = filter.params.clone();
+    params.push(rusqlite::types::Value::Integer(
+        limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
+    ));
+    let sql = format!(
+        "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                x.resp_frame_bytes, x.conn_state, x.history,
+                (SELECT group_concat(label, char(10)) FROM
+                    (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
+                     AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) ORDER BY f.first_frame)),
+                (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
+                 FROM interfaces i WHERE i.capture_id = x.capture_id)
+         FROM connections x JOIN captures c ON c.id = x.capture_id
+         WHERE {}
+         ORDER BY {order} LIMIT ?{}",
+        conn_condition(filter),
+        params.len()
+    );
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let digits: u8 = r.get::<_, Option<u8>>(19)?.unwrap_or(9);
+        let (first_ns, last_ns): (i64, i64) = (r.get(8)?, r.get(9)?);
+        let labels: Option<String> = r.get(18)?;
+        visit(ConnRow {
+            capture_id: r.get(0)?,
+            capture: r.get(1)?,
+            conn: r.get(2)?,
+            community_id: r.get(3)?,
+            orig_h: r.get(4)?,
+            orig_p: r.get(5)?,
+            resp_h: r.get(6)?,
+            resp_p: r.get(7)?,
+            first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
+            last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
+            duration: seconds(last_ns - first_ns, digits),
+            orig_pkts: r.get(10)?,
+            orig_bytes: r.get(11)?,
+            orig_frame_bytes: r.get(12)?,
+            resp_pkts: r.get(13)?,
+            resp_bytes: r.get(14)?,
+            resp_frame_bytes: r.get(15)?,
+            conn_state: r.get(16)?,
+            history: r.get(17)?,
+            flows: labels
+                .map(|l| l.split('\n').map(String::from).collect())
+                .unwrap_or_default(),
+        })?;
+    }
+    Ok(())
+}
+
+/// How many connections have a flow matching `filter`.
+pub fn count_connections(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+) -> Result<i64, QueryError> {
+    Ok(conn.query_row(
+        &format!(
+            "SELECT count(*) FROM connections x WHERE {}",
+            conn_condition(filter)
+        ),
+        rusqlite::params_from_iter(filter.params.iter()),
+        |r| r.get(0),
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
