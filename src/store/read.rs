@@ -46,6 +46,9 @@ pub enum QueryError {
     /// The database holds something a traceflow ingest never writes (a broken `prev_in_flow` chain, ...).
     #[error("database: {0}; the database is damaged or was edited (re-ingest the capture)")]
     Corrupt(String),
+    /// `--both` on a flow whose frames have no connection (a capture indexed before schema 5).
+    #[error("flow {0:?} has no connection recorded: its capture was indexed before traceflow kept connections; re-ingest it with --force")]
+    NoConnection(String),
     /// Writing the results failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -349,6 +352,9 @@ pub struct FlowGroup {
     pub label: String,
     /// flow_no of each flow, in index order.
     pub flows: Vec<i64>,
+    /// `query --both`: when not empty, the dump is these connections' frames (both directions, in frame order)
+    /// instead of the flows'.
+    pub conns: Vec<i64>,
 }
 
 /// Index order of a capture's flows (`flows` as `f`): open flows in creation order, then closed flows in closing
@@ -392,7 +398,64 @@ pub fn select_label(
         capture_id: cid,
         label: label.to_string(),
         flows: rows.iter().map(|r| r.1).collect(),
+        conns: Vec::new(),
     })
+}
+
+/// The group with the connections its flows' frames belong to (`query --flow LABEL --both`).
+pub fn with_connections(conn: &Connection, mut g: FlowGroup) -> Result<FlowGroup, QueryError> {
+    let mut st = conn.prepare(
+        "SELECT DISTINCT fr.conn_no FROM flows f JOIN frames fr ON fr.capture_id = f.capture_id
+           AND fr.number BETWEEN f.first_frame AND f.last_frame AND fr.flow_no = f.flow_no
+         WHERE f.capture_id = ?1 AND f.flow_no = ?2 AND fr.conn_no IS NOT NULL",
+    )?;
+    let mut conns = std::collections::BTreeSet::new();
+    for flow in &g.flows {
+        for c in st.query_map([g.capture_id, *flow], |r| r.get::<_, i64>(0))? {
+            conns.insert(c?);
+        }
+    }
+    if conns.is_empty() {
+        return Err(QueryError::NoConnection(g.label));
+    }
+    g.conns = conns.into_iter().collect();
+    Ok(g)
+}
+
+/// One group per connection of a capture, in connection order, named by the label of the flow that holds its
+/// first frame (`query --dump DIR --both`), with `.connN` after it when an earlier connection has that name.
+pub fn capture_conn_groups(
+    conn: &Connection,
+    capture_id: i64,
+) -> Result<Vec<FlowGroup>, QueryError> {
+    let rows: Vec<(i64, String, Option<String>)> = conn
+        .prepare(
+            "SELECT x.conn_no, x.flows,
+                    (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
+                     AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']'))
+                     ORDER BY f.first_frame LIMIT 1)
+             FROM connections x WHERE x.capture_id = ?1 ORDER BY x.conn_no",
+        )?
+        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    // A flow that a reused port splits (no FIN between the connections) starts two of them: the later ones
+    // get `.connN` after the label, so that every connection has a file of its own.
+    let mut seen = std::collections::HashSet::new();
+    Ok(rows
+        .into_iter()
+        .map(|(conn_no, flows, label)| {
+            let mut label = label.unwrap_or_else(|| format!("connection-{conn_no}"));
+            if !seen.insert(label.clone()) {
+                label = format!("{label}.conn{conn_no}");
+            }
+            FlowGroup {
+                capture_id,
+                label,
+                flows: flows.split(',').filter_map(|f| f.parse().ok()).collect(),
+                conns: vec![conn_no],
+            }
+        })
+        .collect())
 }
 
 /// Levenshtein distance between two short strings.
@@ -470,6 +533,7 @@ pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGrou
                     capture_id,
                     label,
                     flows: vec![flow_no],
+                    conns: Vec::new(),
                 });
             }
         }
@@ -524,6 +588,7 @@ const FLOW_FRAMES_SQL: &str = "WITH RECURSIVE chain(number, steps) AS (
 
 /// Reads the frames of flows, one flow at a time, with the walk prepared once.
 pub struct FlowFrames<'c> {
+    conn: &'c Connection,
     st: rusqlite::Statement<'c>,
     flow: rusqlite::Statement<'c>,
 }
@@ -532,6 +597,7 @@ impl<'c> FlowFrames<'c> {
     /// Prepares the walk on `conn`.
     pub fn new(conn: &'c Connection) -> Result<FlowFrames<'c>, QueryError> {
         Ok(FlowFrames {
+            conn,
             st: conn.prepare(FLOW_FRAMES_SQL)?,
             flow: conn.prepare(
                 "SELECT first_frame, packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2",
@@ -539,13 +605,53 @@ impl<'c> FlowFrames<'c> {
         })
     }
 
-    /// Replaces `out` with the frames of every flow of `g`, in index order (flow by flow, each in frame order).
+    /// Replaces `out` with the frames of every flow of `g`, in index order (flow by flow, each in frame order);
+    /// for a group with connections (`--both`), the connections' frames in frame order.
     pub fn group(&mut self, g: &FlowGroup, out: &mut Vec<FrameRef>) -> Result<(), QueryError> {
         out.clear();
+        if !g.conns.is_empty() {
+            return self.connections(g, out);
+        }
         for flow in &g.flows {
             self.append(g.capture_id, *flow, out)?;
         }
         Ok(())
+    }
+
+    /// The frames of `g`'s connections, in frame order: a range scan of the frames between each connection's
+    /// first and last frame (frames has no index on conn_no, and needs none for this).
+    fn connections(&mut self, g: &FlowGroup, out: &mut Vec<FrameRef>) -> Result<(), QueryError> {
+        let conn: &Connection = self.flow_conn();
+        let mut span =
+            conn.prepare_cached("SELECT first_frame, last_frame FROM connections WHERE capture_id = ?1 AND conn_no = ?2")?;
+        let mut st = conn.prepare_cached(
+            "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames
+             WHERE capture_id = ?1 AND number BETWEEN ?2 AND ?3 AND conn_no = ?4 ORDER BY number",
+        )?;
+        for c in &g.conns {
+            let (first, last): (i64, i64) = span
+                .query_row(rusqlite::params![g.capture_id, c], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let mut rows = st.query(rusqlite::params![g.capture_id, first, last, c])?;
+            while let Some(r) = rows.next()? {
+                out.push(FrameRef {
+                    number: r.get::<_, i64>(0)? as u64,
+                    ts_ns: r.get(1)?,
+                    caplen: r.get(2)?,
+                    origlen: r.get(3)?,
+                    iface: r.get(4)?,
+                    offset: r.get::<_, i64>(5)? as u64,
+                });
+            }
+        }
+        out.sort_unstable_by_key(|f| f.number);
+        out.dedup_by_key(|f| f.number);
+        Ok(())
+    }
+
+    fn flow_conn(&self) -> &'c Connection {
+        self.conn
     }
 
     /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use traceflow::synth::{eth_ipv4_tcp, Segment};
 use traceflow::{ingest, store};
 
-use super::util::{corpus, ingest as ingest_cli, pcap, T0};
+use super::util::{corpus, ingest as ingest_cli, pcap, run, T0};
 
 /// The conformance corpus in one database (library ingest, two readers).
 fn corpus_db(dir: &Path) -> (PathBuf, Vec<String>) {
@@ -507,4 +507,173 @@ fn the_migration_gives_old_flows_their_community_id() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(v as usize, store::SCHEMA_VERSION);
+}
+
+/// tshark's view of a capture: each TCP frame's stream, and each stream's frames as (time, length).
+fn tshark_frames(capture: &Path) -> (BTreeMap<u64, String>, BTreeMap<String, Vec<(String, u64)>>) {
+    let out = Command::new("tshark")
+        .args([
+            "-n",
+            "-o",
+            "tcp.desegment_tcp_streams:FALSE",
+            "-o",
+            "ip.defragment:FALSE",
+        ])
+        .args([
+            "-o",
+            "ipv6.defragment:FALSE",
+            "-Y",
+            "tcp and not icmp and not icmpv6",
+            "-T",
+            "fields",
+        ])
+        .args([
+            "-e",
+            "frame.number",
+            "-e",
+            "tcp.stream",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.len",
+        ])
+        .args(["-E", "occurrence=l", "-r"])
+        .arg(capture)
+        .output()
+        .unwrap();
+    let (mut of, mut streams) = (
+        BTreeMap::new(),
+        BTreeMap::<String, Vec<(String, u64)>>::new(),
+    );
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        let n: u64 = f[0].parse().unwrap();
+        of.insert(n, f[1].to_string());
+        streams
+            .entry(f[1].to_string())
+            .or_default()
+            .push((f[2].to_string(), f[3].parse().unwrap()));
+    }
+    (of, streams)
+}
+
+/// A dump's frames as (time, length), read back by tshark.
+fn dumped(file: &Path) -> Vec<(String, u64)> {
+    let out = Command::new("tshark")
+        .args([
+            "-n",
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.len",
+            "-r",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tshark cannot read {}",
+        file.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (t, n) = l.split_once('\t').unwrap();
+            (t.to_string(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn both_dumps_hold_tsharks_tcp_streams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("b.db");
+    let names = [
+        "tcp_handshake_synthetic.pcap",
+        "http-100-continue.pcap",
+        "gtp-iphone.pcap",
+    ];
+    let paths: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    assert_eq!(ingest_cli(&db, &["-q"], &refs).code, 0);
+    for (name, path) in names.iter().zip(&paths) {
+        let (stream_of, streams) = tshark_frames(path);
+        let index = run(&db, &["query", "--capture", name, "--format", "json"]);
+        let index: serde_json::Value = serde_json::from_str(&index.stdout).unwrap();
+        let mut labels = BTreeSet::new();
+        for e in index.as_array().unwrap() {
+            let label = e["label"].as_str().unwrap().to_string();
+            if !labels.insert(label.clone()) {
+                continue;
+            }
+            // The streams of the label's frames, all of them, in frame order.
+            let want_streams: BTreeSet<&String> = index
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["label"] == e["label"])
+                .flat_map(|x| x["index"].as_array().unwrap().iter())
+                .map(|n| &stream_of[&n.as_u64().unwrap()])
+                .collect();
+            let file = tmp.path().join("x.pcap");
+            let r = run(
+                &db,
+                &[
+                    "query",
+                    "--capture",
+                    name,
+                    "--flow",
+                    &label,
+                    "--both",
+                    "-o",
+                    file.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let got = dumped(&file);
+            let want: Vec<(String, u64)> = {
+                // Frame order across the streams: merge by frame number.
+                let mut all: Vec<(u64, &String)> = stream_of
+                    .iter()
+                    .filter(|(_, s)| want_streams.contains(s))
+                    .map(|(n, s)| (*n, s))
+                    .collect();
+                all.sort();
+                let mut next: BTreeMap<&String, usize> = BTreeMap::new();
+                all.iter()
+                    .map(|(_, s)| {
+                        let i = next.entry(s).or_insert(0);
+                        *i += 1;
+                        streams[*s][*i - 1].clone()
+                    })
+                    .collect()
+            };
+            assert_eq!(got, want, "{name}: {label} --both");
+        }
+        // --dump --both: one file per connection, each one tcp.stream.
+        let dir = tmp.path().join(format!("d-{name}"));
+        let r = run(
+            &db,
+            &[
+                "query",
+                "--capture",
+                name,
+                "--dump",
+                dir.to_str().unwrap(),
+                "--both",
+                "--format",
+                "pcap",
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let files: BTreeSet<Vec<(String, u64)>> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| dumped(&e.unwrap().path()))
+            .collect();
+        let want: BTreeSet<Vec<(String, u64)>> = streams.values().cloned().collect();
+        assert_eq!(files, want, "{name}: --dump --both");
+    }
 }
