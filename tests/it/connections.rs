@@ -509,8 +509,11 @@ fn the_migration_gives_old_flows_their_community_id() {
     assert_eq!(v as usize, store::SCHEMA_VERSION);
 }
 
+/// Frames as (time, length), as tshark prints them.
+type Frames = Vec<(String, u64)>;
+
 /// tshark's view of a capture: each TCP frame's stream, and each stream's frames as (time, length).
-fn tshark_frames(capture: &Path) -> (BTreeMap<u64, String>, BTreeMap<String, Vec<(String, u64)>>) {
+fn tshark_frames(capture: &Path) -> (BTreeMap<u64, String>, BTreeMap<String, Frames>) {
     let out = Command::new("tshark")
         .args([
             "-n",
