@@ -680,3 +680,57 @@ fn both_dumps_hold_tsharks_tcp_streams() {
         assert_eq!(files, want, "{name}: --dump --both");
     }
 }
+
+/// A database of schema 3 (made by downgrading one of this build) gets, on open, the same connections and
+/// frame links as a fresh ingest writes: the migration runs the tracker over the stored frames.
+#[test]
+fn the_migration_builds_the_connections_of_old_captures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("m.db");
+    let names = [
+        "tcp_handshake_synthetic.pcap",
+        "http-100-continue.pcap",
+        "gtp-iphone.pcap",
+    ];
+    let paths: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    assert_eq!(ingest_cli(&db, &["-q"], &refs).code, 0);
+    let dump = |c: &Connection| -> (Vec<Vec<String>>, Vec<(i64, i64, Option<i64>)>) {
+        let mut st = c
+            .prepare("SELECT * FROM connections ORDER BY capture_id, conn_no")
+            .unwrap();
+        let n = st.column_count();
+        let conns = st
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>())
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut st = c
+            .prepare("SELECT capture_id, number, conn_no FROM frames ORDER BY 1, 2")
+            .unwrap();
+        let frames = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        (conns, frames)
+    };
+    let before = dump(&Connection::open(&db).unwrap());
+    assert!(before.0.len() > 10);
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE connections; ALTER TABLE frames DROP COLUMN conn_no;
+             ALTER TABLE flows DROP COLUMN community_id; ALTER TABLE captures DROP COLUMN community_id_seed;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    store::open(&db).unwrap();
+    let after = dump(&Connection::open(&db).unwrap());
+    assert_eq!(after.0, before.0, "connections rows");
+    assert_eq!(after.1, before.1, "frames.conn_no");
+}

@@ -1,0 +1,96 @@
+//! Connections for captures stored before the connections migration (0005): the same tracker, fed from their
+//! frame rows instead of the capture, so an old database gets what a new ingest writes.
+
+use rusqlite::{params, Connection};
+
+use super::{ConnRecord, ConnSeg, Connections};
+
+/// Fills `frames.conn_no` and the `connections` rows of every capture that has TCP frames but no connections,
+/// with Community ID seed 0 (what their flows were given). Runs inside the migration's transaction.
+pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<()> {
+    let captures: Vec<i64> = conn
+        .prepare(
+            "SELECT c.id FROM captures c WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
+               AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in captures {
+        rebuild(conn, id)?;
+    }
+    Ok(())
+}
+
+fn rebuild(conn: &Connection, capture_id: i64) -> rusqlite::Result<()> {
+    let mut tracker = Connections::new(0);
+    let mut done: Vec<ConnRecord> = Vec::new();
+    let mut per_frame: Vec<(i64, u32)> = Vec::new();
+    {
+        let mut st = conn.prepare(
+            "SELECT fr.number, fr.ts_ns, fr.origlen, f.src, f.sport, f.dst, f.dport, fr.tcp_flags, fr.seq, fr.ack,
+                    fr.payload_len, fr.flow_no
+             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+             WHERE fr.capture_id = ?1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
+        )?;
+        let mut rows = st.query([capture_id])?;
+        while let Some(r) = rows.next()? {
+            let (src, dst): (String, String) = (r.get(3)?, r.get(5)?);
+            let (Ok(src), Ok(dst)) = (src.parse(), dst.parse()) else {
+                continue;
+            };
+            let number: i64 = r.get(0)?;
+            let seg = ConnSeg {
+                number: number as u64,
+                ts_ns: r.get(1)?,
+                origlen: r.get(2)?,
+                src,
+                sport: r.get(4)?,
+                dst,
+                dport: r.get(6)?,
+                flags: r.get(7)?,
+                seq: r.get(8)?,
+                ack: r.get(9)?,
+                payload_len: r.get(10)?,
+                flow_no: r.get(11)?,
+            };
+            per_frame.push((number, tracker.observe(&seg, &mut |c| done.push(c))));
+        }
+    }
+    tracker.finish(&mut |c| done.push(c));
+    let mut upd =
+        conn.prepare("UPDATE frames SET conn_no = ?3 WHERE capture_id = ?1 AND number = ?2")?;
+    for (number, c) in per_frame {
+        upd.execute(params![capture_id, number, c])?;
+    }
+    let mut ins = conn.prepare(
+        "INSERT INTO connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
+                                  last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
+                                  resp_frame_bytes, resp_bytes, conn_state, history, flows)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    )?;
+    for c in done {
+        ins.execute(params![
+            capture_id,
+            c.conn_no,
+            c.community_id,
+            c.orig_h,
+            c.orig_p,
+            c.resp_h,
+            c.resp_p,
+            c.first_frame as i64,
+            c.last_frame as i64,
+            c.first_ns,
+            c.last_ns,
+            c.orig_pkts as i64,
+            c.orig_frame_bytes as i64,
+            c.orig_bytes as i64,
+            c.resp_pkts as i64,
+            c.resp_frame_bytes as i64,
+            c.resp_bytes as i64,
+            c.conn_state,
+            c.history,
+            c.flows,
+        ])?;
+    }
+    Ok(())
+}
