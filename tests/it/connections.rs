@@ -695,7 +695,8 @@ fn the_migration_builds_the_connections_of_old_captures() {
     let paths: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
     let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
     assert_eq!(ingest_cli(&db, &["-q"], &refs).code, 0);
-    let dump = |c: &Connection| -> (Vec<Vec<String>>, Vec<(i64, i64, Option<i64>)>) {
+    type Rows = (Vec<Vec<String>>, Vec<(i64, i64, Option<i64>)>);
+    let dump = |c: &Connection| -> Rows {
         let mut st = c
             .prepare("SELECT * FROM connections ORDER BY capture_id, conn_no")
             .unwrap();
