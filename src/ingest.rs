@@ -505,8 +505,8 @@ fn read_capture(
             return;
         }
     };
-    let mut tracer =
-        Tracer::with_max_open(opts.max_open_flows).with_community_id_seed(opts.community_id_seed);
+    // Flows get their Community ID from the connection tracker, which hashes each key once.
+    let mut tracer = Tracer::with_max_open(opts.max_open_flows);
     let mut connections = Connections::new(opts.community_id_seed);
     let mut frames = Vec::with_capacity(BATCH);
     let mut flows = Vec::new();
@@ -567,6 +567,10 @@ fn read_capture(
                 flow_no,
             };
             let conn_no = connections.observe(&seg, &mut |c| conns.push(c));
+            // A flow this frame closed has the frame's key.
+            for r in flows.iter_mut().rev().take_while(|r| r.community_id.is_empty()) {
+                r.community_id = connections.community_id(t.src, t.sport, t.dst, t.dport);
+            }
             TcpRow {
                 conn_no,
                 flow_no,
@@ -630,7 +634,11 @@ fn read_capture(
     }
     let mut open = Vec::with_capacity(BATCH);
     let mut hung_up = false;
-    let finished = tracer.finish(&mut |r| {
+    let finished = tracer.finish(&mut |mut r| {
+        // The text of an address parses back to it (IPv4-mapped IPv6 included).
+        if let (Ok(s), Ok(d)) = (r.src.parse(), r.dst.parse()) {
+            r.community_id = connections.community_id(s, r.sport, d, r.dport);
+        }
         open.push(r);
         if open.len() >= BATCH && !hung_up {
             let batch = Msg::Batch {

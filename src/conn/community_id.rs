@@ -20,15 +20,16 @@ const PROTO_TCP: u8 = 6;
 /// as its 4 bytes and an IPv6 one as its 16, each compared by those bytes, as the spec's reference does.
 pub fn community_id(seed: u16, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> String {
     let (a, b) = (octets(&src), octets(&dst));
-    let (first, second) = if (a.as_slice(), sport) <= (b.as_slice(), dport) {
+    let (a, b) = (a.as_slice(), b.as_slice());
+    let (first, second) = if (a, sport) <= (b, dport) {
         ((a, sport), (b, dport))
     } else {
         ((b, dport), (a, sport))
     };
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
-    h.update(&first.0);
-    h.update(&second.0);
+    h.update(first.0);
+    h.update(second.0);
     h.update([PROTO_TCP, 0]);
     h.update(first.1.to_be_bytes());
     h.update(second.1.to_be_bytes());
@@ -39,11 +40,25 @@ pub fn community_id(seed: u16, src: IpAddr, sport: u16, dst: IpAddr, dport: u16)
     out
 }
 
-/// An address's bytes as they are on the wire: 4 for IPv4, 16 for IPv6.
-fn octets(a: &IpAddr) -> Vec<u8> {
+/// An address's bytes as they are on the wire: 4 for IPv4, 16 for IPv6 (without an allocation: this runs for
+/// every connection).
+fn octets(a: &IpAddr) -> Octets {
     match a {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            Octets(b, 4)
+        }
+        IpAddr::V6(v6) => Octets(v6.octets(), 16),
+    }
+}
+
+/// Up to 16 address bytes and how many are used.
+struct Octets([u8; 16], usize);
+
+impl Octets {
+    fn as_slice(&self) -> &[u8] {
+        &self.0[..self.1]
     }
 }
 

@@ -115,6 +115,8 @@ struct Side {
 
 struct Open {
     conn_no: u32,
+    /// Community ID v1 of the key, made once when the conversation starts.
+    community_id: String,
     /// Whether the key's first endpoint sent the first frame, and the first pure SYN (if any).
     first_sender_a: bool,
     syn_sender_a: Option<bool>,
@@ -163,14 +165,15 @@ impl Connections {
                 .is_some_and(|base| base != s.seq);
         if reused {
             if let Some(old) = self.open.remove(&key) {
-                on_done(old.into_record(&key, self.seed));
+                on_done(old.into_record(&key));
             }
         }
-        let created = &mut self.created;
+        let (created, seed) = (&mut self.created, self.seed);
         let c = self.open.entry(key).or_insert_with(|| {
             *created += 1;
             Open {
                 conn_no: *created,
+                community_id: community_id(seed, key.0, key.1, key.2, key.3),
                 first_sender_a: a_first,
                 syn_sender_a: None,
                 first_frame: s.number,
@@ -220,18 +223,32 @@ impl Connections {
         c.conn_no
     }
 
+    /// The Community ID of a flow's key: the one its connection was given, so that a connection's flows cost no
+    /// hashing of their own (the ID depends on the key and the seed only).
+    pub fn community_id(&self, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> String {
+        let key = if (src, sport) <= (dst, dport) {
+            (src, sport, dst, dport)
+        } else {
+            (dst, dport, src, sport)
+        };
+        match self.open.get(&key) {
+            Some(c) => c.community_id.clone(),
+            None => community_id(self.seed, src, sport, dst, dport),
+        }
+    }
+
     /// Hands the connections still in memory to `emit`, in creation order.
     pub fn finish(self, emit: &mut impl FnMut(ConnRecord)) {
         let mut rest: Vec<(ConnKey, Open)> = self.open.into_iter().collect();
         rest.sort_unstable_by_key(|(_, c)| c.conn_no);
         for (k, c) in rest {
-            emit(c.into_record(&k, self.seed));
+            emit(c.into_record(&k));
         }
     }
 }
 
 impl Open {
-    fn into_record(self, key: &ConnKey, seed: u16) -> ConnRecord {
+    fn into_record(self, key: &ConnKey) -> ConnRecord {
         let (a, ap, b, bp) = *key;
         let orig_a = self.syn_sender_a.unwrap_or(self.first_sender_a);
         let (o, r) = if orig_a { (0, 1) } else { (1, 0) };
@@ -250,7 +267,7 @@ impl Open {
         );
         ConnRecord {
             conn_no: self.conn_no,
-            community_id: community_id(seed, a, ap, b, bp),
+            community_id: self.community_id,
             orig_h: addr_text(&oh),
             orig_p: op,
             resp_h: addr_text(&rh),

@@ -46,7 +46,9 @@ pub struct FlowRecord {
     pub src_key: [u8; 16],
     /// The destination address as 16 sortable bytes.
     pub dst_key: [u8; 16],
-    /// Community ID v1 of the key (shared by both directions), with the capture's seed.
+    /// Community ID v1 of the key (shared by both directions), with the capture's seed. The tracer leaves it
+    /// empty unless given a seed (`Tracer::with_community_id_seed`); the ingest takes it from the connection
+    /// tracker, which hashes each key once.
     pub community_id: String,
 }
 
@@ -70,10 +72,12 @@ impl OpenFlow {
         self,
         key: &FlowKey,
         closed_frame: Option<u64>,
-        seed: u16,
+        seed: Option<u16>,
     ) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
-        let community_id = crate::conn::community_id(seed, src, sport, dst, dport);
+        let community_id = seed
+            .map(|s| crate::conn::community_id(s, src, sport, dst, dport))
+            .unwrap_or_default();
         let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
         let (src, dst) = (addr_text(&src), addr_text(&dst));
         FlowRecord {

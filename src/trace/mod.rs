@@ -35,8 +35,8 @@ pub struct Tracer {
     spill: Option<Spill>,
     /// The first failure of the parking store; `finish` reports it (the index may then be wrong).
     spill_error: Option<SpillError>,
-    /// The Community ID seed of the capture (`ingest --community-id-seed`).
-    seed: u16,
+    /// The Community ID seed the records are made with; `None`: no Community ID (the ingest adds it).
+    seed: Option<u16>,
 }
 
 impl Default for Tracer {
@@ -60,13 +60,13 @@ impl Tracer {
             max_open: max_open.max(1),
             spill: None,
             spill_error: None,
-            seed: 0,
+            seed: None,
         }
     }
 
-    /// Sets the Community ID seed the flows' records are made with (0 by default, as in the spec).
+    /// Makes the flows' records carry their Community ID with this seed (by default they carry none).
     pub fn with_community_id_seed(mut self, seed: u16) -> Tracer {
-        self.seed = seed;
+        self.seed = Some(seed);
         self
     }
 
