@@ -47,6 +47,8 @@ Examples:
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let expr = filter::parse(&args.filter, super::flows::now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
+    // Connections are built at their first use (see conn::rebuild).
+    crate::conn::rebuild::ensure(db)?;
     let conn = store::open_read(db)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

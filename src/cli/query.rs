@@ -227,6 +227,10 @@ pub fn run_query(
 /// Runs `traceflow query` on the database at `db`, writing data to stdout.
 pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
     use std::io::IsTerminal;
+    if args.both {
+        // Connections are built at their first use (see conn::rebuild).
+        crate::conn::rebuild::ensure(db)?;
+    }
     let conn = store::open_read(db)?;
     let stdout = io::stdout();
     let tty = stdout.is_terminal();

@@ -1,28 +1,67 @@
-//! Connections for captures stored before the connections migration (0005): the same tracker, fed from their
-//! frame rows instead of the capture, so an old database gets what a new ingest writes.
+//! Connections built from the frame rows, by the same tracker an ingest with `--connections` runs: at the first
+//! command that needs them (`connections`, `query --both`), and for captures stored before the connections
+//! migration (0005).
+//!
+//! Why not always at ingest: tracking them while reading cost about a fifth more ingest CPU on the benchmark
+//! (callgrind instruction counts: the per-frame tracker and the connections rows), and issue 13 allows a tenth.
+
+use std::path::Path;
 
 use rusqlite::{params, Connection};
 
 use super::{ConnRecord, ConnSeg, Connections};
+use crate::store::StoreError;
 
-/// Fills `frames.conn_no` and the `connections` rows of every capture that has TCP frames but no connections,
-/// with Community ID seed 0 (what their flows were given). Runs inside the migration's transaction.
+/// Captures with flows but no connections yet.
+const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
+     WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
+       AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)";
+
+/// Makes sure every capture of the database at `path` has its connections: if some have none, opens it for
+/// writing and builds them in one transaction (other writers wait, as for an ingest).
+pub fn ensure(path: &Path) -> Result<(), StoreError> {
+    {
+        let ro = crate::store::open_read(path)?;
+        let missing: bool = ro
+            .query_row(&format!("SELECT EXISTS ({MISSING})"), [], |r| r.get(0))
+            .map_err(|e| StoreError::Sqlite {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        if !missing {
+            return Ok(());
+        }
+    }
+    let conn = crate::store::open(path)?;
+    let sq = |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sq)?;
+    match rebuild_missing(&conn) {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(sq),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(sq(e))
+        }
+    }
+}
+
+/// Fills `frames.conn_no` and the `connections` rows of every capture that has flows but no connections, with
+/// the capture's Community ID seed. The caller holds a write transaction.
 pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<()> {
-    let captures: Vec<i64> = conn
-        .prepare(
-            "SELECT c.id FROM captures c WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
-               AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)",
-        )?
-        .query_map([], |r| r.get(0))?
+    let captures: Vec<(i64, u16)> = conn
+        .prepare(MISSING)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for id in captures {
-        rebuild(conn, id)?;
+    for (id, seed) in captures {
+        rebuild(conn, id, seed)?;
     }
     Ok(())
 }
 
-fn rebuild(conn: &Connection, capture_id: i64) -> rusqlite::Result<()> {
-    let mut tracker = Connections::new(0);
+fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()> {
+    let mut tracker = Connections::new(seed);
     let mut done: Vec<ConnRecord> = Vec::new();
     let mut per_frame: Vec<(i64, u32)> = Vec::new();
     {

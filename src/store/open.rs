@@ -156,13 +156,6 @@ fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
     .map_err(sq)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
         conn.execute_batch(sql)
-            .and_then(|()| {
-                // The connections of captures stored before them: from their frame rows, by the tracker.
-                if sql.contains("CREATE TABLE connections") {
-                    crate::conn::rebuild::rebuild_missing(conn)?;
-                }
-                Ok(())
-            })
             .and_then(|()| conn.pragma_update(None, "user_version", (i + 1) as i64))
             .map_err(|e| StoreError::Migration {
                 path: p.to_string(),

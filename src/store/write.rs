@@ -44,8 +44,9 @@ pub struct TcpRow {
     pub win: Option<u16>,
     /// TCP segment length, in bytes.
     pub payload_len: u32,
-    /// The connection the frame belongs to (`connections.conn_no`, from 1).
-    pub conn_no: u32,
+    /// The connection the frame belongs to (`connections.conn_no`, from 1); `None` when connections are built
+    /// later, from the frame rows.
+    pub conn_no: Option<u32>,
 }
 
 /// Where a capture came from.
@@ -234,7 +235,7 @@ fn bind_frame(
     st.raw_bind_parameter(base + 12, t.and_then(|t| t.win))?;
     st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))?;
     st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))?;
-    st.raw_bind_parameter(base + 15, t.map(|t| t.conn_no))
+    st.raw_bind_parameter(base + 15, t.and_then(|t| t.conn_no))
 }
 
 fn bind_flow(

@@ -34,6 +34,8 @@ fn corpus_db(dir: &Path) -> (PathBuf, Vec<String>) {
     };
     let s = ingest::run(&mut conn, &paths, &opts, &mut |m| eprintln!("{m}"));
     assert_eq!(s.failed, 0);
+    // Connections are built at their first use, from the frame rows.
+    traceflow::conn::rebuild::ensure(&db).unwrap();
     (db, names)
 }
 
@@ -312,7 +314,8 @@ impl Talk {
         let cap = tmp.path().join("t.pcap");
         std::fs::write(&cap, pcap(1, 65535, &self.frames)).unwrap();
         let db = tmp.path().join("t.db");
-        let r = ingest_cli(&db, &["-q"], &[&cap]);
+        // Tracked while reading (--connections): the hand-built cases check the tracker itself.
+        let r = ingest_cli(&db, &["-q", "--connections"], &[&cap]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let c = Connection::open(&db).unwrap();
         let mut st = c
@@ -681,12 +684,13 @@ fn both_dumps_hold_tsharks_tcp_streams() {
     }
 }
 
-/// A database of schema 3 (made by downgrading one of this build) gets, on open, the same connections and
-/// frame links as a fresh ingest writes: the migration runs the tracker over the stored frames.
+/// Connections built at first use from the frame rows are exactly those tracked while reading (`ingest
+/// --connections`); so are those of a schema-3 database (made by downgrading one of this build) once migrated.
 #[test]
-fn the_migration_builds_the_connections_of_old_captures() {
+fn connections_built_later_or_after_the_migration_are_those_tracked_while_reading() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("m.db");
+    let lazy = tmp.path().join("lazy.db");
     let names = [
         "tcp_handshake_synthetic.pcap",
         "http-100-continue.pcap",
@@ -694,7 +698,8 @@ fn the_migration_builds_the_connections_of_old_captures() {
     ];
     let paths: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
     let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-    assert_eq!(ingest_cli(&db, &["-q"], &refs).code, 0);
+    assert_eq!(ingest_cli(&db, &["-q", "--connections"], &refs).code, 0);
+    assert_eq!(ingest_cli(&lazy, &["-q"], &refs).code, 0);
     type Rows = (Vec<Vec<String>>, Vec<(i64, i64, Option<i64>)>);
     let dump = |c: &Connection| -> Rows {
         let mut st = c
@@ -722,6 +727,18 @@ fn the_migration_builds_the_connections_of_old_captures() {
     };
     let before = dump(&Connection::open(&db).unwrap());
     assert!(before.0.len() > 10);
+    let counted = run(&lazy, &["connections", "--count"]);
+    assert_eq!(
+        counted.stdout.trim(),
+        before.0.len().to_string(),
+        "{}",
+        counted.stderr
+    );
+    assert!(
+        dump(&Connection::open(&lazy).unwrap()) == before,
+        "built at first use"
+    );
+    assert!(before.0.len() > 10);
     Connection::open(&db)
         .unwrap()
         .execute_batch(
@@ -731,6 +748,7 @@ fn the_migration_builds_the_connections_of_old_captures() {
         )
         .unwrap();
     store::open(&db).unwrap();
+    traceflow::conn::rebuild::ensure(&db).unwrap();
     let after = dump(&Connection::open(&db).unwrap());
     assert_eq!(after.0, before.0, "connections rows");
     assert_eq!(after.1, before.1, "frames.conn_no");
