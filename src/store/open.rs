@@ -402,7 +402,7 @@ mod migration_tests {
                 (2, 0x04, key("10.0.0.2"), key("10.0.0.1"))
             ]
         );
-        assert_eq!(user_version(&c).unwrap(), 3);
+        assert_eq!(user_version(&c).unwrap(), SCHEMA_VERSION);
     }
 
     #[test]
