@@ -36,6 +36,8 @@ A connection is both directions of one TCP conversation, split where tshark's tc
 with a new initial sequence number on the same addresses and ports starts a new one). The filter is the one
 of `traceflow flows --help`, applied to each direction: `host A and dst port 80` matches a connection one of
 whose directions goes to port 80 from or to A. Also: community-id 1:BASE64.
+Connections are built at the first command that needs them, from the frame rows (this command then writes to
+the database once), unless the capture was ingested with --connections.
 Columns: orig_* the originator (sender of the first SYN without ACK, else of the first frame), resp_* the
 responder; *_bytes TCP payload, *_frame_bytes frame lengths; conn_state and history as in Zeek's conn.log.
 Examples:
