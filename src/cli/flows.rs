@@ -39,6 +39,7 @@ Filter language (tcpdump/Stenographer-like; a flow is one direction of a TCP con
                                          (2024-03-01T10:00:00Z; no zone means UTC), a date (2024-03-01),
                                          epoch seconds (1700000000.5) or relative (3h ago, 15m ago)
   capture NAME|ID | label LABEL
+  community-id 1:BASE64                  Community ID v1 (both directions of a connection share it)
   syn | fin | rst                        the flow has a frame with that flag
   open | closed                          closed: a FIN closed it
   packets|bytes|payload OP N             OP is > >= < <= = !=
