@@ -8,6 +8,7 @@ CREATE TRIGGER captures_delete_rows AFTER DELETE ON captures
 BEGIN
     DELETE FROM frame_data    WHERE capture_id = OLD.id;
     DELETE FROM frames        WHERE capture_id = OLD.id;
+    DELETE FROM connections   WHERE capture_id = OLD.id;
     DELETE FROM flows         WHERE capture_id = OLD.id;
     DELETE FROM interfaces    WHERE capture_id = OLD.id;
     DELETE FROM capture_paths WHERE capture_id = OLD.id;
@@ -16,6 +17,7 @@ END;
 -- Orphans an older traceflow's users may have left with such a DELETE go now.
 DELETE FROM frame_data    WHERE capture_id NOT IN (SELECT id FROM captures);
 DELETE FROM frames        WHERE capture_id NOT IN (SELECT id FROM captures);
+DELETE FROM connections   WHERE capture_id NOT IN (SELECT id FROM captures);
 DELETE FROM flows         WHERE capture_id NOT IN (SELECT id FROM captures);
 DELETE FROM interfaces    WHERE capture_id NOT IN (SELECT id FROM captures);
 DELETE FROM capture_paths WHERE capture_id NOT IN (SELECT id FROM captures);

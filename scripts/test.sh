@@ -17,6 +17,9 @@ if ! command -v tshark >/dev/null 2>&1 || ! command -v capinfos >/dev/null 2>&1;
   fi
 fi
 command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../shared/conformance/check.py" >&2; exit 1; }
+# The Community ID oracle (tests/it/connections.rs): Corelight's reference implementation, from PyPI.
+python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communityid || {
+  echo "test.sh: could not install the PyPI package communityid (pip install communityid)" >&2; exit 1; }
 test -d ../shared/conformance/captures || { echo "test.sh: ../shared/conformance is missing beside the repo" >&2; exit 1; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

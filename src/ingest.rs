@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, Sender};
 use rusqlite::Connection;
 
 use crate::capture::{CaptureReader, FileStat, OpenError};
+use crate::conn::{ConnRecord, ConnSeg, Connections};
 use crate::decode::decode;
 use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded, TcpRow};
 use crate::trace::{FlowRecord, Tracer};
@@ -139,6 +140,11 @@ pub struct Options {
     pub cancel: Cancel,
     /// The name a capture read from standard input is recorded under (`--name`; `stdin` when `None`).
     pub stdin_name: Option<String>,
+    /// The Community ID seed of the flows and connections (`--community-id-seed`), recorded per capture.
+    pub community_id_seed: u16,
+    /// Track connections while reading (`--connections`): about a fifth more ingest CPU. Without it, the first
+    /// command that needs connections builds them from the frame rows (`conn::rebuild::ensure`).
+    pub connections: bool,
 }
 
 impl Default for Options {
@@ -153,6 +159,8 @@ impl Default for Options {
             max_frames: None,
             cancel: Cancel::default(),
             stdin_name: None,
+            community_id_seed: 0,
+            connections: false,
         }
     }
 }
@@ -394,6 +402,8 @@ enum Msg {
     Batch {
         frames: Vec<FrameRow>,
         flows: Vec<FlowRecord>,
+        /// Connections done: replaced by a reused key, or (at the end) all the others.
+        conns: Vec<ConnRecord>,
         data: Vec<u8>,
         bytes_read: u64,
         /// Dropped once the writer has inserted the batch (or dropped it unread): releases the reader's claim on
@@ -442,6 +452,9 @@ fn write_capture(
     on_batch: &mut dyn FnMut(u64, u64, u64),
 ) -> Result<Result<Outcome, ReadFailure>, store::StoreError> {
     let mut w = store::CaptureWriter::begin(conn, src, opts.force, opts.embed)?;
+    if opts.community_id_seed != 0 {
+        w.set_community_id_seed(opts.community_id_seed)?;
+    }
     loop {
         match rx.recv() {
             // The reader died without a word: a failure, rolled back.
@@ -453,11 +466,13 @@ fn write_capture(
             Ok(Msg::Batch {
                 frames,
                 flows,
+                conns,
                 data,
                 bytes_read,
                 held,
             }) => {
                 w.add(&frames, &flows, &data)?;
+                w.add_connections(&conns)?;
                 // The batch is in the database: its bytes leave the budget.
                 drop(held);
                 on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
@@ -478,6 +493,7 @@ fn send_batch(
     capture: usize,
     frames: &mut Vec<FrameRow>,
     flows: &mut Vec<FlowRecord>,
+    conns: &mut Vec<ConnRecord>,
     data: &mut Vec<u8>,
     bytes_read: u64,
 ) -> bool {
@@ -488,10 +504,12 @@ fn send_batch(
     // In creation order, the writer's inserts into flows (keyed by flow_no) and flows_first_ns land next to
     // each other instead of all over the B-trees' right edges: 0.84 -> 0.77 s on the benchmark.
     flows.sort_unstable_by_key(|f| f.flow_no);
+    conns.sort_unstable_by_key(|c| c.conn_no);
     let held = budget.acquire(capture, data.len());
     let batch = Msg::Batch {
         frames: std::mem::replace(frames, Vec::with_capacity(BATCH)),
         flows: std::mem::take(flows),
+        conns: std::mem::take(conns),
         data: std::mem::take(data),
         bytes_read,
         held,
@@ -529,9 +547,18 @@ fn read_capture(
             return;
         }
     };
+    // With --connections, flows get their Community ID from the connection tracker, which hashes each key once;
+    // without, the tracer hashes each flow's.
+    let mut connections = opts
+        .connections
+        .then(|| Connections::new(opts.community_id_seed));
     let mut tracer = Tracer::with_max_open(opts.max_open_flows);
+    if connections.is_none() {
+        tracer = tracer.with_community_id_seed(opts.community_id_seed);
+    }
     let mut frames = Vec::with_capacity(BATCH);
     let mut flows = Vec::new();
+    let mut conns = Vec::new();
     let mut data = Vec::new();
     let (mut n, mut tcp_frames) = (0u64, 0u64);
     let (mut first_ns, mut last_ns) = (None, None);
@@ -557,6 +584,7 @@ fn read_capture(
                 capture,
                 &mut frames,
                 &mut flows,
+                &mut conns,
                 &mut data,
                 read_before,
             );
@@ -572,7 +600,34 @@ fn read_capture(
             tcp_frames += 1;
             let (flow_no, prev_frame) =
                 tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |r| flows.push(r));
+            let seg = ConnSeg {
+                number: f.number,
+                ts_ns,
+                origlen: f.origlen,
+                src: t.src,
+                sport: t.sport,
+                dst: t.dst,
+                dport: t.dport,
+                flags: t.flags,
+                seq: t.seq,
+                ack: t.ack,
+                payload_len: t.payload_len,
+                flow_no,
+            };
+            let conn_no = connections.as_mut().map(|c| {
+                let no = c.observe(&seg, &mut |r| conns.push(r));
+                // A flow this frame closed has the frame's key.
+                for r in flows
+                    .iter_mut()
+                    .rev()
+                    .take_while(|r| r.community_id.is_empty())
+                {
+                    r.community_id = c.community_id(t.src, t.sport, t.dst, t.dport);
+                }
+                no
+            });
             TcpRow {
+                conn_no,
                 flow_no,
                 prev_frame,
                 flags: t.flags,
@@ -603,6 +658,7 @@ fn read_capture(
                 capture,
                 &mut frames,
                 &mut flows,
+                &mut conns,
                 &mut data,
                 read,
             ) {
@@ -625,6 +681,7 @@ fn read_capture(
         capture,
         &mut frames,
         &mut flows,
+        &mut conns,
         &mut data,
         bytes_read,
     ) {
@@ -632,12 +689,17 @@ fn read_capture(
     }
     let mut open = Vec::with_capacity(BATCH);
     let mut hung_up = false;
-    let finished = tracer.finish(&mut |r| {
+    let finished = tracer.finish(&mut |mut r| {
+        // The text of an address parses back to it (IPv4-mapped IPv6 included).
+        if let (Some(c), Ok(s), Ok(d)) = (connections.as_ref(), r.src.parse(), r.dst.parse()) {
+            r.community_id = c.community_id(s, r.sport, d, r.dport);
+        }
         open.push(r);
         if open.len() >= BATCH && !hung_up {
             let batch = Msg::Batch {
                 frames: Vec::new(),
                 flows: std::mem::replace(&mut open, Vec::with_capacity(BATCH)),
+                conns: Vec::new(),
                 data: Vec::new(),
                 bytes_read,
                 held: None,
@@ -652,6 +714,37 @@ fn read_capture(
     let batch = Msg::Batch {
         frames: Vec::new(),
         flows: open,
+        conns: Vec::new(),
+        data: Vec::new(),
+        bytes_read,
+        held: None,
+    };
+    if hung_up || tx.send(batch).is_err() {
+        return;
+    }
+    // The connections still in memory, in batches as the flows.
+    let mut done = Vec::with_capacity(BATCH);
+    let mut hung_up = false;
+    connections.into_iter().for_each(|t| {
+        t.finish(&mut |c| {
+            done.push(c);
+            if done.len() >= BATCH && !hung_up {
+                let batch = Msg::Batch {
+                    frames: Vec::new(),
+                    flows: Vec::new(),
+                    conns: std::mem::replace(&mut done, Vec::with_capacity(BATCH)),
+                    data: Vec::new(),
+                    bytes_read,
+                    held: None,
+                };
+                hung_up = tx.send(batch).is_err();
+            }
+        })
+    });
+    let batch = Msg::Batch {
+        frames: Vec::new(),
+        flows: Vec::new(),
+        conns: done,
         data: Vec::new(),
         bytes_read,
         held: None,

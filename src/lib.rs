@@ -1,7 +1,8 @@
 //! traceflow: index the TCP flows of packet captures into SQLite, exactly as PyPCAPKit's TraceFlow traces them.
 //!
 //! The data flows through one module per stage: [`capture`] reads pcap/pcapng frames, [`decode`] finds the TCP
-//! header under any encapsulation, [`trace`] follows flows (parking idle ones on disk with `spill`), [`store`]
+//! header under any encapsulation, [`trace`] follows flows (parking idle ones on disk with `spill`), [`conn`] pairs their
+//! directions into connections, [`store`]
 //! writes SQLite, and [`ingest`] runs that pipeline. The read side goes back from SQL: [`query`] rebuilds the index
 //! tuple, [`output`] renders it, and [`dump`] writes each flow's frames (pcap, pcapng, json, plist, tree, text).
 //!
@@ -10,6 +11,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod conn;
 pub mod decode;
 pub mod dump;
 pub mod filter;

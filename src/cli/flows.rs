@@ -59,6 +59,7 @@ Filter language (tcpdump/Stenographer-like; a flow is one direction of a TCP con
                                          (2024-03-01T10:00:00Z; no zone means UTC), a date (2024-03-01),
                                          epoch seconds (1700000000.5) or relative (3h ago, 15m ago)
   capture NAME|ID | label LABEL
+  community-id 1:BASE64                  Community ID v1 (both directions of a connection share it)
   syn | fin | rst                        the flow has a frame with that flag
   open | closed                          closed: a FIN closed it
   packets|bytes|payload OP N             OP is > >= < <= = !=
@@ -212,7 +213,8 @@ fn merge(
     Ok(merged)
 }
 
-fn now_ns() -> i64 {
+/// Now, in ns since the epoch (what `3h ago` counts from).
+pub(super) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

@@ -40,6 +40,14 @@ pub struct IngestArgs {
     /// (bounds the database for floods of empty records).
     #[arg(long, value_name = "N")]
     pub max_frames: Option<u64>,
+    /// Seed of the flows' and connections' Community IDs (0 to 65535; 0 is the spec's default). Recorded per
+    /// capture, in captures.community_id_seed.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub community_id_seed: u16,
+    /// Build the connections table while reading (about a fifth more CPU) instead of at the first command that
+    /// needs it (`traceflow connections`, `query --both`).
+    #[arg(long)]
+    pub connections: bool,
 }
 
 /// Ingests into the database at `db`; the status is 0, or 1 when some input failed or was truncated.
@@ -63,6 +71,8 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         max_frames: args.max_frames,
         cancel,
         stdin_name: args.name.clone(),
+        community_id_seed: args.community_id_seed,
+        connections: args.connections,
     };
     let s = ingest::run(&mut conn, &args.inputs, &opts, &mut |m| crate::msg::say(&m));
     if !args.quiet || s.exit_code() != 0 {

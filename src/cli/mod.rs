@@ -2,6 +2,7 @@
 //! calls. `main.rs` parses, calls [`run`], and maps the result to an exit status.
 
 pub mod captures;
+pub mod connections;
 pub mod flows;
 pub mod forget;
 pub mod ingest;
@@ -52,6 +53,8 @@ pub enum Cmd {
     Query(query::QueryArgs),
     /// Find flows by host, net, port, time, flags and sizes: `traceflow flows 'host 10.0.0.5 and port 443'`.
     Flows(flows::FlowsArgs),
+    /// TCP connections, both directions (tshark's tcp.stream), with Community ID and Zeek's conn_state/history.
+    Connections(connections::ConnectionsArgs),
     /// Remove captures (by name, path or id) and every row of theirs from the database.
     Forget(forget::ForgetArgs),
     /// Print a shell completion script: `traceflow completions bash > /etc/bash_completion.d/traceflow`.
@@ -122,5 +125,6 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Forget(args) => forget::run(&cli.db, &args),
         Cmd::Completions(args) => shell::completions(&args),
         Cmd::Man => shell::man(),
+        Cmd::Connections(args) => connections::run(&cli.db, &args),
     }
 }

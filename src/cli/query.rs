@@ -90,6 +90,11 @@ pub struct QueryArgs {
     /// Look for moved captures under DIR, by base name.
     #[arg(long, value_name = "DIR")]
     pub source_root: Option<PathBuf>,
+    /// With --flow: dump both directions of the label's connection (tshark's tcp.stream) in frame order. With
+    /// --dump: one file per connection, named by the label of the flow that holds its first frame
+    /// (`.connN` added when an earlier connection has that name).
+    #[arg(long)]
+    pub both: bool,
 }
 
 /// Runs `traceflow query`: the index tuple, one flow's dump, or a folder of dumps. Only data goes to `stdout`.
@@ -117,6 +122,11 @@ pub fn run_query(
     } else {
         RowFormat::Json
     };
+    if args.both && args.flow.is_none() && args.dump.is_none() {
+        return Err(DumpError::Usage(
+            "--both dumps connections: add --flow LABEL or --dump DIR".into(),
+        ));
+    }
     if args.flow.is_none() && args.dump.is_none() {
         // The index tuple (issue 2's contract).
         let rows = match args.format {
@@ -177,6 +187,7 @@ pub fn run_query(
     }
     opts.nanosecond = args.nanosecond;
     opts.source_root = args.source_root.clone();
+    opts.both = args.both;
     if let Some(dir) = &args.dump {
         opts.progress = dump_progress();
         if !to_stdout {
@@ -193,6 +204,11 @@ pub fn run_query(
     }
     let label = flow.as_deref().unwrap_or_default();
     let group = select_label(conn, capture, label)?;
+    let group = if args.both {
+        query::with_connections(conn, group)?
+    } else {
+        group
+    };
     if to_stdout {
         if format.is_binary() && stdout_is_terminal {
             return Err(DumpError::Terminal {
@@ -234,6 +250,10 @@ fn dump_progress() -> Option<indicatif::ProgressBar> {
 /// Runs `traceflow query` on the database at `db`, writing data to stdout.
 pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
     use std::io::IsTerminal;
+    if args.both {
+        // Connections are built at their first use (see conn::rebuild).
+        crate::conn::rebuild::ensure(db)?;
+    }
     let conn = store::open_read(db)?;
     let stdout = io::stdout();
     let tty = stdout.is_terminal();

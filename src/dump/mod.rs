@@ -242,6 +242,8 @@ pub struct DumpOptions {
     /// `--dump`: counts the files written (its length is set to the files to write). The command line gives
     /// one that draws on stderr when it is a terminal: 287k flows took 16 s of silence.
     pub progress: Option<indicatif::ProgressBar>,
+    /// `--both`: dump both directions of each connection (one file per connection with `--dump`).
+    pub both: bool,
 }
 
 impl DumpOptions {
@@ -253,8 +255,18 @@ impl DumpOptions {
             nanosecond: false,
             source_root: None,
             progress: None,
+            both: false,
         }
     }
+}
+
+/// A capture's dumps: one per label, or with `--both` one per connection.
+fn groups_of(conn: &Connection, capture_id: i64, both: bool) -> Result<Vec<FlowGroup>, DumpError> {
+    Ok(if both {
+        crate::store::read::capture_conn_groups(conn, capture_id)?
+    } else {
+        capture_groups(conn, capture_id)?
+    })
 }
 
 /// The frames of a group, in index order (flow by flow, each in frame order).
@@ -560,6 +572,11 @@ pub fn dump_dir(
     match (capture, label) {
         (_, Some(l)) => {
             let g = select_label(conn, capture, l)?;
+            let g = if opts.both {
+                crate::store::read::with_connections(conn, g)?
+            } else {
+                g
+            };
             plan.push(PlanItem {
                 capture_id: g.capture_id,
                 folder: None,
@@ -569,7 +586,7 @@ pub fn dump_dir(
         (Some(id), None) => plan.push(PlanItem {
             capture_id: id,
             folder: None,
-            groups: capture_groups(conn, id)?,
+            groups: groups_of(conn, id, opts.both)?,
         }),
         (None, None) => {
             let caps: Vec<(i64, String)> = conn
@@ -587,7 +604,7 @@ pub fn dump_dir(
                 plan.push(PlanItem {
                     capture_id: id,
                     folder: Some(sub),
-                    groups: capture_groups(conn, id)?,
+                    groups: groups_of(conn, id, opts.both)?,
                 });
             }
         }

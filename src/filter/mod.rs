@@ -9,6 +9,7 @@
 //! port N | src port N | dst port N | portrange N-M (with src/dst too)
 //! after T | before T                        the flow overlaps the time window
 //! capture NAME|ID | label LABEL
+//! community-id 1:BASE64                     Community ID v1 (the same for both directions)
 //! syn | fin | rst                           the flow has a frame with that flag
 //! open | closed
 //! packets|bytes|payload|duration  > >= < <= = !=  VALUE   (duration: 10s, 1.5s, 250ms, 2m, 1h)
@@ -137,6 +138,8 @@ pub enum Expr {
     Capture(String),
     /// `label LABEL`.
     Label(String),
+    /// `community-id 1:...`: the flow's Community ID (both directions of a connection have the same).
+    CommunityId(String),
     /// `syn`, `fin`, `rst`.
     Flag(Flag),
     /// `open` (true) or `closed` (false).
@@ -218,6 +221,8 @@ pub struct FlowFacts {
     pub flags: i64,
     /// Whether a FIN closed it.
     pub closed: bool,
+    /// Community ID v1 of its key, with its capture's seed.
+    pub community_id: String,
 }
 
 /// Whether an address is IPv4 (or IPv4-mapped IPv6, which traceflow treats as the same host).
@@ -276,6 +281,7 @@ impl Expr {
                     || f.capture_names.iter().any(|n| n == c)
             }
             Expr::Label(l) => f.label == *l,
+            Expr::CommunityId(c) => f.community_id == *c,
             Expr::Flag(fl) => f.flags & fl.bit() != 0,
             Expr::Open(open) => f.closed != *open,
             Expr::Compare(field, cmp, v) => {

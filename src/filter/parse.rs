@@ -216,6 +216,32 @@ impl Parser<'_> {
             }
             "capture" => Ok(Expr::Capture(self.value("a capture name or id")?.text)),
             "label" => Ok(Expr::Label(self.value("a flow label")?.text)),
+            "community-id" => {
+                let v = self.value("a Community ID (1:...)")?;
+                let mut text = v.text.clone();
+                // Base64 ends in '=', which the lexer splits off as an operator: join it back when it touches.
+                while let Some(eq) = self.peek() {
+                    if (eq.text == "=" || eq.text == "==") && eq.at == v.at + text.len() {
+                        text.push_str(&eq.text);
+                        self.pos += 1;
+                    } else {
+                        break;
+                    }
+                }
+                let b64 = text.strip_prefix("1:").unwrap_or("");
+                let ok = b64.len() == 28
+                    && b64.ends_with('=')
+                    && b64[..27].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/');
+                if !ok {
+                    return Err(FilterError::new(
+                        self.src,
+                        v.at,
+                        text.len(),
+                        format!("'{text}' is not a Community ID: it is '1:' and 28 base64 characters, as 1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+                    ));
+                }
+                Ok(Expr::CommunityId(text))
+            }
             "syn" => Ok(Expr::Flag(Flag::Syn)),
             "fin" => Ok(Expr::Flag(Flag::Fin)),
             "rst" => Ok(Expr::Flag(Flag::Rst)),
@@ -265,7 +291,7 @@ impl Parser<'_> {
                 &t,
                 format!(
                     "unknown filter term '{}': expected host, net, port, portrange, src, dst, after, before, \
-                     capture, label, syn, fin, rst, open, closed, packets, bytes, payload, duration, not or '('",
+                     capture, label, community-id, syn, fin, rst, open, closed, packets, bytes, payload, duration, not or '('",
                     t.text
                 ),
             )),

@@ -115,6 +115,7 @@ fn emit(e: &Expr, p: &mut Vec<Value>) -> String {
             )
         }
         Expr::Label(l) => format!("f.label = {}", param(p, Value::Text(l.clone()))),
+        Expr::CommunityId(c) => format!("f.community_id = {}", param(p, Value::Text(c.clone()))),
         Expr::Flag(fl) => format!("(f.flags & {}) <> 0", param(p, Value::Integer(fl.bit()))),
         Expr::Open(true) => "f.closed_frame IS NULL".into(),
         Expr::Open(false) => "f.closed_frame IS NOT NULL".into(),

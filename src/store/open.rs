@@ -9,11 +9,12 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 5] = [
+pub(super) const MIGRATIONS: [&str; 6] = [
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_label_in_flows.sql"),
     include_str!("../../migrations/0003_flow_search.sql"),
     include_str!("../../migrations/0004_views.sql"),
+    include_str!("../../migrations/0005_connections.sql"),
     include_str!("../../migrations/0006_forget.sql"),
 ];
 
@@ -139,6 +140,22 @@ fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
                 .parse::<std::net::IpAddr>()
                 .ok()
                 .map(|a| crate::filter::addr_key(&a).to_vec()))
+        },
+    )
+    .map_err(sq)?;
+    // 0005 gives the flows already stored their Community ID (seed 0) with this one.
+    conn.create_scalar_function(
+        "traceflow_community_id",
+        5,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let (src, dst): (String, String) = (ctx.get(0)?, ctx.get(2)?);
+            let (sport, dport, seed): (u16, u16, u16) = (ctx.get(1)?, ctx.get(3)?, ctx.get(4)?);
+            Ok(match (src.parse(), dst.parse()) {
+                (Ok(s), Ok(d)) => Some(crate::conn::community_id(seed, s, sport, d, dport)),
+                _ => None,
+            })
         },
     )
     .map_err(sq)?;

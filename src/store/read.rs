@@ -46,6 +46,9 @@ pub enum QueryError {
     /// The database holds something a traceflow ingest never writes (a broken `prev_in_flow` chain, ...).
     #[error("database: {0}; the database is damaged or was edited (re-ingest the capture)")]
     Corrupt(String),
+    /// `--both` on a flow whose frames have no connection (a capture indexed before schema 5).
+    #[error("flow {0:?} has no connection recorded: its capture was indexed before traceflow kept connections; re-ingest it with --force")]
+    NoConnection(String),
     /// Writing the results failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -352,6 +355,9 @@ pub struct FlowGroup {
     pub label: String,
     /// flow_no of each flow, in index order.
     pub flows: Vec<i64>,
+    /// `query --both`: when not empty, the dump is these connections' frames (both directions, in frame order)
+    /// instead of the flows'.
+    pub conns: Vec<i64>,
 }
 
 /// Index order of a capture's flows (`flows` as `f`): open flows in creation order, then closed flows in closing
@@ -395,7 +401,64 @@ pub fn select_label(
         capture_id: cid,
         label: label.to_string(),
         flows: rows.iter().map(|r| r.1).collect(),
+        conns: Vec::new(),
     })
+}
+
+/// The group with the connections its flows' frames belong to (`query --flow LABEL --both`).
+pub fn with_connections(conn: &Connection, mut g: FlowGroup) -> Result<FlowGroup, QueryError> {
+    let mut st = conn.prepare(
+        "SELECT DISTINCT fr.conn_no FROM flows f JOIN frames fr ON fr.capture_id = f.capture_id
+           AND fr.number BETWEEN f.first_frame AND f.last_frame AND fr.flow_no = f.flow_no
+         WHERE f.capture_id = ?1 AND f.flow_no = ?2 AND fr.conn_no IS NOT NULL",
+    )?;
+    let mut conns = std::collections::BTreeSet::new();
+    for flow in &g.flows {
+        for c in st.query_map([g.capture_id, *flow], |r| r.get::<_, i64>(0))? {
+            conns.insert(c?);
+        }
+    }
+    if conns.is_empty() {
+        return Err(QueryError::NoConnection(g.label));
+    }
+    g.conns = conns.into_iter().collect();
+    Ok(g)
+}
+
+/// One group per connection of a capture, in connection order, named by the label of the flow that holds its
+/// first frame (`query --dump DIR --both`), with `.connN` after it when an earlier connection has that name.
+pub fn capture_conn_groups(
+    conn: &Connection,
+    capture_id: i64,
+) -> Result<Vec<FlowGroup>, QueryError> {
+    let rows: Vec<(i64, String, Option<String>)> = conn
+        .prepare(
+            "SELECT x.conn_no, x.flows,
+                    (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
+                     AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']'))
+                     ORDER BY f.first_frame LIMIT 1)
+             FROM connections x WHERE x.capture_id = ?1 ORDER BY x.conn_no",
+        )?
+        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    // A flow that a reused port splits (no FIN between the connections) starts two of them: the later ones
+    // get `.connN` after the label, so that every connection has a file of its own.
+    let mut seen = std::collections::HashSet::new();
+    Ok(rows
+        .into_iter()
+        .map(|(conn_no, flows, label)| {
+            let mut label = label.unwrap_or_else(|| format!("connection-{conn_no}"));
+            if !seen.insert(label.clone()) {
+                label = format!("{label}.conn{conn_no}");
+            }
+            FlowGroup {
+                capture_id,
+                label,
+                flows: flows.split(',').filter_map(|f| f.parse().ok()).collect(),
+                conns: vec![conn_no],
+            }
+        })
+        .collect())
 }
 
 /// Levenshtein distance between two short strings.
@@ -499,6 +562,7 @@ pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGrou
                     capture_id,
                     label,
                     flows: vec![flow_no],
+                    conns: Vec::new(),
                 });
             }
         }
@@ -553,6 +617,7 @@ const FLOW_FRAMES_SQL: &str = "WITH RECURSIVE chain(number, steps) AS (
 
 /// Reads the frames of flows, one flow at a time, with the walk prepared once.
 pub struct FlowFrames<'c> {
+    conn: &'c Connection,
     st: rusqlite::Statement<'c>,
     flow: rusqlite::Statement<'c>,
 }
@@ -561,6 +626,7 @@ impl<'c> FlowFrames<'c> {
     /// Prepares the walk on `conn`.
     pub fn new(conn: &'c Connection) -> Result<FlowFrames<'c>, QueryError> {
         Ok(FlowFrames {
+            conn,
             st: conn.prepare(FLOW_FRAMES_SQL)?,
             flow: conn.prepare(
                 "SELECT first_frame, packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2",
@@ -568,13 +634,53 @@ impl<'c> FlowFrames<'c> {
         })
     }
 
-    /// Replaces `out` with the frames of every flow of `g`, in index order (flow by flow, each in frame order).
+    /// Replaces `out` with the frames of every flow of `g`, in index order (flow by flow, each in frame order);
+    /// for a group with connections (`--both`), the connections' frames in frame order.
     pub fn group(&mut self, g: &FlowGroup, out: &mut Vec<FrameRef>) -> Result<(), QueryError> {
         out.clear();
+        if !g.conns.is_empty() {
+            return self.connections(g, out);
+        }
         for flow in &g.flows {
             self.append(g.capture_id, *flow, out)?;
         }
         Ok(())
+    }
+
+    /// The frames of `g`'s connections, in frame order: a range scan of the frames between each connection's
+    /// first and last frame (frames has no index on conn_no, and needs none for this).
+    fn connections(&mut self, g: &FlowGroup, out: &mut Vec<FrameRef>) -> Result<(), QueryError> {
+        let conn: &Connection = self.flow_conn();
+        let mut span =
+            conn.prepare_cached("SELECT first_frame, last_frame FROM connections WHERE capture_id = ?1 AND conn_no = ?2")?;
+        let mut st = conn.prepare_cached(
+            "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames
+             WHERE capture_id = ?1 AND number BETWEEN ?2 AND ?3 AND conn_no = ?4 ORDER BY number",
+        )?;
+        for c in &g.conns {
+            let (first, last): (i64, i64) = span
+                .query_row(rusqlite::params![g.capture_id, c], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let mut rows = st.query(rusqlite::params![g.capture_id, first, last, c])?;
+            while let Some(r) = rows.next()? {
+                out.push(FrameRef {
+                    number: r.get::<_, i64>(0)? as u64,
+                    ts_ns: r.get(1)?,
+                    caplen: r.get(2)?,
+                    origlen: r.get(3)?,
+                    iface: r.get(4)?,
+                    offset: r.get::<_, i64>(5)? as u64,
+                });
+            }
+        }
+        out.sort_unstable_by_key(|f| f.number);
+        out.dedup_by_key(|f| f.number);
+        Ok(())
+    }
+
+    fn flow_conn(&self) -> &'c Connection {
+        self.conn
     }
 
     /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end
@@ -1144,6 +1250,147 @@ pub fn group_flows(
 pub fn count_flows(conn: &Connection, filter: &crate::filter::Compiled) -> Result<i64, QueryError> {
     Ok(conn.query_row(
         &format!("SELECT count(*) FROM flows f WHERE {}", filter.condition),
+        rusqlite::params_from_iter(filter.params.iter()),
+        |r| r.get(0),
+    )?)
+}
+
+/// One connection as `traceflow connections` lists it (a `connections` row, with its flows' labels).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConnRow {
+    /// The capture's id.
+    #[serde(skip)]
+    pub capture_id: i64,
+    /// The capture's name.
+    pub capture: String,
+    /// The connection's number in its capture, from 1 (tshark's `tcp.stream` + 1 within that capture).
+    pub conn: i64,
+    /// Community ID v1.
+    pub community_id: String,
+    /// Originator address (the sender of the first SYN without ACK, else of the first frame).
+    pub orig_h: String,
+    /// Originator port.
+    pub orig_p: u16,
+    /// Responder address.
+    pub resp_h: String,
+    /// Responder port.
+    pub resp_p: u16,
+    /// First frame time, RFC 3339 UTC with the capture's precision.
+    pub first_time: String,
+    /// Last frame time, likewise.
+    pub last_time: String,
+    /// Last minus first frame time, in seconds (exact decimal).
+    pub duration: String,
+    /// Frames from the originator.
+    pub orig_pkts: i64,
+    /// Their TCP payload bytes (Zeek's orig_bytes).
+    pub orig_bytes: i64,
+    /// Their wire lengths, summed.
+    pub orig_frame_bytes: i64,
+    /// Frames from the responder.
+    pub resp_pkts: i64,
+    /// Their TCP payload bytes.
+    pub resp_bytes: i64,
+    /// Their wire lengths, summed.
+    pub resp_frame_bytes: i64,
+    /// Zeek's conn_state.
+    pub conn_state: String,
+    /// Zeek's history.
+    pub history: String,
+    /// Labels of the directed flows holding its frames.
+    pub flows: Vec<String>,
+}
+
+/// The SQL condition "some flow of connection `x` matches `filter`" (a compiled condition on `flows f`): a
+/// connection matches when either of its directions does.
+fn conn_condition(filter: &crate::filter::Compiled) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
+                 AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) AND ({}))",
+        filter.condition
+    )
+}
+
+/// Visits every connection that has a flow matching `filter`, in `sort` order (time: first frame; bytes and
+/// packets: both directions together), at most `limit`, one row at a time.
+pub fn search_connections(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+    sort: FlowSort,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let order = match sort {
+        FlowSort::Time => "x.first_ns, x.capture_id, x.conn_no",
+        FlowSort::Bytes => {
+            "x.orig_frame_bytes + x.resp_frame_bytes DESC, x.first_ns, x.capture_id, x.conn_no"
+        }
+        FlowSort::Packets => "x.orig_pkts + x.resp_pkts DESC, x.first_ns, x.capture_id, x.conn_no",
+        FlowSort::Duration => "x.last_ns - x.first_ns DESC, x.first_ns, x.capture_id, x.conn_no",
+    };
+    let mut params = filter.params.clone();
+    params.push(rusqlite::types::Value::Integer(
+        limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
+    ));
+    let sql = format!(
+        "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                x.resp_frame_bytes, x.conn_state, x.history,
+                (SELECT group_concat(label, char(10)) FROM
+                    (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
+                     AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) ORDER BY f.first_frame)),
+                (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
+                 FROM interfaces i WHERE i.capture_id = x.capture_id)
+         FROM connections x JOIN captures c ON c.id = x.capture_id
+         WHERE {}
+         ORDER BY {order} LIMIT ?{}",
+        conn_condition(filter),
+        params.len()
+    );
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let digits: u8 = r.get::<_, Option<u8>>(19)?.unwrap_or(9);
+        let (first_ns, last_ns): (i64, i64) = (r.get(8)?, r.get(9)?);
+        let labels: Option<String> = r.get(18)?;
+        visit(ConnRow {
+            capture_id: r.get(0)?,
+            capture: r.get(1)?,
+            conn: r.get(2)?,
+            community_id: r.get(3)?,
+            orig_h: r.get(4)?,
+            orig_p: r.get(5)?,
+            resp_h: r.get(6)?,
+            resp_p: r.get(7)?,
+            first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
+            last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
+            duration: seconds(last_ns - first_ns, digits),
+            orig_pkts: r.get(10)?,
+            orig_bytes: r.get(11)?,
+            orig_frame_bytes: r.get(12)?,
+            resp_pkts: r.get(13)?,
+            resp_bytes: r.get(14)?,
+            resp_frame_bytes: r.get(15)?,
+            conn_state: r.get(16)?,
+            history: r.get(17)?,
+            flows: labels
+                .map(|l| l.split('\n').map(String::from).collect())
+                .unwrap_or_default(),
+        })?;
+    }
+    Ok(())
+}
+
+/// How many connections have a flow matching `filter`.
+pub fn count_connections(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+) -> Result<i64, QueryError> {
+    Ok(conn.query_row(
+        &format!(
+            "SELECT count(*) FROM connections x WHERE {}",
+            conn_condition(filter)
+        ),
         rusqlite::params_from_iter(filter.params.iter()),
         |r| r.get(0),
     )?)

@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
 use crate::capture::{Interface, Truncation};
+use crate::conn::ConnRecord;
 use crate::trace::FlowRecord;
 
 /// A frame row as the tracer produced it.
@@ -43,6 +44,9 @@ pub struct TcpRow {
     pub win: Option<u16>,
     /// TCP segment length, in bytes.
     pub payload_len: u32,
+    /// The connection the frame belongs to (`connections.conn_no`, from 1); `None` when connections are built
+    /// later, from the frame rows.
+    pub conn_no: Option<u32>,
 }
 
 /// Where a capture came from.
@@ -262,7 +266,8 @@ fn bind_frame(
     st.raw_bind_parameter(base + 11, t.map(|t| t.ack))?;
     st.raw_bind_parameter(base + 12, t.and_then(|t| t.win))?;
     st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))?;
-    st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))
+    st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))?;
+    st.raw_bind_parameter(base + 15, t.and_then(|t| t.conn_no))
 }
 
 fn bind_flow(
@@ -288,7 +293,36 @@ fn bind_flow(
     st.raw_bind_parameter(base + 15, fl.last_ns)?;
     st.raw_bind_parameter(base + 16, fl.flags)?;
     st.raw_bind_parameter(base + 17, &fl.src_key[..])?;
-    st.raw_bind_parameter(base + 18, &fl.dst_key[..])
+    st.raw_bind_parameter(base + 18, &fl.dst_key[..])?;
+    st.raw_bind_parameter(base + 19, fl.community_id.as_str())
+}
+
+fn bind_conn(
+    st: &mut rusqlite::Statement<'_>,
+    base: usize,
+    capture_id: i64,
+    c: &ConnRecord,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(base + 1, capture_id)?;
+    st.raw_bind_parameter(base + 2, c.conn_no)?;
+    st.raw_bind_parameter(base + 3, c.community_id.as_str())?;
+    st.raw_bind_parameter(base + 4, c.orig_h.as_str())?;
+    st.raw_bind_parameter(base + 5, c.orig_p)?;
+    st.raw_bind_parameter(base + 6, c.resp_h.as_str())?;
+    st.raw_bind_parameter(base + 7, c.resp_p)?;
+    st.raw_bind_parameter(base + 8, c.first_frame as i64)?;
+    st.raw_bind_parameter(base + 9, c.last_frame as i64)?;
+    st.raw_bind_parameter(base + 10, c.first_ns)?;
+    st.raw_bind_parameter(base + 11, c.last_ns)?;
+    st.raw_bind_parameter(base + 12, c.orig_pkts as i64)?;
+    st.raw_bind_parameter(base + 13, c.orig_frame_bytes as i64)?;
+    st.raw_bind_parameter(base + 14, c.orig_bytes as i64)?;
+    st.raw_bind_parameter(base + 15, c.resp_pkts as i64)?;
+    st.raw_bind_parameter(base + 16, c.resp_frame_bytes as i64)?;
+    st.raw_bind_parameter(base + 17, c.resp_bytes as i64)?;
+    st.raw_bind_parameter(base + 18, c.conn_state)?;
+    st.raw_bind_parameter(base + 19, c.history.as_str())?;
+    st.raw_bind_parameter(base + 20, c.flows.as_str())
 }
 
 /// Writes one capture in one transaction: it is wholly in the database or absent. `begin` opens the
@@ -302,6 +336,7 @@ pub struct CaptureWriter<'c> {
     id: i64,
     frames_ins: BulkInsert<'c>,
     flows_ins: BulkInsert<'c>,
+    conns_ins: BulkInsert<'c>,
     ins_data: rusqlite::Statement<'c>,
     ins_zero: rusqlite::Statement<'c>,
     open: bool,
@@ -333,14 +368,22 @@ impl<'c> CaptureWriter<'c> {
                 frames_ins: BulkInsert::new(
                     conn,
                     "frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no, tcp_flags, seq,
-                             ack, win, payload_len, prev_in_flow)",
-                    14,
+                             ack, win, payload_len, prev_in_flow, conn_no)",
+                    15,
                 )?,
                 flows_ins: BulkInsert::new(
                     conn,
                     "flows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame,
-                            closed_frame, packets, bytes, payload_bytes, first_ns, last_ns, flags, src_key, dst_key)",
-                    18,
+                            closed_frame, packets, bytes, payload_bytes, first_ns, last_ns, flags, src_key, dst_key,
+                            community_id)",
+                    19,
+                )?,
+                conns_ins: BulkInsert::new(
+                    conn,
+                    "connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
+                                  last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
+                                  resp_frame_bytes, resp_bytes, conn_state, history, flows)",
+                    20,
                 )?,
                 ins_data: conn
                     .prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?,
@@ -365,6 +408,25 @@ impl<'c> CaptureWriter<'c> {
         data: &[u8],
     ) -> Result<(), StoreError> {
         self.add_rows(frames, flows, data)
+            .map_err(StoreError::on(self.conn))
+    }
+
+    /// Writes connections (those a reused key replaced, and at the end the rest).
+    pub fn add_connections(&mut self, conns: &[ConnRecord]) -> Result<(), StoreError> {
+        let id = self.id;
+        self.conns_ins
+            .insert(conns, |st, base, c| bind_conn(st, base, id, c))
+            .map_err(StoreError::on(self.conn))
+    }
+
+    /// Records the Community ID seed the capture's flows and connections were made with.
+    pub fn set_community_id_seed(&mut self, seed: u16) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE captures SET community_id_seed = ?2 WHERE id = ?1",
+                params![self.id, seed],
+            )
+            .map(|_| ())
             .map_err(StoreError::on(self.conn))
     }
 

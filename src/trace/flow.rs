@@ -46,6 +46,10 @@ pub struct FlowRecord {
     pub src_key: [u8; 16],
     /// The destination address as 16 sortable bytes.
     pub dst_key: [u8; 16],
+    /// Community ID v1 of the key (shared by both directions), with the capture's seed. The tracer leaves it
+    /// empty unless given a seed (`Tracer::with_community_id_seed`); the ingest takes it from the connection
+    /// tracker, which hashes each key once.
+    pub community_id: String,
 }
 
 /// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
@@ -64,8 +68,16 @@ pub(super) struct OpenFlow {
 }
 
 impl OpenFlow {
-    pub(super) fn into_record(self, key: &FlowKey, closed_frame: Option<u64>) -> FlowRecord {
+    pub(super) fn into_record(
+        self,
+        key: &FlowKey,
+        closed_frame: Option<u64>,
+        seed: Option<u16>,
+    ) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
+        let community_id = seed
+            .map(|s| crate::conn::community_id(s, src, sport, dst, dport))
+            .unwrap_or_default();
         let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
         let (src, dst) = (addr_text(&src), addr_text(&dst));
         FlowRecord {
@@ -86,6 +98,7 @@ impl OpenFlow {
             flags: self.flags,
             src_key,
             dst_key,
+            community_id,
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Tracer {
     spill: Option<Spill>,
     /// The first failure of the parking store; `finish` reports it (the index may then be wrong).
     spill_error: Option<SpillError>,
+    /// The Community ID seed the records are made with; `None`: no Community ID (the ingest adds it).
+    seed: Option<u16>,
 }
 
 impl Default for Tracer {
@@ -58,7 +60,14 @@ impl Tracer {
             max_open: max_open.max(1),
             spill: None,
             spill_error: None,
+            seed: None,
         }
+    }
+
+    /// Makes the flows' records carry their Community ID with this seed (by default they carry none).
+    pub fn with_community_id_seed(mut self, seed: u16) -> Tracer {
+        self.seed = Some(seed);
+        self
     }
 
     /// Number of flows opened so far.
@@ -128,7 +137,7 @@ impl Tracer {
         let flow_no = flow.flow_no;
         if tcp.fin() {
             if let Some(done) = self.open.remove(&key) {
-                on_close(done.into_record(&key, Some(number)));
+                on_close(done.into_record(&key, Some(number), self.seed));
             }
         } else if self.open.len() > self.max_open {
             self.park_oldest();
@@ -172,6 +181,7 @@ impl Tracer {
         if let Some(e) = self.spill_error.take() {
             return Err(e);
         }
+        let seed = self.seed;
         // into_iter, not drain: the table's memory goes back before the records are built and sent.
         let mut rest: Vec<(FlowKey, OpenFlow)> =
             std::mem::take(&mut self.open).into_iter().collect();
@@ -180,13 +190,13 @@ impl Tracer {
         if let Some(mut spill) = self.spill.take() {
             spill.drain(&mut |key, flow| {
                 while let Some((k, f)) = rest.next_if(|(_, f)| f.flow_no < flow.flow_no) {
-                    emit(f.into_record(&k, None));
+                    emit(f.into_record(&k, None, seed));
                 }
-                emit(flow.into_record(&key, None));
+                emit(flow.into_record(&key, None, seed));
             })?;
         }
         for (k, f) in rest {
-            emit(f.into_record(&k, None));
+            emit(f.into_record(&k, None, seed));
         }
         Ok(())
     }

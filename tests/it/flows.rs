@@ -70,6 +70,15 @@ fn facts(conn: &Connection) -> Vec<FlowFacts> {
             payload: r.get(10)?,
             flags: f,
             closed: r.get(11)?,
+            // Computed here from the key, not read from the column under test (the corpus is ingested with
+            // seed 0).
+            community_id: traceflow::conn::community_id(
+                0,
+                r.get::<_, String>(2)?.parse().unwrap(),
+                r.get(3)?,
+                r.get::<_, String>(4)?.parse().unwrap(),
+                r.get(5)?,
+            ),
         })
     })
     .unwrap()
@@ -102,6 +111,7 @@ fn text(e: &Expr) -> String {
         ),
         Expr::Capture(c) => format!("capture \"{c}\""),
         Expr::Label(l) => format!("label \"{l}\""),
+        Expr::CommunityId(c) => format!("community-id {c}"),
         Expr::Flag(Flag::Syn) => "syn".into(),
         Expr::Flag(Flag::Fin) => "fin".into(),
         Expr::Flag(Flag::Rst) => "rst".into(),
@@ -160,6 +170,7 @@ fn expr(facts: &'static [FlowFacts]) -> impl Strategy<Value = Expr> {
         any::<usize>().prop_map(move |i| Expr::Capture(pick(i).capture_names[0].clone())),
         any::<usize>().prop_map(move |i| Expr::Capture(pick(i).capture_id.to_string())),
         any::<usize>().prop_map(move |i| Expr::Label(pick(i).label.clone())),
+        any::<usize>().prop_map(move |i| Expr::CommunityId(pick(i).community_id.clone())),
         prop_oneof![Just(Flag::Syn), Just(Flag::Fin), Just(Flag::Rst)].prop_map(Expr::Flag),
         any::<bool>().prop_map(Expr::Open),
         (

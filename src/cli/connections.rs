@@ -1,0 +1,83 @@
+//! `traceflow connections FILTER`: TCP connections, both directions together (tshark's `tcp.stream`), with
+//! their Community ID and Zeek's conn_state and history, found with the filter language of `flows`.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::output::{default_format, RowFormat, RowWriter};
+use super::Error;
+use crate::filter;
+use crate::store::read::{self, FlowSort};
+use crate::store::{self};
+
+/// `traceflow connections` arguments.
+#[derive(clap::Args, Debug)]
+#[command(after_help = CONN_HELP)]
+pub struct ConnectionsArgs {
+    /// The filter, as for `traceflow flows`: a connection matches when either of its directions does.
+    #[arg(default_value = "")]
+    pub filter: String,
+    /// Output format [default: table on a terminal, json otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<RowFormat>,
+    /// Order of the connections (bytes and packets count both directions).
+    #[arg(long, value_enum, default_value = "time")]
+    pub sort: FlowSort,
+    /// At most this many connections.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Print only the number of matching connections.
+    #[arg(long)]
+    pub count: bool,
+}
+
+const CONN_HELP: &str = "\
+A connection is both directions of one TCP conversation, split where tshark's tcp.stream splits it (a SYN
+with a new initial sequence number on the same addresses and ports starts a new one). The filter is the one
+of `traceflow flows --help`, applied to each direction: `host A and dst port 80` matches a connection one of
+whose directions goes to port 80 from or to A. Also: community-id 1:BASE64.
+Connections are built at the first command that needs them, from the frame rows (this command then writes to
+the database once), unless the capture was ingested with --connections.
+Columns: orig_* the originator (sender of the first SYN without ACK, else of the first frame), resp_* the
+responder; *_bytes TCP payload, *_frame_bytes frame lengths; conn_state and history as in Zeek's conn.log.
+Examples:
+  traceflow connections 'host 10.0.0.5 and port 443'
+  traceflow connections 'community-id 1:LQU9qZlK+B5F3KDmev6m5PMibrg=' --format json
+  traceflow connections 'capture big.pcap' --sort bytes --limit 10";
+
+/// Prints the connections of the database at `db` that match the filter.
+pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
+    let expr = filter::parse(&args.filter, super::flows::now_ns()).map_err(Error::Filter)?;
+    let compiled = filter::compile(&expr);
+    // Connections are built at their first use (see conn::rebuild).
+    crate::conn::rebuild::ensure(db)?;
+    let conn = store::open_read(db)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let io = |source: std::io::Error| Error::Io {
+        what: "writing stdout".into(),
+        source,
+    };
+    let result = if args.count {
+        let n = read::count_connections(&conn, &compiled)?;
+        writeln!(out, "{n}").and_then(|()| out.flush()).map_err(io)
+    } else {
+        let format = args.format.unwrap_or_else(default_format);
+        let mut w = RowWriter::new(&mut out, format);
+        let searched =
+            read::search_connections(&conn, &compiled, args.sort, args.limit, &mut |row| {
+                w.row(&row).map_err(read::QueryError::Output)
+            });
+        match searched {
+            Err(read::QueryError::Output(e)) => Err(io(e)),
+            Err(e) => Err(Error::Query(e)),
+            Ok(()) => w.finish().map_err(io),
+        }
+        .and_then(|()| out.flush().map_err(io))
+    };
+    match result {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(e),
+        Ok(()) => Ok(0),
+    }
+}

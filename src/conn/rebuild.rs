@@ -1,0 +1,135 @@
+//! Connections built from the frame rows, by the same tracker an ingest with `--connections` runs: at the first
+//! command that needs them (`connections`, `query --both`), and for captures stored before the connections
+//! migration (0005).
+//!
+//! Why not always at ingest: tracking them while reading cost about a fifth more ingest CPU on the benchmark
+//! (callgrind instruction counts: the per-frame tracker and the connections rows), and issue 13 allows a tenth.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+
+use super::{ConnRecord, ConnSeg, Connections};
+use crate::store::StoreError;
+
+/// Captures with flows but no connections yet.
+const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
+     WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
+       AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)";
+
+/// Makes sure every capture of the database at `path` has its connections: if some have none, opens it for
+/// writing and builds them in one transaction (other writers wait, as for an ingest).
+pub fn ensure(path: &Path) -> Result<(), StoreError> {
+    {
+        let ro = crate::store::open_read(path)?;
+        let missing: bool = ro
+            .query_row(&format!("SELECT EXISTS ({MISSING})"), [], |r| r.get(0))
+            .map_err(|e| StoreError::Sqlite {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        if !missing {
+            return Ok(());
+        }
+    }
+    let conn = crate::store::open(path)?;
+    let sq = |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sq)?;
+    match rebuild_missing(&conn) {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(sq),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(sq(e))
+        }
+    }
+}
+
+/// Fills `frames.conn_no` and the `connections` rows of every capture that has flows but no connections, with
+/// the capture's Community ID seed. The caller holds a write transaction.
+pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<()> {
+    let captures: Vec<(i64, u16)> = conn
+        .prepare(MISSING)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, seed) in captures {
+        rebuild(conn, id, seed)?;
+    }
+    Ok(())
+}
+
+fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()> {
+    let mut tracker = Connections::new(seed);
+    let mut done: Vec<ConnRecord> = Vec::new();
+    let mut per_frame: Vec<(i64, u32)> = Vec::new();
+    {
+        let mut st = conn.prepare(
+            "SELECT fr.number, fr.ts_ns, fr.origlen, f.src, f.sport, f.dst, f.dport, fr.tcp_flags, fr.seq, fr.ack,
+                    fr.payload_len, fr.flow_no
+             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+             WHERE fr.capture_id = ?1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
+        )?;
+        let mut rows = st.query([capture_id])?;
+        while let Some(r) = rows.next()? {
+            let (src, dst): (String, String) = (r.get(3)?, r.get(5)?);
+            let (Ok(src), Ok(dst)) = (src.parse(), dst.parse()) else {
+                continue;
+            };
+            let number: i64 = r.get(0)?;
+            let seg = ConnSeg {
+                number: number as u64,
+                ts_ns: r.get(1)?,
+                origlen: r.get(2)?,
+                src,
+                sport: r.get(4)?,
+                dst,
+                dport: r.get(6)?,
+                flags: r.get(7)?,
+                seq: r.get(8)?,
+                ack: r.get(9)?,
+                payload_len: r.get(10)?,
+                flow_no: r.get(11)?,
+            };
+            per_frame.push((number, tracker.observe(&seg, &mut |c| done.push(c))));
+        }
+    }
+    tracker.finish(&mut |c| done.push(c));
+    let mut upd =
+        conn.prepare("UPDATE frames SET conn_no = ?3 WHERE capture_id = ?1 AND number = ?2")?;
+    for (number, c) in per_frame {
+        upd.execute(params![capture_id, number, c])?;
+    }
+    let mut ins = conn.prepare(
+        "INSERT INTO connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
+                                  last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
+                                  resp_frame_bytes, resp_bytes, conn_state, history, flows)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    )?;
+    for c in done {
+        ins.execute(params![
+            capture_id,
+            c.conn_no,
+            c.community_id,
+            c.orig_h,
+            c.orig_p,
+            c.resp_h,
+            c.resp_p,
+            c.first_frame as i64,
+            c.last_frame as i64,
+            c.first_ns,
+            c.last_ns,
+            c.orig_pkts as i64,
+            c.orig_frame_bytes as i64,
+            c.orig_bytes as i64,
+            c.resp_pkts as i64,
+            c.resp_frame_bytes as i64,
+            c.resp_bytes as i64,
+            c.conn_state,
+            c.history,
+            c.flows,
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Zeek's conn.log fields for a TCP connection: each endpoint's TCP state, `conn_state` from the two, and the
+//! `history` letters, following the definitions in Zeek's `base/protocols/conn/main.zeek` documentation.
+//!
+//! Zeek's own analyzer follows sequence numbers and checksums; what is here uses only what every frame row
+//! holds (flags, sequence number, payload length). So the letters that need more are not produced: `c` (bad
+//! checksum), `g` (content gap), `t` (retransmitted payload), `w` (zero window) and `^` (direction flipped by
+//! Zeek's heuristic: the originator here is the sender of the first SYN without ACK, else of the first frame).
+
+use crate::decode::numbers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+/// One endpoint's TCP state, as Zeek's analyzer names them (`TCP_ENDPOINT_INACTIVE` ... `TCP_ENDPOINT_RESET`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum State {
+    /// Nothing sent yet.
+    #[default]
+    Inactive,
+    /// Sent a SYN without ACK as the originator, not answered yet.
+    SynSent,
+    /// Sent a SYN+ACK as the originator (Zeek's "connection_originator_SYN_ack").
+    SynAckSent,
+    /// Sent something other than a SYN first: the connection was picked up midstream.
+    Partial,
+    /// The handshake completed for this side.
+    Established,
+    /// Sent a FIN.
+    Closed,
+    /// Sent a RST.
+    Reset,
+}
+
+/// An endpoint's state and the one before it (Zeek reads the previous state for a FIN followed by a RST).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The current state.
+    pub state: State,
+    prev: State,
+}
+
+impl Endpoint {
+    fn set(&mut self, s: State) {
+        if s != self.state {
+            self.prev = self.state;
+            self.state = s;
+        }
+    }
+}
+
+/// Moves the sender's (`me`) and its peer's states for one frame, as Zeek's TCP analyzer does
+/// (`TCPSessionAdapter::UpdateStateMachine`), by the sender's state:
+/// - inactive: a SYN from the originator makes it SYN_SENT (SYN_ACK_SENT with ACK). A SYN from the responder
+///   establishes it, and its peer too if that had sent a SYN. Then a FIN closes it and a RST resets it. A frame
+///   with none of these makes it PARTIAL, except a pure ACK after the peer was established (the SYN was missed:
+///   established) and an empty frame from the responder while the originator's SYN is unanswered (some stacks
+///   ACK a SYN before answering it: no change).
+/// - SYN_SENT / SYN_ACK_SENT: a FIN closes it, a RST resets it; nothing else moves it (it was established by
+///   the peer's SYN+ACK).
+/// - established / partial: a SYN without ACK from a partial side whose peer is inactive makes it SYN_SENT; a
+///   FIN (without RST) closes it, and turns a peer that had sent a FIN and then a RST back to closed; a RST
+///   resets it.
+/// - closed: a RST resets it unless the peer closed too.
+/// - reset: nothing changes.
+pub fn step(me: &mut Endpoint, peer: &mut Endpoint, is_orig: bool, flags: u16, payload_len: u32) {
+    use State::*;
+    let (syn, ack, fin, rst) = (
+        flags & TCP_SYN != 0,
+        flags & TCP_ACK != 0,
+        flags & TCP_FIN != 0,
+        flags & TCP_RST != 0,
+    );
+    match me.state {
+        Inactive => {
+            if syn {
+                if is_orig {
+                    me.set(if ack { SynAckSent } else { SynSent });
+                } else {
+                    if !ack && peer.state == SynAckSent {
+                        // Zeek flips the roles here (a SYN/SYN-ACK reversal) and establishes the peer.
+                        peer.set(Established);
+                    }
+                    if peer.state == SynSent {
+                        peer.set(Established);
+                    }
+                    me.set(Established);
+                }
+            }
+            if fin {
+                me.set(Closed);
+            }
+            if rst {
+                me.set(Reset);
+            }
+            if me.state == Inactive {
+                if !is_orig && payload_len == 0 && peer.state == SynSent {
+                    // An ACK of the SYN before the SYN+ACK: not a partial connection.
+                } else if ack && peer.state == Established {
+                    me.set(Established);
+                } else {
+                    me.set(Partial);
+                }
+            }
+        }
+        SynSent | SynAckSent => {
+            if fin {
+                me.set(Closed);
+            }
+            if rst {
+                me.set(Reset);
+            }
+        }
+        Established | Partial => {
+            if syn && !ack && me.state == Partial && peer.state == Inactive {
+                me.set(SynSent);
+            }
+            if fin && !rst {
+                me.set(Closed);
+                if peer.state == Reset && peer.prev == Closed {
+                    peer.set(Closed);
+                }
+            }
+            if rst {
+                me.set(Reset);
+            }
+        }
+        Closed => {
+            if rst && peer.state != Closed {
+                me.set(Reset);
+            }
+        }
+        Reset => {}
+    }
+}
+
+/// Zeek's `conn_state`, from the originator's and responder's endpoint states, the payload bytes each sent
+/// and the history (Zeek's `conn_state` function in base/protocols/conn/main.zeek). The rules, in order:
+/// - REJ: the responder reset, and the originator had only sent its SYN (or both reset before any payload):
+///   "connection attempt rejected".
+/// - RSTRH: the responder reset, and the originator sent no SYN (was inactive or midstream): "responder sent
+///   a SYN ACK followed by a RST, we never saw a SYN from the (purported) originator".
+/// - RSTR: the responder reset, otherwise ("responder sent a RST").
+/// - RSTOS0: the originator reset, the responder sent nothing (or only midstream), and the history is a SYN
+///   followed by a RST with no SYN+ACK, ACK, FIN, gap, inconsistency or multi-flag packet in between:
+///   "originator sent a SYN followed by a RST, we never saw a SYN-ACK from the responder".
+/// - OTH: the originator reset and the responder was inactive, without that history.
+/// - RSTO: the originator reset, otherwise ("connection established, originator aborted").
+/// - SF: both sent a FIN: "normal establishment and termination".
+/// - SH: the originator sent a FIN and the responder nothing (or only midstream): "originator sent a SYN
+///   followed by a FIN, we never saw a SYN ACK from the responder".
+/// - S2: the originator sent a FIN, the responder did not: "established and close attempt by originator seen
+///   (but no reply from responder)".
+/// - SHR: the responder sent a FIN and the originator was inactive or midstream: "responder sent a SYN ACK
+///   followed by a FIN, we never saw a SYN from the originator".
+/// - S3: the responder sent a FIN, the originator did not: "close attempt by responder seen".
+/// - S0: the originator sent a SYN and the responder nothing: "connection attempt seen, no reply".
+/// - S1: both established, no FIN or RST: "connection established, not terminated".
+/// - OTH: anything else: "no SYN seen, just midstream traffic".
+pub fn conn_state(
+    orig: &State,
+    resp: &State,
+    orig_bytes: u64,
+    resp_bytes: u64,
+    history: &str,
+) -> &'static str {
+    use State::*;
+    let o_inactive = matches!(orig, Inactive | Partial);
+    let r_inactive = matches!(resp, Inactive | Partial);
+    if *resp == Reset {
+        if matches!(orig, SynSent | SynAckSent)
+            || (*orig == Reset && orig_bytes == 0 && resp_bytes == 0)
+        {
+            "REJ"
+        } else if o_inactive {
+            "RSTRH"
+        } else {
+            "RSTR"
+        }
+    } else if *orig == Reset {
+        if r_inactive {
+            if syn_then_rst(history) {
+                "RSTOS0"
+            } else {
+                "OTH"
+            }
+        } else {
+            "RSTO"
+        }
+    } else if *resp == Closed && *orig == Closed {
+        "SF"
+    } else if *orig == Closed {
+        if r_inactive {
+            "SH"
+        } else {
+            "S2"
+        }
+    } else if *resp == Closed {
+        if o_inactive {
+            "SHR"
+        } else {
+            "S3"
+        }
+    } else if *orig == SynSent && *resp == Inactive {
+        "S0"
+    } else if *orig == Established && *resp == Established {
+        "S1"
+    } else {
+        "OTH"
+    }
+}
+
+/// Zeek's `/\^?S[^HAFGIQ]*R.*/` over the history.
+fn syn_then_rst(history: &str) -> bool {
+    let h = history.strip_prefix('^').unwrap_or(history);
+    let Some(rest) = h.strip_prefix('S') else {
+        return false;
+    };
+    for c in rest.chars() {
+        match c {
+            'R' => return true,
+            'H' | 'A' | 'F' | 'G' | 'I' | 'Q' => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Zeek's history, kept per sender until the originator is known: letters in frame order, each with its
+/// sender (true for the key's first endpoint).
+#[derive(Default)]
+pub struct History {
+    events: Vec<(bool, u8)>,
+    /// Per sender: the letters already recorded once (bit per letter), and the last SYN, FIN and RST sequence
+    /// numbers, which decide whether those letters repeat.
+    seen: [u16; 2],
+    last_syn: [Option<u32>; 2],
+    last_fin: [Option<u32>; 2],
+    last_rst: [Option<u32>; 2],
+}
+
+const H_SYN: u16 = 1;
+const H_FIN: u16 = 2;
+const H_RST: u16 = 4;
+const H_ACK: u16 = 8;
+const H_DATA: u16 = 16;
+const H_MULTI: u16 = 32;
+const H_CORRUPT: u16 = 64;
+
+impl History {
+    /// Records one frame from the key's first endpoint (`a`) or the other. Zeek's rules:
+    /// - `s`/`h`: a SYN without / with ACK; `f`: a FIN; `r`: a RST. Each is recorded the first time, and again
+    ///   only when its sequence number differs from the last of that kind from that side (for a FIN the
+    ///   sequence number after its payload, since a FIN comes at the end of the data).
+    /// - `q`: SYN together with FIN or RST; `i`: FIN together with RST (the letters of such a packet's flags are
+    ///   not recorded). Once per side.
+    /// - `d`: payload, `a`: a pure ACK (no SYN, FIN, RST nor payload). Once per side.
+    pub fn add(&mut self, a: bool, flags: u16, seq: u32, payload_len: u32) {
+        let i = usize::from(!a);
+        let (syn, fin, rst) = (
+            flags & TCP_SYN != 0,
+            flags & TCP_FIN != 0,
+            flags & TCP_RST != 0,
+        );
+        let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
+        if bits > 1 {
+            if fin && rst {
+                self.once(a, H_CORRUPT, b'I');
+            } else {
+                self.once(a, H_MULTI, b'Q');
+            }
+        } else if syn {
+            let code = if flags & TCP_ACK != 0 { b'H' } else { b'S' };
+            if self.seen[i] & H_SYN == 0 || self.last_syn[i] != Some(seq) {
+                self.events.push((a, code));
+            }
+            self.seen[i] |= H_SYN;
+            self.last_syn[i] = Some(seq);
+        } else if fin {
+            let end = seq.wrapping_add(payload_len);
+            if self.seen[i] & H_FIN == 0 || self.last_fin[i] != Some(end) {
+                self.events.push((a, b'F'));
+            }
+            self.seen[i] |= H_FIN;
+            self.last_fin[i] = Some(end);
+        } else if rst {
+            if self.seen[i] & H_RST == 0 || self.last_rst[i] != Some(seq) {
+                self.events.push((a, b'R'));
+            }
+            self.seen[i] |= H_RST;
+            self.last_rst[i] = Some(seq);
+        } else if payload_len > 0 {
+            self.once(a, H_DATA, b'D');
+        } else if flags & TCP_ACK != 0 {
+            self.once(a, H_ACK, b'A');
+        }
+    }
+
+    fn once(&mut self, a: bool, bit: u16, code: u8) {
+        let i = usize::from(!a);
+        if self.seen[i] & bit == 0 {
+            self.seen[i] |= bit;
+            self.events.push((a, code));
+        }
+    }
+
+    /// The letters, upper case for the originator (`orig_a`: the key's first endpoint is the originator).
+    pub fn render(&self, orig_a: bool) -> String {
+        self.events
+            .iter()
+            .map(|&(a, c)| {
+                if a == orig_a {
+                    char::from(c)
+                } else {
+                    char::from(c.to_ascii_lowercase())
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rstos0_pattern() {
+        assert!(syn_then_rst("SR"));
+        assert!(syn_then_rst("^SDR"));
+        assert!(syn_then_rst("SRr"));
+        // The pattern is case-sensitive: the responder's letters do not stop it.
+        assert!(syn_then_rst("ShR"));
+        assert!(!syn_then_rst("SAR"));
+        assert!(!syn_then_rst("DSR"));
+        assert!(!syn_then_rst("S"));
+    }
+}
