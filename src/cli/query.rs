@@ -95,6 +95,11 @@ pub struct QueryArgs {
     /// (`.connN` added when an earlier connection has that name).
     #[arg(long)]
     pub both: bool,
+    /// Print the two-way index tuple: one flow per connection (endpoints either way round), closed once both
+    /// sides have sent FIN, as PyPCAPKit's two-way tracing (PR #435) gives it, except that the final ACK after
+    /// both FINs stays in its flow instead of opening a new one; a SYN opens the next flow on the same ports.
+    #[arg(long, conflicts_with_all = ["flow", "dump", "both"])]
+    pub bidirectional: bool,
 }
 
 /// Runs `traceflow query`: the index tuple, one flow's dump, or a folder of dumps. Only data goes to `stdout`.
@@ -143,6 +148,11 @@ pub fn run_query(
             }
         };
         let write_index = |w: &mut dyn Write, shown: &str| -> Result<(), DumpError> {
+            if args.bidirectional {
+                let entries = query::bidirectional_index(conn, capture)?;
+                write_rows(w, &entries, rows).map_err(werr(shown))?;
+                return w.flush().map_err(werr(shown));
+            }
             match rows {
                 // JSON streams row by row: a capture's whole index never sits in memory.
                 RowFormat::Json | RowFormat::Jsonl => {

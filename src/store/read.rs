@@ -297,6 +297,62 @@ pub fn for_each_index_row(
     Ok(())
 }
 
+/// The two-way index tuple (`query --bidirectional`) of one capture, or of every capture (then with the
+/// `capture` key set): one flow per connection, by the rule in [`crate::trace::twoway`], from the frame rows.
+/// It is built in memory, one capture at a time.
+pub fn bidirectional_index(
+    conn: &Connection,
+    capture: Option<i64>,
+) -> Result<Vec<IndexEntry>, QueryError> {
+    let ids: Vec<(i64, String)> = conn
+        .prepare("SELECT id, name FROM captures WHERE ?1 IS NULL OR id = ?1 ORDER BY id")?
+        .query_map([capture], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut st = conn.prepare(
+        "SELECT fr.number, fr.ts_ns, fr.iface, fr.tcp_flags, f.src, f.sport, f.dst, f.dport
+         FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+         WHERE fr.capture_id = ?1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
+    )?;
+    let mut out = Vec::new();
+    for (id, name) in ids {
+        let digits: HashMap<u32, u8> = interfaces(conn, id)?
+            .into_iter()
+            .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
+            .collect();
+        let mut t = crate::trace::twoway::TwoWay::default();
+        let mut rows = st.query([id])?;
+        while let Some(r) = rows.next()? {
+            let number: i64 = r.get(0)?;
+            let ts_ns: i64 = r.get(1)?;
+            let iface: u32 = r.get(2)?;
+            let (src, dst): (String, String) = (r.get(4)?, r.get(6)?);
+            let (sport, dport): (u16, u16) = (r.get(5)?, r.get(7)?);
+            let frame = crate::trace::twoway::TwoWayFrame {
+                number: number.max(0) as u64,
+                src: (&src, sport),
+                dst: (&dst, dport),
+                flags: r.get::<_, Option<u16>>(3)?.unwrap_or(0),
+            };
+            t.add(&frame, || {
+                let ts = crate::capture::Timestamp::from_ns(
+                    ts_ns,
+                    digits.get(&iface).copied().unwrap_or(9),
+                );
+                crate::trace::label::label_from_text(&src, sport, &dst, dport, &ts)
+            });
+        }
+        for (label, index) in t.index() {
+            out.push(IndexEntry {
+                capture: capture.is_none().then(|| name.clone()),
+                fpout: None,
+                index,
+                label,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The index tuple of one capture, or of every capture (then with the `capture` key set).
 pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
     let mut out = Vec::new();

@@ -11,6 +11,7 @@ use std::collections::hash_map::Entry;
 mod flow;
 pub mod label;
 mod spill;
+pub mod twoway;
 
 use crate::capture::Timestamp;
 use crate::decode::Tcp;

@@ -86,8 +86,9 @@ fn tshark_streams(capture: &Path) -> Partition {
 fn our_streams(db: &Connection, name: &str) -> Partition {
     let mut st = db
         .prepare(
-            "SELECT fr.conn_no, fr.number FROM frames fr JOIN captures c ON c.id = fr.capture_id
-             WHERE c.name = ?1 AND fr.conn_no IS NOT NULL",
+            "SELECT fr.conn_no, fr.number FROM frames fr
+             WHERE fr.capture_id = (SELECT capture_id FROM capture_paths WHERE name = ?1)
+               AND fr.conn_no IS NOT NULL",
         )
         .unwrap();
     let rows = st
@@ -742,7 +743,8 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
     Connection::open(&db)
         .unwrap()
         .execute_batch(
-            "DROP TABLE connections; ALTER TABLE frames DROP COLUMN conn_no;
+            "DROP TRIGGER captures_delete_rows; DROP VIEW flow_list; DROP VIEW capture_list;
+             DROP TABLE connections; ALTER TABLE frames DROP COLUMN conn_no;
              ALTER TABLE flows DROP COLUMN community_id; ALTER TABLE captures DROP COLUMN community_id_seed;
              PRAGMA user_version = 3;",
         )

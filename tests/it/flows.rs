@@ -618,3 +618,128 @@ fn every_readme_query_runs() {
     }
     assert!(ran >= 5, "only {ran} README queries");
 }
+
+/// `query --bidirectional` over the corpus: every TCP frame in exactly one two-way flow, each flow on one pair of
+/// endpoints and labelled from its first frame's direction, never-closed flows first, closed ones in the order of
+/// the FIN that finished their second side, and no flow opened by a frame without SYN on a pair whose flow had
+/// closed (PR #435's stray flow for the final ACK).
+#[test]
+fn two_way_index_holds_every_frame_once_by_connection() {
+    use std::collections::HashMap;
+    let (_, db, _) = corpus_db();
+    let conn = store::open_read(db).unwrap();
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM captures ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut reused = 0;
+    for id in ids {
+        let frames: HashMap<u64, (String, u16, String, u16, i64)> = conn
+            .prepare(
+                "SELECT fr.number, f.src, f.sport, f.dst, f.dport, fr.tcp_flags FROM frames fr
+                 JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no WHERE fr.capture_id = ?1",
+            )
+            .unwrap()
+            .query_map([id], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let idx = read::bidirectional_index(&conn, Some(id)).unwrap();
+        let mut seen: Vec<u64> = idx.iter().flat_map(|e| e.index.clone()).collect();
+        seen.sort_unstable();
+        let mut all: Vec<u64> = frames.keys().copied().collect();
+        all.sort_unstable();
+        assert_eq!(seen, all, "capture {id}: every TCP frame once");
+        let pair = |n: u64| {
+            let (s, sp, d, dp, _) = &frames[&n];
+            let (a, b) = ((s.clone(), *sp), (d.clone(), *dp));
+            if a <= b {
+                (a, b)
+            } else {
+                (b, a)
+            }
+        };
+        // Per flow: (pair, first frame, closing frame if both sides sent FIN, frames).
+        let mut closing: Vec<Option<u64>> = Vec::new();
+        for e in &idx {
+            assert!(e.index.windows(2).all(|w| w[0] < w[1]));
+            let p = pair(e.index[0]);
+            assert!(
+                e.index.iter().all(|&n| pair(n) == p),
+                "capture {id}: {} mixes pairs",
+                e.label
+            );
+            let (s, sp, d, dp, _) = &frames[&e.index[0]];
+            let prefix = format!("{}_{sp}-{}_{dp}-", s.replace(':', "."), d.replace(':', "."));
+            assert!(
+                e.label.starts_with(&prefix),
+                "{} does not start {prefix}",
+                e.label
+            );
+            let mut fin = (false, false);
+            let mut closed = None;
+            for &n in &e.index {
+                let (fs, fsp, _, _, flags) = &frames[&n];
+                if flags & 1 != 0 {
+                    if (fs, fsp) == (s, sp) {
+                        fin.0 = true
+                    } else {
+                        fin.1 = true
+                    }
+                    if fin.0 && fin.1 && closed.is_none() {
+                        closed = Some(n);
+                    }
+                }
+            }
+            closing.push(closed);
+        }
+        // Index order: open first, then by closing frame.
+        let keys: Vec<(bool, u64)> = idx
+            .iter()
+            .zip(&closing)
+            .map(|(e, c)| (c.is_some(), c.unwrap_or(e.index[0])))
+            .collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] <= w[1]),
+            "capture {id}: index order {keys:?}"
+        );
+        // A flow that starts on a pair used before starts with a SYN, after the earlier flow closed.
+        let mut by_pair: HashMap<_, Vec<usize>> = HashMap::new();
+        for (i, e) in idx.iter().enumerate() {
+            by_pair.entry(pair(e.index[0])).or_default().push(i);
+        }
+        for flows in by_pair.values() {
+            let mut flows = flows.clone();
+            flows.sort_by_key(|&i| idx[i].index[0]);
+            for w in flows.windows(2) {
+                let (prev, next) = (w[0], w[1]);
+                let start = idx[next].index[0];
+                assert!(
+                    frames[&start].4 & 2 != 0,
+                    "capture {id}: {} opened without SYN",
+                    idx[next].label
+                );
+                assert!(
+                    closing[prev].is_some_and(|c| c < start),
+                    "capture {id}: {} opened before the close",
+                    idx[next].label
+                );
+                reused += 1;
+            }
+        }
+    }
+    assert!(
+        reused > 0,
+        "the corpus reuses some port pairs after a close"
+    );
+    // And the CLI prints it, as the one-way index is printed.
+    let r = run(db, &["query", "--bidirectional", "--format", "jsonl"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.lines().count() > 100);
+    assert!(r.stdout.lines().next().unwrap().contains("\"capture\":"));
+}
