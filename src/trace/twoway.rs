@@ -27,6 +27,9 @@ pub struct TwoWayFrame<'a> {
     pub flags: u16,
 }
 
+/// The two endpoints of a connection, (address text, port), the lower first.
+type Pair = ((String, u16), (String, u16));
+
 struct Flow {
     label: String,
     origin: (String, u16),
@@ -40,7 +43,7 @@ struct Flow {
 #[derive(Default)]
 pub struct TwoWay {
     flows: Vec<Flow>,
-    by_pair: HashMap<((String, u16), (String, u16)), usize>,
+    by_pair: HashMap<Pair, usize>,
 }
 
 impl TwoWay {
