@@ -32,10 +32,28 @@ pub fn ensure(path: &Path) -> Result<(), StoreError> {
             return Ok(());
         }
     }
-    let conn = crate::store::open(path)?;
-    let sq = |source| StoreError::Sqlite {
+    let read_only = || StoreError::ConnectionsReadOnly {
         path: path.display().to_string(),
-        source,
+    };
+    let is_read_only = |e: &rusqlite::Error| {
+        matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+        )
+    };
+    let conn = match crate::store::open(path) {
+        Err(StoreError::Sqlite { source, .. }) if is_read_only(&source) => return Err(read_only()),
+        r => r?,
+    };
+    let sq = |source: rusqlite::Error| {
+        if is_read_only(&source) {
+            read_only()
+        } else {
+            StoreError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            }
+        }
     };
     conn.execute_batch("BEGIN IMMEDIATE").map_err(sq)?;
     match rebuild_missing(&conn) {

@@ -81,6 +81,15 @@ pub enum StoreError {
         /// The path given.
         path: String,
     },
+    /// Connections are built at their first use, and this database cannot be written.
+    #[error(
+        "database {path} is read-only, and its connections are built at their first use: run this once on a \
+         writable copy, or ingest with `traceflow ingest --connections` so that they are stored while reading"
+    )]
+    ConnectionsReadOnly {
+        /// The database path.
+        path: String,
+    },
     /// Reading a database that does not exist or holds no schema yet.
     #[error(
         "no database at {path} (index captures first: traceflow --db {path} ingest CAPTURE...)"
