@@ -215,7 +215,11 @@ impl Parser<'_> {
                 })
             }
             "capture" => Ok(Expr::Capture(self.value("a capture name or id")?.text)),
-            "label" => Ok(Expr::Label(self.value("a flow label")?.text)),
+            // A label never holds a colon: TraceFlow writes an IPv6 address's colons as dots, so one typed with
+            // its colons (as copied from tshark) names the same label, as `query --flow` takes it.
+            "label" => Ok(Expr::Label(
+                self.value("a flow label")?.text.replace(':', "."),
+            )),
             "community-id" => {
                 let v = self.value("a Community ID (1:...)")?;
                 let mut text = v.text.clone();
@@ -426,6 +430,11 @@ mod tests {
             Expr::Compare(Field::Duration, Cmp::Gt, 1_500_000_000)
         );
         assert_eq!(p("after 3h ago"), Expr::After(-3 * 3600 * 1_000_000_000));
+        // An IPv6 label typed with the address's colons is the label TraceFlow writes with dots.
+        assert_eq!(
+            p("label fd01::183_80-fd01::1_443-1.5"),
+            Expr::Label("fd01..183_80-fd01..1_443-1.5".into())
+        );
     }
 
     #[test]
