@@ -1,10 +1,9 @@
 //! `traceflow connections FILTER`: TCP connections, both directions together (tshark's `tcp.stream`), with
 //! their Community ID and Zeek's conn_state and history, found with the filter language of `flows`.
 
-use std::io::Write;
 use std::path::Path;
 
-use super::output::{default_format, RowFormat, RowWriter};
+use super::output::{print_count, print_listing, RowFormat};
 use super::Error;
 use crate::filter;
 use crate::store::read::{self, FlowSort};
@@ -52,32 +51,10 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     // Connections are built at their first use (see conn::rebuild).
     crate::conn::rebuild::ensure(db)?;
     let conn = store::open_read(db)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let io = |source: std::io::Error| Error::Io {
-        what: "writing stdout".into(),
-        source,
-    };
-    let result = if args.count {
-        let n = read::count_connections(&conn, &compiled)?;
-        writeln!(out, "{n}").and_then(|()| out.flush()).map_err(io)
-    } else {
-        let format = args.format.unwrap_or_else(default_format);
-        let mut w = RowWriter::new(&mut out, format);
-        let searched =
-            read::search_connections(&conn, &compiled, args.sort, args.limit, &mut |row| {
-                w.row(&row).map_err(read::QueryError::Output)
-            });
-        match searched {
-            Err(read::QueryError::Output(e)) => Err(io(e)),
-            Err(e) => Err(Error::Query(e)),
-            Ok(()) => w.finish().map_err(io),
-        }
-        .and_then(|()| out.flush().map_err(io))
-    };
-    match result {
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(e),
-        Ok(()) => Ok(0),
+    if args.count {
+        return print_count(read::count_connections(&conn, &compiled)?);
     }
+    print_listing(args.format, |visit| {
+        read::search_connections(&conn, &compiled, args.sort, args.limit, visit)
+    })
 }

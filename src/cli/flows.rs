@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::output::{default_format, RowFormat, RowWriter};
+use super::output::{print_count, print_listing, RowFormat};
 use super::Error;
 use crate::dump::file::OutputFile;
 use crate::dump::merge::{self, Merged, Selection};
@@ -78,13 +78,6 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     let expr = filter::parse(&args.filter, now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
     let conn = store::open_read(db)?;
-    let stdout = std::io::stdout();
-    // Not line-buffered: a million flows are a million lines.
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let io = |source: std::io::Error| Error::Io {
-        what: "writing stdout".into(),
-        source,
-    };
     if args.explain {
         let mut text = String::new();
         for (sql, plan) in read::explain_flows(&conn, &compiled)? {
@@ -126,32 +119,16 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         ));
         return Ok(0);
     }
-    let result = if args.count {
-        let n = read::count_flows(&conn, &compiled)?;
-        writeln!(out, "{n}").and_then(|()| out.flush()).map_err(io)
-    } else {
-        let format = args.format.unwrap_or_else(default_format);
-        let mut w = RowWriter::new(&mut out, format);
-        let listed = match args.group_by {
-            Some(by) => read::group_flows(&conn, &compiled, by, args.limit, &mut |row| {
-                w.row(&row).map_err(read::QueryError::Output)
-            }),
-            None => read::search_flows(&conn, &compiled, args.sort, args.limit, &mut |row| {
-                w.row(&row).map_err(read::QueryError::Output)
-            }),
-        };
-        match listed {
-            Err(read::QueryError::Output(e)) => Err(io(e)),
-            Err(e) => Err(Error::Query(e)),
-            Ok(()) => w.finish().map_err(io),
-        }
-        .and_then(|()| out.flush().map_err(io))
-    };
-    match result {
-        // `traceflow flows ... | head`: the reader has what it wanted.
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(e),
-        Ok(()) => Ok(0),
+    if args.count {
+        return print_count(read::count_flows(&conn, &compiled)?);
+    }
+    match args.group_by {
+        Some(by) => print_listing(args.format, |visit| {
+            read::group_flows(&conn, &compiled, by, args.limit, visit)
+        }),
+        None => print_listing(args.format, |visit| {
+            read::search_flows(&conn, &compiled, args.sort, args.limit, visit)
+        }),
     }
 }
 

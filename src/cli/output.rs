@@ -8,6 +8,45 @@ use serde::Serialize;
 
 use crate::store::read::{for_each_index_row, QueryError};
 
+/// What [`print_listing`] hands a listing: a callback taking one row.
+pub type Visit<'a, T> = &'a mut dyn FnMut(T) -> Result<(), QueryError>;
+
+/// Prints the rows `list` visits to stdout in `format` (table on a terminal, JSON otherwise), buffered (a million
+/// rows are a million lines) and streamed (a table is kept for its widths). A closed stdout (`| head`) is
+/// success: the reader has what it wanted.
+pub fn print_listing<T: Serialize>(
+    format: Option<RowFormat>,
+    list: impl FnOnce(Visit<'_, T>) -> Result<(), QueryError>,
+) -> Result<u8, super::Error> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut w = RowWriter::new(&mut out, format.unwrap_or_else(default_format));
+    let written = match list(&mut |row| w.row(&row).map_err(QueryError::Output)) {
+        Err(QueryError::Output(e)) => Err(e),
+        Err(e) => return Err(super::Error::Query(e)),
+        Ok(()) => w.finish(),
+    };
+    stdout_result(written.and_then(|()| out.flush()))
+}
+
+/// Prints one count (`--count`) to stdout.
+pub fn print_count(n: i64) -> Result<u8, super::Error> {
+    let mut out = io::stdout().lock();
+    stdout_result(writeln!(out, "{n}").and_then(|()| out.flush()))
+}
+
+/// A write to stdout as the exit status: a closed pipe is success, another failure is an error.
+fn stdout_result(r: io::Result<()>) -> Result<u8, super::Error> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(source) => Err(super::Error::Io {
+            what: "writing stdout".into(),
+            source,
+        }),
+        Ok(()) => Ok(0),
+    }
+}
+
 /// How query results are printed (`--format` of `captures` and `query`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RowFormat {
