@@ -365,21 +365,12 @@ impl<'c, W: Write> Merger<'c, '_, W> {
         Ok(())
     }
 
-    /// Opens a capture's bytes. Frames of several flows are wanted, not in one pass of the file: a compressed
-    /// capture is decompressed once, up to its last record (the last frame has the largest offset; one seek).
+    /// Opens a capture's bytes: frames of several flows are wanted, not in one pass of the file.
     fn open_source(&self, cap: &Cap) -> Result<Fetcher<'c>, DumpError> {
-        let end: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT file_offset + caplen FROM frames WHERE capture_id = ?1 ORDER BY number DESC LIMIT 1",
-                [cap.id],
-                |r| r.get(0),
-            )
-            .ok();
-        let plan = Plan {
+        let plan = Plan::any_order(self.conn, cap.id)?.unwrap_or(Plan {
             in_order: false,
-            end: end.unwrap_or(0).max(0) as u64 + 28,
-        };
+            end: 0,
+        });
         Fetcher::open(
             self.conn,
             &cap.job.cap,

@@ -684,21 +684,13 @@ fn fill_dir(
                 }
             }
         }
-        // Flows come in index order, not file order: a compressed source is decompressed once, to its end.
-        let end: Option<i64> = conn.query_row(
-            "SELECT max(file_offset + caplen) FROM frames WHERE capture_id = ?1 AND flow_no IS NOT NULL",
-            [item.capture_id],
-            |r| r.get(0),
-        )?;
-        let mut fetcher = match end {
-            Some(end) if !item.groups.is_empty() => Some(Fetcher::open(
+        // Flows come in index order, not file order.
+        let mut fetcher = match Plan::any_order(conn, item.capture_id)? {
+            Some(plan) if !item.groups.is_empty() => Some(Fetcher::open(
                 conn,
                 &job.cap,
                 opts.source_root.as_deref(),
-                &Plan {
-                    in_order: false,
-                    end: end.max(0) as u64 + 28,
-                },
+                &plan,
             )?),
             _ => None,
         };

@@ -35,6 +35,27 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The plan of fetching a capture's TCP frames in any order (several flows, or frames merged by time): a
+    /// compressed source is decompressed once, up to the end of its last TCP record. Records lie in frame order
+    /// in the file, so that is the last TCP frame's, found with one backward seek rather than a scan of the
+    /// capture's frames. `None` when the capture has no TCP frame.
+    pub fn any_order(conn: &Connection, capture_id: i64) -> Result<Option<Plan>, DumpError> {
+        let end: Option<i64> = conn
+            .query_row(
+                "SELECT file_offset + caplen FROM frames WHERE capture_id = ?1 AND flow_no IS NOT NULL
+                 ORDER BY number DESC LIMIT 1",
+                [capture_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(end.map(|end| Plan {
+            in_order: false,
+            end: end.max(0) as u64 + 28,
+        }))
+    }
+}
+
 /// A frame the database claims is larger than any record the reader accepts: a damaged or crafted database.
 /// Refused before anything is allocated for it (a caplen near 4 GiB once made a dump allocate 4 GiB).
 fn check_size(f: &FrameRef) -> Result<(), DumpError> {

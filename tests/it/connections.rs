@@ -50,33 +50,40 @@ fn partition(pairs: impl IntoIterator<Item = (String, u64)>) -> Partition {
     groups.into_values().collect()
 }
 
-/// tshark's `tcp.stream` of every TCP frame, with the options the corpus was made with (its README:
-/// defragmentation off; and no reassembly, so each frame is its own TCP segment). A TCP header quoted in an
-/// ICMP error is not a TCP packet (the corpus README), though tshark numbers its stream: left out.
-fn tshark_streams(capture: &Path) -> Partition {
-    let out = Command::new("tshark")
-        .args([
-            "-n",
-            "-o",
-            "tcp.desegment_tcp_streams:FALSE",
-            "-o",
-            "ip.defragment:FALSE",
-        ])
-        .args([
-            "-o",
-            "ipv6.defragment:FALSE",
-            "-Y",
-            "tcp and not icmp and not icmpv6",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-        ])
-        .args(["-e", "tcp.stream", "-E", "occurrence=l", "-r"])
+/// tshark's `-T fields` output for every TCP frame of `capture`, with the options the corpus was made with (its
+/// README: defragmentation off; and no reassembly, so each frame is its own TCP segment). A TCP header quoted in
+/// an ICMP error is not a TCP packet (the corpus README), though tshark numbers its stream: left out.
+fn tshark_tcp_fields(capture: &Path, fields: &[&str]) -> String {
+    let mut c = Command::new("tshark");
+    c.args([
+        "-n",
+        "-o",
+        "tcp.desegment_tcp_streams:FALSE",
+        "-o",
+        "ip.defragment:FALSE",
+    ])
+    .args([
+        "-o",
+        "ipv6.defragment:FALSE",
+        "-Y",
+        "tcp and not icmp and not icmpv6",
+        "-T",
+        "fields",
+    ]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let out = c
+        .args(["-E", "occurrence=l", "-r"])
         .arg(capture)
         .output()
         .expect("tshark runs (scripts/test.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// tshark's `tcp.stream` of every TCP frame.
+fn tshark_streams(capture: &Path) -> Partition {
+    let text = tshark_tcp_fields(capture, &["frame.number", "tcp.stream"]);
     partition(text.lines().filter_map(|l| {
         let (n, s) = l.split_once('\t')?;
         Some((s.to_string(), n.parse().ok()?))
@@ -518,41 +525,20 @@ type Frames = Vec<(String, u64)>;
 
 /// tshark's view of a capture: each TCP frame's stream, and each stream's frames as (time, length).
 fn tshark_frames(capture: &Path) -> (BTreeMap<u64, String>, BTreeMap<String, Frames>) {
-    let out = Command::new("tshark")
-        .args([
-            "-n",
-            "-o",
-            "tcp.desegment_tcp_streams:FALSE",
-            "-o",
-            "ip.defragment:FALSE",
-        ])
-        .args([
-            "-o",
-            "ipv6.defragment:FALSE",
-            "-Y",
-            "tcp and not icmp and not icmpv6",
-            "-T",
-            "fields",
-        ])
-        .args([
-            "-e",
+    let text = tshark_tcp_fields(
+        capture,
+        &[
             "frame.number",
-            "-e",
             "tcp.stream",
-            "-e",
             "frame.time_epoch",
-            "-e",
             "frame.len",
-        ])
-        .args(["-E", "occurrence=l", "-r"])
-        .arg(capture)
-        .output()
-        .unwrap();
+        ],
+    );
     let (mut of, mut streams) = (
         BTreeMap::new(),
         BTreeMap::<String, Vec<(String, u64)>>::new(),
     );
-    for l in String::from_utf8_lossy(&out.stdout).lines() {
+    for l in text.lines() {
         let f: Vec<&str> = l.split('\t').collect();
         let n: u64 = f[0].parse().unwrap();
         of.insert(n, f[1].to_string());
