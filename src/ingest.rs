@@ -14,6 +14,7 @@ use crate::capture::{CaptureReader, FileStat, OpenError};
 use crate::conn::{ConnRecord, ConnSeg, Connections};
 use crate::decode::decode;
 use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded, TcpRow};
+use crate::trace::endpoints::{EndpointRow, Endpoints};
 use crate::trace::{FlowRecord, Tracer};
 
 /// Frames per message to the writer: large enough to amortise channel costs, small enough to stay in cache.
@@ -410,6 +411,8 @@ enum Msg {
         /// the memory budget for frame bytes in flight (`ingest::Budget`).
         held: Option<Box<dyn Send>>,
     },
+    /// The capture's endpoint tally so far (each is added to what the writer already holds).
+    Endpoints(Vec<EndpointRow>),
     End(CaptureEnd),
     Failed(ReadFailure),
 }
@@ -477,6 +480,7 @@ fn write_capture(
                 drop(held);
                 on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
             }
+            Ok(Msg::Endpoints(rows)) => w.add_endpoints(&rows)?,
             Ok(Msg::End(end)) => return Ok(Ok(w.finish(end)?)),
             Ok(Msg::Failed(why)) => return Ok(Err(why)),
         }
@@ -580,6 +584,7 @@ fn read_capture(
         capture,
     };
     let mut pending = Pending::new();
+    let mut endpoints = Endpoints::default();
     let (mut n, mut tcp_frames) = (0u64, 0u64);
     let (mut first_ns, mut last_ns) = (None, None);
     loop {
@@ -606,7 +611,12 @@ fn read_capture(
         let ts_ns = f.ts.as_ns();
         first_ns.get_or_insert(ts_ns);
         last_ns = Some(ts_ns);
-        let tcp = decode(f.linktype, f.data).tcp.map(|t| {
+        let decoded = decode(f.linktype, f.data);
+        endpoints.observe(f.data, &decoded, f.origlen);
+        if endpoints.is_full() && tx.send(Msg::Endpoints(endpoints.take())).is_err() {
+            return;
+        }
+        let tcp = decoded.tcp.map(|t| {
             tcp_frames += 1;
             let (flow_no, prev_frame) =
                 tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |r| {
@@ -742,7 +752,7 @@ fn read_capture(
         bytes_read,
         held: None,
     };
-    if hung_up || tx.send(batch).is_err() {
+    if hung_up || tx.send(batch).is_err() || tx.send(Msg::Endpoints(endpoints.take())).is_err() {
         return;
     }
     if opts.cancel.is_cancelled() {

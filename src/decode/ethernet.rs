@@ -55,6 +55,7 @@ impl Parser<'_> {
             ETHERTYPE_PBB => Step::Pbb,
             ETHERTYPE_NSH => Step::Nsh,
             ETHERTYPE_VNTAG => Step::VnTag,
+            ETHERTYPE_CMD => Step::Cmd,
             // tshark finds FabricPath with a heuristic of its Ethernet dissector: the EtherType of the Ethernet
             // header itself, or the one after a single 802.1Q tag. It is not an EtherType anywhere else.
             ETHERTYPE_FABRICPATH if self.fabricpath_here() => Step::FabricPath,
@@ -95,6 +96,14 @@ impl Parser<'_> {
                     Step::EtherType(t)
                 }
             }
+            _ => Step::Done,
+        }
+    }
+
+    /// Cisco MetaData (tshark's "cmd"): 6 bytes (version, length, option, SGT), then the next EtherType.
+    pub(super) fn cmd(&mut self) -> Step {
+        match self.be16(6) {
+            Some(t) if self.push(Layer::Cmd, 8) => Step::EtherType(t),
             _ => Step::Done,
         }
     }

@@ -135,6 +135,59 @@ impl Parser<'_> {
     }
 }
 
+/// One IP header of a decoded frame: its addresses and the protocol it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpHeader {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// The upper-layer protocol: IPv4's protocol field, or the next header after IPv6's (and AH's) extension
+    /// headers, as far as they were read (44 for a later IPv6 fragment).
+    pub proto: u8,
+}
+
+impl super::Decoded {
+    /// Every IP header the decoder read in `frame` (the frame it decoded), outermost first: a tunnel gives one per
+    /// level, as tshark's IP endpoint statistics count them. Read back from the recorded layers, so the decoder's
+    /// hot path carries nothing for it.
+    pub fn ip_headers<'a>(&'a self, frame: &'a [u8]) -> impl Iterator<Item = IpHeader> + 'a {
+        let layers = self.layers();
+        layers.iter().enumerate().filter_map(move |(i, l)| {
+            let o = l.offset as usize;
+            let h = frame.get(o..o + l.len as usize)?;
+            let (src, dst, mut proto) = match l.layer {
+                Layer::Ipv4 if h.len() >= 20 => {
+                    let a = |at: usize| {
+                        IpAddr::V4(Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]))
+                    };
+                    (a(12), a(16), h[9])
+                }
+                Layer::Ipv6 if h.len() >= 40 => {
+                    let a = |at: usize| {
+                        let mut b = [0u8; 16];
+                        b.copy_from_slice(&h[at..at + 16]);
+                        IpAddr::V6(Ipv6Addr::from(b))
+                    };
+                    (a(8), a(24), h[6])
+                }
+                _ => return None,
+            };
+            // The extension headers (and AH) right after this header name the protocol they lead to.
+            for ext in layers[i + 1..]
+                .iter()
+                .take_while(|e| matches!(e.layer, Layer::Ipv6Ext | Layer::Ah))
+            {
+                match frame.get(ext.offset as usize) {
+                    Some(&next) => proto = next,
+                    None => break,
+                }
+            }
+            Some(IpHeader { src, dst, proto })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::decode::testutil::*;
@@ -235,6 +288,56 @@ mod tests {
             &eth(0x86DD, &ip6(41, &ip6(6, &seg()))),
             "Ethernet:IPv6:IPv6:TCP",
         );
+    }
+
+    #[test]
+    fn ip_headers_lists_every_level_with_its_upper_protocol() {
+        let inner = ip4_full(
+            17,
+            &udp(1, 2, b"x"),
+            [192, 168, 0, 1],
+            [192, 168, 0, 2],
+            0,
+            0,
+        );
+        let f = eth(0x0800, &ip4(4, &inner));
+        let got: Vec<_> = decode(1, &f).ip_headers(&f).collect();
+        assert_eq!(
+            got,
+            [
+                IpHeader {
+                    src: v4(A4),
+                    dst: v4(B4),
+                    proto: 4
+                },
+                IpHeader {
+                    src: v4([192, 168, 0, 1]),
+                    dst: v4([192, 168, 0, 2]),
+                    proto: 17
+                },
+            ]
+        );
+        // IPv6 through a destination-options header to ICMPv6; a later IPv4 fragment still has addresses.
+        let f = eth(
+            0x86DD,
+            &ip6(60, &cat(&[&[58, 0, 1, 4, 0, 0, 0, 0], &[128, 0, 0, 0]])),
+        );
+        let got: Vec<_> = decode(1, &f).ip_headers(&f).map(|h| h.proto).collect();
+        assert_eq!(got, [58]);
+        let f = eth(0x0800, &ip4_full(6, &seg(), A4, B4, 0, 185));
+        let got: Vec<_> = decode(1, &f).ip_headers(&f).collect();
+        assert_eq!(
+            got,
+            [IpHeader {
+                src: v4(A4),
+                dst: v4(B4),
+                proto: 6
+            }]
+        );
+        assert!(decode(1, &eth(0x0806, &[0; 28]))
+            .ip_headers(&[])
+            .next()
+            .is_none());
     }
 
     #[test]

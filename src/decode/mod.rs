@@ -24,6 +24,7 @@ pub mod numbers;
 mod ethernet;
 mod hdlc;
 mod ip;
+pub use ip::IpHeader;
 mod link;
 mod mpls;
 mod ppp;
@@ -80,6 +81,8 @@ pub enum Layer {
     FabricPath,
     /// Cisco VN-Tag (the 4-byte tag and the next EtherType).
     VnTag,
+    /// Cisco MetaData (TrustSec SGT) header and the next EtherType.
+    Cmd,
     /// FDDI MAC header (frame control, destination, source).
     Fddi,
     /// IPv4 header with options.
@@ -141,6 +144,7 @@ impl Layer {
             Layer::Nsh => "NSH",
             Layer::FabricPath => "FabricPath",
             Layer::VnTag => "VN-Tag",
+            Layer::Cmd => "CMD",
             Layer::Fddi => "FDDI",
             Layer::Ipv4 => "IPv4",
             Layer::Ipv6 => "IPv6",
@@ -282,6 +286,7 @@ enum Step {
     Nsh,
     FabricPath,
     VnTag,
+    Cmd,
     Pppoe,
     /// PPP protocol field; `true` when an FF 03 address/control prefix may precede it.
     Ppp(bool),
@@ -352,6 +357,7 @@ impl Parser<'_> {
                 Step::Nsh => p.nsh(),
                 Step::FabricPath => p.fabricpath(),
                 Step::VnTag => p.vntag(),
+                Step::Cmd => p.cmd(),
                 Step::Pppoe => p.pppoe(),
                 Step::Ppp(hdlc) => p.ppp(hdlc),
                 Step::Ip => p.ip(),

@@ -101,6 +101,8 @@ pub const ETHERTYPE_NSH: u16 = 0x894F;
 pub const ETHERTYPE_FABRICPATH: u16 = 0x8903;
 /// Cisco VN-Tag (802.1Qbh): a 4-byte tag, then the next EtherType.
 pub const ETHERTYPE_VNTAG: u16 = 0x8926;
+/// Cisco MetaData (TrustSec): version, length, option, the 16-bit SGT, then the next EtherType.
+pub const ETHERTYPE_CMD: u16 = 0x8909;
 /// The pre-standard QinQ tag some switches use.
 pub const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
 

@@ -9,13 +9,14 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 6] = [
+pub(super) const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_label_in_flows.sql"),
     include_str!("../../migrations/0003_flow_search.sql"),
     include_str!("../../migrations/0004_views.sql"),
     include_str!("../../migrations/0005_connections.sql"),
     include_str!("../../migrations/0006_forget.sql"),
+    include_str!("../../migrations/0007_endpoints.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

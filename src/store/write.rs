@@ -6,6 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::StoreError;
 use crate::capture::{Interface, Truncation};
 use crate::conn::ConnRecord;
+use crate::trace::endpoints::EndpointRow;
 use crate::trace::FlowRecord;
 
 /// A frame row as the tracer produced it.
@@ -419,6 +420,30 @@ impl<'c> CaptureWriter<'c> {
             .map_err(StoreError::on(self.conn))
     }
 
+    /// Adds an endpoint tally to the capture's (a long capture hands its tally on in parts).
+    pub fn add_endpoints(&mut self, rows: &[EndpointRow]) -> Result<(), StoreError> {
+        let (id, tx) = (self.id, self.conn);
+        (|| -> rusqlite::Result<()> {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO endpoint_protocols (capture_id, address, protocol, frames, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (capture_id, address, protocol)
+                 DO UPDATE SET frames = frames + excluded.frames, bytes = bytes + excluded.bytes",
+            )?;
+            for r in rows {
+                st.execute(params![
+                    id,
+                    r.address,
+                    r.protocol,
+                    r.frames as i64,
+                    r.bytes as i64
+                ])?;
+            }
+            Ok(())
+        })()
+        .map_err(StoreError::on(self.conn))
+    }
+
     /// Records the Community ID seed the capture's flows and connections were made with.
     pub fn set_community_id_seed(&mut self, seed: u16) -> Result<(), StoreError> {
         self.conn
@@ -548,7 +573,7 @@ impl<'c> CaptureWriter<'c> {
         tx.execute(
             "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
                     flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12, size = ?13,
-                    mtime_ns = ?14 WHERE id = ?1",
+                    mtime_ns = ?14, has_endpoints = 1 WHERE id = ?1",
             params![
                 id,
                 end.hash,

@@ -496,6 +496,24 @@ fn fabricpath_vntag_cases() -> Vec<Case> {
             eth(0x8926, &cat(&[&[0, 1, 0, 2, 0x86, 0xDD], &ip6(6, &seg())])),
             "Ethernet:VN-Tag:IPv6:TCP",
         ),
+        // Cisco MetaData (TrustSec): version 1, length 1, option (length 1, type SGT), SGT 0x0064.
+        case(
+            "cisco metadata",
+            1,
+            eth(0x8909, &cat(&[&[1, 1, 0, 1, 0, 0x64, 8, 0], &inner])),
+            "Ethernet:CMD:IPv4:TCP",
+            t,
+        ),
+        case(
+            "cisco metadata then vlan",
+            1,
+            eth(
+                0x8909,
+                &cat(&[&[1, 1, 0, 1, 0, 0x64, 0x81, 0], &[0, 5, 8, 0], &inner]),
+            ),
+            "Ethernet:CMD:VLAN:IPv4:TCP",
+            t,
+        ),
     ]
 }
 

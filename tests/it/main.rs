@@ -9,6 +9,7 @@ mod connections;
 mod decode_oracle;
 mod dump;
 mod encapsulations;
+mod endpoints;
 mod flows;
 mod hardening;
 mod ingest;
