@@ -14,6 +14,7 @@ use crate::capture::{CaptureReader, FileStat, OpenError};
 use crate::conn::{ConnRecord, ConnSeg, Connections};
 use crate::decode::decode;
 use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded, TcpRow};
+use crate::trace::buckets::{BucketRow, Buckets};
 use crate::trace::endpoints::{EndpointRow, Endpoints};
 use crate::trace::{FlowRecord, Tracer};
 
@@ -413,6 +414,8 @@ enum Msg {
     },
     /// The capture's endpoint tally so far (each is added to what the writer already holds).
     Endpoints(Vec<EndpointRow>),
+    /// Parts of the capture's flow bucket lists.
+    Buckets(Vec<BucketRow>),
     End(CaptureEnd),
     Failed(ReadFailure),
 }
@@ -481,6 +484,7 @@ fn write_capture(
                 on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
             }
             Ok(Msg::Endpoints(rows)) => w.add_endpoints(&rows)?,
+            Ok(Msg::Buckets(rows)) => w.add_buckets(&rows)?,
             Ok(Msg::End(end)) => return Ok(Ok(w.finish(end)?)),
             Ok(Msg::Failed(why)) => return Ok(Err(why)),
         }
@@ -585,6 +589,7 @@ fn read_capture(
     };
     let mut pending = Pending::new();
     let mut endpoints = Endpoints::default();
+    let mut buckets = Buckets::default();
     let (mut n, mut tcp_frames) = (0u64, 0u64);
     let (mut first_ns, mut last_ns) = (None, None);
     loop {
@@ -616,12 +621,19 @@ fn read_capture(
         if endpoints.is_full() && tx.send(Msg::Endpoints(endpoints.take())).is_err() {
             return;
         }
+        if buckets.is_full() && tx.send(Msg::Buckets(buckets.take())).is_err() {
+            return;
+        }
         let tcp = decoded.tcp.map(|t| {
             tcp_frames += 1;
             let (flow_no, prev_frame) =
                 tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |r| {
+                    endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
                     pending.flows.push(r)
                 });
+            if prev_frame.is_none() {
+                buckets.add(flow_no, &t.src, t.sport, &t.dst, t.dport);
+            }
             let seg = ConnSeg {
                 number: f.number,
                 ts_ns,
@@ -697,6 +709,7 @@ fn read_capture(
         if let (Some(c), Ok(s), Ok(d)) = (connections.as_ref(), r.src.parse(), r.dst.parse()) {
             r.community_id = c.community_id(s, r.sport, d, r.dport);
         }
+        endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
         open.push(r);
         if open.len() >= BATCH && !hung_up {
             let batch = Msg::Batch {
@@ -752,7 +765,11 @@ fn read_capture(
         bytes_read,
         held: None,
     };
-    if hung_up || tx.send(batch).is_err() || tx.send(Msg::Endpoints(endpoints.take())).is_err() {
+    if hung_up
+        || tx.send(batch).is_err()
+        || tx.send(Msg::Endpoints(endpoints.take())).is_err()
+        || tx.send(Msg::Buckets(buckets.take())).is_err()
+    {
         return;
     }
     if opts.cancel.is_cancelled() {

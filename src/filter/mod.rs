@@ -154,6 +154,41 @@ pub enum Expr {
     Not(Box<Expr>),
 }
 
+impl Expr {
+    /// What a matching flow must be in, as stored buckets (`trace::buckets`): each entry is a set of buckets, and
+    /// a flow that matches is in one bucket of every set. Empty when the filter names no host or port that every
+    /// match must have (then every flow is a candidate).
+    pub fn bucket_sets(&self) -> Vec<Vec<u16>> {
+        use crate::trace::buckets::{addr_bucket, port_bucket};
+        match self {
+            Expr::Host(_, a) => vec![vec![addr_bucket(a)]],
+            // A wide port range is most of the buckets: not worth reading.
+            Expr::Port(_, lo, hi) if hi - lo < 256 => {
+                let mut v: Vec<u16> = (*lo..=*hi).map(port_bucket).collect();
+                v.sort_unstable();
+                v.dedup();
+                vec![v]
+            }
+            Expr::And(a, b) => {
+                let mut v = a.bucket_sets();
+                v.extend(b.bucket_sets());
+                v
+            }
+            // A match of `a or b` matches one side: it is in the first set of that side's.
+            Expr::Or(a, b) => match (a.bucket_sets().first(), b.bucket_sets().first()) {
+                (Some(x), Some(y)) => {
+                    let mut v: Vec<u16> = x.iter().chain(y).copied().collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    vec![v]
+                }
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// A bad filter: what was expected, and where (a byte offset into the filter text).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad filter at column {}: {message}\n  {text}\n  {caret}", .at + 1)]

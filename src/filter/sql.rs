@@ -17,6 +17,8 @@ pub struct Compiled {
     pub condition: String,
     /// The values of its placeholders.
     pub params: Vec<Value>,
+    /// The flow buckets every match is in ([`Expr::bucket_sets`]).
+    pub buckets: Vec<Vec<u16>>,
 }
 
 /// An address as the 16 bytes stored in `flows.src_key`/`dst_key`: IPv6 as is, IPv4 as ::ffff:a.b.c.d.
@@ -44,6 +46,7 @@ pub fn compile(e: &Expr) -> Compiled {
     let mut c = Compiled {
         condition: String::new(),
         params: Vec::new(),
+        buckets: e.bucket_sets(),
     };
     c.condition = emit(e, &mut c.params);
     c

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 7] = [
+pub(super) const MIGRATIONS: [&str; 8] = [
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_label_in_flows.sql"),
     include_str!("../../migrations/0003_flow_search.sql"),
@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/0005_connections.sql"),
     include_str!("../../migrations/0006_forget.sql"),
     include_str!("../../migrations/0007_endpoints.sql"),
+    include_str!("../../migrations/0008_flow_buckets.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

@@ -6,6 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::StoreError;
 use crate::capture::{Interface, Truncation};
 use crate::conn::ConnRecord;
+use crate::trace::buckets::BucketRow;
 use crate::trace::endpoints::EndpointRow;
 use crate::trace::FlowRecord;
 
@@ -338,6 +339,9 @@ pub struct CaptureWriter<'c> {
     frames_ins: BulkInsert<'c>,
     flows_ins: BulkInsert<'c>,
     conns_ins: BulkInsert<'c>,
+    endpoints_ins: BulkInsert<'c>,
+    /// Endpoint tallies written so far: the first goes in with plain multi-row INSERTs, later ones add to it.
+    endpoint_parts: u32,
     ins_data: rusqlite::Statement<'c>,
     ins_zero: rusqlite::Statement<'c>,
     open: bool,
@@ -386,6 +390,12 @@ impl<'c> CaptureWriter<'c> {
                                   resp_frame_bytes, resp_bytes, conn_state, history, flows)",
                     20,
                 )?,
+                endpoints_ins: BulkInsert::new(
+                    conn,
+                    "endpoint_protocols (capture_id, address, protocol, frames, bytes)",
+                    5,
+                )?,
+                endpoint_parts: 0,
                 ins_data: conn
                     .prepare("INSERT INTO frame_data (capture_id, number, data) VALUES (?1, ?2, ?3)")?,
                 ins_zero: conn.prepare(
@@ -423,6 +433,20 @@ impl<'c> CaptureWriter<'c> {
     /// Adds an endpoint tally to the capture's (a long capture hands its tally on in parts).
     pub fn add_endpoints(&mut self, rows: &[EndpointRow]) -> Result<(), StoreError> {
         let (id, tx) = (self.id, self.conn);
+        self.endpoint_parts += 1;
+        if self.endpoint_parts == 1 {
+            // One row per statement cost the writer about 2 us a row: 0.4 s for a capture of 170k addresses.
+            return self
+                .endpoints_ins
+                .insert(rows, |st, base, r| {
+                    st.raw_bind_parameter(base + 1, id)?;
+                    st.raw_bind_parameter(base + 2, &r.address)?;
+                    st.raw_bind_parameter(base + 3, r.protocol)?;
+                    st.raw_bind_parameter(base + 4, r.frames as i64)?;
+                    st.raw_bind_parameter(base + 5, r.bytes as i64)
+                })
+                .map_err(StoreError::on(self.conn));
+        }
         (|| -> rusqlite::Result<()> {
             let mut st = tx.prepare_cached(
                 "INSERT INTO endpoint_protocols (capture_id, address, protocol, frames, bytes)
@@ -438,6 +462,21 @@ impl<'c> CaptureWriter<'c> {
                     r.frames as i64,
                     r.bytes as i64
                 ])?;
+            }
+            Ok(())
+        })()
+        .map_err(StoreError::on(self.conn))
+    }
+
+    /// Stores parts of the capture's flow bucket lists.
+    pub fn add_buckets(&mut self, rows: &[BucketRow]) -> Result<(), StoreError> {
+        let (id, tx) = (self.id, self.conn);
+        (|| -> rusqlite::Result<()> {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO flow_buckets (capture_id, bucket, part, flow_nos) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in rows {
+                st.execute(params![id, r.bucket, r.part, r.flow_nos])?;
             }
             Ok(())
         })()
@@ -573,7 +612,7 @@ impl<'c> CaptureWriter<'c> {
         tx.execute(
             "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
                     flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12, size = ?13,
-                    mtime_ns = ?14, has_endpoints = 1 WHERE id = ?1",
+                    mtime_ns = ?14, has_endpoints = 1, has_buckets = 1 WHERE id = ?1",
             params![
                 id,
                 end.hash,

@@ -8,6 +8,7 @@
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 
+pub mod buckets;
 pub mod endpoints;
 mod flow;
 pub mod label;
