@@ -63,7 +63,7 @@ pub enum Cmd {
     Man,
 }
 
-/// `traceflow 0.1.0 (schema 7, SQLite 3.46.0)`: the database schema version this build writes and the SQLite
+/// `traceflow 0.1.0 (schema 8, SQLite 3.46.0)`: the database schema version this build writes and the SQLite
 /// it bundles, which is what decides whether another tool or another traceflow can read its databases.
 pub fn version() -> String {
     format!(

@@ -731,6 +731,7 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
         .execute_batch(
             "DROP TRIGGER captures_delete_rows; DROP VIEW flow_list; DROP VIEW capture_list;
              DROP VIEW endpoints; DROP TABLE endpoint_protocols; ALTER TABLE captures DROP COLUMN has_endpoints;
+             DROP TABLE flow_buckets; ALTER TABLE captures DROP COLUMN has_buckets;
              DROP TABLE connections; ALTER TABLE frames DROP COLUMN conn_no;
              ALTER TABLE flows DROP COLUMN community_id; ALTER TABLE captures DROP COLUMN community_id_seed;
              PRAGMA user_version = 3;",
