@@ -1386,13 +1386,43 @@ pub fn group_flows(
     let mut params = filter.params.clone();
     let limit_sql = limit_clause(limit, &mut params);
     let n = keys.len();
+    // Captures with bucket candidates give those flows, the others all theirs (as `search_flows` reads them).
+    let cands = bucket_candidates(conn, filter)?;
+    let source = if cands.is_empty() {
+        "flows".to_string()
+    } else {
+        let mut obj = String::from("{");
+        for (i, (cid, nos)) in cands.iter().enumerate() {
+            if i > 0 {
+                obj.push(',');
+            }
+            obj.push_str(&format!("\"{cid}\":{}", json_list(nos)));
+        }
+        obj.push('}');
+        let others: Vec<i64> = conn
+            .prepare("SELECT id FROM captures")?
+            .query_map([], |r| r.get(0))?
+            .filter_map(|r| r.ok())
+            .filter(|id| !cands.contains_key(id))
+            .collect();
+        params.push(rusqlite::types::Value::Text(obj));
+        params.push(rusqlite::types::Value::Text(json_list(&others)));
+        format!(
+            "(SELECT fl.* FROM json_each(?{a}) c CROSS JOIN json_each(c.value) j CROSS JOIN flows fl
+                ON fl.capture_id = CAST(c.key AS INTEGER) AND fl.flow_no = j.value
+              UNION ALL
+              SELECT fl.* FROM flows fl WHERE fl.capture_id IN (SELECT value FROM json_each(?{b})))",
+            a = params.len() - 1,
+            b = params.len()
+        )
+    };
     let sql = format!(
         "WITH d(capture_id, digits) AS (
              SELECT capture_id, max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
              FROM interfaces GROUP BY capture_id)
          SELECT {}, count(*), sum(f.packets), sum(f.bytes), sum(f.payload_bytes), min(f.first_ns), max(f.last_ns),
                 max(coalesce(d.digits, 9))
-         FROM flows f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
+         FROM {source} f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
          WHERE {}
          GROUP BY {}
          ORDER BY {} DESC, {} {limit_sql}",

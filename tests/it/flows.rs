@@ -360,7 +360,14 @@ fn group_by_sums_what_a_brute_force_sums() {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
     };
-    for filter_text in ["", "syn and not rst", "dst port 80 or src net 10.0.0.0/8"] {
+    // The last two read flow buckets.
+    for filter_text in [
+        "",
+        "syn and not rst",
+        "dst port 80 or src net 10.0.0.0/8",
+        "dst port 80 and not fin",
+        "port 443 or port 53",
+    ] {
         let e = filter::parse(filter_text, 0).unwrap();
         let picked: Vec<&FlowFacts> = facts.iter().filter(|f| e.matches(f)).collect();
         assert!(!picked.is_empty(), "{filter_text}");
