@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use traceflow::cli;
 
 fn main() -> ExitCode {
+    cli::tune_allocator();
     let args = match cli::parse() {
         Ok(c) => c,
         Err(e) => {
