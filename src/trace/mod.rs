@@ -20,7 +20,7 @@ use crate::decode::Tcp;
 use flow::OpenFlow;
 pub use flow::{FlowKey, FlowRecord};
 use spill::Spill;
-pub use spill::SpillError;
+pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 
 /// Open flows kept in memory before the least recently seen are parked on disk (`Tracer::with_max_open`):
 /// about 10 MiB of flow state, whatever the capture.
@@ -36,6 +36,8 @@ pub struct Tracer {
     max_open: usize,
     /// Created at the first parking.
     spill: Option<Spill>,
+    /// Memory cap of the parked flows' compact table (`None`: `DEFAULT_PARK_MEMORY`, less if memory is short).
+    park_memory: Option<usize>,
     /// The first failure of the parking store; `finish` reports it (the index may then be wrong).
     spill_error: Option<SpillError>,
     /// The Community ID seed the records are made with; `None`: no Community ID (the ingest adds it).
@@ -64,7 +66,16 @@ impl Tracer {
             spill: None,
             spill_error: None,
             seed: None,
+            park_memory: None,
         }
+    }
+
+    /// Caps the memory of the in-memory table of parked flows at `bytes` (0: parked flows all go to the
+    /// temporary database, as before issue 17). Without it, the cap is `DEFAULT_PARK_MEMORY`, or an eighth of
+    /// the available memory if that is less.
+    pub fn with_park_memory(mut self, bytes: usize) -> Tracer {
+        self.park_memory = Some(bytes);
+        self
     }
 
     /// Makes the flows' records carry their Community ID with this seed (by default they carry none).
@@ -152,17 +163,8 @@ impl Tracer {
     /// last frame numbers are distinct and the cut is exact. Amortised, this is O(1) per flow opened; small
     /// rounds keep each pause shorter than what the queue to the writer holds.
     fn park_oldest(&mut self) {
-        if self.spill.is_none() {
-            match Spill::new() {
-                Ok(s) => self.spill = Some(s),
-                Err(e) => {
-                    // No parking possible: keep everything in memory, as before there was parking.
-                    self.spill_error.get_or_insert(e);
-                    self.max_open = usize::MAX;
-                    return;
-                }
-            }
-        }
+        let budget = self.park_memory.unwrap_or_else(spill::default_budget);
+        let spill = self.spill.get_or_insert_with(|| Spill::new(budget));
         let n = self.open.len() - self.max_open / 8 * 7;
         let mut last: Vec<u64> = self.open.values().map(|f| f.last_frame).collect();
         let cut = *last.select_nth_unstable(n - 1).1;
@@ -171,10 +173,11 @@ impl Tracer {
             self.open.extract_if(|_, f| f.last_frame <= cut).collect();
         // In creation order, the parked rows' flow_no index entries go in side by side.
         parked.sort_unstable_by_key(|(_, f)| f.flow_no);
-        if let Some(spill) = self.spill.as_mut() {
-            if let Err(e) = spill.park(parked) {
-                self.spill_error.get_or_insert(e);
-            }
+        if let Err(e) = spill.park(parked) {
+            self.spill_error.get_or_insert(e);
+            // Keep everything in memory from now on, as before there was parking; the index is already wrong
+            // (`finish` fails), but the reader need not fail again at every frame.
+            self.max_open = usize::MAX;
         }
     }
 
@@ -190,7 +193,7 @@ impl Tracer {
             std::mem::take(&mut self.open).into_iter().collect();
         rest.sort_unstable_by_key(|(_, f)| f.flow_no);
         let mut rest = rest.into_iter().peekable();
-        if let Some(mut spill) = self.spill.take() {
+        if let Some(spill) = self.spill.take() {
             spill.drain(&mut |key, flow| {
                 while let Some((k, f)) = rest.next_if(|(_, f)| f.flow_no < flow.flow_no) {
                     emit(f.into_record(&k, None, seed));
