@@ -242,7 +242,12 @@ mod tests {
     /// As `index`, with at most `max_open` flows in memory; also returns the records (for their counters) and
     /// each frame's link to its flow's previous frame.
     fn index_with(frames: &[Tcp], max_open: usize) -> Traced {
-        let mut t = Tracer::with_max_open(max_open);
+        index_parked(frames, max_open, DEFAULT_PARK_MEMORY)
+    }
+
+    /// As `index_with`, with `park_memory` bytes for the parked flows' compact table.
+    fn index_parked(frames: &[Tcp], max_open: usize, park_memory: usize) -> Traced {
+        let mut t = Tracer::with_max_open(max_open).with_park_memory(park_memory);
         let mut closed = Vec::new();
         let mut member: Vec<(u32, u64)> = Vec::new();
         let mut links = Vec::new();
@@ -272,19 +277,21 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Parking flows on disk changes nothing: same index, same records (counters, first/last frames), same
-        /// links between a flow's frames.
+        /// Parking flows changes nothing: same index, same records (counters, first/last frames), same links
+        /// between a flow's frames. The park budgets: all to SQLite (0); a compact table that fills up, compacts
+        /// its dead records and overflows to SQLite (6000 bytes: a 4 KiB arena and a small index); all in memory.
         #[test]
         fn parking_open_flows_changes_nothing(
             segs in proptest::collection::vec((0u8..6, 0u8..6, proptest::bool::weighted(0.15)), 1..300),
             max_open in 1usize..6,
+            park_memory in proptest::sample::select(vec![0usize, 6000, 1 << 20]),
         ) {
             let frames: Vec<Tcp> = segs
                 .iter()
                 .map(|&(a, b, fin)| seg([10, 0, 0, a], 1000 + u16::from(b), B, 80, if fin { TCP_FIN } else { 0x10 }))
                 .collect();
             let want = index_with(&frames, DEFAULT_MAX_OPEN);
-            let got = index_with(&frames, max_open);
+            let got = index_parked(&frames, max_open, park_memory);
             proptest::prop_assert_eq!(got, want);
         }
     }

@@ -154,6 +154,8 @@ struct Compact {
     /// Bytes of dead records in the arena.
     dead: usize,
     budget: usize,
+    /// Times the arena was compacted (for the tests).
+    compactions: usize,
 }
 
 impl Compact {
@@ -162,6 +164,7 @@ impl Compact {
             arena: Vec::new(),
             at: FxHashMap::default(),
             dead: 0,
+            compactions: 0,
             // Offsets are u32.
             budget: budget.min(u32::MAX as usize),
         }
@@ -183,7 +186,7 @@ impl Compact {
     }
 
     fn grown_arena(&self) -> usize {
-        (self.arena.capacity() * 2).max(1 << 16)
+        (self.arena.capacity() * 2).max(1 << 12)
     }
 
     /// Stores a flow, or hands it back when there is no room or its key's hash is taken.
@@ -250,6 +253,7 @@ impl Compact {
         }
         self.arena.truncate(write);
         self.dead = 0;
+        self.compactions += 1;
     }
 
     /// The live flows in creation order.
@@ -582,6 +586,62 @@ fn row_to_flow(r: &rusqlite::Row<'_>) -> rusqlite::Result<OpenFlow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(i: u32) -> FlowKey {
+        (
+            IpAddr::from([10, 0, (i >> 8) as u8, i as u8]),
+            1,
+            "10.1.0.1".parse().unwrap(),
+            80,
+        )
+    }
+
+    fn flow(no: u32) -> OpenFlow {
+        OpenFlow {
+            flow_no: no,
+            first_ts: Timestamp::new(i64::from(no), 5, 6),
+            first_frame: u64::from(no),
+            last_frame: u64::from(no) + 7,
+            packets: 2,
+            bytes: 120,
+            payload_bytes: 0,
+            last_ns: -3,
+            flags: 2,
+        }
+    }
+
+    /// Flows parked, taken back and parked again, more than the table holds: the arena is compacted, the rest
+    /// overflows to SQLite, and every flow comes out once, intact, in creation order.
+    #[test]
+    fn the_table_compacts_and_overflows_keeping_creation_order() {
+        let mut s = Spill::new(6000);
+        for round in 0..4u32 {
+            let batch: Vec<_> = (round * 100 + 1..=round * 100 + 100)
+                .map(|i| (key(i), flow(i)))
+                .collect();
+            s.park(batch).unwrap();
+            let back: Vec<_> = (1..=round * 100 + 100)
+                .filter(|i| i % 2 == 0)
+                .map(|i| (key(i), s.take(&key(i)).unwrap().expect("parked")))
+                .collect();
+            s.park(back).unwrap();
+        }
+        assert!(s.table.compactions > 0, "the arena was never compacted");
+        assert!(s.overflow.is_some(), "nothing overflowed to SQLite");
+        assert_eq!(s.take(&key(999)).unwrap().map(|f| f.flow_no), None);
+        let mut got = Vec::new();
+        s.drain(&mut |k, f| {
+            got.push((k, f.flow_no, f.first_ts, f.last_frame, f.packets, f.last_ns))
+        })
+        .unwrap();
+        let want: Vec<_> = (1..=400)
+            .map(|i| {
+                let f = flow(i);
+                (key(i), i, f.first_ts, f.last_frame, 2, -3)
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn keys_round_trip_through_bytes() {
