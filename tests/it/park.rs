@@ -27,7 +27,7 @@ fn scan_with_returns() -> Vec<u8> {
         };
         ts += 1000;
         frames.push((ts, eth_ipv4_tcp(&probe)));
-        if i >= 1000 && i % 3 == 0 {
+        if i >= 1000 && i.is_multiple_of(3) {
             // A small LCG: deterministic, spread over all earlier probes.
             state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
             let j = (state >> 8) % i;
@@ -38,7 +38,7 @@ fn scan_with_returns() -> Vec<u8> {
                 dport: 1 + (j % 1024) as u16,
                 seq: j + 1,
                 ack: 1,
-                flags: if state % 7 == 0 { 0x11 } else { 0x10 },
+                flags: if state.is_multiple_of(7) { 0x11 } else { 0x10 },
                 payload: b"x",
             };
             ts += 1000;
