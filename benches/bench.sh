@@ -16,11 +16,15 @@
 #                    run (default 3: shared machines are noisy)
 #   --no-build       skip `cargo build --release` (use the existing binary)
 #   --no-ref         skip the reference runs (cat I/O floor, tshark -T fields)
+#   --no-shapes      skip the two other shapes of ../shared/bench/shapes.py (long flows: `long --flows 100
+#                    --frames-per-flow 10000`; SYN scan: `tiny --probes 500000`, 833k flows left open), each
+#                    timed like the benchmark mix, side by side with tshark -z conv,tcp (issue 17)
 #   --baseline BIN   also time another traceflow binary (e.g. the previous build) on the same capture, its runs
 #                    interleaved with this build's, and print this build's median over the baseline's
 #
 # Environment: BENCH_DIR (work dir, default /tmp/traceflow-bench),
-#              SYNTH_PCAP (generator, default ../shared/bench/synth_pcap.py).
+#              SYNTH_PCAP (generator, default ../shared/bench/synth_pcap.py),
+#              SHAPES_PY (generator of the other shapes, default ../shared/bench/shapes.py).
 # Results: a table on stdout and one JSON object in $BENCH_DIR/bench-result.json.
 # A benchmark is not a test: this never fails on speed, only when a command
 # errors (build, generation, tshark, ingest). The queries are allowed to fail
@@ -36,6 +40,7 @@ REPEAT=3
 BUILD=1
 REF=1
 BASELINE=
+SHAPES=1
 
 usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 die() { echo "bench.sh: $*" >&2; exit 1; }
@@ -53,6 +58,7 @@ while [[ $# -gt 0 ]]; do
         --multi) MULTI=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --no-ref) REF=0; shift ;;
+        --no-shapes) SHAPES=0; shift ;;
         --baseline) [[ $# -ge 2 ]] || die "--baseline needs a binary"; BASELINE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -313,6 +319,47 @@ for K in ${SCALE//,/ }; do
 done
 scalar scale "$(IFS=,; echo "${SCALES[*]}")"
 
+# ---------------------------------------------------------------- shapes
+# The benchmark mix's connections mostly close; scans and long flows are the other shapes users ingest.
+SHAPES_PY=${SHAPES_PY:-$ROOT/../shared/bench/shapes.py}
+SHAPE_LIST=
+if (( SHAPES )); then
+    [[ -f $SHAPES_PY ]] || die "generator not found: $SHAPES_PY (set SHAPES_PY, or --no-shapes)"
+    shapes_hash=$(sha1sum "$SHAPES_PY" | cut -c1-12)
+    for spec in "long long --flows 100 --frames-per-flow 10000" "scan tiny --probes 500000"; do
+        read -r name shape args <<<"$spec"
+        out=$WORK/shape-$name.pcap want="shapes $shapes_hash $shape $args"
+        if [[ ! -f $out || ! -f $out.meta || "$(cat "$out.meta")" != "$want size=$(stat -c %s "$out" 2>/dev/null)" ]]; then
+            log "generating $out: $shape $args"
+            # shellcheck disable=SC2086
+            python3 "$SHAPES_PY" "$shape" "$out.tmp" $args || die "generation of the $name shape failed"
+            mv "$out.tmp" "$out"
+            echo "$want size=$(stat -c %s "$out")" >"$out.meta"
+        fi
+        sframes=$(count_frames "$out")
+        cat "$out" >/dev/null
+        scalar "shape_${name}_spec" "$shape $args"
+        scalar "shape_${name}_capture_bytes" "$(stat -c %s "$out")"
+        scalar "shape_${name}_frames" "$sframes"
+        run_median "tshark_conv_$name" - 1 "$sframes" /dev/null tshark -q -z conv,tcp -r "$out"
+        sdb=$WORK/shape-$name.db
+        run_median "ingest_$name" "$sdb" 1 "$sframes" /dev/null "$BIN" ingest --db "$sdb" "$out"
+        scalar "shape_${name}_db_bytes" "$(db_bytes "$sdb")"
+        rm_db "$sdb"
+        if [[ -n $BASELINE ]]; then
+            for ((i = 1; i <= REPEAT; i++)); do
+                rm_db "$WORK/baseline.db"
+                run_timed "ingest_${name}_baseline#$i" 1 "$sframes" /dev/null "$BASELINE" ingest --db "$WORK/baseline.db" "$out"
+                rm_db "$sdb"
+                run_timed "ingest_${name}_current#$i" 1 "$sframes" /dev/null "$BIN" ingest --db "$sdb" "$out"
+            done
+            rm_db "$WORK/baseline.db"; rm_db "$sdb"
+        fi
+        SHAPE_LIST+="$name,"
+    done
+fi
+scalar shapes "$SHAPE_LIST"
+
 scalar loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 scalar nproc "$(nproc)"
 scalar repeat "$REPEAT"
@@ -442,6 +489,40 @@ for k in scales:
     print("%sx capture: %.2fs (%.2fx time), peak RSS %.1f MB vs %.1f MB (%.2fx); db %.1f MB" % (
         k, s["wall_s"], time_ratio or 0, s["peak_rss_mb"], i["peak_rss_mb"], rss_ratio or 0,
         (num("scale_%s_db_bytes" % k) or 0) / 1e6))
+# The three shapes side by side (issue 17): the mix's figures from above, the others from the shapes section.
+rows = []
+if i and t:
+    rows.append(("benchmark mix (synth_pcap.py --connections %s)" % S.get("connections"), i, t, frames, cap_bytes, db))
+for name in [n for n in S.get("shapes", "").split(",") if n]:
+    si, st = runs.get("ingest_" + name), runs.get("tshark_conv_" + name)
+    if si and st:
+        rows.append(("%s (shapes.py %s)" % (name, S.get("shape_%s_spec" % name)), si, st,
+                     num("shape_%s_frames" % name), num("shape_%s_capture_bytes" % name), num("shape_%s_db_bytes" % name)))
+shape_out = []
+if rows:
+    w2 = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'shape':<{w2}}  {'wall s':>7}  {'CPU s':>6}  {'frames/s':>10}  {'vs tshark':>9}  {'RSS MB':>6}  {'db/capture':>10}")
+    for label, si, st, fr, cb, dbb in rows:
+        ratio = st["wall_s"] / si["wall_s"] if si["wall_s"] and st["wall_s"] else None
+        fps = fr / si["wall_s"] if si["wall_s"] and fr else None
+        pct = 100 * dbb / cb if cb and dbb else None
+        shape_out.append({"shape": label, "wall_s": si["wall_s"], "cpu_s": si["cpu_s"], "frames_per_s": fps,
+                          "tshark_over_ingest": ratio, "peak_rss_mb": si["peak_rss_mb"], "db_pct_of_capture": pct})
+        print(f"{label:<{w2}}  {fmt(si['wall_s'], '{:.2f}'):>7}  {fmt(si['cpu_s'], '{:.2f}'):>6}  "
+              f"{fmt(fps, '{:,.0f}'):>10}  {fmt(ratio, '{:.1f}x'):>9}  {fmt(si['peak_rss_mb'], '{:.0f}'):>6}  "
+              f"{fmt(pct, '{:.1f}%'):>10}")
+    for name in [n for n in S.get("shapes", "").split(",") if n]:
+        ps = [(samples.get("ingest_%s_baseline#%d" % (name, n)), samples.get("ingest_%s_current#%d" % (name, n)))
+              for n in range(1, 100)]
+        ps = [(b, c) for b, c in ps if b and c and b["wall_s"] and c["wall_s"]]
+        if ps:
+            med = lambda xs: sorted(xs)[len(xs) // 2]
+            bw, cw = med([b["wall_s"] for b, _ in ps]), med([c["wall_s"] for _, c in ps])
+            bc, cc = med([b["cpu_s"] for b, _ in ps]), med([c["cpu_s"] for _, c in ps])
+            print("%s: this build / baseline, interleaved: wall %.3fs / %.3fs = %.3f; CPU %.2fs / %.2fs = %.3f"
+                  % (name, cw, bw, cw / bw, cc, bc, cc / bc if bc else float("nan")))
+    print()
 print("tshark and ingest lines: the median of %s runs (each run's time: runs.*.repeats_wall_s in the JSON)"
       % S.get("repeat"))
 print("machine: %s cores, %s; load avg %s at start, %s at end (timings are noisy under load)" % (
@@ -460,6 +541,7 @@ out = {
     "flow_pcap_bytes": num("flow_pcap_bytes"),
     "multi": {"capture_bytes": num("multi_capture_bytes"), "db_bytes": num("multi_db_bytes")} if "ingest_multi" in runs else None,
     "scale": scale_out or None,
+    "shapes": shape_out or None,
     "machine": {"nproc": num("nproc"), "cpu": S.get("cpu"), "mem_total_kib": num("mem_total_kib"),
                 "loadavg_start": S.get("loadavg_start"), "loadavg_end": S.get("loadavg_end")},
 }

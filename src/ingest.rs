@@ -136,6 +136,8 @@ pub struct Options {
     pub verbose: bool,
     /// Open flows a reader keeps in memory before parking idle ones on disk (`Tracer::with_max_open`).
     pub max_open_flows: usize,
+    /// Memory cap in bytes of the parked flows' compact table (`--park-memory`; `None`: the tracer's default).
+    pub park_memory: Option<usize>,
     /// Frames read per capture at most (`--max-frames`); the capture is marked truncated there.
     pub max_frames: Option<u64>,
     /// Stops the run when cancelled (Ctrl-C).
@@ -158,6 +160,7 @@ impl Default for Options {
             quiet: false,
             verbose: false,
             max_open_flows: crate::trace::DEFAULT_MAX_OPEN,
+            park_memory: None,
             max_frames: None,
             cancel: Cancel::default(),
             stdin_name: None,
@@ -578,6 +581,9 @@ fn read_capture(
         .connections
         .then(|| Connections::new(opts.community_id_seed));
     let mut tracer = Tracer::with_max_open(opts.max_open_flows);
+    if let Some(bytes) = opts.park_memory {
+        tracer = tracer.with_park_memory(bytes);
+    }
     if connections.is_none() {
         tracer = tracer.with_community_id_seed(opts.community_id_seed);
     }

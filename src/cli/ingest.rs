@@ -36,6 +36,10 @@ pub struct IngestArgs {
     /// temporary file (bounds memory for captures that leave many flows open).
     #[arg(long, default_value_t = crate::trace::DEFAULT_MAX_OPEN, value_name = "N")]
     pub max_open_flows: usize,
+    /// Memory cap, in MiB, of the compact in-memory table that parked flows go to before the temporary file
+    /// (0: straight to the file) [default: 64, or an eighth of the available memory if less].
+    #[arg(long, value_name = "MIB")]
+    pub park_memory: Option<usize>,
     /// Frames read per capture at most; a capture with more is indexed up to there and marked truncated
     /// (bounds the database for floods of empty records).
     #[arg(long, value_name = "N")]
@@ -68,6 +72,7 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         quiet: args.quiet,
         verbose: args.verbose,
         max_open_flows: args.max_open_flows,
+        park_memory: args.park_memory.map(|mib| mib.saturating_mul(1 << 20)),
         max_frames: args.max_frames,
         cancel,
         stdin_name: args.name.clone(),

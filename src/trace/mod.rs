@@ -20,7 +20,7 @@ use crate::decode::Tcp;
 use flow::OpenFlow;
 pub use flow::{FlowKey, FlowRecord};
 use spill::Spill;
-pub use spill::SpillError;
+pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 
 /// Open flows kept in memory before the least recently seen are parked on disk (`Tracer::with_max_open`):
 /// about 10 MiB of flow state, whatever the capture.
@@ -36,6 +36,8 @@ pub struct Tracer {
     max_open: usize,
     /// Created at the first parking.
     spill: Option<Spill>,
+    /// Memory cap of the parked flows' compact table (`None`: `DEFAULT_PARK_MEMORY`, less if memory is short).
+    park_memory: Option<usize>,
     /// The first failure of the parking store; `finish` reports it (the index may then be wrong).
     spill_error: Option<SpillError>,
     /// The Community ID seed the records are made with; `None`: no Community ID (the ingest adds it).
@@ -64,7 +66,16 @@ impl Tracer {
             spill: None,
             spill_error: None,
             seed: None,
+            park_memory: None,
         }
+    }
+
+    /// Caps the memory of the in-memory table of parked flows at `bytes` (0: parked flows all go to the
+    /// temporary database, as before issue 17). Without it, the cap is `DEFAULT_PARK_MEMORY`, or an eighth of
+    /// the available memory if that is less.
+    pub fn with_park_memory(mut self, bytes: usize) -> Tracer {
+        self.park_memory = Some(bytes);
+        self
     }
 
     /// Makes the flows' records carry their Community ID with this seed (by default they carry none).
@@ -152,17 +163,8 @@ impl Tracer {
     /// last frame numbers are distinct and the cut is exact. Amortised, this is O(1) per flow opened; small
     /// rounds keep each pause shorter than what the queue to the writer holds.
     fn park_oldest(&mut self) {
-        if self.spill.is_none() {
-            match Spill::new() {
-                Ok(s) => self.spill = Some(s),
-                Err(e) => {
-                    // No parking possible: keep everything in memory, as before there was parking.
-                    self.spill_error.get_or_insert(e);
-                    self.max_open = usize::MAX;
-                    return;
-                }
-            }
-        }
+        let budget = self.park_memory.unwrap_or_else(spill::default_budget);
+        let spill = self.spill.get_or_insert_with(|| Spill::new(budget));
         let n = self.open.len() - self.max_open / 8 * 7;
         let mut last: Vec<u64> = self.open.values().map(|f| f.last_frame).collect();
         let cut = *last.select_nth_unstable(n - 1).1;
@@ -171,10 +173,11 @@ impl Tracer {
             self.open.extract_if(|_, f| f.last_frame <= cut).collect();
         // In creation order, the parked rows' flow_no index entries go in side by side.
         parked.sort_unstable_by_key(|(_, f)| f.flow_no);
-        if let Some(spill) = self.spill.as_mut() {
-            if let Err(e) = spill.park(parked) {
-                self.spill_error.get_or_insert(e);
-            }
+        if let Err(e) = spill.park(parked) {
+            self.spill_error.get_or_insert(e);
+            // Keep everything in memory from now on, as before there was parking; the index is already wrong
+            // (`finish` fails), but the reader need not fail again at every frame.
+            self.max_open = usize::MAX;
         }
     }
 
@@ -190,7 +193,7 @@ impl Tracer {
             std::mem::take(&mut self.open).into_iter().collect();
         rest.sort_unstable_by_key(|(_, f)| f.flow_no);
         let mut rest = rest.into_iter().peekable();
-        if let Some(mut spill) = self.spill.take() {
+        if let Some(spill) = self.spill.take() {
             spill.drain(&mut |key, flow| {
                 while let Some((k, f)) = rest.next_if(|(_, f)| f.flow_no < flow.flow_no) {
                     emit(f.into_record(&k, None, seed));
@@ -239,7 +242,12 @@ mod tests {
     /// As `index`, with at most `max_open` flows in memory; also returns the records (for their counters) and
     /// each frame's link to its flow's previous frame.
     fn index_with(frames: &[Tcp], max_open: usize) -> Traced {
-        let mut t = Tracer::with_max_open(max_open);
+        index_parked(frames, max_open, DEFAULT_PARK_MEMORY)
+    }
+
+    /// As `index_with`, with `park_memory` bytes for the parked flows' compact table.
+    fn index_parked(frames: &[Tcp], max_open: usize, park_memory: usize) -> Traced {
+        let mut t = Tracer::with_max_open(max_open).with_park_memory(park_memory);
         let mut closed = Vec::new();
         let mut member: Vec<(u32, u64)> = Vec::new();
         let mut links = Vec::new();
@@ -269,19 +277,21 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Parking flows on disk changes nothing: same index, same records (counters, first/last frames), same
-        /// links between a flow's frames.
+        /// Parking flows changes nothing: same index, same records (counters, first/last frames), same links
+        /// between a flow's frames. The park budgets: all to SQLite (0); a compact table that fills up, compacts
+        /// its dead records and overflows to SQLite (6000 bytes: a 4 KiB arena and a small index); all in memory.
         #[test]
         fn parking_open_flows_changes_nothing(
             segs in proptest::collection::vec((0u8..6, 0u8..6, proptest::bool::weighted(0.15)), 1..300),
             max_open in 1usize..6,
+            park_memory in proptest::sample::select(vec![0usize, 6000, 1 << 20]),
         ) {
             let frames: Vec<Tcp> = segs
                 .iter()
                 .map(|&(a, b, fin)| seg([10, 0, 0, a], 1000 + u16::from(b), B, 80, if fin { TCP_FIN } else { 0x10 }))
                 .collect();
             let want = index_with(&frames, DEFAULT_MAX_OPEN);
-            let got = index_with(&frames, max_open);
+            let got = index_parked(&frames, max_open, park_memory);
             proptest::prop_assert_eq!(got, want);
         }
     }

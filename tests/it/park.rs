@@ -1,0 +1,91 @@
+//! Parking open flows (issue 17): a capture that leaves thousands of flows open, some of which come back after
+//! being parked, indexes the same under a tiny `--max-open-flows` (with the compact table, a table too small
+//! that overflows to SQLite, and SQLite only) as by default.
+
+use std::net::Ipv4Addr;
+
+use traceflow::synth::{eth_ipv4_tcp, Segment};
+
+use crate::util::{index_of, ingest, pcap, run};
+
+/// 6000 SYN probes from distinct ports; every third frame after the first 1000 revisits an earlier probe's key
+/// (an ACK, or now and then a FIN that closes it), so parked flows are taken back, parked again and closed.
+fn scan_with_returns() -> Vec<u8> {
+    let mut frames = Vec::new();
+    let mut state: u32 = 17;
+    let mut ts = 1_700_000_000_000_000_000i64;
+    for i in 0..6000u32 {
+        let probe = Segment {
+            src: Ipv4Addr::new(10, 9, (i >> 8) as u8, i as u8),
+            sport: 40000 + (i % 20000) as u16,
+            dst: Ipv4Addr::new(192, 168, 1, 1),
+            dport: 1 + (i % 1024) as u16,
+            seq: i,
+            ack: 0,
+            flags: 0x02,
+            payload: &[],
+        };
+        ts += 1000;
+        frames.push((ts, eth_ipv4_tcp(&probe)));
+        if i >= 1000 && i.is_multiple_of(3) {
+            // A small LCG: deterministic, spread over all earlier probes.
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let j = (state >> 8) % i;
+            let back = Segment {
+                src: Ipv4Addr::new(10, 9, (j >> 8) as u8, j as u8),
+                sport: 40000 + (j % 20000) as u16,
+                dst: Ipv4Addr::new(192, 168, 1, 1),
+                dport: 1 + (j % 1024) as u16,
+                seq: j + 1,
+                ack: 1,
+                flags: if state.is_multiple_of(7) { 0x11 } else { 0x10 },
+                payload: b"x",
+            };
+            ts += 1000;
+            frames.push((ts, eth_ipv4_tcp(&back)));
+        }
+    }
+    pcap(1, 65535, &frames)
+}
+
+#[test]
+fn park_tiny_max_open_flows_indexes_as_the_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("scan.pcap");
+    std::fs::write(&cap, scan_with_returns()).unwrap();
+    let index = |name: &str, extra: &[&str]| {
+        let db = tmp.path().join(format!("{name}.db"));
+        let r = ingest(&db, extra, &[&cap]);
+        assert_eq!(r.code, 0, "{name}: ingest {extra:?}: {}", r.stderr);
+        let out = run(&db, &["query", "--format", "json"]);
+        assert_eq!(out.code, 0, "{name}: query: {}", out.stderr);
+        index_of(&serde_json::from_str(&out.stdout).unwrap())
+    };
+    let want = index("default", &[]);
+    // The capture is what it claims: thousands of flows open at the end, and flows with several frames (parked
+    // ones that came back) among them and among the closed ones.
+    assert!(want.len() > 5000, "{} flows", want.len());
+    let multi = want.iter().filter(|(_, ix)| ix.len() > 1).count();
+    assert!(multi > 500, "only {multi} flows with more than one frame");
+    for (name, extra) in [
+        ("compact", &["--max-open-flows", "8"][..]),
+        (
+            "overflow",
+            &["--max-open-flows", "8", "--park-memory", "0"][..],
+        ),
+        ("one", &["--max-open-flows", "1"][..]),
+        (
+            "one-sqlite",
+            &["--max-open-flows", "1", "--park-memory", "0"][..],
+        ),
+    ] {
+        let got = index(name, extra);
+        assert_eq!(got.len(), want.len(), "{name}: number of flows");
+        if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
+            panic!(
+                "{name}: entry {i} differs: {:?} vs default {:?}",
+                got[i], want[i]
+            );
+        }
+    }
+}
