@@ -1118,16 +1118,7 @@ fn candidate_sql(filter: &crate::filter::Compiled, select: &str) -> String {
 
 /// `nos` as a JSON array.
 fn json_list(nos: &[i64]) -> String {
-    let mut s = String::with_capacity(nos.len() * 8 + 2);
-    s.push('[');
-    for (i, n) in nos.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&n.to_string());
-    }
-    s.push(']');
-    s
+    serde_json::to_string(nos).unwrap_or_else(|_| "[]".into())
 }
 
 /// Flows of one capture read per query by [`merge_by_time`].

@@ -21,10 +21,7 @@ const MAX_HELD: usize = 1 << 22;
 /// The bucket of an address: FNV-1a (32 bits) of its 16-byte key (IPv4 mapped into IPv6, as `flows.src_key`),
 /// folded to 12 bits. Stored in databases: never change it without a migration that rebuilds the lists.
 pub fn addr_bucket(a: &IpAddr) -> u16 {
-    let key = match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    };
+    let key = crate::filter::addr_key(a);
     let mut h: u32 = 0x811c_9dc5;
     for b in key {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
