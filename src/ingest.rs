@@ -8,12 +8,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
-use rusqlite::Connection;
 
 use crate::capture::{CaptureReader, FileStat, OpenError};
 use crate::conn::{ConnRecord, ConnSeg, Connections};
 use crate::decode::decode;
-use crate::store::{self, CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded, TcpRow};
+use crate::store::{self, CaptureEnd, CaptureSource, Db, FrameRow, Outcome, Superseded, TcpRow};
 use crate::trace::buckets::{BucketRow, Buckets};
 use crate::trace::endpoints::{EndpointRow, Endpoints};
 use crate::trace::{FlowRecord, Tracer};
@@ -454,13 +453,13 @@ impl Cancel {
 /// Writes one capture from its reader's messages with a [`store::CaptureWriter`]: committed at the reader's
 /// end, rolled back if it fails. `on_batch` sees the bytes read so far and each batch's frames and flows.
 fn write_capture(
-    conn: &Connection,
+    conn: &Db,
     src: &CaptureSource,
     rx: &crossbeam_channel::Receiver<Msg>,
     opts: &Options,
     on_batch: &mut dyn FnMut(u64, u64, u64),
 ) -> Result<Result<Outcome, ReadFailure>, store::StoreError> {
-    let mut w = store::CaptureWriter::begin(conn, src, opts.force, opts.embed)?;
+    let mut w = store::Writer::begin(conn, src, opts.force, opts.embed)?;
     if opts.community_id_seed != 0 {
         w.set_community_id_seed(opts.community_id_seed)?;
     }
@@ -807,7 +806,7 @@ fn read_capture(
 
 /// Ingests `inputs` into the open database. Messages (warnings, per-file lines) go to `log`.
 pub fn run(
-    conn: &mut Connection,
+    conn: &mut Db,
     args: &[PathBuf],
     opts: &Options,
     log: &mut dyn FnMut(String),
@@ -834,7 +833,7 @@ pub fn run(
     for (i, src) in sources.iter().enumerate() {
         summary.files += 1;
         if !opts.force && matches!(inputs[i], Input::File(_)) {
-            if let Ok(Some((_, name))) = store::known_path(conn, src) {
+            if let Ok(Some((_, name))) = conn.known_path(src) {
                 summary.skipped += 1;
                 summary.already += 1;
                 if opts.verbose {
@@ -854,7 +853,11 @@ pub fn run(
     // cost far more than WAL's none (205 small files: 2.6-3.3 s against 0.33-0.46 s). So it is used only when the
     // first capture is big, and the run switches to WAL after it.
     let first_big = sources[todo[0]].size >= BULK_LOAD_MIN_BYTES;
-    let journal = store::begin_ingest(conn, first_big);
+    let journal = match &*conn {
+        Db::Sqlite(c) => store::begin_ingest(c, first_big),
+        // PostgreSQL's write-ahead log is the server's business.
+        Db::Postgres(_) => Ok(store::Journal::Wal),
+    };
     match &journal {
         Ok(store::Journal::BulkLoad) if opts.verbose => {
             log("empty database: bulk load with a rollback journal, WAL afterwards".into())
@@ -901,7 +904,7 @@ pub fn run(
             budget.writer_at(k);
             if k > 0 && journal == store::Journal::BulkLoad {
                 // The big first capture is in; the rest are written in WAL (see above).
-                match store::end_ingest(conn) {
+                match conn.sqlite().map_or(Ok(()), store::end_ingest) {
                     Ok(()) => journal = store::Journal::Wal,
                     Err(e) => log(format!(
                         "warning: could not switch the database to WAL: {e}"
@@ -1042,7 +1045,7 @@ pub fn run(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if let Err(e) = store::end_ingest(conn) {
+    if let Err(e) = conn.sqlite().map_or(Ok(()), store::end_ingest) {
         log(format!(
             "warning: could not switch the database back to WAL: {e}"
         ));

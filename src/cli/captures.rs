@@ -17,7 +17,7 @@ pub struct CapturesArgs {
 
 /// Prints the captures of the database at `db`.
 pub fn run(db: &Path, args: &CapturesArgs) -> Result<u8, Error> {
-    let conn = store::open_read(db)?;
+    let conn = store::Db::open_read(&store::Target::of(db))?;
     let rows = read::captures(&conn)?;
     let format = args.format.unwrap_or_else(default_format);
     let stdout = std::io::stdout();

@@ -50,11 +50,14 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let compiled = filter::compile(&expr);
     // Connections are built at their first use (see conn::rebuild).
     crate::conn::rebuild::ensure(db)?;
-    let conn = store::open_read(db)?;
+    let db = store::Db::open_read(&store::Target::of(db))?;
+    let conn = db
+        .sqlite()
+        .ok_or(read::QueryError::NotOnPostgres("traceflow connections"))?;
     if args.count {
-        return print_count(read::count_connections(&conn, &compiled)?);
+        return print_count(read::count_connections(conn, &compiled)?);
     }
     print_listing(args.format, |visit| {
-        read::search_connections(&conn, &compiled, args.sort, args.limit, visit)
+        read::search_connections(conn, &compiled, args.sort, args.limit, visit)
     })
 }

@@ -77,10 +77,13 @@ Examples:
 pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     let expr = filter::parse(&args.filter, now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
-    let conn = store::open_read(db)?;
+    let db = store::Db::open_read(&store::Target::of(db))?;
+    let conn = db
+        .sqlite()
+        .ok_or(read::QueryError::NotOnPostgres("traceflow flows"))?;
     if args.explain {
         let mut text = String::new();
-        for (sql, plan) in read::explain_flows(&conn, &compiled)? {
+        for (sql, plan) in read::explain_flows(conn, &compiled)? {
             text.push_str(&format!(
                 "{}\n",
                 sql.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -103,7 +106,7 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         } else {
             DumpFormat::Pcapng
         };
-        let merged = match merge(&conn, &compiled, args, format, dest) {
+        let merged = match merge(&db, &compiled, args, format, dest) {
             Err(e) if e.is_broken_pipe() => return Ok(0),
             r => r?,
         };
@@ -120,14 +123,14 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         return Ok(0);
     }
     if args.count {
-        return print_count(read::count_flows(&conn, &compiled)?);
+        return print_count(read::count_flows(conn, &compiled)?);
     }
     match args.group_by {
         Some(by) => print_listing(args.format, |visit| {
-            read::group_flows(&conn, &compiled, by, args.limit, visit)
+            read::group_flows(conn, &compiled, by, args.limit, visit)
         }),
         None => print_listing(args.format, |visit| {
-            read::search_flows(&conn, &compiled, args.sort, args.limit, visit)
+            read::search_flows(conn, &compiled, args.sort, args.limit, visit)
         }),
     }
 }
@@ -135,7 +138,7 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
 /// `--pcap`/`--pcapng`: the matching flows' frames into `dest`, a file replaced only by a whole merge (as
 /// `query -o` replaces it), or stdout for `-`.
 fn merge(
-    conn: &rusqlite::Connection,
+    db: &store::Db,
     filter: &crate::filter::Compiled,
     args: &FlowsArgs,
     format: DumpFormat,
@@ -171,6 +174,9 @@ fn merge(
         None => Selection::Filter(filter),
         Some(_) => {
             let mut rows = Vec::new();
+            let conn = db
+                .sqlite()
+                .ok_or(read::QueryError::NotOnPostgres("traceflow flows"))?;
             read::search_flows(conn, filter, args.sort, args.limit, &mut |r| {
                 rows.push((r.capture_id, r.flow_no));
                 Ok(())
@@ -178,7 +184,7 @@ fn merge(
             Selection::Flows(rows)
         }
     };
-    let (mut sink, merged) = merge::merge(conn, &sel, &opts, sink, &shown)?;
+    let (mut sink, merged) = merge::merge(db, &sel, &opts, sink, &shown)?;
     sink.flush().map_err(|source| DumpError::Write {
         path: shown.clone(),
         source,

@@ -17,21 +17,18 @@ pub struct ForgetArgs {
 pub fn run(db: &Path, args: &ForgetArgs) -> Result<u8, Error> {
     // A typo in --db must not create a database; an older schema is upgraded (the trigger that deletes the
     // rows comes with the upgrade).
-    if !db.exists() {
+    let target = store::Target::of(db);
+    if matches!(target, store::Target::Sqlite(_)) && !db.exists() {
         return Err(store::StoreError::Missing {
             path: db.display().to_string(),
         }
         .into());
     }
-    let conn = store::open(db)?;
+    let conn = store::Db::open(&target)?;
     let mut names: Vec<(i64, String)> = Vec::new();
     for sel in &args.captures {
         let id = read::resolve_capture(&conn, sel)?;
-        let name: String = conn
-            .query_row("SELECT name FROM captures WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .map_err(read::QueryError::from)?;
+        let name = read::capture_row(&conn, id)?.name;
         if !names.iter().any(|(i, _)| *i == id) {
             names.push((id, name));
         }
@@ -41,15 +38,22 @@ pub fn run(db: &Path, args: &ForgetArgs) -> Result<u8, Error> {
     for (id, name) in &names {
         crate::msg::say(&format!("forgot capture {id} ({name})"));
     }
-    crate::msg::say(&format!(
-        "{} removed: {} frames, {} flows; VACUUM would return {} to the file system \
-         (sqlite3 {} VACUUM, while no ingest runs)",
+    let removed = format!(
+        "{} removed: {} frames, {} flows",
         crate::msg::count(done.captures, "capture"),
         done.frames,
-        done.flows,
-        bytes(done.reclaimable),
-        db.display()
-    ));
+        done.flows
+    );
+    crate::msg::say(&match target {
+        store::Target::Sqlite(_) => format!(
+            "{removed}; VACUUM would return {} to the file system (sqlite3 {} VACUUM, while no ingest runs)",
+            bytes(done.reclaimable),
+            db.display()
+        ),
+        store::Target::Postgres(_) => {
+            format!("{removed}; PostgreSQL's autovacuum reuses the space")
+        }
+    });
     Ok(0)
 }
 

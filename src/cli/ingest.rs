@@ -60,7 +60,8 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         crate::msg::say("--name names the capture read from standard input; add `-` to the inputs");
         return Ok(2);
     }
-    let mut conn = store::open(db)?;
+    let target = store::Target::of(db);
+    let mut conn = store::Db::open(&target)?;
     let cancel = Cancel::default();
     let on_ctrl_c = cancel.clone();
     let _ = ctrlc::set_handler(move || on_ctrl_c.cancel());
@@ -77,7 +78,9 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         cancel,
         stdin_name: args.name.clone(),
         community_id_seed: args.community_id_seed,
-        connections: args.connections,
+        // On PostgreSQL the read commands never write (readers may hold read-only roles), so connections are
+        // built while reading rather than at their first use.
+        connections: args.connections || matches!(target, store::Target::Postgres(_)),
     };
     let s = ingest::run(&mut conn, &args.inputs, &opts, &mut |m| crate::msg::say(&m));
     if !args.quiet || s.exit_code() != 0 {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde::Serialize;
 
 use crate::store::read::{for_each_index_row, QueryError};
@@ -167,7 +167,7 @@ pub fn default_format() -> RowFormat {
 
 /// Writes the index tuple as JSON (a list) or JSON lines while reading it, without building it in memory.
 pub fn write_index_json(
-    conn: &Connection,
+    conn: &Db,
     capture: Option<i64>,
     lines: bool,
     out: &mut dyn std::io::Write,

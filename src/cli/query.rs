@@ -3,7 +3,7 @@
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::output::{write_index_json, write_rows, RowFormat};
 use super::Error;
@@ -104,7 +104,7 @@ pub struct QueryArgs {
 
 /// Runs `traceflow query`: the index tuple, one flow's dump, or a folder of dumps. Only data goes to `stdout`.
 pub fn run_query(
-    conn: &Connection,
+    conn: &Db,
     args: &QueryArgs,
     stdout: &mut dyn Write,
     stdout_is_terminal: bool,
@@ -260,11 +260,12 @@ fn dump_progress() -> Option<indicatif::ProgressBar> {
 /// Runs `traceflow query` on the database at `db`, writing data to stdout.
 pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
     use std::io::IsTerminal;
-    if args.both {
-        // Connections are built at their first use (see conn::rebuild).
+    let target = store::Target::of(db);
+    if args.both && matches!(target, store::Target::Sqlite(_)) {
+        // Connections are built at their first use (see conn::rebuild); on PostgreSQL, at ingest.
         crate::conn::rebuild::ensure(db)?;
     }
-    let conn = store::open_read(db)?;
+    let conn = Db::open_read(&target)?;
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
     let mut out = stdout.lock();

@@ -15,6 +15,9 @@ use std::io::Write;
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
+use crate::store::read::QueryError;
+use crate::store::Db;
+
 use super::pcapwrite::{PcapNgWriter, PcapWriter};
 use super::source::{Fetcher, FrameRef, Plan};
 use super::{DumpError, DumpFormat, DumpOptions, Job};
@@ -86,7 +89,7 @@ fn link_facts(conn: &Connection) -> Result<HashMap<u32, (u32, bool)>, DumpError>
 /// writer and what was written. With no frame at all the file is a valid empty capture (pcap with Ethernet's
 /// link type, or pcapng with no interface).
 pub fn merge<W: Write>(
-    conn: &Connection,
+    db: &Db,
     sel: &Selection,
     opts: &DumpOptions,
     w: W,
@@ -97,12 +100,16 @@ pub fn merge<W: Write>(
             "flows are merged into pcap or pcapng only".into(),
         ));
     }
+    let conn = db
+        .sqlite()
+        .ok_or(QueryError::NotOnPostgres("flows --pcap"))?;
     let mut m = Merger {
+        db,
         conn,
         sel,
         opts,
         path,
-        walk: FlowFrames::new(conn)?,
+        walk: FlowFrames::new(db)?,
         page: None,
         facts: link_facts(conn)?,
         cursors: Vec::new(),
@@ -117,6 +124,7 @@ pub fn merge<W: Write>(
 }
 
 struct Merger<'c, 's, W: Write> {
+    db: &'c Db,
     conn: &'c Connection,
     sel: &'s Selection<'s>,
     opts: &'s DumpOptions,
@@ -168,7 +176,7 @@ impl<'c, W: Write> Merger<'c, '_, W> {
                     pending.pop_front();
                     let mut cap = Cap {
                         id,
-                        job: Job::new(self.conn, id)?,
+                        job: Job::new(self.db, id)?,
                         fetcher: None,
                         queue: listed.remove(&id).unwrap_or_default(),
                         after: 0,
@@ -367,12 +375,12 @@ impl<'c, W: Write> Merger<'c, '_, W> {
 
     /// Opens a capture's bytes: frames of several flows are wanted, not in one pass of the file.
     fn open_source(&self, cap: &Cap) -> Result<Fetcher<'c>, DumpError> {
-        let plan = Plan::any_order(self.conn, cap.id)?.unwrap_or(Plan {
+        let plan = Plan::any_order(self.db, cap.id)?.unwrap_or(Plan {
             in_order: false,
             end: 0,
         });
         Fetcher::open(
-            self.conn,
+            self.db,
             &cap.job.cap,
             self.opts.source_root.as_deref(),
             &plan,

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde::ser::{Error as _, SerializeMap};
 use serde::{Serialize, Serializer};
 
@@ -261,7 +261,7 @@ impl DumpOptions {
 }
 
 /// A capture's dumps: one per label, or with `--both` one per connection.
-fn groups_of(conn: &Connection, capture_id: i64, both: bool) -> Result<Vec<FlowGroup>, DumpError> {
+fn groups_of(conn: &Db, capture_id: i64, both: bool) -> Result<Vec<FlowGroup>, DumpError> {
     Ok(if both {
         crate::store::read::capture_conn_groups(conn, capture_id)?
     } else {
@@ -270,7 +270,7 @@ fn groups_of(conn: &Connection, capture_id: i64, both: bool) -> Result<Vec<FlowG
 }
 
 /// The frames of a group, in index order (flow by flow, each in frame order).
-fn group_frames(conn: &Connection, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
+fn group_frames(conn: &Db, g: &FlowGroup) -> Result<Vec<FrameRef>, DumpError> {
     let mut out = Vec::new();
     FlowFrames::new(conn)?.group(g, &mut out)?;
     Ok(out)
@@ -283,7 +283,7 @@ struct Job {
 }
 
 impl Job {
-    fn new(conn: &Connection, capture_id: i64) -> Result<Job, DumpError> {
+    fn new(conn: &Db, capture_id: i64) -> Result<Job, DumpError> {
         Ok(Job {
             cap: capture_row(conn, capture_id)?,
             ifaces: interfaces(conn, capture_id)?,
@@ -475,7 +475,7 @@ pub struct Prepared<'c> {
 /// Finds a group's frames and opens their bytes' source, before any output exists: a missing source must fail
 /// before `-o FILE` is touched.
 pub fn prepare_group<'c>(
-    conn: &'c Connection,
+    conn: &'c Db,
     group: &FlowGroup,
     opts: &DumpOptions,
 ) -> Result<Prepared<'c>, DumpError> {
@@ -517,7 +517,7 @@ impl Prepared<'_> {
 
 /// Writes the dump of one group to `out` (stdout or a file the caller opened).
 pub fn write_group(
-    conn: &Connection,
+    conn: &Db,
     group: &FlowGroup,
     opts: &DumpOptions,
     out: &mut dyn Write,
@@ -561,7 +561,7 @@ struct PlanItem {
 /// [`file::DumpDir`] makes them: whole, never through a link, and a DIR that did not exist appears only when
 /// the whole dump succeeded.
 pub fn dump_dir(
-    conn: &Connection,
+    conn: &Db,
     capture: Option<i64>,
     label: Option<&str>,
     dir: &Path,
@@ -589,10 +589,10 @@ pub fn dump_dir(
             groups: groups_of(conn, id, opts.both)?,
         }),
         (None, None) => {
-            let caps: Vec<(i64, String)> = conn
-                .prepare("SELECT id, name FROM captures ORDER BY id")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+            let caps: Vec<(i64, String)> = query::captures(conn)?
+                .into_iter()
+                .map(|c| (c.id, c.name))
+                .collect();
             let mut seen = std::collections::HashSet::new();
             for (id, name) in caps {
                 let mut sub = dump_file_name(&name, DumpFormat::Tree);
@@ -636,7 +636,7 @@ pub fn dump_dir(
 }
 
 fn fill_dir(
-    conn: &Connection,
+    conn: &Db,
     plan: &[PlanItem],
     out: &mut DumpDir,
     multi: bool,

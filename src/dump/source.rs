@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
+
+use crate::store::Db;
 
 use super::DumpError;
 use crate::capture::CaptureReader;
@@ -40,15 +42,8 @@ impl Plan {
     /// compressed source is decompressed once, up to the end of its last TCP record. Records lie in frame order
     /// in the file, so that is the last TCP frame's, found with one backward seek rather than a scan of the
     /// capture's frames. `None` when the capture has no TCP frame.
-    pub fn any_order(conn: &Connection, capture_id: i64) -> Result<Option<Plan>, DumpError> {
-        let end: Option<i64> = conn
-            .query_row(
-                "SELECT file_offset + caplen FROM frames WHERE capture_id = ?1 AND flow_no IS NOT NULL
-                 ORDER BY number DESC LIMIT 1",
-                [capture_id],
-                |r| r.get(0),
-            )
-            .optional()?;
+    pub fn any_order(db: &Db, capture_id: i64) -> Result<Option<Plan>, DumpError> {
+        let end = read::last_tcp_end(db, capture_id)?;
         Ok(end.map(|end| Plan {
             in_order: false,
             end: end.max(0) as u64 + 28,
@@ -112,7 +107,7 @@ fn check(path: &Path, cap: &CaptureRow, size: i64, mtime: Option<i64>) -> Option
 /// Finds the capture's file: a path it was indexed under, unchanged, or a file of the same base name under
 /// `root` with the same content.
 pub fn locate(
-    conn: &Connection,
+    conn: &Db,
     cap: &CaptureRow,
     root: Option<&Path>,
 ) -> Result<PathBuf, DumpError> {
@@ -406,6 +401,8 @@ impl StreamReader {
 pub enum Fetcher<'c> {
     /// From `frame_data` (`ingest --embed`): the prepared SELECT, the capture's id and its name.
     Embedded(rusqlite::Statement<'c>, i64, String),
+    /// From PostgreSQL's `frame_data`: the database, the capture's id and its name.
+    EmbeddedPg(&'c crate::store::pg::Pg, i64, String),
     /// From an uncompressed capture, or a decompressed spool of a compressed one, by seeking.
     Seek(SeekReader),
     /// From a compressed capture streamed once, when the frames come in file order.
@@ -415,15 +412,20 @@ pub enum Fetcher<'c> {
 impl<'c> Fetcher<'c> {
     /// Opens the bytes of `cap` for fetching frames as `plan` says.
     pub fn open(
-        conn: &'c Connection,
+        conn: &'c Db,
         cap: &CaptureRow,
         root: Option<&Path>,
         plan: &Plan,
     ) -> Result<Fetcher<'c>, DumpError> {
         if cap.embedded {
-            let st =
-                conn.prepare("SELECT data FROM frame_data WHERE capture_id = ?1 AND number = ?2")?;
-            return Ok(Fetcher::Embedded(st, cap.id, cap.name.clone()));
+            return Ok(match conn {
+                Db::Sqlite(c) => Fetcher::Embedded(
+                    c.prepare("SELECT data FROM frame_data WHERE capture_id = ?1 AND number = ?2")?,
+                    cap.id,
+                    cap.name.clone(),
+                ),
+                Db::Postgres(p) => Fetcher::EmbeddedPg(p, cap.id, cap.name.clone()),
+            });
         }
         let tsresol = read::tsresols(conn, cap.id)?;
         let path = locate(conn, cap, root)?;
@@ -490,10 +492,16 @@ impl<'c> Fetcher<'c> {
     pub fn fetch(&mut self, f: &FrameRef, out: &mut Vec<u8>) -> Result<(), DumpError> {
         check_size(f)?;
         match self {
-            Fetcher::Embedded(st, id, name) => {
-                let data: Option<Vec<u8>> = st
-                    .query_row(params![*id, f.number as i64], |r| r.get(0))
-                    .optional()?;
+            Fetcher::Embedded(..) | Fetcher::EmbeddedPg(..) => {
+                let (data, name): (Option<Vec<u8>>, &str) = match self {
+                    Fetcher::Embedded(st, id, name) => (
+                        st.query_row(params![*id, f.number as i64], |r| r.get(0))
+                            .optional()?,
+                        name,
+                    ),
+                    Fetcher::EmbeddedPg(p, id, name) => (p.frame_data(*id, f.number as i64)?, name),
+                    _ => unreachable!("matched above"),
+                };
                 match data {
                     Some(d) if d.len() != f.caplen as usize => Err(DumpError::Corrupt(format!(
                         "frame {} has {} embedded bytes, its captured length is {}",

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use super::Db;
+
 /// Why a read of the database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -23,6 +25,12 @@ pub enum QueryError {
     /// A SQLite failure.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL failure.
+    #[error("database: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// A command that runs on SQLite only, for now.
+    #[error("{0} is not available on PostgreSQL yet; use a SQLite database (--db FILE) for it")]
+    NotOnPostgres(&'static str),
     /// No flow has that label.
     #[error("no flow labelled {label:?}{scope}{hint}")]
     UnknownLabel {
@@ -144,7 +152,11 @@ pub fn iso_time(ns: i64) -> String {
 }
 
 /// Every capture in the database, by id.
-pub fn captures(conn: &Connection) -> Result<Vec<CaptureInfo>, QueryError> {
+pub fn captures(db: &Db) -> Result<Vec<CaptureInfo>, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.captures(),
+    };
     let mut st = conn.prepare(
         "SELECT id, name, path, size, format, compression, linktypes, frames, tcp_frames, flows, first_ns, last_ns,
                 truncated_at, truncated_why, embedded, hash, ingested_at,
@@ -180,38 +192,49 @@ pub fn captures(conn: &Connection) -> Result<Vec<CaptureInfo>, QueryError> {
 }
 
 /// Finds the capture a user means: an id, a path it was indexed from, or a file's base name.
-pub fn resolve_capture(conn: &Connection, sel: &str) -> Result<i64, QueryError> {
+pub fn resolve_capture(db: &Db, sel: &str) -> Result<i64, QueryError> {
     if let Ok(id) = sel.parse::<i64>() {
-        let n: i64 = conn.query_row("SELECT count(*) FROM captures WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })?;
-        if n == 1 {
+        let exists = match db {
+            Db::Sqlite(conn) => {
+                conn.query_row("SELECT count(*) FROM captures WHERE id = ?1", [id], |r| {
+                    r.get::<_, i64>(0)
+                })? == 1
+            }
+            Db::Postgres(p) => p.capture_exists(id)?,
+        };
+        if exists {
             return Ok(id);
         }
     }
     let abs = std::path::absolute(sel)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut st = conn.prepare(
-        "SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 OR path = ?2
-         UNION SELECT id FROM captures WHERE path = ?1 OR path = ?2",
-    )?;
-    let by_path: Vec<i64> = st
-        .query_map(params![sel, abs], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let by_path: Vec<i64> = match db {
+        Db::Sqlite(conn) => conn
+            .prepare(
+                "SELECT DISTINCT capture_id FROM capture_paths WHERE path = ?1 OR path = ?2
+                 UNION SELECT id FROM captures WHERE path = ?1 OR path = ?2",
+            )?
+            .query_map(params![sel, abs], |r| r.get(0))?
+            .collect::<Result<_, _>>()?,
+        Db::Postgres(p) => p.captures_at_path(sel, &abs)?,
+    };
     if by_path.len() == 1 {
         return Ok(by_path[0]);
     }
-    let mut st = conn.prepare(
-        "SELECT DISTINCT capture_id FROM capture_paths WHERE name = ?1 UNION SELECT id FROM captures WHERE name = ?1",
-    )?;
-    let ids: Vec<i64> = st
-        .query_map([sel], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<i64> = match db {
+        Db::Sqlite(conn) => conn
+            .prepare(
+                "SELECT DISTINCT capture_id FROM capture_paths WHERE name = ?1 UNION SELECT id FROM captures WHERE name = ?1",
+            )?
+            .query_map([sel], |r| r.get(0))?
+            .collect::<Result<_, _>>()?,
+        Db::Postgres(p) => p.captures_named(sel)?,
+    };
     match ids.len() {
         0 => Err(QueryError::UnknownCapture(
             sel.to_string(),
-            closest_captures(conn, sel),
+            closest_captures(db, sel),
         )),
         1 => Ok(ids[0]),
         _ => Err(QueryError::Ambiguous {
@@ -256,10 +279,22 @@ fn index_sql_orders_as_index_order() {
 /// gets the capture's name, the label and the frame numbers as SQLite's comma-separated text. Nothing is
 /// collected, so printing a capture's whole index takes constant memory.
 pub fn for_each_index_row(
-    conn: &Connection,
+    db: &Db,
     capture: Option<i64>,
     visit: &mut dyn FnMut(&str, &str, &str) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => {
+            for (id, name) in p.capture_ids(capture)? {
+                p.index_rows(id, &mut |label, frames| {
+                    check_index_frames(id, label, frames)?;
+                    visit(&name, label, frames)
+                })?;
+            }
+            return Ok(());
+        }
+    };
     let ids: Vec<(i64, String)> = match capture {
         Some(id) => conn
             .prepare("SELECT id, name FROM captures WHERE id = ?1")?
@@ -280,19 +315,24 @@ pub fn for_each_index_row(
                 .as_str_or_null()
                 .map_err(rusqlite::Error::from)?;
             let frames = frames.unwrap_or("");
-            // frames.number is a positive integer in any database traceflow wrote; the JSON index pastes this
-            // text as it is and `index` parses it, so both must refuse the same damage.
-            if frames
-                .split(',')
-                .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
-                && !frames.is_empty()
-            {
-                return Err(QueryError::Corrupt(format!(
-                    "capture {id}: flow {label:?} lists frame numbers {frames:?}, which are not all positive integers"
-                )));
-            }
+            check_index_frames(id, label, frames)?;
             visit(&name, label, frames)?;
         }
+    }
+    Ok(())
+}
+
+/// frames.number is a positive integer in any database traceflow wrote; the JSON index pastes this text as it is
+/// and `index` parses it, so both must refuse the same damage.
+fn check_index_frames(id: i64, label: &str, frames: &str) -> Result<(), QueryError> {
+    if frames
+        .split(',')
+        .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
+        && !frames.is_empty()
+    {
+        return Err(QueryError::Corrupt(format!(
+            "capture {id}: flow {label:?} lists frame numbers {frames:?}, which are not all positive integers"
+        )));
     }
     Ok(())
 }
@@ -301,9 +341,47 @@ pub fn for_each_index_row(
 /// `capture` key set): one flow per connection, by the rule in [`crate::trace::twoway`], from the frame rows.
 /// It is built in memory, one capture at a time.
 pub fn bidirectional_index(
-    conn: &Connection,
+    db: &Db,
     capture: Option<i64>,
 ) -> Result<Vec<IndexEntry>, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => {
+            let mut out = Vec::new();
+            for (id, name) in p.capture_ids(capture)? {
+                let digits: HashMap<u32, u8> = p
+                    .interfaces(id)?
+                    .into_iter()
+                    .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
+                    .collect();
+                let mut t = crate::trace::twoway::TwoWay::default();
+                p.twoway_frames(id, &mut |number, ts_ns, iface, flags, src, sport, dst, dport| {
+                    let frame = crate::trace::twoway::TwoWayFrame {
+                        number: number.max(0) as u64,
+                        src: (src, sport),
+                        dst: (dst, dport),
+                        flags,
+                    };
+                    t.add(&frame, || {
+                        let ts = crate::capture::Timestamp::from_ns(
+                            ts_ns,
+                            digits.get(&iface).copied().unwrap_or(9),
+                        );
+                        crate::trace::label::label_from_text(src, sport, dst, dport, &ts)
+                    });
+                })?;
+                for (label, index) in t.index() {
+                    out.push(IndexEntry {
+                        capture: capture.is_none().then(|| name.clone()),
+                        fpout: None,
+                        index,
+                        label,
+                    });
+                }
+            }
+            return Ok(out);
+        }
+    };
     let ids: Vec<(i64, String)> = conn
         .prepare("SELECT id, name FROM captures WHERE ?1 IS NULL OR id = ?1 ORDER BY id")?
         .query_map([capture], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -315,7 +393,7 @@ pub fn bidirectional_index(
     )?;
     let mut out = Vec::new();
     for (id, name) in ids {
-        let digits: HashMap<u32, u8> = interfaces(conn, id)?
+        let digits: HashMap<u32, u8> = interfaces(db, id)?
             .into_iter()
             .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
             .collect();
@@ -354,9 +432,9 @@ pub fn bidirectional_index(
 }
 
 /// The index tuple of one capture, or of every capture (then with the `capture` key set).
-pub fn index(conn: &Connection, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+pub fn index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
     let mut out = Vec::new();
-    for_each_index_row(conn, capture, &mut |name, label, frames| {
+    for_each_index_row(db, capture, &mut |name, label, frames| {
         out.push(IndexEntry {
             capture: capture.is_none().then(|| name.to_string()),
             fpout: None,
@@ -422,14 +500,16 @@ const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, 
 
 /// Every flow labelled `label` (in `capture`, or in the one capture that has it).
 pub fn select_label(
-    conn: &Connection,
+    db: &Db,
     capture: Option<i64>,
     label: &str,
 ) -> Result<FlowGroup, QueryError> {
     // The label's time is its flow's first frame time: the flows_first_ns index (capture_id, first_ns) finds it
     // with one seek per capture, without a scan.
     let (lo, hi) = crate::store::read::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
-    let rows: Vec<(i64, i64, String)> = conn
+    let rows: Vec<(i64, i64, String)> = match db {
+        Db::Postgres(p) => p.flows_labelled(capture, label, lo, hi)?,
+        Db::Sqlite(conn) => conn
         .prepare(&format!(
             "SELECT f.capture_id, f.flow_no, c.name FROM flows f
              JOIN captures c ON c.id = f.capture_id
@@ -440,9 +520,10 @@ pub fn select_label(
         .query_map(rusqlite::params![label, capture, lo, hi], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()?,
+    };
     let Some(first) = rows.first() else {
-        return Err(unknown_label(conn, capture, label));
+        return Err(unknown_label(db, capture, label));
     };
     let cid = first.0;
     if rows.iter().any(|r| r.0 != cid) {
@@ -462,7 +543,21 @@ pub fn select_label(
 }
 
 /// The group with the connections its flows' frames belong to (`query --flow LABEL --both`).
-pub fn with_connections(conn: &Connection, mut g: FlowGroup) -> Result<FlowGroup, QueryError> {
+pub fn with_connections(db: &Db, mut g: FlowGroup) -> Result<FlowGroup, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => {
+            let mut conns = std::collections::BTreeSet::new();
+            for flow in &g.flows {
+                conns.extend(p.flow_connections(g.capture_id, *flow)?);
+            }
+            if conns.is_empty() {
+                return Err(QueryError::NoConnection(g.label));
+            }
+            g.conns = conns.into_iter().collect();
+            return Ok(g);
+        }
+    };
     let mut st = conn.prepare(
         "SELECT DISTINCT fr.conn_no FROM flows f JOIN frames fr ON fr.capture_id = f.capture_id
            AND fr.number BETWEEN f.first_frame AND f.last_frame AND fr.flow_no = f.flow_no
@@ -484,10 +579,12 @@ pub fn with_connections(conn: &Connection, mut g: FlowGroup) -> Result<FlowGroup
 /// One group per connection of a capture, in connection order, named by the label of the flow that holds its
 /// first frame (`query --dump DIR --both`), with `.connN` after it when an earlier connection has that name.
 pub fn capture_conn_groups(
-    conn: &Connection,
+    db: &Db,
     capture_id: i64,
 ) -> Result<Vec<FlowGroup>, QueryError> {
-    let rows: Vec<(i64, String, Option<String>)> = conn
+    let rows: Vec<(i64, String, Option<String>)> = match db {
+        Db::Postgres(p) => p.conn_group_rows(capture_id)?,
+        Db::Sqlite(conn) => conn
         .prepare(
             "SELECT x.conn_no, x.flows,
                     (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
@@ -496,7 +593,8 @@ pub fn capture_conn_groups(
              FROM connections x WHERE x.capture_id = ?1 ORDER BY x.conn_no",
         )?
         .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()?,
+    };
     // A flow that a reused port splits (no FIN between the connections) starts two of them: the later ones
     // get `.connN` after the label, so that every connection has a file of its own.
     let mut seen = std::collections::HashSet::new();
@@ -538,14 +636,17 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 /// `; closest names: a.pcap, b.pcap` for a capture name that matches none, as a wrong label gets.
-fn closest_captures(conn: &Connection, sel: &str) -> String {
-    let names: Vec<String> = conn
-        .prepare("SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures")
-        .and_then(|mut st| {
-            st.query_map([], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()
-        })
-        .unwrap_or_default();
+fn closest_captures(db: &Db, sel: &str) -> String {
+    let names: Vec<String> = match db {
+        Db::Sqlite(conn) => conn
+            .prepare("SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures")
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .unwrap_or_default(),
+        Db::Postgres(p) => p.capture_names().unwrap_or_default(),
+    };
     let base = std::path::Path::new(sel)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -563,23 +664,28 @@ fn closest_captures(conn: &Connection, sel: &str) -> String {
     }
 }
 
-fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> QueryError {
-    let scope = match capture {
-        Some(id) => conn
-            .query_row("SELECT name FROM captures WHERE id = ?1", [id], |r| {
-                r.get::<_, String>(0)
-            })
-            .map(|n| format!(" in capture {n}"))
-            .unwrap_or_default(),
-        None => String::new(),
+fn unknown_label(db: &Db, capture: Option<i64>, label: &str) -> QueryError {
+    let (name, labels): (Option<String>, Vec<String>) = match db {
+        Db::Sqlite(conn) => (
+            capture.and_then(|id| {
+                conn.query_row("SELECT name FROM captures WHERE id = ?1", [id], |r| {
+                    r.get::<_, String>(0)
+                })
+                .ok()
+            }),
+            conn.prepare("SELECT DISTINCT label FROM flows WHERE ?1 IS NULL OR capture_id = ?1")
+                .and_then(|mut st| {
+                    st.query_map([capture], |r| r.get(0))?
+                        .collect::<Result<Vec<String>, _>>()
+                })
+                .unwrap_or_default(),
+        ),
+        Db::Postgres(p) => (
+            capture.and_then(|id| p.capture_name(id).ok().flatten()),
+            p.labels(capture).unwrap_or_default(),
+        ),
     };
-    let labels: Vec<String> = conn
-        .prepare("SELECT DISTINCT label FROM flows WHERE ?1 IS NULL OR capture_id = ?1")
-        .and_then(|mut st| {
-            st.query_map([capture], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()
-        })
-        .unwrap_or_default();
+    let scope = name.map(|n| format!(" in capture {n}")).unwrap_or_default();
     let mut scored: Vec<(usize, String)> = labels
         .into_iter()
         .map(|l| (distance(label, &l), l))
@@ -599,14 +705,17 @@ fn unknown_label(conn: &Connection, capture: Option<i64>, label: &str) -> QueryE
 }
 
 /// Every label of a capture, in index order (a label's place is that of its first flow).
-pub fn capture_groups(conn: &Connection, capture_id: i64) -> Result<Vec<FlowGroup>, QueryError> {
-    let rows: Vec<(i64, String)> = conn
-        .prepare(&format!(
-            "SELECT f.flow_no, f.label FROM flows f
-             WHERE f.capture_id = ?1 ORDER BY {INDEX_ORDER}"
-        ))?
-        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+pub fn capture_groups(db: &Db, capture_id: i64) -> Result<Vec<FlowGroup>, QueryError> {
+    let rows: Vec<(i64, String)> = match db {
+        Db::Postgres(p) => p.flow_labels(capture_id)?,
+        Db::Sqlite(conn) => conn
+            .prepare(&format!(
+                "SELECT f.flow_no, f.label FROM flows f
+                 WHERE f.capture_id = ?1 ORDER BY {INDEX_ORDER}"
+            ))?
+            .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?,
+    };
     let mut groups: Vec<FlowGroup> = Vec::new();
     let mut at: HashMap<String, usize> = HashMap::new();
     for (flow_no, label) in rows {
@@ -638,7 +747,11 @@ pub struct Iface {
 }
 
 /// The interfaces of a capture, by `interfaces.iface`.
-pub fn interfaces(conn: &Connection, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
+pub fn interfaces(db: &Db, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.interfaces(capture_id),
+    };
     Ok(conn
         .prepare("SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = ?1")?
         .query_map([capture_id], |r| {
@@ -673,21 +786,32 @@ const FLOW_FRAMES_SQL: &str = "WITH RECURSIVE chain(number, steps) AS (
 
 /// Reads the frames of flows, one flow at a time, with the walk prepared once.
 pub struct FlowFrames<'c> {
-    conn: &'c Connection,
-    st: rusqlite::Statement<'c>,
-    flow: rusqlite::Statement<'c>,
+    walk: Walk<'c>,
+}
+
+enum Walk<'c> {
+    Sqlite {
+        conn: &'c Connection,
+        st: rusqlite::Statement<'c>,
+        flow: rusqlite::Statement<'c>,
+    },
+    Postgres(&'c super::pg::Pg),
 }
 
 impl<'c> FlowFrames<'c> {
-    /// Prepares the walk on `conn`.
-    pub fn new(conn: &'c Connection) -> Result<FlowFrames<'c>, QueryError> {
-        Ok(FlowFrames {
-            conn,
-            st: conn.prepare(FLOW_FRAMES_SQL)?,
-            flow: conn.prepare(
-                "SELECT first_frame, packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2",
-            )?,
-        })
+    /// Prepares the walk on `db`.
+    pub fn new(db: &'c Db) -> Result<FlowFrames<'c>, QueryError> {
+        let walk = match db {
+            Db::Sqlite(conn) => Walk::Sqlite {
+                conn,
+                st: conn.prepare(FLOW_FRAMES_SQL)?,
+                flow: conn.prepare(
+                    "SELECT first_frame, packets FROM flows WHERE capture_id = ?1 AND flow_no = ?2",
+                )?,
+            },
+            Db::Postgres(p) => Walk::Postgres(p),
+        };
+        Ok(FlowFrames { walk })
     }
 
     /// Replaces `out` with the frames of every flow of `g`, in index order (flow by flow, each in frame order);
@@ -706,37 +830,42 @@ impl<'c> FlowFrames<'c> {
     /// The frames of `g`'s connections, in frame order: a range scan of the frames between each connection's
     /// first and last frame (frames has no index on conn_no, and needs none for this).
     fn connections(&mut self, g: &FlowGroup, out: &mut Vec<FrameRef>) -> Result<(), QueryError> {
-        let conn: &Connection = self.flow_conn();
-        let mut span =
-            conn.prepare_cached("SELECT first_frame, last_frame FROM connections WHERE capture_id = ?1 AND conn_no = ?2")?;
-        let mut st = conn.prepare_cached(
-            "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames
-             WHERE capture_id = ?1 AND number BETWEEN ?2 AND ?3 AND conn_no = ?4 ORDER BY number",
-        )?;
-        for c in &g.conns {
-            let (first, last): (i64, i64) = span
-                .query_row(rusqlite::params![g.capture_id, c], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            let mut rows = st.query(rusqlite::params![g.capture_id, first, last, c])?;
-            while let Some(r) = rows.next()? {
-                out.push(FrameRef {
-                    number: r.get::<_, i64>(0)? as u64,
-                    ts_ns: r.get(1)?,
-                    caplen: r.get(2)?,
-                    origlen: r.get(3)?,
-                    iface: r.get(4)?,
-                    offset: r.get::<_, i64>(5)? as u64,
-                });
+        match &self.walk {
+            Walk::Postgres(p) => {
+                for c in &g.conns {
+                    p.connection_frames(g.capture_id, *c, out)?;
+                }
+            }
+            Walk::Sqlite { conn, .. } => {
+                let mut span = conn.prepare_cached(
+                    "SELECT first_frame, last_frame FROM connections WHERE capture_id = ?1 AND conn_no = ?2",
+                )?;
+                let mut st = conn.prepare_cached(
+                    "SELECT number, ts_ns, caplen, origlen, iface, file_offset FROM frames
+                     WHERE capture_id = ?1 AND number BETWEEN ?2 AND ?3 AND conn_no = ?4 ORDER BY number",
+                )?;
+                for c in &g.conns {
+                    let (first, last): (i64, i64) = span
+                        .query_row(rusqlite::params![g.capture_id, c], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?;
+                    let mut rows = st.query(rusqlite::params![g.capture_id, first, last, c])?;
+                    while let Some(r) = rows.next()? {
+                        out.push(FrameRef {
+                            number: r.get::<_, i64>(0)? as u64,
+                            ts_ns: r.get(1)?,
+                            caplen: r.get(2)?,
+                            origlen: r.get(3)?,
+                            iface: r.get(4)?,
+                            offset: r.get::<_, i64>(5)? as u64,
+                        });
+                    }
+                }
             }
         }
         out.sort_unstable_by_key(|f| f.number);
         out.dedup_by_key(|f| f.number);
         Ok(())
-    }
-
-    fn flow_conn(&self) -> &'c Connection {
-        self.conn
     }
 
     /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end
@@ -747,31 +876,44 @@ impl<'c> FlowFrames<'c> {
         flow_no: i64,
         out: &mut Vec<FrameRef>,
     ) -> Result<(), QueryError> {
-        let (first, packets): (i64, i64) = self
-            .flow
-            .query_row(rusqlite::params![capture_id, flow_no], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
         let start = out.len();
-        let mut rows = self.st.query(rusqlite::params![capture_id, flow_no])?;
         let mut bad = None;
-        while let Some(r) = rows.next()? {
-            let number: i64 = r.get(0)?;
-            let in_flow: Option<i64> = r.get(6)?;
-            if in_flow != Some(flow_no) {
+        let mut note = |number: u64, in_flow: Option<i64>| {
+            if in_flow != Some(flow_no) && bad.is_none() {
                 bad = Some(format!(
                     "frame {number} is listed in flow {flow_no} but belongs to flow {in_flow:?}"
                 ));
             }
-            out.push(FrameRef {
-                number: number as u64,
-                ts_ns: r.get(1)?,
-                caplen: r.get(2)?,
-                origlen: r.get(3)?,
-                iface: r.get(4)?,
-                offset: r.get::<_, i64>(5)? as u64,
-            });
-        }
+        };
+        let (first, packets): (i64, i64) = match &mut self.walk {
+            Walk::Postgres(p) => {
+                let span = p.flow_span(capture_id, flow_no)?;
+                for (f, in_flow) in p.flow_chain(capture_id, flow_no)? {
+                    note(f.number, in_flow);
+                    out.push(f);
+                }
+                span
+            }
+            Walk::Sqlite { st, flow, .. } => {
+                let span = flow.query_row(rusqlite::params![capture_id, flow_no], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                let mut rows = st.query(rusqlite::params![capture_id, flow_no])?;
+                while let Some(r) = rows.next()? {
+                    let number: i64 = r.get(0)?;
+                    note(number as u64, r.get(6)?);
+                    out.push(FrameRef {
+                        number: number as u64,
+                        ts_ns: r.get(1)?,
+                        caplen: r.get(2)?,
+                        origlen: r.get(3)?,
+                        iface: r.get(4)?,
+                        offset: r.get::<_, i64>(5)? as u64,
+                    });
+                }
+                span
+            }
+        };
         let got = &out[start..];
         if bad.is_none()
             && (got.len() as i64 != packets || got.first().map(|f| f.number as i64) != Some(first))
@@ -810,7 +952,11 @@ pub struct CaptureRow {
 }
 
 /// The `captures` row of capture `id`.
-pub fn capture_row(conn: &Connection, id: i64) -> Result<CaptureRow, QueryError> {
+pub fn capture_row(db: &Db, id: i64) -> Result<CaptureRow, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.capture_row(id),
+    };
     Ok(conn.query_row(
         "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = ?1",
         [id],
@@ -832,15 +978,39 @@ pub fn capture_row(conn: &Connection, id: i64) -> Result<CaptureRow, QueryError>
 pub type CapturePath = (String, String, i64, Option<i64>);
 
 /// Every path a capture was seen under, in the order they were added.
-pub fn capture_paths(conn: &Connection, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
+pub fn capture_paths(db: &Db, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.capture_paths(capture_id),
+    };
     Ok(conn
         .prepare("SELECT path, name, size, mtime_ns FROM capture_paths WHERE capture_id = ?1 ORDER BY rowid")?
         .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?)
 }
 
+/// Where the last TCP record of a capture ends (`file_offset + caplen`); `None` without TCP frames.
+pub fn last_tcp_end(db: &Db, capture_id: i64) -> Result<Option<i64>, QueryError> {
+    use rusqlite::OptionalExtension;
+    match db {
+        Db::Postgres(p) => p.last_tcp_end(capture_id),
+        Db::Sqlite(conn) => Ok(conn
+            .query_row(
+                "SELECT file_offset + caplen FROM frames WHERE capture_id = ?1 AND flow_no IS NOT NULL
+                 ORDER BY number DESC LIMIT 1",
+                [capture_id],
+                |r| r.get(0),
+            )
+            .optional()?),
+    }
+}
+
 /// The `if_tsresol` of each interface of a capture, by interface number.
-pub fn tsresols(conn: &Connection, capture_id: i64) -> Result<Vec<u8>, QueryError> {
+pub fn tsresols(db: &Db, capture_id: i64) -> Result<Vec<u8>, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.tsresols(capture_id),
+    };
     Ok(conn
         .prepare("SELECT tsresol FROM interfaces WHERE capture_id = ?1 ORDER BY iface")?
         .query_map([capture_id], |r| r.get(0))?

@@ -162,7 +162,11 @@ pub struct Forgotten {
 }
 
 /// Deletes the captures `ids` and all their rows in one transaction: all of them go, or none.
-pub fn forget(conn: &Connection, ids: &[i64]) -> Result<Forgotten, StoreError> {
+pub fn forget(db: &super::Db, ids: &[i64]) -> Result<Forgotten, StoreError> {
+    let conn = match db {
+        super::Db::Sqlite(c) => c,
+        super::Db::Postgres(p) => return p.forget(ids),
+    };
     let sq = StoreError::on(conn);
     let mut done = Forgotten::default();
     let tx = conn.unchecked_transaction().map_err(&sq)?;

@@ -1,0 +1,440 @@
+//! The read side's SELECTs on PostgreSQL: the same answers as [`crate::store::read`] gives on SQLite, in
+//! PostgreSQL's dialect (`$n` parameters, `string_agg`), returning the same types.
+
+use std::collections::HashMap;
+
+use super::Pg;
+use crate::store::read::{
+    iso_time, CaptureInfo, CapturePath, CaptureRow, FrameRef, Iface, QueryError,
+};
+
+/// Index order of a capture's flows, as `read::INDEX_ORDER`.
+const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
+
+/// One capture's index tuple rows (label, frame numbers as text), in index order.
+pub const INDEX_SQL: &str = "SELECT f.label, g.frames
+FROM (SELECT flow_no, string_agg(number::text, ',' ORDER BY number) AS frames
+      FROM frames WHERE capture_id = $1 AND flow_no IS NOT NULL
+      GROUP BY flow_no) g
+JOIN flows f ON f.capture_id = $1 AND f.flow_no = g.flow_no
+ORDER BY f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
+
+impl Pg {
+    fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, QueryError> {
+        Ok(self.client.borrow_mut().query(sql, params)?)
+    }
+
+    /// Every capture in the database, by id.
+    pub fn captures(&self) -> Result<Vec<CaptureInfo>, QueryError> {
+        let rows = self.rows(
+            "SELECT id, name, path, size, format, compression, linktypes, frames, tcp_frames, flows, first_ns,
+                    last_ns, truncated_at, truncated_why, embedded, hash, ingested_at,
+                    (SELECT string_agg(path, chr(10) ORDER BY added) FROM capture_paths p WHERE p.capture_id = c.id)
+             FROM captures c ORDER BY id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let paths: Option<String> = r.get(17);
+                CaptureInfo {
+                    id: r.get(0),
+                    name: r.get(1),
+                    path: r.get(2),
+                    paths: paths
+                        .map(|p| p.split('\n').map(String::from).collect())
+                        .unwrap_or_default(),
+                    size: r.get(3),
+                    format: r.get(4),
+                    compression: r.get(5),
+                    linktypes: r.get(6),
+                    frames: r.get(7),
+                    tcp_frames: r.get(8),
+                    flows: r.get(9),
+                    first_time: r.get::<_, Option<i64>>(10).map(iso_time),
+                    last_time: r.get::<_, Option<i64>>(11).map(iso_time),
+                    truncated_at: r.get(12),
+                    truncated_why: r.get(13),
+                    embedded: r.get::<_, i64>(14) != 0,
+                    hash: r.get(15),
+                    ingested_at: r.get(16),
+                }
+            })
+            .collect())
+    }
+
+    /// Every capture name, for the closest-name hint.
+    pub fn capture_names(&self) -> Result<Vec<String>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// The captures with this id (0 or 1 of them).
+    pub fn capture_exists(&self, id: i64) -> Result<bool, QueryError> {
+        Ok(!self
+            .rows("SELECT 1 FROM captures WHERE id = $1", &[&id])?
+            .is_empty())
+    }
+
+    /// Captures indexed from the path `a` or `b`.
+    pub fn captures_at_path(&self, a: &str, b: &str) -> Result<Vec<i64>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT DISTINCT capture_id FROM capture_paths WHERE path = $1 OR path = $2
+                 UNION SELECT id FROM captures WHERE path = $1 OR path = $2",
+                &[&a, &b],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Captures indexed from a file of this base name.
+    pub fn captures_named(&self, name: &str) -> Result<Vec<i64>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT DISTINCT capture_id FROM capture_paths WHERE name = $1 UNION SELECT id FROM captures WHERE name = $1",
+                &[&name],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// (id, name) of one capture, or of every capture by id.
+    pub fn capture_ids(&self, capture: Option<i64>) -> Result<Vec<(i64, String)>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT id, name FROM captures WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id",
+                &[&capture],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    /// Visits one capture's index rows: label and frame numbers as comma-separated text.
+    pub fn index_rows(
+        &self,
+        id: i64,
+        visit: &mut dyn FnMut(&str, &str) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut c = self.client.borrow_mut();
+        // A portal streams the rows, so a capture's whole index never sits in memory.
+        let mut tx = c.transaction()?;
+        let st = tx.prepare(INDEX_SQL)?;
+        let mut it = tx.query_raw(&st, [&id])?;
+        while let Some(r) = it.next()? {
+            let label: &str = r.get(0);
+            let frames: Option<&str> = r.get(1);
+            visit(label, frames.unwrap_or(""))?;
+        }
+        drop(it);
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The frames of a capture's TCP packets, in frame order, for the two-way index: (number, ts_ns, iface,
+    /// flags, src, sport, dst, dport).
+    #[allow(clippy::type_complexity)]
+    pub fn twoway_frames(
+        &self,
+        id: i64,
+        visit: &mut dyn FnMut(i64, i64, u32, u16, &str, u16, &str, u16),
+    ) -> Result<(), QueryError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut c = self.client.borrow_mut();
+        let mut tx = c.transaction()?;
+        let st = tx.prepare(
+            "SELECT fr.number, fr.ts_ns, fr.iface, fr.tcp_flags, f.src, f.sport, f.dst, f.dport
+             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+             WHERE fr.capture_id = $1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
+        )?;
+        let mut it = tx.query_raw(&st, [&id])?;
+        while let Some(r) = it.next()? {
+            visit(
+                r.get(0),
+                r.get(1),
+                r.get::<_, i64>(2) as u32,
+                r.get::<_, Option<i64>>(3).unwrap_or(0) as u16,
+                r.get(4),
+                r.get::<_, i64>(5) as u16,
+                r.get(6),
+                r.get::<_, i64>(7) as u16,
+            );
+        }
+        drop(it);
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Flows labelled `label` whose first time is in `lo..=hi`: (capture_id, flow_no, capture name), by capture
+    /// and index order.
+    pub fn flows_labelled(
+        &self,
+        capture: Option<i64>,
+        label: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<(i64, i64, String)>, QueryError> {
+        Ok(self
+            .rows(
+                &format!(
+                    "SELECT f.capture_id, f.flow_no, c.name FROM flows f
+                     JOIN captures c ON c.id = f.capture_id
+                     WHERE f.label = $1 AND f.first_ns BETWEEN $3 AND $4
+                       AND f.capture_id IN (SELECT id FROM captures WHERE $2::BIGINT IS NULL OR id = $2)
+                     ORDER BY f.capture_id, {INDEX_ORDER}"
+                ),
+                &[&label, &capture, &lo, &hi],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Distinct labels of one capture or all, for the closest-label hint.
+    pub fn labels(&self, capture: Option<i64>) -> Result<Vec<String>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT DISTINCT label FROM flows WHERE $1::BIGINT IS NULL OR capture_id = $1",
+                &[&capture],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// The connections of a flow's frames.
+    pub fn flow_connections(&self, capture_id: i64, flow_no: i64) -> Result<Vec<i64>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT DISTINCT fr.conn_no FROM flows f JOIN frames fr ON fr.capture_id = f.capture_id
+                   AND fr.number BETWEEN f.first_frame AND f.last_frame AND fr.flow_no = f.flow_no
+                 WHERE f.capture_id = $1 AND f.flow_no = $2 AND fr.conn_no IS NOT NULL",
+                &[&capture_id, &flow_no],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Each connection of a capture: (conn_no, flows, label of the flow holding its first frame).
+    pub fn conn_group_rows(
+        &self,
+        capture_id: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT x.conn_no, x.flows,
+                        (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
+                         AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])
+                         ORDER BY f.first_frame LIMIT 1)
+                 FROM connections x WHERE x.capture_id = $1 ORDER BY x.conn_no",
+                &[&capture_id],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// A capture's flows (flow_no, label) in index order.
+    pub fn flow_labels(&self, capture_id: i64) -> Result<Vec<(i64, String)>, QueryError> {
+        Ok(self
+            .rows(
+                &format!(
+                    "SELECT f.flow_no, f.label FROM flows f WHERE f.capture_id = $1 ORDER BY {INDEX_ORDER}"
+                ),
+                &[&capture_id],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    /// The interfaces of a capture, by `interfaces.iface`.
+    pub fn interfaces(&self, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = $1",
+                &[&capture_id],
+            )?
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0) as u32,
+                    Iface {
+                        linktype: r.get::<_, i64>(1) as u32,
+                        snaplen: r.get::<_, i64>(2) as u32,
+                        tsresol: r.get::<_, i64>(3) as u8,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Every interface of every capture: (linktype, snaplen, tsresol).
+    pub fn all_interfaces(&self) -> Result<Vec<(u32, u32, u8)>, QueryError> {
+        Ok(self
+            .rows("SELECT linktype, snaplen, tsresol FROM interfaces", &[])?
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0) as u32,
+                    r.get::<_, i64>(1) as u32,
+                    r.get::<_, i64>(2) as u8,
+                )
+            })
+            .collect())
+    }
+
+    /// A flow's first frame and packet count.
+    pub fn flow_span(&self, capture_id: i64, flow_no: i64) -> Result<(i64, i64), QueryError> {
+        let r = self
+            .client
+            .borrow_mut()
+            .query_one(
+                "SELECT first_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
+                &[&capture_id, &flow_no],
+            )?;
+        Ok((r.get(0), r.get(1)))
+    }
+
+    /// A flow's frames by its `prev_in_flow` chain, as `read::FLOW_FRAMES_SQL`: (frame, its flow_no).
+    pub fn flow_chain(
+        &self,
+        capture_id: i64,
+        flow_no: i64,
+    ) -> Result<Vec<(FrameRef, Option<i64>)>, QueryError> {
+        Ok(self
+            .rows(
+                "WITH RECURSIVE chain(number, steps) AS (
+                     SELECT last_frame, 1::BIGINT FROM flows WHERE capture_id = $1 AND flow_no = $2
+                     UNION ALL
+                     SELECT f.prev_in_flow, c.steps + 1 FROM chain c
+                     JOIN frames f ON f.capture_id = $1 AND f.number = c.number
+                     WHERE f.prev_in_flow IS NOT NULL AND f.prev_in_flow < c.number AND f.flow_no = $2
+                       AND c.steps < (SELECT packets FROM flows WHERE capture_id = $1 AND flow_no = $2)
+                 )
+                 SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset, fr.flow_no
+                 FROM chain c JOIN frames fr ON fr.capture_id = $1 AND fr.number = c.number
+                 ORDER BY fr.number",
+                &[&capture_id, &flow_no],
+            )?
+            .iter()
+            .map(|r| (frame_ref(r), r.get(6)))
+            .collect())
+    }
+
+    /// The frames of connection `conn_no`, in frame order.
+    pub fn connection_frames(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+        out: &mut Vec<FrameRef>,
+    ) -> Result<(), QueryError> {
+        let rows = self.rows(
+            "SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset
+             FROM connections x JOIN frames fr ON fr.capture_id = x.capture_id
+               AND fr.number BETWEEN x.first_frame AND x.last_frame AND fr.conn_no = x.conn_no
+             WHERE x.capture_id = $1 AND x.conn_no = $2 ORDER BY fr.number",
+            &[&capture_id, &conn_no],
+        )?;
+        out.extend(rows.iter().map(frame_ref));
+        Ok(())
+    }
+
+    /// The `captures` row of capture `id`.
+    pub fn capture_row(&self, id: i64) -> Result<CaptureRow, QueryError> {
+        let r = self.client.borrow_mut().query_one(
+            "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(CaptureRow {
+            id: r.get(0),
+            name: r.get(1),
+            path: r.get(2),
+            size: r.get(3),
+            mtime_ns: r.get(4),
+            hash: r.get(5),
+            embedded: r.get::<_, i64>(6) != 0,
+        })
+    }
+
+    /// Every path a capture was seen under, in the order they were added.
+    pub fn capture_paths(&self, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT path, name, size, mtime_ns FROM capture_paths WHERE capture_id = $1 ORDER BY added",
+                &[&capture_id],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+
+    /// The `if_tsresol` of each interface of a capture, by interface number.
+    pub fn tsresols(&self, capture_id: i64) -> Result<Vec<u8>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT tsresol FROM interfaces WHERE capture_id = $1 ORDER BY iface",
+                &[&capture_id],
+            )?
+            .iter()
+            .map(|r| r.get::<_, i64>(0) as u8)
+            .collect())
+    }
+
+    /// Where the last TCP record of a capture ends (`file_offset + caplen`), if it has one.
+    pub fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT file_offset + caplen FROM frames WHERE capture_id = $1 AND flow_no IS NOT NULL
+                 ORDER BY number DESC LIMIT 1",
+                &[&capture_id],
+            )?
+            .first()
+            .map(|r| r.get(0)))
+    }
+
+    /// The embedded bytes of one frame (`ingest --embed`).
+    pub fn frame_data(&self, capture_id: i64, number: i64) -> Result<Option<Vec<u8>>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT data FROM frame_data WHERE capture_id = $1 AND number = $2",
+                &[&capture_id, &number],
+            )?
+            .first()
+            .map(|r| r.get(0)))
+    }
+
+    /// The name of capture `id`.
+    pub fn capture_name(&self, id: i64) -> Result<Option<String>, QueryError> {
+        Ok(self
+            .rows("SELECT name FROM captures WHERE id = $1", &[&id])?
+            .first()
+            .map(|r| r.get(0)))
+    }
+}
+
+fn frame_ref(r: &postgres::Row) -> FrameRef {
+    FrameRef {
+        number: r.get::<_, i64>(0) as u64,
+        ts_ns: r.get(1),
+        caplen: r.get::<_, i64>(2) as u32,
+        origlen: r.get::<_, i64>(3) as u32,
+        iface: r.get::<_, i64>(4) as u32,
+        offset: r.get::<_, i64>(5) as u64,
+    }
+}
