@@ -8,8 +8,9 @@ use postgres::types::ToSql;
 use super::Pg;
 use crate::filter::Compiled;
 use crate::store::read::{
-    conn_row, flow_row, group_row, iso_time, merge_pages, CaptureInfo, CapturePath, CaptureRow, Cols,
-    ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS, PAGE,
+    conn_row, flow_row, group_row, iso_time, merge_pages, CaptureInfo, CapturePath, CaptureRow,
+    Cols, ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS,
+    PAGE,
 };
 
 /// Index order of a capture's flows, as `read::INDEX_ORDER`.
@@ -305,13 +306,10 @@ impl Pg {
 
     /// A flow's first frame and packet count.
     pub fn flow_span(&self, capture_id: i64, flow_no: i64) -> Result<(i64, i64), QueryError> {
-        let r = self
-            .client
-            .borrow_mut()
-            .query_one(
-                "SELECT first_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
-                &[&capture_id, &flow_no],
-            )?;
+        let r = self.client.borrow_mut().query_one(
+            "SELECT first_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
+            &[&capture_id, &flow_no],
+        )?;
         Ok((r.get(0), r.get(1)))
     }
 
@@ -559,12 +557,14 @@ impl Pg {
             "SELECT {FLOW_COLUMNS} FROM flows f WHERE {cond} ORDER BY {order} LIMIT ${}",
             n + 1
         );
-        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
-            match flow_row(r, &caps)? {
+        self.stream(
+            &sql,
+            &refs(&params, &[&limit]),
+            &mut |r| match flow_row(r, &caps)? {
                 Some(row) => visit(row),
                 None => Ok(()),
-            }
-        })
+            },
+        )
     }
 
     /// Runs `sql` and hands each row to `visit` as it arrives: memory does not grow with the rows.
@@ -636,7 +636,10 @@ impl Pg {
     }
 
     /// `read::explain_flows` on PostgreSQL: each query with PostgreSQL's `EXPLAIN` lines.
-    pub fn explain_flows(&self, filter: &Compiled) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+    pub fn explain_flows(
+        &self,
+        filter: &Compiled,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
         let cond = dollars(&filter.condition);
         let params = values(&filter.params);
         let n = params.len();
@@ -689,7 +692,9 @@ impl Pg {
             conn_condition(&dollars(&filter.condition)),
             params.len() + 1
         );
-        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| visit(conn_row(r)?))
+        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
+            visit(conn_row(r)?)
+        })
     }
 
     /// `read::count_connections` on PostgreSQL.

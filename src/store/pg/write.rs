@@ -22,7 +22,10 @@ fn copy<T>(
     target: &str,
     types: &[Type],
     rows: &[T],
-    row: impl Fn(&T, &mut dyn FnMut(&[&(dyn ToSql + Sync)]) -> Result<(), postgres::Error>) -> Result<(), postgres::Error>,
+    row: impl Fn(
+        &T,
+        &mut dyn FnMut(&[&(dyn ToSql + Sync)]) -> Result<(), postgres::Error>,
+    ) -> Result<(), postgres::Error>,
 ) -> Result<(), postgres::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -50,7 +53,10 @@ impl Pg {
         let mut done = crate::store::Forgotten::default();
         for &id in ids {
             let Some(r) = tx
-                .query_opt("DELETE FROM captures WHERE id = $1 RETURNING frames, flows", &[&id])
+                .query_opt(
+                    "DELETE FROM captures WHERE id = $1 RETURNING frames, flows",
+                    &[&id],
+                )
                 .map_err(&err)?
             else {
                 continue;
@@ -383,7 +389,11 @@ impl<'c> PgWriter<'c> {
         c: &mut postgres::Client,
         end: &CaptureEnd,
     ) -> Result<Option<Outcome>, postgres::Error> {
-        let Some(r) = c.query_opt("SELECT id, name FROM captures WHERE hash = $1", &[&end.hash])? else {
+        let Some(r) = c.query_opt(
+            "SELECT id, name FROM captures WHERE hash = $1",
+            &[&end.hash],
+        )?
+        else {
             return Ok(None);
         };
         let (old, name): (i64, String) = (r.get(0), r.get(1));
@@ -400,7 +410,10 @@ impl<'c> PgWriter<'c> {
         let c = &mut *guard;
         let (id, force) = (self.id, self.force);
         let dup: Option<(i64, String)> = c
-            .query_opt("SELECT id, name FROM captures WHERE hash = $1", &[&end.hash])?
+            .query_opt(
+                "SELECT id, name FROM captures WHERE hash = $1",
+                &[&end.hash],
+            )?
             .map(|r| (r.get(0), r.get(1)));
         if let Some((old, _)) = dup {
             if !force {
