@@ -96,7 +96,7 @@ impl Db {
                      WHERE p.path = $1 AND p.size = $2 AND p.mtime_ns IS NOT DISTINCT FROM $3",
                     &[&src.path, &(src.size as i64), &src.mtime_ns],
                 )
-                .map(|r| r.map(|r| (r.get(0), r.get(1))))
+                .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose())
                 .map_err(p.err()),
         }
     }

@@ -145,13 +145,14 @@ impl Pg {
         let mut c = self.client.borrow_mut();
         let has: bool = c
             .query_one("SELECT to_regclass('traceflow_schema') IS NOT NULL", &[])?
-            .get(0);
+            .try_get(0)?;
         if !has {
             return Ok(None);
         }
-        let v: Option<i64> = c
-            .query_opt("SELECT max(version) FROM traceflow_schema", &[])?
-            .and_then(|r| r.get(0));
+        let v: Option<i64> = match c.query_opt("SELECT max(version) FROM traceflow_schema", &[])? {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        };
         Ok(Some(v.unwrap_or(0).max(0) as usize))
     }
 
@@ -194,13 +195,15 @@ impl Pg {
                 &[],
             )
             .map_err(&err)?
-            .get(0);
+            .try_get(0)
+            .map_err(&err)?;
         if from == 0 {
             // traceflow takes over a database only when it holds no table of that name.
             let theirs: bool = tx
                 .query_one("SELECT to_regclass('captures') IS NOT NULL", &[])
                 .map_err(&err)?
-                .get(0);
+                .try_get(0)
+                .map_err(&err)?;
             if theirs {
                 return Err(StoreError::NotTraceflow {
                     path: self.shown.clone(),

@@ -62,8 +62,8 @@ impl Pg {
                 continue;
             };
             done.captures += 1;
-            done.frames += r.get::<_, i64>(0).max(0) as u64;
-            done.flows += r.get::<_, i64>(1).max(0) as u64;
+            done.frames += r.try_get::<_, i64>(0).map_err(&err)?.max(0) as u64;
+            done.flows += r.try_get::<_, i64>(1).map_err(&err)?.max(0) as u64;
         }
         tx.commit().map_err(&err)?;
         Ok(done)
@@ -104,7 +104,7 @@ impl<'c> PgWriter<'c> {
                     &i64::from(embed),
                 ],
             )
-            .map(|r| r.get::<_, i64>(0));
+            .and_then(|r| r.try_get::<_, i64>(0));
         let id = match id {
             Ok(id) => id,
             Err(e) => {
@@ -396,7 +396,7 @@ impl<'c> PgWriter<'c> {
         else {
             return Ok(None);
         };
-        let (old, name): (i64, String) = (r.get(0), r.get(1));
+        let (old, name): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
         c.batch_execute("ROLLBACK; BEGIN")?;
         self.add_path_to(c, old, end)?;
         c.batch_execute("COMMIT")?;
@@ -409,13 +409,12 @@ impl<'c> PgWriter<'c> {
         let mut guard = pg.client.borrow_mut();
         let c = &mut *guard;
         let (id, force) = (self.id, self.force);
-        let dup: Option<(i64, String)> = c
-            .query_opt(
-                "SELECT id, name FROM captures WHERE hash = $1",
-                &[&end.hash],
-            )?
-            .map(|r| (r.get(0), r.get(1)));
-        if let Some((old, _)) = dup {
+        let dup: Option<i64> =
+            match c.query_opt("SELECT id FROM captures WHERE hash = $1", &[&end.hash])? {
+                Some(r) => Some(r.try_get(0)?),
+                None => None,
+            };
+        if let Some(old) = dup {
             if !force {
                 if let Some(o) = self.already(c, &end)? {
                     return Ok(o);
@@ -452,15 +451,15 @@ impl<'c> PgWriter<'c> {
                     &[&self.src.path, &id],
                 )?
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             for old in olds {
                 let elsewhere: bool = c
                     .query_one(
                         "SELECT EXISTS (SELECT 1 FROM capture_paths WHERE capture_id = $1 AND path <> $2)",
                         &[&old, &self.src.path],
                     )?
-                    .get(0);
+                    .try_get(0)?;
                 if elsewhere {
                     c.execute(
                         "DELETE FROM capture_paths WHERE capture_id = $1 AND path = $2",
