@@ -43,8 +43,35 @@ fn copy<T>(
     Ok(())
 }
 
+/// Tables that hold a capture's rows, besides `captures`.
+const CAPTURE_TABLES: [&str; 8] = [
+    "frame_data",
+    "frames",
+    "connections",
+    "flows",
+    "endpoint_protocols",
+    "flow_buckets",
+    "interfaces",
+    "capture_paths",
+];
+
+/// Deletes capture `id` and its rows in every table, without relying on the delete trigger (which a Citus
+/// cluster may not run); `Some((frames, flows))` of the capture, `None` when there is no such capture.
+fn delete_capture(
+    c: &mut impl postgres::GenericClient,
+    id: i64,
+) -> Result<Option<(i64, i64)>, postgres::Error> {
+    for t in CAPTURE_TABLES {
+        c.execute(&format!("DELETE FROM {t} WHERE capture_id = $1"), &[&id])?;
+    }
+    match c.query_opt("DELETE FROM captures WHERE id = $1 RETURNING frames, flows", &[&id])? {
+        Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+        None => Ok(None),
+    }
+}
+
 impl Pg {
-    /// Deletes the captures `ids` and all their rows in one transaction (the delete trigger removes the rows).
+    /// Deletes the captures `ids` and all their rows in one transaction.
     /// Space is returned by the server's autovacuum, so `reclaimable` is 0.
     pub fn forget(&self, ids: &[i64]) -> Result<crate::store::Forgotten, StoreError> {
         let err = self.err();
@@ -52,18 +79,12 @@ impl Pg {
         let mut tx = c.transaction().map_err(&err)?;
         let mut done = crate::store::Forgotten::default();
         for &id in ids {
-            let Some(r) = tx
-                .query_opt(
-                    "DELETE FROM captures WHERE id = $1 RETURNING frames, flows",
-                    &[&id],
-                )
-                .map_err(&err)?
-            else {
+            let Some((frames, flows)) = delete_capture(&mut tx, id).map_err(&err)? else {
                 continue;
             };
             done.captures += 1;
-            done.frames += r.try_get::<_, i64>(0).map_err(&err)?.max(0) as u64;
-            done.flows += r.try_get::<_, i64>(1).map_err(&err)?.max(0) as u64;
+            done.frames += frames.max(0) as u64;
+            done.flows += flows.max(0) as u64;
         }
         tx.commit().map_err(&err)?;
         Ok(done)
@@ -424,7 +445,7 @@ impl<'c> PgWriter<'c> {
                 "UPDATE capture_paths SET capture_id = $1 WHERE capture_id = $2 AND path <> $3",
                 &[&id, &old, &self.src.path],
             )?;
-            c.execute("DELETE FROM captures WHERE id = $1", &[&old])?;
+            delete_capture(c, old)?;
         }
         // Claim the content first: another process writing the same content waits here for this transaction, and
         // the one that commits second fails on captures_hash and skips (see below).
@@ -467,7 +488,7 @@ impl<'c> PgWriter<'c> {
                     )?;
                     superseded.push(Superseded::PathMoved(old));
                 } else {
-                    c.execute("DELETE FROM captures WHERE id = $1", &[&old])?;
+                    delete_capture(c, old)?;
                     superseded.push(Superseded::Replaced(old));
                 }
             }
