@@ -456,13 +456,11 @@ impl Cancel {
 /// Writes one capture from its reader's messages with a [`store::CaptureWriter`]: committed at the reader's
 /// end, rolled back if it fails. `on_batch` sees the bytes read so far and each batch's frames and flows.
 fn write_capture(
-    conn: &Db,
-    src: &CaptureSource,
+    mut w: store::Writer<'_>,
     rx: &crossbeam_channel::Receiver<Msg>,
     opts: &Options,
     on_batch: &mut dyn FnMut(u64, u64, u64),
 ) -> Result<Result<Outcome, ReadFailure>, store::StoreError> {
-    let mut w = store::Writer::begin(conn, src, opts.force, opts.embed)?;
     if opts.community_id_seed != 0 {
         w.set_community_id_seed(opts.community_id_seed)?;
     }
@@ -889,7 +887,7 @@ pub fn run(
         // Each receiver is dropped after its capture, so a reader whose capture the writer gave up on stops.
         let receivers: Vec<Mutex<Option<Receiver<Msg>>>> =
             receivers.into_iter().map(|r| Mutex::new(Some(r))).collect();
-        let next_write = AtomicUsize::new(0);
+        let next_write = Mutex::new(0usize);
         let ctx = WriteCtx {
             todo: &todo,
             sources: &sources,
@@ -1021,7 +1019,7 @@ fn write_all(
     conn: &Db,
     ctx: &WriteCtx,
     receivers: &[Mutex<Option<Receiver<Msg>>>],
-    next: &AtomicUsize,
+    next: &Mutex<usize>,
     before: &mut dyn FnMut(&Db, usize),
 ) {
     let WriteCtx {
@@ -1040,23 +1038,35 @@ fn write_all(
         if opts.cancel.is_cancelled() {
             break;
         }
-        let k = next.fetch_add(1, Ordering::SeqCst);
-        if k >= todo.len() {
-            break;
-        }
-        let Some(rx) = receivers[k]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            continue;
+        // The next capture and its `captures` row are taken under one lock, so that writers on several
+        // connections number captures in input order, as one writer does.
+        let (k, rx, begun) = {
+            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+            let k = *n;
+            if k >= todo.len() {
+                break;
+            }
+            *n += 1;
+            let Some(rx) = receivers[k]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            else {
+                continue;
+            };
+            budget.writer_at(k);
+            before(conn, k);
+            let src = &sources[todo[k]];
+            (
+                k,
+                rx,
+                store::Writer::begin(conn, src, opts.force, opts.embed),
+            )
         };
         let i = todo[k];
         let src = &sources[i];
-        budget.writer_at(k);
-        before(conn, k);
         let (mut cap_frames, mut flood_warned) = (0u64, false);
-        let outcome = write_capture(conn, src, &rx, opts, &mut |read, frames, flows| {
+        let outcome = begun.and_then(|w| write_capture(w, &rx, opts, &mut |read, frames, flows| {
             let mut pr = ctx.progress.lock().unwrap_or_else(|e| e.into_inner());
             pr.frames += frames;
             pr.flows += flows;
@@ -1089,7 +1099,7 @@ fn write_all(
                     &src.name,
                 ));
             }
-        });
+        }));
         drop(rx);
         {
             let mut pr = ctx.progress.lock().unwrap_or_else(|e| e.into_inner());

@@ -42,8 +42,7 @@ impl Pg {
              FROM captures c ORDER BY id",
             &[],
         )?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
                 let paths: Option<String> = r.try_get(17)?;
                 Ok(CaptureInfo {
@@ -69,19 +68,18 @@ impl Pg {
                     ingested_at: r.try_get(16)?,
                 })
             })
-            .collect::<Result<_, QueryError>>()?)
+            .collect()
     }
 
     /// Every capture name, for the closest-name hint.
     pub fn capture_names(&self) -> Result<Vec<String>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures",
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok(r.try_get(0)?))
-            .collect::<Result<_, QueryError>>()?)
+        self.rows(
+            "SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
     }
 
     /// The captures with this id (0 or 1 of them).
@@ -93,39 +91,37 @@ impl Pg {
 
     /// Captures indexed from the path `a` or `b`.
     pub fn captures_at_path(&self, a: &str, b: &str) -> Result<Vec<i64>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT DISTINCT capture_id FROM capture_paths WHERE path = $1 OR path = $2
+        self.rows(
+            "SELECT DISTINCT capture_id FROM capture_paths WHERE path = $1 OR path = $2
                  UNION SELECT id FROM captures WHERE path = $1 OR path = $2",
-                &[&a, &b],
-            )?
-            .iter()
-            .map(|r| Ok(r.try_get(0)?))
-            .collect::<Result<_, QueryError>>()?)
+            &[&a, &b],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
     }
 
     /// Captures indexed from a file of this base name.
     pub fn captures_named(&self, name: &str) -> Result<Vec<i64>, QueryError> {
-        Ok(self
+        self
             .rows(
                 "SELECT DISTINCT capture_id FROM capture_paths WHERE name = $1 UNION SELECT id FROM captures WHERE name = $1",
                 &[&name],
             )?
             .iter()
             .map(|r| Ok(r.try_get(0)?))
-            .collect::<Result<_, QueryError>>()?)
+            .collect()
     }
 
     /// (id, name) of one capture, or of every capture by id.
     pub fn capture_ids(&self, capture: Option<i64>) -> Result<Vec<(i64, String)>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT id, name FROM captures WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id",
-                &[&capture],
-            )?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, QueryError>>()?)
+        self.rows(
+            "SELECT id, name FROM captures WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id",
+            &[&capture],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
     }
 
     /// Visits one capture's index rows: label and frame numbers as comma-separated text.
@@ -193,7 +189,7 @@ impl Pg {
         lo: i64,
         hi: i64,
     ) -> Result<Vec<(i64, i64, String)>, QueryError> {
-        Ok(self
+        self
             .rows(
                 &format!(
                     "SELECT f.capture_id, f.flow_no, c.name FROM flows f
@@ -206,33 +202,31 @@ impl Pg {
             )?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_, QueryError>>()?)
+            .collect()
     }
 
     /// Distinct labels of one capture or all, for the closest-label hint.
     pub fn labels(&self, capture: Option<i64>) -> Result<Vec<String>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT DISTINCT label FROM flows WHERE $1::BIGINT IS NULL OR capture_id = $1",
-                &[&capture],
-            )?
-            .iter()
-            .map(|r| Ok(r.try_get(0)?))
-            .collect::<Result<_, QueryError>>()?)
+        self.rows(
+            "SELECT DISTINCT label FROM flows WHERE $1::BIGINT IS NULL OR capture_id = $1",
+            &[&capture],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
     }
 
     /// The connections of a flow's frames.
     pub fn flow_connections(&self, capture_id: i64, flow_no: i64) -> Result<Vec<i64>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT DISTINCT fr.conn_no FROM flows f JOIN frames fr ON fr.capture_id = f.capture_id
+        self.rows(
+            "SELECT DISTINCT fr.conn_no FROM flows f JOIN frames fr ON fr.capture_id = f.capture_id
                    AND fr.number BETWEEN f.first_frame AND f.last_frame AND fr.flow_no = f.flow_no
                  WHERE f.capture_id = $1 AND f.flow_no = $2 AND fr.conn_no IS NOT NULL",
-                &[&capture_id, &flow_no],
-            )?
-            .iter()
-            .map(|r| Ok(r.try_get(0)?))
-            .collect::<Result<_, QueryError>>()?)
+            &[&capture_id, &flow_no],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
     }
 
     /// Each connection of a capture: (conn_no, flows, label of the flow holding its first frame).
@@ -240,23 +234,22 @@ impl Pg {
         &self,
         capture_id: i64,
     ) -> Result<Vec<(i64, String, Option<String>)>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT x.conn_no, x.flows,
+        self.rows(
+            "SELECT x.conn_no, x.flows,
                         (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
                          AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])
                          ORDER BY f.first_frame LIMIT 1)
                  FROM connections x WHERE x.capture_id = $1 ORDER BY x.conn_no",
-                &[&capture_id],
-            )?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_, QueryError>>()?)
+            &[&capture_id],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
     }
 
     /// A capture's flows (flow_no, label) in index order.
     pub fn flow_labels(&self, capture_id: i64) -> Result<Vec<(i64, String)>, QueryError> {
-        Ok(self
+        self
             .rows(
                 &format!(
                     "SELECT f.flow_no, f.label FROM flows f WHERE f.capture_id = $1 ORDER BY {INDEX_ORDER}"
@@ -265,34 +258,32 @@ impl Pg {
             )?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, QueryError>>()?)
+            .collect()
     }
 
     /// The interfaces of a capture, by `interfaces.iface`.
     pub fn interfaces(&self, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = $1",
-                &[&capture_id],
-            )?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<_, i64>(0)? as u32,
-                    Iface {
-                        linktype: r.try_get::<_, i64>(1)? as u32,
-                        snaplen: r.try_get::<_, i64>(2)? as u32,
-                        tsresol: r.try_get::<_, i64>(3)? as u8,
-                    },
-                ))
-            })
-            .collect::<Result<_, QueryError>>()?)
+        self.rows(
+            "SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = $1",
+            &[&capture_id],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, i64>(0)? as u32,
+                Iface {
+                    linktype: r.try_get::<_, i64>(1)? as u32,
+                    snaplen: r.try_get::<_, i64>(2)? as u32,
+                    tsresol: r.try_get::<_, i64>(3)? as u8,
+                },
+            ))
+        })
+        .collect()
     }
 
     /// Every interface of every capture: (linktype, snaplen, tsresol).
     pub fn all_interfaces(&self) -> Result<Vec<(u32, u32, u8)>, QueryError> {
-        Ok(self
-            .rows("SELECT linktype, snaplen, tsresol FROM interfaces", &[])?
+        self.rows("SELECT linktype, snaplen, tsresol FROM interfaces", &[])?
             .iter()
             .map(|r| {
                 Ok((
@@ -301,7 +292,7 @@ impl Pg {
                     r.try_get::<_, i64>(2)? as u8,
                 ))
             })
-            .collect::<Result<_, QueryError>>()?)
+            .collect()
     }
 
     /// A flow's first frame and packet count.
@@ -319,7 +310,7 @@ impl Pg {
         capture_id: i64,
         flow_no: i64,
     ) -> Result<Vec<(FrameRef, Option<i64>)>, QueryError> {
-        Ok(self
+        self
             .rows(
                 "WITH RECURSIVE chain(number, steps) AS (
                      SELECT last_frame, 1::BIGINT FROM flows WHERE capture_id = $1 AND flow_no = $2
@@ -336,7 +327,7 @@ impl Pg {
             )?
             .iter()
             .map(|r| Ok((frame_ref(r)?, r.try_get(6)?)))
-            .collect::<Result<_, QueryError>>()?)
+            .collect()
     }
 
     /// The frames of connection `conn_no`, in frame order.
@@ -378,26 +369,25 @@ impl Pg {
 
     /// Every path a capture was seen under, in the order they were added.
     pub fn capture_paths(&self, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
-        Ok(self
+        self
             .rows(
                 "SELECT path, name, size, mtime_ns FROM capture_paths WHERE capture_id = $1 ORDER BY added",
                 &[&capture_id],
             )?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<_, QueryError>>()?)
+            .collect()
     }
 
     /// The `if_tsresol` of each interface of a capture, by interface number.
     pub fn tsresols(&self, capture_id: i64) -> Result<Vec<u8>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT tsresol FROM interfaces WHERE capture_id = $1 ORDER BY iface",
-                &[&capture_id],
-            )?
-            .iter()
-            .map(|r| Ok(r.try_get::<_, i64>(0)? as u8))
-            .collect::<Result<_, QueryError>>()?)
+        self.rows(
+            "SELECT tsresol FROM interfaces WHERE capture_id = $1 ORDER BY iface",
+            &[&capture_id],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get::<_, i64>(0)? as u8))
+        .collect()
     }
 
     /// Where the last TCP record of a capture ends (`file_offset + caplen`), if it has one.
