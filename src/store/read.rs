@@ -238,32 +238,39 @@ pub fn captures(db: &Db) -> Result<Vec<CaptureInfo>, QueryError> {
                 (SELECT group_concat(path, char(10)) FROM capture_paths p WHERE p.capture_id = c.id)
          FROM captures c ORDER BY id",
     )?;
-    let rows = st.query_map([], |r| {
-        let paths: Option<String> = r.get(17)?;
-        Ok(CaptureInfo {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            path: r.get(2)?,
-            paths: paths
-                .map(|p| p.split('\n').map(String::from).collect())
-                .unwrap_or_default(),
-            size: r.get(3)?,
-            format: r.get(4)?,
-            compression: r.get(5)?,
-            linktypes: r.get(6)?,
-            frames: r.get(7)?,
-            tcp_frames: r.get(8)?,
-            flows: r.get(9)?,
-            first_time: r.get::<_, Option<i64>>(10)?.map(iso_time),
-            last_time: r.get::<_, Option<i64>>(11)?.map(iso_time),
-            truncated_at: r.get(12)?,
-            truncated_why: r.get(13)?,
-            embedded: r.get::<_, i64>(14)? != 0,
-            hash: r.get(15)?,
-            ingested_at: r.get(16)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(capture_info(r)?);
+    }
+    Ok(out)
+}
+
+/// A row of the captures listing (columns as [`captures`] selects them) as a [`CaptureInfo`].
+pub(crate) fn capture_info(r: &dyn Cols) -> Result<CaptureInfo, QueryError> {
+    let paths = r.opt_text(17)?;
+    Ok(CaptureInfo {
+        id: r.int(0)?,
+        name: r.text(1)?,
+        path: r.text(2)?,
+        paths: paths
+            .map(|p| p.split('\n').map(String::from).collect())
+            .unwrap_or_default(),
+        size: r.int(3)?,
+        format: r.opt_text(4)?,
+        compression: r.opt_text(5)?,
+        linktypes: r.opt_text(6)?,
+        frames: r.int(7)?,
+        tcp_frames: r.int(8)?,
+        flows: r.int(9)?,
+        first_time: r.opt_int(10)?.map(iso_time),
+        last_time: r.opt_int(11)?.map(iso_time),
+        truncated_at: r.opt_int(12)?,
+        truncated_why: r.opt_text(13)?,
+        embedded: r.int(14)? != 0,
+        hash: r.opt_text(15)?,
+        ingested_at: r.text(16)?,
+    })
 }
 
 /// Finds the capture a user means: an id, a path it was indexed from, or a file's base name.

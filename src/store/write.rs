@@ -96,6 +96,19 @@ pub struct CaptureEnd {
     pub changed: bool,
 }
 
+impl CaptureEnd {
+    /// The distinct link types of the capture's interfaces, ascending and comma-separated (`captures.linktypes`).
+    pub fn linktypes(&self) -> String {
+        let mut lts: Vec<u32> = self.interfaces.iter().map(|i| i.linktype).collect();
+        lts.sort_unstable();
+        lts.dedup();
+        lts.iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// What writing a capture did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -605,14 +618,7 @@ impl<'c> CaptureWriter<'c> {
                 }
             }
         }
-        let mut linktypes: Vec<u32> = end.interfaces.iter().map(|i| i.linktype).collect();
-        linktypes.sort_unstable();
-        linktypes.dedup();
-        let linktypes = linktypes
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let linktypes = end.linktypes();
         tx.execute(
             "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
                     flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12, size = ?13,

@@ -8,7 +8,7 @@ use postgres::types::ToSql;
 use super::Pg;
 use crate::filter::Compiled;
 use crate::store::read::{
-    conn_row, flow_row, group_row, iso_time, merge_pages, CaptureInfo, CapturePath, CaptureRow,
+    capture_info, conn_row, flow_row, group_row, merge_pages, CaptureInfo, CapturePath, CaptureRow,
     Cols, ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS,
     PAGE,
 };
@@ -42,33 +42,7 @@ impl Pg {
              FROM captures c ORDER BY id",
             &[],
         )?;
-        rows.iter()
-            .map(|r| {
-                let paths: Option<String> = r.try_get(17)?;
-                Ok(CaptureInfo {
-                    id: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    path: r.try_get(2)?,
-                    paths: paths
-                        .map(|p| p.split('\n').map(String::from).collect())
-                        .unwrap_or_default(),
-                    size: r.try_get(3)?,
-                    format: r.try_get(4)?,
-                    compression: r.try_get(5)?,
-                    linktypes: r.try_get(6)?,
-                    frames: r.try_get(7)?,
-                    tcp_frames: r.try_get(8)?,
-                    flows: r.try_get(9)?,
-                    first_time: r.try_get::<_, Option<i64>>(10)?.map(iso_time),
-                    last_time: r.try_get::<_, Option<i64>>(11)?.map(iso_time),
-                    truncated_at: r.try_get(12)?,
-                    truncated_why: r.try_get(13)?,
-                    embedded: r.try_get::<_, i64>(14)? != 0,
-                    hash: r.try_get(15)?,
-                    ingested_at: r.try_get(16)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| capture_info(r)).collect()
     }
 
     /// Every capture name, for the closest-name hint.

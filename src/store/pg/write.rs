@@ -509,14 +509,7 @@ impl<'c> PgWriter<'c> {
                 }
             }
         }
-        let mut linktypes: Vec<u32> = end.interfaces.iter().map(|i| i.linktype).collect();
-        linktypes.sort_unstable();
-        linktypes.dedup();
-        let linktypes = linktypes
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let linktypes = end.linktypes();
         c.execute(
             "UPDATE captures SET format = $2, compression = $3, linktypes = $4, frames = $5, tcp_frames = $6,
                     flows = $7, first_ns = $8, last_ns = $9, truncated_at = $10, truncated_why = $11, size = $12,
