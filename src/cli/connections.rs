@@ -49,11 +49,13 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let expr = filter::parse(&args.filter, super::flows::now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
     // Connections are built at their first use (see conn::rebuild).
-    crate::conn::rebuild::ensure(db)?;
-    let db = store::Db::open_read(&store::Target::of(db))?;
-    let conn = db
-        .sqlite()
-        .ok_or(read::QueryError::NotOnPostgres("traceflow connections"))?;
+    let target = store::Target::of(db);
+    if matches!(target, store::Target::Sqlite(_)) {
+        // On PostgreSQL connections are built at ingest.
+        crate::conn::rebuild::ensure(db)?;
+    }
+    let db = store::Db::open_read(&target)?;
+    let conn = &db;
     if args.count {
         return print_count(read::count_connections(conn, &compiled)?);
     }

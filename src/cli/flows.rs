@@ -78,9 +78,7 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     let expr = filter::parse(&args.filter, now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
     let db = store::Db::open_read(&store::Target::of(db))?;
-    let conn = db
-        .sqlite()
-        .ok_or(read::QueryError::NotOnPostgres("traceflow flows"))?;
+    let conn = &db;
     if args.explain {
         let mut text = String::new();
         for (sql, plan) in read::explain_flows(conn, &compiled)? {
@@ -174,10 +172,7 @@ fn merge(
         None => Selection::Filter(filter),
         Some(_) => {
             let mut rows = Vec::new();
-            let conn = db
-                .sqlite()
-                .ok_or(read::QueryError::NotOnPostgres("traceflow flows"))?;
-            read::search_flows(conn, filter, args.sort, args.limit, &mut |r| {
+            read::search_flows(db, filter, args.sort, args.limit, &mut |r| {
                 rows.push((r.capture_id, r.flow_no));
                 Ok(())
             })?;

@@ -12,10 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::Write;
 
-use rusqlite::types::Value;
-use rusqlite::Connection;
-
-use crate::store::read::QueryError;
+use crate::store::read::PAGE;
 use crate::store::Db;
 
 use super::pcapwrite::{PcapNgWriter, PcapWriter};
@@ -67,17 +64,12 @@ struct Cap<'c> {
     active: BinaryHeap<Reverse<(u64, usize)>>,
 }
 
-/// Flows of a capture read per query: a page keeps memory flat however many flows match.
-const PAGE: i64 = 512;
 
 /// Interface facts over every capture of the database, for the output's headers: per link type, the largest
 /// snapshot length and whether any interface had sub-µs timestamps.
-fn link_facts(conn: &Connection) -> Result<HashMap<u32, (u32, bool)>, DumpError> {
+fn link_facts(db: &Db) -> Result<HashMap<u32, (u32, bool)>, DumpError> {
     let mut m: HashMap<u32, (u32, bool)> = HashMap::new();
-    let mut st = conn.prepare("SELECT linktype, snaplen, tsresol FROM interfaces")?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let (lt, snap, res): (u32, u32, u8) = (r.get(0)?, r.get(1)?, r.get(2)?);
+    for (lt, snap, res) in crate::store::read::all_interfaces(db)? {
         let e = m.entry(lt).or_insert((0, false));
         e.0 = e.0.max(snap);
         e.1 |= crate::capture::tsresol_digits(res) > 6;
@@ -100,18 +92,13 @@ pub fn merge<W: Write>(
             "flows are merged into pcap or pcapng only".into(),
         ));
     }
-    let conn = db
-        .sqlite()
-        .ok_or(QueryError::NotOnPostgres("flows --pcap"))?;
     let mut m = Merger {
         db,
-        conn,
         sel,
         opts,
         path,
         walk: FlowFrames::new(db)?,
-        page: None,
-        facts: link_facts(conn)?,
+        facts: link_facts(db)?,
         cursors: Vec::new(),
         free: Vec::new(),
         out: Out::Pending(w),
@@ -125,12 +112,10 @@ pub fn merge<W: Write>(
 
 struct Merger<'c, 's, W: Write> {
     db: &'c Db,
-    conn: &'c Connection,
     sel: &'s Selection<'s>,
     opts: &'s DumpOptions,
     path: &'s str,
     walk: FlowFrames<'c>,
-    page: Option<(rusqlite::Statement<'c>, Vec<Value>)>,
     facts: HashMap<u32, (u32, bool)>,
     cursors: Vec<Option<Cursor>>,
     free: Vec<usize>,
@@ -144,25 +129,18 @@ impl<'c, W: Write> Merger<'c, '_, W> {
         // Captures join the merge in order of their first frame time, when the merge reaches it.
         let mut listed: HashMap<i64, VecDeque<(i64, u64)>> = HashMap::new();
         if let Selection::Flows(flows) = self.sel {
-            let mut st = self
-                .conn
-                .prepare("SELECT first_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2")?;
             let mut sorted = flows.clone();
             sorted.sort_unstable();
             sorted.dedup();
             for (cid, flow_no) in sorted {
-                let first: i64 = st.query_row([cid, flow_no], |r| r.get(0))?;
+                let first = crate::store::read::flow_first_frame(self.db, cid, flow_no)?;
                 listed
                     .entry(cid)
                     .or_default()
                     .push_back((flow_no, first.max(0) as u64));
             }
         }
-        let mut pending: VecDeque<(i64, i64)> = self
-            .conn
-            .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let mut pending = crate::store::read::captures_by_time(self.db)?;
         if matches!(self.sel, Selection::Flows(_)) {
             pending.retain(|(_, id)| listed.contains_key(id));
         }
@@ -215,28 +193,8 @@ impl<'c, W: Write> Merger<'c, '_, W> {
             cap.exhausted = true;
             return Ok(());
         };
-        if self.page.is_none() {
-            let n = filter.params.len();
-            let sql = format!(
-                "SELECT f.flow_no, f.first_frame FROM flows f
-                 WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND ({})
-                 ORDER BY f.flow_no LIMIT {PAGE}",
-                n + 1,
-                n + 2,
-                filter.condition
-            );
-            self.page = Some((self.conn.prepare(&sql)?, filter.params.clone()));
-        }
-        let Some((st, params)) = self.page.as_mut() else {
-            return Ok(());
-        };
-        params.truncate(filter.params.len());
-        params.push(Value::Integer(cap.id));
-        params.push(Value::Integer(cap.after));
-        let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
         let mut got = 0;
-        while let Some(r) = rows.next()? {
-            let (flow_no, first): (i64, i64) = (r.get(0)?, r.get(1)?);
+        for (flow_no, first) in crate::store::read::flow_page(self.db, filter, cap.id, cap.after)? {
             cap.queue.push_back((flow_no, first.max(0) as u64));
             cap.after = flow_no;
             got += 1;

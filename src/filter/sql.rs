@@ -71,7 +71,7 @@ fn ends(d: Dir, test: impl Fn(&str, &str) -> String) -> String {
 
 fn emit(e: &Expr, p: &mut Vec<Value>) -> String {
     match e {
-        Expr::All => "1".into(),
+        Expr::All => "TRUE".into(),
         Expr::Host(d, a) => {
             let k = param(p, Value::Blob(addr_key(a).to_vec()));
             ends(*d, |key, _| format!("{key} = {k}"))

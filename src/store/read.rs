@@ -62,6 +62,81 @@ pub enum QueryError {
     Output(#[from] std::io::Error),
 }
 
+/// A result row of either backend, read by column index: the row builders below ([`flow_row`], ...) serve
+/// SQLite's and PostgreSQL's rows alike, so both give the same values.
+pub(crate) trait Cols {
+    /// An integer column.
+    fn int(&self, i: usize) -> Result<i64, QueryError>;
+    /// An integer column that may be NULL.
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, QueryError>;
+    /// A text column.
+    fn text(&self, i: usize) -> Result<String, QueryError>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, QueryError>;
+    /// A boolean (SQLite: an integer).
+    fn boolean(&self, i: usize) -> Result<bool, QueryError>;
+    /// An integer or text column as JSON (a `--group-by` key); anything else is null.
+    fn key(&self, i: usize) -> Result<serde_json::Value, QueryError>;
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<i64, QueryError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, QueryError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, QueryError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, QueryError> {
+        Ok(self.get(i)?)
+    }
+    fn boolean(&self, i: usize) -> Result<bool, QueryError> {
+        Ok(self.get(i)?)
+    }
+    fn key(&self, i: usize) -> Result<serde_json::Value, QueryError> {
+        Ok(match self.get_ref(i)? {
+            rusqlite::types::ValueRef::Integer(x) => serde_json::Value::from(x),
+            rusqlite::types::ValueRef::Text(t) => {
+                serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
+            }
+            _ => serde_json::Value::Null,
+        })
+    }
+}
+
+impl Cols for postgres::Row {
+    fn int(&self, i: usize) -> Result<i64, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn boolean(&self, i: usize) -> Result<bool, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn key(&self, i: usize) -> Result<serde_json::Value, QueryError> {
+        use postgres::types::Type;
+        let ty = self.columns().get(i).map(|c| c.type_().clone());
+        Ok(match ty {
+            Some(Type::INT8) => self
+                .try_get::<_, Option<i64>>(i)?
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+            Some(Type::TEXT) => self
+                .try_get::<_, Option<String>>(i)?
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+            _ => serde_json::Value::Null,
+        })
+    }
+}
+
 /// A `captures` row with every path of its content, as `traceflow captures --format json` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptureInfo {
@@ -989,6 +1064,69 @@ pub fn capture_paths(db: &Db, capture_id: i64) -> Result<Vec<CapturePath>, Query
         .collect::<Result<_, _>>()?)
 }
 
+/// (first frame time, id) of every capture, in that order: the order captures join a time merge.
+pub fn captures_by_time(db: &Db) -> Result<std::collections::VecDeque<(i64, i64)>, QueryError> {
+    match db {
+        Db::Postgres(p) => p.captures_by_time(),
+        Db::Sqlite(conn) => Ok(conn
+            .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?),
+    }
+}
+
+/// The next [`PAGE`] flows of a capture that match `filter` after flow_no `after`: (flow_no, first_frame).
+pub fn flow_page(
+    db: &Db,
+    filter: &crate::filter::Compiled,
+    capture_id: i64,
+    after: i64,
+) -> Result<Vec<(i64, i64)>, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.flow_page(filter, capture_id, after),
+    };
+    let n = filter.params.len();
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT f.flow_no, f.first_frame FROM flows f
+         WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND ({})
+         ORDER BY f.flow_no LIMIT {PAGE}",
+        n + 1,
+        n + 2,
+        filter.condition
+    ))?;
+    let mut params = filter.params.clone();
+    params.push(rusqlite::types::Value::Integer(capture_id));
+    params.push(rusqlite::types::Value::Integer(after));
+    let rows = st
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// A flow's first frame.
+pub fn flow_first_frame(db: &Db, capture_id: i64, flow_no: i64) -> Result<i64, QueryError> {
+    match db {
+        Db::Postgres(p) => Ok(p.flow_span(capture_id, flow_no)?.0),
+        Db::Sqlite(conn) => Ok(conn
+            .prepare_cached("SELECT first_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2")?
+            .query_row([capture_id, flow_no], |r| r.get(0))?),
+    }
+}
+
+/// Every interface of every capture: (linktype, snaplen, tsresol).
+pub fn all_interfaces(db: &Db) -> Result<Vec<(u32, u32, u8)>, QueryError> {
+    match db {
+        Db::Postgres(p) => p.all_interfaces(),
+        Db::Sqlite(conn) => Ok(conn
+            .prepare("SELECT linktype, snaplen, tsresol FROM interfaces")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?),
+    }
+}
+
 /// Where the last TCP record of a capture ends (`file_offset + caplen`); `None` without TCP frames.
 pub fn last_tcp_end(db: &Db, capture_id: i64) -> Result<Option<i64>, QueryError> {
     use rusqlite::OptionalExtension;
@@ -1107,7 +1245,7 @@ fn seconds(ns: i64, digits: u8) -> String {
 }
 
 /// The columns of a flow row, as [`flow_row`] reads them.
-const FLOW_COLUMNS: &str =
+pub(crate) const FLOW_COLUMNS: &str =
     "f.capture_id, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
      f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
 
@@ -1127,40 +1265,41 @@ fn capture_facts(conn: &Connection) -> Result<HashMap<i64, (String, u8)>, QueryE
 
 /// A [`FLOW_COLUMNS`] row as a [`FlowRow`]; `None` for a flow whose capture row is gone (deleted in plain SQL),
 /// which is not listed, as a join would drop it.
-fn flow_row(
-    r: &rusqlite::Row,
+pub(crate) fn flow_row(
+    r: &dyn Cols,
     caps: &HashMap<i64, (String, u8)>,
 ) -> Result<Option<FlowRow>, QueryError> {
-    let capture_id: i64 = r.get(0)?;
+    let capture_id = r.int(0)?;
     let Some((capture, digits)) = caps.get(&capture_id) else {
         return Ok(None);
     };
     let digits = *digits;
-    let (first_ns, last_ns): (i64, i64) = (r.get(6)?, r.get(7)?);
+    let (first_ns, last_ns) = (r.int(6)?, r.int(7)?);
     Ok(Some(FlowRow {
         capture_id,
         capture: capture.clone(),
-        label: r.get(1)?,
-        src: r.get(2)?,
-        sport: r.get(3)?,
-        dst: r.get(4)?,
-        dport: r.get(5)?,
+        label: r.text(1)?,
+        src: r.text(2)?,
+        sport: port(r.int(3)?)?,
+        dst: r.text(4)?,
+        dport: port(r.int(5)?)?,
         first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
         last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
         duration: seconds(last_ns - first_ns, digits),
-        packets: r.get(8)?,
-        bytes: r.get(9)?,
-        payload_bytes: r.get(10)?,
-        flags: flag_names(r.get(11)?),
-        state: if r.get::<_, bool>(12)? {
-            "closed"
-        } else {
-            "open"
-        },
+        packets: r.int(8)?,
+        bytes: r.int(9)?,
+        payload_bytes: r.int(10)?,
+        flags: flag_names(r.int(11)?),
+        state: if r.boolean(12)? { "closed" } else { "open" },
         first_ns,
         last_ns,
-        flow_no: r.get(13)?,
+        flow_no: r.int(13)?,
     }))
+}
+
+/// A port column, refused when the database holds something no port is.
+fn port(v: i64) -> Result<u16, QueryError> {
+    u16::try_from(v).map_err(|_| QueryError::Corrupt(format!("port {v} is not a TCP port")))
 }
 
 /// `LIMIT ?N` with the limit bound as the last of `params`, or nothing without a limit: with a LIMIT clause (even
@@ -1186,12 +1325,16 @@ fn limit_clause(limit: Option<u64>, params: &mut Vec<rusqlite::types::Value>) ->
 /// read as a merge of each capture's flows in primary-key order, a page at a time, so no sort of all matches
 /// is needed (sorting 2.9M flows cost SQLite most of the time of listing them).
 pub fn search_flows(
-    conn: &Connection,
+    db: &Db,
     filter: &crate::filter::Compiled,
     sort: FlowSort,
     limit: Option<u64>,
     visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.search_flows(filter, sort, limit, visit),
+    };
     let caps = capture_facts(conn)?;
     if sort == FlowSort::Time {
         return merge_by_time(conn, filter, &caps, limit, visit);
@@ -1292,7 +1435,7 @@ fn json_list(nos: &[i64]) -> String {
 }
 
 /// Flows of one capture read per query by [`merge_by_time`].
-const PAGE: i64 = 1024;
+pub(crate) const PAGE: i64 = 1024;
 
 /// The query [`merge_by_time`] runs per page: the filter's parameters, then the capture id and the last flow_no.
 fn page_sql(filter: &crate::filter::Compiled) -> String {
@@ -1310,9 +1453,13 @@ fn page_sql(filter: &crate::filter::Compiled) -> String {
 /// How SQLite runs a search (`flows --explain`): the SQL of the time-ordered page and of the count, each with
 /// its `EXPLAIN QUERY PLAN` lines, so a user (and the benchmark) can see which index a filter uses.
 pub fn explain_flows(
-    conn: &Connection,
+    db: &Db,
     filter: &crate::filter::Compiled,
 ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.explain_flows(filter),
+    };
     let mut params = filter.params.clone();
     params.push(rusqlite::types::Value::Integer(1));
     params.push(rusqlite::types::Value::Integer(0));
@@ -1352,63 +1499,22 @@ pub fn explain_flows(
     Ok(out)
 }
 
-/// [`search_flows`] in time order: each capture's matching flows in flow_no order, a page at a time, merged by
-/// (first time, capture id, flow_no) of each capture's next flow.
-fn merge_by_time(
-    conn: &Connection,
-    filter: &crate::filter::Compiled,
-    caps: &HashMap<i64, (String, u8)>,
+/// The merge of [`search_flows`] in time order: `pending` lists (first frame time, capture id) of the captures in
+/// that order; `page(capture, after, into)` appends the capture's next matching flows after flow_no `after`, in
+/// flow_no order, and says whether more may follow. Flows come out by (first time, capture id, flow_no) of each
+/// capture's next flow, at most `limit`.
+pub(crate) fn merge_pages(
+    mut pending: std::collections::VecDeque<(i64, i64)>,
     limit: Option<u64>,
+    page: &mut dyn FnMut(
+        i64,
+        i64,
+        &mut std::collections::VecDeque<FlowRow>,
+    ) -> Result<bool, QueryError>,
     visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
     use std::cmp::Reverse;
     use std::collections::{BinaryHeap, VecDeque};
-    let n = filter.params.len();
-    let mut st = conn.prepare(&page_sql(filter))?;
-    let cands = bucket_candidates(conn, filter)?;
-    let mut st_cands = conn.prepare(&format!(
-        "{} ORDER BY f.flow_no",
-        candidate_sql(filter, FLOW_COLUMNS)
-    ))?;
-    let mut params = filter.params.clone();
-    let mut page =
-        |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| -> Result<bool, QueryError> {
-            if let Some(c) = cands.get(&cid) {
-                // The next PAGE candidates after `after`, until one of them matches or none are left.
-                let mut at = c.partition_point(|&no| no <= after);
-                while at < c.len() && into.is_empty() {
-                    let chunk = &c[at..c.len().min(at + PAGE as usize)];
-                    at += chunk.len();
-                    params.truncate(n);
-                    params.push(rusqlite::types::Value::Integer(cid));
-                    params.push(rusqlite::types::Value::Text(json_list(chunk)));
-                    let mut rows = st_cands.query(rusqlite::params_from_iter(params.iter()))?;
-                    while let Some(r) = rows.next()? {
-                        if let Some(row) = flow_row(r, caps)? {
-                            into.push_back(row);
-                        }
-                    }
-                }
-                return Ok(at < c.len());
-            }
-            params.truncate(n);
-            params.push(rusqlite::types::Value::Integer(cid));
-            params.push(rusqlite::types::Value::Integer(after));
-            let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-            let mut got = 0;
-            while let Some(r) = rows.next()? {
-                got += 1;
-                if let Some(row) = flow_row(r, caps)? {
-                    into.push_back(row);
-                }
-            }
-            Ok(got == PAGE)
-        };
-    // Captures join the merge in order of their first frame time; each then has one entry in the heap.
-    let mut pending: VecDeque<(i64, i64)> = conn
-        .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
     // Per capture under way: its fetched rows, the last flow_no fetched, and whether more may follow.
     let mut queues: HashMap<i64, (VecDeque<FlowRow>, i64, bool)> = HashMap::new();
     let mut heap: BinaryHeap<Reverse<(i64, i64, i64)>> = BinaryHeap::new();
@@ -1455,6 +1561,65 @@ fn merge_by_time(
     Ok(())
 }
 
+/// [`search_flows`] in time order: each capture's matching flows in flow_no order, a page at a time, merged by
+/// (first time, capture id, flow_no) of each capture's next flow.
+fn merge_by_time(
+    conn: &Connection,
+    filter: &crate::filter::Compiled,
+    caps: &HashMap<i64, (String, u8)>,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    use std::collections::VecDeque;
+    let n = filter.params.len();
+    let mut st = conn.prepare(&page_sql(filter))?;
+    let cands = bucket_candidates(conn, filter)?;
+    let mut st_cands = conn.prepare(&format!(
+        "{} ORDER BY f.flow_no",
+        candidate_sql(filter, FLOW_COLUMNS)
+    ))?;
+    let mut params = filter.params.clone();
+    let mut page =
+        |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| -> Result<bool, QueryError> {
+            if let Some(c) = cands.get(&cid) {
+                // The next PAGE candidates after `after`, until one of them matches or none are left.
+                let mut at = c.partition_point(|&no| no <= after);
+                while at < c.len() && into.is_empty() {
+                    let chunk = &c[at..c.len().min(at + PAGE as usize)];
+                    at += chunk.len();
+                    params.truncate(n);
+                    params.push(rusqlite::types::Value::Integer(cid));
+                    params.push(rusqlite::types::Value::Text(json_list(chunk)));
+                    let mut rows = st_cands.query(rusqlite::params_from_iter(params.iter()))?;
+                    while let Some(r) = rows.next()? {
+                        if let Some(row) = flow_row(r, caps)? {
+                            into.push_back(row);
+                        }
+                    }
+                }
+                return Ok(at < c.len());
+            }
+            params.truncate(n);
+            params.push(rusqlite::types::Value::Integer(cid));
+            params.push(rusqlite::types::Value::Integer(after));
+            let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+            let mut got = 0;
+            while let Some(r) = rows.next()? {
+                got += 1;
+                if let Some(row) = flow_row(r, caps)? {
+                    into.push_back(row);
+                }
+            }
+            Ok(got == PAGE)
+        };
+    // Captures join the merge in order of their first frame time; each then has one entry in the heap.
+    let pending: VecDeque<(i64, i64)> = conn
+        .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    merge_pages(pending, limit, &mut page, visit)
+}
+
 /// What `traceflow flows --group-by` makes one row of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupBy {
@@ -1474,7 +1639,7 @@ pub enum GroupBy {
 
 impl GroupBy {
     /// The group's columns: (name, SQL expression on `flows f` / `captures c`).
-    fn keys(self) -> &'static [(&'static str, &'static str)] {
+    pub(crate) fn keys(self) -> &'static [(&'static str, &'static str)] {
         match self {
             GroupBy::Src => &[("src", "f.src")],
             GroupBy::Dst => &[("dst", "f.dst")],
@@ -1535,12 +1700,16 @@ impl Serialize for GroupRow {
 /// Visits one row per group of the flows that match `filter`, most bytes first (then by key), at most `limit`.
 /// SQLite aggregates, so memory grows with the number of groups, not of flows.
 pub fn group_flows(
-    conn: &Connection,
+    db: &Db,
     filter: &crate::filter::Compiled,
     by: GroupBy,
     limit: Option<u64>,
     visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.group_flows(filter, by, limit, visit),
+    };
     let keys = by.keys();
     let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
     let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
@@ -1596,33 +1765,39 @@ pub fn group_flows(
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
-        let mut kv = Vec::with_capacity(n);
-        for (i, (name, _)) in keys.iter().enumerate() {
-            let v = match r.get_ref(i)? {
-                rusqlite::types::ValueRef::Integer(x) => serde_json::Value::from(x),
-                rusqlite::types::ValueRef::Text(t) => {
-                    serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
-                }
-                _ => serde_json::Value::Null,
-            };
-            kv.push((*name, v));
-        }
-        let digits: u8 = r.get::<_, Option<u8>>(n + 6)?.unwrap_or(9);
-        visit(GroupRow {
-            keys: kv,
-            flows: r.get(n)?,
-            packets: r.get(n + 1)?,
-            bytes: r.get(n + 2)?,
-            payload_bytes: r.get(n + 3)?,
-            first_time: crate::capture::Timestamp::from_ns(r.get(n + 4)?, digits).rfc3339(),
-            last_time: crate::capture::Timestamp::from_ns(r.get(n + 5)?, digits).rfc3339(),
-        })?;
+        visit(group_row(r, keys)?)?;
     }
     Ok(())
 }
 
+/// A row of [`group_flows`]' query: the keys, then flows, packets, bytes, payload, first and last time, digits.
+pub(crate) fn group_row(
+    r: &dyn Cols,
+    keys: &[(&'static str, &'static str)],
+) -> Result<GroupRow, QueryError> {
+    let n = keys.len();
+    let mut kv = Vec::with_capacity(n);
+    for (i, (name, _)) in keys.iter().enumerate() {
+        kv.push((*name, r.key(i)?));
+    }
+    let digits = r.opt_int(n + 6)?.unwrap_or(9).clamp(0, 9) as u8;
+    Ok(GroupRow {
+        keys: kv,
+        flows: r.int(n)?,
+        packets: r.int(n + 1)?,
+        bytes: r.int(n + 2)?,
+        payload_bytes: r.int(n + 3)?,
+        first_time: crate::capture::Timestamp::from_ns(r.int(n + 4)?, digits).rfc3339(),
+        last_time: crate::capture::Timestamp::from_ns(r.int(n + 5)?, digits).rfc3339(),
+    })
+}
+
 /// How many flows match `filter`.
-pub fn count_flows(conn: &Connection, filter: &crate::filter::Compiled) -> Result<i64, QueryError> {
+pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.count_flows(filter),
+    };
     let cands = bucket_candidates(conn, filter)?;
     if cands.is_empty() {
         return Ok(conn.query_row(
@@ -1725,23 +1900,32 @@ fn conn_condition(filter: &crate::filter::Compiled) -> String {
     )
 }
 
-/// Visits every connection that has a flow matching `filter`, in `sort` order (time: first frame; bytes and
-/// packets: both directions together), at most `limit`, one row at a time.
-pub fn search_connections(
-    conn: &Connection,
-    filter: &crate::filter::Compiled,
-    sort: FlowSort,
-    limit: Option<u64>,
-    visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
-) -> Result<(), QueryError> {
-    let order = match sort {
+/// The ORDER BY of a connection listing.
+pub(crate) fn conn_order(sort: FlowSort) -> &'static str {
+    match sort {
         FlowSort::Time => "x.first_ns, x.capture_id, x.conn_no",
         FlowSort::Bytes => {
             "x.orig_frame_bytes + x.resp_frame_bytes DESC, x.first_ns, x.capture_id, x.conn_no"
         }
         FlowSort::Packets => "x.orig_pkts + x.resp_pkts DESC, x.first_ns, x.capture_id, x.conn_no",
         FlowSort::Duration => "x.last_ns - x.first_ns DESC, x.first_ns, x.capture_id, x.conn_no",
+    }
+}
+
+/// Visits every connection that has a flow matching `filter`, in `sort` order (time: first frame; bytes and
+/// packets: both directions together), at most `limit`, one row at a time.
+pub fn search_connections(
+    db: &Db,
+    filter: &crate::filter::Compiled,
+    sort: FlowSort,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.search_connections(filter, sort, limit, visit),
     };
+    let order = conn_order(sort);
     let mut params = filter.params.clone();
     params.push(rusqlite::types::Value::Integer(
         limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
@@ -1764,42 +1948,48 @@ pub fn search_connections(
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
-        let digits: u8 = r.get::<_, Option<u8>>(19)?.unwrap_or(9);
-        let (first_ns, last_ns): (i64, i64) = (r.get(8)?, r.get(9)?);
-        let labels: Option<String> = r.get(18)?;
-        visit(ConnRow {
-            capture_id: r.get(0)?,
-            capture: r.get(1)?,
-            conn: r.get(2)?,
-            community_id: r.get(3)?,
-            orig_h: r.get(4)?,
-            orig_p: r.get(5)?,
-            resp_h: r.get(6)?,
-            resp_p: r.get(7)?,
-            first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
-            last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
-            duration: seconds(last_ns - first_ns, digits),
-            orig_pkts: r.get(10)?,
-            orig_bytes: r.get(11)?,
-            orig_frame_bytes: r.get(12)?,
-            resp_pkts: r.get(13)?,
-            resp_bytes: r.get(14)?,
-            resp_frame_bytes: r.get(15)?,
-            conn_state: r.get(16)?,
-            history: r.get(17)?,
-            flows: labels
-                .map(|l| l.split('\n').map(String::from).collect())
-                .unwrap_or_default(),
-        })?;
+        visit(conn_row(r)?)?;
     }
     Ok(())
 }
 
+/// A row of [`search_connections`]' query as a [`ConnRow`].
+pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
+    let digits = r.opt_int(19)?.unwrap_or(9).clamp(0, 9) as u8;
+    let (first_ns, last_ns) = (r.int(8)?, r.int(9)?);
+    let labels = r.opt_text(18)?;
+    Ok(ConnRow {
+        capture_id: r.int(0)?,
+        capture: r.text(1)?,
+        conn: r.int(2)?,
+        community_id: r.text(3)?,
+        orig_h: r.text(4)?,
+        orig_p: port(r.int(5)?)?,
+        resp_h: r.text(6)?,
+        resp_p: port(r.int(7)?)?,
+        first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
+        last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
+        duration: seconds(last_ns - first_ns, digits),
+        orig_pkts: r.int(10)?,
+        orig_bytes: r.int(11)?,
+        orig_frame_bytes: r.int(12)?,
+        resp_pkts: r.int(13)?,
+        resp_bytes: r.int(14)?,
+        resp_frame_bytes: r.int(15)?,
+        conn_state: r.text(16)?,
+        history: r.text(17)?,
+        flows: labels
+            .map(|l| l.split('\n').map(String::from).collect())
+            .unwrap_or_default(),
+    })
+}
+
 /// How many connections have a flow matching `filter`.
-pub fn count_connections(
-    conn: &Connection,
-    filter: &crate::filter::Compiled,
-) -> Result<i64, QueryError> {
+pub fn count_connections(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, QueryError> {
+    let conn = match db {
+        Db::Sqlite(c) => c,
+        Db::Postgres(p) => return p.count_connections(filter),
+    };
     Ok(conn.query_row(
         &format!(
             "SELECT count(*) FROM connections x WHERE {}",

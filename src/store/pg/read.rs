@@ -1,11 +1,15 @@
 //! The read side's SELECTs on PostgreSQL: the same answers as [`crate::store::read`] gives on SQLite, in
 //! PostgreSQL's dialect (`$n` parameters, `string_agg`), returning the same types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+
+use postgres::types::ToSql;
 
 use super::Pg;
+use crate::filter::Compiled;
 use crate::store::read::{
-    iso_time, CaptureInfo, CapturePath, CaptureRow, FrameRef, Iface, QueryError,
+    conn_row, flow_row, group_row, iso_time, merge_pages, CaptureInfo, CapturePath, CaptureRow, Cols,
+    ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS, PAGE,
 };
 
 /// Index order of a capture's flows, as `read::INDEX_ORDER`.
@@ -436,5 +440,291 @@ fn frame_ref(r: &postgres::Row) -> FrameRef {
         origlen: r.get::<_, i64>(3) as u32,
         iface: r.get::<_, i64>(4) as u32,
         offset: r.get::<_, i64>(5) as u64,
+    }
+}
+
+/// A filter's condition (`?N` placeholders, see `filter::sql`) with PostgreSQL's `$N` placeholders. The
+/// condition holds no string literal (every value is a parameter), so every `?` is a placeholder.
+pub fn dollars(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// A filter's parameters as PostgreSQL values.
+pub fn values(params: &[rusqlite::types::Value]) -> Vec<Box<dyn ToSql + Sync>> {
+    use rusqlite::types::Value;
+    params
+        .iter()
+        .map(|v| -> Box<dyn ToSql + Sync> {
+            match v {
+                Value::Null => Box::new(None::<i64>),
+                Value::Integer(i) => Box::new(*i),
+                Value::Real(f) => Box::new(*f),
+                Value::Text(t) => Box::new(t.clone()),
+                Value::Blob(b) => Box::new(b.clone()),
+            }
+        })
+        .collect()
+}
+
+fn refs<'a>(
+    params: &'a [Box<dyn ToSql + Sync>],
+    more: &'a [&'a (dyn ToSql + Sync)],
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .chain(more.iter().copied())
+        .collect()
+}
+
+/// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
+const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
+
+/// "Some flow of connection `x` matches": as `read::conn_condition`.
+fn conn_condition(cond: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
+                 AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[]) AND ({cond}))"
+    )
+}
+
+impl Pg {
+    /// Each capture's name and timestamp precision (`read::capture_facts`).
+    pub fn capture_facts(&self) -> Result<HashMap<i64, (String, u8)>, QueryError> {
+        let rows = self.rows(
+            &format!(
+                "SELECT c.id, c.name, (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = c.id) FROM captures c"
+            ),
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.int(0)?,
+                    (r.text(1)?, r.opt_int(2)?.unwrap_or(9).clamp(0, 9) as u8),
+                ))
+            })
+            .collect()
+    }
+
+    /// (first frame time, id) of every capture, in that order: the order captures join a time merge.
+    pub fn captures_by_time(&self) -> Result<VecDeque<(i64, i64)>, QueryError> {
+        let rows = self.rows(
+            "SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2",
+            &[],
+        )?;
+        rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
+    }
+
+    /// `read::search_flows` on PostgreSQL.
+    pub fn search_flows(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        let caps = self.capture_facts()?;
+        let cond = dollars(&filter.condition);
+        let params = values(&filter.params);
+        let n = params.len();
+        if sort == FlowSort::Time {
+            let st = self.client.borrow_mut().prepare(&format!(
+                "SELECT {FLOW_COLUMNS} FROM flows f
+                 WHERE f.capture_id = ${} AND f.flow_no > ${} AND ({cond})
+                 ORDER BY f.flow_no LIMIT {PAGE}",
+                n + 1,
+                n + 2
+            ))?;
+            let mut page = |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| {
+                let extra: [&(dyn ToSql + Sync); 2] = [&cid, &after];
+                let p = refs(&params, &extra);
+                let rows = self.client.borrow_mut().query(&st, &p)?;
+                for r in &rows {
+                    if let Some(row) = flow_row(r, &caps)? {
+                        into.push_back(row);
+                    }
+                }
+                Ok(rows.len() as i64 == PAGE)
+            };
+            return merge_pages(self.captures_by_time()?, limit, &mut page, visit);
+        }
+        let order = match sort {
+            FlowSort::Bytes => "f.bytes DESC, f.first_ns, f.capture_id, f.flow_no",
+            FlowSort::Packets => "f.packets DESC, f.first_ns, f.capture_id, f.flow_no",
+            _ => "f.last_ns - f.first_ns DESC, f.first_ns, f.capture_id, f.flow_no",
+        };
+        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
+        let sql = format!(
+            "SELECT {FLOW_COLUMNS} FROM flows f WHERE {cond} ORDER BY {order} LIMIT ${}",
+            n + 1
+        );
+        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
+            match flow_row(r, &caps)? {
+                Some(row) => visit(row),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Runs `sql` and hands each row to `visit` as it arrives: memory does not grow with the rows.
+    fn stream(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        visit: &mut dyn FnMut(&postgres::Row) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut c = self.client.borrow_mut();
+        let mut it = c.query_raw(sql, params.iter().copied())?;
+        while let Some(r) = it.next()? {
+            visit(&r)?;
+        }
+        Ok(())
+    }
+
+    /// `read::count_flows` on PostgreSQL.
+    pub fn count_flows(&self, filter: &Compiled) -> Result<i64, QueryError> {
+        let params = values(&filter.params);
+        let r = self.client.borrow_mut().query_one(
+            &format!(
+                "SELECT count(*) FROM flows f WHERE {}",
+                dollars(&filter.condition)
+            ),
+            &refs(&params, &[]),
+        )?;
+        r.int(0)
+    }
+
+    /// `read::group_flows` on PostgreSQL: text keys sort bytewise (`COLLATE "C"`), as SQLite sorts them.
+    pub fn group_flows(
+        &self,
+        filter: &Compiled,
+        by: GroupBy,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        let keys = by.keys();
+        let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let order: Vec<String> = keys
+            .iter()
+            .map(|(name, e)| match *name {
+                "sport" | "dport" => e.to_string(),
+                _ => format!("({e}) COLLATE \"C\""),
+            })
+            .collect();
+        let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+        let params = values(&filter.params);
+        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
+        let sql = format!(
+            "WITH d(capture_id, digits) AS (SELECT capture_id, {DIGITS} FROM interfaces GROUP BY capture_id)
+             SELECT {}, count(*), sum(f.packets)::BIGINT, sum(f.bytes)::BIGINT, sum(f.payload_bytes)::BIGINT,
+                    min(f.first_ns), max(f.last_ns), max(coalesce(d.digits, 9))
+             FROM flows f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
+             WHERE {}
+             GROUP BY {}
+             ORDER BY sum(f.bytes) DESC, {} LIMIT ${}",
+            select.join(", "),
+            dollars(&filter.condition),
+            group.join(", "),
+            order.join(", "),
+            params.len() + 1
+        );
+        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
+            visit(group_row(r, keys)?)
+        })
+    }
+
+    /// `read::explain_flows` on PostgreSQL: each query with PostgreSQL's `EXPLAIN` lines.
+    pub fn explain_flows(&self, filter: &Compiled) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        let cond = dollars(&filter.condition);
+        let params = values(&filter.params);
+        let n = params.len();
+        let page = format!(
+            "SELECT {FLOW_COLUMNS} FROM flows f
+             WHERE f.capture_id = ${} AND f.flow_no > ${} AND ({cond})
+             ORDER BY f.flow_no LIMIT {PAGE}",
+            n + 1,
+            n + 2
+        );
+        let count = format!("SELECT count(*) FROM flows f WHERE {cond}");
+        let (one, zero) = (1i64, 0i64);
+        let mut out = Vec::new();
+        for (sql, p) in [
+            (page, refs(&params, &[&one, &zero])),
+            (count, refs(&params, &[])),
+        ] {
+            let plan = self
+                .rows(&format!("EXPLAIN {sql}"), &p)?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?;
+            out.push((sql, plan));
+        }
+        Ok(out)
+    }
+
+    /// `read::search_connections` on PostgreSQL.
+    pub fn search_connections(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        let order = crate::store::read::conn_order(sort);
+        let params = values(&filter.params);
+        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
+        let sql = format!(
+            "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                    x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                    x.resp_frame_bytes, x.conn_state, x.history,
+                    (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM flows f
+                     WHERE f.capture_id = x.capture_id
+                       AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])),
+                    (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
+             FROM connections x JOIN captures c ON c.id = x.capture_id
+             WHERE {}
+             ORDER BY {order} LIMIT ${}",
+            conn_condition(&dollars(&filter.condition)),
+            params.len() + 1
+        );
+        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| visit(conn_row(r)?))
+    }
+
+    /// `read::count_connections` on PostgreSQL.
+    pub fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
+        let params = values(&filter.params);
+        let r = self.client.borrow_mut().query_one(
+            &format!(
+                "SELECT count(*) FROM connections x WHERE {}",
+                conn_condition(&dollars(&filter.condition))
+            ),
+            &refs(&params, &[]),
+        )?;
+        r.int(0)
+    }
+
+    /// The next `PAGE` flows of a capture that match `filter` after flow_no `after`: (flow_no, first_frame).
+    pub fn flow_page(
+        &self,
+        filter: &Compiled,
+        capture_id: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, i64)>, QueryError> {
+        let params = values(&filter.params);
+        let n = params.len();
+        let rows = self.rows(
+            &format!(
+                "SELECT f.flow_no, f.first_frame FROM flows f
+                 WHERE f.capture_id = ${} AND f.flow_no > ${} AND ({})
+                 ORDER BY f.flow_no LIMIT {PAGE}",
+                n + 1,
+                n + 2,
+                dollars(&filter.condition)
+            ),
+            &refs(&params, &[&capture_id, &after]),
+        )?;
+        rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
     }
 }
