@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::{conformance, corpus, ingest, pcap_conversations, run, tf, wait_bounded, Run, T0};
+use super::util::{
+    conformance, corpus, ingest, pcap_conversations, run, tf, wait_bounded, Run, T0,
+};
 use serde_json::Value;
 
 const HOW: &str = "the PostgreSQL tests need a server: run `bash scripts/test.sh`, which starts one, or start a \
@@ -29,11 +31,20 @@ fn server() -> String {
 /// `url` with its path (the database name) replaced by `/name`: libpq's URL form
 /// `postgresql://[userinfo@][host][:port][/dbname][?params]`.
 fn with_database(url: &str, name: &str) -> String {
-    let start = url.find("://").expect("TRACEFLOW_TEST_PG is not a postgresql:// URL") + 3;
+    let start = url
+        .find("://")
+        .expect("TRACEFLOW_TEST_PG is not a postgresql:// URL")
+        + 3;
     let rest = &url[start..];
     let query = rest.find('?').unwrap_or(rest.len());
     let path = rest[..query].find('/').unwrap_or(query);
-    format!("{}{}/{}{}", &url[..start], &rest[..path], name, &rest[query..])
+    format!(
+        "{}{}/{}{}",
+        &url[..start],
+        &rest[..path],
+        name,
+        &rest[query..]
+    )
 }
 
 /// `url` with its user info (`user[:password]`) replaced by `userinfo`.
@@ -103,7 +114,10 @@ impl Drop for PgDb {
             return;
         }
         if let Ok(mut admin) = postgres::Client::connect(&server(), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -186,7 +200,10 @@ fn pg_conformance_check_script_is_exact() {
         db.url
     );
     assert!(out.status.success(), "check.py: {:?}\n{stderr}", out.status);
-    assert_eq!(db.count("SELECT count(*) FROM captures WHERE hash IS NULL"), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM captures WHERE hash IS NULL"),
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -225,10 +242,25 @@ impl Both {
             let r = ingest(db, &[], &inputs);
             assert!(r.code != 2, "ingest into {}: {}", db.display(), r.stderr);
             let r = ingest(db, &["--embed"], &[&embedded]);
-            assert_eq!(r.code, 0, "ingest --embed into {}: {}", db.display(), r.stderr);
+            assert_eq!(
+                r.code,
+                0,
+                "ingest --embed into {}: {}",
+                db.display(),
+                r.stderr
+            );
         }
-        let n = |db: &Path| json(db, &["captures", "--format", "json"]).as_array().unwrap().len();
-        assert_eq!(n(&sqlite), 21, "20 distinct corpus captures and the embedded one");
+        let n = |db: &Path| {
+            json(db, &["captures", "--format", "json"])
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        assert_eq!(
+            n(&sqlite),
+            21,
+            "20 distinct corpus captures and the embedded one"
+        );
         Both { tmp, sqlite, pg }
     }
 
@@ -257,8 +289,11 @@ impl Diffs {
                 let s: String = s.chars().take(300).collect();
                 format!("{} bytes: {s:?}", b.len())
             };
-            self.0
-                .push(format!("{what}:\n    SQLite     {}\n    PostgreSQL {}", show(sqlite), show(pg)));
+            self.0.push(format!(
+                "{what}:\n    SQLite     {}\n    PostgreSQL {}",
+                show(sqlite),
+                show(pg)
+            ));
         }
     }
 
@@ -266,7 +301,8 @@ impl Diffs {
     fn command(&mut self, b: &Both, args: &[&str]) -> (Run, Run) {
         let (s, p) = (run(&b.sqlite, args), run(b.pg(), args));
         if s.code != 0 {
-            self.0.push(format!("{args:?} fails on SQLite: {}", s.stderr.trim()));
+            self.0
+                .push(format!("{args:?} fails on SQLite: {}", s.stderr.trim()));
         }
         if p.code != s.code {
             self.0.push(format!(
@@ -276,7 +312,11 @@ impl Diffs {
                 p.stderr.trim()
             ));
         } else {
-            self.same(&format!("{args:?} stdout"), s.stdout.as_bytes(), p.stdout.as_bytes());
+            self.same(
+                &format!("{args:?} stdout"),
+                s.stdout.as_bytes(),
+                p.stdout.as_bytes(),
+            );
         }
         (s, p)
     }
@@ -294,7 +334,8 @@ impl Diffs {
         }
         let what = format!("{args:?} {name}");
         if outs[0].code != 0 {
-            self.0.push(format!("{what} fails on SQLite: {}", outs[0].stderr.trim()));
+            self.0
+                .push(format!("{what} fails on SQLite: {}", outs[0].stderr.trim()));
         }
         if outs[1].code != outs[0].code {
             self.0.push(format!(
@@ -359,9 +400,17 @@ fn some_labels(db: &Path) -> Vec<(String, String)> {
         }
     }
     // Four corpus captures and the embedded one (whose frames are read from the database).
-    let embedded: Vec<_> = out.iter().filter(|(n, _)| n == "embedded.pcap").cloned().collect();
+    let embedded: Vec<_> = out
+        .iter()
+        .filter(|(n, _)| n == "embedded.pcap")
+        .cloned()
+        .collect();
     assert!(!embedded.is_empty(), "the embedded capture has flows");
-    let mut picked: Vec<_> = out.into_iter().filter(|(n, _)| n != "embedded.pcap").take(8).collect();
+    let mut picked: Vec<_> = out
+        .into_iter()
+        .filter(|(n, _)| n != "embedded.pcap")
+        .take(8)
+        .collect();
     picked.extend(embedded);
     picked
 }
@@ -371,10 +420,31 @@ fn pg_captures_and_query_match_sqlite() {
     let b = Both::new("same_query");
     let mut d = Diffs::default();
     match (captures_stable(&b.sqlite), captures_stable(b.pg())) {
-        (Ok(s), Ok(p)) => d.same("captures --format json (without ingested_at)", s.as_bytes(), p.as_bytes()),
-        (s, p) => d.0.push(format!("captures --format json: SQLite {s:?}, PostgreSQL {p:?}")),
+        (Ok(s), Ok(p)) => d.same(
+            "captures --format json (without ingested_at)",
+            s.as_bytes(),
+            p.as_bytes(),
+        ),
+        (s, p) => d.0.push(format!(
+            "captures --format json: SQLite {s:?}, PostgreSQL {p:?}"
+        )),
     }
-    d.command(&b, &["captures", "--format", "csv"]);
+    // CSV too, without its last column (ingested_at).
+    let csv = |db: &Path| -> String {
+        let out = ok(db, &["captures", "--format", "csv"]);
+        assert!(
+            out.starts_with("id,") && out.lines().next().unwrap().ends_with(",ingested_at"),
+            "{out}"
+        );
+        out.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+            .collect()
+    };
+    d.same(
+        "captures --format csv (without ingested_at)",
+        csv(&b.sqlite).as_bytes(),
+        csv(b.pg()).as_bytes(),
+    );
     d.command(&b, &["query", "--format", "json"]);
     d.command(&b, &["query", "--format", "csv"]);
     d.command(&b, &["query", "--format", "jsonl"]);
@@ -382,7 +452,11 @@ fn pg_captures_and_query_match_sqlite() {
     let labels = some_labels(&b.sqlite);
     for (i, (cap, label)) in labels.iter().enumerate() {
         d.command(&b, &["query", "--capture", cap, "--format", "json"]);
-        d.file(&b, &["query", "--capture", cap, "--flow", label, "-o"], &format!("flow{i}.pcap"));
+        d.file(
+            &b,
+            &["query", "--capture", cap, "--flow", label, "-o"],
+            &format!("flow{i}.pcap"),
+        );
         d.file(
             &b,
             &["query", "--capture", cap, "--flow", label, "--both", "-o"],
@@ -391,7 +465,16 @@ fn pg_captures_and_query_match_sqlite() {
     }
     d.file(
         &b,
-        &["query", "--capture", "embedded.pcap", "--flow", &labels.last().unwrap().1, "--format", "pcapng", "-o"],
+        &[
+            "query",
+            "--capture",
+            "embedded.pcap",
+            "--flow",
+            &labels.last().unwrap().1,
+            "--format",
+            "pcapng",
+            "-o",
+        ],
         "embedded.pcapng",
     );
 
@@ -399,12 +482,21 @@ fn pg_captures_and_query_match_sqlite() {
     // each backend's folder written as DIR).
     let (ds, dp) = (b.file("sqlite", "dump"), b.file("pg", "dump"));
     let (rs, rp) = (
-        run(&b.sqlite, &["query", "--dump", ds.to_str().unwrap(), "--format", "pcap"]),
-        run(b.pg(), &["query", "--dump", dp.to_str().unwrap(), "--format", "pcap"]),
+        run(
+            &b.sqlite,
+            &["query", "--dump", ds.to_str().unwrap(), "--format", "pcap"],
+        ),
+        run(
+            b.pg(),
+            &["query", "--dump", dp.to_str().unwrap(), "--format", "pcap"],
+        ),
     );
     assert_eq!(rs.code, 0, "query --dump on SQLite: {}", rs.stderr);
     if rp.code != 0 {
-        d.0.push(format!("query --dump fails on PostgreSQL: {}", rp.stderr.trim()));
+        d.0.push(format!(
+            "query --dump fails on PostgreSQL: {}",
+            rp.stderr.trim()
+        ));
     } else {
         d.same(
             "query --dump stdout",
@@ -413,8 +505,13 @@ fn pg_captures_and_query_match_sqlite() {
         );
         let (ts, tp) = (tree(&ds), tree(&dp));
         assert!(ts.len() > 20, "{} files dumped on SQLite", ts.len());
-        let names = |t: &BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>().join("\n");
-        d.same("query --dump file list", names(&ts).as_bytes(), names(&tp).as_bytes());
+        let names =
+            |t: &BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>().join("\n");
+        d.same(
+            "query --dump file list",
+            names(&ts).as_bytes(),
+            names(&tp).as_bytes(),
+        );
         for (f, bytes) in &ts {
             if let Some(other) = tp.get(f) {
                 d.same(&format!("query --dump {f}"), bytes, other);
@@ -425,12 +522,35 @@ fn pg_captures_and_query_match_sqlite() {
     let cap = &labels[0].0;
     let (ds, dp) = (b.file("sqlite", "dump-both"), b.file("pg", "dump-both"));
     let (rs, rp) = (
-        run(&b.sqlite, &["query", "--capture", cap, "--both", "--dump", ds.to_str().unwrap()]),
-        run(b.pg(), &["query", "--capture", cap, "--both", "--dump", dp.to_str().unwrap()]),
+        run(
+            &b.sqlite,
+            &[
+                "query",
+                "--capture",
+                cap,
+                "--both",
+                "--dump",
+                ds.to_str().unwrap(),
+            ],
+        ),
+        run(
+            b.pg(),
+            &[
+                "query",
+                "--capture",
+                cap,
+                "--both",
+                "--dump",
+                dp.to_str().unwrap(),
+            ],
+        ),
     );
     assert_eq!(rs.code, 0, "query --both --dump on SQLite: {}", rs.stderr);
     if rp.code != 0 {
-        d.0.push(format!("query --both --dump fails on PostgreSQL: {}", rp.stderr.trim()));
+        d.0.push(format!(
+            "query --both --dump fails on PostgreSQL: {}",
+            rp.stderr.trim()
+        ));
     } else {
         let (ts, tp) = (tree(&ds), tree(&dp));
         d.same(
@@ -444,10 +564,16 @@ fn pg_captures_and_query_match_sqlite() {
     d.command(&b, &["forget", cap]);
     match (captures_stable(&b.sqlite), captures_stable(b.pg())) {
         (Ok(s), Ok(p)) => {
-            assert_eq!(s.matches("\"name\"").count(), 20, "forget left 20 captures on SQLite");
+            assert_eq!(
+                s.matches("\"name\"").count(),
+                20,
+                "forget left 20 captures on SQLite"
+            );
             d.same("captures after forget", s.as_bytes(), p.as_bytes())
         }
-        (s, p) => d.0.push(format!("captures after forget: SQLite {s:?}, PostgreSQL {p:?}")),
+        (s, p) => d.0.push(format!(
+            "captures after forget: SQLite {s:?}, PostgreSQL {p:?}"
+        )),
     }
     d.command(&b, &["query", "--format", "json"]);
     d.assert_none("captures, query, dumps and forget");
@@ -457,14 +583,30 @@ fn pg_captures_and_query_match_sqlite() {
 #[test]
 fn pg_flows_and_connections_match_sqlite() {
     let b = Both::new("same_flows");
+    let port80: u64 = ok(&b.sqlite, &["flows", "port 80", "--count"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(port80 > 0, "the fixture has port 80 flows");
     let mut d = Diffs::default();
     d.command(&b, &["flows", "--format", "jsonl"]);
-    d.command(&b, &["flows", "--format", "json", "--sort", "bytes", "--limit", "10"]);
+    d.command(
+        &b,
+        &[
+            "flows", "--format", "json", "--sort", "bytes", "--limit", "10",
+        ],
+    );
     d.command(&b, &["flows", "port 80", "--count"]);
     d.command(&b, &["flows", "port 80", "--format", "csv"]);
     d.command(&b, &["flows", "--group-by", "dst", "--format", "json"]);
     d.command(&b, &["flows", "--group-by", "pair", "--format", "json"]);
-    d.file(&b, &["flows", "port 80", "--pcap"], "port80.pcap");
+    // The corpus captures picked have several link types: --pcap of the Ethernet one, --pcapng of all.
+    d.file(
+        &b,
+        &["flows", "port 80 and capture embedded.pcap", "--pcap"],
+        "port80.pcap",
+    );
+    d.file(&b, &["flows", "port 80", "--pcapng"], "port80.pcapng");
     d.file(&b, &["flows", "--pcapng"], "all.pcapng");
     d.command(&b, &["connections", "--format", "jsonl"]);
     d.command(&b, &["connections", "port 80", "--count"]);
@@ -477,7 +619,9 @@ fn pg_flows_and_connections_match_sqlite() {
 /// (frames, flows) of every capture in a database, by content hash.
 fn by_hash_sqlite(db: &Path) -> BTreeMap<String, (i64, i64)> {
     let c = rusqlite::Connection::open(db).unwrap();
-    let mut st = c.prepare("SELECT hash, frames, flows FROM captures").unwrap();
+    let mut st = c
+        .prepare("SELECT hash, frames, flows FROM captures")
+        .unwrap();
     let rows = st
         .query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))
         .unwrap()
@@ -504,10 +648,14 @@ fn pg_four_processes_ingest_overlapping_folders() {
         }
     }
     assert_eq!(pool.len(), 60);
+    // And the same bigger capture first in every folder, so that the four meet one content at the same time.
+    let shared = tmp.path().join("000-shared.pcap");
+    std::fs::write(&shared, pcap_conversations(3000, T0 + 77_000_000_000)).unwrap();
     let mut folders = Vec::new();
     for k in 0..4 {
         let dir = tmp.path().join(format!("folder{k}"));
         std::fs::create_dir(&dir).unwrap();
+        std::fs::copy(&shared, dir.join("000-shared.pcap")).unwrap();
         for j in 0..30 {
             let n = pool[(10 * k + j) % 60];
             std::fs::copy(corpus().join(n), dir.join(n)).unwrap();
@@ -516,8 +664,13 @@ fn pg_four_processes_ingest_overlapping_folders() {
     }
     // The reference: all 60 into SQLite, one process.
     let sqlite = tmp.path().join("ref.db");
-    let all: Vec<PathBuf> = pool.iter().map(|n| corpus().join(n)).collect();
-    let r = ingest(&sqlite, &[], &all.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    let mut all: Vec<PathBuf> = pool.iter().map(|n| corpus().join(n)).collect();
+    all.push(shared.clone());
+    let r = ingest(
+        &sqlite,
+        &[],
+        &all.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    );
     assert!(r.code != 2, "reference ingest: {}", r.stderr);
     let want = by_hash_sqlite(&sqlite);
 
@@ -525,38 +678,69 @@ fn pg_four_processes_ingest_overlapping_folders() {
         .iter()
         .map(|f| spawn_ingest(db.path(), &[f.to_str().unwrap()]))
         .collect();
+    let start = Instant::now();
     let runs: Vec<Run> = children
         .into_iter()
         .enumerate()
         .map(|(k, c)| wait_bounded(c, Duration::from_secs(300), &format!("ingest folder{k}")))
         .collect();
+    eprintln!("four ingests done in {:?}", start.elapsed());
     for (k, r) in runs.iter().enumerate() {
         assert!(r.code != 2, "ingest folder{k} exited 2:\n{}", r.stderr);
+        eprintln!(
+            "folder{k}: exit {}, {}",
+            r.code,
+            r.stderr.lines().last().unwrap_or("")
+        );
     }
 
     let mut c = db.client();
-    let rows = c.query("SELECT hash, frames, flows FROM captures", &[]).unwrap();
+    let rows = c
+        .query("SELECT hash, frames, flows FROM captures", &[])
+        .unwrap();
     let mut got = BTreeMap::new();
     let mut dup = Vec::new();
     for r in &rows {
         let hash: Option<String> = r.get(0);
         let hash = hash.expect("a captures row without a hash");
-        if got.insert(hash.clone(), (r.get::<_, i64>(1), r.get::<_, i64>(2))).is_some() {
+        if got
+            .insert(hash.clone(), (r.get::<_, i64>(1), r.get::<_, i64>(2)))
+            .is_some()
+        {
             dup.push(hash);
         }
     }
-    assert!(dup.is_empty(), "contents in captures more than once: {dup:?}");
-    assert_eq!(rows.len(), want.len(), "captures rows against distinct contents");
+    assert!(
+        dup.is_empty(),
+        "contents in captures more than once: {dup:?}"
+    );
+    assert_eq!(
+        rows.len(),
+        want.len(),
+        "captures rows against distinct contents"
+    );
     let missing: Vec<_> = want.keys().filter(|h| !got.contains_key(*h)).collect();
-    assert!(missing.is_empty(), "contents missing from PostgreSQL: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "contents missing from PostgreSQL: {missing:?}"
+    );
     let differ: Vec<_> = want
         .iter()
         .filter(|(h, v)| got.get(*h) != Some(v))
-        .map(|(h, v)| format!("{h}: SQLite (frames, flows) {v:?}, PostgreSQL {:?}", got.get(h)))
+        .map(|(h, v)| {
+            format!(
+                "{h}: SQLite (frames, flows) {v:?}, PostgreSQL {:?}",
+                got.get(h)
+            )
+        })
         .collect();
     assert!(differ.is_empty(), "{}", differ.join("\n"));
     let (frames, flows): (i64, i64) = want.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
-    assert_eq!(db.count("SELECT count(*) FROM frames"), frames, "frames rows");
+    assert_eq!(
+        db.count("SELECT count(*) FROM frames"),
+        frames,
+        "frames rows"
+    );
     assert_eq!(db.count("SELECT count(*) FROM flows"), flows, "flows rows");
     // Every file of every folder is known at its path, whichever process wrote its content.
     let paths: BTreeSet<String> = c
@@ -576,7 +760,7 @@ fn pg_four_processes_ingest_overlapping_folders() {
     }
     assert!(
         unknown.is_empty(),
-        "{} of 120 paths not in capture_paths, e.g. {:?}",
+        "{} of 124 paths not in capture_paths, e.g. {:?}",
         unknown.len(),
         unknown.first()
     );
@@ -611,8 +795,14 @@ fn wait_for_writing(db: &PgDb, child: &mut Child) {
         if n > 0 {
             return;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the ingest ended before it was seen writing");
-        assert!(Instant::now() < deadline, "no traceflow session started writing within a minute");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the ingest ended before it was seen writing"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no traceflow session started writing within a minute"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -639,8 +829,14 @@ fn assert_only_whole_captures(db: &PgDb) -> Vec<(String, i64)> {
         let (frames, flows, nframes, nflows, npaths, nifaces): (i64, i64, i64, i64, i64, i64) =
             (r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7));
         assert!(hash.is_some(), "{name}: no hash");
-        assert_eq!(frames, nframes, "{name}: captures.frames against its frames rows");
-        assert_eq!(flows, nflows, "{name}: captures.flows against its flows rows");
+        assert_eq!(
+            frames, nframes,
+            "{name}: captures.frames against its frames rows"
+        );
+        assert_eq!(
+            flows, nflows,
+            "{name}: captures.flows against its flows rows"
+        );
         assert!(npaths >= 1, "{name}: no capture_paths row");
         assert!(nifaces >= 1, "{name}: no interfaces row");
         out.push((name, frames));
@@ -657,7 +853,9 @@ fn assert_only_whole_captures(db: &PgDb) -> Vec<(String, i64)> {
     ] {
         let orphans: i64 = c
             .query_one(
-                &format!("SELECT count(*) FROM {t} WHERE capture_id NOT IN (SELECT id FROM captures)"),
+                &format!(
+                    "SELECT count(*) FROM {t} WHERE capture_id NOT IN (SELECT id FROM captures)"
+                ),
                 &[],
             )
             .unwrap()
@@ -678,21 +876,38 @@ fn pg_sigkill_mid_ingest_leaves_only_whole_captures() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let (big, big_frames) = big_capture(tmp.path());
     let mb = std::fs::metadata(&big).unwrap().len() as f64 / 1e6;
+    // Uncommitted rows take room in the table's file: its size shows that the kill lands while frames are written.
+    let frames_size = |db: &PgDb| db.count("SELECT pg_relation_size('frames')");
 
     // Two kills: half a second and a second after the capture's transaction first wrote.
     for (round, after) in [500u64, 1000].into_iter().enumerate() {
+        let size_before = frames_size(&db);
         let mut child = spawn_ingest(db.path(), &["--embed", big.to_str().unwrap()]);
         wait_for_writing(&db, &mut child);
         std::thread::sleep(Duration::from_millis(after));
+        let size_at_kill = frames_size(&db);
         assert!(
             child.try_wait().unwrap().is_none(),
             "round {round}: the ingest of {mb:.0} MB ended within {after} ms of writing, before the kill"
         );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        assert!(
+            size_at_kill > size_before,
+            "round {round}: no frames written yet when killed ({size_before} -> {size_at_kill} bytes)"
+        );
         let caps = assert_only_whole_captures(&db);
-        eprintln!("round {round}: killed {after} ms into the transaction; captures {caps:?}");
-        assert_eq!(caps, vec![("small.pcap".to_string(), caps[0].1)], "only the small capture is in");
+        eprintln!(
+            "round {round}: {mb:.0} MB capture killed {after} ms into its transaction, frames table {} -> {} kB; \
+             captures {caps:?}",
+            size_before / 1024,
+            size_at_kill / 1024
+        );
+        assert_eq!(
+            caps,
+            vec![("small.pcap".to_string(), caps[0].1)],
+            "only the small capture is in"
+        );
     }
     // The server ends the killed sessions' transactions; a new ingest of the same file then succeeds.
     let child = spawn_ingest(db.path(), &["--embed", big.to_str().unwrap()]);
@@ -729,14 +944,28 @@ fn pg_reader_during_an_ingest() {
         e
     };
     let want_entry = entry(&json(db.path(), &["captures", "--format", "json"]));
-    let want_index = ok(db.path(), &["query", "--capture", "small.pcap", "--format", "json"]);
+    let want_index = ok(
+        db.path(),
+        &["query", "--capture", "small.pcap", "--format", "json"],
+    );
     let want_flow = {
         let f = tmp.path().join("want.pcap");
         let label = serde_json::from_str::<Value>(&want_index).unwrap()[0]["label"]
             .as_str()
             .unwrap()
             .to_string();
-        ok(db.path(), &["query", "--capture", "small.pcap", "--flow", &label, "-o", f.to_str().unwrap()]);
+        ok(
+            db.path(),
+            &[
+                "query",
+                "--capture",
+                "small.pcap",
+                "--flow",
+                &label,
+                "-o",
+                f.to_str().unwrap(),
+            ],
+        );
         (label, std::fs::read(&f).unwrap())
     };
 
@@ -746,26 +975,73 @@ fn pg_reader_during_an_ingest() {
     let mut rounds = 0;
     let got = tmp.path().join("got.pcap");
     while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(300), "the ingest runs for more than 5 minutes");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the ingest runs for more than 5 minutes"
+        );
         let caps = run(db.path(), &["captures", "--format", "json"]);
-        assert_eq!(caps.code, 0, "captures during the ingest (round {rounds}): {}", caps.stderr);
-        assert_eq!(entry(&serde_json::from_str(&caps.stdout).unwrap()), want_entry);
-        let q = run(db.path(), &["query", "--capture", "small.pcap", "--format", "json"]);
-        assert_eq!(q.code, 0, "query during the ingest (round {rounds}): {}", q.stderr);
-        assert_eq!(q.stdout, want_index, "query during the ingest (round {rounds})");
+        assert_eq!(
+            caps.code, 0,
+            "captures during the ingest (round {rounds}): {}",
+            caps.stderr
+        );
+        assert_eq!(
+            entry(&serde_json::from_str(&caps.stdout).unwrap()),
+            want_entry
+        );
         let q = run(
             db.path(),
-            &["query", "--capture", "small.pcap", "--flow", &want_flow.0, "-o", got.to_str().unwrap()],
+            &["query", "--capture", "small.pcap", "--format", "json"],
         );
-        assert_eq!(q.code, 0, "query --flow during the ingest (round {rounds}): {}", q.stderr);
-        assert!(std::fs::read(&got).unwrap() == want_flow.1, "query --flow bytes during the ingest");
+        assert_eq!(
+            q.code, 0,
+            "query during the ingest (round {rounds}): {}",
+            q.stderr
+        );
+        assert_eq!(
+            q.stdout, want_index,
+            "query during the ingest (round {rounds})"
+        );
+        let q = run(
+            db.path(),
+            &[
+                "query",
+                "--capture",
+                "small.pcap",
+                "--flow",
+                &want_flow.0,
+                "-o",
+                got.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            q.code, 0,
+            "query --flow during the ingest (round {rounds}): {}",
+            q.stderr
+        );
+        assert!(
+            std::fs::read(&got).unwrap() == want_flow.1,
+            "query --flow bytes during the ingest"
+        );
         rounds += 1;
     }
     let r = wait_bounded(child, Duration::from_secs(60), "the big ingest");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    eprintln!("{rounds} rounds of captures/query while the ingest ran ({:?})", start.elapsed());
-    assert!(rounds >= 3, "only {rounds} read rounds during the ingest: make the capture bigger");
-    assert_eq!(json(db.path(), &["captures", "--format", "json"]).as_array().unwrap().len(), 2);
+    eprintln!(
+        "{rounds} rounds of captures/query while the ingest ran ({:?})",
+        start.elapsed()
+    );
+    assert!(
+        rounds >= 3,
+        "only {rounds} read rounds during the ingest: make the capture bigger"
+    );
+    assert_eq!(
+        json(db.path(), &["captures", "--format", "json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -774,9 +1050,18 @@ fn pg_reader_during_an_ingest() {
 /// `traceflow --db url ARGS...` fails with exit status 2 and a one-line message; the line.
 fn error_line(url: &str, args: &[&str]) -> String {
     let r = run(Path::new(url), args);
-    assert_eq!(r.code, 2, "{url} {args:?}: exit {}, stdout {:?}, stderr {:?}", r.code, r.stdout, r.stderr);
+    assert_eq!(
+        r.code, 2,
+        "{url} {args:?}: exit {}, stdout {:?}, stderr {:?}",
+        r.code, r.stdout, r.stderr
+    );
     let lines: Vec<&str> = r.stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "{url} {args:?}: one line expected:\n{}", r.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "{url} {args:?}: one line expected:\n{}",
+        r.stderr
+    );
     assert!(r.stdout.is_empty(), "{url} {args:?}: stdout {:?}", r.stdout);
     lines[0].to_string()
 }
@@ -784,7 +1069,10 @@ fn error_line(url: &str, args: &[&str]) -> String {
 fn assert_says(line: &str, words: &[&str]) {
     let lower = line.to_lowercase();
     for w in words {
-        assert!(lower.contains(&w.to_lowercase()), "the message does not say {w:?}: {line}");
+        assert!(
+            lower.contains(&w.to_lowercase()),
+            "the message does not say {w:?}: {line}"
+        );
     }
 }
 
@@ -809,7 +1097,10 @@ fn pg_server_that_is_down() {
     ] {
         let line = error_line(url, &["query"]);
         assert_says(&line, &["/nonexistent-dir", "***"]);
-        assert!(!line.contains("Secret-Down-123"), "the password shows: {line}");
+        assert!(
+            !line.contains("Secret-Down-123"),
+            "the password shows: {line}"
+        );
     }
 }
 
@@ -826,7 +1117,10 @@ fn pg_wrong_credentials() {
         for args in [&["captures"][..], &["ingest", "-"][..]] {
             let line = error_line(&url, args);
             assert_says(&line, &["password", "***"]);
-            assert!(!line.contains("Wrong-Pass-4711"), "the password shows: {line}");
+            assert!(
+                !line.contains("Wrong-Pass-4711"),
+                "the password shows: {line}"
+            );
         }
     }
 }
@@ -839,7 +1133,11 @@ fn pg_newer_schema_is_refused() {
     std::fs::write(&small, pcap_conversations(3, T0)).unwrap();
     let r = ingest(db.path(), &[], &[&small]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(db.count("SELECT max(version) FROM traceflow_schema"), 1, "this build writes version 1");
+    assert_eq!(
+        db.count("SELECT max(version) FROM traceflow_schema"),
+        1,
+        "this build writes version 1"
+    );
     db.client()
         .batch_execute("UPDATE traceflow_schema SET version = 99")
         .unwrap();
@@ -856,24 +1154,42 @@ fn pg_newer_schema_is_refused() {
         ] {
             let line = error_line(url, args);
             assert_says(&line, &["99", "newer"]);
-            assert!(!line.contains("right-password"), "the password shows: {line}");
+            assert!(
+                !line.contains("right-password"),
+                "the password shows: {line}"
+            );
         }
     }
-    assert_eq!(db.count("SELECT max(version) FROM traceflow_schema"), 99, "the version is left alone");
-    assert_eq!(db.count("SELECT count(*) FROM captures"), 1, "nothing was ingested or forgotten");
+    assert_eq!(
+        db.count("SELECT max(version) FROM traceflow_schema"),
+        99,
+        "the version is left alone"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM captures"),
+        1,
+        "nothing was ingested or forgotten"
+    );
 }
 
 #[test]
 fn pg_read_command_on_an_empty_database() {
     let db = PgDb::new("empty");
-    for args in [&["captures"][..], &["query"][..], &["query", "--capture", "x.pcap", "--flow", "y"][..]] {
+    for args in [
+        &["captures"][..],
+        &["query"][..],
+        &["query", "--capture", "x.pcap", "--flow", "y"][..],
+    ] {
         let line = error_line(&db.url, args);
         assert_says(&line, &["ingest"]);
     }
     let with_password = with_user(&db.url, "tf_password:right-password");
     let line = error_line(&with_password, &["captures"]);
     assert_says(&line, &["ingest", "***"]);
-    assert!(!line.contains("right-password"), "the password shows: {line}");
+    assert!(
+        !line.contains("right-password"),
+        "the password shows: {line}"
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
         0,
