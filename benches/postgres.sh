@@ -97,6 +97,7 @@ PG_DIR=$TRACEFLOW_TEST_PG_DIR
 PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | head -n1) || true
 [[ -x $PSQL ]] || die "psql not found"
 log "cluster in $PG_DIR ($("$PSQL" "$TRACEFLOW_TEST_PG" -Atc 'SHOW server_version'))"
+export PGOPTIONS='-c client_min_messages=warning'  # no NOTICE from DROP DATABASE IF EXISTS
 pg_url() { echo "${TRACEFLOW_TEST_PG/\/postgres?//$1?}"; }
 fresh_pg() {  # fresh_pg NAME: an empty database NAME; prints its URL
     "$PSQL" "$TRACEFLOW_TEST_PG" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
@@ -183,5 +184,5 @@ awk -v s1="$s1" -v p1="$p1" -v j1="$j1" -v j2="$j2" -v p2="$p2" -v qs="$qs" -v q
     printf "%-52s %10.2f %14.0f %8.2f\n", "ingest 4 captures -> PostgreSQL, 2 processes x 2", p2, f4 / p2, j1 / p2
     printf "%-52s %10.1f %14s %8s\n", "query --flow -o /dev/null, SQLite (ms)", qs * 1000, "-", "1.00"
     printf "%-52s %10.1f %14s %8.2f\n", "query --flow -o /dev/null, PostgreSQL (ms)", qp * 1000, "-", qs / qp
-    printf "(ratio: throughput against the row marked 1.00 above it; query label %s)\n", label
+    printf "(ratio: speed against the row marked 1.00 above it, above 1 is faster; query label %s)\n", label
 }'
