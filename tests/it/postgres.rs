@@ -807,6 +807,30 @@ fn wait_for_writing(db: &PgDb, child: &mut Child) {
     }
 }
 
+/// Waits (bounded) until no traceflow session is left on `db`: the server has ended a killed client's session
+/// and rolled its transaction back.
+fn wait_for_no_sessions(db: &PgDb) {
+    let mut c = db.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'traceflow'",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed ingest's session is still on the server after a minute"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Every capture in the database is whole, and no row belongs to a capture that is not there. Returns the
 /// captures' (name, frames).
 fn assert_only_whole_captures(db: &PgDb) -> Vec<(String, i64)> {
@@ -892,6 +916,7 @@ fn pg_sigkill_mid_ingest_leaves_only_whole_captures() {
         );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        wait_for_no_sessions(&db);
         assert!(
             size_at_kill > size_before,
             "round {round}: no frames written yet when killed ({size_before} -> {size_at_kill} bytes)"
