@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::{CaptureReader, FileStat, OpenError};
 use crate::conn::{ConnRecord, ConnSeg, Connections};
@@ -108,9 +108,12 @@ impl Budget {
         }))
     }
 
-    /// The writer moved on to `capture`.
+    /// A writer moved on to `capture`. Writers take captures in order, so every capture up to the furthest one
+    /// is written or being written.
     fn writer_at(&self, capture: usize) {
-        self.lock().current = capture;
+        let mut s = self.lock();
+        s.current = s.current.max(capture);
+        drop(s);
         self.freed.notify_all();
     }
 
@@ -809,7 +812,7 @@ pub fn run(
     conn: &mut Db,
     args: &[PathBuf],
     opts: &Options,
-    log: &mut dyn FnMut(String),
+    log: &mut (dyn FnMut(String) + Send),
 ) -> Summary {
     let started = Instant::now();
     let mut summary = Summary::default();
@@ -873,175 +876,92 @@ pub fn run(
     let next = AtomicUsize::new(0);
     let inputs = Arc::new(inputs);
     let budget = Budget::new(IN_FLIGHT_BYTES, todo.len());
-    std::thread::scope(|scope| {
-        let mut readers = 0;
-        for _ in 0..jobs {
-            let (next, senders, todo, inputs, budget) =
-                (&next, &senders, &todo, inputs.clone(), &budget);
-            // Named, so that profiles and `top -H` tell readers from the writer.
-            let reader = std::thread::Builder::new().name("tf-reader".into());
-            let spawned = reader.spawn_scoped(scope, move || loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                if k >= todo.len() {
-                    break;
-                }
-                read_capture(&inputs[todo[k]], opts, &senders[k], budget, k);
-            });
-            match spawned {
-                Ok(_) => readers += 1,
-                Err(e) => log(format!("warning: could not start a reader thread: {e}")),
-            }
-        }
-        if readers == 0 {
-            summary.failed += todo.len() as u64;
-            return;
-        }
-        let mut done_bytes = 0u64;
-        let (mut all_frames, mut all_flows) = (0u64, 0u64);
+    {
+        let mut say = |m: String| log(m);
+        let log_lock: Mutex<&mut (dyn FnMut(String) + Send)> = Mutex::new(&mut say);
+        let progress = Mutex::new(Progress::default());
+        let shared = Mutex::new(&mut summary);
         // Each receiver is dropped after its capture, so a reader whose capture the writer gave up on stops.
-        for (k, (rx, &i)) in receivers.into_iter().zip(todo.iter()).enumerate() {
-            let src = &sources[i];
-            budget.writer_at(k);
-            if k > 0 && journal == store::Journal::BulkLoad {
-                // The big first capture is in; the rest are written in WAL (see above).
-                match conn.sqlite().map_or(Ok(()), store::end_ingest) {
-                    Ok(()) => journal = store::Journal::Wal,
-                    Err(e) => log(format!(
-                        "warning: could not switch the database to WAL: {e}"
-                    )),
+        let receivers: Vec<Mutex<Option<Receiver<Msg>>>> =
+            receivers.into_iter().map(|r| Mutex::new(Some(r))).collect();
+        let next_write = AtomicUsize::new(0);
+        let ctx = WriteCtx {
+            todo: &todo,
+            sources: &sources,
+            inputs: &inputs,
+            in_folder: &in_folder,
+            opts,
+            bar: &bar,
+            started,
+            total_bytes,
+            budget: &budget,
+            progress: &progress,
+            summary: &shared,
+            log: &log_lock,
+        };
+        std::thread::scope(|scope| {
+            let mut readers = 0;
+            for _ in 0..jobs {
+                let (next, senders, todo, inputs, budget) =
+                    (&next, &senders, &todo, inputs.clone(), &budget);
+                // Named, so that profiles and `top -H` tell readers from the writer.
+                let reader = std::thread::Builder::new().name("tf-reader".into());
+                let spawned = reader.spawn_scoped(scope, move || loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    if k >= todo.len() {
+                        break;
+                    }
+                    read_capture(&inputs[todo[k]], opts, &senders[k], budget, k);
+                });
+                match spawned {
+                    Ok(_) => readers += 1,
+                    Err(e) => ctx.say(format!("warning: could not start a reader thread: {e}")),
                 }
             }
-            let (mut cap_frames, mut flood_warned) = (0u64, false);
-            let outcome = write_capture(conn, src, &rx, opts, &mut |read, frames, flows| {
-                all_frames += frames;
-                all_flows += flows;
-                cap_frames += frames;
-                // Zero-length records cost a row each but almost nothing on disk once compressed: 256 MiB of
-                // zeros after a pcap header is 9 KB of zstd and would be a 489 MB database. Say so while it
-                // happens, once.
-                if !flood_warned
-                    && cap_frames >= FLOOD_MIN_RECORDS
-                    && cap_frames > read.saturating_mul(FLOOD_RECORDS_PER_BYTE)
-                {
-                    flood_warned = true;
-                    let m = format!(
-                            "warning: {}: {cap_frames} records from {read} bytes on disk (more records per byte than \
-                             any real capture: a flood of empty records?); --max-frames N bounds it",
-                            src.path
-                        );
-                    match &bar {
-                        Some(b) => b.suspend(|| log(m)),
-                        None => log(m),
-                    }
+            if readers == 0 {
+                ctx.summary.lock().unwrap_or_else(|e| e.into_inner()).failed += todo.len() as u64;
+                return;
+            }
+            // Writers take captures in input order. SQLite has one writer; PostgreSQL takes one connection per job,
+            // so that several captures are written at once (the server runs each connection's inserts on its own
+            // process).
+            let extra: Vec<Db> = match &*conn {
+                Db::Postgres(p) if jobs > 1 => (1..jobs)
+                    .filter_map(|_| match p.reconnect() {
+                        Ok(c) => Some(Db::Postgres(Box::new(c))),
+                        Err(e) => {
+                            ctx.say(format!(
+                                "warning: could not open another database connection: {e}"
+                            ));
+                            None
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for db in extra {
+                let (ctx, receivers, next_write) = (&ctx, &receivers, &next_write);
+                let writer = std::thread::Builder::new().name("tf-writer".into());
+                let spawned = writer.spawn_scoped(scope, move || {
+                    write_all(&db, ctx, receivers, next_write, &mut |_, _| {})
+                });
+                if let Err(e) = spawned {
+                    ctx.say(format!("warning: could not start a writer thread: {e}"));
                 }
-                if let Some(b) = &bar {
-                    let at = done_bytes + read;
-                    b.set_position(at);
-                    let spent = started.elapsed().saturating_sub(store::lock_waited());
-                    b.set_message(progress_message(
-                        at,
-                        total_bytes,
-                        spent,
-                        all_frames,
-                        all_flows,
-                        &src.name,
-                    ));
+            }
+            write_all(conn, &ctx, &receivers, &next_write, &mut |conn, k| {
+                if k > 0 && journal == store::Journal::BulkLoad {
+                    // The big first capture is in; the rest are written in WAL (see above).
+                    match conn.sqlite().map_or(Ok(()), store::end_ingest) {
+                        Ok(()) => journal = store::Journal::Wal,
+                        Err(e) => ctx.say(format!(
+                            "warning: could not switch the database to WAL: {e}"
+                        )),
+                    }
                 }
             });
-            drop(rx);
-            done_bytes += src.size;
-            if let Some(b) = &bar {
-                b.set_position(done_bytes);
-            }
-            let mut say = |m: String| match &bar {
-                Some(b) => b.suspend(|| log(m)),
-                None => log(m),
-            };
-            match outcome {
-                Ok(Ok(Outcome::Indexed {
-                    end, superseded, ..
-                })) => {
-                    summary.indexed += 1;
-                    summary.frames += end.frames;
-                    summary.flows += end.flows;
-                    let is_file = matches!(inputs[i], Input::File(_));
-                    if is_file
-                        && (end.changed || (end.size, end.mtime_ns) != (src.size, src.mtime_ns))
-                    {
-                        say(format!(
-                            "warning: {} changed while it was read; indexed the {} bytes read",
-                            src.path, end.size
-                        ));
-                    }
-                    for s in superseded {
-                        say(match s {
-                            Superseded::Replaced(old) => format!(
-                                "{}: content changed since it was indexed; replaced capture {old}",
-                                src.path
-                            ),
-                            Superseded::PathMoved(old) => format!(
-                                "{}: content changed since it was indexed; capture {old} keeps its other paths, \
-                                 this path moved to the new capture",
-                                src.path
-                            ),
-                        });
-                    }
-                    if let Some(t) = &end.truncation {
-                        summary.truncated += 1;
-                        say(format!(
-                            "warning: {}: truncated at byte offset {} after frame {}: {}",
-                            src.path, t.offset, end.frames, t.reason
-                        ));
-                    } else if opts.verbose {
-                        say(format!(
-                            "{}: {} frames, {} flows",
-                            src.path, end.frames, end.flows
-                        ));
-                    }
-                }
-                Ok(Ok(Outcome::AlreadyIndexed { name, .. })) => {
-                    summary.skipped += 1;
-                    summary.already += 1;
-                    if opts.verbose {
-                        say(format!("{}: already indexed (as {name})", src.path));
-                    }
-                }
-                Ok(Err(ReadFailure::NotCapture(why))) if in_folder[i] => {
-                    summary.skipped += 1;
-                    summary.not_captures += 1;
-                    if opts.verbose {
-                        say(format!("{}: {why}, skipped", src.path));
-                    }
-                }
-                Ok(Err(ReadFailure::NotCapture(why))) => {
-                    // Named on the command line: the user meant it to be a capture.
-                    summary.failed += 1;
-                    say(format!("error: {}: {why}", src.path));
-                }
-                Ok(Err(ReadFailure::Interrupted)) => {
-                    summary.interrupted = true;
-                    say(format!("{}: interrupted, rolled back", src.path));
-                }
-                Ok(Err(ReadFailure::Failed(why))) => {
-                    summary.failed += 1;
-                    say(format!("error: {}: {why}", src.path));
-                }
-                Err(e) => {
-                    // Not this capture's fault: a full disk or a read-only database fails every capture after
-                    // it too. Stop at the first, once.
-                    summary.failed += 1;
-                    let line = crate::msg::error_line(&e.to_string(), error_causes(&e));
-                    say(format!("error: {}: {line}; stopping", src.path));
-                    summary.database_error = Some(line);
-                }
-            }
-            if summary.interrupted || summary.database_error.is_some() {
-                // The other readers stop too.
-                opts.cancel.cancel();
-                break;
-            }
-        }
-    });
+        });
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -1053,6 +973,212 @@ pub fn run(
     summary.waited = store::lock_waited();
     summary.elapsed = started.elapsed().saturating_sub(summary.waited);
     summary
+}
+
+/// What the writers of one ingest share: the captures to write and where their messages and totals go.
+struct WriteCtx<'a, 's, 'l> {
+    todo: &'a [usize],
+    sources: &'a [CaptureSource],
+    inputs: &'a [Input],
+    in_folder: &'a [bool],
+    opts: &'a Options,
+    bar: &'a Option<indicatif::ProgressBar>,
+    started: Instant,
+    total_bytes: u64,
+    budget: &'a Arc<Budget>,
+    progress: &'a Mutex<Progress>,
+    summary: &'a Mutex<&'s mut Summary>,
+    log: &'a Mutex<&'l mut (dyn FnMut(String) + Send)>,
+}
+
+impl WriteCtx<'_, '_, '_> {
+    /// Logs a message, above the progress bar.
+    fn say(&self, m: String) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        match self.bar {
+            Some(b) => b.suspend(|| log(m)),
+            None => log(m),
+        }
+    }
+}
+
+/// Bytes, frames and flows written so far, across writers (the progress line).
+#[derive(Default)]
+struct Progress {
+    done_bytes: u64,
+    frames: u64,
+    flows: u64,
+}
+
+/// One writer: takes the next capture in input order until none is left or the run stops, and records each
+/// outcome. `before(db, k)` runs before capture `k` is written.
+fn write_all(
+    conn: &Db,
+    ctx: &WriteCtx,
+    receivers: &[Mutex<Option<Receiver<Msg>>>],
+    next: &AtomicUsize,
+    before: &mut dyn FnMut(&Db, usize),
+) {
+    let WriteCtx {
+        todo,
+        sources,
+        inputs,
+        in_folder,
+        opts,
+        bar,
+        started,
+        total_bytes,
+        budget,
+        ..
+    } = *ctx;
+    loop {
+        if opts.cancel.is_cancelled() {
+            break;
+        }
+        let k = next.fetch_add(1, Ordering::SeqCst);
+        if k >= todo.len() {
+            break;
+        }
+        let Some(rx) = receivers[k]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            continue;
+        };
+        let i = todo[k];
+        let src = &sources[i];
+        budget.writer_at(k);
+        before(conn, k);
+        let (mut cap_frames, mut flood_warned) = (0u64, false);
+        let outcome = write_capture(conn, src, &rx, opts, &mut |read, frames, flows| {
+            let mut pr = ctx.progress.lock().unwrap_or_else(|e| e.into_inner());
+            pr.frames += frames;
+            pr.flows += flows;
+            cap_frames += frames;
+            // Zero-length records cost a row each but almost nothing on disk once compressed: 256 MiB of
+            // zeros after a pcap header is 9 KB of zstd and would be a 489 MB database. Say so while it
+            // happens, once.
+            if !flood_warned
+                && cap_frames >= FLOOD_MIN_RECORDS
+                && cap_frames > read.saturating_mul(FLOOD_RECORDS_PER_BYTE)
+            {
+                flood_warned = true;
+                let m = format!(
+                            "warning: {}: {cap_frames} records from {read} bytes on disk (more records per byte than \
+                             any real capture: a flood of empty records?); --max-frames N bounds it",
+                            src.path
+                        );
+                ctx.say(m);
+            }
+            if let Some(b) = bar {
+                let at = pr.done_bytes + read;
+                b.set_position(at);
+                let spent = started.elapsed().saturating_sub(store::lock_waited());
+                b.set_message(progress_message(
+                    at,
+                    total_bytes,
+                    spent,
+                    pr.frames,
+                    pr.flows,
+                    &src.name,
+                ));
+            }
+        });
+        drop(rx);
+        {
+            let mut pr = ctx.progress.lock().unwrap_or_else(|e| e.into_inner());
+            pr.done_bytes += src.size;
+            if let Some(b) = bar {
+                b.set_position(pr.done_bytes);
+            }
+        }
+        let say = |m: String| ctx.say(m);
+        let mut guard = ctx.summary.lock().unwrap_or_else(|e| e.into_inner());
+        let summary: &mut Summary = &mut guard;
+        match outcome {
+            Ok(Ok(Outcome::Indexed {
+                end, superseded, ..
+            })) => {
+                summary.indexed += 1;
+                summary.frames += end.frames;
+                summary.flows += end.flows;
+                let is_file = matches!(inputs[i], Input::File(_));
+                if is_file && (end.changed || (end.size, end.mtime_ns) != (src.size, src.mtime_ns))
+                {
+                    say(format!(
+                        "warning: {} changed while it was read; indexed the {} bytes read",
+                        src.path, end.size
+                    ));
+                }
+                for s in superseded {
+                    say(match s {
+                            Superseded::Replaced(old) => format!(
+                                "{}: content changed since it was indexed; replaced capture {old}",
+                                src.path
+                            ),
+                            Superseded::PathMoved(old) => format!(
+                                "{}: content changed since it was indexed; capture {old} keeps its other paths, \
+                                 this path moved to the new capture",
+                                src.path
+                            ),
+                        });
+                }
+                if let Some(t) = &end.truncation {
+                    summary.truncated += 1;
+                    say(format!(
+                        "warning: {}: truncated at byte offset {} after frame {}: {}",
+                        src.path, t.offset, end.frames, t.reason
+                    ));
+                } else if opts.verbose {
+                    say(format!(
+                        "{}: {} frames, {} flows",
+                        src.path, end.frames, end.flows
+                    ));
+                }
+            }
+            Ok(Ok(Outcome::AlreadyIndexed { name, .. })) => {
+                summary.skipped += 1;
+                summary.already += 1;
+                if opts.verbose {
+                    say(format!("{}: already indexed (as {name})", src.path));
+                }
+            }
+            Ok(Err(ReadFailure::NotCapture(why))) if in_folder[i] => {
+                summary.skipped += 1;
+                summary.not_captures += 1;
+                if opts.verbose {
+                    say(format!("{}: {why}, skipped", src.path));
+                }
+            }
+            Ok(Err(ReadFailure::NotCapture(why))) => {
+                // Named on the command line: the user meant it to be a capture.
+                summary.failed += 1;
+                say(format!("error: {}: {why}", src.path));
+            }
+            Ok(Err(ReadFailure::Interrupted)) => {
+                summary.interrupted = true;
+                say(format!("{}: interrupted, rolled back", src.path));
+            }
+            Ok(Err(ReadFailure::Failed(why))) => {
+                summary.failed += 1;
+                say(format!("error: {}: {why}", src.path));
+            }
+            Err(e) => {
+                // Not this capture's fault: a full disk or a read-only database fails every capture after
+                // it too. Stop at the first, once.
+                summary.failed += 1;
+                let line = crate::msg::error_line(&e.to_string(), error_causes(&e));
+                say(format!("error: {}: {line}; stopping", src.path));
+                summary.database_error = Some(line);
+            }
+        }
+        if summary.interrupted || summary.database_error.is_some() {
+            // The other readers and writers stop too.
+            opts.cancel.cancel();
+            break;
+        }
+    }
 }
 
 /// Captures at least this big are bulk-loaded into an empty database (`store::begin_ingest`).

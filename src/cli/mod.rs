@@ -23,7 +23,7 @@ use crate::store::StoreError;
 #[derive(Parser, Debug)]
 #[command(version, about, after_help = EXIT_HELP)]
 pub struct Cli {
-    /// SQLite database to use.
+    /// Database: a SQLite file, or a PostgreSQL URL (postgresql://USER@HOST/DB, postgresql:///DB?host=/SOCKET/DIR).
     #[arg(
         long,
         global = true,

@@ -64,7 +64,6 @@ struct Cap<'c> {
     active: BinaryHeap<Reverse<(u64, usize)>>,
 }
 
-
 /// Interface facts over every capture of the database, for the output's headers: per link type, the largest
 /// snapshot length and whether any interface had sub-µs timestamps.
 fn link_facts(db: &Db) -> Result<HashMap<u32, (u32, bool)>, DumpError> {

@@ -106,11 +106,7 @@ fn check(path: &Path, cap: &CaptureRow, size: i64, mtime: Option<i64>) -> Option
 
 /// Finds the capture's file: a path it was indexed under, unchanged, or a file of the same base name under
 /// `root` with the same content.
-pub fn locate(
-    conn: &Db,
-    cap: &CaptureRow,
-    root: Option<&Path>,
-) -> Result<PathBuf, DumpError> {
+pub fn locate(conn: &Db, cap: &CaptureRow, root: Option<&Path>) -> Result<PathBuf, DumpError> {
     let mut cands = read::capture_paths(conn, cap.id)?;
     if !cands.iter().any(|c| c.0 == cap.path) {
         cands.insert(

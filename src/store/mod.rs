@@ -29,7 +29,7 @@ pub enum Db {
     /// A SQLite file.
     Sqlite(Connection),
     /// A PostgreSQL database.
-    Postgres(pg::Pg),
+    Postgres(Box<pg::Pg>),
 }
 
 /// Where `--db` points.
@@ -64,7 +64,7 @@ impl Db {
     pub fn open(target: &Target) -> Result<Db, StoreError> {
         Ok(match target {
             Target::Sqlite(p) => Db::Sqlite(open(p)?),
-            Target::Postgres(u) => Db::Postgres(pg::connect(u, true)?),
+            Target::Postgres(u) => Db::Postgres(Box::new(pg::connect(u, true)?)),
         })
     }
 
@@ -72,7 +72,7 @@ impl Db {
     pub fn open_read(target: &Target) -> Result<Db, StoreError> {
         Ok(match target {
             Target::Sqlite(p) => Db::Sqlite(open_read(p)?),
-            Target::Postgres(u) => Db::Postgres(pg::connect(u, false)?),
+            Target::Postgres(u) => Db::Postgres(Box::new(pg::connect(u, false)?)),
         })
     }
 
@@ -96,7 +96,7 @@ impl Db {
                      WHERE p.path = $1 AND p.size = $2 AND p.mtime_ns IS NOT DISTINCT FROM $3",
                     &[&src.path, &(src.size as i64), &src.mtime_ns],
                 )
-                .map(|r| r.map(|r| (r.get(0), r.get(1))))
+                .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose())
                 .map_err(p.err()),
         }
     }
@@ -105,7 +105,7 @@ impl Db {
 /// Writes one capture in one transaction, on either backend (see [`CaptureWriter`]).
 pub enum Writer<'c> {
     /// Into SQLite.
-    Sqlite(CaptureWriter<'c>),
+    Sqlite(Box<CaptureWriter<'c>>),
     /// Into PostgreSQL.
     Postgres(pg::write::PgWriter<'c>),
 }
@@ -119,7 +119,7 @@ impl<'c> Writer<'c> {
         embed: bool,
     ) -> Result<Writer<'c>, StoreError> {
         Ok(match db {
-            Db::Sqlite(c) => Writer::Sqlite(CaptureWriter::begin(c, src, force, embed)?),
+            Db::Sqlite(c) => Writer::Sqlite(Box::new(CaptureWriter::begin(c, src, force, embed)?)),
             Db::Postgres(p) => Writer::Postgres(pg::write::PgWriter::begin(p, src, force, embed)?),
         })
     }
@@ -157,7 +157,10 @@ impl<'c> Writer<'c> {
     }
 
     /// Stores parts of the capture's flow bucket lists.
-    pub fn add_buckets(&mut self, rows: &[crate::trace::buckets::BucketRow]) -> Result<(), StoreError> {
+    pub fn add_buckets(
+        &mut self,
+        rows: &[crate::trace::buckets::BucketRow],
+    ) -> Result<(), StoreError> {
         match self {
             Writer::Sqlite(w) => w.add_buckets(rows),
             Writer::Postgres(w) => w.add_buckets(rows),
@@ -175,7 +178,7 @@ impl<'c> Writer<'c> {
     /// Completes the capture and commits.
     pub fn finish(self, end: CaptureEnd) -> Result<Outcome, StoreError> {
         match self {
-            Writer::Sqlite(w) => w.finish(end),
+            Writer::Sqlite(w) => (*w).finish(end),
             Writer::Postgres(w) => w.finish(end),
         }
     }
@@ -261,7 +264,9 @@ pub enum StoreError {
         known: usize,
     },
     /// The file is a SQLite database with tables but no traceflow schema.
-    #[error("{path} is a database but not traceflow's (it has tables of its own); give another --db")]
+    #[error(
+        "{path} is a database but not traceflow's (it has tables of its own); give another --db"
+    )]
     NotTraceflow {
         /// The database file.
         path: String,

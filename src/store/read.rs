@@ -415,48 +415,49 @@ fn check_index_frames(id: i64, label: &str, frames: &str) -> Result<(), QueryErr
 /// The two-way index tuple (`query --bidirectional`) of one capture, or of every capture (then with the
 /// `capture` key set): one flow per connection, by the rule in [`crate::trace::twoway`], from the frame rows.
 /// It is built in memory, one capture at a time.
-pub fn bidirectional_index(
-    db: &Db,
-    capture: Option<i64>,
-) -> Result<Vec<IndexEntry>, QueryError> {
-    let conn = match db {
-        Db::Sqlite(c) => c,
-        Db::Postgres(p) => {
-            let mut out = Vec::new();
-            for (id, name) in p.capture_ids(capture)? {
-                let digits: HashMap<u32, u8> = p
-                    .interfaces(id)?
-                    .into_iter()
-                    .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
-                    .collect();
-                let mut t = crate::trace::twoway::TwoWay::default();
-                p.twoway_frames(id, &mut |number, ts_ns, iface, flags, src, sport, dst, dport| {
-                    let frame = crate::trace::twoway::TwoWayFrame {
-                        number: number.max(0) as u64,
-                        src: (src, sport),
-                        dst: (dst, dport),
-                        flags,
-                    };
-                    t.add(&frame, || {
-                        let ts = crate::capture::Timestamp::from_ns(
-                            ts_ns,
-                            digits.get(&iface).copied().unwrap_or(9),
-                        );
-                        crate::trace::label::label_from_text(src, sport, dst, dport, &ts)
-                    });
-                })?;
-                for (label, index) in t.index() {
-                    out.push(IndexEntry {
-                        capture: capture.is_none().then(|| name.clone()),
-                        fpout: None,
-                        index,
-                        label,
-                    });
+pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+    let conn =
+        match db {
+            Db::Sqlite(c) => c,
+            Db::Postgres(p) => {
+                let mut out = Vec::new();
+                for (id, name) in p.capture_ids(capture)? {
+                    let digits: HashMap<u32, u8> = p
+                        .interfaces(id)?
+                        .into_iter()
+                        .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
+                        .collect();
+                    let mut t = crate::trace::twoway::TwoWay::default();
+                    p.twoway_frames(
+                        id,
+                        &mut |number, ts_ns, iface, flags, src, sport, dst, dport| {
+                            let frame = crate::trace::twoway::TwoWayFrame {
+                                number: number.max(0) as u64,
+                                src: (src, sport),
+                                dst: (dst, dport),
+                                flags,
+                            };
+                            t.add(&frame, || {
+                                let ts = crate::capture::Timestamp::from_ns(
+                                    ts_ns,
+                                    digits.get(&iface).copied().unwrap_or(9),
+                                );
+                                crate::trace::label::label_from_text(src, sport, dst, dport, &ts)
+                            });
+                        },
+                    )?;
+                    for (label, index) in t.index() {
+                        out.push(IndexEntry {
+                            capture: capture.is_none().then(|| name.clone()),
+                            fpout: None,
+                            index,
+                            label,
+                        });
+                    }
                 }
+                return Ok(out);
             }
-            return Ok(out);
-        }
-    };
+        };
     let ids: Vec<(i64, String)> = conn
         .prepare("SELECT id, name FROM captures WHERE ?1 IS NULL OR id = ?1 ORDER BY id")?
         .query_map([capture], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -574,28 +575,24 @@ pub struct FlowGroup {
 const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
 
 /// Every flow labelled `label` (in `capture`, or in the one capture that has it).
-pub fn select_label(
-    db: &Db,
-    capture: Option<i64>,
-    label: &str,
-) -> Result<FlowGroup, QueryError> {
+pub fn select_label(db: &Db, capture: Option<i64>, label: &str) -> Result<FlowGroup, QueryError> {
     // The label's time is its flow's first frame time: the flows_first_ns index (capture_id, first_ns) finds it
     // with one seek per capture, without a scan.
     let (lo, hi) = crate::store::read::label_time_range(label).unwrap_or((i64::MIN, i64::MAX));
     let rows: Vec<(i64, i64, String)> = match db {
         Db::Postgres(p) => p.flows_labelled(capture, label, lo, hi)?,
         Db::Sqlite(conn) => conn
-        .prepare(&format!(
-            "SELECT f.capture_id, f.flow_no, c.name FROM flows f
+            .prepare(&format!(
+                "SELECT f.capture_id, f.flow_no, c.name FROM flows f
              JOIN captures c ON c.id = f.capture_id
              WHERE f.label = ?1 AND f.first_ns BETWEEN ?3 AND ?4
                AND f.capture_id IN (SELECT id FROM captures WHERE ?2 IS NULL OR id = ?2)
              ORDER BY f.capture_id, {INDEX_ORDER}"
-        ))?
-        .query_map(rusqlite::params![label, capture, lo, hi], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<Result<_, _>>()?,
+            ))?
+            .query_map(rusqlite::params![label, capture, lo, hi], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?,
     };
     let Some(first) = rows.first() else {
         return Err(unknown_label(db, capture, label));
@@ -653,22 +650,19 @@ pub fn with_connections(db: &Db, mut g: FlowGroup) -> Result<FlowGroup, QueryErr
 
 /// One group per connection of a capture, in connection order, named by the label of the flow that holds its
 /// first frame (`query --dump DIR --both`), with `.connN` after it when an earlier connection has that name.
-pub fn capture_conn_groups(
-    db: &Db,
-    capture_id: i64,
-) -> Result<Vec<FlowGroup>, QueryError> {
+pub fn capture_conn_groups(db: &Db, capture_id: i64) -> Result<Vec<FlowGroup>, QueryError> {
     let rows: Vec<(i64, String, Option<String>)> = match db {
         Db::Postgres(p) => p.conn_group_rows(capture_id)?,
         Db::Sqlite(conn) => conn
-        .prepare(
-            "SELECT x.conn_no, x.flows,
+            .prepare(
+                "SELECT x.conn_no, x.flows,
                     (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
                      AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']'))
                      ORDER BY f.first_frame LIMIT 1)
              FROM connections x WHERE x.capture_id = ?1 ORDER BY x.conn_no",
-        )?
-        .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?,
+            )?
+            .query_map([capture_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?,
     };
     // A flow that a reused port splits (no FIN between the connections) starts two of them: the later ones
     // get `.connN` after the label, so that every connection has a file of its own.
@@ -1499,6 +1493,10 @@ pub fn explain_flows(
     Ok(out)
 }
 
+/// `page(capture, after, into)` of [`merge_pages`].
+pub(crate) type PageFn<'a> =
+    dyn FnMut(i64, i64, &mut std::collections::VecDeque<FlowRow>) -> Result<bool, QueryError> + 'a;
+
 /// The merge of [`search_flows`] in time order: `pending` lists (first frame time, capture id) of the captures in
 /// that order; `page(capture, after, into)` appends the capture's next matching flows after flow_no `after`, in
 /// flow_no order, and says whether more may follow. Flows come out by (first time, capture id, flow_no) of each
@@ -1506,11 +1504,7 @@ pub fn explain_flows(
 pub(crate) fn merge_pages(
     mut pending: std::collections::VecDeque<(i64, i64)>,
     limit: Option<u64>,
-    page: &mut dyn FnMut(
-        i64,
-        i64,
-        &mut std::collections::VecDeque<FlowRow>,
-    ) -> Result<bool, QueryError>,
+    page: &mut PageFn,
     visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
     use std::cmp::Reverse;

@@ -45,7 +45,7 @@ fn assert_corpus_exact(max_open_flows: usize) {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let mut conn = store::open(&tmp.path().join("c.db")).unwrap();
+    let mut conn = store::Db::Sqlite(store::open(&tmp.path().join("c.db")).unwrap());
     let paths: Vec<PathBuf> = names.iter().map(|n| dir.join("captures").join(n)).collect();
     let opts = ingest::Options {
         jobs: 2,

@@ -25,7 +25,7 @@ fn corpus_db(dir: &Path) -> (PathBuf, Vec<String>) {
         "expected about 205 captures, found {}",
         names.len()
     );
-    let mut conn = store::open(&db).unwrap();
+    let mut conn = store::Db::Sqlite(store::open(&db).unwrap());
     let paths: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
     let opts = ingest::Options {
         jobs: 2,

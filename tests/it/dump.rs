@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use super::util::{corpus, tf};
 use assert_cmd::prelude::*;
-use rusqlite::Connection;
 use traceflow::cli::query::{run_query, QueryArgs, QueryFormat};
 use traceflow::dump::{self, DumpError, DumpFormat, DumpOptions};
 use traceflow::store::read as query;
 use traceflow::store::read::IndexEntry;
+use traceflow::store::Db;
 use traceflow::{ingest, store, synth};
 
 /// One frame as an independent reader (pcap-parser) sees it.
@@ -116,8 +116,8 @@ fn read_recs(bytes: &[u8]) -> Vec<Rec> {
     out
 }
 
-fn ingest_paths(db: &Path, paths: &[PathBuf], embed: bool) -> Connection {
-    let mut conn = store::open(db).unwrap();
+fn ingest_paths(db: &Path, paths: &[PathBuf], embed: bool) -> Db {
+    let mut conn = store::Db::Sqlite(store::open(db).unwrap());
     let opts = ingest::Options {
         jobs: 2,
         quiet: true,
@@ -131,7 +131,7 @@ fn ingest_paths(db: &Path, paths: &[PathBuf], embed: bool) -> Connection {
 
 /// `--dump DIR --format F` of one capture (or of all, with `None`), without --force.
 fn dump_folder(
-    conn: &Connection,
+    conn: &Db,
     capture: Option<i64>,
     dir: &Path,
     format: DumpFormat,
@@ -150,7 +150,7 @@ fn corpus_paths() -> Vec<PathBuf> {
 }
 
 /// The frame numbers of each label of a capture, flows in index order: what a dump of the label must hold.
-fn expected_groups(conn: &Connection, id: i64) -> Vec<(String, Vec<u64>)> {
+fn expected_groups(conn: &Db, id: i64) -> Vec<(String, Vec<u64>)> {
     let mut out: Vec<(String, Vec<u64>)> = Vec::new();
     for e in query::index(conn, Some(id)).unwrap() {
         match out.iter_mut().find(|g| g.0 == e.label) {
@@ -163,7 +163,7 @@ fn expected_groups(conn: &Connection, id: i64) -> Vec<(String, Vec<u64>)> {
 
 /// Dumps every label of every corpus capture as pcap and compares with the original records. Returns the number
 /// of labels compared.
-fn check_corpus(conn: &Connection, paths: &[PathBuf]) -> usize {
+fn check_corpus(conn: &Db, paths: &[PathBuf]) -> usize {
     let mut compared = 0;
     let mut failures = Vec::new();
     for p in paths {
@@ -263,7 +263,7 @@ fn compressed_captures_dump_like_their_originals() {
     let tmp = tempfile::tempdir().unwrap();
     // One database each: in one database the three are one capture (the same content), dumped from its first
     // path; here each is dumped from its own file.
-    let conns: Vec<Connection> = [&plain, &gz, &zst]
+    let conns: Vec<Db> = [&plain, &gz, &zst]
         .iter()
         .enumerate()
         .map(|(i, p)| ingest_paths(&tmp.path().join(format!("c{i}.db")), &[(*p).clone()], false))
@@ -439,7 +439,7 @@ fn sample_db(tmp: &Path, embed: bool) -> (PathBuf, PathBuf) {
 }
 
 fn first_label(db: &Path) -> String {
-    let conn = store::open(db).unwrap();
+    let conn = store::Db::Sqlite(store::open(db).unwrap());
     query::index(&conn, None).unwrap()[0].label.clone()
 }
 
@@ -542,7 +542,7 @@ fn dump_dir_writes_one_file_per_label_and_refuses_to_overwrite() {
     let o = run(false);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    let conn = store::open(&db).unwrap();
+    let conn = store::Db::Sqlite(store::open(&db).unwrap());
     let index = query::index(&conn, None).unwrap();
     assert_eq!(entries.len(), index.len());
     let mut labels: Vec<&str> = index.iter().map(|e| e.label.as_str()).collect();
@@ -575,17 +575,21 @@ fn dump_dir_writes_one_file_per_label_and_refuses_to_overwrite() {
 fn a_label_never_escapes_the_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let (db, _) = sample_db(tmp.path(), false);
-    let conn = store::open(&db).unwrap();
-    conn.execute(
-        "UPDATE flows SET label = '../../escaped' WHERE flow_no = 1",
-        [],
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE flows SET label = '/abs/olute' WHERE flow_no = 2",
-        [],
-    )
-    .unwrap();
+    let conn = store::Db::Sqlite(store::open(&db).unwrap());
+    conn.sqlite()
+        .unwrap()
+        .execute(
+            "UPDATE flows SET label = '../../escaped' WHERE flow_no = 1",
+            [],
+        )
+        .unwrap();
+    conn.sqlite()
+        .unwrap()
+        .execute(
+            "UPDATE flows SET label = '/abs/olute' WHERE flow_no = 2",
+            [],
+        )
+        .unwrap();
     drop(conn);
     let out = tmp.path().join("a").join("b");
     let o = tf(&db)
@@ -624,7 +628,7 @@ fn unknown_label_suggests_the_closest() {
 fn binary_formats_refuse_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let (db, _) = sample_db(tmp.path(), false);
-    let conn = store::open(&db).unwrap();
+    let conn = store::Db::Sqlite(store::open(&db).unwrap());
     let args = QueryArgs {
         flow: Some(first_label(&db)),
         format: Some(QueryFormat::Pcap),
@@ -819,7 +823,7 @@ fn several_captures_with_one_label_need_capture() {
 /// frames in file order, the captures interleaved by picking the earliest next frame (ties: lower capture id).
 /// The records come from the original files, read with pcap-parser.
 fn merged_want(
-    conn: &Connection,
+    conn: &Db,
     filter: &str,
     originals: &mut std::collections::HashMap<i64, Vec<Rec>>,
 ) -> Vec<Rec> {
@@ -831,7 +835,7 @@ fn merged_want(
          WHERE {} ORDER BY fr.capture_id, fr.number",
         compiled.condition
     );
-    let mut st = conn.prepare(&sql).unwrap();
+    let mut st = conn.sqlite().unwrap().prepare(&sql).unwrap();
     let mut per_cap: std::collections::BTreeMap<i64, (String, Vec<(i64, i64)>)> =
         Default::default();
     for r in st
@@ -933,7 +937,7 @@ fn flows_merge_matching_frames_into_one_capture() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--pcapng"), "{err}");
     assert!(!mixed.exists(), "a refused merge leaves no file");
-    let ether: Vec<String> = conn
+    let ether: Vec<String> = conn.sqlite().unwrap()
         .prepare("SELECT DISTINCT c.name FROM captures c JOIN interfaces i ON i.capture_id = c.id GROUP BY c.id HAVING min(i.linktype) = 1 AND max(i.linktype) = 1")
         .unwrap()
         .query_map([], |r| r.get(0))

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use rusqlite::Connection;
 use traceflow::filter::{self, Cmp, Dir, Expr, Field, Flag, FlowFacts};
 use traceflow::store::read::{self, FlowSort};
+use traceflow::store::Db;
 use traceflow::{ingest, store};
 
 use super::util::{corpus, run};
@@ -20,7 +20,7 @@ fn corpus_db() -> &'static (tempfile::TempDir, PathBuf, Vec<FlowFacts>) {
     DB.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("corpus.db");
-        let mut conn = store::open(&db).unwrap();
+        let mut conn = store::Db::Sqlite(store::open(&db).unwrap());
         let opts = ingest::Options {
             jobs: 2,
             quiet: true,
@@ -35,8 +35,8 @@ fn corpus_db() -> &'static (tempfile::TempDir, PathBuf, Vec<FlowFacts>) {
 }
 
 /// Every flow as the Rust evaluation sees it, read from the tables (not from the new columns under test).
-fn facts(conn: &Connection) -> Vec<FlowFacts> {
-    let mut st = conn
+fn facts(conn: &Db) -> Vec<FlowFacts> {
+    let mut st = conn.sqlite().unwrap()
         .prepare(
             "SELECT f.capture_id, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, f.packets, f.bytes,
                     f.payload_bytes, f.closed_frame IS NOT NULL, f.flow_no,
@@ -45,6 +45,8 @@ fn facts(conn: &Connection) -> Vec<FlowFacts> {
         )
         .unwrap();
     let mut flags = conn
+        .sqlite()
+        .unwrap()
         .prepare("SELECT tcp_flags FROM frames WHERE capture_id = ?1 AND flow_no = ?2")
         .unwrap();
     st.query_map([], |r| {
@@ -211,7 +213,7 @@ fn expr(facts: &'static [FlowFacts]) -> impl Strategy<Value = Expr> {
     })
 }
 
-fn by_sql(conn: &Connection, e: &Expr) -> BTreeSet<(i64, i64)> {
+fn by_sql(conn: &Db, e: &Expr) -> BTreeSet<(i64, i64)> {
     let mut got = BTreeSet::new();
     read::search_flows(conn, &filter::compile(e), FlowSort::Time, None, &mut |r| {
         got.insert((r.capture_id, r.flow_no));
@@ -221,9 +223,11 @@ fn by_sql(conn: &Connection, e: &Expr) -> BTreeSet<(i64, i64)> {
     got
 }
 
-fn by_rust(facts: &[FlowFacts], conn: &Connection, e: &Expr) -> BTreeSet<(i64, i64)> {
+fn by_rust(facts: &[FlowFacts], conn: &Db, e: &Expr) -> BTreeSet<(i64, i64)> {
     // flow_no is not in FlowFacts: facts are in (capture_id, flow_no) order, as the table is.
     let ids: Vec<(i64, i64)> = conn
+        .sqlite()
+        .unwrap()
         .prepare("SELECT capture_id, flow_no FROM flows ORDER BY capture_id, flow_no")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -244,7 +248,7 @@ proptest! {
     #[test]
     fn random_filters_match_a_plain_evaluation(e in expr(&corpus_db().2)) {
         let (_, db, facts) = corpus_db();
-        let conn = store::open_read(db).unwrap();
+        let conn = store::Db::Sqlite(store::open_read(db).unwrap());
         let typed = text(&e);
         let parsed = filter::parse(&typed, 0).unwrap_or_else(|err| panic!("{typed}: {err}"));
         let want = by_rust(facts, &conn, &parsed);
@@ -258,10 +262,12 @@ proptest! {
 #[test]
 fn some_filters_select_what_they_say() {
     let (_, db, facts) = corpus_db();
-    let conn = store::open_read(db).unwrap();
+    let conn = store::Db::Sqlite(store::open_read(db).unwrap());
     let count = |s: &str| by_sql(&conn, &filter::parse(s, 0).unwrap()).len();
     // Every capture has its flow buckets, so host and port filters here go through them.
     let without: i64 = conn
+        .sqlite()
+        .unwrap()
         .query_row(
             "SELECT count(*) FROM captures WHERE has_buckets = 0",
             [],
@@ -348,8 +354,10 @@ fn the_cli_formats_sorts_counts_and_explains_errors() {
 fn group_by_sums_what_a_brute_force_sums() {
     use std::collections::BTreeMap;
     let (_, db, facts) = corpus_db();
-    let conn = store::open_read(db).unwrap();
+    let conn = store::Db::Sqlite(store::open_read(db).unwrap());
     let names: BTreeMap<i64, String> = conn
+        .sqlite()
+        .unwrap()
         .prepare("SELECT id, name FROM captures")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -459,7 +467,7 @@ fn group_by_sums_what_a_brute_force_sums() {
 #[test]
 fn time_order_merges_captures_by_their_next_flow() {
     let (_, db, facts) = corpus_db();
-    let conn = store::open_read(db).unwrap();
+    let conn = store::Db::Sqlite(store::open_read(db).unwrap());
     for (filter_text, limit) in [("", None), ("syn or port 80", None), ("", Some(50u64))] {
         let e = filter::parse(filter_text, 0).unwrap();
         let mut per_cap: std::collections::BTreeMap<i64, Vec<&FlowFacts>> = Default::default();
@@ -502,8 +510,8 @@ fn time_order_merges_captures_by_their_next_flow() {
 #[test]
 fn views_show_times_names_and_flags() {
     let (_, db, facts) = corpus_db();
-    let conn = store::open_read(db).unwrap();
-    let mut st = conn
+    let conn = store::Db::Sqlite(store::open_read(db).unwrap());
+    let mut st = conn.sqlite().unwrap()
         .prepare(
             "SELECT v.capture, v.capture_id, v.flow_no, v.first_time, v.last_time, v.duration_s, v.flags,
                     v.state, f.flags, f.first_ns, f.last_ns
@@ -537,7 +545,7 @@ fn views_show_times_names_and_flags() {
     }
     assert_eq!(n, facts.len());
     // Times before 1970 too (floor division), checked on a computed value.
-    let t: String = conn
+    let t: String = conn.sqlite().unwrap()
         .query_row(
             "SELECT strftime('%Y-%m-%dT%H:%M:%S', (?1 - ((?1 % 1000000000) + 1000000000) % 1000000000) / 1000000000, 'unixepoch')
                     || printf('.%09dZ', ((?1 % 1000000000) + 1000000000) % 1000000000)",
@@ -553,7 +561,7 @@ fn views_show_times_names_and_flags() {
     assert!(migration.contains(
         "(f.first_ns - ((f.first_ns % 1000000000) + 1000000000) % 1000000000) / 1000000000"
     ));
-    let caps: i64 = conn
+    let caps: i64 = conn.sqlite().unwrap()
         .query_row(
             "SELECT count(*) FROM capture_list v JOIN captures c ON c.id = v.id
              WHERE v.first_time IS NOT NULL AND substr(v.first_time, 1, 19) = strftime('%Y-%m-%dT%H:%M:%S', c.first_ns / 1000000000, 'unixepoch')",
@@ -562,6 +570,8 @@ fn views_show_times_names_and_flags() {
         )
         .unwrap();
     let with_time: i64 = conn
+        .sqlite()
+        .unwrap()
         .query_row(
             "SELECT count(*) FROM captures WHERE first_ns >= 0",
             [],
@@ -576,7 +586,7 @@ fn views_show_times_names_and_flags() {
 #[test]
 fn every_readme_query_runs() {
     let (_, db, _) = corpus_db();
-    let conn = store::open_read(db).unwrap();
+    let conn = store::Db::Sqlite(store::open_read(db).unwrap());
     let readme = include_str!("../../README.md");
     let from = readme
         .find("### The index tuple in SQL")
@@ -590,6 +600,8 @@ fn every_readme_query_runs() {
         .collect();
     assert!(blocks.len() >= 3, "{} SQL blocks", blocks.len());
     let capture: i64 = conn
+        .sqlite()
+        .unwrap()
         .query_row(
             "SELECT capture_id FROM flows GROUP BY capture_id ORDER BY count(*) DESC LIMIT 1",
             [],
@@ -611,6 +623,8 @@ fn every_readme_query_runs() {
                 .any(|l| !l.trim_start().starts_with("--") && !l.trim().is_empty())
         }) {
             let mut st = conn
+                .sqlite()
+                .unwrap()
                 .prepare(sql)
                 .unwrap_or_else(|e| panic!("README SQL fails: {e}\n{sql}"));
             for i in 1..=st.parameter_count() {
@@ -645,8 +659,10 @@ fn every_readme_query_runs() {
 fn two_way_index_holds_every_frame_once_by_connection() {
     use std::collections::HashMap;
     let (_, db, _) = corpus_db();
-    let conn = store::open_read(db).unwrap();
+    let conn = store::Db::Sqlite(store::open_read(db).unwrap());
     let ids: Vec<i64> = conn
+        .sqlite()
+        .unwrap()
         .prepare("SELECT id FROM captures ORDER BY id")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -655,7 +671,7 @@ fn two_way_index_holds_every_frame_once_by_connection() {
         .collect();
     let mut reused = 0;
     for id in ids {
-        let frames: HashMap<u64, (String, u16, String, u16, i64)> = conn
+        let frames: HashMap<u64, (String, u16, String, u16, i64)> = conn.sqlite().unwrap()
             .prepare(
                 "SELECT fr.number, f.src, f.sport, f.dst, f.dport, fr.tcp_flags FROM frames fr
                  JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no WHERE fr.capture_id = ?1",
@@ -768,7 +784,7 @@ fn two_way_index_holds_every_frame_once_by_connection() {
 fn captures_without_usable_buckets_are_read_whole() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("b.db");
-    let mut conn = store::open(&db).unwrap();
+    let mut conn = store::Db::Sqlite(store::open(&db).unwrap());
     let opts = ingest::Options {
         quiet: true,
         ..Default::default()
@@ -789,7 +805,7 @@ fn captures_without_usable_buckets_are_read_whole() {
         })
         .collect();
     assert!(filters.len() > 20);
-    let results = |conn: &Connection| -> Vec<(usize, i64)> {
+    let results = |conn: &Db| -> Vec<(usize, i64)> {
         filters
             .iter()
             .map(|t| {
@@ -804,10 +820,14 @@ fn captures_without_usable_buckets_are_read_whole() {
     let want = results(&conn);
     assert!(want.iter().all(|(n, c)| *n as i64 == *c));
     assert!(want.iter().any(|(n, _)| *n > 0));
-    conn.execute_batch("UPDATE flow_buckets SET flow_nos = x'ff'")
+    conn.sqlite()
+        .unwrap()
+        .execute_batch("UPDATE flow_buckets SET flow_nos = x'ff'")
         .unwrap();
     assert_eq!(results(&conn), want, "damaged lists");
-    conn.execute_batch("DELETE FROM flow_buckets; UPDATE captures SET has_buckets = 0")
+    conn.sqlite()
+        .unwrap()
+        .execute_batch("DELETE FROM flow_buckets; UPDATE captures SET has_buckets = 0")
         .unwrap();
     assert_eq!(results(&conn), want, "no buckets");
 }

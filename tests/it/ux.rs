@@ -805,7 +805,7 @@ fn a_dump_of_many_flows_counts_its_files() {
     let db = f.db();
     let cap = f.capture("a.pcap", 40, 0);
     assert_eq!(ingest(&db, &["-q"], &[&cap]).code, 0);
-    let conn = traceflow::store::open_read(&db).unwrap();
+    let conn = traceflow::store::Db::Sqlite(traceflow::store::open_read(&db).unwrap());
     let mut opts = DumpOptions::new(DumpFormat::Pcap);
     let bar = indicatif::ProgressBar::hidden();
     opts.progress = Some(bar.clone());

@@ -26,6 +26,8 @@ pub struct Pg {
     pub(crate) client: RefCell<postgres::Client>,
     /// The URL with any password hidden, for messages.
     pub shown: String,
+    /// The URL as given, for more connections (`reconnect`).
+    url: String,
 }
 
 /// Whether `--db` names a PostgreSQL database (libpq's URL forms) rather than a SQLite file.
@@ -64,7 +66,10 @@ pub fn redact(url: &str) -> String {
 fn connect_hint(e: &postgres::Error) -> &'static str {
     use postgres::error::SqlState;
     match e.code() {
-        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+        Some(c)
+            if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
             "check the user name and password in the URL (or ~/.pgpass)"
         }
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
@@ -93,10 +98,12 @@ fn causes(e: &dyn std::error::Error) -> String {
 /// build's version (the read commands).
 pub fn connect(url: &str, migrate: bool) -> Result<Pg, StoreError> {
     let shown = redact(url);
-    let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| StoreError::PgUrl {
-        url: shown.clone(),
-        msg: causes(&e),
-    })?;
+    let mut config: postgres::Config =
+        url.parse()
+            .map_err(|e: postgres::Error| StoreError::PgUrl {
+                url: shown.clone(),
+                msg: causes(&e),
+            })?;
     if config.get_connect_timeout().is_none() {
         // A host that drops packets would otherwise hang the command for minutes.
         config.connect_timeout(Duration::from_secs(10));
@@ -114,12 +121,18 @@ pub fn connect(url: &str, migrate: bool) -> Result<Pg, StoreError> {
     let pg = Pg {
         client: RefCell::new(client),
         shown,
+        url: url.to_string(),
     };
     pg.check_schema(migrate)?;
     Ok(pg)
 }
 
 impl Pg {
+    /// Another connection to the same database, whose schema is already checked: one per writer of an ingest.
+    pub fn reconnect(&self) -> Result<Pg, StoreError> {
+        connect(&self.url, false)
+    }
+
     /// A failure on this database, named by its URL.
     pub(crate) fn err(&self) -> impl Fn(postgres::Error) -> StoreError + '_ {
         move |e| StoreError::Postgres {
@@ -132,13 +145,14 @@ impl Pg {
         let mut c = self.client.borrow_mut();
         let has: bool = c
             .query_one("SELECT to_regclass('traceflow_schema') IS NOT NULL", &[])?
-            .get(0);
+            .try_get(0)?;
         if !has {
             return Ok(None);
         }
-        let v: Option<i64> = c
-            .query_opt("SELECT max(version) FROM traceflow_schema", &[])?
-            .and_then(|r| r.get(0));
+        let v: Option<i64> = match c.query_opt("SELECT max(version) FROM traceflow_schema", &[])? {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        };
         Ok(Some(v.unwrap_or(0).max(0) as usize))
     }
 
@@ -176,15 +190,20 @@ impl Pg {
         tx.batch_execute("CREATE TABLE IF NOT EXISTS traceflow_schema (version BIGINT NOT NULL)")
             .map_err(&err)?;
         let from: i64 = tx
-            .query_one("SELECT coalesce(max(version), 0) FROM traceflow_schema", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM traceflow_schema",
+                &[],
+            )
             .map_err(&err)?
-            .get(0);
+            .try_get(0)
+            .map_err(&err)?;
         if from == 0 {
             // traceflow takes over a database only when it holds no table of that name.
             let theirs: bool = tx
                 .query_one("SELECT to_regclass('captures') IS NOT NULL", &[])
                 .map_err(&err)?
-                .get(0);
+                .try_get(0)
+                .map_err(&err)?;
             if theirs {
                 return Err(StoreError::NotTraceflow {
                     path: self.shown.clone(),
@@ -200,7 +219,8 @@ impl Pg {
                 msg: causes(&e),
             })?;
         }
-        tx.execute("DELETE FROM traceflow_schema", &[]).map_err(&err)?;
+        tx.execute("DELETE FROM traceflow_schema", &[])
+            .map_err(&err)?;
         tx.execute(
             "INSERT INTO traceflow_schema (version) VALUES ($1)",
             &[&(PG_SCHEMA_VERSION as i64)],
@@ -217,5 +237,8 @@ fn passwords_are_hidden() {
         "postgresql://u:***@h:5/db?sslmode=x&password=***"
     );
     assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-    assert_eq!(redact("postgresql:///db?host=/tmp/s"), "postgresql:///db?host=/tmp/s");
+    assert_eq!(
+        redact("postgresql:///db?host=/tmp/s"),
+        "postgresql:///db?host=/tmp/s"
+    );
 }

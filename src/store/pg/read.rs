@@ -8,8 +8,9 @@ use postgres::types::ToSql;
 use super::Pg;
 use crate::filter::Compiled;
 use crate::store::read::{
-    conn_row, flow_row, group_row, iso_time, merge_pages, CaptureInfo, CapturePath, CaptureRow, Cols,
-    ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS, PAGE,
+    conn_row, flow_row, group_row, iso_time, merge_pages, CaptureInfo, CapturePath, CaptureRow,
+    Cols, ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS,
+    PAGE,
 };
 
 /// Index order of a capture's flows, as `read::INDEX_ORDER`.
@@ -44,31 +45,31 @@ impl Pg {
         Ok(rows
             .iter()
             .map(|r| {
-                let paths: Option<String> = r.get(17);
-                CaptureInfo {
-                    id: r.get(0),
-                    name: r.get(1),
-                    path: r.get(2),
+                let paths: Option<String> = r.try_get(17)?;
+                Ok(CaptureInfo {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    path: r.try_get(2)?,
                     paths: paths
                         .map(|p| p.split('\n').map(String::from).collect())
                         .unwrap_or_default(),
-                    size: r.get(3),
-                    format: r.get(4),
-                    compression: r.get(5),
-                    linktypes: r.get(6),
-                    frames: r.get(7),
-                    tcp_frames: r.get(8),
-                    flows: r.get(9),
-                    first_time: r.get::<_, Option<i64>>(10).map(iso_time),
-                    last_time: r.get::<_, Option<i64>>(11).map(iso_time),
-                    truncated_at: r.get(12),
-                    truncated_why: r.get(13),
-                    embedded: r.get::<_, i64>(14) != 0,
-                    hash: r.get(15),
-                    ingested_at: r.get(16),
-                }
+                    size: r.try_get(3)?,
+                    format: r.try_get(4)?,
+                    compression: r.try_get(5)?,
+                    linktypes: r.try_get(6)?,
+                    frames: r.try_get(7)?,
+                    tcp_frames: r.try_get(8)?,
+                    flows: r.try_get(9)?,
+                    first_time: r.try_get::<_, Option<i64>>(10)?.map(iso_time),
+                    last_time: r.try_get::<_, Option<i64>>(11)?.map(iso_time),
+                    truncated_at: r.try_get(12)?,
+                    truncated_why: r.try_get(13)?,
+                    embedded: r.try_get::<_, i64>(14)? != 0,
+                    hash: r.try_get(15)?,
+                    ingested_at: r.try_get(16)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// Every capture name, for the closest-name hint.
@@ -79,8 +80,8 @@ impl Pg {
                 &[],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// The captures with this id (0 or 1 of them).
@@ -99,8 +100,8 @@ impl Pg {
                 &[&a, &b],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// Captures indexed from a file of this base name.
@@ -111,8 +112,8 @@ impl Pg {
                 &[&name],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// (id, name) of one capture, or of every capture by id.
@@ -123,8 +124,8 @@ impl Pg {
                 &[&capture],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// Visits one capture's index rows: label and frame numbers as comma-separated text.
@@ -140,8 +141,8 @@ impl Pg {
         let st = tx.prepare(INDEX_SQL)?;
         let mut it = tx.query_raw(&st, [&id])?;
         while let Some(r) = it.next()? {
-            let label: &str = r.get(0);
-            let frames: Option<&str> = r.get(1);
+            let label: &str = r.try_get(0)?;
+            let frames: Option<&str> = r.try_get(1)?;
             visit(label, frames.unwrap_or(""))?;
         }
         drop(it);
@@ -168,14 +169,14 @@ impl Pg {
         let mut it = tx.query_raw(&st, [&id])?;
         while let Some(r) = it.next()? {
             visit(
-                r.get(0),
-                r.get(1),
-                r.get::<_, i64>(2) as u32,
-                r.get::<_, Option<i64>>(3).unwrap_or(0) as u16,
-                r.get(4),
-                r.get::<_, i64>(5) as u16,
-                r.get(6),
-                r.get::<_, i64>(7) as u16,
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get::<_, i64>(2)? as u32,
+                r.try_get::<_, Option<i64>>(3)?.unwrap_or(0) as u16,
+                r.try_get(4)?,
+                r.try_get::<_, i64>(5)? as u16,
+                r.try_get(6)?,
+                r.try_get::<_, i64>(7)? as u16,
             );
         }
         drop(it);
@@ -204,8 +205,8 @@ impl Pg {
                 &[&label, &capture, &lo, &hi],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// Distinct labels of one capture or all, for the closest-label hint.
@@ -216,8 +217,8 @@ impl Pg {
                 &[&capture],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// The connections of a flow's frames.
@@ -230,8 +231,8 @@ impl Pg {
                 &[&capture_id, &flow_no],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// Each connection of a capture: (conn_no, flows, label of the flow holding its first frame).
@@ -249,8 +250,8 @@ impl Pg {
                 &[&capture_id],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// A capture's flows (flow_no, label) in index order.
@@ -263,8 +264,8 @@ impl Pg {
                 &[&capture_id],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// The interfaces of a capture, by `interfaces.iface`.
@@ -276,16 +277,16 @@ impl Pg {
             )?
             .iter()
             .map(|r| {
-                (
-                    r.get::<_, i64>(0) as u32,
+                Ok((
+                    r.try_get::<_, i64>(0)? as u32,
                     Iface {
-                        linktype: r.get::<_, i64>(1) as u32,
-                        snaplen: r.get::<_, i64>(2) as u32,
-                        tsresol: r.get::<_, i64>(3) as u8,
+                        linktype: r.try_get::<_, i64>(1)? as u32,
+                        snaplen: r.try_get::<_, i64>(2)? as u32,
+                        tsresol: r.try_get::<_, i64>(3)? as u8,
                     },
-                )
+                ))
             })
-            .collect())
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// Every interface of every capture: (linktype, snaplen, tsresol).
@@ -294,25 +295,22 @@ impl Pg {
             .rows("SELECT linktype, snaplen, tsresol FROM interfaces", &[])?
             .iter()
             .map(|r| {
-                (
-                    r.get::<_, i64>(0) as u32,
-                    r.get::<_, i64>(1) as u32,
-                    r.get::<_, i64>(2) as u8,
-                )
+                Ok((
+                    r.try_get::<_, i64>(0)? as u32,
+                    r.try_get::<_, i64>(1)? as u32,
+                    r.try_get::<_, i64>(2)? as u8,
+                ))
             })
-            .collect())
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// A flow's first frame and packet count.
     pub fn flow_span(&self, capture_id: i64, flow_no: i64) -> Result<(i64, i64), QueryError> {
-        let r = self
-            .client
-            .borrow_mut()
-            .query_one(
-                "SELECT first_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
-                &[&capture_id, &flow_no],
-            )?;
-        Ok((r.get(0), r.get(1)))
+        let r = self.client.borrow_mut().query_one(
+            "SELECT first_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
+            &[&capture_id, &flow_no],
+        )?;
+        Ok((r.try_get(0)?, r.try_get(1)?))
     }
 
     /// A flow's frames by its `prev_in_flow` chain, as `read::FLOW_FRAMES_SQL`: (frame, its flow_no).
@@ -337,8 +335,8 @@ impl Pg {
                 &[&capture_id, &flow_no],
             )?
             .iter()
-            .map(|r| (frame_ref(r), r.get(6)))
-            .collect())
+            .map(|r| Ok((frame_ref(r)?, r.try_get(6)?)))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// The frames of connection `conn_no`, in frame order.
@@ -355,7 +353,9 @@ impl Pg {
              WHERE x.capture_id = $1 AND x.conn_no = $2 ORDER BY fr.number",
             &[&capture_id, &conn_no],
         )?;
-        out.extend(rows.iter().map(frame_ref));
+        for r in &rows {
+            out.push(frame_ref(r)?);
+        }
         Ok(())
     }
 
@@ -366,13 +366,13 @@ impl Pg {
             &[&id],
         )?;
         Ok(CaptureRow {
-            id: r.get(0),
-            name: r.get(1),
-            path: r.get(2),
-            size: r.get(3),
-            mtime_ns: r.get(4),
-            hash: r.get(5),
-            embedded: r.get::<_, i64>(6) != 0,
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            path: r.try_get(2)?,
+            size: r.try_get(3)?,
+            mtime_ns: r.try_get(4)?,
+            hash: r.try_get(5)?,
+            embedded: r.try_get::<_, i64>(6)? != 0,
         })
     }
 
@@ -384,8 +384,8 @@ impl Pg {
                 &[&capture_id],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// The `if_tsresol` of each interface of a capture, by interface number.
@@ -396,8 +396,8 @@ impl Pg {
                 &[&capture_id],
             )?
             .iter()
-            .map(|r| r.get::<_, i64>(0) as u8)
-            .collect())
+            .map(|r| Ok(r.try_get::<_, i64>(0)? as u8))
+            .collect::<Result<_, QueryError>>()?)
     }
 
     /// Where the last TCP record of a capture ends (`file_offset + caplen`), if it has one.
@@ -409,7 +409,8 @@ impl Pg {
                 &[&capture_id],
             )?
             .first()
-            .map(|r| r.get(0)))
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 
     /// The embedded bytes of one frame (`ingest --embed`).
@@ -420,7 +421,8 @@ impl Pg {
                 &[&capture_id, &number],
             )?
             .first()
-            .map(|r| r.get(0)))
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 
     /// The name of capture `id`.
@@ -428,19 +430,20 @@ impl Pg {
         Ok(self
             .rows("SELECT name FROM captures WHERE id = $1", &[&id])?
             .first()
-            .map(|r| r.get(0)))
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 }
 
-fn frame_ref(r: &postgres::Row) -> FrameRef {
-    FrameRef {
-        number: r.get::<_, i64>(0) as u64,
-        ts_ns: r.get(1),
-        caplen: r.get::<_, i64>(2) as u32,
-        origlen: r.get::<_, i64>(3) as u32,
-        iface: r.get::<_, i64>(4) as u32,
-        offset: r.get::<_, i64>(5) as u64,
-    }
+fn frame_ref(r: &postgres::Row) -> Result<FrameRef, QueryError> {
+    Ok(FrameRef {
+        number: r.try_get::<_, i64>(0)? as u64,
+        ts_ns: r.try_get(1)?,
+        caplen: r.try_get::<_, i64>(2)? as u32,
+        origlen: r.try_get::<_, i64>(3)? as u32,
+        iface: r.try_get::<_, i64>(4)? as u32,
+        offset: r.try_get::<_, i64>(5)? as u64,
+    })
 }
 
 /// A filter's condition (`?N` placeholders, see `filter::sql`) with PostgreSQL's `$N` placeholders. The
@@ -559,12 +562,14 @@ impl Pg {
             "SELECT {FLOW_COLUMNS} FROM flows f WHERE {cond} ORDER BY {order} LIMIT ${}",
             n + 1
         );
-        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
-            match flow_row(r, &caps)? {
+        self.stream(
+            &sql,
+            &refs(&params, &[&limit]),
+            &mut |r| match flow_row(r, &caps)? {
                 Some(row) => visit(row),
                 None => Ok(()),
-            }
-        })
+            },
+        )
     }
 
     /// Runs `sql` and hands each row to `visit` as it arrives: memory does not grow with the rows.
@@ -636,7 +641,10 @@ impl Pg {
     }
 
     /// `read::explain_flows` on PostgreSQL: each query with PostgreSQL's `EXPLAIN` lines.
-    pub fn explain_flows(&self, filter: &Compiled) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+    pub fn explain_flows(
+        &self,
+        filter: &Compiled,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
         let cond = dollars(&filter.condition);
         let params = values(&filter.params);
         let n = params.len();
@@ -689,7 +697,9 @@ impl Pg {
             conn_condition(&dollars(&filter.condition)),
             params.len() + 1
         );
-        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| visit(conn_row(r)?))
+        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
+            visit(conn_row(r)?)
+        })
     }
 
     /// `read::count_connections` on PostgreSQL.

@@ -22,7 +22,10 @@ fn copy<T>(
     target: &str,
     types: &[Type],
     rows: &[T],
-    row: impl Fn(&T, &mut dyn FnMut(&[&(dyn ToSql + Sync)]) -> Result<(), postgres::Error>) -> Result<(), postgres::Error>,
+    row: impl Fn(
+        &T,
+        &mut dyn FnMut(&[&(dyn ToSql + Sync)]) -> Result<(), postgres::Error>,
+    ) -> Result<(), postgres::Error>,
 ) -> Result<(), postgres::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -40,8 +43,35 @@ fn copy<T>(
     Ok(())
 }
 
+/// Tables that hold a capture's rows, besides `captures`.
+const CAPTURE_TABLES: [&str; 8] = [
+    "frame_data",
+    "frames",
+    "connections",
+    "flows",
+    "endpoint_protocols",
+    "flow_buckets",
+    "interfaces",
+    "capture_paths",
+];
+
+/// Deletes capture `id` and its rows in every table, without relying on the delete trigger (which a Citus
+/// cluster may not run); `Some((frames, flows))` of the capture, `None` when there is no such capture.
+fn delete_capture(
+    c: &mut impl postgres::GenericClient,
+    id: i64,
+) -> Result<Option<(i64, i64)>, postgres::Error> {
+    for t in CAPTURE_TABLES {
+        c.execute(&format!("DELETE FROM {t} WHERE capture_id = $1"), &[&id])?;
+    }
+    match c.query_opt("DELETE FROM captures WHERE id = $1 RETURNING frames, flows", &[&id])? {
+        Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+        None => Ok(None),
+    }
+}
+
 impl Pg {
-    /// Deletes the captures `ids` and all their rows in one transaction (the delete trigger removes the rows).
+    /// Deletes the captures `ids` and all their rows in one transaction.
     /// Space is returned by the server's autovacuum, so `reclaimable` is 0.
     pub fn forget(&self, ids: &[i64]) -> Result<crate::store::Forgotten, StoreError> {
         let err = self.err();
@@ -49,15 +79,12 @@ impl Pg {
         let mut tx = c.transaction().map_err(&err)?;
         let mut done = crate::store::Forgotten::default();
         for &id in ids {
-            let Some(r) = tx
-                .query_opt("DELETE FROM captures WHERE id = $1 RETURNING frames, flows", &[&id])
-                .map_err(&err)?
-            else {
+            let Some((frames, flows)) = delete_capture(&mut tx, id).map_err(&err)? else {
                 continue;
             };
             done.captures += 1;
-            done.frames += r.get::<_, i64>(0).max(0) as u64;
-            done.flows += r.get::<_, i64>(1).max(0) as u64;
+            done.frames += frames.max(0) as u64;
+            done.flows += flows.max(0) as u64;
         }
         tx.commit().map_err(&err)?;
         Ok(done)
@@ -98,7 +125,7 @@ impl<'c> PgWriter<'c> {
                     &i64::from(embed),
                 ],
             )
-            .map(|r| r.get::<_, i64>(0));
+            .and_then(|r| r.try_get::<_, i64>(0));
         let id = match id {
             Ok(id) => id,
             Err(e) => {
@@ -383,10 +410,14 @@ impl<'c> PgWriter<'c> {
         c: &mut postgres::Client,
         end: &CaptureEnd,
     ) -> Result<Option<Outcome>, postgres::Error> {
-        let Some(r) = c.query_opt("SELECT id, name FROM captures WHERE hash = $1", &[&end.hash])? else {
+        let Some(r) = c.query_opt(
+            "SELECT id, name FROM captures WHERE hash = $1",
+            &[&end.hash],
+        )?
+        else {
             return Ok(None);
         };
-        let (old, name): (i64, String) = (r.get(0), r.get(1));
+        let (old, name): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
         c.batch_execute("ROLLBACK; BEGIN")?;
         self.add_path_to(c, old, end)?;
         c.batch_execute("COMMIT")?;
@@ -399,10 +430,12 @@ impl<'c> PgWriter<'c> {
         let mut guard = pg.client.borrow_mut();
         let c = &mut *guard;
         let (id, force) = (self.id, self.force);
-        let dup: Option<(i64, String)> = c
-            .query_opt("SELECT id, name FROM captures WHERE hash = $1", &[&end.hash])?
-            .map(|r| (r.get(0), r.get(1)));
-        if let Some((old, _)) = dup {
+        let dup: Option<i64> =
+            match c.query_opt("SELECT id FROM captures WHERE hash = $1", &[&end.hash])? {
+                Some(r) => Some(r.try_get(0)?),
+                None => None,
+            };
+        if let Some(old) = dup {
             if !force {
                 if let Some(o) = self.already(c, &end)? {
                     return Ok(o);
@@ -412,7 +445,7 @@ impl<'c> PgWriter<'c> {
                 "UPDATE capture_paths SET capture_id = $1 WHERE capture_id = $2 AND path <> $3",
                 &[&id, &old, &self.src.path],
             )?;
-            c.execute("DELETE FROM captures WHERE id = $1", &[&old])?;
+            delete_capture(c, old)?;
         }
         // Claim the content first: another process writing the same content waits here for this transaction, and
         // the one that commits second fails on captures_hash and skips (see below).
@@ -439,15 +472,15 @@ impl<'c> PgWriter<'c> {
                     &[&self.src.path, &id],
                 )?
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             for old in olds {
                 let elsewhere: bool = c
                     .query_one(
                         "SELECT EXISTS (SELECT 1 FROM capture_paths WHERE capture_id = $1 AND path <> $2)",
                         &[&old, &self.src.path],
                     )?
-                    .get(0);
+                    .try_get(0)?;
                 if elsewhere {
                     c.execute(
                         "DELETE FROM capture_paths WHERE capture_id = $1 AND path = $2",
@@ -455,7 +488,7 @@ impl<'c> PgWriter<'c> {
                     )?;
                     superseded.push(Superseded::PathMoved(old));
                 } else {
-                    c.execute("DELETE FROM captures WHERE id = $1", &[&old])?;
+                    delete_capture(c, old)?;
                     superseded.push(Superseded::Replaced(old));
                 }
             }
