@@ -613,6 +613,81 @@ fn pg_flows_and_connections_match_sqlite() {
     d.assert_none("flows and connections");
 }
 
+/// With --jobs N, SQLite numbers captures in input order, as with --jobs 1 ("results do not depend on --jobs");
+/// PostgreSQL must too, since the ids show in every command's output. 60 corpus captures, --jobs 2 (two rounds)
+/// and --jobs 4, each into a fresh database.
+#[test]
+fn pg_jobs_n_numbers_captures_as_sqlite_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names: Vec<String> = corpus_names()
+        .into_iter()
+        .filter(|n| !n.starts_with("variant-"))
+        .take(60)
+        .collect();
+    let paths: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
+    let inputs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let order = |db: &Path| -> Vec<(i64, String)> {
+        json(db, &["captures", "--format", "json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_i64().unwrap(),
+                    c["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let sqlite_order = |jobs: &str| {
+        let db = tmp.path().join(format!("jobs{jobs}.db"));
+        let r = ingest(&db, &["--jobs", jobs], &inputs);
+        assert_eq!(r.code, 0, "ingest --jobs {jobs} into SQLite: {}", r.stderr);
+        (order(&db), captures_stable(&db).unwrap())
+    };
+    let (want, want_captures) = sqlite_order("1");
+    assert_eq!(
+        sqlite_order("4"),
+        (want.clone(), want_captures.clone()),
+        "SQLite: --jobs 4 as --jobs 1"
+    );
+    let mut differ = Vec::new();
+    for (round, jobs) in ["2", "2", "4"].into_iter().enumerate() {
+        let pg = PgDb::new(&format!("jobs_r{round}"));
+        let r = ingest(pg.path(), &["--jobs", jobs], &inputs);
+        assert_eq!(
+            r.code, 0,
+            "ingest --jobs {jobs} into PostgreSQL: {}",
+            r.stderr
+        );
+        let got = order(pg.path());
+        if got != want {
+            let moved: Vec<String> = got
+                .iter()
+                .zip(&want)
+                .filter(|(g, w)| g != w)
+                .take(4)
+                .map(|(g, w)| format!("id {} is {} (SQLite: {})", g.0, g.1, w.1))
+                .collect();
+            differ.push(format!(
+                "--jobs {jobs} (round {round}): {} of {} ids differ, e.g. {}",
+                got.iter().zip(&want).filter(|(g, w)| g != w).count(),
+                want.len(),
+                moved.join("; ")
+            ));
+        } else if captures_stable(pg.path()).unwrap() != want_captures {
+            differ.push(format!(
+                "--jobs {jobs} (round {round}): same ids, other captures output"
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "capture ids on PostgreSQL depend on --jobs (SQLite numbers in input order):\n{}",
+        differ.join("\n")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 3. Concurrent ingests
 
@@ -769,12 +844,12 @@ fn pg_four_processes_ingest_overlapping_folders() {
 // ---------------------------------------------------------------------------------------------------------------
 // 4. SIGKILL mid-ingest, 5. a reader during an ingest
 
-/// A big generated capture (about 70 MB) in `dir`, and its number of frames.
-fn big_capture(dir: &Path) -> (PathBuf, i64) {
-    let frames = traceflow::synth::conversations(90_000, T0 + 50_000_000_000);
+/// A big generated capture (about 50 MB) `dir/name`, its frames from `T0 + offset_s`, and its number of frames.
+fn big_capture(dir: &Path, name: &str, offset_s: i64) -> (PathBuf, i64) {
+    let frames = traceflow::synth::conversations(90_000, T0 + offset_s * 1_000_000_000);
     let n = frames.len() as i64;
     let bytes = super::util::pcap(1, 65535, &frames);
-    let p = dir.join("big.pcap");
+    let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     (p, n)
 }
@@ -898,18 +973,31 @@ fn pg_sigkill_mid_ingest_leaves_only_whole_captures() {
     std::fs::write(&small, &small_bytes).unwrap();
     let r = ingest(db.path(), &[], &[&small]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let (big, big_frames) = big_capture(tmp.path());
-    let mb = std::fs::metadata(&big).unwrap().len() as f64 / 1e6;
+    let (big, big_frames) = big_capture(tmp.path(), "big.pcap", 50);
+    let (big2, big2_frames) = big_capture(tmp.path(), "big2.pcap", 90_000);
+    let (big, big2) = (big.to_str().unwrap(), big2.to_str().unwrap());
+    let mb = std::fs::metadata(big).unwrap().len() as f64 / 1e6;
     // Uncommitted rows take room in the table's file: its size shows that the kill lands while frames are written.
     let frames_size = |db: &PgDb| db.count("SELECT pg_relation_size('frames')");
 
-    // Two kills: half a second and a second after the capture's transaction first wrote.
-    for (round, after) in [500u64, 1000].into_iter().enumerate() {
+    // Three kills: half a second and a second after the capture's transaction first wrote, and a second into
+    // an ingest of two big captures with --jobs 2 (a writer connection each, two transactions open).
+    let rounds: [(u64, Vec<&str>); 3] = [
+        (500, vec!["--embed", big]),
+        (1000, vec!["--embed", big]),
+        (1000, vec!["--jobs", "2", "--embed", big, big2]),
+    ];
+    for (round, (after, args)) in rounds.iter().enumerate() {
         let size_before = frames_size(&db);
-        let mut child = spawn_ingest(db.path(), &["--embed", big.to_str().unwrap()]);
+        let mut child = spawn_ingest(db.path(), args);
         wait_for_writing(&db, &mut child);
-        std::thread::sleep(Duration::from_millis(after));
+        std::thread::sleep(Duration::from_millis(*after));
         let size_at_kill = frames_size(&db);
+        let writing = db.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'traceflow'
+               AND backend_xid IS NOT NULL",
+            db.name
+        ));
         assert!(
             child.try_wait().unwrap().is_none(),
             "round {round}: the ingest of {mb:.0} MB ended within {after} ms of writing, before the kill"
@@ -923,8 +1011,8 @@ fn pg_sigkill_mid_ingest_leaves_only_whole_captures() {
         );
         let caps = assert_only_whole_captures(&db);
         eprintln!(
-            "round {round}: {mb:.0} MB capture killed {after} ms into its transaction, frames table {} -> {} kB; \
-             captures {caps:?}",
+            "round {round}: {mb:.0} MB capture killed {after} ms into its transaction, frames table {} -> {} kB, {writing} \
+             transaction(s) writing; captures {caps:?}",
             size_before / 1024,
             size_at_kill / 1024
         );
@@ -934,17 +1022,26 @@ fn pg_sigkill_mid_ingest_leaves_only_whole_captures() {
             "only the small capture is in"
         );
     }
-    // The server ends the killed sessions' transactions; a new ingest of the same file then succeeds.
-    let child = spawn_ingest(db.path(), &["--embed", big.to_str().unwrap()]);
+    // The server ends the killed sessions' transactions; a new ingest of the same files then succeeds.
+    let child = spawn_ingest(db.path(), &["--jobs", "2", "--embed", big, big2]);
     let r = wait_bounded(child, Duration::from_secs(300), "ingest after the kills");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let caps = assert_only_whole_captures(&db);
-    assert_eq!(caps.len(), 2, "{caps:?}");
-    assert_eq!(caps[1], ("big.pcap".to_string(), big_frames));
+    let mut caps = assert_only_whole_captures(&db);
+    caps.sort(); // the id order of --jobs 2 is pg_jobs_n_numbers_captures_as_sqlite_does's matter
     assert_eq!(
-        db.count("SELECT count(*) FROM frame_data d JOIN captures c ON c.id = d.capture_id WHERE c.name = 'big.pcap'"),
-        big_frames,
-        "every frame of the embedded capture has its bytes"
+        caps[..2],
+        [
+            ("big.pcap".to_string(), big_frames),
+            ("big2.pcap".to_string(), big2_frames)
+        ],
+        "{caps:?}"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM frame_data d JOIN captures c ON c.id = d.capture_id WHERE c.name LIKE 'big%'"
+        ),
+        big_frames + big2_frames,
+        "every frame of the embedded captures has its bytes"
     );
 }
 
@@ -956,7 +1053,7 @@ fn pg_reader_during_an_ingest() {
     std::fs::write(&small, pcap_conversations(30, T0)).unwrap();
     let r = ingest(db.path(), &[], &[&small]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let (big, _) = big_capture(tmp.path());
+    let (big, _) = big_capture(tmp.path(), "big.pcap", 50);
     let entry = |v: &Value| -> Value {
         let mut e = v
             .as_array()
