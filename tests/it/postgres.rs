@@ -1,6 +1,7 @@
 //! The PostgreSQL backend (`--db postgresql://...`), against a real server: the conformance checker, the same
-//! output as SQLite for every read command, concurrent ingests into one database, SIGKILL in the middle of an
-//! ingest, a reader during an ingest, and the error messages of bad URLs, servers and schemas.
+//! output as SQLite for every read command (and the same capture ids with --jobs N), concurrent ingests into one
+//! database, SIGKILL in the middle of an ingest, a reader during an ingest, and the error messages of bad URLs,
+//! servers and schemas.
 //!
 //! Every test needs the server named by TRACEFLOW_TEST_PG (scripts/test.sh starts one); without it the test
 //! fails and says how to run it. Each test works in a database of its own, `tf_<test>_<pid>`, dropped at the end
