@@ -22,8 +22,15 @@ python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communi
   echo "test.sh: could not install the PyPI package communityid (pip install communityid)" >&2; exit 1; }
 test -d ../shared/conformance/captures || { echo "test.sh: ../shared/conformance is missing beside the repo" >&2; exit 1; }
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-cargo test --release 2>&1 | tee "$log"
+# The PostgreSQL tests (tests/it/postgres.rs) need a server: a private cluster for this run, stopped at the end
+# whatever happens (pg-cluster.sh installs PostgreSQL first when it is missing).
+trap 'rm -f "$log"; if [ -n "${TRACEFLOW_TEST_PG_DIR:-}" ]; then bash scripts/pg-cluster.sh stop "$TRACEFLOW_TEST_PG_DIR"; fi' EXIT
+pg_env=$(bash scripts/pg-cluster.sh start) || { echo "test.sh: could not start a PostgreSQL cluster for the tests" >&2; exit 1; }
+eval "$pg_env"
+export TRACEFLOW_TEST_PG TRACEFLOW_TEST_PG_DIR
+status=0
+cargo test --release 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

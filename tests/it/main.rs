@@ -15,6 +15,7 @@ mod hardening;
 mod ingest;
 mod ingest_hardening;
 mod park;
+mod postgres;
 mod robustness;
 mod util;
 mod ux;
