@@ -76,6 +76,10 @@ fn connect_hint(e: &postgres::Error) -> &'static str {
             "create the database first (createdb NAME), or name another in the URL"
         }
         Some(_) => "see the server's message",
+        // traceflow links no TLS library (see README, PostgreSQL): a server or URL that insists on TLS fails here.
+        None if causes(e).contains("TLS") => {
+            "traceflow connects without TLS: use a Unix socket (?host=/SOCKET/FOLDER), a local tunnel, or sslmode=disable"
+        }
         None => "is the server running, and does it listen at that host, port or socket folder?",
     }
 }
