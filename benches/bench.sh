@@ -134,23 +134,7 @@ run_timed() {
     return 0
 }
 
-gen_hash=$(sha1sum "$SYNTH" | cut -c1-12)
-# gen_capture PATH CONNECTIONS SEED: generate unless an identical file is already there.
-gen_capture() {
-    local out=$1 n=$2 seed=$3 want
-    want="synth_pcap $gen_hash connections=$n seed=$seed"
-    if [[ -f $out && -f $out.meta && "$(cat "$out.meta")" == "$want size=$(stat -c %s "$out")" ]]; then
-        log "reusing $out ($(($(stat -c %s "$out") / 1000000)) MB)"
-        return 0
-    fi
-    rm -f "$out" "$out.meta" "$out.tmp"
-    log "generating $out: --connections $n --seed $seed"
-    /usr/bin/time -f '%e %M' -o "$out.gen-time" \
-        python3 "$SYNTH" "$out.tmp" --connections "$n" --seed "$seed" || die "generation failed"
-    mv "$out.tmp" "$out"
-    echo "$want size=$(stat -c %s "$out")" >"$out.meta"
-    log "generated $out in $(cut -d' ' -f1 <"$out.gen-time" | tail -n1)s"
-}
+. "$ROOT/benches/synth.sh"
 
 count_frames() { capinfos -T -r -M -c "$1" | cut -f2; }
 rm_db() { rm -f "$1" "$1-wal" "$1-shm" "$1-journal"; }

@@ -60,20 +60,7 @@ fi
 [[ -x $BIN ]] || die "$BIN not found"
 
 # ---------------------------------------------------------------- captures (bench.sh's cache: file + .meta)
-gen_hash=$(sha1sum "$SYNTH" | cut -c1-12)
-gen_capture() {  # gen_capture PATH CONNECTIONS SEED
-    local out=$1 n=$2 seed=$3 want
-    want="synth_pcap $gen_hash connections=$n seed=$seed"
-    if [[ -f $out && -f $out.meta && "$(cat "$out.meta")" == "$want size=$(stat -c %s "$out")" ]]; then
-        log "reusing $out ($(($(stat -c %s "$out") / 1000000)) MB)"
-        return 0
-    fi
-    rm -f "$out" "$out.meta" "$out.tmp"
-    log "generating $out: --connections $n --seed $seed"
-    python3 "$SYNTH" "$out.tmp" --connections "$n" --seed "$seed" >/dev/null || die "generation failed"
-    mv "$out.tmp" "$out"
-    echo "$want size=$(stat -c %s "$out")" >"$out.meta"
-}
+. "$ROOT/benches/synth.sh"
 if (( CONNECTIONS == 100000 )); then PCAP=$WORK/bench.pcap; else PCAP=$WORK/bench-$CONNECTIONS.pcap; fi
 gen_capture "$PCAP" "$CONNECTIONS" 1
 QUARTER=$((CONNECTIONS / 4))

@@ -579,7 +579,8 @@ pub struct FlowGroup {
 
 /// Index order of a capture's flows (`flows` as `f`): open flows in creation order, then closed flows in closing
 /// order. The one place that order is written; INDEX_SQL spells the same with `fl`.
-const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
+pub(crate) const INDEX_ORDER: &str =
+    "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
 
 /// Every flow labelled `label` (in `capture`, or in the one capture that has it).
 pub fn select_label(db: &Db, capture: Option<i64>, label: &str) -> Result<FlowGroup, QueryError> {
@@ -1069,11 +1070,17 @@ pub fn capture_paths(db: &Db, capture_id: i64) -> Result<Vec<CapturePath>, Query
 pub fn captures_by_time(db: &Db) -> Result<std::collections::VecDeque<(i64, i64)>, QueryError> {
     match db {
         Db::Postgres(p) => p.captures_by_time(),
-        Db::Sqlite(conn) => Ok(conn
-            .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?),
+        Db::Sqlite(conn) => sqlite_captures_by_time(conn),
     }
+}
+
+fn sqlite_captures_by_time(
+    conn: &Connection,
+) -> Result<std::collections::VecDeque<(i64, i64)>, QueryError> {
+    Ok(conn
+        .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
 }
 
 /// The next [`PAGE`] flows of a capture that match `filter` after flow_no `after`: (flow_no, first_frame).
@@ -1087,15 +1094,7 @@ pub fn flow_page(
         Db::Sqlite(c) => c,
         Db::Postgres(p) => return p.flow_page(filter, capture_id, after),
     };
-    let n = filter.params.len();
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT f.flow_no, f.first_frame FROM flows f
-         WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND ({})
-         ORDER BY f.flow_no LIMIT {PAGE}",
-        n + 1,
-        n + 2,
-        filter.condition
-    ))?;
+    let mut st = conn.prepare_cached(&page_sql(filter, "f.flow_no, f.first_frame"))?;
     let mut params = filter.params.clone();
     params.push(rusqlite::types::Value::Integer(capture_id));
     params.push(rusqlite::types::Value::Integer(after));
@@ -1438,11 +1437,12 @@ fn json_list(nos: &[i64]) -> String {
 /// Flows of one capture read per query by [`merge_by_time`].
 pub(crate) const PAGE: i64 = 1024;
 
-/// The query [`merge_by_time`] runs per page: the filter's parameters, then the capture id and the last flow_no.
-fn page_sql(filter: &crate::filter::Compiled) -> String {
+/// The query of one page of a capture's matching flows (`select` of `flows f`, in flow_no order): the filter's
+/// parameters, then the capture id and the last flow_no. PostgreSQL runs the same through `pg::read::dollars`.
+pub(crate) fn page_sql(filter: &crate::filter::Compiled, select: &str) -> String {
     let n = filter.params.len();
     format!(
-        "SELECT {FLOW_COLUMNS} FROM flows f
+        "SELECT {select} FROM flows f
          WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND ({})
          ORDER BY f.flow_no LIMIT {PAGE}",
         n + 1,
@@ -1466,7 +1466,7 @@ pub fn explain_flows(
     params.push(rusqlite::types::Value::Integer(0));
     let count = format!("SELECT count(*) FROM flows f WHERE {}", filter.condition);
     let mut queries = vec![
-        (page_sql(filter), params.clone()),
+        (page_sql(filter, FLOW_COLUMNS), params.clone()),
         (count, filter.params.clone()),
     ];
     if !filter.buckets.is_empty() {
@@ -1573,7 +1573,7 @@ fn merge_by_time(
 ) -> Result<(), QueryError> {
     use std::collections::VecDeque;
     let n = filter.params.len();
-    let mut st = conn.prepare(&page_sql(filter))?;
+    let mut st = conn.prepare(&page_sql(filter, FLOW_COLUMNS))?;
     let cands = bucket_candidates(conn, filter)?;
     let mut st_cands = conn.prepare(&format!(
         "{} ORDER BY f.flow_no",
@@ -1614,11 +1614,7 @@ fn merge_by_time(
             Ok(got == PAGE)
         };
     // Captures join the merge in order of their first frame time; each then has one entry in the heap.
-    let pending: VecDeque<(i64, i64)> = conn
-        .prepare("SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    merge_pages(pending, limit, &mut page, visit)
+    merge_pages(sqlite_captures_by_time(conn)?, limit, &mut page, visit)
 }
 
 /// What `traceflow flows --group-by` makes one row of.

@@ -7,14 +7,12 @@ use postgres::types::ToSql;
 
 use super::Pg;
 use crate::filter::Compiled;
+use crate::store::read::page_sql;
 use crate::store::read::{
     capture_info, conn_row, flow_row, group_row, merge_pages, CaptureInfo, CapturePath, CaptureRow,
     Cols, ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS,
-    PAGE,
+    INDEX_ORDER, PAGE,
 };
-
-/// Index order of a capture's flows, as `read::INDEX_ORDER`.
-const INDEX_ORDER: &str = "f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
 
 /// One capture's index tuple rows (label, frame numbers as text), in index order.
 pub const INDEX_SQL: &str = "SELECT f.label, g.frames
@@ -496,13 +494,10 @@ impl Pg {
         let params = values(&filter.params);
         let n = params.len();
         if sort == FlowSort::Time {
-            let st = self.client.borrow_mut().prepare(&format!(
-                "SELECT {FLOW_COLUMNS} FROM flows f
-                 WHERE f.capture_id = ${} AND f.flow_no > ${} AND ({cond})
-                 ORDER BY f.flow_no LIMIT {PAGE}",
-                n + 1,
-                n + 2
-            ))?;
+            let st = self
+                .client
+                .borrow_mut()
+                .prepare(&dollars(&page_sql(filter, FLOW_COLUMNS)))?;
             let mut page = |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| {
                 let extra: [&(dyn ToSql + Sync); 2] = [&cid, &after];
                 let p = refs(&params, &extra);
@@ -611,14 +606,7 @@ impl Pg {
     ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
         let cond = dollars(&filter.condition);
         let params = values(&filter.params);
-        let n = params.len();
-        let page = format!(
-            "SELECT {FLOW_COLUMNS} FROM flows f
-             WHERE f.capture_id = ${} AND f.flow_no > ${} AND ({cond})
-             ORDER BY f.flow_no LIMIT {PAGE}",
-            n + 1,
-            n + 2
-        );
+        let page = dollars(&page_sql(filter, FLOW_COLUMNS));
         let count = format!("SELECT count(*) FROM flows f WHERE {cond}");
         let (one, zero) = (1i64, 0i64);
         let mut out = Vec::new();
@@ -687,16 +675,8 @@ impl Pg {
         after: i64,
     ) -> Result<Vec<(i64, i64)>, QueryError> {
         let params = values(&filter.params);
-        let n = params.len();
         let rows = self.rows(
-            &format!(
-                "SELECT f.flow_no, f.first_frame FROM flows f
-                 WHERE f.capture_id = ${} AND f.flow_no > ${} AND ({})
-                 ORDER BY f.flow_no LIMIT {PAGE}",
-                n + 1,
-                n + 2,
-                dollars(&filter.condition)
-            ),
+            &dollars(&page_sql(filter, "f.flow_no, f.first_frame")),
             &refs(&params, &[&capture_id, &after]),
         )?;
         rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
