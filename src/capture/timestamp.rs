@@ -82,47 +82,79 @@ impl Timestamp {
     /// RFC 3339 in UTC with the timestamp's own fraction digits, e.g. `2013-11-25T14:55:58.387631Z`; the exact
     /// decimal seconds when the year is out of range.
     pub fn rfc3339(&self) -> String {
-        // Digits written by hand: `flows` prints two of these per flow, and format! was an eighth of its time.
-        fn put(s: &mut String, v: u64, width: usize) {
-            let mut buf = [b'0'; 20];
-            let mut i = buf.len();
-            let mut v = v;
-            while v > 0 {
-                i -= 1;
-                buf[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-            let start = i.min(buf.len() - width.min(buf.len()));
-            s.extend(buf[start..].iter().map(|&b| char::from(b)));
+        let mut out = Vec::with_capacity(32);
+        self.write_rfc3339(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Timestamp::rfc3339`] appended to `out`. `flows` writes two per flow, so the digits are written by hand
+    /// (format! was an eighth of its time) and the date and time of day of the last second shown are kept per
+    /// thread: flows listed in time order mostly share their second with the one before.
+    pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, [u8; 20], u8)> = const { std::cell::Cell::new((i64::MIN, [0; 20], 0)) };
         }
-        match time::OffsetDateTime::from_unix_timestamp(self.sec) {
-            Ok(t) => {
-                let mut s = String::with_capacity(32);
-                let year = t.year();
-                if year < 0 {
-                    s.push('-');
-                }
-                put(&mut s, u64::from(year.unsigned_abs()), 4);
-                s.push('-');
-                put(&mut s, u64::from(t.month() as u8), 2);
-                s.push('-');
-                put(&mut s, u64::from(t.day()), 2);
-                s.push('T');
-                put(&mut s, u64::from(t.hour()), 2);
-                s.push(':');
-                put(&mut s, u64::from(t.minute()), 2);
-                s.push(':');
-                put(&mut s, u64::from(t.second()), 2);
-                if self.digits > 0 {
-                    s.push('.');
-                    put(&mut s, self.frac, usize::from(self.digits));
-                }
-                s.push('Z');
-                s
+        let (sec, head, len) = LAST.with(|c| c.get());
+        if sec == self.sec && sec != i64::MIN {
+            out.extend_from_slice(&head[..usize::from(len)]);
+        } else {
+            let Ok(t) = time::OffsetDateTime::from_unix_timestamp(self.sec) else {
+                out.extend_from_slice(self.decimal().as_bytes());
+                return;
+            };
+            let mut head = Vec::with_capacity(20);
+            let year = t.year();
+            if year < 0 {
+                head.push(b'-');
             }
-            Err(_) => self.decimal(),
+            put_digits(&mut head, u64::from(year.unsigned_abs()), 4);
+            head.push(b'-');
+            put_digits(&mut head, u64::from(t.month() as u8), 2);
+            head.push(b'-');
+            put_digits(&mut head, u64::from(t.day()), 2);
+            head.push(b'T');
+            put_digits(&mut head, u64::from(t.hour()), 2);
+            head.push(b':');
+            put_digits(&mut head, u64::from(t.minute()), 2);
+            head.push(b':');
+            put_digits(&mut head, u64::from(t.second()), 2);
+            out.extend_from_slice(&head);
+            let mut kept = [0; 20];
+            kept[..head.len()].copy_from_slice(&head);
+            LAST.with(|c| c.set((self.sec, kept, head.len() as u8)));
+        }
+        if self.digits > 0 {
+            out.push(b'.');
+            put_digits(out, self.frac, usize::from(self.digits));
+        }
+        out.push(b'Z');
+    }
+
+    /// [`Timestamp::decimal`] appended to `out`.
+    pub fn write_decimal(&self, out: &mut Vec<u8>) {
+        if self.sec < 0 {
+            out.push(b'-');
+        }
+        put_digits(out, self.sec.unsigned_abs(), 1);
+        if self.digits > 0 {
+            out.push(b'.');
+            put_digits(out, self.frac, usize::from(self.digits));
         }
     }
+}
+
+/// `v` in decimal, zero-padded to at least `width` digits (at most 20).
+pub fn put_digits(out: &mut Vec<u8>, v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    while v > 0 {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let start = i.min(buf.len() - width.min(buf.len()));
+    out.extend_from_slice(&buf[start..]);
 }
 
 #[cfg(test)]
@@ -145,5 +177,35 @@ mod tests {
             Timestamp::new(-62_135_596_800, 0, 3).rfc3339(),
             "0001-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn the_kept_second_is_the_one_shown() {
+        // The per-thread second must follow the timestamp: the same second, a new one, then the first again.
+        let a = Timestamp::new(1_385_391_358, 1, 6);
+        let b = Timestamp::new(1_385_391_359, 2, 6);
+        let want_a = "2013-11-25T14:55:58.000001Z";
+        assert_eq!(a.rfc3339(), want_a);
+        assert_eq!(a.rfc3339(), want_a);
+        assert_eq!(b.rfc3339(), "2013-11-25T14:55:59.000002Z");
+        assert_eq!(a.rfc3339(), want_a);
+        // Out of the calendar's range: the exact decimal, as before.
+        let far = Timestamp::new(i64::MAX / 2, 5, 1);
+        assert_eq!(far.rfc3339(), far.decimal());
+    }
+
+    #[test]
+    fn write_decimal_is_decimal() {
+        for t in [
+            Timestamp::new(0, 0, 0),
+            Timestamp::new(1_700_000_000, 120, 6),
+            Timestamp::new(-1, 5, 1),
+            Timestamp::new(i64::MIN, 0, 9),
+            Timestamp::new(i64::MAX, 999_999_999, 9),
+        ] {
+            let mut out = Vec::new();
+            t.write_decimal(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), t.decimal(), "{t:?}");
+        }
     }
 }

@@ -11,17 +11,34 @@ use crate::store::read::{for_each_index_row, QueryError};
 /// What [`print_listing`] hands a listing: a callback taking one row.
 pub type Visit<'a, T> = &'a mut dyn FnMut(T) -> Result<(), QueryError>;
 
+/// A row of a listing (`flows`, `connections`): serialized with serde, or by its own faster JSON writer.
+pub trait Listed: Serialize {
+    /// The row as one JSON object appended to `out`, exactly what serde_json writes for it.
+    fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        serde_json::to_writer(out, self).map_err(io::Error::from)
+    }
+}
+
+impl Listed for crate::store::read::FlowRow {
+    fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        crate::store::read::FlowRow::write_json(self, out);
+        Ok(())
+    }
+}
+impl Listed for crate::store::read::GroupRow {}
+impl Listed for crate::store::read::ConnRow {}
+
 /// Prints the rows `list` visits to stdout in `format` (table on a terminal, JSON otherwise), buffered (a million
 /// rows are a million lines) and streamed (a table is kept for its widths). A closed stdout (`| head`) is
 /// success: the reader has what it wanted.
-pub fn print_listing<T: Serialize>(
+pub fn print_listing<T: Listed>(
     format: Option<RowFormat>,
     list: impl FnOnce(Visit<'_, T>) -> Result<(), QueryError>,
 ) -> Result<u8, super::Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut w = RowWriter::new(&mut out, format.unwrap_or_else(default_format));
-    let written = match list(&mut |row| w.row(&row).map_err(QueryError::Output)) {
+    let written = match list(&mut |row| w.listed(&row).map_err(QueryError::Output)) {
         Err(QueryError::Output(e)) => Err(e),
         Err(e) => return Err(super::Error::Query(e)),
         Ok(()) => w.finish(),
@@ -252,6 +269,26 @@ impl<'a> RowWriter<'a> {
             rows: 0,
             table: Vec::new(),
             line: Vec::with_capacity(512),
+        }
+    }
+
+    /// [`RowWriter::row`] of a listing's row, whose JSON it writes itself.
+    pub fn listed<T: Listed>(&mut self, r: &T) -> io::Result<()> {
+        let first = self.rows == 0;
+        match self.format {
+            RowFormat::Json | RowFormat::Jsonl => {
+                self.rows += 1;
+                self.line.clear();
+                if self.format == RowFormat::Json {
+                    self.line.push(if first { b'[' } else { b',' });
+                }
+                r.write_json(&mut self.line)?;
+                if self.format == RowFormat::Jsonl {
+                    self.line.push(b'\n');
+                }
+                self.out.write_all(&self.line)
+            }
+            _ => self.row(r),
         }
     }
 

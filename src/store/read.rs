@@ -2,6 +2,7 @@
 //! re-tracing), label lookups, and the frames of a flow.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
@@ -1155,14 +1156,15 @@ pub fn tsresols(db: &Db, capture_id: i64) -> Result<Vec<u8>, QueryError> {
         .collect::<Result<_, _>>()?)
 }
 
-/// One flow as `traceflow flows` lists it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+/// One flow as `traceflow flows` lists it. Its times, duration, flags and state are kept as numbers and shown
+/// only when the row is written: listing every flow makes millions of these, and each text kept was an
+/// allocation per row.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRow {
     /// The capture's id.
-    #[serde(skip)]
     pub capture_id: i64,
-    /// The capture's name.
-    pub capture: String,
+    /// The capture's name, shared by its flows.
+    pub capture: Arc<str>,
     /// TraceFlow's label.
     pub label: String,
     /// Source address.
@@ -1173,48 +1175,161 @@ pub struct FlowRow {
     pub dst: String,
     /// Destination port.
     pub dport: u16,
-    /// First frame time, RFC 3339 UTC with the capture's precision.
-    pub first_time: String,
-    /// Last frame time, likewise.
-    pub last_time: String,
-    /// Last minus first frame time, in seconds (exact decimal).
-    pub duration: String,
     /// Frames.
     pub packets: i64,
     /// Sum of the frames' original lengths.
     pub bytes: i64,
     /// Sum of the TCP segment lengths.
     pub payload_bytes: i64,
-    /// The TCP flags seen, e.g. `SYN,ACK,FIN`.
-    pub flags: String,
-    /// `closed` (a FIN closed it) or `open`.
-    pub state: &'static str,
-    /// Times in ns since the epoch, for sorting and for `--pcap`.
-    #[serde(skip)]
+    /// The TCP flags seen (the `flags` column's bits; shown as [`flag_names`]).
+    pub flag_bits: i64,
+    /// A FIN closed it.
+    pub closed: bool,
+    /// Decimal places of the capture's times.
+    pub digits: u8,
+    /// First frame time in ns since the epoch.
     pub first_ns: i64,
     /// Last frame time in ns.
-    #[serde(skip)]
     pub last_ns: i64,
     /// The flow's number in its capture.
-    #[serde(skip)]
     pub flow_no: i64,
 }
 
+impl FlowRow {
+    /// First frame time, RFC 3339 UTC with the capture's precision.
+    pub fn first_time(&self) -> String {
+        crate::capture::Timestamp::from_ns(self.first_ns, self.digits).rfc3339()
+    }
+
+    /// Last frame time, likewise.
+    pub fn last_time(&self) -> String {
+        crate::capture::Timestamp::from_ns(self.last_ns, self.digits).rfc3339()
+    }
+
+    /// Last minus first frame time, in seconds (exact decimal).
+    pub fn duration(&self) -> String {
+        seconds(self.last_ns - self.first_ns, self.digits)
+    }
+
+    /// `closed` (a FIN closed it) or `open`.
+    pub fn state(&self) -> &'static str {
+        if self.closed {
+            "closed"
+        } else {
+            "open"
+        }
+    }
+
+    /// The row as one JSON object appended to `out`, exactly as serde_json writes [`Serialize`]'s form (a test
+    /// holds them equal), written by hand: serde_json's escaping of each string was the largest cost of listing
+    /// every flow, and these strings almost never need it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::capture::put_digits;
+        fn int(out: &mut Vec<u8>, v: i64) {
+            if v < 0 {
+                out.push(b'-');
+            }
+            put_digits(out, v.unsigned_abs(), 1);
+        }
+        let time = |out: &mut Vec<u8>, ns: i64| {
+            out.push(b'"');
+            crate::capture::Timestamp::from_ns(ns, self.digits).write_rfc3339(out);
+            out.push(b'"');
+        };
+        out.extend_from_slice(b"{\"capture\":");
+        json_str(out, &self.capture);
+        out.extend_from_slice(b",\"label\":");
+        json_str(out, &self.label);
+        out.extend_from_slice(b",\"src\":");
+        json_str(out, &self.src);
+        out.extend_from_slice(b",\"sport\":");
+        int(out, i64::from(self.sport));
+        out.extend_from_slice(b",\"dst\":");
+        json_str(out, &self.dst);
+        out.extend_from_slice(b",\"dport\":");
+        int(out, i64::from(self.dport));
+        out.extend_from_slice(b",\"first_time\":");
+        time(out, self.first_ns);
+        out.extend_from_slice(b",\"last_time\":");
+        time(out, self.last_ns);
+        out.extend_from_slice(b",\"duration\":\"");
+        crate::capture::Timestamp::from_ns(self.last_ns - self.first_ns, self.digits)
+            .write_decimal(out);
+        out.extend_from_slice(b"\",\"packets\":");
+        int(out, self.packets);
+        out.extend_from_slice(b",\"bytes\":");
+        int(out, self.bytes);
+        out.extend_from_slice(b",\"payload_bytes\":");
+        int(out, self.payload_bytes);
+        out.extend_from_slice(b",\"flags\":\"");
+        let mut first = true;
+        for (bit, name) in FLAG_NAMES {
+            if self.flag_bits & bit != 0 {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(name.as_bytes());
+            }
+        }
+        out.extend_from_slice(b"\",\"state\":\"");
+        out.extend_from_slice(self.state().as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+/// `s` as a JSON string appended to `out`: copied as it is when nothing in it needs escaping (serde_json escapes
+/// only `"`, `\\` and control characters), through serde_json otherwise.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        // Writing to a Vec cannot fail; keep the output valid JSON regardless.
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+impl Serialize for FlowRow {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = ser.serialize_struct("FlowRow", 14)?;
+        m.serialize_field("capture", &*self.capture)?;
+        m.serialize_field("label", &self.label)?;
+        m.serialize_field("src", &self.src)?;
+        m.serialize_field("sport", &self.sport)?;
+        m.serialize_field("dst", &self.dst)?;
+        m.serialize_field("dport", &self.dport)?;
+        m.serialize_field("first_time", &self.first_time())?;
+        m.serialize_field("last_time", &self.last_time())?;
+        m.serialize_field("duration", &self.duration())?;
+        m.serialize_field("packets", &self.packets)?;
+        m.serialize_field("bytes", &self.bytes)?;
+        m.serialize_field("payload_bytes", &self.payload_bytes)?;
+        m.serialize_field("flags", &flag_names(self.flag_bits))?;
+        m.serialize_field("state", self.state())?;
+        m.end()
+    }
+}
+
+/// TCP flag bits and names, in the order tshark lists them.
+const FLAG_NAMES: [(i64, &str); 9] = [
+    (0x002, "SYN"),
+    (0x010, "ACK"),
+    (0x008, "PSH"),
+    (0x001, "FIN"),
+    (0x004, "RST"),
+    (0x020, "URG"),
+    (0x040, "ECE"),
+    (0x080, "CWR"),
+    (0x100, "NS"),
+];
+
 /// The names of the TCP flags set in `flags`, most significant last as tshark lists them.
 pub fn flag_names(flags: i64) -> String {
-    const NAMES: [(i64, &str); 9] = [
-        (0x002, "SYN"),
-        (0x010, "ACK"),
-        (0x008, "PSH"),
-        (0x001, "FIN"),
-        (0x004, "RST"),
-        (0x020, "URG"),
-        (0x040, "ECE"),
-        (0x080, "CWR"),
-        (0x100, "NS"),
-    ];
     let mut s = String::with_capacity(24);
-    for (b, n) in NAMES {
+    for (b, n) in FLAG_NAMES {
         if flags & b != 0 {
             if !s.is_empty() {
                 s.push(',');
@@ -1249,8 +1364,11 @@ pub(crate) const FLOW_COLUMNS: &str =
     "f.capture_id, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
      f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
 
+/// Each capture's name and the decimal places of its times, by capture id.
+pub(crate) type CaptureFacts = HashMap<i64, (Arc<str>, u8)>;
+
 /// Each capture's name and timestamp precision, read once per search rather than joined into every row.
-fn capture_facts(conn: &Connection) -> Result<HashMap<i64, (String, u8)>, QueryError> {
+fn capture_facts(conn: &Connection) -> Result<CaptureFacts, QueryError> {
     Ok(conn
         .prepare(
             "SELECT c.id, c.name, (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
@@ -1258,17 +1376,20 @@ fn capture_facts(conn: &Connection) -> Result<HashMap<i64, (String, u8)>, QueryE
              FROM captures c",
         )?
         .query_map([], |r| {
-            Ok((r.get(0)?, (r.get(1)?, r.get::<_, Option<u8>>(2)?.unwrap_or(9))))
+            Ok((
+                r.get(0)?,
+                (
+                    Arc::from(r.get::<_, String>(1)?),
+                    r.get::<_, Option<u8>>(2)?.unwrap_or(9),
+                ),
+            ))
         })?
         .collect::<Result<_, _>>()?)
 }
 
 /// A [`FLOW_COLUMNS`] row as a [`FlowRow`]; `None` for a flow whose capture row is gone (deleted in plain SQL),
 /// which is not listed, as a join would drop it.
-pub(crate) fn flow_row(
-    r: &dyn Cols,
-    caps: &HashMap<i64, (String, u8)>,
-) -> Result<Option<FlowRow>, QueryError> {
+pub(crate) fn flow_row(r: &dyn Cols, caps: &CaptureFacts) -> Result<Option<FlowRow>, QueryError> {
     let capture_id = r.int(0)?;
     let Some((capture, digits)) = caps.get(&capture_id) else {
         return Ok(None);
@@ -1283,14 +1404,12 @@ pub(crate) fn flow_row(
         sport: port(r.int(3)?)?,
         dst: r.text(4)?,
         dport: port(r.int(5)?)?,
-        first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
-        last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
-        duration: seconds(last_ns - first_ns, digits),
         packets: r.int(8)?,
         bytes: r.int(9)?,
         payload_bytes: r.int(10)?,
-        flags: flag_names(r.int(11)?),
-        state: if r.boolean(12)? { "closed" } else { "open" },
+        flag_bits: r.int(11)?,
+        closed: r.boolean(12)?,
+        digits,
         first_ns,
         last_ns,
         flow_no: r.int(13)?,
@@ -1567,7 +1686,7 @@ pub(crate) fn merge_pages(
 fn merge_by_time(
     conn: &Connection,
     filter: &crate::filter::Compiled,
-    caps: &HashMap<i64, (String, u8)>,
+    caps: &CaptureFacts,
     limit: Option<u64>,
     visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
@@ -2000,6 +2119,46 @@ pub fn count_connections(db: &Db, filter: &crate::filter::Compiled) -> Result<i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The hand-written JSON of a flow row is serde_json's, byte for byte, whatever its strings and numbers
+        /// (quotes, backslashes, control characters, non-ASCII; times before 1970 and past the calendar).
+        #[test]
+        fn flow_json_is_serdes(
+            capture in "\\PC{0,12}|[\\x00-\\x7f]{0,12}",
+            label in "\\PC{0,12}|[\\x00-\\x7f]{0,12}",
+            src in "[0-9a-f.:\"\\\\]{0,8}",
+            nums in proptest::array::uniform5(proptest::prelude::any::<i64>()),
+            ports in proptest::prelude::any::<(u16, u16)>(),
+            flag_bits in 0i64..0x400,
+            closed in proptest::prelude::any::<bool>(),
+            digits in 0u8..=9,
+            first_ns in proptest::prop_oneof![-4_000_000_000_000_000_000i64..4_000_000_000_000_000_000, 1_700_000_000_000_000_000i64..1_700_000_100_000_000_000],
+            span in 0i64..1_000_000_000_000,
+        ) {
+            let row = FlowRow {
+                capture_id: nums[0],
+                capture: Arc::from(capture.as_str()),
+                label,
+                src: src.clone(),
+                sport: ports.0,
+                dst: src,
+                dport: ports.1,
+                packets: nums[1],
+                bytes: nums[2],
+                payload_bytes: nums[3],
+                flag_bits,
+                closed,
+                digits,
+                first_ns,
+                last_ns: first_ns.saturating_add(span),
+                flow_no: nums[4],
+            };
+            let mut mine = Vec::new();
+            row.write_json(&mut mine);
+            proptest::prop_assert_eq!(String::from_utf8(mine).unwrap(), serde_json::to_string(&row).unwrap());
+        }
+    }
 
     #[test]
     fn edit_distance() {

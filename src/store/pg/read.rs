@@ -455,7 +455,7 @@ fn conn_condition(cond: &str) -> String {
 
 impl Pg {
     /// Each capture's name and timestamp precision (`read::capture_facts`).
-    pub fn capture_facts(&self) -> Result<HashMap<i64, (String, u8)>, QueryError> {
+    pub fn capture_facts(&self) -> Result<super::super::read::CaptureFacts, QueryError> {
         let rows = self.rows(
             &format!(
                 "SELECT c.id, c.name, (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = c.id) FROM captures c"
@@ -466,7 +466,10 @@ impl Pg {
             .map(|r| {
                 Ok((
                     r.int(0)?,
-                    (r.text(1)?, r.opt_int(2)?.unwrap_or(9).clamp(0, 9) as u8),
+                    (
+                        r.text(1)?.into(),
+                        r.opt_int(2)?.unwrap_or(9).clamp(0, 9) as u8,
+                    ),
                 ))
             })
             .collect()
