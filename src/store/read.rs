@@ -29,6 +29,9 @@ pub enum QueryError {
     /// A PostgreSQL failure.
     #[error("database: {0}")]
     Postgres(#[from] postgres::Error),
+    /// A second connection to the database (a counting thread's) could not be opened.
+    #[error("{0}")]
+    Open(Box<super::StoreError>),
     /// A command that runs on SQLite only, for now.
     #[error("{0} is not available on PostgreSQL yet; use a SQLite database (--db FILE) for it")]
     NotOnPostgres(&'static str),
@@ -1915,34 +1918,29 @@ pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, Que
         Db::Postgres(p) => return p.count_flows(filter),
     };
     let cands = bucket_candidates(conn, filter)?;
-    if cands.is_empty() {
-        return Ok(conn.query_row(
-            &format!("SELECT count(*) FROM flows f WHERE {}", filter.condition),
-            rusqlite::params_from_iter(filter.params.iter()),
-            |r| r.get(0),
-        )?);
-    }
-    // The captures with candidates count those, the others all their flows.
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM captures ORDER BY id")?
-        .query_map([], |r| r.get(0))?
+    // The captures with candidates count those, the others all their flows, a range of flow numbers at a time.
+    let caps: Vec<(i64, i64)> = conn
+        .prepare("SELECT id, flows FROM captures ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let n = filter.params.len();
     let mut params = filter.params.clone();
     let mut by_cands = conn.prepare(&candidate_sql(filter, "count(*)"))?;
-    let mut whole = conn.prepare(&format!(
-        "SELECT count(*) FROM flows f WHERE f.capture_id = ?{} AND ({})",
-        n + 1,
-        filter.condition
-    ))?;
     let mut total: i64 = 0;
-    for cid in ids {
-        params.truncate(n);
-        params.push(rusqlite::types::Value::Integer(cid));
+    let mut ranges = Vec::new();
+    let whole: i64 = caps
+        .iter()
+        .filter(|(cid, _)| !cands.contains_key(cid))
+        .map(|&(_, flows)| flows.max(0))
+        .sum();
+    let threads = count_threads(whole);
+    let span = (whole / (threads as i64 * 4)).max(1 << 16);
+    for &(cid, flows) in &caps {
         match cands.get(&cid) {
             Some(c) => {
                 for chunk in c.chunks(4096) {
-                    params.truncate(n + 1);
+                    params.truncate(n);
+                    params.push(rusqlite::types::Value::Integer(cid));
                     params.push(rusqlite::types::Value::Text(json_list(chunk)));
                     total += by_cands
                         .query_row(rusqlite::params_from_iter(params.iter()), |r| {
@@ -1951,13 +1949,86 @@ pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, Que
                 }
             }
             None => {
-                total += whole.query_row(rusqlite::params_from_iter(params.iter()), |r| {
-                    r.get::<_, i64>(0)
-                })?
+                // The last range is open: `captures.flows` is what the ingest wrote, not a bound SQL keeps.
+                let mut lo = i64::MIN;
+                loop {
+                    let hi = lo.max(0).saturating_add(span);
+                    if hi >= flows {
+                        ranges.push((cid, lo, i64::MAX));
+                        break;
+                    }
+                    ranges.push((cid, lo, hi));
+                    lo = hi;
+                }
             }
         }
     }
+    let sql = format!(
+        "SELECT count(*) FROM flows f WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND f.flow_no <= ?{} AND ({})",
+        n + 1,
+        n + 2,
+        n + 3,
+        filter.condition
+    );
+    let count_ranges = |conn: &Connection, next: &std::sync::atomic::AtomicUsize| {
+        let mut st = conn.prepare(&sql)?;
+        let mut params = filter.params.clone();
+        let mut sum = 0i64;
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&(cid, lo, hi)) = ranges.get(i) else {
+                return Ok::<i64, QueryError>(sum);
+            };
+            params.truncate(n);
+            params.extend([cid, lo, hi].map(rusqlite::types::Value::Integer));
+            sum += st.query_row(rusqlite::params_from_iter(params.iter()), |r| {
+                r.get::<_, i64>(0)
+            })?;
+        }
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    match path {
+        Some(path) if threads > 1 => {
+            // Each helper thread reads through its own connection; this one counts too.
+            let sums = std::thread::scope(|scope| {
+                let helpers: Vec<_> = (1..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let c = super::open_read(&path)
+                                .map_err(|e| QueryError::Open(Box::new(e)))?;
+                            count_ranges(&c, &next)
+                        })
+                    })
+                    .collect();
+                let mine = count_ranges(conn, &next);
+                let mut all = vec![mine];
+                for h in helpers {
+                    all.push(h.join().unwrap_or_else(|_| {
+                        Err(QueryError::Corrupt("a counting thread panicked".into()))
+                    }));
+                }
+                all
+            });
+            for s in sums {
+                total += s?;
+            }
+        }
+        _ => total += count_ranges(conn, &next)?,
+    }
     Ok(total)
+}
+
+/// Threads for counting `flows` rows: one per core (at most 8), and one for fewer than 200,000 rows, where a
+/// second connection's start costs more than it saves.
+fn count_threads(rows: i64) -> usize {
+    if rows < 200_000 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// One connection as `traceflow connections` lists it (a `connections` row, with its flows' labels).

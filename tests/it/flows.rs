@@ -831,3 +831,64 @@ fn captures_without_usable_buckets_are_read_whole() {
         .unwrap();
     assert_eq!(results(&conn), want, "no buckets");
 }
+
+/// `--count` over more flows than one thread counts (200,000): the ranges the counting threads split the flows
+/// into neither miss nor repeat a flow. Each count equals the number of flows listed (one connection, in
+/// flow order) and the number the generator made to match.
+#[test]
+fn counting_threads_count_each_flow_once() {
+    use std::net::Ipv4Addr;
+    use traceflow::synth::{eth_ipv4_tcp, Segment};
+    const FLOWS: u32 = 230_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut frames = Vec::with_capacity(FLOWS as usize);
+    let (mut p443, mut net, mut rst) = (0, 0, 0);
+    for i in 0..FLOWS {
+        // One SYN (or RST) per flow, each from its own source, to 10.(i % 3).x.y on 443 or 80.
+        let dport = if i % 5 == 0 { 443 } else { 80 };
+        let flags = if i % 7 == 0 { 0x04 } else { 0x02 };
+        let dst = Ipv4Addr::new(10, (i % 3) as u8, (i >> 8) as u8, i as u8);
+        p443 += usize::from(dport == 443);
+        net += usize::from(i % 3 == 1);
+        rst += usize::from(flags == 0x04);
+        let seg = Segment {
+            src: Ipv4Addr::from(0xc000_0000 + i),
+            sport: 1024 + (i % 60000) as u16,
+            dst,
+            dport,
+            seq: i,
+            ack: 0,
+            flags,
+            payload: b"",
+        };
+        frames.push((
+            1_700_000_000_000_000_000 + i64::from(i) * 1000,
+            eth_ipv4_tcp(&seg),
+        ));
+    }
+    let cap = dir.path().join("many.pcap");
+    std::fs::write(&cap, super::util::pcap(1, 65535, &frames)).unwrap();
+    let db = dir.path().join("t.db");
+    let r = super::util::ingest(&db, &["-q"], &[&cap]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (filter, want) in [
+        ("", FLOWS as usize),
+        ("port 443", p443),
+        ("dst net 10.1.0.0/16", net),
+        (
+            "rst and not port 443",
+            (0..FLOWS).filter(|i| i % 7 == 0 && i % 5 != 0).count(),
+        ),
+        ("rst", rst),
+    ] {
+        let counted = run(&db, &["flows", filter, "--count"]);
+        let listed = run(&db, &["flows", filter, "--format", "jsonl"]);
+        assert_eq!(
+            counted.stdout.trim(),
+            want.to_string(),
+            "--count of {filter:?}: {}",
+            counted.stderr
+        );
+        assert_eq!(listed.stdout.lines().count(), want, "listing of {filter:?}");
+    }
+}
