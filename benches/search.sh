@@ -2,6 +2,7 @@
 # traceflow search benchmark: `flows` on a database of several different synthetic captures (issue 12).
 #
 # usage: bash benches/search.sh [--captures N] [--connections N] [--repeat R] [--no-build] [--reuse-db]
+#                               [--baseline BIN]
 #
 #   --captures N     captures in the database, seeds 1..N of synth_pcap.py (default 10: about 11.7M frames
 #                    and 2.9M flows)
@@ -9,6 +10,8 @@
 #   --repeat R       runs of each query; the median is reported (default 3; the first run warms the cache)
 #   --no-build       use the existing target/release/traceflow
 #   --reuse-db       keep an existing database from an earlier run instead of ingesting again
+#   --baseline BIN   also time another traceflow binary (e.g. the previous build) on the same database, its runs
+#                    interleaved with this build's, and print its median and this build's speed-up beside each
 #
 # Environment: BENCH_DIR (default /tmp/traceflow-bench), SYNTH_PCAP (default ../shared/bench/synth_pcap.py).
 # Prints one line per query (median wall ms, rows) and SQLite's query plan for each filter (`flows --explain`).
@@ -21,6 +24,7 @@ CONNECTIONS=100000
 REPEAT=3
 BUILD=1
 REUSE=0
+BASE=
 die() { echo "search.sh: $*" >&2; exit 1; }
 log() { printf '[search %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 while [[ $# -gt 0 ]]; do
@@ -30,6 +34,7 @@ while [[ $# -gt 0 ]]; do
         --repeat) REPEAT=${2:?}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --reuse-db) REUSE=1; shift ;;
+        --baseline) BASE=${2:?}; shift 2 ;;
         -h|--help) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
@@ -82,35 +87,54 @@ EOF
 NET=$(python3 -c "import ipaddress,sys; print(ipaddress.ip_network(sys.argv[1] + '/16', strict=False))" "$HOST")
 TOTAL=$("$BIN" --db "$DB" flows --count)
 
-# median_ms CMD...: the median wall time of REPEAT runs, stdout to $WORK/out.
+# median_ms CMD...: the median wall time of REPEAT runs, stdout to $WORK/out. With --baseline, the baseline binary
+# runs the same arguments between this build's runs: its median goes to $WORK/base_ms.
 median_ms() {
-    local times=()
+    local times=() btimes=()
     for ((i = 0; i < REPEAT; i++)); do
         local t0 t1
+        if [[ -n $BASE ]]; then
+            t0=$(date +%s%N)
+            "$BASE" "${@:2}" >"$WORK/base_out" 2>"$WORK/base_err"
+            t1=$(date +%s%N)
+            btimes+=($(( (t1 - t0) / 1000000 )))
+        fi
         t0=$(date +%s%N)
         "$@" >"$WORK/out" 2>"$WORK/err"
         t1=$(date +%s%N)
         times+=($(( (t1 - t0) / 1000000 )))
     done
+    if [[ -n $BASE ]]; then
+        printf '%s\n' "${btimes[@]}" | sort -n | sed -n "$(( (REPEAT + 1) / 2 ))p" >"$WORK/base_ms"
+    fi
     printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (REPEAT + 1) / 2 ))p"
 }
+# vs MS: the baseline's median and this build's speed-up over it, when there is a baseline.
+vs() {
+    [[ -n $BASE ]] || return 0
+    local b
+    b=$(cat "$WORK/base_ms")
+    printf '   baseline %s ms, %sx' "$b" "$(python3 -c "print(round($b / max($1, 1), 2))")"
+}
 
+[[ -z $BASE || -x $BASE ]] || die "no binary at $BASE"
 printf '%-64s %10s %10s\n' query "median ms" rows
 run() {  # run NAME FILTER ARGS...
     local name=$1 filter=$2; shift 2
     local ms rows
     ms=$(median_ms "$BIN" --db "$DB" flows "$filter" "$@")
     rows=$(wc -l <"$WORK/out")
-    printf '%-64s %10s %10s\n' "$name" "$ms" "$rows"
+    printf '%-64s %10s %10s%s\n' "$name" "$ms" "$rows" "$(vs "$ms")"
 }
 Q1="host $HOST and port 443 and after $((T0 + 50)) and before $((T0 + 60))"
 run "$Q1 (jsonl)" "$Q1" --format jsonl
 run "net $NET --count" "net $NET" --count
 ms=$(median_ms "$BIN" --db "$DB" flows --format jsonl)
-printf '%-64s %10s %10s   (%s flows/s)\n' "every flow --format jsonl" "$ms" "$TOTAL" \
-    "$(python3 -c "print(round($TOTAL / max($ms, 1) * 1000))")"
+printf '%-64s %10s %10s   (%s flows/s)%s\n' "every flow --format jsonl" "$ms" "$TOTAL" \
+    "$(python3 -c "print(round($TOTAL / max($ms, 1) * 1000))")" "$(vs "$ms")"
 ms=$(median_ms "$BIN" --db "$DB" flows "dst port 443" --limit 1000 --pcap "$WORK/merged.pcap")
-printf '%-64s %10s %10s\n' "dst port 443 --limit 1000 --pcap FILE" "$ms" "$(grep -o 'wrote [0-9]* frames' "$WORK/err" | cut -d' ' -f2) frames"
+printf '%-64s %10s %10s%s\n' "dst port 443 --limit 1000 --pcap FILE" "$ms" \
+    "$(grep -o 'wrote [0-9]* frames' "$WORK/err" | cut -d' ' -f2) frames" "$(vs "$ms")"
 run "host $HOST --group-by dst" "host $HOST" --group-by dst --format jsonl
 
 echo

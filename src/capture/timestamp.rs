@@ -143,15 +143,30 @@ impl Timestamp {
     }
 }
 
-/// `v` in decimal, zero-padded to at least `width` digits (at most 20).
+/// `v` in decimal, zero-padded to at least `width` digits (at most 20). Two digits at a time from a table, as
+/// itoa does: listing every flow writes about ten numbers per flow.
 pub fn put_digits(out: &mut Vec<u8>, v: u64, width: usize) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut buf = [b'0'; 20];
     let mut i = buf.len();
     let mut v = v;
-    while v > 0 {
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    }
+    if v >= 10 {
+        let d = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    } else if v > 0 {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+        buf[i] = b'0' + v as u8;
     }
     let start = i.min(buf.len() - width.min(buf.len()));
     out.extend_from_slice(&buf[start..]);
@@ -192,6 +207,34 @@ mod tests {
         // Out of the calendar's range: the exact decimal, as before.
         let far = Timestamp::new(i64::MAX / 2, 5, 1);
         assert_eq!(far.rfc3339(), far.decimal());
+    }
+
+    #[test]
+    fn put_digits_is_format() {
+        for v in [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12_345,
+            1 << 40,
+            u64::MAX,
+        ] {
+            for width in [1, 2, 6, 9, 20] {
+                let mut out = Vec::new();
+                put_digits(&mut out, v, width);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    format!("{v:0width$}"),
+                    "{v} {width}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use rusqlite::Connection;
 
 mod open;
 pub mod pg;
+mod prefetch;
 pub mod read;
 mod write;
 

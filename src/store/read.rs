@@ -75,6 +75,11 @@ pub(crate) trait Cols {
     fn opt_int(&self, i: usize) -> Result<Option<i64>, QueryError>;
     /// A text column.
     fn text(&self, i: usize) -> Result<String, QueryError>;
+    /// A text column appended to `out` (no allocation of its own).
+    fn push_text(&self, i: usize, out: &mut String) -> Result<(), QueryError> {
+        out.push_str(&self.text(i)?);
+        Ok(())
+    }
     /// A text column that may be NULL.
     fn opt_text(&self, i: usize) -> Result<Option<String>, QueryError>;
     /// A boolean (SQLite: an integer).
@@ -92,6 +97,16 @@ impl Cols for rusqlite::Row<'_> {
     }
     fn text(&self, i: usize) -> Result<String, QueryError> {
         Ok(self.get(i)?)
+    }
+    fn push_text(&self, i: usize, out: &mut String) -> Result<(), QueryError> {
+        if let rusqlite::types::ValueRef::Text(t) = self.get_ref(i)? {
+            if let Ok(t) = std::str::from_utf8(t) {
+                out.push_str(t);
+                return Ok(());
+            }
+        }
+        // Whatever else is there fails as `text` fails on it.
+        self.text(i).map(|t| out.push_str(&t))
     }
     fn opt_text(&self, i: usize) -> Result<Option<String>, QueryError> {
         Ok(self.get(i)?)
@@ -1168,14 +1183,14 @@ pub struct FlowRow {
     pub capture_id: i64,
     /// The capture's name, shared by its flows.
     pub capture: Arc<str>,
-    /// TraceFlow's label.
-    pub label: String,
-    /// Source address.
-    pub src: String,
+    /// The label, then the source and destination addresses, in one allocation ([`FlowRow::label`], ...).
+    text: String,
+    /// Where the source address starts in `text`.
+    src_at: usize,
+    /// Where the destination address starts in `text`.
+    dst_at: usize,
     /// Source port.
     pub sport: u16,
-    /// Destination address.
-    pub dst: String,
     /// Destination port.
     pub dport: u16,
     /// Frames.
@@ -1199,6 +1214,21 @@ pub struct FlowRow {
 }
 
 impl FlowRow {
+    /// TraceFlow's label.
+    pub fn label(&self) -> &str {
+        &self.text[..self.src_at]
+    }
+
+    /// Source address.
+    pub fn src(&self) -> &str {
+        &self.text[self.src_at..self.dst_at]
+    }
+
+    /// Destination address.
+    pub fn dst(&self) -> &str {
+        &self.text[self.dst_at..]
+    }
+
     /// First frame time, RFC 3339 UTC with the capture's precision.
     pub fn first_time(&self) -> String {
         crate::capture::Timestamp::from_ns(self.first_ns, self.digits).rfc3339()
@@ -1242,13 +1272,13 @@ impl FlowRow {
         out.extend_from_slice(b"{\"capture\":");
         json_str(out, &self.capture);
         out.extend_from_slice(b",\"label\":");
-        json_str(out, &self.label);
+        json_str(out, self.label());
         out.extend_from_slice(b",\"src\":");
-        json_str(out, &self.src);
+        json_str(out, self.src());
         out.extend_from_slice(b",\"sport\":");
         int(out, i64::from(self.sport));
         out.extend_from_slice(b",\"dst\":");
-        json_str(out, &self.dst);
+        json_str(out, self.dst());
         out.extend_from_slice(b",\"dport\":");
         int(out, i64::from(self.dport));
         out.extend_from_slice(b",\"first_time\":");
@@ -1299,10 +1329,10 @@ impl Serialize for FlowRow {
         use serde::ser::SerializeStruct;
         let mut m = ser.serialize_struct("FlowRow", 14)?;
         m.serialize_field("capture", &*self.capture)?;
-        m.serialize_field("label", &self.label)?;
-        m.serialize_field("src", &self.src)?;
+        m.serialize_field("label", self.label())?;
+        m.serialize_field("src", self.src())?;
         m.serialize_field("sport", &self.sport)?;
-        m.serialize_field("dst", &self.dst)?;
+        m.serialize_field("dst", self.dst())?;
         m.serialize_field("dport", &self.dport)?;
         m.serialize_field("first_time", &self.first_time())?;
         m.serialize_field("last_time", &self.last_time())?;
@@ -1399,13 +1429,19 @@ pub(crate) fn flow_row(r: &dyn Cols, caps: &CaptureFacts) -> Result<Option<FlowR
     };
     let digits = *digits;
     let (first_ns, last_ns) = (r.int(6)?, r.int(7)?);
+    let mut text = String::with_capacity(96);
+    r.push_text(1, &mut text)?;
+    let src_at = text.len();
+    r.push_text(2, &mut text)?;
+    let dst_at = text.len();
+    r.push_text(4, &mut text)?;
     Ok(Some(FlowRow {
         capture_id,
         capture: capture.clone(),
-        label: r.text(1)?,
-        src: r.text(2)?,
+        text,
+        src_at,
+        dst_at,
         sport: port(r.int(3)?)?,
-        dst: r.text(4)?,
         dport: port(r.int(5)?)?,
         packets: r.int(8)?,
         bytes: r.int(9)?,
@@ -1685,7 +1721,8 @@ pub(crate) fn merge_pages(
 }
 
 /// [`search_flows`] in time order: each capture's matching flows in flow_no order, a page at a time, merged by
-/// (first time, capture id, flow_no) of each capture's next flow.
+/// (first time, capture id, flow_no) of each capture's next flow. Long listings read pages ahead on helper
+/// threads (`prefetch`), one per core beyond this one.
 fn merge_by_time(
     conn: &Connection,
     filter: &crate::filter::Compiled,
@@ -1693,50 +1730,123 @@ fn merge_by_time(
     limit: Option<u64>,
     visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
-    use std::collections::VecDeque;
-    let n = filter.params.len();
-    let mut st = conn.prepare(&page_sql(filter, FLOW_COLUMNS))?;
     let cands = bucket_candidates(conn, filter)?;
-    let mut st_cands = conn.prepare(&format!(
-        "{} ORDER BY f.flow_no",
-        candidate_sql(filter, FLOW_COLUMNS)
-    ))?;
-    let mut params = filter.params.clone();
-    let mut page =
-        |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| -> Result<bool, QueryError> {
-            if let Some(c) = cands.get(&cid) {
-                // The next PAGE candidates after `after`, until one of them matches or none are left.
-                let mut at = c.partition_point(|&no| no <= after);
-                while at < c.len() && into.is_empty() {
-                    let chunk = &c[at..c.len().min(at + PAGE as usize)];
-                    at += chunk.len();
-                    params.truncate(n);
-                    params.push(rusqlite::types::Value::Integer(cid));
-                    params.push(rusqlite::types::Value::Text(json_list(chunk)));
-                    let mut rows = st_cands.query(rusqlite::params_from_iter(params.iter()))?;
-                    while let Some(r) = rows.next()? {
-                        if let Some(row) = flow_row(r, caps)? {
-                            into.push_back(row);
-                        }
+    let pending = sqlite_captures_by_time(conn)?;
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) - 1;
+    // A short listing is over before a helper's connection is open.
+    let short = limit.is_some_and(|l| l <= PAGE as u64 * 4);
+    let (Some(path), false, 1..) = (path, short, helpers) else {
+        let mut pages = Pages::new(conn, filter, caps, &cands)?;
+        return merge_pages(pending, limit, &mut |c, a, i| pages.read(c, a, i), visit);
+    };
+    let ahead = super::prefetch::Prefetch::default();
+    std::thread::scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|| {
+                // A helper that cannot open or prepare leaves its pages to the listing thread.
+                let Ok(c) = super::open_read(&path) else {
+                    return;
+                };
+                let Ok(mut pages) = Pages::new(&c, filter, caps, &cands) else {
+                    return;
+                };
+                ahead.serve(&mut |cid, after, into| pages.read(cid, after, into));
+            });
+        }
+        let listed = Pages::new(conn, filter, caps, &cands).and_then(|mut pages| {
+            let mut mine = |cid, after, into: &mut std::collections::VecDeque<FlowRow>| {
+                pages.read(cid, after, into)
+            };
+            merge_pages(
+                pending,
+                limit,
+                &mut |cid, after, into| ahead.page(cid, after, into, &mut mine),
+                visit,
+            )
+        });
+        ahead.stop();
+        listed
+    })
+}
+
+/// Reads pages of matching flows of one capture at a time, through one connection's statements.
+struct Pages<'c> {
+    st: rusqlite::Statement<'c>,
+    st_cands: rusqlite::Statement<'c>,
+    filter: &'c crate::filter::Compiled,
+    caps: &'c CaptureFacts,
+    cands: &'c HashMap<i64, Vec<i64>>,
+    params: Vec<rusqlite::types::Value>,
+}
+
+impl<'c> Pages<'c> {
+    fn new(
+        conn: &'c Connection,
+        filter: &'c crate::filter::Compiled,
+        caps: &'c CaptureFacts,
+        cands: &'c HashMap<i64, Vec<i64>>,
+    ) -> Result<Pages<'c>, QueryError> {
+        Ok(Pages {
+            st: conn.prepare(&page_sql(filter, FLOW_COLUMNS))?,
+            st_cands: conn.prepare(&format!(
+                "{} ORDER BY f.flow_no",
+                candidate_sql(filter, FLOW_COLUMNS)
+            ))?,
+            filter,
+            caps,
+            cands,
+            params: filter.params.clone(),
+        })
+    }
+
+    /// Appends capture `cid`'s next matching flows after flow_no `after` to `into`; says whether more may follow.
+    fn read(
+        &mut self,
+        cid: i64,
+        after: i64,
+        into: &mut std::collections::VecDeque<FlowRow>,
+    ) -> Result<bool, QueryError> {
+        let n = self.filter.params.len();
+        if let Some(c) = self.cands.get(&cid) {
+            // The next PAGE candidates after `after`, until one of them matches or none are left.
+            let mut at = c.partition_point(|&no| no <= after);
+            while at < c.len() && into.is_empty() {
+                let chunk = &c[at..c.len().min(at + PAGE as usize)];
+                at += chunk.len();
+                self.params.truncate(n);
+                self.params.push(rusqlite::types::Value::Integer(cid));
+                self.params
+                    .push(rusqlite::types::Value::Text(json_list(chunk)));
+                let mut rows = self
+                    .st_cands
+                    .query(rusqlite::params_from_iter(self.params.iter()))?;
+                while let Some(r) = rows.next()? {
+                    if let Some(row) = flow_row(r, self.caps)? {
+                        into.push_back(row);
                     }
                 }
-                return Ok(at < c.len());
             }
-            params.truncate(n);
-            params.push(rusqlite::types::Value::Integer(cid));
-            params.push(rusqlite::types::Value::Integer(after));
-            let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-            let mut got = 0;
-            while let Some(r) = rows.next()? {
-                got += 1;
-                if let Some(row) = flow_row(r, caps)? {
-                    into.push_back(row);
-                }
+            return Ok(at < c.len());
+        }
+        self.params.truncate(n);
+        self.params.push(rusqlite::types::Value::Integer(cid));
+        self.params.push(rusqlite::types::Value::Integer(after));
+        let mut rows = self
+            .st
+            .query(rusqlite::params_from_iter(self.params.iter()))?;
+        let mut got = 0;
+        while let Some(r) = rows.next()? {
+            got += 1;
+            if let Some(row) = flow_row(r, self.caps)? {
+                into.push_back(row);
             }
-            Ok(got == PAGE)
-        };
-    // Captures join the merge in order of their first frame time; each then has one entry in the heap.
-    merge_pages(sqlite_captures_by_time(conn)?, limit, &mut page, visit)
+        }
+        Ok(got == PAGE)
+    }
 }
 
 /// What `traceflow flows --group-by` makes one row of.
@@ -2210,10 +2320,10 @@ mod tests {
             let row = FlowRow {
                 capture_id: nums[0],
                 capture: Arc::from(capture.as_str()),
-                label,
-                src: src.clone(),
+                src_at: label.len(),
+                dst_at: label.len() + src.len(),
+                text: format!("{label}{src}{src}"),
                 sport: ports.0,
-                dst: src,
                 dport: ports.1,
                 packets: nums[1],
                 bytes: nums[2],

@@ -495,7 +495,7 @@ fn time_order_merges_captures_by_their_next_flow() {
             FlowSort::Time,
             limit,
             &mut |r| {
-                got.push((r.capture_id, r.label));
+                got.push((r.capture_id, r.label().to_string()));
                 Ok(())
             },
         )
