@@ -23,8 +23,11 @@ use spill::Spill;
 pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 
 /// Open flows kept in memory before the least recently seen are parked on disk (`Tracer::with_max_open`):
-/// about 10 MiB of flow state, whatever the capture.
-pub const DEFAULT_MAX_OPEN: usize = 65_536;
+/// about 8 MiB of flow state, whatever the capture. The table parks when it holds one more than this: 57,344, half
+/// of what hashbrown's table of 131,072 slots holds. Parking leaves tombstones, and when they use up the free
+/// slots hashbrown rehashes in place if the table is at most half full, else doubles it. With 65,536 it doubled
+/// to 262,144 slots (31 MB) in a long scan, which was most of the peak RSS over issue 17's target.
+pub const DEFAULT_MAX_OPEN: usize = 57_343;
 
 /// Traces the TCP flows of one capture: give it the TCP frames in file order (`observe`), which hands over each
 /// flow as it closes; `finish` then emits the flows still open.
