@@ -159,4 +159,19 @@ impl Prefetch {
         self.lock().stop = true;
         self.changed.notify_all();
     }
+
+    /// A guard that ends the helpers' loops when dropped, also when the listing unwinds: a scope waiting for
+    /// helpers that wait for work would never end.
+    pub(crate) fn stop_on_drop(&self) -> StopOnDrop<'_> {
+        StopOnDrop(self)
+    }
+}
+
+/// See [`Prefetch::stop_on_drop`].
+pub(crate) struct StopOnDrop<'a>(&'a Prefetch);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }

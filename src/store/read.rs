@@ -1757,7 +1757,8 @@ fn merge_by_time(
                 ahead.serve(&mut |cid, after, into| pages.read(cid, after, into));
             });
         }
-        let listed = Pages::new(conn, filter, caps, &cands).and_then(|mut pages| {
+        let _stop = ahead.stop_on_drop();
+        Pages::new(conn, filter, caps, &cands).and_then(|mut pages| {
             let mut mine = |cid, after, into: &mut std::collections::VecDeque<FlowRow>| {
                 pages.read(cid, after, into)
             };
@@ -1767,9 +1768,7 @@ fn merge_by_time(
                 &mut |cid, after, into| ahead.page(cid, after, into, &mut mine),
                 visit,
             )
-        });
-        ahead.stop();
-        listed
+        })
     })
 }
 
