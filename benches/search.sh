@@ -151,8 +151,7 @@ done
 # The README's SQL examples (its "The index tuple in SQL" section), each timed warm through Python's sqlite3,
 # with the tables or indexes its plan goes through (issue 16: each under 200 ms here, or rewritten).
 echo
-# Connections are built at their first use: build them now, so that the connections examples read real rows.
-"$BIN" --db "$DB" connections --count >/dev/null
+# (Connections were built above, before the connections query was timed.)
 echo "README SQL (median of $REPEAT warm runs; :capture is the capture with most flows)"
 python3 - "$DB" "$ROOT/README.md" "$REPEAT" <<'EOF2'
 import re, sqlite3, sys, time

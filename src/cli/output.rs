@@ -274,42 +274,37 @@ impl<'a> RowWriter<'a> {
 
     /// [`RowWriter::row`] of a listing's row, whose JSON it writes itself.
     pub fn listed<T: Listed>(&mut self, r: &T) -> io::Result<()> {
-        let first = self.rows == 0;
         match self.format {
-            RowFormat::Json | RowFormat::Jsonl => {
-                self.rows += 1;
-                self.line.clear();
-                if self.format == RowFormat::Json {
-                    self.line.push(if first { b'[' } else { b',' });
-                }
-                r.write_json(&mut self.line)?;
-                if self.format == RowFormat::Jsonl {
-                    self.line.push(b'\n');
-                }
-                self.out.write_all(&self.line)
-            }
+            RowFormat::Json | RowFormat::Jsonl => self.json_line(|line| r.write_json(line)),
             _ => self.row(r),
         }
+    }
+
+    /// One JSON row (`[` or `,` before it in a list, a newline after it in JSON lines), written by `json`.
+    fn json_line(&mut self, json: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
+        let first = self.rows == 0;
+        self.rows += 1;
+        self.line.clear();
+        if self.format == RowFormat::Json {
+            self.line.push(if first { b'[' } else { b',' });
+        }
+        json(&mut self.line)?;
+        if self.format == RowFormat::Jsonl {
+            self.line.push(b'\n');
+        }
+        self.out.write_all(&self.line)
     }
 
     /// Writes (or, for a table, keeps) one row.
     pub fn row<T: Serialize>(&mut self, r: &T) -> io::Result<()> {
         let first = self.rows == 0;
-        self.rows += 1;
         match self.format {
-            RowFormat::Json => {
-                self.line.clear();
-                self.line.push(if first { b'[' } else { b',' });
-                serde_json::to_writer(&mut self.line, r)?;
-                self.out.write_all(&self.line)?;
-            }
-            RowFormat::Jsonl => {
-                self.line.clear();
-                serde_json::to_writer(&mut self.line, r)?;
-                self.line.push(b'\n');
-                self.out.write_all(&self.line)?;
+            RowFormat::Json | RowFormat::Jsonl => {
+                return self
+                    .json_line(|line| serde_json::to_writer(line, r).map_err(io::Error::from));
             }
             RowFormat::Csv => {
+                self.rows += 1;
                 let v = serde_json::to_value(r)?;
                 let Some(obj) = v.as_object() else {
                     return Ok(());
@@ -324,7 +319,10 @@ impl<'a> RowWriter<'a> {
                 let cells: Vec<String> = obj.values().map(csv_field).collect();
                 writeln!(self.out, "{}", cells.join(","))?;
             }
-            RowFormat::Table => self.table.push(serde_json::to_value(r)?),
+            RowFormat::Table => {
+                self.rows += 1;
+                self.table.push(serde_json::to_value(r)?)
+            }
         }
         Ok(())
     }

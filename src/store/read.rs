@@ -1292,16 +1292,7 @@ impl FlowRow {
         out.extend_from_slice(b",\"payload_bytes\":");
         int(out, self.payload_bytes);
         out.extend_from_slice(b",\"flags\":\"");
-        let mut first = true;
-        for (bit, name) in FLAG_NAMES {
-            if self.flag_bits & bit != 0 {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                out.extend_from_slice(name.as_bytes());
-            }
-        }
+        write_flag_names(self.flag_bits, out);
         out.extend_from_slice(b"\",\"state\":\"");
         out.extend_from_slice(self.state().as_bytes());
         out.extend_from_slice(b"\"}");
@@ -1358,16 +1349,23 @@ const FLAG_NAMES: [(i64, &str); 9] = [
 
 /// The names of the TCP flags set in `flags`, most significant last as tshark lists them.
 pub fn flag_names(flags: i64) -> String {
-    let mut s = String::with_capacity(24);
-    for (b, n) in FLAG_NAMES {
-        if flags & b != 0 {
-            if !s.is_empty() {
-                s.push(',');
+    let mut out = Vec::with_capacity(24);
+    write_flag_names(flags, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`flag_names`] appended to `out`.
+fn write_flag_names(flags: i64, out: &mut Vec<u8>) {
+    let mut first = true;
+    for (bit, name) in FLAG_NAMES {
+        if flags & bit != 0 {
+            if !first {
+                out.push(b',');
             }
-            s.push_str(n);
+            first = false;
+            out.extend_from_slice(name.as_bytes());
         }
     }
-    s
 }
 
 /// Orders of `traceflow flows --sort`.
@@ -1729,11 +1727,8 @@ fn merge_by_time(
 ) -> Result<(), QueryError> {
     let cands = bucket_candidates(conn, filter)?;
     let pending = sqlite_captures_by_time(conn)?;
-    let path = conn
-        .path()
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from);
-    let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) - 1;
+    let path = db_path(conn);
+    let helpers = cores() - 1;
     // A short listing is over before a helper's connection is open.
     let short = limit.is_some_and(|l| l <= PAGE as u64 * 4);
     let (Some(path), false, 1..) = (path, short, helpers) else {
@@ -2093,11 +2088,7 @@ pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, Que
         }
     };
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let path = conn
-        .path()
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from);
-    match path {
+    match db_path(conn) {
         Some(path) if threads > 1 => {
             // Each helper thread reads through its own connection; this one counts too.
             let sums = std::thread::scope(|scope| {
@@ -2136,7 +2127,19 @@ fn count_threads(rows: i64) -> usize {
     if rows < 200_000 {
         return 1;
     }
+    cores()
+}
+
+/// Cores to read on (at most 8): the threads that split a long read between connections.
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// The file of `conn`'s main database, which helper threads open their own connections to; `None` in memory.
+fn db_path(conn: &Connection) -> Option<std::path::PathBuf> {
+    conn.path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 /// One connection as `traceflow connections` lists it (a `connections` row, with its flows' labels).

@@ -7,11 +7,10 @@ use postgres::types::ToSql;
 
 use super::Pg;
 use crate::filter::Compiled;
-use crate::store::read::page_sql;
 use crate::store::read::{
-    capture_info, conn_row, flow_row, group_row, merge_pages, CaptureInfo, CapturePath, CaptureRow,
-    Cols, ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError, FLOW_COLUMNS,
-    INDEX_ORDER, PAGE,
+    capture_info, conn_row, flow_row, group_row, merge_pages, page_sql, CaptureInfo, CapturePath,
+    CaptureRow, Cols, ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError,
+    FLOW_COLUMNS, INDEX_ORDER, PAGE,
 };
 
 /// One capture's index tuple rows (label, frame numbers as text), in index order.
