@@ -156,19 +156,22 @@ pub enum Expr {
 
 impl Expr {
     /// What a matching flow must be in, as stored buckets (`trace::buckets`): each entry is a set of buckets, and
-    /// a flow that matches is in one bucket of every set. Empty when the filter names no host or port that every
-    /// match must have (then every flow is a candidate).
-    pub fn bucket_sets(&self) -> Vec<Vec<u16>> {
-        use crate::trace::buckets::{addr_bucket, port_bucket};
+    /// a flow that matches is in one bucket of every set. Empty when the filter names no host, port or IPv4 network
+    /// that every match must have (then every flow is a candidate).
+    pub fn bucket_sets(&self) -> Vec<Vec<u32>> {
+        use crate::trace::buckets::{addr_bucket, net16_buckets, port_bucket};
         match self {
             Expr::Host(_, a) => vec![vec![addr_bucket(a)]],
             // A wide port range is most of the buckets: not worth reading.
             Expr::Port(_, lo, hi) if hi - lo < 256 => {
-                let mut v: Vec<u16> = (*lo..=*hi).map(port_bucket).collect();
+                let mut v: Vec<u32> = (*lo..=*hi).map(port_bucket).collect();
                 v.sort_unstable();
                 v.dedup();
                 vec![v]
             }
+            Expr::Net(_, a, p) => net16_buckets(a, *p)
+                .map(|(v, _)| vec![v])
+                .unwrap_or_default(),
             Expr::And(a, b) => {
                 let mut v = a.bucket_sets();
                 v.extend(b.bucket_sets());
@@ -177,7 +180,7 @@ impl Expr {
             // A match of `a or b` matches one side: it is in the first set of that side's.
             Expr::Or(a, b) => match (a.bucket_sets().first(), b.bucket_sets().first()) {
                 (Some(x), Some(y)) => {
-                    let mut v: Vec<u16> = x.iter().chain(y).copied().collect();
+                    let mut v: Vec<u32> = x.iter().chain(y).copied().collect();
                     v.sort_unstable();
                     v.dedup();
                     vec![v]
@@ -185,6 +188,26 @@ impl Expr {
                 _ => Vec::new(),
             },
             _ => Vec::new(),
+        }
+    }
+
+    /// True when the flows in the buckets of [`Expr::bucket_sets`] (in one bucket of every set) are exactly the
+    /// matches, not only candidates: `net` terms of either end on IPv4 /8 to /16 (exact /16 lists), and `and`/`or`
+    /// of such terms. A count of such a filter needs no SQL.
+    pub fn buckets_are_exact(&self) -> bool {
+        match self {
+            Expr::Net(Dir::Either, a, p) => {
+                matches!(crate::trace::buckets::net16_buckets(a, *p), Some((_, true)))
+            }
+            Expr::And(a, b) => a.buckets_are_exact() && b.buckets_are_exact(),
+            // `or` keeps only the first set of each side.
+            Expr::Or(a, b) => {
+                a.buckets_are_exact()
+                    && b.buckets_are_exact()
+                    && a.bucket_sets().len() == 1
+                    && b.bucket_sets().len() == 1
+            }
+            _ => false,
         }
     }
 }

@@ -18,7 +18,9 @@ pub struct Compiled {
     /// The values of its placeholders.
     pub params: Vec<Value>,
     /// The flow buckets every match is in ([`Expr::bucket_sets`]).
-    pub buckets: Vec<Vec<u16>>,
+    pub buckets: Vec<Vec<u32>>,
+    /// True when the flows in those buckets are exactly the matches ([`Expr::buckets_are_exact`]).
+    pub exact: bool,
 }
 
 /// An address as the 16 bytes stored in `flows.src_key`/`dst_key`: IPv6 as is, IPv4 as ::ffff:a.b.c.d.
@@ -47,6 +49,7 @@ pub fn compile(e: &Expr) -> Compiled {
         condition: String::new(),
         params: Vec::new(),
         buckets: e.bucket_sets(),
+        exact: e.buckets_are_exact(),
     };
     c.condition = emit(e, &mut c.params);
     c

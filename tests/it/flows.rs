@@ -778,8 +778,9 @@ fn two_way_index_holds_every_frame_once_by_connection() {
     assert!(r.stdout.lines().next().unwrap().contains("\"capture\":"));
 }
 
-/// Captures indexed before flow buckets (schema 8), and captures whose bucket lists are damaged, are read whole:
-/// the same flows come out, by listing and by count.
+/// Captures indexed before flow buckets (schema 8), captures whose lists have no /16 buckets (indexed by a
+/// release of schema 8), and captures whose bucket lists are damaged, are read whole: the same flows come out, by
+/// listing and by count.
 #[test]
 fn captures_without_usable_buckets_are_read_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -801,6 +802,8 @@ fn captures_without_usable_buckets_are_read_whole() {
                 format!("host {} and not syn", f.src),
                 format!("dst port {} or src host {}", f.dport, f.dst),
                 format!("port {} and packets > 2", f.sport),
+                format!("net {}/16", f.src),
+                format!("net {}/12 or host {}", f.dst, f.src),
             ]
         })
         .collect();
@@ -820,6 +823,14 @@ fn captures_without_usable_buckets_are_read_whole() {
     let want = results(&conn);
     assert!(want.iter().all(|(n, c)| *n as i64 == *c));
     assert!(want.iter().any(|(n, _)| *n > 0));
+    // As an ingest of schema 8 left them: address and port lists only.
+    conn.sqlite()
+        .unwrap()
+        .execute_batch(
+            "DELETE FROM flow_buckets WHERE bucket >= 8192; UPDATE captures SET has_buckets = 1",
+        )
+        .unwrap();
+    assert_eq!(results(&conn), want, "lists without /16s");
     conn.sqlite()
         .unwrap()
         .execute_batch("UPDATE flow_buckets SET flow_nos = x'ff'")
@@ -871,10 +882,38 @@ fn counting_threads_count_each_flow_once() {
     let db = dir.path().join("t.db");
     let r = super::util::ingest(&db, &["-q"], &[&cap]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // The sources run from 192.0.0.0 up: 192.0/16 to 192.3/16. Flows of other /16s are what a /16 list must not
+    // hold; `net` terms from /8 to /16 are counted from those lists alone.
+    let src16 = |b: u32| {
+        (0..FLOWS)
+            .filter(|i| (0xc000_0000 + i) >> 16 == 0xc000 + b)
+            .count()
+    };
     for (filter, want) in [
         ("", FLOWS as usize),
         ("port 443", p443),
         ("dst net 10.1.0.0/16", net),
+        ("net 10.1.0.0/16", net),
+        ("net 10.0.0.0/8", FLOWS as usize),
+        ("net 10.2.0.0/15", (0..FLOWS).filter(|i| i % 3 == 2).count()),
+        ("net 192.1.0.0/16", src16(1)),
+        ("net 192.2.0.0/15", src16(2) + src16(3)),
+        (
+            "net 192.1.0.0/16 or net 10.1.0.0/16",
+            (0..FLOWS)
+                .filter(|i| (0xc000_0000 + i) >> 16 == 0xc001 || i % 3 == 1)
+                .count(),
+        ),
+        (
+            "net 192.0.0.0/16 and net 10.0.0.0/16",
+            (0..FLOWS)
+                .filter(|i| (0xc000_0000 + i) >> 16 == 0xc000 && i % 3 == 0)
+                .count(),
+        ),
+        (
+            "net 10.1.0.0/16 and port 443",
+            (0..FLOWS).filter(|i| i % 3 == 1 && i % 5 == 0).count(),
+        ),
         (
             "rst and not port 443",
             (0..FLOWS).filter(|i| i % 7 == 0 && i % 5 != 0).count(),
