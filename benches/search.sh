@@ -10,8 +10,11 @@
 #   --repeat R       runs of each query; the median is reported (default 3; the first run warms the cache)
 #   --no-build       use the existing target/release/traceflow
 #   --reuse-db       keep an existing database from an earlier run instead of ingesting again
-#   --baseline BIN   also time another traceflow binary (e.g. the previous build) on the same database, its runs
-#                    interleaved with this build's, and print its median and this build's speed-up beside each
+#   --baseline BIN   also time another traceflow binary (e.g. the previous build), its runs interleaved with this
+#                    build's, and print its median and this build's speed-up beside each. The baseline reads a
+#                    database it ingested itself ($WORK/search-base.db, same captures): a build may store what an
+#                    older one does not read (e.g. the /16 lists, has_buckets = 2), so one shared database would
+#                    time the older build on a capture it must read whole
 #
 # Environment: BENCH_DIR (default /tmp/traceflow-bench), SYNTH_PCAP (default ../shared/bench/synth_pcap.py).
 # Prints one line per query (median wall ms, rows) and SQLite's query plan for each filter (`flows --explain`).
@@ -47,6 +50,7 @@ SYNTH=${SYNTH_PCAP:-$ROOT/../shared/bench/synth_pcap.py}
 WORK=${BENCH_DIR:-/tmp/traceflow-bench}/search
 BIN=$ROOT/target/release/traceflow
 DB=$WORK/search.db
+BASE_DB=$WORK/search-base.db
 mkdir -p "$WORK"
 command -v python3 >/dev/null || die "python3 is required"
 [[ -f $SYNTH ]] || die "generator not found: $SYNTH (set SYNTH_PCAP)"
@@ -74,6 +78,15 @@ if (( !REUSE )) || [[ ! -f $DB ]]; then
     t1=$(date +%s%N)
     log "ingest: $(( (t1 - t0) / 1000000 )) ms"
 fi
+if [[ -n $BASE ]] && { (( !REUSE )) || [[ ! -f $BASE_DB ]]; }; then
+    [[ -x $BASE ]] || die "no binary at $BASE"
+    rm -f "$BASE_DB" "$BASE_DB-wal" "$BASE_DB-shm"
+    log "ingesting ${#caps[@]} captures with the baseline"
+    t0=$(date +%s%N)
+    "$BASE" --db "$BASE_DB" ingest -q "${caps[@]}"
+    t1=$(date +%s%N)
+    log "baseline ingest: $(( (t1 - t0) / 1000000 )) ms"
+fi
 
 # The busiest source host and its time span pick a realistic "host A and port P in a 10 s window" query.
 read -r HOST T0 < <(python3 - "$DB" <<'EOF'
@@ -94,8 +107,10 @@ median_ms() {
     for ((i = 0; i < REPEAT; i++)); do
         local t0 t1
         if [[ -n $BASE ]]; then
+            local a bargs=()
+            for a in "${@:2}"; do [[ $a == "$DB" ]] && bargs+=("$BASE_DB") || bargs+=("$a"); done
             t0=$(date +%s%N)
-            "$BASE" "${@:2}" >"${OUT:-$WORK/base_out}" 2>"$WORK/base_err"
+            "$BASE" "${bargs[@]}" >"${OUT:-$WORK/base_out}" 2>"$WORK/base_err"
             t1=$(date +%s%N)
             btimes+=($(( (t1 - t0) / 1000000 )))
         fi
@@ -139,6 +154,7 @@ printf '%-64s %10s %10s%s\n' "dst port 443 --limit 1000 --pcap FILE" "$ms" \
 run "host $HOST --group-by dst" "host $HOST" --group-by dst --format jsonl
 # Connections are built at their first use: build them before timing.
 "$BIN" --db "$DB" connections --count >/dev/null
+[[ -z $BASE ]] || "$BASE" --db "$BASE_DB" connections --count >/dev/null
 ms=$(median_ms "$BIN" --db "$DB" connections "port 443" --sort bytes --limit 20 --format jsonl)
 printf '%-64s %10s %10s%s\n' "connections 'port 443' --sort bytes --limit 20" "$ms" "$(wc -l <"$WORK/out")" "$(vs "$ms")"
 

@@ -898,6 +898,19 @@ fn counting_threads_count_each_flow_once() {
         ("net 10.2.0.0/15", (0..FLOWS).filter(|i| i % 3 == 2).count()),
         ("net 192.1.0.0/16", src16(1)),
         ("net 192.2.0.0/15", src16(2) + src16(3)),
+        // Longer than a /16: the /16's list gives candidates, and SQL decides each one.
+        (
+            "net 192.1.0.0/24",
+            (0..FLOWS)
+                .filter(|i| (0xc000_0000 + i) >> 8 == 0xc0_0100)
+                .count(),
+        ),
+        (
+            "net 10.1.0.0/20",
+            (0..FLOWS)
+                .filter(|i| i % 3 == 1 && (i >> 8) & 0xff < 16)
+                .count(),
+        ),
         (
             "net 192.1.0.0/16 or net 10.1.0.0/16",
             (0..FLOWS)
