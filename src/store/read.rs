@@ -1546,9 +1546,7 @@ fn candidates(
         .collect::<Result<_, _>>()?;
     // A range of buckets at a time: a /8 is 256 consecutive /16 buckets, and one query for each took most of its
     // count's time.
-    let mut st = conn.prepare_cached(
-        "SELECT flow_nos FROM flow_buckets WHERE capture_id = ?1 AND bucket >= ?2 AND bucket <= ?3",
-    )?;
+    let mut st = conn.prepare_cached(BUCKET_LISTS_SQL)?;
     let keep_large = for_count && filter.exact;
     'capture: for (cid, flows, has) in caps {
         let mut cands: Option<Vec<i64>> = None;
@@ -1595,6 +1593,10 @@ fn candidates(
     }
     Ok(out)
 }
+
+/// The stored lists of a capture's buckets `?2..=?3`.
+const BUCKET_LISTS_SQL: &str =
+    "SELECT flow_nos FROM flow_buckets WHERE capture_id = ?1 AND bucket >= ?2 AND bucket <= ?3";
 
 /// Ascending bucket numbers as runs of consecutive ones, first and last.
 fn runs(set: &[u32]) -> Vec<(u32, u32)> {
@@ -1722,6 +1724,25 @@ pub fn explain_flows(
                     candidate_sql(filter, FLOW_COLUMNS)
                 ),
                 p,
+            ),
+        );
+        // The lists themselves, read a run of consecutive buckets at a time; with exact buckets (`net` from /8 to
+        // /16), --count is their size and runs no other SQL on captures that have them.
+        let first = filter.buckets[0].first().copied().unwrap_or(0);
+        let note = if filter.exact {
+            "-- the lists (--count: exact, counted from them alone)"
+        } else {
+            "-- the lists"
+        };
+        queries.insert(
+            0,
+            (
+                format!("{note}\n{BUCKET_LISTS_SQL}"),
+                vec![
+                    rusqlite::types::Value::Integer(1),
+                    rusqlite::types::Value::Integer(i64::from(first)),
+                    rusqlite::types::Value::Integer(i64::from(first)),
+                ],
             ),
         );
     }

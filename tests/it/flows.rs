@@ -301,6 +301,20 @@ fn the_cli_formats_sorts_counts_and_explains_errors() {
     let r = tf_flows(db, &["", "--count"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.trim(), facts.len().to_string());
+    // --explain shows each query and SQLite's plan for it: the bucket lists by their key, exact for a /16.
+    let r = tf_flows(db, &["net 10.1.0.0/16", "--explain"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("(--count: exact"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "SEARCH flow_buckets USING PRIMARY KEY (capture_id=? AND bucket>? AND bucket<?)"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = tf_flows(db, &["net 10.1.0.0/24", "--explain"]);
+    assert!(r.stdout.contains("-- the lists SELECT"), "{}", r.stdout);
+    assert!(!r.stdout.contains("exact"), "{}", r.stdout);
     let r = tf_flows(
         db,
         &[
