@@ -70,23 +70,20 @@ for ((s = 1; s <= CAPTURES; s++)); do
     caps+=("$out")
 done
 
-if (( !REUSE )) || [[ ! -f $DB ]]; then
-    rm -f "$DB" "$DB-wal" "$DB-shm"
-    log "ingesting ${#caps[@]} captures"
+# build_db BIN DB WHO: a fresh database of the captures, ingested by BIN (unless --reuse-db finds one).
+build_db() {
+    (( !REUSE )) || [[ ! -f $2 ]] || return 0
+    [[ -x $1 ]] || die "no binary at $1"
+    rm -f "$2" "$2-wal" "$2-shm"
+    log "ingesting ${#caps[@]} captures with $3"
+    local t0 t1
     t0=$(date +%s%N)
-    "$BIN" --db "$DB" ingest -q "${caps[@]}"
+    "$1" --db "$2" ingest -q "${caps[@]}"
     t1=$(date +%s%N)
-    log "ingest: $(( (t1 - t0) / 1000000 )) ms"
-fi
-if [[ -n $BASE ]] && { (( !REUSE )) || [[ ! -f $BASE_DB ]]; }; then
-    [[ -x $BASE ]] || die "no binary at $BASE"
-    rm -f "$BASE_DB" "$BASE_DB-wal" "$BASE_DB-shm"
-    log "ingesting ${#caps[@]} captures with the baseline"
-    t0=$(date +%s%N)
-    "$BASE" --db "$BASE_DB" ingest -q "${caps[@]}"
-    t1=$(date +%s%N)
-    log "baseline ingest: $(( (t1 - t0) / 1000000 )) ms"
-fi
+    log "$3's ingest: $(( (t1 - t0) / 1000000 )) ms"
+}
+build_db "$BIN" "$DB" "this build"
+[[ -z $BASE ]] || build_db "$BASE" "$BASE_DB" "the baseline"
 
 # The busiest source host and its time span pick a realistic "host A and port P in a 10 s window" query.
 read -r HOST T0 < <(python3 - "$DB" <<'EOF'
