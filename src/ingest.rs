@@ -15,7 +15,7 @@ use crate::decode::decode;
 use crate::store::{self, CaptureEnd, CaptureSource, Db, FrameRow, Outcome, Superseded, TcpRow};
 use crate::trace::buckets::{BucketRow, Buckets};
 use crate::trace::endpoints::{EndpointRow, Endpoints};
-use crate::trace::{FlowRecord, Tracer};
+use crate::trace::{Finished, FlowRecord, Tracer};
 
 /// Frames per message to the writer: large enough to amortise channel costs, small enough to stay in cache.
 const BATCH: usize = 4096;
@@ -529,8 +529,9 @@ impl Pending {
             return false;
         }
         // In creation order, the writer's inserts into flows (keyed by flow_no) and flows_first_ns land next to
-        // each other instead of all over the B-trees' right edges: 0.84 -> 0.77 s on the benchmark.
-        self.flows.sort_unstable_by_key(|f| f.flow_no);
+        // each other instead of all over the B-trees' right edges: 0.84 -> 0.77 s on the benchmark. Stable: a
+        // flow parked, back and parked again has several rows here, and the writer keeps the last.
+        self.flows.sort_by_key(|f| f.flow_no);
         self.conns.sort_unstable_by_key(|c| c.conn_no);
         let held = out.budget.acquire(out.capture, self.data.len());
         let batch = Msg::Batch {
@@ -547,12 +548,15 @@ impl Pending {
 
 /// Reads, decodes and traces one capture (number `capture` of those to write), sending rows to the writer.
 /// Returns when done or when the writer hung up.
+/// `parked_rows`: the writer can replace a flow's row (SQLite), so parked flows' rows are handed over as they
+/// are parked (`Tracer::with_parked_rows`).
 fn read_capture(
     input: &Input,
     opts: &Options,
     tx: &Sender<Msg>,
     budget: &Arc<Budget>,
     capture: usize,
+    parked_rows: bool,
 ) {
     let embed = opts.embed;
     let opened = match input {
@@ -586,6 +590,9 @@ fn read_capture(
     }
     if connections.is_none() {
         tracer = tracer.with_community_id_seed(opts.community_id_seed);
+    }
+    if parked_rows {
+        tracer = tracer.with_parked_rows();
     }
     let out = Outbox {
         cancel: &opts.cancel,
@@ -633,8 +640,18 @@ fn read_capture(
         let tcp = decoded.tcp.map(|t| {
             tcp_frames += 1;
             let (flow_no, prev_frame) =
-                tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |r| {
-                    endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
+                tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |mut r| {
+                    if r.provisional {
+                        // A parked flow's row (other keys than this frame's): its Community ID now, and its
+                        // endpoints once it is final (here when it closes, or at the end).
+                        if let Some(c) = connections.as_ref() {
+                            if let (Ok(s), Ok(d)) = (r.src.parse(), r.dst.parse()) {
+                                r.community_id = c.community_id(s, r.sport, d, r.dport);
+                            }
+                        }
+                    } else {
+                        endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
+                    }
                     pending.flows.push(r)
                 });
             if prev_frame.is_none() {
@@ -710,10 +727,27 @@ fn read_capture(
     }
     let mut open = Vec::with_capacity(BATCH);
     let mut hung_up = false;
-    let finished = tracer.finish(&mut |mut r| {
-        // The text of an address parses back to it (IPv4-mapped IPv6 included).
-        if let (Some(c), Ok(s), Ok(d)) = (connections.as_ref(), r.src.parse(), r.dst.parse()) {
-            r.community_id = c.community_id(s, r.sport, d, r.dport);
+    let finished = tracer.finish_with(&mut |f| {
+        let mut r = match f {
+            Finished::Row(r) => r,
+            Finished::Stored {
+                key,
+                packets,
+                bytes,
+            } => {
+                endpoints.observe_flow_addrs(&key.0, &key.2, packets, bytes);
+                if endpoints.is_full() && !hung_up {
+                    hung_up = tx.send(Msg::Endpoints(endpoints.take())).is_err();
+                }
+                return;
+            }
+        };
+        // The text of an address parses back to it (IPv4-mapped IPv6 included). Only with connections: a tuple
+        // would parse both texts of every flow either way.
+        if let Some(c) = connections.as_ref() {
+            if let (Ok(s), Ok(d)) = (r.src.parse(), r.dst.parse()) {
+                r.community_id = c.community_id(s, r.sport, d, r.dport);
+            }
         }
         endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
         // A scan's flows all end here, open: without this hand-on the tally of their addresses grew by 60 MB at
@@ -879,6 +913,8 @@ pub fn run(
     let next = AtomicUsize::new(0);
     let inputs = Arc::new(inputs);
     let budget = Budget::new(IN_FLIGHT_BYTES, todo.len());
+    // PostgreSQL's rows go in by COPY, which cannot replace one: there, parked flows are written at the end.
+    let parked_rows = matches!(&*conn, Db::Sqlite(_));
     {
         let mut say = |m: String| log(m);
         let log_lock: Mutex<&mut (dyn FnMut(String) + Send)> = Mutex::new(&mut say);
@@ -914,7 +950,7 @@ pub fn run(
                     if k >= todo.len() {
                         break;
                     }
-                    read_capture(&inputs[todo[k]], opts, &senders[k], budget, k);
+                    read_capture(&inputs[todo[k]], opts, &senders[k], budget, k, parked_rows);
                 });
                 match spawned {
                     Ok(_) => readers += 1,

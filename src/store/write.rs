@@ -2,6 +2,7 @@
 //! a content or path seen before, all in one transaction per capture.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 
 use super::StoreError;
 use crate::capture::{Interface, Truncation};
@@ -549,7 +550,29 @@ impl<'c> CaptureWriter<'c> {
                 at = end;
             }
         }
-        flows_ins.insert(flows, |st, base, fl| bind_flow(st, base, id, fl))?;
+        if !flows.iter().any(|f| f.replaces) {
+            flows_ins.insert(flows, |st, base, fl| bind_flow(st, base, id, fl))?;
+            return Ok(());
+        }
+        // Flows stored when they were parked, and stored again since they came back
+        // (`Tracer::with_parked_rows`): the row of an earlier batch goes, and of the rows of one flow in this
+        // batch only the last is written.
+        let mut last: HashMap<u32, usize> = HashMap::new();
+        for (i, f) in flows.iter().enumerate() {
+            last.insert(f.flow_no, i);
+        }
+        let mut del =
+            tx.prepare_cached("DELETE FROM flows WHERE capture_id = ?1 AND flow_no = ?2")?;
+        let mut keep = Vec::with_capacity(last.len());
+        for (i, f) in flows.iter().enumerate() {
+            if last.get(&f.flow_no) == Some(&i) {
+                if f.replaces {
+                    del.execute(params![id, f.flow_no])?;
+                }
+                keep.push(f);
+            }
+        }
+        flows_ins.insert(&keep, |st, base, fl| bind_flow(st, base, id, fl))?;
         Ok(())
     }
 

@@ -58,6 +58,11 @@ impl Endpoints {
         }
     }
 
+    /// As `observe_flow`, from the flow's key.
+    pub fn observe_flow_addrs(&mut self, src: &IpAddr, dst: &IpAddr, packets: u64, bytes: u64) {
+        self.count(src, dst, 6, packets, bytes);
+    }
+
     #[inline]
     fn count(&mut self, src: &IpAddr, dst: &IpAddr, protocol: u8, frames: u64, bytes: u64) {
         for a in [src, dst] {

@@ -50,6 +50,12 @@ pub struct FlowRecord {
     /// empty unless given a seed (`Tracer::with_community_id_seed`); the ingest takes it from the connection
     /// tracker, which hashes each key once.
     pub community_id: String,
+    /// The flow is still open and only parked: a tracer that stores parked flows
+    /// (`Tracer::with_parked_rows`) hands their rows over then, while the writer has time, instead of all at the
+    /// end. The row is final unless the key shows up again, and then the flow is stored again.
+    pub provisional: bool,
+    /// An earlier row of this flow was handed over (when it was parked): this one takes its place.
+    pub replaces: bool,
 }
 
 /// What is kept per open flow: the key holds the addresses and ports, and the label is only built when the flow
@@ -65,11 +71,23 @@ pub(super) struct OpenFlow {
     pub(super) payload_bytes: u64,
     pub(super) last_ns: i64,
     pub(super) flags: u16,
+    /// A row of this flow was handed over when it was parked ([`FlowRecord::provisional`]).
+    pub(super) stored: bool,
 }
 
 impl OpenFlow {
     pub(super) fn into_record(
         self,
+        key: &FlowKey,
+        closed_frame: Option<u64>,
+        seed: Option<u16>,
+    ) -> FlowRecord {
+        self.record(key, closed_frame, seed)
+    }
+
+    /// The record of the flow as it is now.
+    pub(super) fn record(
+        &self,
         key: &FlowKey,
         closed_frame: Option<u64>,
         seed: Option<u16>,
@@ -99,6 +117,8 @@ impl OpenFlow {
             src_key,
             dst_key,
             community_id,
+            provisional: false,
+            replaces: self.stored,
         }
     }
 }

@@ -45,6 +45,28 @@ pub struct Tracer {
     spill_error: Option<SpillError>,
     /// The Community ID seed the records are made with; `None`: no Community ID (the ingest adds it).
     seed: Option<u16>,
+    /// Hand parked flows' rows over as they are parked (`with_parked_rows`).
+    parked_rows: bool,
+    /// Buffers of `park_oldest`, kept between rounds: new ones of 0.5-1 MB each round were mapped and zeroed
+    /// by the kernel every time (5% of a scan's reader thread).
+    last_frames: Vec<u64>,
+    parking: Vec<(FlowKey, OpenFlow)>,
+}
+
+/// What `Tracer::finish_with` hands over at the end of a capture.
+pub enum Finished {
+    /// The record of a flow still open.
+    Row(FlowRecord),
+    /// A flow still parked, whose row was handed over when it was parked and has not changed since: its key and
+    /// counters, for tallies that count each flow once (the endpoints).
+    Stored {
+        /// The flow's key.
+        key: FlowKey,
+        /// Its frames.
+        packets: u64,
+        /// Its frames' original lengths, summed.
+        bytes: u64,
+    },
 }
 
 impl Default for Tracer {
@@ -70,7 +92,21 @@ impl Tracer {
             spill_error: None,
             seed: None,
             park_memory: None,
+            parked_rows: false,
+            last_frames: Vec::new(),
+            parking: Vec::new(),
         }
+    }
+
+    /// Makes the tracer hand each parked flow's record over as it parks it ([`FlowRecord::provisional`]), to the
+    /// same `on_close` as the closed flows, and again ([`FlowRecord::replaces`]) if the flow comes back. Why:
+    /// in a scan nearly every flow is parked and never seen again, and building and writing all their rows at
+    /// the end left the writer idle half the time while frames were read, then the reader waiting for it
+    /// (issue 17). For a writer that can replace a row; `finish_with` then hands over only the flows that
+    /// changed since they were stored.
+    pub fn with_parked_rows(mut self) -> Tracer {
+        self.parked_rows = true;
+        self
     }
 
     /// Caps the memory of the in-memory table of parked flows at `bytes` (0: parked flows all go to the
@@ -128,6 +164,10 @@ impl Tracer {
                     }
                     None => None,
                 };
+                let parked = parked.map(|mut f| {
+                    f.stored |= self.parked_rows;
+                    f
+                });
                 v.insert(parked.unwrap_or_else(|| {
                     self.created += 1;
                     OpenFlow {
@@ -140,6 +180,7 @@ impl Tracer {
                         payload_bytes: 0,
                         last_ns: ns,
                         flags: 0,
+                        stored: false,
                     }
                 }))
             }
@@ -157,7 +198,7 @@ impl Tracer {
                 on_close(done.into_record(&key, Some(number), self.seed));
             }
         } else if self.open.len() > self.max_open {
-            self.park_oldest();
+            self.park_oldest(on_close);
         }
         (flow_no, prev)
     }
@@ -165,17 +206,26 @@ impl Tracer {
     /// Parks the least recently seen eighth of the open flows. Each frame belongs to one flow, so the flows'
     /// last frame numbers are distinct and the cut is exact. Amortised, this is O(1) per flow opened; small
     /// rounds keep each pause shorter than what the queue to the writer holds.
-    fn park_oldest(&mut self) {
+    fn park_oldest(&mut self, on_park: &mut impl FnMut(FlowRecord)) {
         let budget = self.park_memory.unwrap_or_else(spill::default_budget);
         let spill = self.spill.get_or_insert_with(|| Spill::new(budget));
         let n = self.open.len() - self.max_open / 8 * 7;
-        let mut last: Vec<u64> = self.open.values().map(|f| f.last_frame).collect();
+        let last = &mut self.last_frames;
+        last.clear();
+        last.extend(self.open.values().map(|f| f.last_frame));
         let cut = *last.select_nth_unstable(n - 1).1;
-        drop(last);
-        let mut parked: Vec<(FlowKey, OpenFlow)> =
-            self.open.extract_if(|_, f| f.last_frame <= cut).collect();
+        let parked = &mut self.parking;
+        parked.clear();
+        parked.extend(self.open.extract_if(|_, f| f.last_frame <= cut));
         // In creation order, the parked rows' flow_no index entries go in side by side.
         parked.sort_unstable_by_key(|(_, f)| f.flow_no);
+        if self.parked_rows {
+            for (k, f) in parked.iter() {
+                let mut r = f.record(k, None, self.seed);
+                r.provisional = true;
+                on_park(r);
+            }
+        }
         if let Err(e) = spill.park(parked) {
             self.spill_error.get_or_insert(e);
             // Keep everything in memory from now on, as before there was parking; the index is already wrong
@@ -186,7 +236,17 @@ impl Tracer {
 
     /// Hands the flows still open at the end to `emit`, in creation order (memory and parked ones merged).
     /// Records are built one at a time. Fails if parking failed at any point: the index would not be exact.
-    pub fn finish(mut self, emit: &mut impl FnMut(FlowRecord)) -> Result<(), SpillError> {
+    pub fn finish(self, emit: &mut impl FnMut(FlowRecord)) -> Result<(), SpillError> {
+        self.finish_with(&mut |f| match f {
+            Finished::Row(r) => emit(r),
+            // Only with `with_parked_rows`, whose callers use `finish_with`.
+            Finished::Stored { .. } => {}
+        })
+    }
+
+    /// As `finish`; with `with_parked_rows`, a parked flow whose row was handed over when it was parked, and
+    /// that has not changed since, comes out as [`Finished::Stored`] instead of a record.
+    pub fn finish_with(mut self, emit: &mut impl FnMut(Finished)) -> Result<(), SpillError> {
         if let Some(e) = self.spill_error.take() {
             return Err(e);
         }
@@ -196,16 +256,26 @@ impl Tracer {
             std::mem::take(&mut self.open).into_iter().collect();
         rest.sort_unstable_by_key(|(_, f)| f.flow_no);
         let mut rest = rest.into_iter().peekable();
+        let parked_rows = self.parked_rows;
         if let Some(spill) = self.spill.take() {
             spill.drain(&mut |key, flow| {
                 while let Some((k, f)) = rest.next_if(|(_, f)| f.flow_no < flow.flow_no) {
-                    emit(f.into_record(&k, None, seed));
+                    emit(Finished::Row(f.into_record(&k, None, seed)));
                 }
-                emit(flow.into_record(&key, None, seed));
+                // Whatever is in the spill was stored as it was parked, and has not been seen since.
+                if parked_rows {
+                    emit(Finished::Stored {
+                        key,
+                        packets: flow.packets,
+                        bytes: flow.bytes,
+                    });
+                } else {
+                    emit(Finished::Row(flow.into_record(&key, None, seed)));
+                }
             })?;
         }
         for (k, f) in rest {
-            emit(f.into_record(&k, None, seed));
+            emit(Finished::Row(f.into_record(&k, None, seed)));
         }
         Ok(())
     }

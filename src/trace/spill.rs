@@ -76,10 +76,11 @@ impl Spill {
         }
     }
 
-    /// Parks flows (each key at most once: the tracer holds a flow either in memory or here).
-    pub(super) fn park(&mut self, flows: Vec<(FlowKey, OpenFlow)>) -> Result<(), SpillError> {
+    /// Parks flows (each key at most once: the tracer holds a flow either in memory or here), leaving `flows`
+    /// empty with its capacity, for the next round.
+    pub(super) fn park(&mut self, flows: &mut Vec<(FlowKey, OpenFlow)>) -> Result<(), SpillError> {
         let mut rest = Vec::new();
-        for (key, flow) in flows {
+        for (key, flow) in flows.drain(..) {
             if let Some(back) = self.table.put(key, flow) {
                 rest.push(back);
             }
@@ -368,6 +369,7 @@ fn decode_record(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
         payload_bytes,
         last_ns,
         flags,
+        stored: false,
     };
     Some((key, flow, pos))
 }
@@ -583,6 +585,7 @@ fn row_to_flow(r: &rusqlite::Row<'_>) -> rusqlite::Result<OpenFlow> {
         payload_bytes: r.get::<_, i64>(8)? as u64,
         last_ns: r.get(9)?,
         flags: r.get(10)?,
+        stored: false,
     })
 }
 
@@ -610,6 +613,7 @@ mod tests {
             payload_bytes: 0,
             last_ns: -3,
             flags: 2,
+            stored: false,
         }
     }
 
@@ -619,15 +623,15 @@ mod tests {
     fn the_table_compacts_and_overflows_keeping_creation_order() {
         let mut s = Spill::new(6000);
         for round in 0..4u32 {
-            let batch: Vec<_> = (round * 100 + 1..=round * 100 + 100)
+            let mut batch: Vec<_> = (round * 100 + 1..=round * 100 + 100)
                 .map(|i| (key(i), flow(i)))
                 .collect();
-            s.park(batch).unwrap();
-            let back: Vec<_> = (1..=round * 100 + 100)
+            s.park(&mut batch).unwrap();
+            let mut back: Vec<_> = (1..=round * 100 + 100)
                 .filter(|i| i % 2 == 0)
                 .map(|i| (key(i), s.take(&key(i)).unwrap().expect("parked")))
                 .collect();
-            s.park(back).unwrap();
+            s.park(&mut back).unwrap();
         }
         assert!(s.table.compactions > 0, "the arena was never compacted");
         assert!(s.overflow.is_some(), "nothing overflowed to SQLite");

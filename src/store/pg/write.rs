@@ -157,6 +157,17 @@ impl<'c> PgWriter<'c> {
         data: &[u8],
     ) -> Result<(), StoreError> {
         let id = self.id;
+        // COPY cannot replace a row: the ingest hands PostgreSQL each flow once (no `Tracer::with_parked_rows`).
+        if let Some(f) = flows.iter().find(|f| f.replaces || f.provisional) {
+            return Err(StoreError::Postgres {
+                url: self.pg.shown.clone(),
+                msg: format!(
+                    "flow {} came as a parked flow's row, which this writer cannot replace; this is a bug in \
+                     traceflow, please report it",
+                    f.flow_no
+                ),
+            });
+        }
         if let Some(f) = frames.iter().find(|f| i32::try_from(f.iface).is_err()) {
             return Err(StoreError::Postgres {
                 url: self.pg.shown.clone(),
