@@ -369,6 +369,86 @@ mod tests {
         }
     }
 
+    /// Traces `frames` with `with_parked_rows` and applies what comes out as the SQLite writer does: a record
+    /// that replaces needs an earlier row of its flow, any other needs none. Returns the rows left at the end
+    /// (flow_no order, marks cleared) and how often each flow was made final (a record that is not
+    /// provisional, or a `Finished::Stored`): the endpoint tally counts a flow at that moment.
+    fn stored_rows(
+        frames: &[Tcp],
+        max_open: usize,
+        park_memory: usize,
+    ) -> (Vec<FlowRecord>, std::collections::BTreeMap<u32, usize>) {
+        use std::collections::BTreeMap;
+        let mut t = Tracer::with_max_open(max_open)
+            .with_park_memory(park_memory)
+            .with_parked_rows();
+        let mut rows: BTreeMap<u32, FlowRecord> = BTreeMap::new();
+        let mut finals: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut apply = |r: FlowRecord, rows: &mut BTreeMap<u32, FlowRecord>| {
+            assert_eq!(rows.contains_key(&r.flow_no), r.replaces, "{r:?}");
+            if !r.provisional {
+                *finals.entry(r.flow_no).or_default() += 1;
+            }
+            rows.insert(r.flow_no, r);
+        };
+        for (i, f) in frames.iter().enumerate() {
+            let ts = Timestamp::new(100 + i as i64, 0, 6);
+            t.observe_linked(i as u64 + 1, &ts, 60, f, &mut |r| apply(r, &mut rows));
+        }
+        let mut stored = Vec::new();
+        t.finish_with(&mut |f| match f {
+            Finished::Row(r) => apply(r, &mut rows),
+            Finished::Stored {
+                key,
+                packets,
+                bytes,
+            } => stored.push((key, packets, bytes)),
+        })
+        .unwrap();
+        for ((src, sport, dst, dport), packets, bytes) in stored {
+            let (src, dst) = (label::addr_text(&src), label::addr_text(&dst));
+            let r = rows
+                .values()
+                .find(|r| {
+                    r.closed_frame.is_none()
+                        && (r.src.as_str(), r.sport, r.dst.as_str(), r.dport)
+                            == (src.as_str(), sport, dst.as_str(), dport)
+                })
+                .expect("a stored flow has its row");
+            assert_eq!((r.packets, r.bytes), (packets, bytes));
+            *finals.entry(r.flow_no).or_default() += 1;
+        }
+        let rows = rows
+            .into_values()
+            .map(|mut r| {
+                (r.provisional, r.replaces) = (false, false);
+                r
+            })
+            .collect();
+        (rows, finals)
+    }
+
+    proptest::proptest! {
+        /// With parked flows' rows written as they are parked, the rows at the end are those of a tracer that
+        /// never parks, and each flow is made final exactly once.
+        #[test]
+        fn parked_rows_end_as_the_rows_without_parking(
+            segs in proptest::collection::vec((0u8..6, 0u8..6, proptest::bool::weighted(0.15)), 1..300),
+            max_open in 1usize..6,
+            park_memory in proptest::sample::select(vec![0usize, 6000, 1 << 20]),
+        ) {
+            let frames: Vec<Tcp> = segs
+                .iter()
+                .map(|&(a, b, fin)| seg([10, 0, 0, a], 1000 + u16::from(b), B, 80, if fin { TCP_FIN } else { 0x10 }))
+                .collect();
+            let mut want = index_with(&frames, DEFAULT_MAX_OPEN).1;
+            want.sort_by_key(|r| r.flow_no);
+            let (got, finals) = stored_rows(&frames, max_open, park_memory);
+            proptest::prop_assert_eq!(&got, &want);
+            proptest::prop_assert!(finals.len() == want.len() && finals.values().all(|&n| n == 1), "{:?}", finals);
+        }
+    }
+
     const A: [u8; 4] = [10, 0, 0, 1];
     const B: [u8; 4] = [10, 0, 0, 2];
 
