@@ -484,7 +484,9 @@ fn write_capture(
                 w.add_connections(&conns)?;
                 // The batch is in the database: its bytes leave the budget.
                 drop(held);
-                on_batch(bytes_read, frames.len() as u64, flows.len() as u64);
+                // A flow stored again after it was parked is not another flow.
+                let new_flows = flows.iter().filter(|f| !f.replaces).count();
+                on_batch(bytes_read, frames.len() as u64, new_flows as u64);
             }
             Ok(Msg::Endpoints(rows)) => w.add_endpoints(&rows)?,
             Ok(Msg::Buckets(rows)) => w.add_buckets(&rows)?,
