@@ -548,6 +548,16 @@ impl Pending {
     }
 }
 
+/// A flow record's Community ID from the connection tracker, when connections are tracked (else the tracer made
+/// it). The text of an address parses back to it (IPv4-mapped IPv6 included).
+fn set_community_id(connections: Option<&Connections>, r: &mut FlowRecord) {
+    if let Some(c) = connections {
+        if let (Ok(s), Ok(d)) = (r.src.parse(), r.dst.parse()) {
+            r.community_id = c.community_id(s, r.sport, d, r.dport);
+        }
+    }
+}
+
 /// Reads, decodes and traces one capture (number `capture` of those to write), sending rows to the writer.
 /// Returns when done or when the writer hung up.
 /// `parked_rows`: the writer can replace a flow's row (SQLite), so parked flows' rows are handed over as they
@@ -646,11 +656,7 @@ fn read_capture(
                     if r.provisional {
                         // A parked flow's row (other keys than this frame's): its Community ID now, and its
                         // endpoints once it is final (here when it closes, or at the end).
-                        if let Some(c) = connections.as_ref() {
-                            if let (Ok(s), Ok(d)) = (r.src.parse(), r.dst.parse()) {
-                                r.community_id = c.community_id(s, r.sport, d, r.dport);
-                            }
-                        }
+                        set_community_id(connections.as_ref(), &mut r);
                     } else {
                         endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
                     }
@@ -730,33 +736,30 @@ fn read_capture(
     let mut open = Vec::with_capacity(BATCH);
     let mut hung_up = false;
     let finished = tracer.finish_with(&mut |f| {
-        let mut r = match f {
-            Finished::Row(r) => r,
+        // A flow still parked was stored when it was parked: only its endpoints are left to count.
+        let row = match f {
+            Finished::Row(mut r) => {
+                set_community_id(connections.as_ref(), &mut r);
+                endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
+                Some(r)
+            }
             Finished::Stored {
                 key,
                 packets,
                 bytes,
             } => {
                 endpoints.observe_flow_addrs(&key.0, &key.2, packets, bytes);
-                if endpoints.is_full() && !hung_up {
-                    hung_up = tx.send(Msg::Endpoints(endpoints.take())).is_err();
-                }
-                return;
+                None
             }
         };
-        // The text of an address parses back to it (IPv4-mapped IPv6 included). Only with connections: a tuple
-        // would parse both texts of every flow either way.
-        if let Some(c) = connections.as_ref() {
-            if let (Ok(s), Ok(d)) = (r.src.parse(), r.dst.parse()) {
-                r.community_id = c.community_id(s, r.sport, d, r.dport);
-            }
-        }
-        endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
         // A scan's flows all end here, open: without this hand-on the tally of their addresses grew by 60 MB at
         // the end of a capture that left 2.5M flows open (issue 17).
         if endpoints.is_full() && !hung_up {
             hung_up = tx.send(Msg::Endpoints(endpoints.take())).is_err();
         }
+        let Some(r) = row else {
+            return;
+        };
         open.push(r);
         if open.len() >= BATCH && !hung_up {
             let batch = Msg::Batch {

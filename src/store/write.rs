@@ -642,11 +642,11 @@ impl<'c> CaptureWriter<'c> {
             }
         }
         let linktypes = end.linktypes();
-        // has_buckets 2 (`trace::buckets::WITH_NET16`): the lists include the /16 buckets.
+        // has_buckets: the lists include the /16 buckets.
         tx.execute(
             "UPDATE captures SET hash = ?2, format = ?3, compression = ?4, linktypes = ?5, frames = ?6, tcp_frames = ?7,
                     flows = ?8, first_ns = ?9, last_ns = ?10, truncated_at = ?11, truncated_why = ?12, size = ?13,
-                    mtime_ns = ?14, has_endpoints = 1, has_buckets = 2 WHERE id = ?1",
+                    mtime_ns = ?14, has_endpoints = 1, has_buckets = ?15 WHERE id = ?1",
             params![
                 id,
                 end.hash,
@@ -662,6 +662,7 @@ impl<'c> CaptureWriter<'c> {
                 end.truncation.as_ref().map(|t| t.reason.clone()),
                 end.size as i64,
                 end.mtime_ns,
+                crate::trace::buckets::WITH_NET16,
             ],
         )?;
         {

@@ -54,7 +54,7 @@ impl Endpoints {
     pub fn observe_flow(&mut self, src: &str, dst: &str, packets: u64, bytes: u64) {
         // The text is what the tracer wrote from the address: it parses back.
         if let (Ok(s), Ok(d)) = (src.parse::<IpAddr>(), dst.parse::<IpAddr>()) {
-            self.count(&s, &d, 6, packets, bytes);
+            self.observe_flow_addrs(&s, &d, packets, bytes);
         }
     }
 

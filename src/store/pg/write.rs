@@ -524,7 +524,7 @@ impl<'c> PgWriter<'c> {
         c.execute(
             "UPDATE captures SET format = $2, compression = $3, linktypes = $4, frames = $5, tcp_frames = $6,
                     flows = $7, first_ns = $8, last_ns = $9, truncated_at = $10, truncated_why = $11, size = $12,
-                    mtime_ns = $13, has_endpoints = 1, has_buckets = 2 WHERE id = $1",
+                    mtime_ns = $13, has_endpoints = 1, has_buckets = $14 WHERE id = $1",
             &[
                 &id,
                 &end.format,
@@ -539,6 +539,7 @@ impl<'c> PgWriter<'c> {
                 &end.truncation.as_ref().map(|t| t.reason.clone()),
                 &(end.size as i64),
                 &end.mtime_ns,
+                &crate::trace::buckets::WITH_NET16,
             ],
         )?;
         let ifaces: Vec<(i64, i64, i64, i64)> = end
