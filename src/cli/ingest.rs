@@ -32,12 +32,12 @@ pub struct IngestArgs {
     /// Log each file (also those already indexed and those that are not captures).
     #[arg(long, short)]
     pub verbose: bool,
-    /// Open flows each reader keeps in memory; beyond that, the least recently seen are parked in a
-    /// temporary file (bounds memory for captures that leave many flows open).
+    /// Open flows each reader keeps in memory; beyond that, the least recently seen are parked, in a compact
+    /// table and then in unlinked files in $TMPDIR (bounds memory for captures that leave many flows open).
     #[arg(long, default_value_t = crate::trace::DEFAULT_MAX_OPEN, value_name = "N")]
     pub max_open_flows: usize,
-    /// Memory cap, in MiB, of the compact in-memory table that parked flows go to before the temporary file
-    /// (0: straight to the file) [default: 64, or an eighth of the available memory if less].
+    /// Memory cap, in MiB, of the compact in-memory table that parked flows go to before the temporary files
+    /// (0: straight to the files) [default: 64, or an eighth of the available memory if less].
     #[arg(long, value_name = "MIB")]
     pub park_memory: Option<usize>,
     /// Frames read per capture at most; a capture with more is indexed up to there and marked truncated

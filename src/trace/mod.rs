@@ -82,7 +82,8 @@ impl Tracer {
     }
 
     /// A tracer that keeps at most `max_open` open flows in memory (at least 1); when there are more, it parks
-    /// the least recently seen in a temporary database and takes a flow back when its key shows up again.
+    /// the least recently seen (in a compact in-memory table, then in temporary files) and takes a flow back
+    /// when its key shows up again.
     pub fn with_max_open(max_open: usize) -> Tracer {
         Tracer {
             open: FxHashMap::default(),
@@ -110,7 +111,7 @@ impl Tracer {
     }
 
     /// Caps the memory of the in-memory table of parked flows at `bytes` (0: parked flows all go to the
-    /// temporary database, as before issue 17). Without it, the cap is `DEFAULT_PARK_MEMORY`, or an eighth of
+    /// temporary files). Without it, the cap is `DEFAULT_PARK_MEMORY`, or an eighth of
     /// the available memory if that is less.
     pub fn with_park_memory(mut self, bytes: usize) -> Tracer {
         self.park_memory = Some(bytes);
@@ -351,8 +352,9 @@ mod tests {
 
     proptest::proptest! {
         /// Parking flows changes nothing: same index, same records (counters, first/last frames), same links
-        /// between a flow's frames, and the same rows when parked flows' rows are written as they are parked. The park budgets: all to SQLite (0); a compact table that fills up, compacts
-        /// its dead records and overflows to SQLite (6000 bytes: a 4 KiB arena and a small index); all in memory.
+        /// between a flow's frames, and the same rows when parked flows' rows are written as they are parked.
+        /// The park budgets: all to disk (0); a compact table that fills up, compacts its dead records and
+        /// writes its oldest to runs on disk (6000 bytes: a 4 KiB arena and a small index); all in memory.
         #[test]
         fn parking_open_flows_changes_nothing(
             segs in proptest::collection::vec((0u8..6, 0u8..6, proptest::bool::weighted(0.15)), 1..300),

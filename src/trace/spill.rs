@@ -5,33 +5,26 @@
 //! in-memory table: each flow packed into about 40 bytes of varints in one append-only arena, found by its key's
 //! 64-bit hash. A scan or a flood parks hundreds of thousands of flows that never come back, and SQLite inserts
 //! with two indexes were 85% of such a capture's reading time (issue 17). The table has a byte budget (from
-//! available memory, at most `DEFAULT_PARK_MEMORY`, `--park-memory` caps it); beyond it, flows go to a private
-//! temporary SQLite database, so memory stays bounded whatever the number of open flows.
+//! available memory, at most `DEFAULT_PARK_MEMORY`, `--park-memory` caps it). When it is full, its oldest
+//! quarter goes to disk as a sorted run (`runs`), so memory stays bounded whatever the number of open flows.
 //!
 //! Every frame whose flow is not in memory must ask whether it was parked: a hash lookup in the table, then, if
-//! anything overflowed, a fixed-size Bloom filter that answers "no" without touching the database for nearly
-//! all of them (new flows).
+//! anything went to disk, a fixed-size Bloom filter that answers "no" without reading a file for nearly all of
+//! them (new flows).
+
+mod runs;
 
 use std::net::IpAddr;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
 
 use super::flow::{FlowKey, OpenFlow};
 use crate::capture::Timestamp;
 
-/// 64-bit words in the Bloom filter: 4 MiB whatever the capture. A key sets 3 bits of one word (one cache miss
-/// per lookup). False positives: about 1 in 10^5 at a million parked flows, 1 in 50 at ten million; each costs
-/// one index lookup, never a wrong answer.
-const BLOOM_WORDS: usize = 1 << 19;
-
-/// Pages of the temporary database kept in memory (negative: KiB), beyond which it goes to a temporary file.
-const CACHE_KIB: i64 = 4096;
-
 /// Most memory the in-memory table of parked flows takes by default (arena and hash index): enough for about a
 /// million parked flows of a scan. 48 MiB kept a scan that leaves 2.5M flows open under 150 MB peak RSS
 /// (148-149 MB against 164-170 MB), but the arena then cannot double to 64 MiB, and the 833k-flow scan of issue 17
-/// overflowed to SQLite: 5.05-5.65 s user against 4.00-4.12 s (two interleaved runs each). Kept at 64 MiB.
+/// went to disk (then SQLite): 5.05-5.65 s user against 4.00-4.12 s (two interleaved runs each). Kept at 64 MiB.
 pub const DEFAULT_PARK_MEMORY: usize = 64 << 20;
 
 /// The compact table's default budget: `DEFAULT_PARK_MEMORY`, or an eighth of the memory available now if that
@@ -51,28 +44,27 @@ pub(super) fn default_budget() -> usize {
 /// Parking or taking back an open flow failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpillError {
-    /// The temporary database of flows that did not fit in memory failed.
-    #[error("parking open flows in a temporary database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The temporary files of flows that did not fit in memory failed.
+    #[error("parking open flows in a temporary file in {dir}: {0} (set TMPDIR to a folder with room)", dir = .1.display())]
+    Io(#[source] std::io::Error, std::path::PathBuf),
     /// A parked flow could not be read back (a bug: the bytes are the tracer's own).
     #[error("parking open flows: a parked flow could not be read back")]
     Corrupt,
 }
 
-/// The parked flows: in the compact table while it has room, the others in the temporary database. A key is in
-/// at most one of them (and never also in the tracer's memory).
+/// The parked flows: in the compact table while it has room, the others in sorted runs on disk. A key is in at
+/// most one of them (and never also in the tracer's memory).
 pub(super) struct Spill {
     table: Compact,
-    /// Created when the table first has no room.
-    overflow: Option<Overflow>,
+    runs: runs::Runs,
 }
 
 impl Spill {
-    /// Parking with at most `budget` bytes of memory for the compact table (0: everything goes to SQLite).
+    /// Parking with at most `budget` bytes of memory for the compact table (0: everything goes to disk).
     pub(super) fn new(budget: usize) -> Spill {
         Spill {
             table: Compact::new(budget),
-            overflow: None,
+            runs: runs::Runs::new(),
         }
     }
 
@@ -81,71 +73,94 @@ impl Spill {
     pub(super) fn park(&mut self, flows: &mut Vec<(FlowKey, OpenFlow)>) -> Result<(), SpillError> {
         let mut rest = Vec::new();
         for (key, flow) in flows.drain(..) {
-            if let Some(back) = self.table.put(key, flow) {
-                rest.push(back);
-            }
+            let (key, flow) = match self.table.put(key, flow) {
+                Put::Stored => continue,
+                Put::Full(key, flow) => {
+                    // The oldest quarter of the table goes to disk; flows parked long ago are the least likely
+                    // to come back.
+                    if self.table.spill_oldest(&mut self.runs)? {
+                        match self.table.put(key, flow) {
+                            Put::Stored => continue,
+                            Put::Full(key, flow) | Put::Taken(key, flow) => (key, flow),
+                        }
+                    } else {
+                        (key, flow)
+                    }
+                }
+                Put::Taken(key, flow) => (key, flow),
+            };
+            rest.push((key, flow));
         }
         if rest.is_empty() {
             return Ok(());
         }
-        let overflow = match &mut self.overflow {
-            Some(o) => o,
-            None => self.overflow.insert(Overflow::new()?),
-        };
-        overflow.park(rest)
+        // No room even after spilling (a tiny budget), or another key with this hash is in the table.
+        rest.sort_unstable_by_key(|(_, f)| f.flow_no);
+        let mut bytes = Vec::new();
+        let mut spans = Vec::with_capacity(rest.len());
+        for (key, flow) in &rest {
+            let start = bytes.len();
+            let k = encode_key(key);
+            encode_body(&mut bytes, &k, flow);
+            spans.push((flow.flow_no, key_hash(k.as_slice()), start, bytes.len()));
+        }
+        self.runs
+            .add(spans.iter().map(|&(flow_no, hash, a, b)| runs::Record {
+                flow_no,
+                hash,
+                bytes: &bytes[a..b],
+            }))
     }
 
     /// Takes a parked flow back, if this key has one.
     pub(super) fn take(&mut self, key: &FlowKey) -> Result<Option<OpenFlow>, SpillError> {
         let k = encode_key(key);
-        let h = xxhash_rust::xxh3::xxh3_64(k.as_slice());
+        let h = key_hash(k.as_slice());
         if let Some(flow) = self.table.take(&k, h)? {
             return Ok(Some(flow));
         }
-        match &mut self.overflow {
-            Some(o) => o.take(&k, h),
-            None => Ok(None),
-        }
+        self.runs.take(k.as_slice(), h)
     }
 
-    /// Hands every parked flow to `each`, in creation order (the table's and the database's merged).
+    /// Hands every parked flow to `each`, in creation order (the table's and the runs' merged).
     pub(super) fn drain(self, each: &mut dyn FnMut(FlowKey, OpenFlow)) -> Result<(), SpillError> {
-        let mut table = self.table.into_sorted()?.peekable();
-        if let Some(mut overflow) = self.overflow {
-            let mut failed = None;
-            overflow.drain(&mut |key, flow| {
-                while let Some(next) =
-                    table.next_if(|r| r.as_ref().map_or(true, |(_, f)| f.flow_no < flow.flow_no))
-                {
-                    match next {
-                        Ok((k, f)) => each(k, f),
-                        Err(e) => {
-                            failed.get_or_insert(e);
-                        }
-                    }
-                }
-                each(key, flow);
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        }
-        for next in table {
-            let (k, f) = next?;
-            each(k, f);
-        }
-        Ok(())
+        let Spill { table, runs } = self;
+        runs.drain(table.into_sorted()?, each)
     }
+}
+
+/// The hash that finds a parked flow: xxh3 of the key's bytes. Tests can make it collide on purpose.
+fn key_hash(k: &[u8]) -> u64 {
+    let h = xxhash_rust::xxh3::xxh3_64(k);
+    #[cfg(test)]
+    let h = if tests::WEAK_HASH.with(|w| w.get()) {
+        h & 7
+    } else {
+        h
+    };
+    h
+}
+
+/// What `Compact::put` did with a flow.
+enum Put {
+    Stored,
+    /// No room: the flow is handed back.
+    Full(FlowKey, OpenFlow),
+    /// Another key with this hash is in the table: the flow is handed back.
+    Taken(FlowKey, OpenFlow),
 }
 
 /// A record's first byte: taken back records stay in the arena until it is compacted.
 const LIVE: u8 = 1;
 const DEAD: u8 = 0;
-/// The longest record: status byte, two IPv6 ends, 11 varints of at most 10 bytes.
-const MAX_RECORD: usize = 1 + 38 + 11 * 10;
+/// The longest record: status byte, length byte, flow_no, two IPv6 ends, 10 varints of at most 10 bytes (under
+/// 256, so that the length fits its byte).
+const MAX_RECORD: usize = 1 + 1 + 4 + 38 + 10 * 10;
 /// Bytes per entry of the hash index as counted against the budget: 16 bytes of (hash, offset) and a control
 /// byte per bucket, at hashbrown's 7/8 load.
 const INDEX_ENTRY: usize = 20;
+/// When the table is full, the oldest 1/SPILL_PART of its arena goes to a run.
+const SPILL_PART: usize = 2;
 
 /// Parked flows packed as varints in one append-only arena (about 40 bytes for a SYN probe's flow, against 120
 /// in the tracer's table), found by the 64-bit hash of their key. Two keys with one hash: the second goes to
@@ -193,11 +208,11 @@ impl Compact {
     }
 
     /// Stores a flow, or hands it back when there is no room or its key's hash is taken.
-    fn put(&mut self, key: FlowKey, flow: OpenFlow) -> Option<(FlowKey, OpenFlow)> {
+    fn put(&mut self, key: FlowKey, flow: OpenFlow) -> Put {
         let k = encode_key(&key);
-        let h = xxhash_rust::xxh3::xxh3_64(k.as_slice());
+        let h = key_hash(k.as_slice());
         if self.at.contains_key(&h) {
-            return Some((key, flow));
+            return Put::Taken(key, flow);
         }
         if self.memory_after_growth() > self.budget {
             // Flows that come back leave dead records: reclaim them before giving up on memory.
@@ -205,7 +220,7 @@ impl Compact {
                 self.compact();
             }
             if self.memory_after_growth() > self.budget {
-                return Some((key, flow));
+                return Put::Full(key, flow);
             }
         }
         if self.arena.len() + MAX_RECORD > self.arena.capacity() {
@@ -215,10 +230,43 @@ impl Compact {
         }
         let off = self.arena.len() as u32;
         self.arena.push(LIVE);
-        self.arena.extend_from_slice(k.as_slice());
-        encode_flow(&mut self.arena, &flow);
+        encode_body(&mut self.arena, &k, &flow);
         self.at.insert(h, off);
-        None
+        Put::Stored
+    }
+
+    /// Writes the live records of the arena's first half (the oldest parked) to a new run and compacts the
+    /// arena over them. False if there was nothing to write.
+    fn spill_oldest(&mut self, runs: &mut runs::Runs) -> Result<bool, SpillError> {
+        let end = self.arena.len() / SPILL_PART;
+        let mut old: Vec<(u32, u32)> = Vec::new();
+        let mut pos = 0;
+        while pos < self.arena.len() && (pos < end || old.is_empty()) {
+            let body = &self.arena[pos + 1..];
+            if self.arena[pos] == LIVE {
+                old.push((body_flow_no(body).ok_or(SpillError::Corrupt)?, pos as u32));
+            }
+            pos += 1 + body_len(body).ok_or(SpillError::Corrupt)?;
+        }
+        if old.is_empty() {
+            return Ok(false);
+        }
+        old.sort_unstable();
+        let arena = &self.arena;
+        runs.add(old.iter().map(|&(flow_no, off)| {
+            let body = &arena[off as usize + 1..];
+            let body = &body[..body_len(body).unwrap_or(0)];
+            runs::Record {
+                flow_no,
+                hash: key_hash(body_key(body).unwrap_or_default()),
+                bytes: body,
+            }
+        }))?;
+        for &(_, off) in &old {
+            self.arena[off as usize] = DEAD;
+        }
+        self.compact();
+        Ok(true)
     }
 
     fn take(&mut self, k: &KeyBytes, h: u64) -> Result<Option<OpenFlow>, SpillError> {
@@ -226,9 +274,8 @@ impl Compact {
             return Ok(None);
         };
         let rec = &self.arena[off as usize..];
-        let key_bytes = rec.get(1..1 + k.len).ok_or(SpillError::Corrupt)?;
-        if key_bytes != k.as_slice() {
-            // Another key with this hash: this one, if parked, is in the database.
+        if body_key(&rec[1..]) != Some(k.as_slice()) {
+            // Another key with this hash: this one, if parked, is in a run.
             return Ok(None);
         }
         let (_, flow, len) = decode_record(rec).ok_or(SpillError::Corrupt)?;
@@ -240,14 +287,16 @@ impl Compact {
 
     /// Moves the live records down over the dead ones, in place (no second arena: memory stays in budget).
     fn compact(&mut self) {
+        // Rebuilt, not updated: removals leave tombstones that lower the index's capacity, and the table then
+        // counted itself full sooner at each round (the runs it wrote shrank from 230k flows to 15).
+        self.at.clear();
         let (mut read, mut write) = (0, 0);
         while read < self.arena.len() {
-            let Some(len) = record_len(&self.arena[read..]) else {
+            let Some(len) = body_len(&self.arena[read + 1..]).map(|n| n + 1) else {
                 break;
             };
             if self.arena[read] == LIVE {
-                let klen = key_len(&self.arena[read + 1..]).unwrap_or(0);
-                let h = xxhash_rust::xxh3::xxh3_64(&self.arena[read + 1..read + 1 + klen]);
+                let h = key_hash(body_key(&self.arena[read + 1..]).unwrap_or_default());
                 self.arena.copy_within(read..read + len, write);
                 self.at.insert(h, write as u32);
                 write += len;
@@ -269,11 +318,11 @@ impl Compact {
         drop(at);
         let mut pos = 0;
         while pos < arena.len() {
-            let (_, flow, len) = decode_record(&arena[pos..]).ok_or(SpillError::Corrupt)?;
+            let body = &arena[pos + 1..];
             if arena[pos] == LIVE {
-                order.push((flow.flow_no, pos as u32));
+                order.push((body_flow_no(body).ok_or(SpillError::Corrupt)?, pos as u32));
             }
-            pos += len;
+            pos += 1 + body_len(body).ok_or(SpillError::Corrupt)?;
         }
         order.sort_unstable();
         Ok(order.into_iter().map(move |(_, off)| {
@@ -313,10 +362,15 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// The flow's fields after its key. Frame numbers and the last time go as deltas from the first ones (wrapping,
-/// so any values round-trip): a probe's flow is a few bytes.
-fn encode_flow(out: &mut Vec<u8>, f: &OpenFlow) {
-    put_varint(out, u64::from(f.flow_no));
+/// A flow as bytes (the body of a record, in the arena and in runs): its length (one byte), flow_no (4 bytes,
+/// little-endian), key, then the other fields as varints. The length and the fixed flow_no let spilling, merging
+/// and draining walk records without decoding them. Frame numbers and the last time go as deltas from the first
+/// ones (wrapping, so any values round-trip): a probe's flow is a few bytes.
+fn encode_body(out: &mut Vec<u8>, k: &KeyBytes, f: &OpenFlow) {
+    let start = out.len();
+    out.push(0);
+    out.extend_from_slice(&f.flow_no.to_le_bytes());
+    out.extend_from_slice(k.as_slice());
     put_varint(out, zigzag(f.first_ts.sec));
     put_varint(out, f.first_ts.frac);
     put_varint(out, u64::from(f.first_ts.digits));
@@ -327,6 +381,25 @@ fn encode_flow(out: &mut Vec<u8>, f: &OpenFlow) {
     put_varint(out, f.payload_bytes);
     put_varint(out, zigzag(f.last_ns.wrapping_sub(f.first_ts.as_ns())));
     put_varint(out, u64::from(f.flags));
+    out[start] = (out.len() - start) as u8;
+}
+
+/// Bytes of the length byte and the flow_no.
+const BODY_HEAD: usize = 5;
+
+/// Length of the body at the start of `b` (a body is never empty, so 0 is not one).
+fn body_len(b: &[u8]) -> Option<usize> {
+    let n = usize::from(*b.first()?);
+    (n > BODY_HEAD && n <= b.len()).then_some(n)
+}
+
+fn body_flow_no(b: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(1..BODY_HEAD)?.try_into().ok()?))
+}
+
+fn body_key(b: &[u8]) -> Option<&[u8]> {
+    let rest = b.get(BODY_HEAD..)?;
+    rest.get(..key_len(rest)?)
 }
 
 /// Length of the key's bytes at the start of `b`.
@@ -340,13 +413,21 @@ fn key_len(b: &[u8]) -> Option<usize> {
     Some(first + end(b.get(first..)?)?)
 }
 
-/// A record (status byte, key, fields) at the start of `b`, and its length.
+/// A record of the arena (status byte, body) at the start of `b`, and its length.
 fn decode_record(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
-    let klen = key_len(b.get(1..)?)?;
-    let key = decode_key(b.get(1..1 + klen)?)?;
-    let mut pos = 1 + klen;
+    let (key, flow, len) = decode_body(b.get(1..)?)?;
+    Some((key, flow, 1 + len))
+}
+
+/// The flow of the body (`encode_body`) at the start of `b`, and its length.
+fn decode_body(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
+    let len = body_len(b)?;
+    let b = &b[..len];
+    let flow_no = body_flow_no(b)?;
+    let k = body_key(b)?;
+    let key = decode_key(k)?;
+    let mut pos = BODY_HEAD + k.len();
     let mut next = || get_varint(b, &mut pos);
-    let flow_no = u32::try_from(next()?).ok()?;
     let sec = unzigzag(next()?);
     let frac = next()?;
     let digits = u8::try_from(next()?).ok()?;
@@ -371,18 +452,7 @@ fn decode_record(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
         flags,
         stored: false,
     };
-    Some((key, flow, pos))
-}
-
-fn record_len(b: &[u8]) -> Option<usize> {
-    decode_record(b).map(|(_, _, len)| len)
-}
-
-/// Parked flows that did not fit in the compact table: a private temporary SQLite database.
-struct Overflow {
-    conn: Connection,
-    bloom: Vec<u64>,
-    parked: usize,
+    (pos == len).then_some((key, flow, len))
 }
 
 /// A key as bytes (on the stack: this runs for every frame of a flow not in memory).
@@ -450,148 +520,16 @@ fn decode_key(b: &[u8]) -> Option<FlowKey> {
     Some((src, sport, dst, dport))
 }
 
-impl Overflow {
-    fn new() -> Result<Overflow, SpillError> {
-        // "" is a private temporary database: in memory up to its cache size, then in a file that SQLite deletes
-        // when the connection closes.
-        let conn = Connection::open("")?;
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-        conn.pragma_update(None, "journal_mode", "OFF")?;
-        conn.pragma_update(None, "synchronous", "OFF")?;
-        conn.execute_batch(
-            // Rows are appended; of the two small indexes, only the one on the key's hash takes random inserts.
-            "CREATE TABLE parked (
-                flow_no INTEGER NOT NULL, sec INTEGER NOT NULL, frac INTEGER NOT NULL, digits INTEGER NOT NULL,
-                first_frame INTEGER NOT NULL, last_frame INTEGER NOT NULL, packets INTEGER NOT NULL,
-                bytes INTEGER NOT NULL, payload_bytes INTEGER NOT NULL, last_ns INTEGER NOT NULL,
-                flags INTEGER NOT NULL, key BLOB NOT NULL, hash INTEGER NOT NULL
-             );
-             CREATE INDEX parked_hash ON parked(hash);
-             -- Draining in creation order walks this index: no sorter, whose memory grew by ~30 MB on a 2x
-             -- capture's 160k parked flows.
-             CREATE INDEX parked_flow_no ON parked(flow_no);",
-        )?;
-        Ok(Overflow {
-            conn,
-            bloom: vec![0; BLOOM_WORDS],
-            parked: 0,
-        })
-    }
-
-    /// The key's Bloom word and bits, from its hash.
-    fn bloom_bits(h: u64) -> (usize, u64) {
-        let word = (h >> 40) as usize % BLOOM_WORDS;
-        let bits = (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63)) | (1u64 << ((h >> 12) & 63));
-        (word, bits)
-    }
-
-    /// Parks flows (each key at most once).
-    fn park(&mut self, flows: Vec<(FlowKey, OpenFlow)>) -> Result<(), SpillError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO parked VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?;
-            for (key, f) in flows {
-                let k = encode_key(&key);
-                let h = xxhash_rust::xxh3::xxh3_64(k.as_slice());
-                let (word, bits) = Self::bloom_bits(h);
-                self.bloom[word] |= bits;
-                ins.execute(params![
-                    f.flow_no,
-                    f.first_ts.sec,
-                    f.first_ts.frac as i64,
-                    f.first_ts.digits,
-                    f.first_frame as i64,
-                    f.last_frame as i64,
-                    f.packets as i64,
-                    f.bytes as i64,
-                    f.payload_bytes as i64,
-                    f.last_ns,
-                    f.flags,
-                    k.as_slice(),
-                    h as i64
-                ])?;
-                self.parked += 1;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Takes a parked flow back, if this key (as bytes, and their hash) has one.
-    fn take(&mut self, k: &KeyBytes, h: u64) -> Result<Option<OpenFlow>, SpillError> {
-        if self.parked == 0 {
-            return Ok(None);
-        }
-        let (word, bits) = Self::bloom_bits(h);
-        if self.bloom[word] & bits != bits {
-            return Ok(None);
-        }
-        let found = self
-            .conn
-            .prepare_cached(
-                "SELECT flow_no, sec, frac, digits, first_frame, last_frame, packets, bytes, payload_bytes, last_ns, flags,
-                        rowid
-                 FROM parked WHERE hash = ?1 AND key = ?2",
-            )?
-            .query_row(params![h as i64, k.as_slice()], |r| {
-                Ok((row_to_flow(r)?, r.get::<_, i64>(11)?))
-            })
-            .optional()?;
-        let Some((flow, rowid)) = found else {
-            return Ok(None);
-        };
-        self.conn
-            .prepare_cached("DELETE FROM parked WHERE rowid = ?1")?
-            .execute([rowid])?;
-        self.parked -= 1;
-        Ok(Some(flow))
-    }
-
-    /// Hands every parked flow to `each`, in creation order.
-    fn drain(&mut self, each: &mut dyn FnMut(FlowKey, OpenFlow)) -> Result<(), SpillError> {
-        let mut st = self.conn.prepare(
-            "SELECT flow_no, sec, frac, digits, first_frame, last_frame, packets, bytes, payload_bytes, last_ns, flags,
-                    key
-             FROM parked ORDER BY flow_no",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let flow = row_to_flow(r)?;
-            let k: Vec<u8> = r.get(11)?;
-            let key = decode_key(&k).ok_or_else(|| {
-                rusqlite::Error::InvalidColumnType(11, "key".into(), rusqlite::types::Type::Blob)
-            })?;
-            each(key, flow);
-        }
-        self.parked = 0;
-        Ok(())
-    }
-}
-
-fn row_to_flow(r: &rusqlite::Row<'_>) -> rusqlite::Result<OpenFlow> {
-    Ok(OpenFlow {
-        flow_no: r.get(0)?,
-        first_ts: Timestamp {
-            sec: r.get(1)?,
-            frac: r.get::<_, i64>(2)? as u64,
-            digits: r.get(3)?,
-        },
-        first_frame: r.get::<_, i64>(4)? as u64,
-        last_frame: r.get::<_, i64>(5)? as u64,
-        packets: r.get::<_, i64>(6)? as u64,
-        bytes: r.get::<_, i64>(7)? as u64,
-        payload_bytes: r.get::<_, i64>(8)? as u64,
-        last_ns: r.get(9)?,
-        flags: r.get(10)?,
-        stored: false,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    thread_local! {
+        /// Makes `key_hash` keep 3 bits: every key collides with many others, in the table and in the runs.
+        pub(super) static WEAK_HASH: Cell<bool> = const { Cell::new(false) };
+    }
 
     fn key(i: u32) -> FlowKey {
         (
@@ -617,8 +555,8 @@ mod tests {
         }
     }
 
-    /// Flows parked, taken back and parked again, more than the table holds: the arena is compacted, the rest
-    /// overflows to SQLite, and every flow comes out once, intact, in creation order.
+    /// Flows parked, taken back and parked again, more than the table holds: the arena is compacted, the oldest
+    /// go to runs on disk, and every flow comes out once, intact, in creation order.
     #[test]
     fn the_table_compacts_and_overflows_keeping_creation_order() {
         let mut s = Spill::new(6000);
@@ -634,7 +572,7 @@ mod tests {
             s.park(&mut back).unwrap();
         }
         assert!(s.table.compactions > 0, "the arena was never compacted");
-        assert!(s.overflow.is_some(), "nothing overflowed to SQLite");
+        assert!(s.runs.len() > 0, "nothing went to disk");
         assert_eq!(s.take(&key(999)).unwrap().map(|f| f.flow_no), None);
         let mut got = Vec::new();
         s.drain(&mut |k, f| {
@@ -669,5 +607,142 @@ mod tests {
         for k in keys {
             assert_eq!(decode_key(encode_key(&k).as_slice()), Some(k));
         }
+    }
+
+    /// A flow with every field derived from its number and a version (the times it was parked), so that a
+    /// flow taken back with another version's fields shows.
+    fn flow_v(no: u32, version: u64) -> OpenFlow {
+        OpenFlow {
+            flow_no: no,
+            first_ts: Timestamp::new(i64::from(no) - 50, u64::from(no) * 7, 6),
+            first_frame: u64::from(no) * 3,
+            last_frame: u64::from(no) * 3 + version,
+            packets: version + 1,
+            bytes: version * 1500 + u64::from(no),
+            payload_bytes: version * 1400,
+            last_ns: version as i64 * 1_000_000_007 - 5,
+            flags: (no % 64) as u16,
+            stored: false,
+        }
+    }
+
+    type Fields = (u32, Timestamp, u64, u64, u64, u64, u64, i64, u16);
+
+    fn fields(f: &OpenFlow) -> Fields {
+        (
+            f.flow_no,
+            f.first_ts,
+            f.first_frame,
+            f.last_frame,
+            f.packets,
+            f.bytes,
+            f.payload_bytes,
+            f.last_ns,
+            f.flags,
+        )
+    }
+
+    /// IPv4 and IPv6 keys, both lengths of record.
+    fn key_of(i: u32) -> FlowKey {
+        if i.is_multiple_of(3) {
+            (
+                IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16]),
+                443,
+                "2001:db8::1".parse().unwrap(),
+                (i % 50) as u16,
+            )
+        } else {
+            key(i)
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The spill against a brute-force model (a map of what is parked): rounds of parking new flows and
+        /// flows taken back, and of taking keys back (parked or not), with table budgets from none (all to disk)
+        /// to roomy, and with a hash that collides on purpose. Every take gives what the model holds, fields and
+        /// all, and the drain gives the model's flows in creation order.
+        #[test]
+        fn the_spill_holds_what_was_parked(
+            rounds in proptest::collection::vec(
+                (1u32..120, proptest::collection::vec(0u32..2000, 0..80)),
+                1..25,
+            ),
+            budget in proptest::sample::select(vec![0usize, 3000, 6000, 1 << 16, 1 << 20]),
+            weak in proptest::bool::ANY,
+        ) {
+            WEAK_HASH.with(|w| w.set(weak));
+            let mut s = Spill::new(budget);
+            let mut model: BTreeMap<u32, Fields> = BTreeMap::new();
+            let mut versions: BTreeMap<u32, u64> = BTreeMap::new();
+            let mut created = 0u32;
+            for (new, takes) in rounds {
+                let mut batch = Vec::new();
+                for _ in 0..new {
+                    created += 1;
+                    batch.push((key_of(created), flow_v(created, 0)));
+                }
+                for t in takes {
+                    let no = t % created.max(1) + 1;
+                    let got = s.take(&key_of(no)).unwrap();
+                    let want = model.remove(&no);
+                    proptest::prop_assert_eq!(got.as_ref().map(fields), want);
+                    if got.is_some() && t % 2 == 0 {
+                        // Seen again, then parked again with new fields.
+                        let v = versions.entry(no).or_default();
+                        *v += 1;
+                        batch.push((key_of(no), flow_v(no, *v)));
+                    }
+                }
+                batch.sort_by_key(|(_, f)| f.flow_no);
+                for (k, f) in &batch {
+                    model.insert(f.flow_no, fields(f));
+                    proptest::prop_assert_eq!(k, &key_of(f.flow_no));
+                }
+                s.park(&mut batch).unwrap();
+            }
+            let mut got = Vec::new();
+            s.drain(&mut |k, f| got.push((k, fields(&f)))).unwrap();
+            let want: Vec<_> = model.iter().map(|(no, f)| (key_of(*no), *f)).collect();
+            WEAK_HASH.with(|w| w.set(false));
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    /// Enough flows for several runs and merges, some taken back from disk: merges drop the dead records and
+    /// the Bloom filter is rebuilt without them.
+    #[test]
+    fn runs_merge_and_drop_taken_flows() {
+        let mut s = Spill::new(0);
+        let mut n = 0;
+        for round in 0..40u32 {
+            let mut batch: Vec<_> = (0..500)
+                .map(|_| {
+                    n += 1;
+                    (key_of(n), flow_v(n, 0))
+                })
+                .collect();
+            s.park(&mut batch).unwrap();
+            // A tenth of the previous round comes back, and is gone from disk.
+            for i in (round * 500 + 1..round * 500 + 1 + 50).filter(|_| round > 0) {
+                let back = i - 500;
+                assert_eq!(
+                    s.take(&key_of(back)).unwrap().map(|f| f.flow_no),
+                    Some(back)
+                );
+                assert!(s.take(&key_of(back)).unwrap().is_none());
+            }
+        }
+        assert!(s.runs.merges > 10, "{} merges", s.runs.merges);
+        assert!(s.runs.len() <= 8, "{} runs", s.runs.len());
+        let mut count = 0;
+        let mut last = 0;
+        s.drain(&mut |_, f| {
+            assert!(f.flow_no > last);
+            last = f.flow_no;
+            count += 1;
+        })
+        .unwrap();
+        assert_eq!(count, 40 * 500 - 39 * 50);
     }
 }
