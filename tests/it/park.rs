@@ -1,12 +1,15 @@
 //! Parking open flows (issue 17): a capture that leaves thousands of flows open, some of which come back after
-//! being parked, indexes the same under a tiny `--max-open-flows` (with the compact table, a table too small
-//! that overflows to SQLite, and SQLite only) as by default.
+//! being parked, indexes the same under a tiny `--max-open-flows` (with the compact table, and with no table:
+//! every parked flow in the sorted runs on disk) as by default; and a folder for those runs that cannot be
+//! written fails the capture with a message, leaving nothing indexed.
 
 use std::net::Ipv4Addr;
 
 use traceflow::synth::{eth_ipv4_tcp, Segment};
 
-use crate::util::{index_of, ingest, pcap, run};
+use std::process::Stdio;
+
+use crate::util::{count, finish, index_of, ingest, pcap, run, tf};
 
 /// 6000 SYN probes from distinct ports; every third frame after the first 1000 revisits an earlier probe's key
 /// (an ACK, or now and then a FIN that closes it), so parked flows are taken back, parked again and closed.
@@ -75,7 +78,7 @@ fn park_tiny_max_open_flows_indexes_as_the_default() {
         ),
         ("one", &["--max-open-flows", "1"][..]),
         (
-            "one-sqlite",
+            "one-disk",
             &["--max-open-flows", "1", "--park-memory", "0"][..],
         ),
     ] {
@@ -88,4 +91,35 @@ fn park_tiny_max_open_flows_indexes_as_the_default() {
             );
         }
     }
+}
+
+/// Parked flows' runs go to `$TMPDIR`. When it cannot take them the capture fails, naming the folder and what
+/// to do, and nothing of it is stored (the index would be wrong); another capture that never parks is indexed.
+#[test]
+fn a_temporary_folder_that_fails_fails_the_capture_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("scan.pcap");
+    std::fs::write(&cap, scan_with_returns()).unwrap();
+    let db = tmp.path().join("t.db");
+    let missing = tmp.path().join("no-such-folder");
+    let out = tf(&db)
+        .args(["ingest", "--max-open-flows", "8", "--park-memory", "0"])
+        .arg(&cap)
+        .env("TMPDIR", &missing)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r = finish("ingest with a missing TMPDIR", out);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let first = r.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("parking open flows in a temporary file in")
+            && first.contains(&*missing.to_string_lossy())
+            && first.contains("set TMPDIR"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM captures"), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM flows"), 0);
+    assert!(!missing.exists(), "the missing folder was created");
 }
