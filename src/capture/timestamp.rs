@@ -53,7 +53,23 @@ impl Timestamp {
 
     /// `float(time_epoch)`: the decimal parsed with correct rounding (Rust's parser rounds correctly).
     pub fn as_f64(&self) -> f64 {
-        self.decimal().parse().unwrap_or(0.0)
+        // The decimal in a stack buffer, not a String: this runs once per flow, for its label.
+        let mut buf = [0u8; 44];
+        let mut n = 0;
+        if self.sec < 0 {
+            buf[0] = b'-';
+            n = 1;
+        }
+        n += digits_into(&mut buf[n..], self.sec.unsigned_abs(), 1);
+        if self.digits > 0 {
+            buf[n] = b'.';
+            n += 1;
+            n += digits_into(&mut buf[n..], self.frac, usize::from(self.digits));
+        }
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
     }
 }
 
@@ -141,6 +157,23 @@ impl Timestamp {
             put_digits(out, self.frac, usize::from(self.digits));
         }
     }
+}
+
+/// `v` in decimal, zero-padded to at least `width` digits (at most 20), written at the start of `out` (which holds
+/// at least 20 bytes); returns the length.
+fn digits_into(out: &mut [u8], v: u64, width: usize) -> usize {
+    let mut tmp = [b'0'; 20];
+    let mut i = tmp.len();
+    let mut v = v;
+    while v > 0 {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let start = i.min(tmp.len() - width.clamp(1, 20));
+    let len = tmp.len() - start;
+    out[..len].copy_from_slice(&tmp[start..]);
+    len
 }
 
 /// `v` in decimal, zero-padded to at least `width` digits (at most 20). Two digits at a time from a table, as

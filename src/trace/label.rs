@@ -8,30 +8,120 @@ use crate::capture::Timestamp;
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation with at least one decimal place for
 /// exponents -4 <= e < 16, scientific (`1e-05`, `1.5e+16`) outside that range.
 pub fn py_float_repr(x: f64) -> String {
+    let mut out = String::with_capacity(24);
+    write_py_float_repr(&mut out, x);
+    out
+}
+
+/// A fixed buffer that `write!` can fill: the shortest digits of an f64 are at most 17, with sign, point and
+/// exponent 24 bytes, so `{:e}` never needs the heap.
+struct Stack {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl std::fmt::Write for Stack {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Whether two `n`-digit strings can be equally near `x` (decimal exponent `exp`): only when x's exact decimal
+/// has `n + 1` significant digits, the last a 5. A double m * 2^e (m odd, e < 0) has exactly -e decimals, the last
+/// a 5; one with e >= 0 is an integer, whose digits past the 17th can end in 5 only from 10^16 up.
+fn tie_possible(x: f64, n: i32, exp: i32) -> bool {
+    let bits = x.abs().to_bits();
+    let biased = (bits >> 52) as i32;
+    let mut mant = bits & ((1 << 52) - 1);
+    let mut e = if biased == 0 { -1074 } else { biased - 1075 };
+    if biased != 0 {
+        mant |= 1 << 52;
+    }
+    if mant == 0 {
+        return false;
+    }
+    e += mant.trailing_zeros() as i32;
+    if e >= 0 {
+        exp >= 16
+    } else {
+        -e == n - exp
+    }
+}
+
+/// [`py_float_repr`] appended to `out`. Every flow's label needs one, and the reader of a SYN scan (a flow per
+/// frame) spent a third of its time building labels through four temporary strings; this uses none.
+pub fn write_py_float_repr(out: &mut String, x: f64) {
     if x.is_nan() {
-        return "nan".into();
+        return out.push_str("nan");
     }
     if x.is_infinite() {
-        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+        return out.push_str(if x > 0.0 { "inf" } else { "-inf" });
     }
     if x == 0.0 {
-        return if x.is_sign_negative() {
-            "-0.0".into()
-        } else {
-            "0.0".into()
-        };
+        return out.push_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
     }
-    // `{:e}` gives the shortest round-trip mantissa digits, like Python's repr.
-    let sci = format!("{:e}", x);
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mant) = match mant.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mant),
+    // `{:e}` gives the shortest round-trip mantissa digits, like Python's repr: `-1.2345e-7`.
+    let mut sci = Stack {
+        buf: [0; 32],
+        len: 0,
     };
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    let mut out = String::with_capacity(32);
-    if neg {
+    if write!(sci, "{:e}", x.abs()).is_err() {
+        // Unreachable (see `Stack`); the slow path keeps the answer right if it ever were not.
+        return out.push_str(&format!("{x:e}"));
+    }
+    let sci = &sci.buf[..sci.len];
+    let e_at = sci.iter().position(|&b| b == b'e').unwrap_or(sci.len());
+    let exp: i32 = std::str::from_utf8(&sci[(e_at + 1).min(sci.len())..])
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let mut digits = [0u8; 24];
+    let mut nd = 0;
+    for &b in &sci[..e_at] {
+        if b != b'.' && nd < digits.len() {
+            digits[nd] = b;
+            nd += 1;
+        }
+    }
+    let mut exp = exp;
+    // Of two shortest strings equally near x, Python takes the one with an even last digit (David Gay's dtoa
+    // rounds half to even), and Rust's shortest form may take the other: 0.0008668899536132812 against ...813.
+    // Rust's fixed-precision form does round half to even, so in a tie it gives Python's digits.
+    if tie_possible(x, nd as i32, exp) {
+        let mut fixed = Stack {
+            buf: [0; 32],
+            len: 0,
+        };
+        if write!(fixed, "{:.*e}", nd.saturating_sub(1), x.abs()).is_ok() {
+            let f = &fixed.buf[..fixed.len];
+            let f_e = f.iter().position(|&b| b == b'e').unwrap_or(f.len());
+            let round_trips = std::str::from_utf8(f)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                == Some(x.abs());
+            if round_trips {
+                nd = 0;
+                for &b in &f[..f_e] {
+                    if b != b'.' && nd < digits.len() {
+                        digits[nd] = b;
+                        nd += 1;
+                    }
+                }
+                exp = std::str::from_utf8(&f[(f_e + 1).min(f.len())..])
+                    .ok()
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or(exp);
+            }
+        }
+    }
+    let digits = std::str::from_utf8(&digits[..nd]).unwrap_or("0");
+    if x < 0.0 {
         out.push('-');
     }
     if !(-4..16).contains(&exp) {
@@ -40,17 +130,23 @@ pub fn py_float_repr(x: f64) -> String {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        let a = exp.unsigned_abs();
+        if a < 10 {
+            out.push('0');
+        }
+        let _ = write!(out, "{a}");
     } else if exp < 0 {
         out.push_str("0.");
         for _ in 0..(-exp - 1) {
             out.push('0');
         }
-        out.push_str(&digits);
+        out.push_str(digits);
     } else {
         let int_len = exp as usize + 1;
         if digits.len() <= int_len {
-            out.push_str(&digits);
+            out.push_str(digits);
             for _ in digits.len()..int_len {
                 out.push('0');
             }
@@ -61,7 +157,6 @@ pub fn py_float_repr(x: f64) -> String {
             out.push_str(&digits[int_len..]);
         }
     }
-    out
 }
 
 /// An address in standard text form (RFC 5952 for IPv6; IPv4-mapped as `::ffff:a.b.c.d`), as pcapkit (via Python's
@@ -92,11 +187,41 @@ pub fn addr_text(addr: &IpAddr) -> String {
 /// `.`, as pcapkit does for IPv6 so that the label can name a file.
 pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timestamp) -> String {
     let mut s = String::with_capacity(src.len() + dst.len() + 32);
-    s.extend(src.chars().map(|c| if c == ':' { '.' } else { c }));
-    let _ = write!(s, "_{sport}-");
-    s.extend(dst.chars().map(|c| if c == ':' { '.' } else { c }));
-    let _ = write!(s, "_{dport}-{}", py_float_repr(ts.as_f64()));
+    push_dotted(&mut s, src);
+    s.push('_');
+    push_u16(&mut s, sport);
+    s.push('-');
+    push_dotted(&mut s, dst);
+    s.push('_');
+    push_u16(&mut s, dport);
+    s.push('-');
+    write_py_float_repr(&mut s, ts.as_f64());
     s
+}
+
+/// An address's text with `:` made `.`; IPv4 text (most labels) has none and is copied whole.
+fn push_dotted(out: &mut String, addr: &str) {
+    if addr.contains(':') {
+        out.extend(addr.chars().map(|c| if c == ':' { '.' } else { c }));
+    } else {
+        out.push_str(addr);
+    }
+}
+
+/// A port in decimal, without the formatting machinery.
+fn push_u16(out: &mut String, v: u16) {
+    let mut buf = [0u8; 5];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
 }
 
 /// The flow label for a directed key and the timestamp of the flow's first frame.
@@ -121,6 +246,10 @@ mod tests {
         assert_eq!(py_float_repr(12345678901234567.0), "1.2345678901234568e+16");
         assert_eq!(py_float_repr(-2.5), "-2.5");
         assert_eq!(py_float_repr(100.0), "100.0");
+        // Ties between two shortest strings go to the even digit, as in Python.
+        assert_eq!(py_float_repr(8.668899536132813e-4), "0.0008668899536132812");
+        assert_eq!(py_float_repr(1700000000.00390625), "1700000000.0039062");
+        assert_eq!(py_float_repr(1700000000.01171875), "1700000000.0117188");
     }
 
     #[test]
@@ -131,6 +260,9 @@ mod tests {
         // A tie-ish ns value must round from the exact decimal, not from a sum of two floats.
         let ts = Timestamp::new(1385391358, 387631499, 9);
         assert_eq!(py_float_repr(ts.as_f64()), "1385391358.3876314");
+        // An ns time exactly between two 17-digit strings: PyPCAPKit's label has the even one.
+        let ts = Timestamp::new(1700000000, 3906250, 9);
+        assert_eq!(py_float_repr(ts.as_f64()), "1700000000.0039062");
         let ts = Timestamp::new(1516186805, 600950000, 9);
         assert_eq!(py_float_repr(ts.as_f64()), "1516186805.60095");
         // Trailing zeros of µs vanish, a whole second keeps `.0`.
@@ -159,11 +291,78 @@ mod tests {
         assert_eq!(flow_label(&v4, 1, &v4, 2, &ts), "10.0.0.1_1-10.0.0.1_2-1.5");
     }
 
+    /// Python itself is the oracle: one `python3` run prints `repr` of every value (bit patterns from a fixed
+    /// generator, so that every exponent range and sign is met), and ours must match each.
+    #[test]
+    fn repr_matches_python_on_many_values() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = Vec::new();
+        while values.len() < 4000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = match values.len() % 4 {
+                // Any finite double.
+                0 => f64::from_bits(state),
+                // Times around now, at µs and ns, and whole seconds.
+                1 => 1.7e9 + (state % 1_000_000_000) as f64 / 1e9,
+                2 => (state % 2_000_000_000) as f64 + (state % 1_000_000) as f64 / 1e6,
+                _ => ((state % 40) as f64 - 20.0).exp2() * ((state >> 8) % 1000) as f64,
+            };
+            if x.is_finite() {
+                values.push(x);
+            }
+        }
+        let input: String = values.iter().map(|x| format!("{}\n", x.to_bits())).collect();
+        let mut child = match std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys,struct\nfor l in sys.stdin: print(repr(struct.unpack('<d', int(l).to_bytes(8,'little'))[0]))",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => panic!("this test needs python3 on PATH as its oracle: {e}"),
+        };
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write as _;
+            stdin.write_all(input.as_bytes()).unwrap();
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let want: Vec<&str> = text.lines().collect();
+        assert_eq!(want.len(), values.len());
+        for (x, w) in values.iter().zip(want) {
+            assert_eq!(py_float_repr(*x), w, "{x:e}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn ipv4_text_is_displays_text(a in proptest::prelude::any::<u32>()) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(a));
             proptest::prop_assert_eq!(addr_text(&ip), ip.to_string());
+        }
+
+        /// The stack-buffer `as_f64` parses the same decimal the text form shows.
+        #[test]
+        fn as_f64_parses_the_decimal(sec in -3_000_000_000i64..4_000_000_000_000, frac in proptest::prelude::any::<u64>(), digits in 0u8..=19) {
+            let ts = Timestamp::new(sec, frac % 10u64.pow(u32::from(digits)), digits);
+            proptest::prop_assert_eq!(ts.as_f64(), ts.decimal().parse::<f64>().unwrap());
+        }
+
+        /// Port text is Display's.
+        #[test]
+        fn labels_write_ports_as_display(sport in proptest::prelude::any::<u16>(), dport in proptest::prelude::any::<u16>()) {
+            let ts = Timestamp::new(1, 0, 6);
+            proptest::prop_assert_eq!(
+                label_from_text("a", sport, "b:c", dport, &ts),
+                format!("a_{sport}-b.c_{dport}-1.0")
+            );
         }
     }
 }
