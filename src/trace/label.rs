@@ -248,8 +248,14 @@ mod tests {
         assert_eq!(py_float_repr(100.0), "100.0");
         // Ties between two shortest strings go to the even digit, as in Python.
         assert_eq!(py_float_repr(8.668899536132813e-4), "0.0008668899536132812");
-        assert_eq!(py_float_repr(1700000000.00390625), "1700000000.0039062");
-        assert_eq!(py_float_repr(1700000000.01171875), "1700000000.0117188");
+        assert_eq!(
+            py_float_repr(1_700_000_000.0 + 1.0 / 256.0),
+            "1700000000.0039062"
+        );
+        assert_eq!(
+            py_float_repr(1_700_000_000.0 + 3.0 / 256.0),
+            "1700000000.0117188"
+        );
     }
 
     #[test]
@@ -313,7 +319,10 @@ mod tests {
                 values.push(x);
             }
         }
-        let input: String = values.iter().map(|x| format!("{}\n", x.to_bits())).collect();
+        let input: String = values
+            .iter()
+            .map(|x| format!("{}\n", x.to_bits()))
+            .collect();
         let mut child = match std::process::Command::new("python3")
             .args([
                 "-c",

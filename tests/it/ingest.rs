@@ -798,3 +798,35 @@ fn max_open_flows_1_writes_the_same_rows() {
     // Some flows were still open at the end, so the parked ones were drained too.
     assert!(count(&b, "SELECT count(*) FROM flows WHERE closed_frame IS NULL") > 10);
 }
+
+/// A ns time exactly halfway between two 17-digit decimals (1700000000.003906250 s, a multiple of 1/512 s): the
+/// label's time is Python's repr of it, whose tie goes to the even digit. Python itself says which (the oracle);
+/// before the fix the label ended in `.0039063`.
+#[test]
+fn a_label_time_halfway_between_two_decimals_is_pythons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start_ns = 1_700_000_000_003_906_250i64;
+    let mut w =
+        traceflow::dump::pcapwrite::PcapWriter::new(Vec::new(), 1, 65535, false, true).unwrap();
+    // One conversation's frames, the first at exactly that time.
+    for (i, (_, f)) in traceflow::synth::conversations(1, 0)
+        .into_iter()
+        .enumerate()
+    {
+        w.write(start_ns + i as i64 * 1000, f.len() as u32, &f)
+            .unwrap();
+    }
+    let file = tmp.path().join("tie.pcap");
+    std::fs::write(&file, w.into_inner()).unwrap();
+    let want = Command::new("python3")
+        .args(["-c", "print(repr(float('1700000000.003906250')))"])
+        .output()
+        .expect("this test needs python3 on PATH as its oracle");
+    let want = String::from_utf8(want.stdout).unwrap().trim().to_string();
+    assert_eq!(want, "1700000000.0039062");
+    let db = tmp.path().join("t.db");
+    assert_eq!(ingest(&db, &[], &[&file]).code, 0);
+    let index = index_of(&json(&db, &["query", "--capture", "tie.pcap"]));
+    let first = &index.iter().find(|(_, idx)| idx[0] == 1).unwrap().0;
+    assert!(first.ends_with(&format!("-{want}")), "{first}");
+}
