@@ -552,8 +552,9 @@ impl Pending {
 /// it). The text of an address parses back to it (IPv4-mapped IPv6 included).
 fn set_community_id(connections: Option<&Connections>, r: &mut FlowRecord) {
     if let Some(c) = connections {
-        if let (Ok(s), Ok(d)) = (r.src.parse(), r.dst.parse()) {
-            r.community_id = c.community_id(s, r.sport, d, r.dport);
+        if let (Ok(s), Ok(d)) = (r.src().parse(), r.dst().parse()) {
+            let id = c.community_id(s, r.sport, d, r.dport);
+            r.set_community_id(&id);
         }
     }
 }
@@ -658,7 +659,7 @@ fn read_capture(
                         // endpoints once it is final (here when it closes, or at the end).
                         set_community_id(connections.as_ref(), &mut r);
                     } else {
-                        endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
+                        endpoints.observe_flow(r.src(), r.dst(), r.packets, r.bytes);
                     }
                     pending.flows.push(r)
                 });
@@ -686,9 +687,9 @@ fn read_capture(
                     .flows
                     .iter_mut()
                     .rev()
-                    .take_while(|r| r.community_id.is_empty())
+                    .take_while(|r| r.community_id().is_empty())
                 {
-                    r.community_id = c.community_id(t.src, t.sport, t.dst, t.dport);
+                    r.set_community_id(&c.community_id(t.src, t.sport, t.dst, t.dport));
                 }
                 no
             });
@@ -740,7 +741,7 @@ fn read_capture(
         let row = match f {
             Finished::Row(mut r) => {
                 set_community_id(connections.as_ref(), &mut r);
-                endpoints.observe_flow(&r.src, &r.dst, r.packets, r.bytes);
+                endpoints.observe_flow(r.src(), r.dst(), r.packets, r.bytes);
                 Some(r)
             }
             Finished::Stored {

@@ -19,6 +19,20 @@ const PROTO_TCP: u8 = 6;
 /// Addresses of two families cannot share one IP header; should they differ anyway, an IPv4 address is hashed
 /// as its 4 bytes and an IPv6 one as its 16, each compared by those bytes, as the spec's reference does.
 pub fn community_id(seed: u16, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> String {
+    let mut out = String::with_capacity(30);
+    push_community_id(&mut out, seed, src, sport, dst, dport);
+    out
+}
+
+/// [`community_id`] appended to `out` (a flow record keeps its texts in one string).
+pub fn push_community_id(
+    out: &mut String,
+    seed: u16,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+) {
     let (a, b) = (octets(&src), octets(&dst));
     let (a, b) = (a.as_slice(), b.as_slice());
     let (first, second) = if (a, sport) <= (b, dport) {
@@ -34,10 +48,8 @@ pub fn community_id(seed: u16, src: IpAddr, sport: u16, dst: IpAddr, dport: u16)
     h.update(first.1.to_be_bytes());
     h.update(second.1.to_be_bytes());
     let digest: [u8; 20] = h.finalize().into();
-    let mut out = String::with_capacity(30);
     out.push_str("1:");
-    base64(&digest, &mut out);
-    out
+    base64(&digest, out);
 }
 
 /// An address's bytes as they are on the wire: 4 for IPv4, 16 for IPv6 (without an allocation: this runs for

@@ -7,5 +7,5 @@ pub mod rebuild;
 mod track;
 pub mod zeek;
 
-pub use community_id::community_id;
+pub use community_id::{community_id, push_community_id};
 pub use track::{ConnRecord, ConnSeg, Connections};

@@ -298,10 +298,10 @@ fn bind_flow(
 ) -> rusqlite::Result<()> {
     st.raw_bind_parameter(base + 1, capture_id)?;
     st.raw_bind_parameter(base + 2, fl.flow_no)?;
-    st.raw_bind_parameter(base + 3, fl.label.as_str())?;
-    st.raw_bind_parameter(base + 4, fl.src.as_str())?;
+    st.raw_bind_parameter(base + 3, fl.label())?;
+    st.raw_bind_parameter(base + 4, fl.src())?;
     st.raw_bind_parameter(base + 5, fl.sport)?;
-    st.raw_bind_parameter(base + 6, fl.dst.as_str())?;
+    st.raw_bind_parameter(base + 6, fl.dst())?;
     st.raw_bind_parameter(base + 7, fl.dport)?;
     st.raw_bind_parameter(base + 8, fl.first_frame as i64)?;
     st.raw_bind_parameter(base + 9, fl.last_frame as i64)?;
@@ -314,7 +314,7 @@ fn bind_flow(
     st.raw_bind_parameter(base + 16, fl.flags)?;
     st.raw_bind_parameter(base + 17, &fl.src_key[..])?;
     st.raw_bind_parameter(base + 18, &fl.dst_key[..])?;
-    st.raw_bind_parameter(base + 19, fl.community_id.as_str())
+    st.raw_bind_parameter(base + 19, fl.community_id())
 }
 
 fn bind_conn(

@@ -162,9 +162,15 @@ pub fn write_py_float_repr(out: &mut String, x: f64) {
 /// An address in standard text form (RFC 5952 for IPv6; IPv4-mapped as `::ffff:a.b.c.d`), as pcapkit (via Python's
 /// `ipaddress`) and tshark print it. IPv4 is written by hand: through `Display` it was a tenth of the reader thread.
 pub fn addr_text(addr: &IpAddr) -> String {
+    let mut out = String::with_capacity(15);
+    push_addr_text(&mut out, addr);
+    out
+}
+
+/// [`addr_text`] appended to `out`.
+pub fn push_addr_text(out: &mut String, addr: &IpAddr) {
     match addr {
         IpAddr::V4(a) => {
-            let mut out = String::with_capacity(15);
             for (i, o) in a.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push('.');
@@ -177,9 +183,10 @@ pub fn addr_text(addr: &IpAddr) -> String {
                 }
                 out.push(char::from(b'0' + o % 10));
             }
-            out
         }
-        IpAddr::V6(a) => a.to_string(),
+        IpAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
     }
 }
 
@@ -197,6 +204,33 @@ pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timest
     s.push('-');
     write_py_float_repr(&mut s, ts.as_f64());
     s
+}
+
+/// The label appended to `text`, which holds the source address's text and then, from `dst_at`, the destination's
+/// (as a flow record keeps them): the addresses are copied from the string itself.
+pub fn push_label_after_addrs(text: &mut String, dst_at: usize, sport: u16, dport: u16, ts: &Timestamp) {
+    let dst_end = text.len();
+    push_dotted_within(text, 0..dst_at);
+    text.push('_');
+    push_u16(text, sport);
+    text.push('-');
+    push_dotted_within(text, dst_at..dst_end);
+    text.push('_');
+    push_u16(text, dport);
+    text.push('-');
+    write_py_float_repr(text, ts.as_f64());
+}
+
+/// `text[from]` appended to `text` with `:` made `.` (IPv4 text, most labels, has none: copied whole).
+fn push_dotted_within(text: &mut String, from: std::ops::Range<usize>) {
+    match text.get(from.clone()) {
+        Some(part) if part.contains(':') => {
+            let part = part.replace(':', ".");
+            text.push_str(&part);
+        }
+        Some(_) => text.extend_from_within(from),
+        None => {}
+    }
 }
 
 /// An address's text with `:` made `.`; IPv4 text (most labels) has none and is copied whole.

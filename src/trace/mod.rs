@@ -343,7 +343,7 @@ mod tests {
                     .filter(|(no, _)| *no == r.flow_no)
                     .map(|(_, n)| *n)
                     .collect();
-                (r.label.clone(), idx)
+                (r.label().to_string(), idx)
             })
             .collect();
         open.extend(closed);
@@ -424,7 +424,7 @@ mod tests {
                 .values()
                 .find(|r| {
                     r.closed_frame.is_none()
-                        && (r.src.as_str(), r.sport, r.dst.as_str(), r.dport)
+                        && (r.src(), r.sport, r.dst(), r.dport)
                             == (src.as_str(), sport, dst.as_str(), dport)
                 })
                 .expect("a stored flow has its row");

@@ -258,10 +258,10 @@ impl<'c> PgWriter<'c> {
                     put(&[
                         &id,
                         &i64::from(fl.flow_no),
-                        &fl.label.as_str(),
-                        &fl.src.as_str(),
+                        &fl.label(),
+                        &fl.src(),
                         &i64::from(fl.sport),
-                        &fl.dst.as_str(),
+                        &fl.dst(),
                         &i64::from(fl.dport),
                         &(fl.first_frame as i64),
                         &(fl.last_frame as i64),
@@ -274,7 +274,7 @@ impl<'c> PgWriter<'c> {
                         &i64::from(fl.flags),
                         &&fl.src_key[..],
                         &&fl.dst_key[..],
-                        &fl.community_id.as_str(),
+                        &fl.community_id(),
                     ])
                 },
             )
