@@ -159,3 +159,54 @@ impl OpenFlow {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(first_ts: Timestamp) -> OpenFlow {
+        OpenFlow {
+            flow_no: 7,
+            first_ts,
+            first_frame: 1,
+            last_frame: 2,
+            packets: 2,
+            bytes: 120,
+            payload_bytes: 0,
+            last_ns: first_ts.as_ns(),
+            flags: 2,
+            stored: false,
+        }
+    }
+
+    /// The one string holds each text where its accessor looks, against the functions that make each alone.
+    #[test]
+    fn a_record_keeps_its_texts_apart() {
+        let ts = Timestamp::new(1700000000, 20, 6);
+        for (src, dst) in [
+            ("10.0.0.1", "192.168.100.200"),
+            ("2001:db8::1", "::ffff:192.0.2.1"),
+            ("fe80::1", "10.0.0.2"),
+        ] {
+            let key: FlowKey = (src.parse().unwrap(), 443, dst.parse().unwrap(), 65535);
+            for seed in [None, Some(0), Some(9)] {
+                let mut r = open(ts).record(&key, None, seed);
+                assert_eq!(r.src(), super::super::label::addr_text(&key.0));
+                assert_eq!(r.dst(), super::super::label::addr_text(&key.2));
+                assert_eq!(
+                    r.label(),
+                    super::super::label::flow_label(&key.0, 443, &key.2, 65535, &ts)
+                );
+                let want = seed
+                    .map(|s| crate::conn::community_id(s, key.0, 443, key.2, 65535))
+                    .unwrap_or_default();
+                assert_eq!(r.community_id(), want);
+                r.set_community_id("1:abc");
+                assert_eq!(r.community_id(), "1:abc");
+                r.set_community_id("");
+                assert_eq!(r.community_id(), "");
+                assert_eq!(r.dst(), super::super::label::addr_text(&key.2));
+            }
+        }
+    }
+}

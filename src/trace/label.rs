@@ -208,7 +208,13 @@ pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timest
 
 /// The label appended to `text`, which holds the source address's text and then, from `dst_at`, the destination's
 /// (as a flow record keeps them): the addresses are copied from the string itself.
-pub fn push_label_after_addrs(text: &mut String, dst_at: usize, sport: u16, dport: u16, ts: &Timestamp) {
+pub fn push_label_after_addrs(
+    text: &mut String,
+    dst_at: usize,
+    sport: u16,
+    dport: u16,
+    ts: &Timestamp,
+) {
     let dst_end = text.len();
     push_dotted_within(text, 0..dst_at);
     text.push('_');
