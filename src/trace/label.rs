@@ -66,16 +66,19 @@ pub fn write_py_float_repr(out: &mut String, x: f64) {
     if x == 0.0 {
         return out.push_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
     }
-    // `{:e}` gives the shortest round-trip mantissa digits, like Python's repr: `-1.2345e-7`.
-    let mut sci = Stack {
+    // `{:e}` gives the shortest round-trip mantissa digits, like Python's repr: `1.2345e-7`.
+    let mut stack = Stack {
         buf: [0; 32],
         len: 0,
     };
-    if write!(sci, "{:e}", x.abs()).is_err() {
-        // Unreachable (see `Stack`); the slow path keeps the answer right if it ever were not.
-        return out.push_str(&format!("{x:e}"));
-    }
-    let sci = &sci.buf[..sci.len];
+    let heap;
+    let sci: &[u8] = if write!(stack, "{:e}", x.abs()).is_ok() {
+        &stack.buf[..stack.len]
+    } else {
+        // Not reached (see `Stack`); should it ever be, the same digits from the heap.
+        heap = format!("{:e}", x.abs());
+        heap.as_bytes()
+    };
     let e_at = sci.iter().position(|&b| b == b'e').unwrap_or(sci.len());
     let exp: i32 = std::str::from_utf8(&sci[(e_at + 1).min(sci.len())..])
         .ok()
