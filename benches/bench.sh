@@ -78,6 +78,10 @@ DB=$WORK/bench.db
 RESULTS=$WORK/results.tsv    # key, wall s, peak RSS KiB, frames, exit code, load avg, CPU s, command
 SCALARS=$WORK/scalars.tsv    # key, value
 mkdir -p "$WORK"
+# Two runs sharing a work folder would time each other and write into each other's results (it happened once:
+# every row came out twice, the timings taken under double load). The second one stops instead.
+exec 9>"$WORK/.bench.lock"
+flock -n 9 || die "another bench.sh is running in $WORK; wait for it, or set BENCH_DIR to another folder"
 : >"$RESULTS"
 : >"$SCALARS"
 
