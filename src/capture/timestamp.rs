@@ -56,15 +56,19 @@ impl Timestamp {
         // The decimal in a stack buffer, not a String: this runs once per flow, for its label.
         let mut buf = [0u8; 44];
         let mut n = 0;
+        let mut put = |bytes: &[u8]| {
+            buf[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+        };
         if self.sec < 0 {
-            buf[0] = b'-';
-            n = 1;
+            put(b"-");
         }
-        n += digits_into(&mut buf[n..], self.sec.unsigned_abs(), 1);
+        let (d, start) = digits(self.sec.unsigned_abs(), 1);
+        put(&d[start..]);
         if self.digits > 0 {
-            buf[n] = b'.';
-            n += 1;
-            n += digits_into(&mut buf[n..], self.frac, usize::from(self.digits));
+            put(b".");
+            let (d, start) = digits(self.frac, usize::from(self.digits));
+            put(&d[start..]);
         }
         std::str::from_utf8(&buf[..n])
             .ok()
@@ -159,26 +163,15 @@ impl Timestamp {
     }
 }
 
-/// `v` in decimal, zero-padded to at least `width` digits (at most 20), written at the start of `out` (which holds
-/// at least 20 bytes); returns the length.
-fn digits_into(out: &mut [u8], v: u64, width: usize) -> usize {
-    let mut tmp = [b'0'; 20];
-    let mut i = tmp.len();
-    let mut v = v;
-    while v > 0 {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    let start = i.min(tmp.len() - width.clamp(1, 20));
-    let len = tmp.len() - start;
-    out[..len].copy_from_slice(&tmp[start..]);
-    len
-}
-
 /// `v` in decimal, zero-padded to at least `width` digits (at most 20). Two digits at a time from a table, as
 /// itoa does: listing every flow writes about ten numbers per flow.
 pub fn put_digits(out: &mut Vec<u8>, v: u64, width: usize) {
+    let (buf, start) = digits(v, width);
+    out.extend_from_slice(&buf[start..]);
+}
+
+/// [`put_digits`]'s digits in a stack buffer: they are `buf[start..]`.
+fn digits(v: u64, width: usize) -> ([u8; 20], usize) {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
         2021222324252627282930313233343536373839\
         4041424344454647484950515253545556575859\
@@ -201,8 +194,7 @@ pub fn put_digits(out: &mut Vec<u8>, v: u64, width: usize) {
         i -= 1;
         buf[i] = b'0' + v as u8;
     }
-    let start = i.min(buf.len() - width.min(buf.len()));
-    out.extend_from_slice(&buf[start..]);
+    (buf, i.min(buf.len() - width.min(buf.len())))
 }
 
 #[cfg(test)]

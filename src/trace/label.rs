@@ -54,6 +54,44 @@ fn tie_possible(x: f64, n: i32, exp: i32) -> bool {
     }
 }
 
+/// The mantissa digits (no point) and decimal exponent of |x| as `{:e}` writes it, shortest or with `precision`
+/// digits after the point.
+fn sci_digits(x: f64, precision: Option<usize>) -> ([u8; 24], usize, i32) {
+    let mut stack = Stack {
+        buf: [0; 32],
+        len: 0,
+    };
+    let written = match precision {
+        None => write!(stack, "{:e}", x.abs()),
+        Some(p) => write!(stack, "{:.*e}", p, x.abs()),
+    };
+    let heap;
+    let sci: &[u8] = if written.is_ok() {
+        &stack.buf[..stack.len]
+    } else {
+        // Not reached (see `Stack`); should it ever be, the same digits from the heap.
+        heap = match precision {
+            None => format!("{:e}", x.abs()),
+            Some(p) => format!("{:.*e}", p, x.abs()),
+        };
+        heap.as_bytes()
+    };
+    let e_at = sci.iter().position(|&b| b == b'e').unwrap_or(sci.len());
+    let exp = std::str::from_utf8(&sci[(e_at + 1).min(sci.len())..])
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let mut digits = [0u8; 24];
+    let mut nd = 0;
+    for &b in &sci[..e_at] {
+        if b != b'.' && nd < digits.len() {
+            digits[nd] = b;
+            nd += 1;
+        }
+    }
+    (digits, nd, exp)
+}
+
 /// [`py_float_repr`] appended to `out`. Every flow's label needs one, and the reader of a SYN scan (a flow per
 /// frame) spent a third of its time building labels through four temporary strings; this uses none.
 pub fn write_py_float_repr(out: &mut String, x: f64) {
@@ -67,60 +105,31 @@ pub fn write_py_float_repr(out: &mut String, x: f64) {
         return out.push_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
     }
     // `{:e}` gives the shortest round-trip mantissa digits, like Python's repr: `1.2345e-7`.
-    let mut stack = Stack {
-        buf: [0; 32],
-        len: 0,
-    };
-    let heap;
-    let sci: &[u8] = if write!(stack, "{:e}", x.abs()).is_ok() {
-        &stack.buf[..stack.len]
-    } else {
-        // Not reached (see `Stack`); should it ever be, the same digits from the heap.
-        heap = format!("{:e}", x.abs());
-        heap.as_bytes()
-    };
-    let e_at = sci.iter().position(|&b| b == b'e').unwrap_or(sci.len());
-    let exp: i32 = std::str::from_utf8(&sci[(e_at + 1).min(sci.len())..])
-        .ok()
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0);
-    let mut digits = [0u8; 24];
-    let mut nd = 0;
-    for &b in &sci[..e_at] {
-        if b != b'.' && nd < digits.len() {
-            digits[nd] = b;
-            nd += 1;
-        }
-    }
-    let mut exp = exp;
+    let (mut digits, mut nd, mut exp) = sci_digits(x, None);
     // Of two shortest strings equally near x, Python takes the one with an even last digit (David Gay's dtoa
     // rounds half to even), and Rust's shortest form may take the other: 0.0008668899536132812 against ...813.
     // Rust's fixed-precision form does round half to even, so in a tie it gives Python's digits.
     if tie_possible(x, nd as i32, exp) {
-        let mut fixed = Stack {
+        let fixed = sci_digits(x, Some(nd.saturating_sub(1)));
+        let d = std::str::from_utf8(&fixed.0[..fixed.1]).unwrap_or("0");
+        let mut check = Stack {
             buf: [0; 32],
             len: 0,
         };
-        if write!(fixed, "{:.*e}", nd.saturating_sub(1), x.abs()).is_ok() {
-            let f = &fixed.buf[..fixed.len];
-            let f_e = f.iter().position(|&b| b == b'e').unwrap_or(f.len());
-            let round_trips = std::str::from_utf8(f)
+        let round_trips = write!(
+            check,
+            "{}.{}e{}",
+            d.get(..1).unwrap_or("0"),
+            d.get(1..).unwrap_or(""),
+            fixed.2
+        )
+        .is_ok()
+            && std::str::from_utf8(&check.buf[..check.len])
                 .ok()
                 .and_then(|t| t.parse::<f64>().ok())
                 == Some(x.abs());
-            if round_trips {
-                nd = 0;
-                for &b in &f[..f_e] {
-                    if b != b'.' && nd < digits.len() {
-                        digits[nd] = b;
-                        nd += 1;
-                    }
-                }
-                exp = std::str::from_utf8(&f[(f_e + 1).min(f.len())..])
-                    .ok()
-                    .and_then(|e| e.parse().ok())
-                    .unwrap_or(exp);
-            }
+        if round_trips {
+            (digits, nd, exp) = fixed;
         }
     }
     let digits = std::str::from_utf8(&digits[..nd]).unwrap_or("0");
@@ -196,16 +205,11 @@ pub fn push_addr_text(out: &mut String, addr: &IpAddr) {
 /// The flow label from the addresses' text (`addr_text`, as stored in `flows.src` and `flows.dst`): `:` is made
 /// `.`, as pcapkit does for IPv6 so that the label can name a file.
 pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timestamp) -> String {
-    let mut s = String::with_capacity(src.len() + dst.len() + 32);
-    push_dotted(&mut s, src);
-    s.push('_');
-    push_u16(&mut s, sport);
-    s.push('-');
-    push_dotted(&mut s, dst);
-    s.push('_');
-    push_u16(&mut s, dport);
-    s.push('-');
-    write_py_float_repr(&mut s, ts.as_f64());
+    let mut s = String::with_capacity(2 * (src.len() + dst.len()) + 32);
+    s.push_str(src);
+    s.push_str(dst);
+    push_label_after_addrs(&mut s, src.len(), sport, dport, ts);
+    s.drain(..src.len() + dst.len());
     s
 }
 
@@ -239,15 +243,6 @@ fn push_dotted_within(text: &mut String, from: std::ops::Range<usize>) {
         }
         Some(_) => text.extend_from_within(from),
         None => {}
-    }
-}
-
-/// An address's text with `:` made `.`; IPv4 text (most labels) has none and is copied whole.
-fn push_dotted(out: &mut String, addr: &str) {
-    if addr.contains(':') {
-        out.extend(addr.chars().map(|c| if c == ':' { '.' } else { c }));
-    } else {
-        out.push_str(addr);
     }
 }
 
