@@ -108,7 +108,7 @@ pub enum Writer<'c> {
     /// Into SQLite.
     Sqlite(Box<CaptureWriter<'c>>),
     /// Into PostgreSQL.
-    Postgres(pg::write::PgWriter<'c>),
+    Postgres(Box<pg::write::PgWriter<'c>>),
 }
 
 impl<'c> Writer<'c> {
@@ -121,7 +121,9 @@ impl<'c> Writer<'c> {
     ) -> Result<Writer<'c>, StoreError> {
         Ok(match db {
             Db::Sqlite(c) => Writer::Sqlite(Box::new(CaptureWriter::begin(c, src, force, embed)?)),
-            Db::Postgres(p) => Writer::Postgres(pg::write::PgWriter::begin(p, src, force, embed)?),
+            Db::Postgres(p) => {
+                Writer::Postgres(Box::new(pg::write::PgWriter::begin(p, src, force, embed)?))
+            }
         })
     }
 

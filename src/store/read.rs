@@ -980,12 +980,11 @@ impl<'c> FlowFrames<'c> {
         };
         let (first, packets): (i64, i64) = match &mut self.walk {
             Walk::Postgres(p) => {
-                let span = p.flow_span(capture_id, flow_no)?;
-                for (f, in_flow) in p.flow_chain(capture_id, flow_no)? {
-                    note(f.number, in_flow);
-                    out.push(f);
-                }
-                span
+                // Frames there are read by range from their chunks, filtered by flow: each one belongs to the
+                // flow, which the count and first frame below check.
+                let (first, last, packets) = p.flow_span(capture_id, flow_no)?;
+                p.flow_frames(capture_id, flow_no, first, last, out)?;
+                (first, packets)
             }
             Walk::Sqlite { st, flow, .. } => {
                 let span = flow.query_row(rusqlite::params![capture_id, flow_no], |r| {

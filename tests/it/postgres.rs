@@ -942,7 +942,7 @@ fn assert_only_whole_captures(db: &PgDb) -> Vec<(String, i64)> {
         out.push((name, frames));
     }
     for t in [
-        "frames",
+        "frame_chunks",
         "flows",
         "frame_data",
         "interfaces",
@@ -978,8 +978,13 @@ fn pg_sigkill_mid_ingest_leaves_only_whole_captures() {
     let (big2, big2_frames) = big_capture(tmp.path(), "big2.pcap", 90_000);
     let (big, big2) = (big.to_str().unwrap(), big2.to_str().unwrap());
     let mb = std::fs::metadata(big).unwrap().len() as f64 / 1e6;
-    // Uncommitted rows take room in the table's file: its size shows that the kill lands while frames are written.
-    let frames_size = |db: &PgDb| db.count("SELECT pg_relation_size('frames')");
+    // Uncommitted rows take room in the table's files: their size shows that the kill lands while frames are
+    // written (frame chunks, their TOAST, and with --embed the frames' bytes).
+    let frames_size = |db: &PgDb| {
+        db.count(
+            "SELECT pg_total_relation_size('frame_chunks') + pg_total_relation_size('frame_data')",
+        )
+    };
 
     // Three kills: half a second and a second after the capture's transaction first wrote, and a second into
     // an ingest of two big captures with --jobs 2 (a writer connection each, two transactions open).
@@ -1012,7 +1017,7 @@ fn pg_sigkill_mid_ingest_leaves_only_whole_captures() {
         );
         let caps = assert_only_whole_captures(&db);
         eprintln!(
-            "round {round}: {mb:.0} MB capture killed {after} ms into its transaction, frames table {} -> {} kB, {writing} \
+            "round {round}: {mb:.0} MB capture killed {after} ms into its transaction, frame tables {} -> {} kB, {writing} \
              transaction(s) writing; captures {caps:?}",
             size_before / 1024,
             size_at_kill / 1024
@@ -1325,4 +1330,170 @@ fn pg_database_that_does_not_exist() {
     let url = with_database(&server(), &format!("tf_missing_{}", std::process::id()));
     let line = error_line(&url, &["captures"]);
     assert_says(&line, &["does not exist"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schema upgrades
+
+/// A database of PostgreSQL schema 1 (frames one row each) is upgraded in place by the next ingest, to frames
+/// packed in chunks (`0002_frame_chunks.sql`), and then answers every read exactly as a database written by this
+/// build does. The schema 1 database is made from a new one's rows, copied into a database created by
+/// `0001_schema.sql` alone, so that both hold the same captures under the same ids.
+#[test]
+fn pg_schema_1_database_is_upgraded_in_place() {
+    let new = PgDb::new("upgrade_new");
+    let old = PgDb::new("upgrade_old");
+    let tmp = tempfile::tempdir().unwrap();
+    // Thousands of interleaved connections: flows whose frames lie in several chunks.
+    let synth = tmp.path().join("synth.pcap");
+    let frames = traceflow::synth::conversations(3000, T0);
+    std::fs::write(&synth, super::util::pcap(1, 65535, &frames)).unwrap();
+    let mut inputs: Vec<PathBuf> = corpus_names()
+        .iter()
+        .filter(|n| !n.starts_with("variant-"))
+        .step_by(15)
+        .map(|n| corpus().join(n))
+        .collect();
+    inputs.push(synth);
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let r = ingest(new.path(), &[], &inputs);
+    assert!(r.code != 2, "{}", r.stderr);
+
+    let mut from = new.client();
+    let mut to = old.client();
+    to.batch_execute(include_str!("../../migrations/postgres/0001_schema.sql"))
+        .unwrap();
+    to.batch_execute(
+        "CREATE TABLE traceflow_schema (version BIGINT NOT NULL); INSERT INTO traceflow_schema VALUES (1)",
+    )
+    .unwrap();
+    for t in [
+        "captures",
+        "capture_paths",
+        "interfaces",
+        "frames",
+        "frame_data",
+        "flows",
+        "connections",
+        "endpoint_protocols",
+        "flow_buckets",
+    ] {
+        use std::io::{Read, Write};
+        let mut rows = Vec::new();
+        from.copy_out(&format!("COPY (SELECT * FROM {t}) TO STDOUT"))
+            .unwrap()
+            .read_to_end(&mut rows)
+            .unwrap();
+        let mut w = to.copy_in(&format!("COPY {t} FROM STDIN")).unwrap();
+        w.write_all(&rows).unwrap();
+        w.finish().unwrap();
+    }
+    to.batch_execute(
+        "SELECT setval(pg_get_serial_sequence('captures', 'id'), (SELECT max(id) FROM captures));
+         SELECT setval('capture_paths_added', (SELECT max(added) FROM capture_paths))",
+    )
+    .unwrap();
+    let v1_frames = old.count("SELECT count(*) FROM frames");
+    assert!(v1_frames > 20_000, "{v1_frames} frames copied");
+    // A read command does not upgrade: it says to run an ingest.
+    let r = run(old.path(), &["captures"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("ingest"), "{}", r.stderr);
+
+    // The next ingest upgrades, and adds its capture to both.
+    let extra = tmp.path().join("extra.pcap");
+    std::fs::write(&extra, pcap_conversations(20, T0 + 9_000_000_000)).unwrap();
+    for db in [&new, &old] {
+        let r = ingest(db.path(), &[], &[&extra]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(old.count("SELECT max(version) FROM traceflow_schema"), 2);
+    assert_eq!(
+        old.count("SELECT count(*) FROM frames"),
+        v1_frames + new.count("SELECT frames FROM captures WHERE name = 'extra.pcap'")
+    );
+    assert_eq!(
+        old.count("SELECT count(*) FROM frame_chunks WHERE last_number - first_number + 1 <> cardinality(ts_ns)"),
+        0
+    );
+
+    let mut d = Diffs::default();
+    for args in [
+        &["query", "--format", "json"][..],
+        &["query", "--bidirectional", "--format", "json"],
+        &["connections", "--format", "json"],
+        &["flows", "port 80", "--format", "json"],
+    ] {
+        d.same(
+            &format!("{args:?}"),
+            ok(new.path(), args).as_bytes(),
+            ok(old.path(), args).as_bytes(),
+        );
+    }
+    for (i, (cap, label)) in some_labels_of(new.path()).iter().enumerate() {
+        let (a, b) = (
+            tmp.path().join(format!("new{i}.pcap")),
+            tmp.path().join(format!("old{i}.pcap")),
+        );
+        for (db, out) in [(&new, &a), (&old, &b)] {
+            ok(
+                db.path(),
+                &[
+                    "query",
+                    "--capture",
+                    cap,
+                    "--flow",
+                    label,
+                    "--both",
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+            );
+        }
+        d.same(
+            &format!("--flow {label} --both"),
+            &std::fs::read(&a).unwrap(),
+            &std::fs::read(&b).unwrap(),
+        );
+    }
+    let (a, b) = (tmp.path().join("dump-new"), tmp.path().join("dump-old"));
+    for (db, dir) in [(&new, &a), (&old, &b)] {
+        ok(
+            db.path(),
+            &[
+                "query",
+                "--capture",
+                "synth.pcap",
+                "--dump",
+                dir.to_str().unwrap(),
+                "--format",
+                "pcap",
+            ],
+        );
+    }
+    let (ta, tb) = (tree(&a), tree(&b));
+    assert!(ta.len() > 1000, "{} files dumped", ta.len());
+    d.same(
+        "--dump of synth.pcap",
+        format!("{ta:?}").as_bytes(),
+        format!("{tb:?}").as_bytes(),
+    );
+    d.assert_none("a schema 1 database upgraded, against a new one");
+}
+
+/// A first and a last flow label of each capture with flows: (capture name, label).
+fn some_labels_of(db: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in json(db, &["captures", "--format", "json"])
+        .as_array()
+        .unwrap()
+    {
+        let name = c["name"].as_str().unwrap().to_string();
+        let idx = json(db, &["query", "--capture", &name, "--format", "json"]);
+        let flows = idx.as_array().unwrap();
+        for f in [flows.first(), flows.last()].into_iter().flatten() {
+            out.push((name.clone(), f["label"].as_str().unwrap().to_string()));
+        }
+    }
+    out
 }

@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use super::StoreError;
 
+pub mod chunks;
 pub mod read;
 pub mod write;
 
 /// PostgreSQL's schema, one SQL script per version, applied in order. Append-only, as SQLite's.
-const MIGRATIONS: [&str; 1] = [include_str!("../../../migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../../migrations/postgres/0001_schema.sql"),
+    include_str!("../../../migrations/postgres/0002_frame_chunks.sql"),
+];
 
 /// The PostgreSQL schema version this build writes (`traceflow_schema.version`).
 pub const PG_SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -28,6 +32,8 @@ pub struct Pg {
     pub shown: String,
     /// The URL as given, for more connections (`reconnect`).
     url: String,
+    /// Frame chunks read so far (they never change once committed: a capture's rows are only ever deleted).
+    pub(crate) cache: RefCell<chunks::ChunkCache>,
 }
 
 /// Whether `--db` names a PostgreSQL database (libpq's URL forms) rather than a SQLite file.
@@ -126,6 +132,7 @@ pub fn connect(url: &str, migrate: bool) -> Result<Pg, StoreError> {
         client: RefCell::new(client),
         shown,
         url: url.to_string(),
+        cache: RefCell::default(),
     };
     pg.check_schema(migrate)?;
     Ok(pg)

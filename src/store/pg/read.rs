@@ -187,17 +187,18 @@ impl Pg {
         .collect()
     }
 
-    /// The connections of a flow's frames.
+    /// The connections of a flow's frames, in order of their first frame in the flow.
     pub fn flow_connections(&self, capture_id: i64, flow_no: i64) -> Result<Vec<i64>, QueryError> {
-        self.rows(
-            "SELECT DISTINCT fr.conn_no FROM flows f JOIN frames fr ON fr.capture_id = f.capture_id
-                   AND fr.number BETWEEN f.first_frame AND f.last_frame AND fr.flow_no = f.flow_no
-                 WHERE f.capture_id = $1 AND f.flow_no = $2 AND fr.conn_no IS NOT NULL",
-            &[&capture_id, &flow_no],
-        )?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
+        let (first, last, _) = self.flow_span(capture_id, flow_no)?;
+        let mut conns = Vec::new();
+        self.frames_between(capture_id, first, last, &mut |f| {
+            if let (Some(fl), Some(c)) = (f.flow_no, f.conn_no) {
+                if fl == flow_no && !conns.contains(&c) {
+                    conns.push(c);
+                }
+            }
+        })?;
+        Ok(conns)
     }
 
     /// Each connection of a capture: (conn_no, flows, label of the flow holding its first frame).
@@ -266,39 +267,30 @@ impl Pg {
             .collect()
     }
 
-    /// A flow's first frame and packet count.
-    pub fn flow_span(&self, capture_id: i64, flow_no: i64) -> Result<(i64, i64), QueryError> {
+    /// A flow's first frame, last frame and packet count.
+    pub fn flow_span(&self, capture_id: i64, flow_no: i64) -> Result<(i64, i64, i64), QueryError> {
         let r = self.client.borrow_mut().query_one(
-            "SELECT first_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
+            "SELECT first_frame, last_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
             &[&capture_id, &flow_no],
         )?;
-        Ok((r.try_get(0)?, r.try_get(1)?))
+        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
     }
 
-    /// A flow's frames by its `prev_in_flow` chain, as `read::FLOW_FRAMES_SQL`: (frame, its flow_no).
-    pub fn flow_chain(
+    /// The frames between a flow's first and last frame that belong to it, in frame order: what
+    /// `read::FLOW_FRAMES_SQL` gives on SQLite, whose frames table is walked by `prev_in_flow` instead.
+    pub fn flow_frames(
         &self,
         capture_id: i64,
         flow_no: i64,
-    ) -> Result<Vec<(FrameRef, Option<i64>)>, QueryError> {
-        self
-            .rows(
-                "WITH RECURSIVE chain(number, steps) AS (
-                     SELECT last_frame, 1::BIGINT FROM flows WHERE capture_id = $1 AND flow_no = $2
-                     UNION ALL
-                     SELECT f.prev_in_flow, c.steps + 1 FROM chain c
-                     JOIN frames f ON f.capture_id = $1 AND f.number = c.number
-                     WHERE f.prev_in_flow IS NOT NULL AND f.prev_in_flow < c.number AND f.flow_no = $2
-                       AND c.steps < (SELECT packets FROM flows WHERE capture_id = $1 AND flow_no = $2)
-                 )
-                 SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset, fr.flow_no
-                 FROM chain c JOIN frames fr ON fr.capture_id = $1 AND fr.number = c.number
-                 ORDER BY fr.number",
-                &[&capture_id, &flow_no],
-            )?
-            .iter()
-            .map(|r| Ok((frame_ref(r)?, r.try_get(6)?)))
-            .collect()
+        first: i64,
+        last: i64,
+        out: &mut Vec<FrameRef>,
+    ) -> Result<(), QueryError> {
+        self.frames_between(capture_id, first, last, &mut |f| {
+            if f.flow_no == Some(flow_no) {
+                out.push(f.at);
+            }
+        })
     }
 
     /// The frames of connection `conn_no`, in frame order.
@@ -308,17 +300,16 @@ impl Pg {
         conn_no: i64,
         out: &mut Vec<FrameRef>,
     ) -> Result<(), QueryError> {
-        let rows = self.rows(
-            "SELECT fr.number, fr.ts_ns, fr.caplen, fr.origlen, fr.iface, fr.file_offset
-             FROM connections x JOIN frames fr ON fr.capture_id = x.capture_id
-               AND fr.number BETWEEN x.first_frame AND x.last_frame AND fr.conn_no = x.conn_no
-             WHERE x.capture_id = $1 AND x.conn_no = $2 ORDER BY fr.number",
+        let r = self.client.borrow_mut().query_one(
+            "SELECT first_frame, last_frame FROM connections WHERE capture_id = $1 AND conn_no = $2",
             &[&capture_id, &conn_no],
         )?;
-        for r in &rows {
-            out.push(frame_ref(r)?);
-        }
-        Ok(())
+        let (first, last): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+        self.frames_between(capture_id, first, last, &mut |f| {
+            if f.conn_no == Some(conn_no) {
+                out.push(f.at);
+            }
+        })
     }
 
     /// The `captures` row of capture `id`.
@@ -361,12 +352,18 @@ impl Pg {
         .collect()
     }
 
-    /// Where the last TCP record of a capture ends (`file_offset + caplen`), if it has one.
+    /// Where the last TCP record of a capture ends (`file_offset + caplen`), if it has one: the chunks are read
+    /// from the last one back until one holds a TCP frame.
     pub fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError> {
         Ok(self
             .rows(
-                "SELECT file_offset + caplen FROM frames WHERE capture_id = $1 AND flow_no IS NOT NULL
-                 ORDER BY number DESC LIMIT 1",
+                "SELECT t.tcp_end FROM frame_chunks c
+                 CROSS JOIN LATERAL (
+                     SELECT u.off + u.cap AS tcp_end
+                     FROM unnest(c.flow_no, c.file_offset, c.caplen) WITH ORDINALITY AS u(fl, off, cap, i)
+                     WHERE u.fl IS NOT NULL ORDER BY u.i DESC LIMIT 1) t
+                 WHERE c.capture_id = $1
+                 ORDER BY c.first_number DESC LIMIT 1",
                 &[&capture_id],
             )?
             .first()
@@ -394,17 +391,6 @@ impl Pg {
             .map(|r| r.try_get(0))
             .transpose()?)
     }
-}
-
-fn frame_ref(r: &postgres::Row) -> Result<FrameRef, QueryError> {
-    Ok(FrameRef {
-        number: r.try_get::<_, i64>(0)? as u64,
-        ts_ns: r.try_get(1)?,
-        caplen: r.try_get::<_, i32>(2)?.max(0) as u32,
-        origlen: r.try_get::<_, i64>(3)? as u32,
-        iface: r.try_get::<_, i32>(4)?.max(0) as u32,
-        offset: r.try_get::<_, i64>(5)? as u64,
-    })
 }
 
 /// A filter's condition (`?N` placeholders, see `filter::sql`) with PostgreSQL's `$N` placeholders. The

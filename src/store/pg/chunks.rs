@@ -1,0 +1,192 @@
+//! Reading frames on PostgreSQL, where they are stored as `frame_chunks` (up to 1,024 consecutive frames per row,
+//! an array per column; `migrations/postgres/0002_frame_chunks.sql`): the chunks between two frame numbers are
+//! fetched once, decoded, and kept in a bounded cache, so that a dump of every flow of a capture, whose flows
+//! share chunks, reads each chunk about once instead of once per flow.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use super::Pg;
+use crate::store::read::{FrameRef, QueryError};
+
+/// Frames per chunk at most: the table's CHECK, so the chunks holding frames lo..hi start in (lo - CHUNK, hi].
+const CHUNK: i64 = 1024;
+
+/// Chunks kept decoded: 256 chunks of 1,024 frames at 40 bytes a frame is about 10 MiB, whatever the capture.
+const CACHED: usize = 256;
+
+/// One chunk's frames, the columns the read side needs.
+pub struct Chunk {
+    first: i64,
+    ts_ns: Vec<i64>,
+    origlen: Vec<i64>,
+    file_offset: Vec<i64>,
+    flow_no: Vec<Option<i64>>,
+    conn_no: Vec<Option<i64>>,
+    caplen: Vec<i32>,
+    iface: Vec<i32>,
+}
+
+/// A frame of a chunk with the flow and connection it belongs to.
+pub struct Frame {
+    /// Where its record is and what it holds.
+    pub at: FrameRef,
+    /// `frames.flow_no`: `None` when the frame is not a TCP packet.
+    pub flow_no: Option<i64>,
+    /// `frames.conn_no`.
+    pub conn_no: Option<i64>,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.ts_ns.len()
+    }
+
+    fn last(&self) -> i64 {
+        self.first + self.len() as i64 - 1
+    }
+
+    fn frame(&self, i: usize) -> Frame {
+        Frame {
+            at: FrameRef {
+                number: (self.first + i as i64) as u64,
+                ts_ns: self.ts_ns[i],
+                caplen: self.caplen[i].max(0) as u32,
+                origlen: self.origlen[i].clamp(0, i64::from(u32::MAX)) as u32,
+                iface: self.iface[i].max(0) as u32,
+                offset: self.file_offset[i].max(0) as u64,
+            },
+            flow_no: self.flow_no[i],
+            conn_no: self.conn_no[i],
+        }
+    }
+}
+
+/// Decoded chunks by (capture, first frame number), the oldest dropped first.
+#[derive(Default)]
+pub struct ChunkCache {
+    chunks: BTreeMap<(i64, i64), Arc<Chunk>>,
+    order: VecDeque<(i64, i64)>,
+}
+
+impl ChunkCache {
+    /// The cached chunk holding frame `n` of capture `cap`.
+    fn holding(&self, cap: i64, n: i64) -> Option<&Arc<Chunk>> {
+        let (_, k) = self.chunks.range((cap, i64::MIN)..=(cap, n)).next_back()?;
+        (k.last() >= n).then_some(k)
+    }
+
+    fn insert(&mut self, cap: i64, k: Arc<Chunk>) {
+        if self.chunks.insert((cap, k.first), k.clone()).is_none() {
+            self.order.push_back((cap, k.first));
+        }
+        while self.order.len() > CACHED {
+            if let Some(old) = self.order.pop_front() {
+                self.chunks.remove(&old);
+            }
+        }
+    }
+}
+
+impl Pg {
+    /// Calls `visit` with each frame numbered `lo..=hi` of capture `cap`, in frame order.
+    pub fn frames_between(
+        &self,
+        cap: i64,
+        lo: i64,
+        hi: i64,
+        visit: &mut dyn FnMut(Frame),
+    ) -> Result<(), QueryError> {
+        let mut n = lo;
+        while n <= hi {
+            let cached = self.cache.borrow().holding(cap, n).cloned();
+            let k = match cached {
+                Some(k) => k,
+                None => {
+                    // A window of chunks at a time, fewer than the cache holds, so that none is dropped before
+                    // it is read.
+                    self.fetch(cap, n, hi.min(n + 64 * CHUNK))?;
+                    match self.cache.borrow().holding(cap, n) {
+                        Some(k) => k.clone(),
+                        // No chunk holds frame n: a gap, which traceflow never writes; readers check the frames
+                        // they get against the flow's packet count. Go on at the next chunk.
+                        None => match self.next_chunk(cap, n, hi)? {
+                            Some(next) => {
+                                n = next;
+                                continue;
+                            }
+                            None => return Ok(()),
+                        },
+                    }
+                }
+            };
+            let end = k.last().min(hi);
+            for i in (n - k.first) as usize..=(end - k.first) as usize {
+                visit(k.frame(i));
+            }
+            n = end + 1;
+        }
+        Ok(())
+    }
+
+    /// Fetches and caches the chunks of capture `cap` holding frames `lo..=hi` that are not cached yet.
+    fn fetch(&self, cap: i64, lo: i64, hi: i64) -> Result<(), QueryError> {
+        let rows = self.client.borrow_mut().query(
+            "SELECT first_number, last_number, ts_ns, origlen, file_offset, flow_no, conn_no, caplen, iface
+             FROM frame_chunks
+             WHERE capture_id = $1 AND first_number > $2::BIGINT - $4::BIGINT AND first_number <= $3
+             ORDER BY first_number",
+            &[&cap, &lo, &hi, &CHUNK],
+        )?;
+        let mut cache = self.cache.borrow_mut();
+        for r in &rows {
+            let first: i64 = r.try_get(0)?;
+            if cache.chunks.contains_key(&(cap, first)) {
+                continue;
+            }
+            let k = Chunk {
+                first,
+                ts_ns: r.try_get(2)?,
+                origlen: r.try_get(3)?,
+                file_offset: r.try_get(4)?,
+                flow_no: r.try_get(5)?,
+                conn_no: r.try_get(6)?,
+                caplen: r.try_get(7)?,
+                iface: r.try_get(8)?,
+            };
+            let last: i64 = r.try_get(1)?;
+            let n = k.len();
+            let whole = [
+                k.origlen.len(),
+                k.file_offset.len(),
+                k.flow_no.len(),
+                k.conn_no.len(),
+                k.caplen.len(),
+                k.iface.len(),
+            ]
+            .iter()
+            .all(|&l| l == n);
+            if !whole || n == 0 || n as i64 > CHUNK || last != first + n as i64 - 1 {
+                return Err(QueryError::Corrupt(format!(
+                    "frame_chunks row of capture {cap} at frame {first} should hold frames {first} to {last}, \
+                     its arrays hold {n}"
+                )));
+            }
+            cache.insert(cap, Arc::new(k));
+        }
+        Ok(())
+    }
+
+    /// The first frame number after `n` (and at most `hi`) that a chunk of capture `cap` holds.
+    fn next_chunk(&self, cap: i64, n: i64, hi: i64) -> Result<Option<i64>, QueryError> {
+        let r = self.client.borrow_mut().query_opt(
+            "SELECT first_number FROM frame_chunks WHERE capture_id = $1 AND first_number > $2
+               AND first_number <= $3 ORDER BY first_number LIMIT 1",
+            &[&cap, &n, &hi],
+        )?;
+        Ok(match r {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+}
