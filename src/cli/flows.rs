@@ -104,8 +104,12 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         } else {
             DumpFormat::Pcapng
         };
+        if dest != Path::new("-") {
+            super::stop_dumps_on_signals();
+        }
         let merged = match merge(&db, &compiled, args, format, dest) {
             Err(e) if e.is_broken_pipe() => return Ok(0),
+            Err(e) if e.is_interrupted() => return Ok(super::interrupted(e)),
             r => r?,
         };
         crate::msg::say(&format!(

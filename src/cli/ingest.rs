@@ -64,7 +64,14 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
     let mut conn = store::Db::open(&target)?;
     let cancel = Cancel::default();
     let on_ctrl_c = cancel.clone();
-    let _ = ctrlc::set_handler(move || on_ctrl_c.cancel());
+    // Ctrl-C, SIGTERM or SIGHUP: the current capture is rolled back and the run ends; a second one ends the
+    // process at once (a capture is atomic either way).
+    let _ = ctrlc::set_handler(move || {
+        if on_ctrl_c.is_cancelled() {
+            std::process::exit(130);
+        }
+        on_ctrl_c.cancel()
+    });
     let jobs = args.jobs.unwrap_or(DEFAULT_JOBS);
     let opts = Options {
         jobs,

@@ -127,6 +127,34 @@ pub fn tune_allocator() {
     }
 }
 
+/// For commands that write files: Ctrl-C, SIGTERM or SIGHUP makes the dump stop at its next frame and remove
+/// its temporary file or folder (without a handler the signal ends the process and leaves them behind). A
+/// second signal, or a first one that the dump has not answered within 5 s (a compressed source being unpacked
+/// is not interrupted), ends the process at once with status 130.
+pub fn stop_dumps_on_signals() {
+    let _ = ctrlc::set_handler(|| {
+        if crate::dump::interrupt() {
+            std::process::exit(130);
+        }
+        std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            std::process::exit(130);
+        });
+    });
+}
+
+/// The status of a dump stopped by [`stop_dumps_on_signals`], after saying so on stderr.
+fn interrupted(e: DumpError) -> u8 {
+    let what = match e {
+        DumpError::Partial { written, dir, .. } => {
+            format!("interrupted; the {written} complete files written stay in {dir}")
+        }
+        _ => "interrupted; nothing was left behind".to_string(),
+    };
+    crate::msg::say(&what);
+    130
+}
+
 /// Runs the subcommand and returns its exit status (0 done, 1 some inputs failed); errors are status 2.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     match cli.cmd {

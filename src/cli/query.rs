@@ -266,12 +266,18 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
         crate::conn::rebuild::ensure(db)?;
     }
     let conn = Db::open_read(&target)?;
+    let writes_files =
+        args.dump.is_some() || args.output.as_deref().is_some_and(|o| o != Path::new("-"));
+    if writes_files {
+        super::stop_dumps_on_signals();
+    }
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
     let mut out = stdout.lock();
     match run_query(&conn, args, &mut out, tty) {
         // `traceflow query ... | head`: the reader has what it wanted, not an error.
         Err(e) if e.is_broken_pipe() => return Ok(0),
+        Err(e) if e.is_interrupted() => return Ok(super::interrupted(e)),
         r => r?,
     }
     match out.flush() {

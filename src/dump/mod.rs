@@ -122,6 +122,9 @@ pub enum DumpError {
         /// The encoder's message.
         msg: String,
     },
+    /// Ctrl-C, SIGTERM or SIGHUP arrived (see [`interrupt`]); what the dump had begun is removed.
+    #[error("interrupted")]
+    Interrupted,
     /// The output file exists and `--force` was not given.
     #[error("{path} already exists; pass --force to overwrite it")]
     Exists {
@@ -515,6 +518,35 @@ impl Prepared<'_> {
     }
 }
 
+/// Set when the user interrupts a dump (the command line's signal handler calls [`interrupt`]).
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks every dump of this process to stop at its next frame, as [`DumpError::Interrupted`], so that its
+/// temporary files and folder are removed on the way out instead of being left behind by the signal. Returns
+/// whether it had been asked already.
+pub fn interrupt() -> bool {
+    INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// [`DumpError::Interrupted`] once [`interrupt`] was called.
+pub(crate) fn check_interrupt() -> Result<(), DumpError> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(DumpError::Interrupted);
+    }
+    Ok(())
+}
+
+impl DumpError {
+    /// Whether the dump stopped because it was interrupted (also when files it had finished stay).
+    pub fn is_interrupted(&self) -> bool {
+        match self {
+            DumpError::Interrupted => true,
+            DumpError::Partial { source, .. } => source.is_interrupted(),
+            _ => false,
+        }
+    }
+}
+
 /// Writes the dump of one group to `out` (stdout or a file the caller opened).
 pub fn write_group(
     conn: &Db,
@@ -696,6 +728,7 @@ fn fill_dir(
         };
         let mut fpout: HashMap<&str, String> = HashMap::new();
         for g in &item.groups {
+            check_interrupt()?;
             walk.group(g, &mut frames)?;
             let name = dump_file_name(&g.label, opts.format);
             let shown = out.shown(k, &name).display().to_string();

@@ -486,6 +486,7 @@ impl<'c> Fetcher<'c> {
 
     /// The captured bytes of frame `f`, into `out`.
     pub fn fetch(&mut self, f: &FrameRef, out: &mut Vec<u8>) -> Result<(), DumpError> {
+        super::check_interrupt()?;
         check_size(f)?;
         match self {
             Fetcher::Embedded(..) | Fetcher::EmbeddedPg(..) => {

@@ -794,3 +794,99 @@ fn a_crafted_frame_number_is_damage_in_every_index_format() {
         assert!(r.stderr.contains("damaged"), "{}", r.stderr);
     }
 }
+
+/// The `.NAME.traceflow-*.tmp` entries of `dir` (a dump's staged folder, a file being written).
+fn temp_entries(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.contains(".traceflow-") && n.ends_with(".tmp"))
+        .collect()
+}
+
+/// Waits (bounded) until `dir`'s staged dump folder, or `dir` itself, holds at least one finished file.
+fn wait_for_files(dir: &Path, child: &mut Child) {
+    let start = Instant::now();
+    loop {
+        let mut places = vec![dir.to_path_buf()];
+        places.extend(temp_entries(dir).iter().map(|n| dir.join(n)));
+        let files = places
+            .iter()
+            .filter(|p| p.is_dir())
+            .flat_map(|p| names_in(p))
+            .filter(|n| n.ends_with(".pcap"))
+            .count();
+        if files > 0 {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the dump ended before it was interrupted"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "no file dumped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// 6. A dump stopped by SIGTERM (or Ctrl-C) removes what it had begun: without a handler the signal ended the
+// process and left its staged folder, with every file written so far, beside DIR.
+#[test]
+fn a_dump_stopped_by_sigterm_leaves_nothing_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let frames = synth::conversations(20_000, T0);
+    let (db, _) = db_with(d.path(), "many.pcap", &pcap(1, 65535, &frames), &[]);
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let existing = out.join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    // A DIR that did not exist (staged, then renamed), and one that did (files written in place).
+    for (dir, made) in [(out.join("new"), true), (existing.clone(), false)] {
+        let mut child = cmd(&db)
+            .args([
+                "query",
+                "--capture",
+                "many.pcap",
+                "--format",
+                "pcap",
+                "--dump",
+            ])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_files(if made { &out } else { &dir }, &mut child);
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let r = wait_bounded(child, Duration::from_secs(30), "interrupted dump");
+        assert_eq!(r.code, 130, "{}", r.stderr);
+        assert!(r.stderr.contains("interrupted"), "{}", r.stderr);
+        assert!(
+            temp_entries(&out).is_empty(),
+            "left in {}: {:?}",
+            out.display(),
+            names_in(&out)
+        );
+        if made {
+            assert!(
+                !dir.exists(),
+                "{} made by an interrupted dump",
+                dir.display()
+            );
+        } else {
+            // The finished files stay, whole; nothing half-written does.
+            assert!(temp_entries(&dir).is_empty(), "{:?}", temp_entries(&dir));
+            let kept = names_in(&dir);
+            assert!(
+                !kept.is_empty() && kept.len() < 20_000,
+                "{} files",
+                kept.len()
+            );
+            assert!(
+                r.stderr.contains(&format!("{} complete files", kept.len())),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+}
