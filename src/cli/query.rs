@@ -266,8 +266,11 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
         crate::conn::rebuild::ensure(db)?;
     }
     let conn = Db::open_read(&target)?;
-    let writes_files =
-        args.dump.is_some() || args.output.as_deref().is_some_and(|o| o != Path::new("-"));
+    // A FIFO or device (`-o /dev/null`) is written in place: nothing to remove when interrupted.
+    let replaced = |o: &Path| {
+        o != Path::new("-") && std::fs::metadata(o).map_or(true, |m| m.is_file() || m.is_dir())
+    };
+    let writes_files = args.dump.is_some() || args.output.as_deref().is_some_and(replaced);
     if writes_files {
         super::stop_dumps_on_signals();
     }

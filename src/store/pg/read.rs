@@ -267,15 +267,6 @@ impl Pg {
             .collect()
     }
 
-    /// A flow's first frame, last frame and packet count.
-    pub fn flow_span(&self, capture_id: i64, flow_no: i64) -> Result<(i64, i64, i64), QueryError> {
-        let r = self.client.borrow_mut().query_one(
-            "SELECT first_frame, last_frame, packets FROM flows WHERE capture_id = $1 AND flow_no = $2",
-            &[&capture_id, &flow_no],
-        )?;
-        Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
-    }
-
     /// The frames between a flow's first and last frame that belong to it, in frame order: what
     /// `read::FLOW_FRAMES_SQL` gives on SQLite, whose frames table is walked by `prev_in_flow` instead.
     pub fn flow_frames(
