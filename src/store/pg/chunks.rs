@@ -114,12 +114,14 @@ impl Pg {
                 let rows = self.client.borrow_mut().query(
                     "SELECT flow_no, first_frame, last_frame, packets FROM flows
                      WHERE capture_id = $1 AND flow_no >= $2 AND flow_no < $3",
-                    &[&capture_id, &lo, &(lo + SPAN_BLOCK)],
+                    &[&capture_id, &lo, &lo.saturating_add(SPAN_BLOCK)],
                 )?;
                 let mut b = vec![None; SPAN_BLOCK as usize];
                 for r in &rows {
                     let n: i64 = r.try_get(0)?;
-                    b[(n - lo) as usize] = Some((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+                    if let Some(slot) = usize::try_from(n - lo).ok().and_then(|i| b.get_mut(i)) {
+                        *slot = Some((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+                    }
                 }
                 let b = Arc::new(b);
                 let mut cache = self.cache.borrow_mut();
@@ -156,7 +158,7 @@ impl Pg {
                 None => {
                     // A window of chunks at a time, fewer than the cache holds, so that none is dropped before
                     // it is read.
-                    self.fetch(cap, n, hi.min(n + 64 * CHUNK))?;
+                    self.fetch(cap, n, hi.min(n.saturating_add(64 * CHUNK)))?;
                     match self.cache.borrow().holding(cap, n) {
                         Some(k) => k.clone(),
                         // No chunk holds frame n: a gap, which traceflow never writes; readers check the frames
@@ -175,7 +177,10 @@ impl Pg {
             for i in (n - k.first) as usize..=(end - k.first) as usize {
                 visit(k.frame(i));
             }
-            n = end + 1;
+            match end.checked_add(1) {
+                Some(next) => n = next,
+                None => break,
+            }
         }
         Ok(())
     }
