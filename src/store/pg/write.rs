@@ -5,7 +5,6 @@
 use std::io::Write;
 
 use bytes::{BufMut, BytesMut};
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{IsNull, ToSql, Type};
 
 use super::Pg;
@@ -18,32 +17,20 @@ use crate::trace::FlowRecord;
 
 const I8: Type = Type::INT8;
 
-/// Copies `rows` into `target` (`table (col, ...)`), whose columns have `types`, with `row` giving each row's
-/// values.
+/// Copies `rows` into `target` (`table (col, ...)`), whose columns have `types`, in one COPY, with `row`
+/// encoding each row's values.
 fn copy<T>(
     client: &mut postgres::Client,
     target: &str,
     types: &[Type],
     rows: &[T],
-    row: impl Fn(
-        &T,
-        &mut dyn FnMut(&[&(dyn ToSql + Sync)]) -> Result<(), postgres::Error>,
-    ) -> Result<(), postgres::Error>,
-) -> Result<(), postgres::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let sink = client.copy_in(&format!("COPY {target} FROM STDIN BINARY"))?;
-    let mut w = BinaryCopyInWriter::new(sink, types);
-    let mut put = |vals: &[&(dyn ToSql + Sync)]| {
-        // BinaryCopyInWriter is pinned by its own API; a mutable borrow through the closure is all it needs.
-        std::pin::Pin::new(&mut w).write(vals)
-    };
+    row: impl Fn(&T, &mut Pending) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut p = Pending::new(target, types);
     for r in rows {
-        row(r, &mut put)?;
+        row(r, &mut p)?;
     }
-    w.finish()?;
-    Ok(())
+    p.send(client)
 }
 
 /// A table's rows encoded in COPY's binary format, sent in one COPY once they pass [`PENDING_BYTES`] (and at
@@ -51,18 +38,18 @@ fn copy<T>(
 /// and batch (a few thousand frames, a few hundred flows), the server's log showed 1,360 COPYs and 0.7 s of such
 /// waits in a 4.1 s ingest of the benchmark capture. With 1 MiB buffers the ingest took 3.26-3.39 s against
 /// 3.42-3.60 s (64 KiB: 3.32-3.63 s; 4 MiB: 3.43-3.47 s, and 17 MB more RSS).
-struct Pending {
+struct Pending<'a> {
     /// `table (col, ...)`.
-    target: &'static str,
-    types: &'static [Type],
+    target: &'a str,
+    types: &'a [Type],
     rows: BytesMut,
 }
 
 /// Bytes of encoded rows a table keeps before they are sent.
 const PENDING_BYTES: usize = 1 << 20;
 
-impl Pending {
-    fn new(target: &'static str, types: &'static [Type]) -> Pending {
+impl<'a> Pending<'a> {
+    fn new(target: &'a str, types: &'a [Type]) -> Pending<'a> {
         Pending {
             target,
             types,
@@ -178,7 +165,7 @@ const A4: Type = Type::INT4_ARRAY;
 const TEXT: Type = Type::TEXT;
 const BYTEA: Type = Type::BYTEA;
 
-fn pending_chunks() -> Pending {
+fn pending_chunks() -> Pending<'static> {
     Pending::new(
         "frame_chunks (capture_id, first_number, last_number, ts_ns, origlen, file_offset, flow_no, seq, ack,
                        prev_in_flow, conn_no, caplen, iface, tcp_flags, win, payload_len)",
@@ -186,7 +173,7 @@ fn pending_chunks() -> Pending {
     )
 }
 
-fn pending_flows() -> Pending {
+fn pending_flows() -> Pending<'static> {
     Pending::new(
         "flows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame, closed_frame,
                 packets, bytes, payload_bytes, first_ns, last_ns, flags, src_key, dst_key, community_id)",
@@ -196,7 +183,7 @@ fn pending_flows() -> Pending {
     )
 }
 
-fn pending_connections() -> Pending {
+fn pending_connections() -> Pending<'static> {
     Pending::new(
         "connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame, last_frame,
                       first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts, resp_frame_bytes,
@@ -299,9 +286,9 @@ pub struct PgWriter<'c> {
     /// does not follow), so chunks stay full across the batches the reader hands on.
     chunk: Chunk,
     /// Rows encoded and not yet sent, per table.
-    chunks: Pending,
-    flows: Pending,
-    conns: Pending,
+    chunks: Pending<'static>,
+    flows: Pending<'static>,
+    conns: Pending<'static>,
 }
 
 impl<'c> PgWriter<'c> {
@@ -427,9 +414,9 @@ impl<'c> PgWriter<'c> {
                 "frame_data (capture_id, number, data)",
                 &[I8, I8, Type::BYTEA],
                 &spans,
-                |(n, r), put| put(&[&id, n, &&data[r.clone()]]),
+                |(n, r), p| p.row(&[&id, n, &&data[r.clone()]]),
             )
-            .map_err(self.pg.err())?;
+            .map_err(|m| self.fail(m))?;
         }
         Ok(())
     }
@@ -501,8 +488,8 @@ impl<'c> PgWriter<'c> {
                 "endpoint_protocols (capture_id, address, protocol, frames, bytes)",
                 &[I8, Type::TEXT, I8, I8, I8],
                 rows,
-                |r, put| {
-                    put(&[
+                |r, p| {
+                    p.row(&[
                         &id,
                         &r.address.as_str(),
                         &i64::from(r.protocol),
@@ -511,7 +498,7 @@ impl<'c> PgWriter<'c> {
                     ])
                 },
             )
-            .map_err(self.pg.err());
+            .map_err(|m| self.fail(m));
         }
         (|| -> Result<(), postgres::Error> {
             let st = c.prepare(
@@ -547,8 +534,8 @@ impl<'c> PgWriter<'c> {
             "flow_buckets (capture_id, bucket, part, flow_nos)",
             &[I8, I8, I8, Type::BYTEA],
             rows,
-            |r, put| {
-                put(&[
+            |r, p| {
+                p.row(&[
                     &id,
                     &i64::from(r.bucket),
                     &i64::from(r.part),
@@ -556,7 +543,7 @@ impl<'c> PgWriter<'c> {
                 ])
             },
         )
-        .map_err(self.pg.err())
+        .map_err(|m| self.fail(m))
     }
 
     /// Records the Community ID seed the capture's flows and connections were made with.
@@ -711,25 +698,20 @@ impl<'c> PgWriter<'c> {
                 &crate::trace::buckets::WITH_NET16,
             ],
         )?;
-        let ifaces: Vec<(i64, i64, i64, i64)> = end
-            .interfaces
-            .iter()
-            .enumerate()
-            .map(|(i, itf)| {
-                (
-                    i as i64,
-                    i64::from(itf.linktype),
-                    i64::from(itf.snaplen),
-                    i64::from(itf.tsresol),
-                )
-            })
-            .collect();
-        copy(
-            c,
-            "interfaces (capture_id, iface, linktype, snaplen, tsresol)",
-            &[I8; 5],
-            &ifaces,
-            |(i, l, s, t), put| put(&[&id, i, l, s, t]),
+        // One statement for every interface (a pcapng may describe thousands).
+        let col = |f: &dyn Fn(&crate::capture::Interface) -> i64| -> Vec<i64> {
+            end.interfaces.iter().map(f).collect()
+        };
+        c.execute(
+            "INSERT INTO interfaces (capture_id, iface, linktype, snaplen, tsresol)
+             SELECT $1, u.i - 1, u.l, u.s, u.t FROM unnest($2::BIGINT[], $3::BIGINT[], $4::BIGINT[])
+                 WITH ORDINALITY AS u(l, s, t, i)",
+            &[
+                &id,
+                &col(&|itf| i64::from(itf.linktype)),
+                &col(&|itf| i64::from(itf.snaplen)),
+                &col(&|itf| i64::from(itf.tsresol)),
+            ],
         )?;
         self.add_path_to(c, id, &end)?;
         c.batch_execute("COMMIT")?;
