@@ -18,7 +18,9 @@ use crate::trace::FlowRecord;
 const I8: Type = Type::INT8;
 
 /// Copies `rows` into `target` (`table (col, ...)`), whose columns have `types`, in one COPY, with `row`
-/// encoding each row's values.
+/// encoding each row's values. The rows are sent as they are encoded, 64 KiB at a time, so that the server
+/// works on them meanwhile: used for the tables written once per capture, at its end (endpoints, flow buckets),
+/// and for embedded frame bytes.
 fn copy<T>(
     client: &mut postgres::Client,
     target: &str,
@@ -26,11 +28,23 @@ fn copy<T>(
     rows: &[T],
     row: impl Fn(&T, &mut Pending) -> Result<(), String>,
 ) -> Result<(), String> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut p = Pending::new(target, types);
+    let mut w = p.start(client)?;
+    let mut wrote = Ok(());
     for r in rows {
         row(r, &mut p)?;
+        if p.rows.len() >= 64 << 10 {
+            wrote = w.write_all(&p.rows);
+            p.rows.clear();
+            if wrote.is_err() {
+                break;
+            }
+        }
     }
-    p.send(client)
+    p.end(w, wrote)
 }
 
 /// A table's rows encoded in COPY's binary format, sent in one COPY once they pass [`PENDING_BYTES`] (and at
@@ -82,16 +96,30 @@ impl<'a> Pending<'a> {
         if self.rows.is_empty() {
             return Ok(());
         }
+        let w = self.start(c)?;
+        self.end(w, Ok(()))
+    }
+
+    /// Starts the COPY: the statement, then COPY's binary header (signature, flags, no extension).
+    fn start<'c>(&self, c: &'c mut postgres::Client) -> Result<postgres::CopyInWriter<'c>, String> {
         let mut w = c
             .copy_in(&format!("COPY {} FROM STDIN BINARY", self.target))
             .map_err(|e| super::causes(&e))?;
-        // COPY's binary header (signature, flags, no extension), the rows, the trailer.
-        let wrote = (|| -> std::io::Result<()> {
-            w.write_all(b"PGCOPY\n\xff\r\n\0")?;
-            w.write_all(&[0; 8])?;
-            w.write_all(&self.rows)?;
-            w.write_all(&(-1i16).to_be_bytes())
-        })();
+        w.write_all(b"PGCOPY\n\xff\r\n\0")
+            .and_then(|()| w.write_all(&[0; 8]))
+            .map_err(|e| format!("{}: {e}", self.target))?;
+        Ok(w)
+    }
+
+    /// Sends the rows kept and the trailer, and ends the COPY. `wrote` is how the writes so far went.
+    fn end(
+        &mut self,
+        mut w: postgres::CopyInWriter<'_>,
+        wrote: std::io::Result<()>,
+    ) -> Result<(), String> {
+        let wrote = wrote
+            .and_then(|()| w.write_all(&self.rows))
+            .and_then(|()| w.write_all(&(-1i16).to_be_bytes()));
         self.rows.clear();
         // When the server ends a COPY early, its own error (from finish) says more than the broken write.
         w.finish().map_err(|e| super::causes(&e))?;
@@ -449,34 +477,39 @@ impl<'c> PgWriter<'c> {
     pub fn add_connections(&mut self, conns: &[ConnRecord]) -> Result<(), StoreError> {
         let id = self.id;
         for k in conns {
-            self.conns
-                .row(&[
-                    &id,
-                    &i64::from(k.conn_no),
-                    &k.community_id.as_str(),
-                    &k.orig_h.as_str(),
-                    &i64::from(k.orig_p),
-                    &k.resp_h.as_str(),
-                    &i64::from(k.resp_p),
-                    &(k.first_frame as i64),
-                    &(k.last_frame as i64),
-                    &k.first_ns,
-                    &k.last_ns,
-                    &(k.orig_pkts as i64),
-                    &(k.orig_frame_bytes as i64),
-                    &(k.orig_bytes as i64),
-                    &(k.resp_pkts as i64),
-                    &(k.resp_frame_bytes as i64),
-                    &(k.resp_bytes as i64),
-                    &k.conn_state,
-                    &k.history.as_str(),
-                    &k.flows.as_str(),
-                ])
-                .map_err(|m| self.fail(m))?;
+            connection_row(id, k, &mut self.conns).map_err(|m| self.fail(m))?;
         }
         self.send(false)
     }
+}
 
+/// Encodes connection `k` of capture `id` as a `connections` row.
+fn connection_row(id: i64, k: &ConnRecord, p: &mut Pending) -> Result<(), String> {
+    p.row(&[
+        &id,
+        &i64::from(k.conn_no),
+        &k.community_id.as_str(),
+        &k.orig_h.as_str(),
+        &i64::from(k.orig_p),
+        &k.resp_h.as_str(),
+        &i64::from(k.resp_p),
+        &(k.first_frame as i64),
+        &(k.last_frame as i64),
+        &k.first_ns,
+        &k.last_ns,
+        &(k.orig_pkts as i64),
+        &(k.orig_frame_bytes as i64),
+        &(k.orig_bytes as i64),
+        &(k.resp_pkts as i64),
+        &(k.resp_frame_bytes as i64),
+        &(k.resp_bytes as i64),
+        &k.conn_state,
+        &k.history.as_str(),
+        &k.flows.as_str(),
+    ])
+}
+
+impl<'c> PgWriter<'c> {
     /// Adds an endpoint tally to the capture's (a long capture hands its tally on in parts).
     pub fn add_endpoints(&mut self, rows: &[EndpointRow]) -> Result<(), StoreError> {
         let id = self.id;
