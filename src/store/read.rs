@@ -1010,9 +1010,13 @@ impl<'c> FlowFrames<'c> {
         if bad.is_none()
             && (got.len() as i64 != packets || got.first().map(|f| f.number as i64) != Some(first))
         {
+            let how = match &self.walk {
+                Walk::Postgres(_) => "its frames in frame_chunks give",
+                Walk::Sqlite { .. } => "its prev_in_flow chain gives",
+            };
             bad = Some(format!(
-                "flow {flow_no} of capture {capture_id} should have {packets} frames from frame {first}, its \
-                 prev_in_flow chain gives {} from frame {}",
+                "flow {flow_no} of capture {capture_id} should have {packets} frames from frame {first}, {how} {} \
+                 from frame {}",
                 got.len(),
                 got.first().map(|f| f.number.to_string()).unwrap_or_else(|| "none".into())
             ));

@@ -1497,3 +1497,45 @@ fn some_labels_of(db: &Path) -> Vec<(String, String)> {
     }
     out
 }
+
+/// A `frame_chunks` row whose arrays do not hold the frames its numbers say (an edited or damaged database) is
+/// reported in one line with status 2, never followed into a wrong frame or a panic; so is a chunk that is gone.
+#[test]
+fn pg_a_damaged_frame_chunk_is_reported() {
+    let db = PgDb::new("damaged_chunk");
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("c.pcap");
+    std::fs::write(&cap, pcap_conversations(400, T0)).unwrap();
+    let r = ingest(db.path(), &[], &[&cap]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let label = |flow_no: i64| -> String {
+        db.client()
+            .query_one("SELECT label FROM flows WHERE flow_no = $1", &[&flow_no])
+            .unwrap()
+            .get(0)
+    };
+    let last_flow = db.count("SELECT flow_no FROM flows ORDER BY last_frame DESC LIMIT 1");
+    let (first, last) = (label(1), label(last_flow));
+    let out = tmp.path().join("f.pcap");
+    let out = out.to_str().unwrap();
+    ok(db.path(), &["query", "--flow", &first, "-o", out]);
+    // The first chunk loses its arrays' tail; the last chunk is deleted.
+    db.client()
+        .batch_execute(
+            "UPDATE frame_chunks SET ts_ns = ts_ns[1:3] WHERE first_number = 1;
+             DELETE FROM frame_chunks WHERE first_number = (SELECT max(first_number) FROM frame_chunks)",
+        )
+        .unwrap();
+    assert!(
+        db.count("SELECT count(*) FROM frame_chunks") >= 2,
+        "the capture spans chunks"
+    );
+    let says_last = format!("flow {last_flow} of capture");
+    for (l, says) in [(&first, "frame_chunks row"), (&last, says_last.as_str())] {
+        let r = run(db.path(), &["query", "--flow", l, "-o", out]);
+        assert_eq!(r.code, 2, "{l}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(r.stderr.contains(says), "{l}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+}
