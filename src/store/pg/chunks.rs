@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::Pg;
 use crate::store::read::{FrameRef, QueryError};
 
-/// Frames per chunk at most: the table's CHECK, so the chunks holding frames lo..hi start in (lo - CHUNK, hi].
-const CHUNK: i64 = 1024;
+/// Frames per chunk at most (the table's CHECK), so the chunks holding frames lo..hi start in (lo - CHUNK, hi].
+const CHUNK: i64 = super::write::CHUNK as i64;
 
 /// Chunks kept decoded: 256 chunks of 1,024 frames at 64 bytes a frame is 16 MiB, whatever the capture.
 const CACHED: usize = 256;
@@ -69,14 +69,47 @@ impl Chunk {
     }
 }
 
-/// Decoded chunks by (capture, first frame number), the oldest dropped first; and flows' spans by (capture,
-/// block of flow numbers).
-#[derive(Default)]
-pub struct ChunkCache {
-    chunks: BTreeMap<(i64, i64), Arc<Chunk>>,
+/// At most `cap` values by key, the oldest dropped first (the reads go forward through a capture).
+struct Bounded<V> {
+    map: BTreeMap<(i64, i64), Arc<V>>,
     order: VecDeque<(i64, i64)>,
-    spans: BTreeMap<(i64, i64), Arc<Vec<Option<Span>>>>,
-    span_order: VecDeque<(i64, i64)>,
+    cap: usize,
+}
+
+impl<V> Bounded<V> {
+    fn new(cap: usize) -> Bounded<V> {
+        Bounded {
+            map: BTreeMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn insert(&mut self, key: (i64, i64), v: Arc<V>) {
+        if self.map.insert(key, v).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// Decoded chunks by (capture, first frame number), and flows' spans by (capture, block of flow numbers).
+pub struct ChunkCache {
+    chunks: Bounded<Chunk>,
+    spans: Bounded<Vec<Option<Span>>>,
+}
+
+impl Default for ChunkCache {
+    fn default() -> ChunkCache {
+        ChunkCache {
+            chunks: Bounded::new(CACHED),
+            spans: Bounded::new(SPANS_CACHED),
+        }
+    }
 }
 
 /// A flow's first frame, last frame and packet count.
@@ -85,19 +118,24 @@ pub type Span = (i64, i64, i64);
 impl ChunkCache {
     /// The cached chunk holding frame `n` of capture `cap`.
     fn holding(&self, cap: i64, n: i64) -> Option<&Arc<Chunk>> {
-        let (_, k) = self.chunks.range((cap, i64::MIN)..=(cap, n)).next_back()?;
+        let (_, k) = self
+            .chunks
+            .map
+            .range((cap, i64::MIN)..=(cap, n))
+            .next_back()?;
         (k.last() >= n).then_some(k)
     }
 
-    fn insert(&mut self, cap: i64, k: Arc<Chunk>) {
-        if self.chunks.insert((cap, k.first), k.clone()).is_none() {
-            self.order.push_back((cap, k.first));
+    /// The first frame of the first cached chunk of capture `cap` that starts in `lo..=hi`.
+    fn next_cached(&self, cap: i64, lo: i64, hi: i64) -> Option<i64> {
+        if lo > hi {
+            return None;
         }
-        while self.order.len() > CACHED {
-            if let Some(old) = self.order.pop_front() {
-                self.chunks.remove(&old);
-            }
-        }
+        self.chunks
+            .map
+            .range((cap, lo)..=(cap, hi))
+            .next()
+            .map(|(k, _)| k.1)
     }
 }
 
@@ -106,7 +144,13 @@ impl Pg {
     pub fn flow_span(&self, capture_id: i64, flow_no: i64) -> Result<Span, QueryError> {
         let block = flow_no.div_euclid(SPAN_BLOCK);
         let at = (flow_no - block * SPAN_BLOCK) as usize;
-        let cached = self.cache.borrow().spans.get(&(capture_id, block)).cloned();
+        let cached = self
+            .cache
+            .borrow()
+            .spans
+            .map
+            .get(&(capture_id, block))
+            .cloned();
         let spans = match cached {
             Some(b) => b,
             None => {
@@ -124,14 +168,10 @@ impl Pg {
                     }
                 }
                 let b = Arc::new(b);
-                let mut cache = self.cache.borrow_mut();
-                cache.spans.insert((capture_id, block), b.clone());
-                cache.span_order.push_back((capture_id, block));
-                while cache.span_order.len() > SPANS_CACHED {
-                    if let Some(old) = cache.span_order.pop_front() {
-                        cache.spans.remove(&old);
-                    }
-                }
+                self.cache
+                    .borrow_mut()
+                    .spans
+                    .insert((capture_id, block), b.clone());
                 b
             }
         };
@@ -156,9 +196,17 @@ impl Pg {
             let k = match cached {
                 Some(k) => k,
                 None => {
-                    // A window of chunks at a time, fewer than the cache holds, so that none is dropped before
-                    // it is read.
-                    self.fetch(cap, n, hi.min(n.saturating_add(64 * CHUNK)))?;
+                    // A window of chunks at a time, fewer than the cache holds (so that none is dropped before
+                    // it is read), and ending before the next chunk already cached (not fetched again).
+                    let mut to = hi.min(n.saturating_add(64 * CHUNK));
+                    if let Some(next) =
+                        self.cache
+                            .borrow()
+                            .next_cached(cap, n.saturating_add(1), to)
+                    {
+                        to = next - 1;
+                    }
+                    self.fetch(cap, n, to)?;
                     match self.cache.borrow().holding(cap, n) {
                         Some(k) => k.clone(),
                         // No chunk holds frame n: a gap, which traceflow never writes; readers check the frames
@@ -197,7 +245,7 @@ impl Pg {
         let mut cache = self.cache.borrow_mut();
         for r in &rows {
             let first: i64 = r.try_get(0)?;
-            if cache.chunks.contains_key(&(cap, first)) {
+            if cache.chunks.map.contains_key(&(cap, first)) {
                 continue;
             }
             let k = Chunk {
@@ -228,7 +276,7 @@ impl Pg {
                      its arrays hold {n}"
                 )));
             }
-            cache.insert(cap, Arc::new(k));
+            cache.chunks.insert((cap, first), Arc::new(k));
         }
         Ok(())
     }

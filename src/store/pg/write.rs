@@ -36,7 +36,7 @@ fn copy<T>(
     let mut wrote = Ok(());
     for r in rows {
         row(r, &mut p)?;
-        if p.rows.len() >= 64 << 10 {
+        if p.rows.len() >= STREAM_BYTES {
             wrote = w.write_all(&p.rows);
             p.rows.clear();
             if wrote.is_err() {
@@ -46,6 +46,9 @@ fn copy<T>(
     }
     p.end(w, wrote)
 }
+
+/// Bytes of encoded rows [`copy`] gathers before writing them to the server.
+const STREAM_BYTES: usize = 64 << 10;
 
 /// A table's rows encoded in COPY's binary format, sent in one COPY once they pass [`PENDING_BYTES`] (and at
 /// the end of the capture). Each COPY costs round trips during which the server waits: with one COPY per table
@@ -150,8 +153,53 @@ struct Chunk {
 }
 
 impl Chunk {
+    /// An empty chunk with room for [`CHUNK`] frames, so that filling it never reallocates.
+    fn with_capacity() -> Chunk {
+        Chunk {
+            first: 0,
+            ts_ns: Vec::with_capacity(CHUNK),
+            origlen: Vec::with_capacity(CHUNK),
+            file_offset: Vec::with_capacity(CHUNK),
+            flow_no: Vec::with_capacity(CHUNK),
+            seq: Vec::with_capacity(CHUNK),
+            ack: Vec::with_capacity(CHUNK),
+            prev_in_flow: Vec::with_capacity(CHUNK),
+            conn_no: Vec::with_capacity(CHUNK),
+            caplen: Vec::with_capacity(CHUNK),
+            iface: Vec::with_capacity(CHUNK),
+            tcp_flags: Vec::with_capacity(CHUNK),
+            win: Vec::with_capacity(CHUNK),
+            payload_len: Vec::with_capacity(CHUNK),
+        }
+    }
+
     fn len(&self) -> usize {
         self.ts_ns.len()
+    }
+
+    /// Encodes the chunk, if it holds frames, as a `frame_chunks` row of capture `id`.
+    fn encode(&self, id: i64, out: &mut Pending) -> Result<(), String> {
+        if self.len() == 0 {
+            return Ok(());
+        }
+        out.row(&[
+            &id,
+            &self.first,
+            &(self.first + self.len() as i64 - 1),
+            &self.ts_ns,
+            &self.origlen,
+            &self.file_offset,
+            &self.flow_no,
+            &self.seq,
+            &self.ack,
+            &self.prev_in_flow,
+            &self.conn_no,
+            &self.caplen,
+            &self.iface,
+            &self.tcp_flags,
+            &self.win,
+            &self.payload_len,
+        ])
     }
 
     /// Adds frame `f`; the chunk it completes, when `f` does not fit this one (full, or `f` does not follow its
@@ -160,7 +208,7 @@ impl Chunk {
         let n = f.number as i64;
         let done = if self.len() > 0 && (self.len() == CHUNK || n != self.first + self.len() as i64)
         {
-            Some(std::mem::take(self))
+            Some(std::mem::replace(self, Chunk::with_capacity()))
         } else {
             None
         };
@@ -220,34 +268,6 @@ fn pending_connections() -> Pending<'static> {
             I8, I8, TEXT, TEXT, I8, TEXT, I8, I8, I8, I8, I8, I8, I8, I8, I8, I8, I8, TEXT, TEXT, TEXT,
         ],
     )
-}
-
-impl Chunk {
-    /// Encodes the chunk, if it holds frames, as a `frame_chunks` row of capture `id`.
-    fn encode(&self, id: i64, out: &mut Pending) -> Result<(), String> {
-        let k = self;
-        if k.len() == 0 {
-            return Ok(());
-        }
-        out.row(&[
-            &id,
-            &k.first,
-            &(k.first + k.len() as i64 - 1),
-            &k.ts_ns,
-            &k.origlen,
-            &k.file_offset,
-            &k.flow_no,
-            &k.seq,
-            &k.ack,
-            &k.prev_in_flow,
-            &k.conn_no,
-            &k.caplen,
-            &k.iface,
-            &k.tcp_flags,
-            &k.win,
-            &k.payload_len,
-        ])
-    }
 }
 
 /// Tables that hold a capture's rows, besides `captures`.
@@ -358,7 +378,7 @@ impl<'c> PgWriter<'c> {
             id,
             endpoint_parts: 0,
             open: true,
-            chunk: Chunk::default(),
+            chunk: Chunk::with_capacity(),
             chunks: pending_chunks(),
             flows: pending_flows(),
             conns: pending_connections(),
