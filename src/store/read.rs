@@ -403,11 +403,34 @@ pub fn for_each_index_row(
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?,
     };
-    let mut st = conn.prepare(INDEX_SQL)?;
+    // INDEX_SQL with the label as stored and what fills it in when it is '' (FLOW_COLUMNS_SQLITE).
+    let mut st = conn.prepare(&INDEX_SQL.replacen(
+        "fl.label, g.frames",
+        "fl.stored_label, g.frames, fl.src, fl.sport, fl.dst, fl.dport, fl.first_ns",
+        1,
+    ))?;
+    let mut made = String::new();
     for (id, name) in ids {
         let mut rows = st.query([id])?;
         while let Some(r) = rows.next()? {
-            let label = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let mut label = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            if label.is_empty() {
+                made.clear();
+                let text = |i| r.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
+                made.push_str(text(2)?);
+                let dst_at = made.len();
+                made.push_str(text(4)?);
+                let label_at = made.len();
+                let (sport, dport, first_ns) = (port(r.get(3)?)?, port(r.get(5)?)?, r.get(6)?);
+                if !crate::trace::label::push_view_label_after_addrs(
+                    &mut made, dst_at, sport, dport, first_ns,
+                ) {
+                    return Err(QueryError::Corrupt(format!(
+                        "capture {id}: a flow has no label and a time before 1970"
+                    )));
+                }
+                label = &made[label_at..];
+            }
             let frames = r
                 .get_ref(1)?
                 .as_str_or_null()
@@ -1183,12 +1206,13 @@ pub struct FlowRow {
     pub capture_id: i64,
     /// The capture's name, shared by its flows.
     pub capture: Arc<str>,
-    /// The label, then the source and destination addresses, in one allocation ([`FlowRow::label`], ...).
+    /// The source and destination addresses, then the label, in one allocation ([`FlowRow::label`], ...): a label
+    /// stored as '' is made from the two addresses already in it.
     text: String,
-    /// Where the source address starts in `text`.
-    src_at: usize,
     /// Where the destination address starts in `text`.
     dst_at: usize,
+    /// Where the label starts.
+    label_at: usize,
     /// Source port.
     pub sport: u16,
     /// Destination port.
@@ -1216,17 +1240,17 @@ pub struct FlowRow {
 impl FlowRow {
     /// TraceFlow's label.
     pub fn label(&self) -> &str {
-        &self.text[..self.src_at]
+        &self.text[self.label_at..]
     }
 
     /// Source address.
     pub fn src(&self) -> &str {
-        &self.text[self.src_at..self.dst_at]
+        &self.text[..self.dst_at]
     }
 
     /// Destination address.
     pub fn dst(&self) -> &str {
-        &self.text[self.dst_at..]
+        &self.text[self.dst_at..self.label_at]
     }
 
     /// First frame time, RFC 3339 UTC with the capture's precision.
@@ -1395,6 +1419,20 @@ pub(crate) const FLOW_COLUMNS: &str =
     "f.capture_id, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
      f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
 
+/// [`FLOW_COLUMNS`] on SQLite: the label as stored, '' where the row's key and time give it (schema 9), which
+/// [`flow_row`] fills in. `stored_label` is a column of traceflow's temporary `flows` view only (store/open.rs).
+pub(crate) const FLOW_COLUMNS_SQLITE: &str =
+    "f.capture_id, f.stored_label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
+     f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
+
+#[test]
+fn sqlite_flow_columns_differ_only_in_the_label() {
+    assert_eq!(
+        FLOW_COLUMNS_SQLITE,
+        FLOW_COLUMNS.replacen("f.label", "f.stored_label", 1)
+    );
+}
+
 /// Each capture's name and the decimal places of its times, by capture id.
 pub(crate) type CaptureFacts = HashMap<i64, (Arc<str>, u8)>;
 
@@ -1428,19 +1466,31 @@ pub(crate) fn flow_row(r: &dyn Cols, caps: &CaptureFacts) -> Result<Option<FlowR
     let digits = *digits;
     let (first_ns, last_ns) = (r.int(6)?, r.int(7)?);
     let mut text = String::with_capacity(96);
-    r.push_text(1, &mut text)?;
-    let src_at = text.len();
     r.push_text(2, &mut text)?;
     let dst_at = text.len();
     r.push_text(4, &mut text)?;
+    let label_at = text.len();
+    let (sport, dport) = (port(r.int(3)?)?, port(r.int(5)?)?);
+    r.push_text(1, &mut text)?;
+    if text.len() == label_at
+        && !crate::trace::label::push_view_label_after_addrs(
+            &mut text, dst_at, sport, dport, first_ns,
+        )
+    {
+        // Stored as '' (schema 9, FLOW_COLUMNS_SQLITE): the row's key and first time give it, from 1970 on.
+        return Err(QueryError::Corrupt(format!(
+            "flow {} of capture {capture_id} has no label and a time before 1970",
+            r.int(13)?
+        )));
+    }
     Ok(Some(FlowRow {
         capture_id,
         capture: capture.clone(),
         text,
-        src_at,
         dst_at,
-        sport: port(r.int(3)?)?,
-        dport: port(r.int(5)?)?,
+        label_at,
+        sport,
+        dport,
         packets: r.int(8)?,
         bytes: r.int(9)?,
         payload_bytes: r.int(10)?,
@@ -1503,7 +1553,7 @@ pub fn search_flows(
     let mut params = filter.params.clone();
     let limit_sql = limit_clause(limit, &mut params);
     let sql = format!(
-        "SELECT {FLOW_COLUMNS} FROM flows f WHERE {} ORDER BY {order} {limit_sql}",
+        "SELECT {FLOW_COLUMNS_SQLITE} FROM flows f WHERE {} ORDER BY {order} {limit_sql}",
         filter.condition,
     );
     let mut st = conn.prepare(&sql)?;
@@ -1709,7 +1759,7 @@ pub fn explain_flows(
     params.push(rusqlite::types::Value::Integer(0));
     let count = format!("SELECT count(*) FROM flows f WHERE {}", filter.condition);
     let mut queries = vec![
-        (page_sql(filter, FLOW_COLUMNS), params.clone()),
+        (page_sql(filter, FLOW_COLUMNS_SQLITE), params.clone()),
         (count, filter.params.clone()),
     ];
     if !filter.buckets.is_empty() {
@@ -1724,7 +1774,7 @@ pub fn explain_flows(
                 format!(
                     "-- candidates: flows in one of the buckets {} of flow_buckets\n{} ORDER BY f.flow_no",
                     sets.join(" and one of "),
-                    candidate_sql(filter, FLOW_COLUMNS)
+                    candidate_sql(filter, FLOW_COLUMNS_SQLITE)
                 ),
                 p,
             ),
@@ -1891,10 +1941,10 @@ impl<'c> Pages<'c> {
         cands: &'c HashMap<i64, Vec<i64>>,
     ) -> Result<Pages<'c>, QueryError> {
         Ok(Pages {
-            st: conn.prepare(&page_sql(filter, FLOW_COLUMNS))?,
+            st: conn.prepare(&page_sql(filter, FLOW_COLUMNS_SQLITE))?,
             st_cands: conn.prepare(&format!(
                 "{} ORDER BY f.flow_no",
-                candidate_sql(filter, FLOW_COLUMNS)
+                candidate_sql(filter, FLOW_COLUMNS_SQLITE)
             ))?,
             filter,
             caps,
@@ -2440,9 +2490,9 @@ mod tests {
             let row = FlowRow {
                 capture_id: nums[0],
                 capture: Arc::from(capture.as_str()),
-                src_at: label.len(),
-                dst_at: label.len() + src.len(),
-                text: format!("{label}{src}{src}"),
+                dst_at: src.len(),
+                label_at: 2 * src.len(),
+                text: format!("{src}{src}{label}"),
                 sport: ports.0,
                 dport: ports.1,
                 packets: nums[1],

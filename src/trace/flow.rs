@@ -56,6 +56,9 @@ pub struct FlowRecord {
     pub provisional: bool,
     /// An earlier row of this flow was handed over (when it was parked): this one takes its place.
     pub replaces: bool,
+    /// The label is the one the `flows` view derives from the row ([`super::label::view_label_time`]), so the
+    /// SQLite row stores it as '' (schema 9). Found here, on the reader's thread, not by the writer.
+    pub label_derived: bool,
 }
 
 impl FlowRecord {
@@ -131,8 +134,11 @@ impl OpenFlow {
         let dst_at = text.len();
         push_addr_text(&mut text, &dst);
         let label_at = text.len();
-        push_label_after_addrs(&mut text, dst_at, sport, dport, &self.first_ts);
+        let ts_at = push_label_after_addrs(&mut text, dst_at, sport, dport, &self.first_ts);
         let cid_at = text.len();
+        let first_ns = self.first_ts.as_ns();
+        let label_derived = super::label::view_label_time(first_ns)
+            .is_some_and(|(buf, len)| text.as_bytes()[ts_at..cid_at] == buf[..len]);
         if let Some(s) = seed {
             crate::conn::push_community_id(&mut text, s, src, sport, dst, dport);
         }
@@ -150,13 +156,14 @@ impl OpenFlow {
             packets: self.packets,
             bytes: self.bytes,
             payload_bytes: self.payload_bytes,
-            first_ns: self.first_ts.as_ns(),
+            first_ns,
             last_ns: self.last_ns,
             flags: self.flags,
             src_key,
             dst_key,
             provisional: false,
             replaces: self.stored,
+            label_derived,
         }
     }
 }
@@ -208,6 +215,34 @@ mod tests {
                 assert_eq!(r.community_id(), "");
                 assert_eq!(r.dst(), super::super::label::addr_text(&key.2));
             }
+        }
+    }
+
+    /// A record says its label is the one the `flows` view derives exactly when it is: µs times are, ns times
+    /// with digits past the µs and times before 1970 are not, and a record that says so is right.
+    #[test]
+    fn a_record_knows_whether_the_view_gives_its_label() {
+        let key: FlowKey = (
+            "2001:db8::1".parse().unwrap(),
+            443,
+            "10.0.0.2".parse().unwrap(),
+            80,
+        );
+        let cases = [
+            (Timestamp::new(1700000000, 20, 6), true),
+            (Timestamp::new(1700000000, 0, 6), true),
+            (Timestamp::new(1700000000, 500000, 6), true),
+            (Timestamp::new(1385391358, 387631, 6), true),
+            (Timestamp::new(1700000000, 123456789, 9), false),
+            (Timestamp::new(1700000000, 123456000, 9), true),
+            (Timestamp::new(-5, 250000, 6), false),
+            (Timestamp::new(0, 1, 6), false),
+        ];
+        for (ts, want) in cases {
+            let r = open(ts).record(&key, None, None);
+            assert_eq!(r.label_derived, want, "{}", r.label());
+            let view = super::super::label::view_label(r.src(), 443, r.dst(), 80, r.first_ns);
+            assert_eq!(view.as_deref() == Some(r.label()), want, "{}", r.label());
         }
     }
 }

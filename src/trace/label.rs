@@ -214,14 +214,14 @@ pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timest
 }
 
 /// The label appended to `text`, which holds the source address's text and then, from `dst_at`, the destination's
-/// (as a flow record keeps them): the addresses are copied from the string itself.
+/// (as a flow record keeps them): the addresses are copied from the string itself. Returns where the time starts.
 pub fn push_label_after_addrs(
     text: &mut String,
     dst_at: usize,
     sport: u16,
     dport: u16,
     ts: &Timestamp,
-) {
+) -> usize {
     let dst_end = text.len();
     push_dotted_within(text, 0..dst_at);
     text.push('_');
@@ -231,7 +231,85 @@ pub fn push_label_after_addrs(
     text.push('_');
     push_u16(text, dport);
     text.push('-');
+    let ts_at = text.len();
     write_py_float_repr(text, ts.as_f64());
+    ts_at
+}
+
+/// The label's time as schema 9's `flows` view derives it from `flows.first_ns` (migrations/0009): the seconds, a
+/// point, then the microseconds without trailing zeros (at least one digit). `None` before 1970, where SQLite's
+/// integer division would not give it. The ingest stores a label as '' only when this equals its time exactly, so
+/// the view (and traceflow's reads, through [`push_view_label_after_addrs`]) give the label back byte for byte.
+pub fn view_label_time(first_ns: i64) -> Option<([u8; 32], usize)> {
+    if first_ns < 0 {
+        return None;
+    }
+    // By hand, not through `write!`: reads fill in every label of a listing with this.
+    let mut buf = [0u8; 32];
+    let (mut secs, mut us) = (first_ns / 1_000_000_000, first_ns % 1_000_000_000 / 1000);
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (secs % 10) as u8;
+        secs /= 10;
+        n += 1;
+        if secs == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..n].iter().rev().enumerate() {
+        buf[i] = *d;
+    }
+    buf[n] = b'.';
+    for i in (0..6).rev() {
+        buf[n + 1 + i] = b'0' + (us % 10) as u8;
+        us /= 10;
+    }
+    let mut len = n + 7;
+    // Trailing zeros of the microseconds go, down to one digit after the point.
+    while len > n + 2 && buf[len - 1] == b'0' {
+        len -= 1;
+    }
+    Some((buf, len))
+}
+
+/// The label of a `flows` row that stores it as '' ([`view_label_time`]); `None` for a row that cannot have one
+/// (a time before 1970): such a row stores its label.
+pub fn view_label(src: &str, sport: u16, dst: &str, dport: u16, first_ns: i64) -> Option<String> {
+    let mut s = String::with_capacity(2 * (src.len() + dst.len()) + 40);
+    s.push_str(src);
+    s.push_str(dst);
+    if !push_view_label_after_addrs(&mut s, src.len(), sport, dport, first_ns) {
+        return None;
+    }
+    s.drain(..src.len() + dst.len());
+    Some(s)
+}
+
+/// [`view_label`] appended to `text`, which holds the source address's text and then, from `dst_at`, the
+/// destination's (as [`push_label_after_addrs`] takes them); false, and nothing appended, before 1970.
+pub fn push_view_label_after_addrs(
+    text: &mut String,
+    dst_at: usize,
+    sport: u16,
+    dport: u16,
+    first_ns: i64,
+) -> bool {
+    let Some((buf, len)) = view_label_time(first_ns) else {
+        return false;
+    };
+    let dst_end = text.len();
+    push_dotted_within(text, 0..dst_at);
+    text.push('_');
+    push_u16(text, sport);
+    text.push('-');
+    push_dotted_within(text, dst_at..dst_end);
+    text.push('_');
+    push_u16(text, dport);
+    text.push('-');
+    // Only ASCII digits and a point were written.
+    text.extend(buf[..len].iter().map(|&b| char::from(b)));
+    true
 }
 
 /// `text[from]` appended to `text` with `:` made `.` (IPv4 text, most labels, has none: copied whole).
