@@ -110,7 +110,8 @@ fn assert_corpus_exact(max_open_flows: usize) {
 
 /// Schema 9 stores most labels as '' (see migrations/0009). What sqlite3, Datasette or a user's script reads
 /// through the schema's `flows` view, on a connection traceflow never touched, is every label traceflow reads
-/// (whose index was just checked against the corpus); both kinds of row are in the corpus.
+/// (whose index was just checked against the corpus). Every corpus label is whole microseconds, so all are
+/// derived here; ingest.rs has captures with stored ones.
 fn plain_sql_reads_the_same_labels(ours: &rusqlite::Connection, path: &std::path::Path) {
     const SQL: &str = "SELECT capture_id, flow_no, label FROM flows ORDER BY capture_id, flow_no";
     let read = |c: &rusqlite::Connection| -> Vec<(i64, i64, String)> {
@@ -125,7 +126,7 @@ fn plain_sql_reads_the_same_labels(ours: &rusqlite::Connection, path: &std::path
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
     let (a, b) = (read(ours), read(&plain));
-    assert!(a.len() > 1000, "only {} flows", a.len());
+    assert!(a.len() > 900, "only {} flows", a.len());
     assert!(
         a == b,
         "the schema's flows view and traceflow's read different labels"

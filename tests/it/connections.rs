@@ -730,6 +730,7 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
         .unwrap()
         .execute_batch(
             "DROP TRIGGER captures_delete_rows; DROP VIEW flow_list; DROP VIEW capture_list;
+             DROP VIEW flows; PRAGMA legacy_alter_table = ON; ALTER TABLE flow_rows RENAME TO flows;
              DROP VIEW endpoints; DROP TABLE endpoint_protocols; ALTER TABLE captures DROP COLUMN has_endpoints;
              DROP TABLE flow_buckets; ALTER TABLE captures DROP COLUMN has_buckets;
              DROP TABLE connections; ALTER TABLE frames DROP COLUMN conn_no;

@@ -579,14 +579,14 @@ fn a_label_never_escapes_the_folder() {
     conn.sqlite()
         .unwrap()
         .execute(
-            "UPDATE flows SET label = '../../escaped' WHERE flow_no = 1",
+            "UPDATE flow_rows SET label = '../../escaped' WHERE flow_no = 1",
             [],
         )
         .unwrap();
     conn.sqlite()
         .unwrap()
         .execute(
-            "UPDATE flows SET label = '/abs/olute' WHERE flow_no = 2",
+            "UPDATE flow_rows SET label = '/abs/olute' WHERE flow_no = 2",
             [],
         )
         .unwrap();

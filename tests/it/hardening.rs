@@ -730,7 +730,7 @@ fn a_failed_folder_dump_leaves_nothing_half_written() {
     Connection::open(&db)
         .unwrap()
         .execute(
-            "UPDATE flows SET label = ?1 WHERE label = ?2",
+            "UPDATE flow_rows SET label = ?1 WHERE flow_no IN (SELECT flow_no FROM flows WHERE label = ?2)",
             [&long, &idx.last().unwrap().0],
         )
         .unwrap();
