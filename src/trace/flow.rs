@@ -134,11 +134,14 @@ impl OpenFlow {
         let dst_at = text.len();
         push_addr_text(&mut text, &dst);
         let label_at = text.len();
-        let ts_at = push_label_after_addrs(&mut text, dst_at, sport, dport, &self.first_ts);
+        let (ts_at, by_view_rule) =
+            push_label_after_addrs(&mut text, dst_at, sport, dport, &self.first_ts);
         let cid_at = text.len();
         let first_ns = self.first_ts.as_ns();
-        let label_derived = super::label::view_label_time(first_ns)
-            .is_some_and(|(buf, len)| text.as_bytes()[ts_at..cid_at] == buf[..len]);
+        // A time the repr wrote may still be what the view writes (e.g. whole seconds past 2^33).
+        let label_derived = by_view_rule
+            || super::label::view_label_time(first_ns)
+                .is_some_and(|(buf, len)| text.as_bytes()[ts_at..cid_at] == buf[..len]);
         if let Some(s) = seed {
             crate::conn::push_community_id(&mut text, s, src, sport, dst, dport);
         }

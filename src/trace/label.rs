@@ -214,14 +214,32 @@ pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timest
 }
 
 /// The label appended to `text`, which holds the source address's text and then, from `dst_at`, the destination's
-/// (as a flow record keeps them): the addresses are copied from the string itself. Returns where the time starts.
+/// (as a flow record keeps them): the addresses are copied from the string itself. Returns where the time starts,
+/// and whether the time was written by the `flows` view's rule ([`micros_label_time`]).
 pub fn push_label_after_addrs(
     text: &mut String,
     dst_at: usize,
     sport: u16,
     dport: u16,
     ts: &Timestamp,
-) -> usize {
+) -> (usize, bool) {
+    push_label_key(text, dst_at, sport, dport);
+    let ts_at = text.len();
+    let by_view_rule = match micros_label_time(ts) {
+        Some((buf, len)) => {
+            push_ascii(text, &buf[..len]);
+            true
+        }
+        None => {
+            write_py_float_repr(text, ts.as_f64());
+            false
+        }
+    };
+    (ts_at, by_view_rule)
+}
+
+/// `{src}_{sport}-{dst}_{dport}-` (`:` made `.`) appended to `text`, which holds the two addresses (`dst_at`).
+fn push_label_key(text: &mut String, dst_at: usize, sport: u16, dport: u16) {
     let dst_end = text.len();
     push_dotted_within(text, 0..dst_at);
     text.push('_');
@@ -231,9 +249,33 @@ pub fn push_label_after_addrs(
     text.push('_');
     push_u16(text, dport);
     text.push('-');
-    let ts_at = text.len();
-    write_py_float_repr(text, ts.as_f64());
-    ts_at
+}
+
+/// Digits and a point (what the time writers put in their buffers) appended to `out`.
+fn push_ascii(out: &mut String, bytes: &[u8]) {
+    out.extend(bytes.iter().map(|&b| char::from(b)));
+}
+
+/// Python's repr of a time of whole microseconds, from 1 s to 2^33 s (the year 2242), without the float: it is the
+/// seconds, a point and the microseconds without trailing zeros ([`view_label_time`]). Why: the double nearest
+/// that decimal D is within half an ulp of it, and an ulp is at most 2^-20 s below 2^33, under 1e-6; so no other
+/// decimal of at most six places rounds to the same double, and repr, the shortest string that does, is D itself
+/// (fixed notation, since 1 <= x < 10^16). The float repr took a third of the reader's label work, and a SYN scan
+/// builds a label per frame. `None` for any other time, which goes through [`write_py_float_repr`].
+pub fn micros_label_time(ts: &Timestamp) -> Option<([u8; 32], usize)> {
+    if !(1..1 << 33).contains(&ts.sec) {
+        return None;
+    }
+    let us = if ts.digits <= 6 {
+        ts.frac * 10u64.pow(6 - u32::from(ts.digits))
+    } else {
+        let unit = 10u64.pow(u32::from(ts.digits) - 6);
+        if !ts.frac.is_multiple_of(unit) {
+            return None;
+        }
+        ts.frac / unit
+    };
+    view_label_time(ts.sec * 1_000_000_000 + us as i64 * 1000)
 }
 
 /// The label's time as schema 9's `flows` view derives it from `flows.first_ns` (migrations/0009): the seconds, a
@@ -298,17 +340,8 @@ pub fn push_view_label_after_addrs(
     let Some((buf, len)) = view_label_time(first_ns) else {
         return false;
     };
-    let dst_end = text.len();
-    push_dotted_within(text, 0..dst_at);
-    text.push('_');
-    push_u16(text, sport);
-    text.push('-');
-    push_dotted_within(text, dst_at..dst_end);
-    text.push('_');
-    push_u16(text, dport);
-    text.push('-');
-    // Only ASCII digits and a point were written.
-    text.extend(buf[..len].iter().map(|&b| char::from(b)));
+    push_label_key(text, dst_at, sport, dport);
+    push_ascii(text, &buf[..len]);
     true
 }
 
@@ -411,6 +444,70 @@ mod tests {
         );
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(flow_label(&v4, 1, &v4, 2, &ts), "10.0.0.1_1-10.0.0.1_2-1.5");
+    }
+
+    /// The shortcut for whole microseconds is Python's repr: `python3` as the oracle, over times at the ends of its
+    /// range (1 s, 2^33 - 1 s), round and odd microseconds, at µs and at ns resolution; and a time past the range,
+    /// with ns digits or before 1 s, takes the float path.
+    #[test]
+    fn whole_microsecond_labels_are_pythons_repr() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut times = Vec::new();
+        for sec in [1i64, 2, 9, 10, 999_999_999, 1_700_000_000, (1 << 33) - 1] {
+            for us in [0u64, 1, 10, 100_000, 500_000, 999_999, 123_456, 100_001] {
+                times.push((sec, us));
+            }
+        }
+        while times.len() < 3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            times.push((
+                1 + (state >> 20) as i64 % ((1 << 33) - 1),
+                state % 1_000_000,
+            ));
+        }
+        let input: String = times.iter().map(|(s, u)| format!("{s}.{u:06}\n")).collect();
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys\nfor l in sys.stdin: print(repr(float(l)))",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("this test needs python3 on PATH as its oracle");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write as _;
+            stdin.write_all(input.as_bytes()).unwrap();
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let want: Vec<&str> = text.lines().collect();
+        assert_eq!(want.len(), times.len());
+        for (&(sec, us), w) in times.iter().zip(want) {
+            for ts in [
+                Timestamp::new(sec, us, 6),
+                Timestamp::new(sec, us * 1000, 9),
+            ] {
+                let (buf, len) = micros_label_time(&ts).unwrap();
+                assert_eq!(
+                    std::str::from_utf8(&buf[..len]).unwrap(),
+                    w,
+                    "{sec}.{us:06}"
+                );
+            }
+        }
+        for ts in [
+            Timestamp::new(1 << 33, 0, 6),
+            Timestamp::new(1_700_000_000, 123_456_789, 9),
+            Timestamp::new(0, 500_000, 6),
+            Timestamp::new(-1, 0, 6),
+        ] {
+            assert!(micros_label_time(&ts).is_none(), "{ts:?}");
+        }
     }
 
     /// Python itself is the oracle: one `python3` run prints `repr` of every value (bit patterns from a fixed
