@@ -446,6 +446,24 @@ mod tests {
         assert_eq!(flow_label(&v4, 1, &v4, 2, &ts), "10.0.0.1_1-10.0.0.1_2-1.5");
     }
 
+    /// What `python3 -c script` prints with `input` on its standard input: the oracle of the repr tests.
+    fn python(script: &str, input: String) -> String {
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("this test needs python3 on PATH as its oracle: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write as _;
+            stdin.write_all(input.as_bytes()).unwrap();
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// The shortcut for whole microseconds is Python's repr: `python3` as the oracle, over times at the ends of its
     /// range (1 s, 2^33 - 1 s), round and odd microseconds, at µs and at ns resolution; and a time past the range,
     /// with ns digits or before 1 s, takes the float path.
@@ -468,23 +486,10 @@ mod tests {
             ));
         }
         let input: String = times.iter().map(|(s, u)| format!("{s}.{u:06}\n")).collect();
-        let mut child = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sys\nfor l in sys.stdin: print(repr(float(l)))",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("this test needs python3 on PATH as its oracle");
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            use std::io::Write as _;
-            stdin.write_all(input.as_bytes()).unwrap();
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = python(
+            "import sys\nfor l in sys.stdin: print(repr(float(l)))",
+            input,
+        );
         let want: Vec<&str> = text.lines().collect();
         assert_eq!(want.len(), times.len());
         for (&(sec, us), w) in times.iter().zip(want) {
@@ -536,26 +541,10 @@ mod tests {
             .iter()
             .map(|x| format!("{}\n", x.to_bits()))
             .collect();
-        let mut child = match std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sys,struct\nfor l in sys.stdin: print(repr(struct.unpack('<d', int(l).to_bytes(8,'little'))[0]))",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => panic!("this test needs python3 on PATH as its oracle: {e}"),
-        };
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            use std::io::Write as _;
-            stdin.write_all(input.as_bytes()).unwrap();
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = python(
+            "import sys,struct\nfor l in sys.stdin: print(repr(struct.unpack('<d', int(l).to_bytes(8,'little'))[0]))",
+            input,
+        );
         let want: Vec<&str> = text.lines().collect();
         assert_eq!(want.len(), values.len());
         for (x, w) in values.iter().zip(want) {
