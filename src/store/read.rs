@@ -568,22 +568,7 @@ pub fn index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryErro
     Ok(out)
 }
 
-/// The range of `flows.first_ns` a label can come from: its last part is `repr(float(first frame time))`.
-///
-/// Labels are `{src}_{sport}-{dst}_{dport}-{ts}`; neither address part holds a `-`, so the time follows the second
-/// `-` (and may itself hold one: `1e-05`, `-1.5`). The range allows for the float's rounding.
-pub fn label_time_range(label: &str) -> Option<(i64, i64)> {
-    let (_, rest) = label.split_once('-')?;
-    let (_, ts) = rest.split_once('-')?;
-    let secs: f64 = ts.parse().ok()?;
-    let ns = secs * 1e9;
-    if !ns.is_finite() {
-        return None;
-    }
-    // Half an ulp of the f64 seconds, in ns, plus slack for sub-ns resolutions truncated to ns.
-    let slack = (secs.abs() * f64::EPSILON * 1e9).max(1.0) + 2.0;
-    Some(((ns - slack).floor() as i64, (ns + slack).ceil() as i64))
-}
+pub use crate::trace::label::label_time_range;
 
 /// A frame to fetch, as the frames table records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -345,6 +345,23 @@ pub fn push_view_label_after_addrs(
     true
 }
 
+/// The range of `flows.first_ns` a label can come from: its last part is `repr(float(first frame time))`.
+///
+/// Labels are `{src}_{sport}-{dst}_{dport}-{ts}`; neither address part holds a `-`, so the time follows the second
+/// `-` (and may itself hold one: `1e-05`, `-1.5`). The range allows for the float's rounding.
+pub fn label_time_range(label: &str) -> Option<(i64, i64)> {
+    let (_, rest) = label.split_once('-')?;
+    let (_, ts) = rest.split_once('-')?;
+    let secs: f64 = ts.parse().ok()?;
+    let ns = secs * 1e9;
+    if !ns.is_finite() {
+        return None;
+    }
+    // Half an ulp of the f64 seconds, in ns, plus slack for sub-ns resolutions truncated to ns.
+    let slack = (secs.abs() * f64::EPSILON * 1e9).max(1.0) + 2.0;
+    Some(((ns - slack).floor() as i64, (ns + slack).ceil() as i64))
+}
+
 /// `text[from]` appended to `text` with `:` made `.` (IPv4 text, most labels, has none: copied whole).
 fn push_dotted_within(text: &mut String, from: std::ops::Range<usize>) {
     match text.get(from.clone()) {
