@@ -180,4 +180,34 @@ mod tests {
         assert_eq!(lo, addr_key(&"0.0.0.0".parse().unwrap()));
         assert_eq!(hi, addr_key(&"255.255.255.255".parse().unwrap()));
     }
+
+    /// A label's time bounds `first_ns`, and comes first: schema 9 builds most labels when read, so without it a
+    /// `label` filter built the label of every flow (0.34 s on a scan's 833k flows, 0.09 s with it).
+    #[test]
+    fn a_label_filter_bounds_first_ns_first() {
+        let c = compile(&parse("label 10.0.0.1_1-10.0.0.2_2-1700000000.5", 0).unwrap());
+        let at = |s: &str| {
+            c.condition
+                .find(s)
+                .unwrap_or_else(|| panic!("{s} in {}", c.condition))
+        };
+        assert!(
+            at("f.first_ns BETWEEN") < at("f.label ="),
+            "{}",
+            c.condition
+        );
+        let ints: Vec<i64> = c
+            .params
+            .iter()
+            .filter_map(|v| match v {
+                Value::Integer(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        let t = 1_700_000_000_500_000_000i64;
+        assert!(
+            ints.len() == 2 && ints[0] <= t && t <= ints[1] && ints[1] - ints[0] < 1000,
+            "{ints:?}"
+        );
+    }
 }

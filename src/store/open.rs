@@ -622,6 +622,26 @@ mod migration_tests {
             let l: String = c.query_row(sql, [], |r| r.get(0)).unwrap();
             assert_eq!(l, "kept-as-stored", "{sql}");
         }
+        // A row written from now on stores '': the user's view names `flows`, the view, so it reads the label
+        // (with the rename's default rewriting, it would name flow_rows and read '').
+        c.execute(
+            "INSERT INTO flow_rows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame,
+                                    packets, bytes, payload_bytes, first_ns, last_ns)
+             VALUES (1, 2, '', '10.0.0.1', 1, '10.0.0.2', 2, 3, 3, 1, 60, 0, 1700000000000020000, 1700000000000020000)",
+            [],
+        )
+        .unwrap();
+        let mine: Vec<String> = c
+            .prepare("SELECT label FROM my_labels ORDER BY label")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            mine,
+            ["10.0.0.1_1-10.0.0.2_2-1700000000.00002", "kept-as-stored"]
+        );
         c.execute("DELETE FROM captures WHERE id = 1", []).unwrap();
         let left: Vec<i64> = c
             .prepare("SELECT capture_id FROM flow_rows")
