@@ -18,6 +18,7 @@ mod timestamp;
 pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
 use compress::{PlainTap, SharedTap, Tap};
 pub use pcapng::ticks_to_ts;
+pub(crate) use timestamp::digits;
 pub use timestamp::{put_digits, tsresol_digits, Timestamp};
 
 /// The first block type of every pcapng file (section header block), also its magic.

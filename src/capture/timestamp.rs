@@ -171,7 +171,7 @@ pub fn put_digits(out: &mut Vec<u8>, v: u64, width: usize) {
 }
 
 /// [`put_digits`]'s digits in a stack buffer: they are `buf[start..]`.
-fn digits(v: u64, width: usize) -> ([u8; 20], usize) {
+pub(crate) fn digits(v: u64, width: usize) -> ([u8; 20], usize) {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
         2021222324252627282930313233343536373839\
         4041424344454647484950515253545556575859\

@@ -117,10 +117,10 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 /// (SQLite looks names up in `temp` first) and builds a label stored as '' in Rust ([`view_label`]).
 /// The schema's view builds it with SQLite's string functions, about 2 us a row: listing a scan's 833k flows took
 /// 1.45x as long through it. Both give the same text (tested). The listing's hot path reads `stored_label`, the
-/// column as stored, and fills it in while it decodes the row ([`FLOW_COLUMNS_SQLITE`]), which spares it the call
+/// column as stored, and fills it in while it decodes the row ([`flow_columns_sqlite`]), which spares it the call
 /// from SQLite into Rust and back (1.3x the listing's time).
 ///
-/// [`FLOW_COLUMNS_SQLITE`]: crate::store::read::FLOW_COLUMNS_SQLITE
+/// [`flow_columns_sqlite`]: crate::store::read::flow_columns_sqlite
 ///
 /// [`view_label`]: crate::trace::label::view_label
 fn label_view(conn: &Connection) -> rusqlite::Result<()> {

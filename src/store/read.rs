@@ -403,7 +403,7 @@ pub fn for_each_index_row(
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?,
     };
-    // INDEX_SQL with the label as stored and what fills it in when it is '' (FLOW_COLUMNS_SQLITE).
+    // INDEX_SQL with the label as stored and what fills it in when it is '' (flow_columns_sqlite).
     let mut st = conn.prepare(&INDEX_SQL.replacen(
         "fl.label, g.frames",
         "fl.stored_label, g.frames, fl.src, fl.sport, fl.dst, fl.dport, fl.first_ns",
@@ -421,14 +421,10 @@ pub fn for_each_index_row(
                 let dst_at = made.len();
                 made.push_str(text(4)?);
                 let label_at = made.len();
-                let (sport, dport, first_ns) = (port(r.get(3)?)?, port(r.get(5)?)?, r.get(6)?);
-                if !crate::trace::label::push_view_label_after_addrs(
-                    &mut made, dst_at, sport, dport, first_ns,
-                ) {
-                    return Err(QueryError::Corrupt(format!(
-                        "capture {id}: a flow has no label and a time before 1970"
-                    )));
-                }
+                let (sport, dport) = (port(r.get(3)?)?, port(r.get(5)?)?);
+                push_stored_label(&mut made, dst_at, sport, dport, r.get(6)?, || {
+                    format!("capture {id}: a flow")
+                })?;
                 label = &made[label_at..];
             }
             let frames = r
@@ -1406,16 +1402,10 @@ pub(crate) const FLOW_COLUMNS: &str =
 
 /// [`FLOW_COLUMNS`] on SQLite: the label as stored, '' where the row's key and time give it (schema 9), which
 /// [`flow_row`] fills in. `stored_label` is a column of traceflow's temporary `flows` view only (store/open.rs).
-pub(crate) const FLOW_COLUMNS_SQLITE: &str =
-    "f.capture_id, f.stored_label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
-     f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
-
-#[test]
-fn sqlite_flow_columns_differ_only_in_the_label() {
-    assert_eq!(
-        FLOW_COLUMNS_SQLITE,
-        FLOW_COLUMNS.replacen("f.label", "f.stored_label", 1)
-    );
+pub(crate) fn flow_columns_sqlite() -> &'static str {
+    static COLUMNS: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| FLOW_COLUMNS.replacen("f.label", "f.stored_label", 1));
+    &COLUMNS
 }
 
 /// Each capture's name and the decimal places of its times, by capture id.
@@ -1457,16 +1447,11 @@ pub(crate) fn flow_row(r: &dyn Cols, caps: &CaptureFacts) -> Result<Option<FlowR
     let label_at = text.len();
     let (sport, dport) = (port(r.int(3)?)?, port(r.int(5)?)?);
     r.push_text(1, &mut text)?;
-    if text.len() == label_at
-        && !crate::trace::label::push_view_label_after_addrs(
-            &mut text, dst_at, sport, dport, first_ns,
-        )
-    {
-        // Stored as '' (schema 9, FLOW_COLUMNS_SQLITE): the row's key and first time give it, from 1970 on.
-        return Err(QueryError::Corrupt(format!(
-            "flow {} of capture {capture_id} has no label and a time before 1970",
-            r.int(13)?
-        )));
+    if text.len() == label_at {
+        let flow_no = r.int(13)?;
+        push_stored_label(&mut text, dst_at, sport, dport, first_ns, || {
+            format!("flow {flow_no} of capture {capture_id}")
+        })?;
     }
     Ok(Some(FlowRow {
         capture_id,
@@ -1486,6 +1471,27 @@ pub(crate) fn flow_row(r: &dyn Cols, caps: &CaptureFacts) -> Result<Option<FlowR
         last_ns,
         flow_no: r.int(13)?,
     }))
+}
+
+/// The label of a row that stores it as '' (schema 9), appended to `text`, which holds the row's two addresses
+/// (the destination's from `dst_at`): the `flows` view's rule, from its key and first time. The ingest writes ''
+/// only for times from 1970 on; `whose` names the row when a damaged one has none.
+fn push_stored_label(
+    text: &mut String,
+    dst_at: usize,
+    sport: u16,
+    dport: u16,
+    first_ns: i64,
+    whose: impl FnOnce() -> String,
+) -> Result<(), QueryError> {
+    if crate::trace::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
+        Ok(())
+    } else {
+        Err(QueryError::Corrupt(format!(
+            "{} has no label and a time before 1970",
+            whose()
+        )))
+    }
 }
 
 /// A port column, refused when the database holds something no port is.
@@ -1538,7 +1544,8 @@ pub fn search_flows(
     let mut params = filter.params.clone();
     let limit_sql = limit_clause(limit, &mut params);
     let sql = format!(
-        "SELECT {FLOW_COLUMNS_SQLITE} FROM flows f WHERE {} ORDER BY {order} {limit_sql}",
+        "SELECT {} FROM flows f WHERE {} ORDER BY {order} {limit_sql}",
+        flow_columns_sqlite(),
         filter.condition,
     );
     let mut st = conn.prepare(&sql)?;
@@ -1744,7 +1751,7 @@ pub fn explain_flows(
     params.push(rusqlite::types::Value::Integer(0));
     let count = format!("SELECT count(*) FROM flows f WHERE {}", filter.condition);
     let mut queries = vec![
-        (page_sql(filter, FLOW_COLUMNS_SQLITE), params.clone()),
+        (page_sql(filter, flow_columns_sqlite()), params.clone()),
         (count, filter.params.clone()),
     ];
     if !filter.buckets.is_empty() {
@@ -1759,7 +1766,7 @@ pub fn explain_flows(
                 format!(
                     "-- candidates: flows in one of the buckets {} of flow_buckets\n{} ORDER BY f.flow_no",
                     sets.join(" and one of "),
-                    candidate_sql(filter, FLOW_COLUMNS_SQLITE)
+                    candidate_sql(filter, flow_columns_sqlite())
                 ),
                 p,
             ),
@@ -1926,10 +1933,10 @@ impl<'c> Pages<'c> {
         cands: &'c HashMap<i64, Vec<i64>>,
     ) -> Result<Pages<'c>, QueryError> {
         Ok(Pages {
-            st: conn.prepare(&page_sql(filter, FLOW_COLUMNS_SQLITE))?,
+            st: conn.prepare(&page_sql(filter, flow_columns_sqlite()))?,
             st_cands: conn.prepare(&format!(
                 "{} ORDER BY f.flow_no",
-                candidate_sql(filter, FLOW_COLUMNS_SQLITE)
+                candidate_sql(filter, flow_columns_sqlite())
             ))?,
             filter,
             caps,

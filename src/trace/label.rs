@@ -286,27 +286,14 @@ pub fn view_label_time(first_ns: i64) -> Option<([u8; 32], usize)> {
     if first_ns < 0 {
         return None;
     }
-    // By hand, not through `write!`: reads fill in every label of a listing with this.
+    // Through the listing's digit routine, not `write!`: reads fill in every label of a listing with this.
+    let (secs, from) = crate::capture::digits((first_ns / 1_000_000_000) as u64, 1);
+    let (us, us_from) = crate::capture::digits((first_ns % 1_000_000_000 / 1000) as u64, 6);
+    let n = secs.len() - from;
     let mut buf = [0u8; 32];
-    let (mut secs, mut us) = (first_ns / 1_000_000_000, first_ns % 1_000_000_000 / 1000);
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (secs % 10) as u8;
-        secs /= 10;
-        n += 1;
-        if secs == 0 {
-            break;
-        }
-    }
-    for (i, d) in digits[..n].iter().rev().enumerate() {
-        buf[i] = *d;
-    }
+    buf[..n].copy_from_slice(&secs[from..]);
     buf[n] = b'.';
-    for i in (0..6).rev() {
-        buf[n + 1 + i] = b'0' + (us % 10) as u8;
-        us /= 10;
-    }
+    buf[n + 1..n + 7].copy_from_slice(&us[us_from..]);
     let mut len = n + 7;
     // Trailing zeros of the microseconds go, down to one digit after the point.
     while len > n + 2 && buf[len - 1] == b'0' {
