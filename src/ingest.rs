@@ -425,6 +425,18 @@ enum Msg {
     Failed(ReadFailure),
 }
 
+/// What the writer hands back to the readers once a batch is in the database: its frame and flow vectors,
+/// emptied, and the flow records' text buffers. Reused for the next batches, they spare the reader an allocation
+/// per batch and per flow record, and the writer freeing them: on a SYN scan, a record per flow.
+struct Empties {
+    frames: Vec<FrameRow>,
+    flows: Vec<FlowRecord>,
+    texts: Vec<String>,
+}
+
+/// Batches' worth of `Empties` waiting for a reader; when the readers do not keep up, the writer frees the rest.
+const SPARE_BATCHES: usize = 4;
+
 /// Why a capture's reader stopped without reaching its end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadFailure {
@@ -458,6 +470,7 @@ impl Cancel {
 fn write_capture(
     mut w: store::Writer<'_>,
     rx: &crossbeam_channel::Receiver<Msg>,
+    spare: &Sender<Empties>,
     opts: &Options,
     on_batch: &mut dyn FnMut(u64, u64, u64),
 ) -> Result<Result<Outcome, ReadFailure>, store::StoreError> {
@@ -473,8 +486,8 @@ fn write_capture(
                 )))
             }
             Ok(Msg::Batch {
-                frames,
-                flows,
+                mut frames,
+                mut flows,
                 conns,
                 data,
                 bytes_read,
@@ -487,6 +500,14 @@ fn write_capture(
                 // A flow stored again after it was parked is not another flow.
                 let new_flows = flows.iter().filter(|f| !f.replaces).count();
                 on_batch(bytes_read, frames.len() as u64, new_flows as u64);
+                frames.clear();
+                let texts = flows.drain(..).map(FlowRecord::into_text).collect();
+                // Full: the readers have enough spares, and these are freed here.
+                let _ = spare.try_send(Empties {
+                    frames,
+                    flows,
+                    texts,
+                });
             }
             Ok(Msg::Endpoints(rows)) => w.add_endpoints(&rows)?,
             Ok(Msg::Buckets(rows)) => w.add_buckets(&rows)?,
@@ -500,6 +521,8 @@ fn write_capture(
 struct Outbox<'a> {
     cancel: &'a Cancel,
     tx: &'a Sender<Msg>,
+    /// Vectors and text buffers of batches the writer is done with.
+    spares: &'a Receiver<Empties>,
     budget: &'a Arc<Budget>,
     capture: usize,
 }
@@ -511,6 +534,8 @@ struct Pending {
     flows: Vec<FlowRecord>,
     conns: Vec<ConnRecord>,
     data: Vec<u8>,
+    /// Text buffers the writer handed back, for the tracer's next records (`Tracer::recycle_texts`).
+    texts: Vec<String>,
 }
 
 impl Pending {
@@ -520,6 +545,7 @@ impl Pending {
             flows: Vec::new(),
             conns: Vec::new(),
             data: Vec::new(),
+            texts: Vec::new(),
         }
     }
 
@@ -536,9 +562,17 @@ impl Pending {
         self.flows.sort_by_key(|f| f.flow_no);
         self.conns.sort_unstable_by_key(|c| c.conn_no);
         let held = out.budget.acquire(out.capture, self.data.len());
+        let (mut frames, flows) = match out.spares.try_recv() {
+            Ok(e) => {
+                self.texts = e.texts;
+                (e.frames, e.flows)
+            }
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        frames.reserve(BATCH);
         let batch = Msg::Batch {
-            frames: std::mem::replace(&mut self.frames, Vec::with_capacity(BATCH)),
-            flows: std::mem::take(&mut self.flows),
+            frames: std::mem::replace(&mut self.frames, frames),
+            flows: std::mem::replace(&mut self.flows, flows),
             conns: std::mem::take(&mut self.conns),
             data: std::mem::take(&mut self.data),
             bytes_read,
@@ -567,6 +601,7 @@ fn read_capture(
     input: &Input,
     opts: &Options,
     tx: &Sender<Msg>,
+    spares: &Receiver<Empties>,
     budget: &Arc<Budget>,
     capture: usize,
     parked_rows: bool,
@@ -610,6 +645,7 @@ fn read_capture(
     let out = Outbox {
         cancel: &opts.cancel,
         tx,
+        spares,
         budget,
         capture,
     };
@@ -637,6 +673,7 @@ fn read_capture(
             if !sent {
                 return;
             }
+            tracer.recycle_texts(&mut pending.texts);
         }
         n = f.number;
         let ts_ns = f.ts.as_ns();
@@ -721,6 +758,7 @@ fn read_capture(
             if !pending.send(&out, read) {
                 return;
             }
+            tracer.recycle_texts(&mut pending.texts);
         }
     }
     let flows_total = u64::from(tracer.created());
@@ -734,6 +772,7 @@ fn read_capture(
     if !pending.send(&out, bytes_read) {
         return;
     }
+    tracer.recycle_texts(&mut pending.texts);
     let mut open = Vec::with_capacity(BATCH);
     let mut hung_up = false;
     let finished = tracer.finish_with(&mut |f| {
@@ -916,6 +955,7 @@ pub fn run(
     let bar = progress_bar(total_bytes, opts.quiet);
     let jobs = opts.jobs.max(1).min(todo.len().max(1));
     let (senders, receivers): (Vec<_>, Vec<_>) = todo.iter().map(|_| bounded::<Msg>(QUEUE)).unzip();
+    let (spare_tx, spare_rx) = bounded::<Empties>(SPARE_BATCHES);
     let next = AtomicUsize::new(0);
     let inputs = Arc::new(inputs);
     let budget = Budget::new(IN_FLIGHT_BYTES, todo.len());
@@ -940,6 +980,7 @@ pub fn run(
             started,
             total_bytes,
             budget: &budget,
+            spares: &spare_tx,
             progress: &progress,
             summary: &shared,
             log: &log_lock,
@@ -947,8 +988,8 @@ pub fn run(
         std::thread::scope(|scope| {
             let mut readers = 0;
             for _ in 0..jobs {
-                let (next, senders, todo, inputs, budget) =
-                    (&next, &senders, &todo, inputs.clone(), &budget);
+                let (next, senders, todo, inputs, budget, spares) =
+                    (&next, &senders, &todo, inputs.clone(), &budget, &spare_rx);
                 // Named, so that profiles and `top -H` tell readers from the writer.
                 let reader = std::thread::Builder::new().name("tf-reader".into());
                 let spawned = reader.spawn_scoped(scope, move || loop {
@@ -956,7 +997,8 @@ pub fn run(
                     if k >= todo.len() {
                         break;
                     }
-                    read_capture(&inputs[todo[k]], opts, &senders[k], budget, k, parked_rows);
+                    let tx = &senders[k];
+                    read_capture(&inputs[todo[k]], opts, tx, spares, budget, k, parked_rows);
                 });
                 match spawned {
                     Ok(_) => readers += 1,
@@ -1031,6 +1073,8 @@ struct WriteCtx<'a, 's, 'l> {
     started: Instant,
     total_bytes: u64,
     budget: &'a Arc<Budget>,
+    /// Where batches' emptied vectors go back to the readers.
+    spares: &'a Sender<Empties>,
     progress: &'a Mutex<Progress>,
     summary: &'a Mutex<&'s mut Summary>,
     log: &'a Mutex<&'l mut (dyn FnMut(String) + Send)>,
@@ -1108,7 +1152,7 @@ fn write_all(
         let i = todo[k];
         let src = &sources[i];
         let (mut cap_frames, mut flood_warned) = (0u64, false);
-        let outcome = begun.and_then(|w| write_capture(w, &rx, opts, &mut |read, frames, flows| {
+        let outcome = begun.and_then(|w| write_capture(w, &rx, ctx.spares, opts, &mut |read, frames, flows| {
             let mut pr = ctx.progress.lock().unwrap_or_else(|e| e.into_inner());
             pr.frames += frames;
             pr.flows += flows;

@@ -85,6 +85,11 @@ impl FlowRecord {
         &self.text[self.cid_at..]
     }
 
+    /// The buffer of the record's texts, for the next record ([`OpenFlow::record_in`]).
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
     /// Replaces the Community ID.
     pub fn set_community_id(&mut self, id: &str) {
         self.text.truncate(self.cid_at);
@@ -110,26 +115,31 @@ pub(super) struct OpenFlow {
 }
 
 impl OpenFlow {
-    pub(super) fn into_record(
-        self,
-        key: &FlowKey,
-        closed_frame: Option<u64>,
-        seed: Option<u16>,
-    ) -> FlowRecord {
-        self.record(key, closed_frame, seed)
-    }
-
     /// The record of the flow as it is now.
+    #[cfg(test)]
     pub(super) fn record(
         &self,
         key: &FlowKey,
         closed_frame: Option<u64>,
         seed: Option<u16>,
     ) -> FlowRecord {
+        self.record_in(key, closed_frame, seed, String::new())
+    }
+
+    /// The record of the flow as it is now, its texts written into `text` (cleared first): a buffer of an earlier
+    /// record the writer is done with ([`FlowRecord::into_text`]), so that a scan's records cost no allocation.
+    pub(super) fn record_in(
+        &self,
+        key: &FlowKey,
+        closed_frame: Option<u64>,
+        seed: Option<u16>,
+        mut text: String,
+    ) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
         let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
-        // Two IPv4 texts, a label of about 50 bytes and a Community ID of 30: one allocation.
-        let mut text = String::with_capacity(128);
+        // Two IPv4 texts, a label of about 50 bytes and a Community ID of 30: one buffer.
+        text.clear();
+        text.reserve(128);
         push_addr_text(&mut text, &src);
         let dst_at = text.len();
         push_addr_text(&mut text, &dst);
@@ -187,6 +197,33 @@ mod tests {
             last_ns: first_ts.as_ns(),
             flags: 2,
             stored: false,
+        }
+    }
+
+    /// A record written into the text buffer of an earlier one (the writer hands them back) is the record written
+    /// into a new buffer: the old texts are gone, whichever was longer.
+    #[test]
+    fn a_reused_text_buffer_gives_the_same_record() {
+        let ts = Timestamp::new(1700000000, 20, 6);
+        let v4: FlowKey = (
+            "10.0.0.1".parse().unwrap(),
+            443,
+            "10.0.0.2".parse().unwrap(),
+            80,
+        );
+        let v6: FlowKey = (
+            "2001:db8::1".parse().unwrap(),
+            1,
+            "fe80::2".parse().unwrap(),
+            2,
+        );
+        for (before, key) in [(v6, v4), (v4, v6), (v4, v4)] {
+            for seed in [None, Some(0)] {
+                let used = open(ts).record(&before, Some(9), Some(7)).into_text();
+                assert!(!used.is_empty());
+                let again = open(ts).record_in(&key, None, seed, used);
+                assert_eq!(again, open(ts).record(&key, None, seed));
+            }
         }
     }
 
