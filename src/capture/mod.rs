@@ -7,7 +7,7 @@
 //! offset where a damaged or cut-off file goes bad, with memory bounded by `MAX_RECORD`.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 mod compress;
@@ -160,6 +160,9 @@ pub struct CaptureReader {
     pos: u64,
     frames: u64,
     buf: Vec<u8>,
+    /// Bytes at the front of `src`'s buffer that the last frame borrowed there (pcap): consumed before the
+    /// stream is read on.
+    consumed: usize,
     truncated: Option<Truncation>,
     done: bool,
     /// The opened file (a second handle to it), to fstat it after the read; `None` for a stream given as a reader.
@@ -255,6 +258,7 @@ impl CaptureReader {
             pos: 0,
             frames: 0,
             buf: Vec::new(),
+            consumed: 0,
             truncated: None,
             done: false,
             file: None,
@@ -343,6 +347,7 @@ impl CaptureReader {
     /// Reads whatever is left of the file so that `content_hash` covers all of it, even after a truncation or a
     /// decompression error. It reads the raw stream: bytes a decompressor buffered are already hashed.
     pub fn drain(&mut self) {
+        self.consume_borrowed();
         let mut sink = vec![0u8; 64 << 10];
         if self.plain.is_some() {
             // The decompressed rest first, through the hash of the content; it stops at an error.
@@ -363,6 +368,11 @@ impl CaptureReader {
                 Err(_) => break,
             }
         }
+    }
+
+    /// Moves the stream past the record the last frame borrowed from its buffer.
+    fn consume_borrowed(&mut self) {
+        self.src.consume(std::mem::take(&mut self.consumed));
     }
 
     fn stop(&mut self, offset: u64, reason: impl Into<String>) {
@@ -421,6 +431,7 @@ impl CaptureReader {
 
     /// The next frame, or `None` at the end (clean or truncated: see `truncation`).
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        self.consume_borrowed();
         if self.done {
             return None;
         }

@@ -4,6 +4,33 @@ use super::{CaptureReader, Frame, Timestamp, MAX_RECORD};
 
 impl CaptureReader {
     pub(super) fn next_pcap(&mut self) -> Option<Frame<'_>> {
+        // Nearly every record is whole in the buffered reader's buffer: the frame borrows it there, and the
+        // reader moves past it before the next frame. Copying each record out (header, then data, each read into a
+        // zeroed buffer) was a twentieth of a SYN scan's reading thread.
+        if let Some(h) = self.src.buffer().get(..16) {
+            let h: [u8; 16] = h.try_into().unwrap_or_default();
+            let caplen = self.u32_at(&h, 8);
+            let end = 16 + caplen as usize;
+            if caplen <= MAX_RECORD && self.src.buffer().len() >= end {
+                let (ts_sec, ts_frac) = (self.u32_at(&h, 0), self.u32_at(&h, 4));
+                let origlen = self.u32_at(&h, 12);
+                let offset = self.pos;
+                self.pos += end as u64;
+                self.frames += 1;
+                self.consumed = end;
+                let iface = &self.interfaces[0];
+                return Some(Frame {
+                    number: self.frames,
+                    ts: Timestamp::new(i64::from(ts_sec), u64::from(ts_frac), iface.tsresol),
+                    caplen,
+                    origlen,
+                    iface: 0,
+                    linktype: iface.linktype,
+                    offset,
+                    data: &self.src.buffer()[16..end],
+                });
+            }
+        }
         if !self.fill(0, 16, "record header") {
             return None;
         }
