@@ -493,6 +493,127 @@ mod tests {
         f
     }
 
+    /// Records of 0 to 3,000 bytes, 3.5 MB of them: records whole in the reader's buffer are handed out from
+    /// there, the others (across the buffer's end, every 1 MiB) are copied; both must be the file's records.
+    fn sizes() -> Vec<usize> {
+        let mut x: u64 = 7;
+        let mut total = 0;
+        let mut out = Vec::new();
+        while total < 3_500_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let n = (x >> 33) as usize % 3001;
+            total += n + 32;
+            out.push(n);
+        }
+        out
+    }
+
+    fn payload(i: usize, n: usize) -> Vec<u8> {
+        (0..n).map(|j| (i * 31 + j) as u8).collect()
+    }
+
+    /// The frames as the reader gives them: (offset, ts sec, ts frac, caplen, origlen, data).
+    fn read_frames(bytes: Vec<u8>) -> Vec<(u64, i64, u64, u32, u32, Vec<u8>)> {
+        let mut r = CaptureReader::from_reader(Box::new(std::io::Cursor::new(bytes))).unwrap();
+        let mut got = Vec::new();
+        while let Some(f) = r.next_frame() {
+            got.push((
+                f.offset,
+                f.ts.sec,
+                f.ts.frac,
+                f.caplen,
+                f.origlen,
+                f.data.to_vec(),
+            ));
+        }
+        assert!(r.truncation().is_none());
+        got
+    }
+
+    /// pcap-parser, an independent reader, gives the same records as ours, across the buffer's ends.
+    #[test]
+    fn a_pcap_larger_than_the_buffer_reads_as_pcap_parser_reads_it() {
+        let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&65535u32.to_le_bytes());
+        f.extend_from_slice(&1u32.to_le_bytes());
+        for (i, &n) in sizes().iter().enumerate() {
+            f.extend_from_slice(&(1_700_000_000 + i as u32).to_le_bytes());
+            f.extend_from_slice(&(i as u32 % 1_000_000).to_le_bytes());
+            f.extend_from_slice(&(n as u32).to_le_bytes());
+            f.extend_from_slice(&(n as u32 + 4).to_le_bytes());
+            f.extend(payload(i, n));
+        }
+        let (_, oracle) = pcap_parser::parse_pcap(&f).unwrap();
+        let mut offset = 24;
+        let want: Vec<_> = oracle
+            .blocks
+            .iter()
+            .map(|b| {
+                let at = offset;
+                offset += 16 + u64::from(b.caplen);
+                let data = b.data.to_vec();
+                (
+                    at,
+                    i64::from(b.ts_sec),
+                    u64::from(b.ts_usec),
+                    b.caplen,
+                    b.origlen,
+                    data,
+                )
+            })
+            .collect();
+        assert_eq!(want.len(), sizes().len());
+        assert_eq!(read_frames(f), want);
+    }
+
+    /// The same for pcapng, with blocks that carry no frame between the packets.
+    #[test]
+    fn a_pcapng_larger_than_the_buffer_reads_as_pcap_parser_reads_it() {
+        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut f = block(PCAPNG_SHB, &shb);
+        f.extend(block(1, &[1, 0, 0, 0, 0, 0, 0, 0]));
+        // Where each packet block starts, as written.
+        let mut offsets = Vec::new();
+        for (i, &n) in sizes().iter().enumerate() {
+            if i % 97 == 0 {
+                // A block type for local use: no frame, skipped.
+                f.extend(block(0x8000_0abc, &payload(i, n % 64)));
+            }
+            let ticks = 1_700_000_000_000_000 + i as u64 * 1_001;
+            let mut epb = 0u32.to_le_bytes().to_vec();
+            epb.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
+            epb.extend_from_slice(&(ticks as u32).to_le_bytes());
+            epb.extend_from_slice(&(n as u32).to_le_bytes());
+            epb.extend_from_slice(&(n as u32 + 4).to_le_bytes());
+            epb.extend(payload(i, n));
+            offsets.push(f.len() as u64);
+            f.extend(block(6, &epb));
+        }
+        let (_, section) = pcap_parser::parse_section(&f).unwrap();
+        let want: Vec<_> = section
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                pcap_parser::Block::EnhancedPacket(e) => Some(e),
+                _ => None,
+            })
+            .zip(offsets)
+            .map(|(e, at)| {
+                let ticks = (u64::from(e.ts_high) << 32) | u64::from(e.ts_low);
+                let data = e.data[..e.caplen as usize].to_vec();
+                let (sec, frac) = ((ticks / 1_000_000) as i64, ticks % 1_000_000);
+                (at, sec, frac, e.caplen, e.origlen, data)
+            })
+            .collect();
+        assert_eq!(want.len(), sizes().len());
+        assert_eq!(read_frames(f), want);
+    }
+
     #[test]
     fn pcapng_tsresol_and_tsoffset_make_the_timestamp() {
         let mut r =

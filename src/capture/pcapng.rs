@@ -5,6 +5,23 @@ use super::{CaptureReader, Frame, Interface, Timestamp, MAX_RECORD, PCAPNG_SHB};
 
 impl CaptureReader {
     pub(super) fn next_pcapng(&mut self) -> Option<Frame<'_>> {
+        // As for pcap: an enhanced packet block whole in the buffered reader's buffer is handed out from there.
+        if let Some(b) = self.buffered_epb() {
+            let offset = self.pos;
+            self.pos += u64::from(b.blen);
+            self.frames += 1;
+            self.consumed = b.blen as usize;
+            return Some(Frame {
+                number: self.frames,
+                ts: b.ts,
+                caplen: b.caplen,
+                origlen: b.origlen,
+                iface: b.iface as u32,
+                linktype: self.interfaces[b.iface].linktype,
+                offset,
+                data: &self.src.buffer()[28..28 + b.caplen as usize],
+            });
+        }
         loop {
             // The first block's type was consumed as the magic; it is already in buf.
             let have = if self.pos == 0 && self.buf.len() == 4 {
@@ -156,6 +173,36 @@ impl CaptureReader {
         }
     }
 
+    /// The next block, when it is an enhanced packet block that is whole and sound in the buffered reader's
+    /// buffer. Anything else (another block, one cut by the buffer's end, any damage) is `None`, and goes the
+    /// ordinary way, which also reports the damage.
+    fn buffered_epb(&self) -> Option<BufferedEpb> {
+        let b = self.src.buffer();
+        if self.pos == 0 || b.len() < 32 || self.u32_at(b, 0) != 6 {
+            return None;
+        }
+        let blen = self.u32_at(b, 4);
+        if blen < 32 || !blen.is_multiple_of(4) || blen > MAX_RECORD || b.len() < blen as usize {
+            return None;
+        }
+        let caplen = self.u32_at(b, 20);
+        if self.u32_at(b, blen as usize - 4) != blen || caplen as usize > blen as usize - 32 {
+            return None;
+        }
+        let iface = self.section_base + self.u32_at(b, 8) as usize;
+        let ifc = self.interfaces.get(iface)?;
+        let ticks = (u64::from(self.u32_at(b, 12)) << 32) | u64::from(self.u32_at(b, 16));
+        let mut ts = ticks_to_ts(ticks, ifc.tsresol);
+        ts.sec = ts.sec.saturating_add(ifc.tsoffset);
+        Some(BufferedEpb {
+            blen,
+            caplen,
+            origlen: self.u32_at(b, 24),
+            iface,
+            ts,
+        })
+    }
+
     /// Reads `if_tsresol` (6, µs, when absent) and `if_tsoffset` (0 when absent) from the options in
     /// `buf[start..end]`.
     fn if_time_options(&self, start: usize, end: usize) -> (u8, i64) {
@@ -184,6 +231,15 @@ impl CaptureReader {
         }
         (tsresol, tsoffset)
     }
+}
+
+/// What `buffered_epb` read of a packet block.
+struct BufferedEpb {
+    blen: u32,
+    caplen: u32,
+    origlen: u32,
+    iface: usize,
+    ts: Timestamp,
 }
 
 /// Turns pcapng ticks into the exact decimal timestamp.
