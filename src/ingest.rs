@@ -15,7 +15,7 @@ use crate::decode::decode;
 use crate::store::{self, CaptureEnd, CaptureSource, Db, FrameRow, Outcome, Superseded, TcpRow};
 use crate::trace::buckets::{BucketRow, Buckets};
 use crate::trace::endpoints::{EndpointRow, Endpoints};
-use crate::trace::{Finished, FlowRecord, Tracer};
+use crate::trace::{FlowRecord, Tracer};
 
 /// Frames per message to the writer: large enough to amortise channel costs, small enough to stay in cache.
 const BATCH: usize = 4096;
@@ -582,6 +582,13 @@ impl Pending {
     }
 }
 
+/// Counts a flow record's frames in the endpoint tally: those an earlier row of the flow did not count (the row
+/// stored when it was parked), so that each frame counts once however often the flow is parked and comes back.
+fn count_endpoints(endpoints: &mut Endpoints, r: &FlowRecord) {
+    let (packets, bytes) = (r.packets - r.counted.0, r.bytes - r.counted.1);
+    endpoints.observe_flow_addrs(&r.src_addr, &r.dst_addr, packets, bytes);
+}
+
 /// A flow record's Community ID from the connection tracker, when connections are tracked (else the tracer made
 /// it). The text of an address parses back to it (IPv4-mapped IPv6 included).
 fn set_community_id(connections: Option<&Connections>, r: &mut FlowRecord) {
@@ -692,12 +699,10 @@ fn read_capture(
             let (flow_no, prev_frame) =
                 tracer.observe_linked(f.number, &f.ts, f.origlen, &t, &mut |mut r| {
                     if r.provisional {
-                        // A parked flow's row (other keys than this frame's): its Community ID now, and its
-                        // endpoints once it is final (here when it closes, or at the end).
+                        // A parked flow's row (other keys than this frame's): its Community ID now.
                         set_community_id(connections.as_ref(), &mut r);
-                    } else {
-                        endpoints.observe_flow(r.src(), r.dst(), r.packets, r.bytes);
                     }
+                    count_endpoints(&mut endpoints, &r);
                     pending.flows.push(r)
                 });
             if prev_frame.is_none() {
@@ -775,31 +780,15 @@ fn read_capture(
     tracer.recycle_texts(&mut pending.texts);
     let mut open = Vec::with_capacity(BATCH);
     let mut hung_up = false;
-    let finished = tracer.finish_with(&mut |f| {
-        // A flow still parked was stored when it was parked: only its endpoints are left to count.
-        let row = match f {
-            Finished::Row(mut r) => {
-                set_community_id(connections.as_ref(), &mut r);
-                endpoints.observe_flow(r.src(), r.dst(), r.packets, r.bytes);
-                Some(r)
-            }
-            Finished::Stored {
-                key,
-                packets,
-                bytes,
-            } => {
-                endpoints.observe_flow_addrs(&key.0, &key.2, packets, bytes);
-                None
-            }
-        };
-        // A scan's flows all end here, open: without this hand-on the tally of their addresses grew by 60 MB at
-        // the end of a capture that left 2.5M flows open (issue 17).
+    // A flow still parked is not read back: its row was stored, and its endpoints counted, when it was parked.
+    let finished = tracer.finish(&mut |mut r| {
+        set_community_id(connections.as_ref(), &mut r);
+        count_endpoints(&mut endpoints, &r);
+        // A capture of many open flows (PostgreSQL: parked ones too) ends here: without this hand-on the tally
+        // of their addresses grew by 60 MB at the end of a capture that left 2.5M flows open (issue 17).
         if endpoints.is_full() && !hung_up {
             hung_up = tx.send(Msg::Endpoints(endpoints.take())).is_err();
         }
-        let Some(r) = row else {
-            return;
-        };
         open.push(r);
         if open.len() >= BATCH && !hung_up {
             let batch = Msg::Batch {

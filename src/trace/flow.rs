@@ -24,6 +24,10 @@ pub struct FlowRecord {
     label_at: usize,
     /// Where the Community ID starts.
     cid_at: usize,
+    /// The key's source address ([`FlowRecord::src`] is its text).
+    pub src_addr: IpAddr,
+    /// The key's destination address.
+    pub dst_addr: IpAddr,
     /// Source port.
     pub sport: u16,
     /// Destination port.
@@ -56,6 +60,9 @@ pub struct FlowRecord {
     pub provisional: bool,
     /// An earlier row of this flow was handed over (when it was parked): this one takes its place.
     pub replaces: bool,
+    /// The frames and bytes of this flow that the earlier row had (0 without one): tallies that count each frame
+    /// once (the endpoints) count the rest, so that a flow still parked at the end needs no reading back.
+    pub counted: (u64, u64),
     /// The label is the one the `flows` view derives from the row ([`super::label::view_label_time`]), so the
     /// SQLite row stores it as '' (schema 9). Found here, on the reader's thread, not by the writer.
     pub label_derived: bool,
@@ -112,6 +119,8 @@ pub(super) struct OpenFlow {
     pub(super) flags: u16,
     /// A row of this flow was handed over when it was parked ([`FlowRecord::provisional`]).
     pub(super) stored: bool,
+    /// The frames and bytes that row had ([`FlowRecord::counted`]).
+    pub(super) counted: (u64, u64),
 }
 
 impl OpenFlow {
@@ -161,6 +170,8 @@ impl OpenFlow {
             dst_at,
             label_at,
             cid_at,
+            src_addr: src,
+            dst_addr: dst,
             sport,
             dport,
             first_frame: self.first_frame,
@@ -176,6 +187,7 @@ impl OpenFlow {
             dst_key,
             provisional: false,
             replaces: self.stored,
+            counted: self.counted,
             label_derived,
         }
     }
@@ -197,6 +209,7 @@ mod tests {
             last_ns: first_ts.as_ns(),
             flags: 2,
             stored: false,
+            counted: (0, 0),
         }
     }
 

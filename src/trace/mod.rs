@@ -64,22 +64,6 @@ pub struct Tracer {
 /// Most text buffers the tracer keeps for reuse (about 2 MB).
 const MAX_SPARE_TEXTS: usize = 16_384;
 
-/// What `Tracer::finish_with` hands over at the end of a capture.
-pub enum Finished {
-    /// The record of a flow still open.
-    Row(FlowRecord),
-    /// A flow still parked, whose row was handed over when it was parked and has not changed since: its key and
-    /// counters, for tallies that count each flow once (the endpoints).
-    Stored {
-        /// The flow's key.
-        key: FlowKey,
-        /// Its frames.
-        packets: u64,
-        /// Its frames' original lengths, summed.
-        bytes: u64,
-    },
-}
-
 impl Default for Tracer {
     fn default() -> Tracer {
         Tracer::with_max_open(DEFAULT_MAX_OPEN)
@@ -186,7 +170,11 @@ impl Tracer {
                     None => None,
                 };
                 let parked = parked.map(|mut f| {
-                    f.stored |= self.parked_rows;
+                    if self.parked_rows {
+                        // Its row, stored when it was parked, had everything it has now.
+                        f.stored = true;
+                        f.counted = (f.packets, f.bytes);
+                    }
                     f
                 });
                 v.insert(parked.unwrap_or_else(|| {
@@ -202,6 +190,7 @@ impl Tracer {
                         last_ns: ns,
                         flags: 0,
                         stored: false,
+                        counted: (0, 0),
                     }
                 }))
             }
@@ -267,17 +256,12 @@ impl Tracer {
 
     /// Hands the flows still open at the end to `emit`, in creation order (memory and parked ones merged).
     /// Records are built one at a time. Fails if parking failed at any point: the index would not be exact.
-    pub fn finish(self, emit: &mut impl FnMut(FlowRecord)) -> Result<(), SpillError> {
-        self.finish_with(&mut |f| match f {
-            Finished::Row(r) => emit(r),
-            // Only with `with_parked_rows`, whose callers use `finish_with`.
-            Finished::Stored { .. } => {}
-        })
-    }
-
-    /// As `finish`; with `with_parked_rows`, a parked flow whose row was handed over when it was parked, and
-    /// that has not changed since, comes out as [`Finished::Stored`] instead of a record.
-    pub fn finish_with(mut self, emit: &mut impl FnMut(Finished)) -> Result<(), SpillError> {
+    ///
+    /// With `with_parked_rows`, a flow still parked had its row handed over when it was parked, with everything
+    /// it has now (its endpoints counted then too, [`FlowRecord::counted`]): it is not read back at all. Reading a
+    /// scan's parked flows back only to count their endpoints was the last tenth of its reading, with the writer
+    /// waiting.
+    pub fn finish(mut self, emit: &mut impl FnMut(FlowRecord)) -> Result<(), SpillError> {
         if let Some(e) = self.spill_error.take() {
             return Err(e);
         }
@@ -287,30 +271,20 @@ impl Tracer {
             std::mem::take(&mut self.open).into_iter().collect();
         rest.sort_unstable_by_key(|(_, f)| f.flow_no);
         let mut rest = rest.into_iter().peekable();
-        let parked_rows = self.parked_rows;
         let texts = &mut self.texts;
-        if let Some(spill) = self.spill.take() {
+        if let Some(spill) = self.spill.take().filter(|_| !self.parked_rows) {
             spill.drain(&mut |key, flow| {
                 while let Some((k, f)) = rest.next_if(|(_, f)| f.flow_no < flow.flow_no) {
                     let text = texts.pop().unwrap_or_default();
-                    emit(Finished::Row(f.record_in(&k, None, seed, text)));
+                    emit(f.record_in(&k, None, seed, text));
                 }
-                // Whatever is in the spill was stored as it was parked, and has not been seen since.
-                if parked_rows {
-                    emit(Finished::Stored {
-                        key,
-                        packets: flow.packets,
-                        bytes: flow.bytes,
-                    });
-                } else {
-                    let text = texts.pop().unwrap_or_default();
-                    emit(Finished::Row(flow.record_in(&key, None, seed, text)));
-                }
+                let text = texts.pop().unwrap_or_default();
+                emit(flow.record_in(&key, None, seed, text));
             })?;
         }
         for (k, f) in rest {
             let text = texts.pop().unwrap_or_default();
-            emit(Finished::Row(f.record_in(&k, None, seed, text)));
+            emit(f.record_in(&k, None, seed, text));
         }
         Ok(())
     }
@@ -403,76 +377,52 @@ mod tests {
             let got = index_parked(&frames, max_open, park_memory);
             proptest::prop_assert_eq!(&got, &want);
             // With parked flows' rows written as they are parked, the rows at the end are those of a tracer
-            // that never parks, and each flow is made final exactly once.
+            // that never parks, and the records count each frame of a flow once (the endpoint tally).
             let mut want_rows = want.1;
             want_rows.sort_by_key(|r| r.flow_no);
-            let (got_rows, finals) = stored_rows(&frames, max_open, park_memory);
+            let (got_rows, counted) = stored_rows(&frames, max_open, park_memory);
+            let want_counted: std::collections::BTreeMap<u32, (u64, u64)> =
+                want_rows.iter().map(|r| (r.flow_no, (r.packets, r.bytes))).collect();
             proptest::prop_assert_eq!(&got_rows, &want_rows);
-            proptest::prop_assert!(
-                finals.len() == want_rows.len() && finals.values().all(|&n| n == 1),
-                "{:?}",
-                finals
-            );
+            proptest::prop_assert_eq!(counted, want_counted);
         }
     }
 
     /// Traces `frames` with `with_parked_rows` and applies what comes out as the SQLite writer does: a record
     /// that replaces needs an earlier row of its flow, any other needs none. Returns the rows left at the end
-    /// (flow_no order, marks cleared) and how often each flow was made final (a record that is not
-    /// provisional, or a `Finished::Stored`): the endpoint tally counts a flow at that moment.
+    /// (flow_no order, marks cleared) and, per flow, the frames and bytes its records count as new (what the
+    /// endpoint tally adds up: `packets - counted`).
     fn stored_rows(
         frames: &[Tcp],
         max_open: usize,
         park_memory: usize,
-    ) -> (Vec<FlowRecord>, std::collections::BTreeMap<u32, usize>) {
+    ) -> (Vec<FlowRecord>, std::collections::BTreeMap<u32, (u64, u64)>) {
         use std::collections::BTreeMap;
         let mut t = Tracer::with_max_open(max_open)
             .with_park_memory(park_memory)
             .with_parked_rows();
         let mut rows: BTreeMap<u32, FlowRecord> = BTreeMap::new();
-        let mut finals: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut counted: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
         let mut apply = |r: FlowRecord, rows: &mut BTreeMap<u32, FlowRecord>| {
             assert_eq!(rows.contains_key(&r.flow_no), r.replaces, "{r:?}");
-            if !r.provisional {
-                *finals.entry(r.flow_no).or_default() += 1;
-            }
+            let c = counted.entry(r.flow_no).or_default();
+            c.0 += r.packets - r.counted.0;
+            c.1 += r.bytes - r.counted.1;
             rows.insert(r.flow_no, r);
         };
         for (i, f) in frames.iter().enumerate() {
             let ts = Timestamp::new(100 + i as i64, 0, 6);
             t.observe_linked(i as u64 + 1, &ts, 60, f, &mut |r| apply(r, &mut rows));
         }
-        let mut stored = Vec::new();
-        t.finish_with(&mut |f| match f {
-            Finished::Row(r) => apply(r, &mut rows),
-            Finished::Stored {
-                key,
-                packets,
-                bytes,
-            } => stored.push((key, packets, bytes)),
-        })
-        .unwrap();
-        for ((src, sport, dst, dport), packets, bytes) in stored {
-            let (src, dst) = (label::addr_text(&src), label::addr_text(&dst));
-            let r = rows
-                .values()
-                .find(|r| {
-                    r.closed_frame.is_none()
-                        && (r.src(), r.sport, r.dst(), r.dport)
-                            == (src.as_str(), sport, dst.as_str(), dport)
-                })
-                .expect("a stored flow has its row");
-            assert_eq!((r.packets, r.bytes), (packets, bytes));
-            *finals.entry(r.flow_no).or_default() += 1;
-        }
+        t.finish(&mut |r| apply(r, &mut rows)).unwrap();
         let rows = rows
             .into_values()
             .map(|mut r| {
-                (r.provisional, r.replaces) = (false, false);
+                (r.provisional, r.replaces, r.counted) = (false, false, (0, 0));
                 r
             })
             .collect();
-        (rows, finals)
+        (rows, counted)
     }
 
     const A: [u8; 4] = [10, 0, 0, 1];

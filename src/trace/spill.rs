@@ -450,7 +450,9 @@ fn decode_body(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
         payload_bytes,
         last_ns,
         flags,
+        // The tracer marks a flow taken back (it knows whether its row was stored when it was parked).
         stored: false,
+        counted: (0, 0),
     };
     (pos == len).then_some((key, flow, len))
 }
@@ -552,6 +554,7 @@ mod tests {
             last_ns: -3,
             flags: 2,
             stored: false,
+            counted: (0, 0),
         }
     }
 
@@ -623,6 +626,7 @@ mod tests {
             last_ns: version as i64 * 1_000_000_007 - 5,
             flags: (no % 64) as u16,
             stored: false,
+            counted: (0, 0),
         }
     }
 
