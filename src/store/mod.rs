@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+mod bulk;
 mod open;
 pub mod pg;
 mod prefetch;

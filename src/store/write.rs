@@ -4,6 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 
+use super::bulk::{BulkInsert, Row};
 use super::StoreError;
 use crate::capture::{Interface, Truncation};
 use crate::conn::ConnRecord;
@@ -212,138 +213,78 @@ pub fn forget(db: &super::Db, ids: &[i64]) -> Result<Forgotten, StoreError> {
     Ok(done)
 }
 
-/// Rows per multi-row INSERT: one statement per 64 rows cuts SQLite's per-statement cost (step, reset, VDBE
-/// setup), which dominated the writer's profile with one row per statement.
-const ROWS_PER_INSERT: usize = 64;
-
 /// Frames at least this large (with --embed) are written through the incremental blob API rather than bound.
 const BLOB_IN_PLACE: usize = 64 << 10;
 
-/// Inserts rows into one table with multi-row statements (and a one-row statement for the remainder).
-struct BulkInsert<'c> {
-    many: rusqlite::Statement<'c>,
-    one: rusqlite::Statement<'c>,
-    cols: usize,
-}
-
-impl<'c> BulkInsert<'c> {
-    /// `target` is `table (col, ...)` with `cols` columns.
-    fn new(conn: &'c Connection, target: &str, cols: usize) -> rusqlite::Result<Self> {
-        let sql = |rows: usize| {
-            let row = format!("({})", vec!["?"; cols].join(","));
-            // OR FAIL: a failing row stops the statement without undoing its earlier rows, so SQLite needs no
-            // statement journal (about 10% of ingest CPU); any error rolls back the whole capture anyway.
-            format!(
-                "INSERT OR FAIL INTO {target} VALUES {}",
-                vec![row; rows].join(",")
-            )
-        };
-        Ok(BulkInsert {
-            many: conn.prepare(&sql(ROWS_PER_INSERT))?,
-            one: conn.prepare(&sql(1))?,
-            cols,
-        })
-    }
-
-    /// Inserts `rows`; `bind(statement, first parameter index - 1, row)` binds one row's columns.
-    fn insert<T>(
-        &mut self,
-        rows: &[T],
-        bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
-    ) -> rusqlite::Result<()> {
-        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-        for chunk in &mut chunks {
-            for (i, r) in chunk.iter().enumerate() {
-                bind(&mut self.many, i * self.cols, r)?;
-            }
-            self.many.raw_execute()?;
-        }
-        for r in chunks.remainder() {
-            bind(&mut self.one, 0, r)?;
-            self.one.raw_execute()?;
-        }
-        Ok(())
-    }
-}
-
-fn bind_frame(
-    st: &mut rusqlite::Statement<'_>,
-    base: usize,
-    capture_id: i64,
-    f: &FrameRow,
-) -> rusqlite::Result<()> {
+fn bind_frame<'r>(p: &mut Row<'_, 'r>, f: &'r FrameRow) -> rusqlite::Result<()> {
     let t = f.tcp.as_ref();
-    st.raw_bind_parameter(base + 1, capture_id)?;
-    st.raw_bind_parameter(base + 2, f.number as i64)?;
-    st.raw_bind_parameter(base + 3, f.ts_ns)?;
-    st.raw_bind_parameter(base + 4, f.caplen)?;
-    st.raw_bind_parameter(base + 5, f.origlen)?;
-    st.raw_bind_parameter(base + 6, f.iface)?;
-    st.raw_bind_parameter(base + 7, f.offset as i64)?;
-    st.raw_bind_parameter(base + 8, t.map(|t| t.flow_no))?;
-    st.raw_bind_parameter(base + 9, t.map(|t| t.flags))?;
-    st.raw_bind_parameter(base + 10, t.map(|t| t.seq))?;
-    st.raw_bind_parameter(base + 11, t.map(|t| t.ack))?;
-    st.raw_bind_parameter(base + 12, t.and_then(|t| t.win))?;
-    st.raw_bind_parameter(base + 13, t.map(|t| t.payload_len))?;
-    st.raw_bind_parameter(base + 14, t.and_then(|t| t.prev_frame).map(|n| n as i64))?;
-    st.raw_bind_parameter(base + 15, t.and_then(|t| t.conn_no))
+    p.int(f.number as i64)?;
+    p.int(f.ts_ns)?;
+    p.int(f.caplen)?;
+    p.int(f.origlen)?;
+    p.int(f.iface)?;
+    p.int(f.offset as i64)?;
+    p.opt(t.map(|t| t.flow_no))?;
+    p.opt(t.map(|t| t.flags))?;
+    p.opt(t.map(|t| t.seq))?;
+    p.opt(t.map(|t| t.ack))?;
+    p.opt(t.and_then(|t| t.win))?;
+    p.opt(t.map(|t| t.payload_len))?;
+    p.opt(t.and_then(|t| t.prev_frame).map(|n| n as i64))?;
+    p.opt(t.and_then(|t| t.conn_no))
 }
 
-fn bind_flow(
-    st: &mut rusqlite::Statement<'_>,
-    base: usize,
-    capture_id: i64,
-    fl: &FlowRecord,
-) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(base + 1, capture_id)?;
-    st.raw_bind_parameter(base + 2, fl.flow_no)?;
+fn bind_flow<'r>(p: &mut Row<'_, 'r>, fl: &'r FlowRecord) -> rusqlite::Result<()> {
+    p.int(fl.flow_no)?;
     // '' when the `flows` view gives the label back from the row (migrations/0009): 52 of a scan's 218 bytes.
-    st.raw_bind_parameter(base + 3, if fl.label_derived { "" } else { fl.label() })?;
-    st.raw_bind_parameter(base + 4, fl.src())?;
-    st.raw_bind_parameter(base + 5, fl.sport)?;
-    st.raw_bind_parameter(base + 6, fl.dst())?;
-    st.raw_bind_parameter(base + 7, fl.dport)?;
-    st.raw_bind_parameter(base + 8, fl.first_frame as i64)?;
-    st.raw_bind_parameter(base + 9, fl.last_frame as i64)?;
-    st.raw_bind_parameter(base + 10, fl.closed_frame.map(|n| n as i64))?;
-    st.raw_bind_parameter(base + 11, fl.packets as i64)?;
-    st.raw_bind_parameter(base + 12, fl.bytes as i64)?;
-    st.raw_bind_parameter(base + 13, fl.payload_bytes as i64)?;
-    st.raw_bind_parameter(base + 14, fl.first_ns)?;
-    st.raw_bind_parameter(base + 15, fl.last_ns)?;
-    st.raw_bind_parameter(base + 16, fl.flags)?;
-    st.raw_bind_parameter(base + 17, &fl.src_key[..])?;
-    st.raw_bind_parameter(base + 18, &fl.dst_key[..])?;
-    st.raw_bind_parameter(base + 19, fl.community_id())
+    p.text(if fl.label_derived { "" } else { fl.label() })?;
+    p.text(fl.src())?;
+    p.int(fl.sport)?;
+    p.text(fl.dst())?;
+    p.int(fl.dport)?;
+    p.int(fl.first_frame as i64)?;
+    p.int(fl.last_frame as i64)?;
+    p.opt(fl.closed_frame.map(|n| n as i64))?;
+    p.int(fl.packets as i64)?;
+    p.int(fl.bytes as i64)?;
+    p.int(fl.payload_bytes as i64)?;
+    p.int(fl.first_ns)?;
+    p.int(fl.last_ns)?;
+    p.int(fl.flags)?;
+    p.blob(&fl.src_key)?;
+    p.blob(&fl.dst_key)?;
+    p.text(fl.community_id())
 }
 
-fn bind_conn(
-    st: &mut rusqlite::Statement<'_>,
-    base: usize,
-    capture_id: i64,
-    c: &ConnRecord,
-) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(base + 1, capture_id)?;
-    st.raw_bind_parameter(base + 2, c.conn_no)?;
-    st.raw_bind_parameter(base + 3, c.community_id.as_str())?;
-    st.raw_bind_parameter(base + 4, c.orig_h.as_str())?;
-    st.raw_bind_parameter(base + 5, c.orig_p)?;
-    st.raw_bind_parameter(base + 6, c.resp_h.as_str())?;
-    st.raw_bind_parameter(base + 7, c.resp_p)?;
-    st.raw_bind_parameter(base + 8, c.first_frame as i64)?;
-    st.raw_bind_parameter(base + 9, c.last_frame as i64)?;
-    st.raw_bind_parameter(base + 10, c.first_ns)?;
-    st.raw_bind_parameter(base + 11, c.last_ns)?;
-    st.raw_bind_parameter(base + 12, c.orig_pkts as i64)?;
-    st.raw_bind_parameter(base + 13, c.orig_frame_bytes as i64)?;
-    st.raw_bind_parameter(base + 14, c.orig_bytes as i64)?;
-    st.raw_bind_parameter(base + 15, c.resp_pkts as i64)?;
-    st.raw_bind_parameter(base + 16, c.resp_frame_bytes as i64)?;
-    st.raw_bind_parameter(base + 17, c.resp_bytes as i64)?;
-    st.raw_bind_parameter(base + 18, c.conn_state)?;
-    st.raw_bind_parameter(base + 19, c.history.as_str())?;
-    st.raw_bind_parameter(base + 20, c.flows.as_str())
+fn bind_conn<'r>(p: &mut Row<'_, 'r>, c: &'r ConnRecord) -> rusqlite::Result<()> {
+    p.int(c.conn_no)?;
+    p.text(&c.community_id)?;
+    p.text(&c.orig_h)?;
+    p.int(c.orig_p)?;
+    p.text(&c.resp_h)?;
+    p.int(c.resp_p)?;
+    p.int(c.first_frame as i64)?;
+    p.int(c.last_frame as i64)?;
+    p.int(c.first_ns)?;
+    p.int(c.last_ns)?;
+    p.int(c.orig_pkts as i64)?;
+    p.int(c.orig_frame_bytes as i64)?;
+    p.int(c.orig_bytes as i64)?;
+    p.int(c.resp_pkts as i64)?;
+    p.int(c.resp_frame_bytes as i64)?;
+    p.int(c.resp_bytes as i64)?;
+    p.text(c.conn_state)?;
+    p.text(&c.history)?;
+    p.text(&c.flows)
+}
+
+/// One row's VALUES: the capture's id (ours, an integer: not a value a user gave), then `n` parameters. The id
+/// is the same in every row, and a bound one cost a bind per row.
+fn values(id: i64, n: usize) -> String {
+    std::iter::once(id.to_string())
+        .chain(std::iter::repeat_n("?".to_string(), n))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Writes one capture in one transaction: it is wholly in the database or absent. `begin` opens the
@@ -393,26 +334,26 @@ impl<'c> CaptureWriter<'c> {
                     conn,
                     "frames (capture_id, number, ts_ns, caplen, origlen, iface, file_offset, flow_no, tcp_flags, seq,
                              ack, win, payload_len, prev_in_flow, conn_no)",
-                    15,
+                    &values(id, 14),
                 )?,
                 flows_ins: BulkInsert::new(
                     conn,
                     "flow_rows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame,
                             closed_frame, packets, bytes, payload_bytes, first_ns, last_ns, flags, src_key, dst_key,
                             community_id)",
-                    19,
+                    &values(id, 18),
                 )?,
                 conns_ins: BulkInsert::new(
                     conn,
                     "connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
                                   last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
                                   resp_frame_bytes, resp_bytes, conn_state, history, flows)",
-                    20,
+                    &values(id, 19),
                 )?,
                 endpoints_ins: BulkInsert::new(
                     conn,
                     "endpoint_protocols (capture_id, address, protocol, frames, bytes)",
-                    5,
+                    &values(id, 4),
                 )?,
                 endpoint_parts: 0,
                 ins_data: conn
@@ -443,9 +384,8 @@ impl<'c> CaptureWriter<'c> {
 
     /// Writes connections (those a reused key replaced, and at the end the rest).
     pub fn add_connections(&mut self, conns: &[ConnRecord]) -> Result<(), StoreError> {
-        let id = self.id;
         self.conns_ins
-            .insert(conns, |st, base, c| bind_conn(st, base, id, c))
+            .insert(conns, bind_conn)
             .map_err(StoreError::on(self.conn))
     }
 
@@ -457,12 +397,11 @@ impl<'c> CaptureWriter<'c> {
             // One row per statement cost the writer about 2 us a row: 0.4 s for a capture of 170k addresses.
             return self
                 .endpoints_ins
-                .insert(rows, |st, base, r| {
-                    st.raw_bind_parameter(base + 1, id)?;
-                    st.raw_bind_parameter(base + 2, &r.address)?;
-                    st.raw_bind_parameter(base + 3, r.protocol)?;
-                    st.raw_bind_parameter(base + 4, r.frames as i64)?;
-                    st.raw_bind_parameter(base + 5, r.bytes as i64)
+                .insert(rows, |p, r| {
+                    p.text(&r.address)?;
+                    p.int(r.protocol)?;
+                    p.int(r.frames as i64)?;
+                    p.int(r.bytes as i64)
                 })
                 .map_err(StoreError::on(self.conn));
         }
@@ -526,7 +465,7 @@ impl<'c> CaptureWriter<'c> {
             &mut self.ins_data,
             &mut self.ins_zero,
         );
-        frames_ins.insert(frames, |st, base, f| bind_frame(st, base, id, f))?;
+        frames_ins.insert(frames, bind_frame)?;
         if embed {
             let mut at = 0usize;
             for f in frames {
@@ -552,7 +491,7 @@ impl<'c> CaptureWriter<'c> {
             }
         }
         if !flows.iter().any(|f| f.replaces) {
-            flows_ins.insert(flows, |st, base, fl| bind_flow(st, base, id, fl))?;
+            flows_ins.insert(flows, bind_flow)?;
             return Ok(());
         }
         // Flows stored when they were parked, and stored again since they came back
@@ -573,7 +512,7 @@ impl<'c> CaptureWriter<'c> {
                 keep.push(f);
             }
         }
-        flows_ins.insert(&keep, |st, base, fl| bind_flow(st, base, id, fl))?;
+        flows_ins.insert(&keep, |p, fl| bind_flow(p, fl))?;
         Ok(())
     }
 
