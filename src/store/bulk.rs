@@ -259,6 +259,9 @@ fn too_big() -> rusqlite::Error {
 mod tests {
     use super::*;
 
+    /// A row of the test table: k, tag, a, b, n.
+    type TestRow = (i64, i64, String, Vec<u8>, Option<i64>);
+
     fn table() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
@@ -304,7 +307,7 @@ mod tests {
         let mut st = c
             .prepare("SELECT k, tag, a, b, n FROM t ORDER BY k")
             .unwrap();
-        let got: Vec<(i64, i64, String, Vec<u8>, Option<i64>)> = st
+        let got: Vec<TestRow> = st
             .query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
