@@ -237,7 +237,7 @@ fn bind_frame<'r>(p: &mut Row<'_, 'r>, f: &'r FrameRow) -> rusqlite::Result<()> 
 fn bind_flow<'r>(p: &mut Row<'_, 'r>, fl: &'r FlowRecord) -> rusqlite::Result<()> {
     p.int(fl.flow_no)?;
     // '' when the `flows` view gives the label back from the row (migrations/0009): 52 of a scan's 218 bytes.
-    p.text(if fl.label_derived { "" } else { fl.label() })?;
+    p.text(fl.stored_label())?;
     p.text(fl.src())?;
     p.int(fl.sport)?;
     p.text(fl.dst())?;

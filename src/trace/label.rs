@@ -263,6 +263,12 @@ fn push_ascii(out: &mut String, bytes: &[u8]) {
 /// (fixed notation, since 1 <= x < 10^16). The float repr took a third of the reader's label work, and a SYN scan
 /// builds a label per frame. `None` for any other time, which goes through [`write_py_float_repr`].
 pub fn micros_label_time(ts: &Timestamp) -> Option<([u8; 32], usize)> {
+    view_label_time(micros_label_ns(ts)?)
+}
+
+/// The time in ns when [`micros_label_time`] writes its label's time (then the `flows` view derives the label):
+/// a time of whole microseconds from 1 s to 2^33 s.
+pub fn micros_label_ns(ts: &Timestamp) -> Option<i64> {
     if !(1..1 << 33).contains(&ts.sec) {
         return None;
     }
@@ -275,7 +281,7 @@ pub fn micros_label_time(ts: &Timestamp) -> Option<([u8; 32], usize)> {
         }
         ts.frac / unit
     };
-    view_label_time(ts.sec * 1_000_000_000 + us as i64 * 1000)
+    Some(ts.sec * 1_000_000_000 + us as i64 * 1000)
 }
 
 /// The label's time as schema 9's `flows` view derives it from `flows.first_ns` (migrations/0009): the seconds, a
