@@ -38,7 +38,7 @@ impl Endpoints {
     /// Counts one decoded frame: each IP header it holds, for its source and for its destination (a frame from
     /// an address to itself counts twice for it, as in tshark's endpoint statistics). The IP header that
     /// carries a TCP segment is left out: its flow counts it, once per flow instead of once per frame
-    /// ([`Endpoints::observe_flow`]), which was most of this tally's cost.
+    /// ([`Endpoints::observe_flow_addrs`]), which was most of this tally's cost.
     #[inline]
     pub fn observe(&mut self, frame: &[u8], decoded: &Decoded, origlen: u32) {
         let mut headers = decoded.ip_headers(frame).peekable();
@@ -50,15 +50,8 @@ impl Endpoints {
         }
     }
 
-    /// Counts the TCP frames of one flow (every flow once, when it closes or at the end of the capture).
-    pub fn observe_flow(&mut self, src: &str, dst: &str, packets: u64, bytes: u64) {
-        // The text is what the tracer wrote from the address: it parses back.
-        if let (Ok(s), Ok(d)) = (src.parse::<IpAddr>(), dst.parse::<IpAddr>()) {
-            self.observe_flow_addrs(&s, &d, packets, bytes);
-        }
-    }
-
-    /// As `observe_flow`, from the flow's key.
+    /// Counts TCP frames of one flow, from its key's addresses: each frame once, when its flow's row is stored
+    /// (when it closes, is parked, or is still open at the end; the ingest counts what an earlier row did not).
     pub fn observe_flow_addrs(&mut self, src: &IpAddr, dst: &IpAddr, packets: u64, bytes: u64) {
         self.count(src, dst, 6, packets, bytes);
     }
