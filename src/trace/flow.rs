@@ -168,9 +168,9 @@ impl OpenFlow {
     ) -> FlowRecord {
         let (src, sport, dst, dport) = *key;
         let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
-        // Two IPv4 texts, a label of about 50 bytes and a Community ID of 30: one buffer.
+        // Two IPv4 texts and a Community ID of 30 bytes (and a label, unless the view derives it): one buffer.
         text.clear();
-        text.reserve(128);
+        text.reserve(64);
         push_addr_text(&mut text, &src);
         let dst_at = text.len();
         push_addr_text(&mut text, &dst);

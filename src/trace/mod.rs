@@ -61,8 +61,8 @@ pub struct Tracer {
     texts: Vec<String>,
 }
 
-/// Most text buffers the tracer keeps for reuse (about 2 MB).
-const MAX_SPARE_TEXTS: usize = 16_384;
+/// Most text buffers the tracer keeps for reuse (about 1 MB): a parking round's records.
+const MAX_SPARE_TEXTS: usize = 8_192;
 
 impl Default for Tracer {
     fn default() -> Tracer {
