@@ -503,10 +503,7 @@ fn write_capture(
                 frames.clear();
                 let texts = flows.into_iter().map(FlowRecord::into_text).collect();
                 // Full: the readers have enough spares, and these are freed here.
-                let _ = spare.try_send(Empties {
-                    frames,
-                    texts,
-                });
+                let _ = spare.try_send(Empties { frames, texts });
             }
             Ok(Msg::Endpoints(rows)) => w.add_endpoints(&rows)?,
             Ok(Msg::Buckets(rows)) => w.add_buckets(&rows)?,
@@ -561,6 +558,7 @@ impl Pending {
         self.flows.sort_by_key(|f| f.flow_no);
         self.conns.sort_unstable_by_key(|c| c.conn_no);
         let held = out.budget.acquire(out.capture, self.data.len());
+        let flows_now = self.flows.len();
         let mut frames = match out.spares.try_recv() {
             Ok(e) => {
                 self.texts = e.texts;
@@ -571,7 +569,9 @@ impl Pending {
         frames.reserve(BATCH);
         let batch = Msg::Batch {
             frames: std::mem::replace(&mut self.frames, frames),
-            flows: std::mem::take(&mut self.flows),
+            // Sized as this batch: a scan's batches each hold a parking round's records, and growing a vector of
+            // thousands of them by doubling copied them about twice.
+            flows: std::mem::replace(&mut self.flows, Vec::with_capacity(flows_now)),
             conns: std::mem::take(&mut self.conns),
             data: std::mem::take(&mut self.data),
             bytes_read,

@@ -55,6 +55,7 @@ pub struct Tracer {
     /// by the kernel every time (5% of a scan's reader thread).
     last_frames: Vec<u64>,
     parking: Vec<(FlowKey, OpenFlow)>,
+    park_order: Vec<(u32, u32)>,
     /// Text buffers of records the writer is done with (`recycle_texts`), for the next records: a scan makes a
     /// record per flow, and allocating each one's text here and freeing it on the writer's thread cost about 2% of
     /// each thread.
@@ -91,6 +92,7 @@ impl Tracer {
             parked_rows: false,
             last_frames: Vec::new(),
             parking: Vec::new(),
+            park_order: Vec::new(),
             texts: Vec::new(),
         }
     }
@@ -236,10 +238,16 @@ impl Tracer {
         let parked = &mut self.parking;
         parked.clear();
         parked.extend(self.open.extract_if(|_, f| f.last_frame <= cut));
-        // In creation order, the parked rows' flow_no index entries go in side by side.
-        parked.sort_unstable_by_key(|(_, f)| f.flow_no);
         if self.parked_rows {
-            for (k, f) in parked.iter() {
+            // In creation order, the parked rows' flow_no index entries go in side by side. Their numbers are
+            // sorted, not the flows (136 bytes each, moved about: 2.5% of a scan's samples); the parking store
+            // takes the flows in any order.
+            let order = &mut self.park_order;
+            order.clear();
+            order.extend((0..).zip(parked.iter()).map(|(i, (_, f))| (f.flow_no, i)));
+            order.sort_unstable();
+            for &(_, i) in order.iter() {
+                let (k, f) = &parked[i as usize];
                 let text = self.texts.pop().unwrap_or_default();
                 let mut r = f.record_in(k, None, self.seed, text);
                 r.provisional = true;
