@@ -558,7 +558,6 @@ impl Pending {
         self.flows.sort_by_key(|f| f.flow_no);
         self.conns.sort_unstable_by_key(|c| c.conn_no);
         let held = out.budget.acquire(out.capture, self.data.len());
-        let flows_now = self.flows.len();
         let mut frames = match out.spares.try_recv() {
             Ok(e) => {
                 self.texts = e.texts;
@@ -569,9 +568,7 @@ impl Pending {
         frames.reserve(BATCH);
         let batch = Msg::Batch {
             frames: std::mem::replace(&mut self.frames, frames),
-            // Sized as this batch: a scan's batches each hold a parking round's records, and growing a vector of
-            // thousands of them by doubling copied them about twice.
-            flows: std::mem::replace(&mut self.flows, Vec::with_capacity(flows_now)),
+            flows: std::mem::take(&mut self.flows),
             conns: std::mem::take(&mut self.conns),
             data: std::mem::take(&mut self.data),
             bytes_read,
