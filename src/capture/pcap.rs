@@ -12,22 +12,11 @@ impl CaptureReader {
             let caplen = self.u32_at(&h, 8);
             let end = 16 + caplen as usize;
             if caplen <= MAX_RECORD && self.src.buffer().len() >= end {
-                let (ts_sec, ts_frac) = (self.u32_at(&h, 0), self.u32_at(&h, 4));
-                let origlen = self.u32_at(&h, 12);
-                let offset = self.pos;
-                self.pos += end as u64;
-                self.frames += 1;
+                let frame = self.pcap_record(&h);
                 self.consumed = end;
-                let iface = &self.interfaces[0];
                 return Some(Frame {
-                    number: self.frames,
-                    ts: Timestamp::new(i64::from(ts_sec), u64::from(ts_frac), iface.tsresol),
-                    caplen,
-                    origlen,
-                    iface: 0,
-                    linktype: iface.linktype,
-                    offset,
                     data: &self.src.buffer()[16..end],
+                    ..frame
                 });
             }
         }
@@ -35,10 +24,7 @@ impl CaptureReader {
             return None;
         }
         let h: [u8; 16] = self.buf[..16].try_into().unwrap();
-        let ts_sec = self.u32_at(&h, 0);
-        let ts_frac = self.u32_at(&h, 4);
         let caplen = self.u32_at(&h, 8);
-        let origlen = self.u32_at(&h, 12);
         // A huge snaplen (0xFFFFFFFF is common) does not make a record above MAX_RECORD possible: memory is bounded.
         if caplen > MAX_RECORD {
             let at = self.pos;
@@ -53,19 +39,34 @@ impl CaptureReader {
             }
             return None;
         }
+        let frame = self.pcap_record(&h);
+        Some(Frame {
+            data: &self.buf[..caplen as usize],
+            ..frame
+        })
+    }
+
+    /// The frame of the record whose header is `h`, at the current position, without its bytes yet; moves the
+    /// position past the record.
+    fn pcap_record(&mut self, h: &[u8; 16]) -> Frame<'static> {
+        let caplen = self.u32_at(h, 8);
         let offset = self.pos;
         self.pos += 16 + u64::from(caplen);
         self.frames += 1;
         let iface = &self.interfaces[0];
-        Some(Frame {
+        Frame {
             number: self.frames,
-            ts: Timestamp::new(i64::from(ts_sec), u64::from(ts_frac), iface.tsresol),
+            ts: Timestamp::new(
+                i64::from(self.u32_at(h, 0)),
+                u64::from(self.u32_at(h, 4)),
+                iface.tsresol,
+            ),
             caplen,
-            origlen,
+            origlen: self.u32_at(h, 12),
             iface: 0,
             linktype: iface.linktype,
             offset,
-            data: &self.buf[..caplen as usize],
-        })
+            data: &[],
+        }
     }
 }
