@@ -498,7 +498,7 @@ fn write_capture(
                 // The batch is in the database: its bytes leave the budget.
                 drop(held);
                 // A flow stored again after it was parked is not another flow.
-                let new_flows = flows.iter().filter(|f| !f.replaces).count();
+                let new_flows = flows.iter().filter(|f| !f.replaces()).count();
                 on_batch(bytes_read, frames.len() as u64, new_flows as u64);
                 frames.clear();
                 let texts = flows.into_iter().map(FlowRecord::into_text).collect();

@@ -6,20 +6,14 @@ use super::{CaptureReader, Frame, Interface, Timestamp, MAX_RECORD, PCAPNG_SHB};
 impl CaptureReader {
     pub(super) fn next_pcapng(&mut self) -> Option<Frame<'_>> {
         // As for pcap: an enhanced packet block whole in the buffered reader's buffer is handed out from there.
-        if let Some(b) = self.buffered_epb() {
+        if let Some((blen, p)) = self.buffered_epb() {
             let offset = self.pos;
-            self.pos += u64::from(b.blen);
-            self.frames += 1;
-            self.consumed = b.blen as usize;
+            self.pos += u64::from(blen);
+            self.consumed = blen as usize;
+            let frame = self.packet_frame(&p, offset);
             return Some(Frame {
-                number: self.frames,
-                ts: b.ts,
-                caplen: b.caplen,
-                origlen: b.origlen,
-                iface: b.iface as u32,
-                linktype: self.interfaces[b.iface].linktype,
-                offset,
-                data: &self.src.buffer()[28..28 + b.caplen as usize],
+                data: &self.src.buffer()[28..28 + p.caplen as usize],
+                ..frame
             });
         }
         loop {
@@ -96,48 +90,17 @@ impl CaptureReader {
                     });
                 }
                 6 | 2 => {
-                    // Enhanced packet block (6) or obsolete packet block (2): same fixed layout but the id width.
-                    if body_len < 20 {
-                        self.stop(block_start, "packet block too short");
-                        return None;
-                    }
-                    let if_id = if btype == 6 {
-                        self.u32_at(&self.buf, 8)
-                    } else {
-                        u32::from(self.u16_at(&self.buf, 8))
+                    let p = match self.packet_block(&self.buf[..blen as usize], btype) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            self.stop(block_start, why);
+                            return None;
+                        }
                     };
-                    let ts_high = u64::from(self.u32_at(&self.buf, 12));
-                    let ts_low = u64::from(self.u32_at(&self.buf, 16));
-                    let caplen = self.u32_at(&self.buf, 20);
-                    let origlen = self.u32_at(&self.buf, 24);
-                    if caplen as usize > body_len - 20 {
-                        self.stop(
-                            block_start,
-                            format!("packet length {caplen} exceeds its block"),
-                        );
-                        return None;
-                    }
-                    let iface = self.section_base + if_id as usize;
-                    let Some(ifc) = self.interfaces.get(iface) else {
-                        self.stop(
-                            block_start,
-                            format!("packet refers to missing interface {if_id}"),
-                        );
-                        return None;
-                    };
-                    let ticks = (ts_high << 32) | ts_low;
-                    let mut ts = ticks_to_ts(ticks, ifc.tsresol);
-                    ts.sec = ts.sec.saturating_add(ifc.tsoffset);
-                    self.frames += 1;
+                    let frame = self.packet_frame(&p, block_start);
                     return Some(Frame {
-                        number: self.frames,
-                        ts,
-                        caplen,
-                        origlen,
-                        iface: iface as u32,
-                        linktype: ifc.linktype,
-                        offset: block_start,
-                        data: &self.buf[28..28 + caplen as usize],
+                        data: &self.buf[28..28 + p.caplen as usize],
+                        ..frame
                     });
                 }
                 3 => {
@@ -174,33 +137,68 @@ impl CaptureReader {
     }
 
     /// The next block, when it is an enhanced packet block that is whole and sound in the buffered reader's
-    /// buffer. Anything else (another block, one cut by the buffer's end, any damage) is `None`, and goes the
-    /// ordinary way, which also reports the damage.
-    fn buffered_epb(&self) -> Option<BufferedEpb> {
+    /// buffer: its length and what it holds. Anything else (another block, one cut by the buffer's end, any
+    /// damage) is `None`, and goes the ordinary way, which also reports the damage.
+    fn buffered_epb(&self) -> Option<(u32, PacketBlock)> {
         let b = self.src.buffer();
-        if self.pos == 0 || b.len() < 32 || self.u32_at(b, 0) != 6 {
+        if self.pos == 0 || b.len() < 8 || self.u32_at(b, 0) != 6 {
             return None;
         }
         let blen = self.u32_at(b, 4);
-        if blen < 32 || !blen.is_multiple_of(4) || blen > MAX_RECORD || b.len() < blen as usize {
+        if blen < 12 || !blen.is_multiple_of(4) || blen > MAX_RECORD || b.len() < blen as usize {
             return None;
         }
+        let b = &b[..blen as usize];
+        if self.u32_at(b, b.len() - 4) != blen {
+            return None;
+        }
+        Some((blen, self.packet_block(b, 6).ok()?))
+    }
+
+    /// An enhanced (6) or obsolete (2) packet block, `b` whole (header to trailer): the same fixed layout but the
+    /// interface id's width. The error says what is wrong with it.
+    fn packet_block(&self, b: &[u8], btype: u32) -> Result<PacketBlock, String> {
+        let body_len = b.len() - 12;
+        if body_len < 20 {
+            return Err("packet block too short".into());
+        }
+        let if_id = if btype == 6 {
+            self.u32_at(b, 8)
+        } else {
+            u32::from(self.u16_at(b, 8))
+        };
         let caplen = self.u32_at(b, 20);
-        if self.u32_at(b, blen as usize - 4) != blen || caplen as usize > blen as usize - 32 {
-            return None;
+        if caplen as usize > body_len - 20 {
+            return Err(format!("packet length {caplen} exceeds its block"));
         }
-        let iface = self.section_base + self.u32_at(b, 8) as usize;
-        let ifc = self.interfaces.get(iface)?;
+        let iface = self.section_base + if_id as usize;
+        let Some(ifc) = self.interfaces.get(iface) else {
+            return Err(format!("packet refers to missing interface {if_id}"));
+        };
         let ticks = (u64::from(self.u32_at(b, 12)) << 32) | u64::from(self.u32_at(b, 16));
         let mut ts = ticks_to_ts(ticks, ifc.tsresol);
         ts.sec = ts.sec.saturating_add(ifc.tsoffset);
-        Some(BufferedEpb {
-            blen,
+        Ok(PacketBlock {
             caplen,
             origlen: self.u32_at(b, 24),
             iface,
             ts,
         })
+    }
+
+    /// The frame of packet block `p` at `offset`, without its bytes yet (counted as the next frame).
+    fn packet_frame(&mut self, p: &PacketBlock, offset: u64) -> Frame<'static> {
+        self.frames += 1;
+        Frame {
+            number: self.frames,
+            ts: p.ts,
+            caplen: p.caplen,
+            origlen: p.origlen,
+            iface: p.iface as u32,
+            linktype: self.interfaces[p.iface].linktype,
+            offset,
+            data: &[],
+        }
     }
 
     /// Reads `if_tsresol` (6, µs, when absent) and `if_tsoffset` (0 when absent) from the options in
@@ -233,9 +231,8 @@ impl CaptureReader {
     }
 }
 
-/// What `buffered_epb` read of a packet block.
-struct BufferedEpb {
-    blen: u32,
+/// What a packet block holds besides the packet's bytes (which start 28 bytes in).
+struct PacketBlock {
     caplen: u32,
     origlen: u32,
     iface: usize,

@@ -132,35 +132,29 @@ impl<'s, 'r> Row<'s, 'r> {
 
     /// A text, not copied: it lives as long as the rows being inserted.
     pub(super) fn text(&mut self, v: &'r str) -> rusqlite::Result<()> {
-        let i = self.next();
-        let len = c_int::try_from(v.len()).map_err(|_| too_big())?;
-        // SAFETY: as in `int`; `v` outlives this insert call, and the statement is executed only with every
-        // parameter bound again (module header), so SQLite reads the pointer only while `v` lives.
-        self.stmt.check(unsafe {
-            ffi::sqlite3_bind_text(
-                self.stmt.ptr(),
-                i,
-                v.as_ptr().cast(),
-                len,
-                ffi::SQLITE_STATIC(),
-            )
-        })
+        self.bytes(v.as_bytes(), true)
     }
 
     /// A blob, not copied, as `text`.
     pub(super) fn blob(&mut self, v: &'r [u8]) -> rusqlite::Result<()> {
+        self.bytes(v, false)
+    }
+
+    fn bytes(&mut self, v: &'r [u8], text: bool) -> rusqlite::Result<()> {
         let i = self.next();
         let len = c_int::try_from(v.len()).map_err(|_| too_big())?;
-        // SAFETY: as in `text`.
-        self.stmt.check(unsafe {
-            ffi::sqlite3_bind_blob(
-                self.stmt.ptr(),
-                i,
-                v.as_ptr().cast(),
-                len,
-                ffi::SQLITE_STATIC(),
-            )
-        })
+        let (stmt, ptr) = (self.stmt.ptr(), v.as_ptr());
+        // SAFETY: as in `int`; `v` outlives this insert call, and the statement is executed only with every
+        // parameter bound again (module header), so SQLite reads the pointer only while `v` lives. A text is
+        // UTF-8 (`&str`), as `sqlite3_bind_text` takes it.
+        let rc = unsafe {
+            if text {
+                ffi::sqlite3_bind_text(stmt, i, ptr.cast(), len, ffi::SQLITE_STATIC())
+            } else {
+                ffi::sqlite3_bind_blob(stmt, i, ptr.cast(), len, ffi::SQLITE_STATIC())
+            }
+        };
+        self.stmt.check(rc)
     }
 }
 

@@ -490,7 +490,7 @@ impl<'c> CaptureWriter<'c> {
                 at = end;
             }
         }
-        if !flows.iter().any(|f| f.replaces) {
+        if !flows.iter().any(|f| f.replaces()) {
             flows_ins.insert(flows, bind_flow)?;
             return Ok(());
         }
@@ -506,7 +506,7 @@ impl<'c> CaptureWriter<'c> {
         let mut keep = Vec::with_capacity(last.len());
         for (i, f) in flows.iter().enumerate() {
             if last.get(&f.flow_no) == Some(&i) {
-                if f.replaces {
+                if f.replaces() {
                     del.execute(params![id, f.flow_no])?;
                 }
                 keep.push(f);

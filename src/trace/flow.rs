@@ -58,10 +58,9 @@ pub struct FlowRecord {
     /// (`Tracer::with_parked_rows`) hands their rows over then, while the writer has time, instead of all at the
     /// end. The row is final unless the key shows up again, and then the flow is stored again.
     pub provisional: bool,
-    /// An earlier row of this flow was handed over (when it was parked): this one takes its place.
-    pub replaces: bool,
-    /// The frames and bytes of this flow that the earlier row had (0 without one): tallies that count each frame
-    /// once (the endpoints) count the rest, so that a flow still parked at the end needs no reading back.
+    /// The frames and bytes of this flow that an earlier row had, handed over when it was parked ((0, 0) without
+    /// one: a flow has a frame from its start). Tallies that count each frame once (the endpoints) count the rest,
+    /// so that a flow still parked at the end needs no reading back.
     pub counted: (u64, u64),
     /// The label is the one the `flows` view derives from the row ([`super::label::view_label_time`]), so the
     /// SQLite row stores it as '' (schema 9). Found here, on the reader's thread, not by the writer.
@@ -114,6 +113,11 @@ impl FlowRecord {
         &self.text[self.cid_at..]
     }
 
+    /// An earlier row of this flow was handed over (when it was parked): this one takes its place.
+    pub fn replaces(&self) -> bool {
+        self.counted.0 > 0
+    }
+
     /// The buffer of the record's texts, for the next record ([`OpenFlow::record_in`]).
     pub fn into_text(self) -> String {
         self.text
@@ -139,9 +143,7 @@ pub(super) struct OpenFlow {
     pub(super) payload_bytes: u64,
     pub(super) last_ns: i64,
     pub(super) flags: u16,
-    /// A row of this flow was handed over when it was parked ([`FlowRecord::provisional`]).
-    pub(super) stored: bool,
-    /// The frames and bytes that row had ([`FlowRecord::counted`]).
+    /// The frames and bytes of the row of this flow handed over when it was parked ([`FlowRecord::counted`]).
     pub(super) counted: (u64, u64),
 }
 
@@ -154,18 +156,20 @@ impl OpenFlow {
         closed_frame: Option<u64>,
         seed: Option<u16>,
     ) -> FlowRecord {
-        self.record_in(key, closed_frame, seed, String::new())
+        self.record_in(key, closed_frame, seed, &mut Vec::new())
     }
 
-    /// The record of the flow as it is now, its texts written into `text` (cleared first): a buffer of an earlier
-    /// record the writer is done with ([`FlowRecord::into_text`]), so that a scan's records cost no allocation.
+    /// The record of the flow as it is now, its texts written into a buffer from `spare` if it has one (the texts
+    /// of records the writer is done with, [`FlowRecord::into_text`]), so that a scan's records cost no
+    /// allocation.
     pub(super) fn record_in(
         &self,
         key: &FlowKey,
         closed_frame: Option<u64>,
         seed: Option<u16>,
-        mut text: String,
+        spare: &mut Vec<String>,
     ) -> FlowRecord {
+        let mut text = spare.pop().unwrap_or_default();
         let (src, sport, dst, dport) = *key;
         let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
         // Two IPv4 texts and a Community ID of 30 bytes (and a label, unless the view derives it): one buffer.
@@ -180,8 +184,7 @@ impl OpenFlow {
         let label_derived = if super::label::micros_label_ns(&self.first_ts).is_some() {
             true
         } else {
-            let (ts_at, _) =
-                push_label_after_addrs(&mut text, dst_at, sport, dport, &self.first_ts);
+            let ts_at = push_label_after_addrs(&mut text, dst_at, sport, dport, &self.first_ts);
             // A time the repr wrote may still be what the view writes (e.g. whole seconds past 2^33).
             super::label::view_label_time(first_ns)
                 .is_some_and(|(buf, len)| text.as_bytes()[ts_at..] == buf[..len])
@@ -212,7 +215,6 @@ impl OpenFlow {
             src_key,
             dst_key,
             provisional: false,
-            replaces: self.stored,
             counted: self.counted,
             label_derived,
         }
@@ -234,7 +236,6 @@ mod tests {
             payload_bytes: 0,
             last_ns: first_ts.as_ns(),
             flags: 2,
-            stored: false,
             counted: (0, 0),
         }
     }
@@ -260,7 +261,7 @@ mod tests {
             for seed in [None, Some(0)] {
                 let used = open(ts).record(&before, Some(9), Some(7)).into_text();
                 assert!(!used.is_empty());
-                let again = open(ts).record_in(&key, None, seed, used);
+                let again = open(ts).record_in(&key, None, seed, &mut vec![used]);
                 assert_eq!(again, open(ts).record(&key, None, seed));
             }
         }

@@ -214,28 +214,21 @@ pub fn label_from_text(src: &str, sport: u16, dst: &str, dport: u16, ts: &Timest
 }
 
 /// The label appended to `text`, which holds the source address's text and then, from `dst_at`, the destination's
-/// (as a flow record keeps them): the addresses are copied from the string itself. Returns where the time starts,
-/// and whether the time was written by the `flows` view's rule ([`micros_label_time`]).
+/// (as a flow record keeps them): the addresses are copied from the string itself. Returns where the time starts.
 pub fn push_label_after_addrs(
     text: &mut String,
     dst_at: usize,
     sport: u16,
     dport: u16,
     ts: &Timestamp,
-) -> (usize, bool) {
+) -> usize {
     push_label_key(text, dst_at, sport, dport);
     let ts_at = text.len();
-    let by_view_rule = match micros_label_time(ts) {
-        Some((buf, len)) => {
-            push_ascii(text, &buf[..len]);
-            true
-        }
-        None => {
-            write_py_float_repr(text, ts.as_f64());
-            false
-        }
-    };
-    (ts_at, by_view_rule)
+    match micros_label_time(ts) {
+        Some((buf, len)) => push_ascii(text, &buf[..len]),
+        None => write_py_float_repr(text, ts.as_f64()),
+    }
+    ts_at
 }
 
 /// `{src}_{sport}-{dst}_{dport}-` (`:` made `.`) appended to `text`, which holds the two addresses (`dst_at`).

@@ -112,8 +112,8 @@ impl Tracer {
     /// `texts` empty; it keeps at most a few thousand and drops the others.
     pub fn recycle_texts(&mut self, texts: &mut Vec<String>) {
         let room = MAX_SPARE_TEXTS.saturating_sub(self.texts.len());
+        // The drain empties `texts` whatever `take` leaves.
         self.texts.extend(texts.drain(..).take(room));
-        texts.clear();
     }
 
     /// Caps the memory of the in-memory table of parked flows at `bytes` (0: parked flows all go to the
@@ -174,7 +174,6 @@ impl Tracer {
                 let parked = parked.map(|mut f| {
                     if self.parked_rows {
                         // Its row, stored when it was parked, had everything it has now.
-                        f.stored = true;
                         f.counted = (f.packets, f.bytes);
                     }
                     f
@@ -191,7 +190,6 @@ impl Tracer {
                         payload_bytes: 0,
                         last_ns: ns,
                         flags: 0,
-                        stored: false,
                         counted: (0, 0),
                     }
                 }))
@@ -207,8 +205,7 @@ impl Tracer {
         let flow_no = flow.flow_no;
         if tcp.fin() {
             if let Some(done) = self.open.remove(&key) {
-                let text = self.texts.pop().unwrap_or_default();
-                on_close(done.record_in(&key, Some(number), self.seed, text));
+                on_close(done.record_in(&key, Some(number), self.seed, &mut self.texts));
             }
         } else if self.open.len() > self.max_open {
             self.park_oldest(on_close);
@@ -248,8 +245,7 @@ impl Tracer {
             order.sort_unstable();
             for &(_, i) in order.iter() {
                 let (k, f) = &parked[i as usize];
-                let text = self.texts.pop().unwrap_or_default();
-                let mut r = f.record_in(k, None, self.seed, text);
+                let mut r = f.record_in(k, None, self.seed, &mut self.texts);
                 r.provisional = true;
                 on_park(r);
             }
@@ -283,16 +279,13 @@ impl Tracer {
         if let Some(spill) = self.spill.take().filter(|_| !self.parked_rows) {
             spill.drain(&mut |key, flow| {
                 while let Some((k, f)) = rest.next_if(|(_, f)| f.flow_no < flow.flow_no) {
-                    let text = texts.pop().unwrap_or_default();
-                    emit(f.record_in(&k, None, seed, text));
+                    emit(f.record_in(&k, None, seed, texts));
                 }
-                let text = texts.pop().unwrap_or_default();
-                emit(flow.record_in(&key, None, seed, text));
+                emit(flow.record_in(&key, None, seed, texts));
             })?;
         }
         for (k, f) in rest {
-            let text = texts.pop().unwrap_or_default();
-            emit(f.record_in(&k, None, seed, text));
+            emit(f.record_in(&k, None, seed, texts));
         }
         Ok(())
     }
@@ -412,7 +405,7 @@ mod tests {
         let mut rows: BTreeMap<u32, FlowRecord> = BTreeMap::new();
         let mut counted: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
         let mut apply = |r: FlowRecord, rows: &mut BTreeMap<u32, FlowRecord>| {
-            assert_eq!(rows.contains_key(&r.flow_no), r.replaces, "{r:?}");
+            assert_eq!(rows.contains_key(&r.flow_no), r.replaces(), "{r:?}");
             let c = counted.entry(r.flow_no).or_default();
             c.0 += r.packets - r.counted.0;
             c.1 += r.bytes - r.counted.1;
@@ -426,7 +419,7 @@ mod tests {
         let rows = rows
             .into_values()
             .map(|mut r| {
-                (r.provisional, r.replaces, r.counted) = (false, false, (0, 0));
+                (r.provisional, r.counted) = (false, (0, 0));
                 r
             })
             .collect();

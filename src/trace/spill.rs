@@ -451,7 +451,6 @@ fn decode_body(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
         last_ns,
         flags,
         // The tracer marks a flow taken back (it knows whether its row was stored when it was parked).
-        stored: false,
         counted: (0, 0),
     };
     (pos == len).then_some((key, flow, len))
@@ -553,7 +552,6 @@ mod tests {
             payload_bytes: 0,
             last_ns: -3,
             flags: 2,
-            stored: false,
             counted: (0, 0),
         }
     }
@@ -625,7 +623,6 @@ mod tests {
             payload_bytes: version * 1400,
             last_ns: version as i64 * 1_000_000_007 - 5,
             flags: (no % 64) as u16,
-            stored: false,
             counted: (0, 0),
         }
     }

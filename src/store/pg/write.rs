@@ -395,7 +395,7 @@ impl<'c> PgWriter<'c> {
     ) -> Result<(), StoreError> {
         let id = self.id;
         // COPY cannot replace a row: the ingest hands PostgreSQL each flow once (no `Tracer::with_parked_rows`).
-        if let Some(f) = flows.iter().find(|f| f.replaces || f.provisional) {
+        if let Some(f) = flows.iter().find(|f| f.replaces() || f.provisional) {
             return Err(StoreError::Postgres {
                 url: self.pg.shown.clone(),
                 msg: format!(
