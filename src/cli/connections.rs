@@ -48,12 +48,9 @@ Examples:
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let expr = filter::parse(&args.filter, super::flows::now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
-    // Connections are built at their first use (see conn::rebuild).
+    // Connections are built at their first use where the ingest did not build them.
     let target = store::Target::of(db);
-    if matches!(target, store::Target::Sqlite(_)) {
-        // On PostgreSQL connections are built at ingest.
-        crate::conn::rebuild::ensure(db)?;
-    }
+    target.ensure_connections()?;
     let db = store::Db::open_read(&target)?;
     let conn = &db;
     if args.count {

@@ -87,7 +87,7 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         community_id_seed: args.community_id_seed,
         // On PostgreSQL the read commands never write (readers may hold read-only roles), so connections are
         // built while reading rather than at their first use.
-        connections: args.connections || matches!(target, store::Target::Postgres(_)),
+        connections: args.connections || conn.caps().connections_at_ingest,
     };
     let s = ingest::run(&mut conn, &args.inputs, &opts, &mut |m| crate::msg::say(&m));
     if !args.quiet || s.exit_code() != 0 {

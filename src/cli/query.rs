@@ -261,9 +261,9 @@ fn dump_progress() -> Option<indicatif::ProgressBar> {
 pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
     use std::io::IsTerminal;
     let target = store::Target::of(db);
-    if args.both && matches!(target, store::Target::Sqlite(_)) {
-        // Connections are built at their first use (see conn::rebuild); on PostgreSQL, at ingest.
-        crate::conn::rebuild::ensure(db)?;
+    if args.both {
+        // Connections are built at their first use where the ingest did not build them.
+        target.ensure_connections()?;
     }
     let conn = Db::open_read(&target)?;
     // A FIFO or device (`-o /dev/null`) is written in place: nothing to remove when interrupted.

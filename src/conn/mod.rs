@@ -3,7 +3,6 @@
 //! (`conn_state`, `history`) for each.
 
 pub mod community_id;
-pub mod rebuild;
 mod track;
 pub mod zeek;
 

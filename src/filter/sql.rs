@@ -10,7 +10,8 @@ use rusqlite::types::Value;
 
 use super::{is_v4ish, net_bits, Dir, Expr, Field};
 
-/// A filter as SQL: `condition` holds `?N` placeholders numbered from 1, bound to `params` in order.
+/// A filter as SQL: `condition` holds `?N` placeholders numbered from 1, bound to `params` in order; a dialect
+/// with other placeholders has the same condition written with its own ([`Compiled::condition_with`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compiled {
     /// The condition, to go after `WHERE`.
@@ -21,6 +22,28 @@ pub struct Compiled {
     pub buckets: Vec<Vec<u32>>,
     /// True when the flows in those buckets are exactly the matches ([`Expr::buckets_are_exact`]).
     pub exact: bool,
+    /// The filter, for writing the condition in another dialect.
+    expr: Expr,
+}
+
+impl Compiled {
+    /// The condition with the placeholders `mark` writes for each parameter's number (from 1, bound to
+    /// `params` in the same order as `condition`'s): `$N` for PostgreSQL.
+    pub fn condition_with(&self, mark: fn(usize) -> String) -> String {
+        emit(
+            &self.expr,
+            &mut Params {
+                values: Vec::new(),
+                mark,
+            },
+        )
+    }
+}
+
+/// The parameters bound so far, and how the dialect writes a placeholder.
+struct Params {
+    values: Vec<Value>,
+    mark: fn(usize) -> String,
 }
 
 /// An address as the 16 bytes stored in `flows.src_key`/`dst_key`: IPv6 as is, IPv4 as ::ffff:a.b.c.d.
@@ -50,14 +73,20 @@ pub fn compile(e: &Expr) -> Compiled {
         params: Vec::new(),
         buckets: e.bucket_sets(),
         exact: e.buckets_are_exact(),
+        expr: e.clone(),
     };
-    c.condition = emit(e, &mut c.params);
+    let mut p = Params {
+        values: Vec::new(),
+        mark: |n| format!("?{n}"),
+    };
+    c.condition = emit(e, &mut p);
+    c.params = p.values;
     c
 }
 
-fn param(params: &mut Vec<Value>, v: Value) -> String {
-    params.push(v);
-    format!("?{}", params.len())
+fn param(params: &mut Params, v: Value) -> String {
+    params.values.push(v);
+    (params.mark)(params.values.len())
 }
 
 fn ends(d: Dir, test: impl Fn(&str, &str) -> String) -> String {
@@ -72,7 +101,7 @@ fn ends(d: Dir, test: impl Fn(&str, &str) -> String) -> String {
     }
 }
 
-fn emit(e: &Expr, p: &mut Vec<Value>) -> String {
+fn emit(e: &Expr, p: &mut Params) -> String {
     match e {
         Expr::All => "TRUE".into(),
         Expr::Host(d, a) => {

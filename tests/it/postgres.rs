@@ -1263,7 +1263,7 @@ fn pg_newer_schema_is_refused() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         db.count("SELECT max(version) FROM traceflow_schema"),
-        traceflow::store::pg::PG_SCHEMA_VERSION as i64,
+        traceflow::store::PG_SCHEMA_VERSION as i64,
         "the schema version this build writes (1 today)"
     );
     db.client()

@@ -3,14 +3,15 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use postgres::types::ToSql;
-
 use super::Pg;
 use crate::filter::Compiled;
-use crate::store::read::{
-    capture_info, conn_row, flow_row, group_row, merge_pages, page_sql, CaptureInfo, CapturePath,
-    CaptureRow, Cols, ConnRow, FlowRow, FlowSort, FrameRef, GroupBy, GroupRow, Iface, QueryError,
-    FLOW_COLUMNS, INDEX_ORDER, PAGE,
+use crate::store::backend::{Backend, BucketLists, Caps, CaptureSink, EmbeddedFrames, FrameWalk};
+use crate::store::error::{QueryError, StoreError};
+use crate::store::row::Cols;
+use crate::store::rows::{ConnRow, FlowRow, FlowSort, GroupBy, GroupRow};
+use crate::store::sink::{CaptureSource, Forgotten, Journal};
+use crate::store::types::{
+    capture_info, CaptureInfo, CapturePath, CaptureRow, FrameRef, Iface, INDEX_ORDER,
 };
 
 /// One capture's index tuple rows (label, frame numbers as text), in index order.
@@ -22,249 +23,12 @@ JOIN flows f ON f.capture_id = $1 AND f.flow_no = g.flow_no
 ORDER BY f.closed_frame IS NOT NULL, coalesce(f.closed_frame, f.first_frame)";
 
 impl Pg {
-    fn rows(
+    pub(super) fn rows(
         &self,
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, QueryError> {
         Ok(self.client.borrow_mut().query(sql, params)?)
-    }
-
-    /// Every capture in the database, by id.
-    pub fn captures(&self) -> Result<Vec<CaptureInfo>, QueryError> {
-        let rows = self.rows(
-            "SELECT id, name, path, size, format, compression, linktypes, frames, tcp_frames, flows, first_ns,
-                    last_ns, truncated_at, truncated_why, embedded, hash, ingested_at,
-                    (SELECT string_agg(path, chr(10) ORDER BY added) FROM capture_paths p WHERE p.capture_id = c.id)
-             FROM captures c ORDER BY id",
-            &[],
-        )?;
-        rows.iter().map(|r| capture_info(r)).collect()
-    }
-
-    /// Every capture name, for the closest-name hint.
-    pub fn capture_names(&self) -> Result<Vec<String>, QueryError> {
-        self.rows(
-            "SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures",
-            &[],
-        )?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
-    }
-
-    /// The captures with this id (0 or 1 of them).
-    pub fn capture_exists(&self, id: i64) -> Result<bool, QueryError> {
-        Ok(!self
-            .rows("SELECT 1 FROM captures WHERE id = $1", &[&id])?
-            .is_empty())
-    }
-
-    /// Captures indexed from the path `a` or `b`.
-    pub fn captures_at_path(&self, a: &str, b: &str) -> Result<Vec<i64>, QueryError> {
-        self.rows(
-            "SELECT DISTINCT capture_id FROM capture_paths WHERE path = $1 OR path = $2
-                 UNION SELECT id FROM captures WHERE path = $1 OR path = $2",
-            &[&a, &b],
-        )?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
-    }
-
-    /// Captures indexed from a file of this base name.
-    pub fn captures_named(&self, name: &str) -> Result<Vec<i64>, QueryError> {
-        self
-            .rows(
-                "SELECT DISTINCT capture_id FROM capture_paths WHERE name = $1 UNION SELECT id FROM captures WHERE name = $1",
-                &[&name],
-            )?
-            .iter()
-            .map(|r| Ok(r.try_get(0)?))
-            .collect()
-    }
-
-    /// (id, name) of one capture, or of every capture by id.
-    pub fn capture_ids(&self, capture: Option<i64>) -> Result<Vec<(i64, String)>, QueryError> {
-        self.rows(
-            "SELECT id, name FROM captures WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id",
-            &[&capture],
-        )?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
-    }
-
-    /// Visits one capture's index rows: label and frame numbers as comma-separated text.
-    pub fn index_rows(
-        &self,
-        id: i64,
-        visit: &mut dyn FnMut(&str, &str) -> Result<(), QueryError>,
-    ) -> Result<(), QueryError> {
-        use postgres::fallible_iterator::FallibleIterator;
-        let mut c = self.client.borrow_mut();
-        // A portal streams the rows, so a capture's whole index never sits in memory.
-        let mut tx = c.transaction()?;
-        let st = tx.prepare(INDEX_SQL)?;
-        let mut it = tx.query_raw(&st, [&id])?;
-        while let Some(r) = it.next()? {
-            let label: &str = r.try_get(0)?;
-            let frames: Option<&str> = r.try_get(1)?;
-            visit(label, frames.unwrap_or(""))?;
-        }
-        drop(it);
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The frames of a capture's TCP packets, in frame order, for the two-way index: (number, ts_ns, iface,
-    /// flags, src, sport, dst, dport).
-    #[allow(clippy::type_complexity)]
-    pub fn twoway_frames(
-        &self,
-        id: i64,
-        visit: &mut dyn FnMut(i64, i64, u32, u16, &str, u16, &str, u16),
-    ) -> Result<(), QueryError> {
-        use postgres::fallible_iterator::FallibleIterator;
-        let mut c = self.client.borrow_mut();
-        let mut tx = c.transaction()?;
-        let st = tx.prepare(
-            "SELECT fr.number, fr.ts_ns, fr.iface, fr.tcp_flags, f.src, f.sport, f.dst, f.dport
-             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
-             WHERE fr.capture_id = $1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
-        )?;
-        let mut it = tx.query_raw(&st, [&id])?;
-        while let Some(r) = it.next()? {
-            visit(
-                r.try_get(0)?,
-                r.try_get(1)?,
-                r.try_get::<_, i32>(2)?.max(0) as u32,
-                r.try_get::<_, Option<i32>>(3)?.unwrap_or(0) as u16,
-                r.try_get(4)?,
-                r.try_get::<_, i64>(5)? as u16,
-                r.try_get(6)?,
-                r.try_get::<_, i64>(7)? as u16,
-            );
-        }
-        drop(it);
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Flows labelled `label` whose first time is in `lo..=hi`: (capture_id, flow_no, capture name), by capture
-    /// and index order.
-    pub fn flows_labelled(
-        &self,
-        capture: Option<i64>,
-        label: &str,
-        lo: i64,
-        hi: i64,
-    ) -> Result<Vec<(i64, i64, String)>, QueryError> {
-        self
-            .rows(
-                &format!(
-                    "SELECT f.capture_id, f.flow_no, c.name FROM flows f
-                     JOIN captures c ON c.id = f.capture_id
-                     WHERE f.label = $1 AND f.first_ns BETWEEN $3 AND $4
-                       AND f.capture_id IN (SELECT id FROM captures WHERE $2::BIGINT IS NULL OR id = $2)
-                     ORDER BY f.capture_id, {INDEX_ORDER}"
-                ),
-                &[&label, &capture, &lo, &hi],
-            )?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
-    }
-
-    /// Distinct labels of one capture or all, for the closest-label hint.
-    pub fn labels(&self, capture: Option<i64>) -> Result<Vec<String>, QueryError> {
-        self.rows(
-            "SELECT DISTINCT label FROM flows WHERE $1::BIGINT IS NULL OR capture_id = $1",
-            &[&capture],
-        )?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
-    }
-
-    /// The connections of a flow's frames, in order of their first frame in the flow.
-    pub fn flow_connections(&self, capture_id: i64, flow_no: i64) -> Result<Vec<i64>, QueryError> {
-        let (first, last, _) = self.flow_span(capture_id, flow_no)?;
-        let mut conns = Vec::new();
-        self.frames_between(capture_id, first, last, &mut |f| {
-            if let (Some(fl), Some(c)) = (f.flow_no, f.conn_no) {
-                if fl == flow_no && !conns.contains(&c) {
-                    conns.push(c);
-                }
-            }
-        })?;
-        Ok(conns)
-    }
-
-    /// Each connection of a capture: (conn_no, flows, label of the flow holding its first frame).
-    pub fn conn_group_rows(
-        &self,
-        capture_id: i64,
-    ) -> Result<Vec<(i64, String, Option<String>)>, QueryError> {
-        self.rows(
-            "SELECT x.conn_no, x.flows,
-                        (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
-                         AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])
-                         ORDER BY f.first_frame LIMIT 1)
-                 FROM connections x WHERE x.capture_id = $1 ORDER BY x.conn_no",
-            &[&capture_id],
-        )?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .collect()
-    }
-
-    /// A capture's flows (flow_no, label) in index order.
-    pub fn flow_labels(&self, capture_id: i64) -> Result<Vec<(i64, String)>, QueryError> {
-        self
-            .rows(
-                &format!(
-                    "SELECT f.flow_no, f.label FROM flows f WHERE f.capture_id = $1 ORDER BY {INDEX_ORDER}"
-                ),
-                &[&capture_id],
-            )?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
-    /// The interfaces of a capture, by `interfaces.iface`.
-    pub fn interfaces(&self, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
-        self.rows(
-            "SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = $1",
-            &[&capture_id],
-        )?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<_, i64>(0)? as u32,
-                Iface {
-                    linktype: r.try_get::<_, i64>(1)? as u32,
-                    snaplen: r.try_get::<_, i64>(2)? as u32,
-                    tsresol: r.try_get::<_, i64>(3)? as u8,
-                },
-            ))
-        })
-        .collect()
-    }
-
-    /// Every interface of every capture: (linktype, snaplen, tsresol).
-    pub fn all_interfaces(&self) -> Result<Vec<(u32, u32, u8)>, QueryError> {
-        self.rows("SELECT linktype, snaplen, tsresol FROM interfaces", &[])?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<_, i64>(0)? as u32,
-                    r.try_get::<_, i64>(1)? as u32,
-                    r.try_get::<_, i64>(2)? as u8,
-                ))
-            })
-            .collect()
     }
 
     /// The frames between a flow's first and last frame that belong to it, in frame order: what
@@ -303,8 +67,385 @@ impl Pg {
         })
     }
 
+    /// The embedded bytes of one frame (`ingest --embed`).
+    pub fn frame_data(&self, capture_id: i64, number: i64) -> Result<Option<Vec<u8>>, QueryError> {
+        Ok(self
+            .rows(
+                "SELECT data FROM frame_data WHERE capture_id = $1 AND number = $2",
+                &[&capture_id, &number],
+            )?
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()?)
+    }
+}
+
+/// Flows' and connections' frames, and embedded bytes, read by range from the frame chunks.
+struct Walk<'c>(&'c Pg);
+
+impl FrameWalk for Walk<'_> {
+    fn flow(
+        &mut self,
+        capture_id: i64,
+        flow_no: i64,
+        out: &mut Vec<FrameRef>,
+        _note: &mut dyn FnMut(u64, Option<i64>),
+    ) -> Result<(i64, i64), QueryError> {
+        // Frames there are read by range from their chunks, filtered by flow: each one belongs to the flow,
+        // which the caller's check of the count and first frame completes.
+        let (first, last, packets) = self.0.flow_span(capture_id, flow_no)?;
+        self.0.flow_frames(capture_id, flow_no, first, last, out)?;
+        Ok((first, packets))
+    }
+
+    fn connection(
+        &mut self,
+        capture_id: i64,
+        conn_no: i64,
+        out: &mut Vec<FrameRef>,
+    ) -> Result<(), QueryError> {
+        self.0.connection_frames(capture_id, conn_no, out)
+    }
+
+    fn found_in(&self) -> &'static str {
+        "its frames in frame_chunks give"
+    }
+}
+
+impl EmbeddedFrames for Walk<'_> {
+    fn frame_data(&mut self, capture_id: i64, number: i64) -> Result<Option<Vec<u8>>, QueryError> {
+        self.0.frame_data(capture_id, number)
+    }
+}
+
+impl BucketLists for Pg {
+    fn bucket_captures(&self) -> Result<Vec<(i64, i64, i64)>, QueryError> {
+        self.rows(
+            "SELECT id, flows, has_buckets FROM captures WHERE has_buckets >= 1",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.int(0)?, r.int(1)?, r.int(2)?)))
+        .collect()
+    }
+
+    fn bucket_lists(
+        &self,
+        capture_id: i64,
+        lo: u32,
+        hi: u32,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), QueryError> {
+        for r in self.rows(
+            "SELECT flow_nos FROM flow_buckets WHERE capture_id = $1 AND bucket >= $2 AND bucket <= $3",
+            &[&capture_id, &i64::from(lo), &i64::from(hi)],
+        )? {
+            out.push(r.try_get(0)?);
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Pg {
+    fn caps(&self) -> Caps {
+        Caps {
+            parked_rows: false,
+            parallel_writers: true,
+            connections_at_ingest: true,
+            vacuum_reclaims: false,
+        }
+    }
+
+    fn known_path(&self, src: &CaptureSource) -> Result<Option<(i64, String)>, StoreError> {
+        self.client
+            .borrow_mut()
+            .query_opt(
+                "SELECT c.id, c.name FROM capture_paths p JOIN captures c ON c.id = p.capture_id
+                 WHERE p.path = $1 AND p.size = $2 AND p.mtime_ns IS NOT DISTINCT FROM $3",
+                &[&src.path, &(src.size as i64), &src.mtime_ns],
+            )
+            .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose())
+            .map_err(self.err())
+    }
+
+    fn flow_first_frame(&self, capture_id: i64, flow_no: i64) -> Result<i64, QueryError> {
+        Ok(self.flow_span(capture_id, flow_no)?.0)
+    }
+
+    fn frame_walk(&self) -> Result<Box<dyn FrameWalk + '_>, QueryError> {
+        Ok(Box::new(Walk(self)))
+    }
+
+    fn embedded_frames(&self) -> Result<Box<dyn EmbeddedFrames + '_>, QueryError> {
+        Ok(Box::new(Walk(self)))
+    }
+
+    fn begin_ingest(&self, _first_big: bool) -> Result<Journal, StoreError> {
+        Ok(Journal::Wal)
+    }
+
+    fn end_ingest(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn reconnect(&self) -> Result<crate::store::Db, StoreError> {
+        Ok(crate::store::Db::from(Pg::reconnect(self)?))
+    }
+
+    fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError> {
+        Pg::forget(self, ids)
+    }
+
+    fn begin_capture<'c>(
+        &'c self,
+        src: &CaptureSource,
+        force: bool,
+        embed: bool,
+    ) -> Result<Box<dyn CaptureSink + 'c>, StoreError> {
+        Ok(Box::new(super::write::PgWriter::begin(
+            self, src, force, embed,
+        )?))
+    }
+
+    /// Every capture in the database, by id.
+    fn captures(&self) -> Result<Vec<CaptureInfo>, QueryError> {
+        let rows = self.rows(
+            "SELECT id, name, path, size, format, compression, linktypes, frames, tcp_frames, flows, first_ns,
+                    last_ns, truncated_at, truncated_why, embedded, hash, ingested_at,
+                    (SELECT string_agg(path, chr(10) ORDER BY added) FROM capture_paths p WHERE p.capture_id = c.id)
+             FROM captures c ORDER BY id",
+            &[],
+        )?;
+        rows.iter().map(|r| capture_info(r)).collect()
+    }
+
+    /// Every capture name, for the closest-name hint.
+    fn capture_names(&self) -> Result<Vec<String>, QueryError> {
+        self.rows(
+            "SELECT DISTINCT name FROM capture_paths UNION SELECT name FROM captures",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    /// The captures with this id (0 or 1 of them).
+    fn capture_exists(&self, id: i64) -> Result<bool, QueryError> {
+        Ok(!self
+            .rows("SELECT 1 FROM captures WHERE id = $1", &[&id])?
+            .is_empty())
+    }
+
+    /// Captures indexed from the path `a` or `b`.
+    fn captures_at_path(&self, a: &str, b: &str) -> Result<Vec<i64>, QueryError> {
+        self.rows(
+            "SELECT DISTINCT capture_id FROM capture_paths WHERE path = $1 OR path = $2
+                 UNION SELECT id FROM captures WHERE path = $1 OR path = $2",
+            &[&a, &b],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    /// Captures indexed from a file of this base name.
+    fn captures_named(&self, name: &str) -> Result<Vec<i64>, QueryError> {
+        self
+            .rows(
+                "SELECT DISTINCT capture_id FROM capture_paths WHERE name = $1 UNION SELECT id FROM captures WHERE name = $1",
+                &[&name],
+            )?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
+    /// (id, name) of one capture, or of every capture by id.
+    fn capture_ids(&self, capture: Option<i64>) -> Result<Vec<(i64, String)>, QueryError> {
+        self.rows(
+            "SELECT id, name FROM captures WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id",
+            &[&capture],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+    }
+
+    /// Visits one capture's index rows: label and frame numbers as comma-separated text.
+    fn index_rows(
+        &self,
+        id: i64,
+        visit: &mut dyn FnMut(&str, &str) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut c = self.client.borrow_mut();
+        // A portal streams the rows, so a capture's whole index never sits in memory.
+        let mut tx = c.transaction()?;
+        let st = tx.prepare(INDEX_SQL)?;
+        let mut it = tx.query_raw(&st, [&id])?;
+        while let Some(r) = it.next()? {
+            let label: &str = r.try_get(0)?;
+            let frames: Option<&str> = r.try_get(1)?;
+            visit(label, frames.unwrap_or(""))?;
+        }
+        drop(it);
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The frames of a capture's TCP packets, in frame order, for the two-way index: (number, ts_ns, iface,
+    /// flags, src, sport, dst, dport).
+    #[allow(clippy::type_complexity)]
+    fn twoway_frames(
+        &self,
+        id: i64,
+        visit: &mut dyn FnMut(i64, i64, u32, u16, &str, u16, &str, u16),
+    ) -> Result<(), QueryError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut c = self.client.borrow_mut();
+        let mut tx = c.transaction()?;
+        let st = tx.prepare(
+            "SELECT fr.number, fr.ts_ns, fr.iface, fr.tcp_flags, f.src, f.sport, f.dst, f.dport
+             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+             WHERE fr.capture_id = $1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
+        )?;
+        let mut it = tx.query_raw(&st, [&id])?;
+        while let Some(r) = it.next()? {
+            visit(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get::<_, i32>(2)?.max(0) as u32,
+                r.try_get::<_, Option<i32>>(3)?.unwrap_or(0) as u16,
+                r.try_get(4)?,
+                r.try_get::<_, i64>(5)? as u16,
+                r.try_get(6)?,
+                r.try_get::<_, i64>(7)? as u16,
+            );
+        }
+        drop(it);
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Flows labelled `label` whose first time is in `lo..=hi`: (capture_id, flow_no, capture name), by capture
+    /// and index order.
+    fn flows_labelled(
+        &self,
+        capture: Option<i64>,
+        label: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<(i64, i64, String)>, QueryError> {
+        self
+            .rows(
+                &format!(
+                    "SELECT f.capture_id, f.flow_no, c.name FROM flows f
+                     JOIN captures c ON c.id = f.capture_id
+                     WHERE f.label = $1 AND f.first_ns BETWEEN $3 AND $4
+                       AND f.capture_id IN (SELECT id FROM captures WHERE $2::BIGINT IS NULL OR id = $2)
+                     ORDER BY f.capture_id, {INDEX_ORDER}"
+                ),
+                &[&label, &capture, &lo, &hi],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Distinct labels of one capture or all, for the closest-label hint.
+    fn labels(&self, capture: Option<i64>) -> Result<Vec<String>, QueryError> {
+        self.rows(
+            "SELECT DISTINCT label FROM flows WHERE $1::BIGINT IS NULL OR capture_id = $1",
+            &[&capture],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    /// The connections of a flow's frames, in order of their first frame in the flow.
+    fn flow_connections(&self, capture_id: i64, flow_no: i64) -> Result<Vec<i64>, QueryError> {
+        let (first, last, _) = self.flow_span(capture_id, flow_no)?;
+        let mut conns = Vec::new();
+        self.frames_between(capture_id, first, last, &mut |f| {
+            if let (Some(fl), Some(c)) = (f.flow_no, f.conn_no) {
+                if fl == flow_no && !conns.contains(&c) {
+                    conns.push(c);
+                }
+            }
+        })?;
+        Ok(conns)
+    }
+
+    /// Each connection of a capture: (conn_no, flows, label of the flow holding its first frame).
+    fn conn_group_rows(
+        &self,
+        capture_id: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, QueryError> {
+        self.rows(
+            "SELECT x.conn_no, x.flows,
+                        (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
+                         AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])
+                         ORDER BY f.first_frame LIMIT 1)
+                 FROM connections x WHERE x.capture_id = $1 ORDER BY x.conn_no",
+            &[&capture_id],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+    }
+
+    /// A capture's flows (flow_no, label) in index order.
+    fn flow_labels(&self, capture_id: i64) -> Result<Vec<(i64, String)>, QueryError> {
+        self
+            .rows(
+                &format!(
+                    "SELECT f.flow_no, f.label FROM flows f WHERE f.capture_id = $1 ORDER BY {INDEX_ORDER}"
+                ),
+                &[&capture_id],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// The interfaces of a capture, by `interfaces.iface`.
+    fn interfaces(&self, capture_id: i64) -> Result<HashMap<u32, Iface>, QueryError> {
+        self.rows(
+            "SELECT iface, linktype, snaplen, tsresol FROM interfaces WHERE capture_id = $1",
+            &[&capture_id],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, i64>(0)? as u32,
+                Iface {
+                    linktype: r.try_get::<_, i64>(1)? as u32,
+                    snaplen: r.try_get::<_, i64>(2)? as u32,
+                    tsresol: r.try_get::<_, i64>(3)? as u8,
+                },
+            ))
+        })
+        .collect()
+    }
+
+    /// Every interface of every capture: (linktype, snaplen, tsresol).
+    fn all_interfaces(&self) -> Result<Vec<(u32, u32, u8)>, QueryError> {
+        self.rows("SELECT linktype, snaplen, tsresol FROM interfaces", &[])?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<_, i64>(0)? as u32,
+                    r.try_get::<_, i64>(1)? as u32,
+                    r.try_get::<_, i64>(2)? as u8,
+                ))
+            })
+            .collect()
+    }
+
     /// The `captures` row of capture `id`.
-    pub fn capture_row(&self, id: i64) -> Result<CaptureRow, QueryError> {
+    fn capture_row(&self, id: i64) -> Result<CaptureRow, QueryError> {
         let r = self.client.borrow_mut().query_one(
             "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = $1",
             &[&id],
@@ -321,7 +462,7 @@ impl Pg {
     }
 
     /// Every path a capture was seen under, in the order they were added.
-    pub fn capture_paths(&self, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
+    fn capture_paths(&self, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
         self
             .rows(
                 "SELECT path, name, size, mtime_ns FROM capture_paths WHERE capture_id = $1 ORDER BY added",
@@ -333,7 +474,7 @@ impl Pg {
     }
 
     /// The `if_tsresol` of each interface of a capture, by interface number.
-    pub fn tsresols(&self, capture_id: i64) -> Result<Vec<u8>, QueryError> {
+    fn tsresols(&self, capture_id: i64) -> Result<Vec<u8>, QueryError> {
         self.rows(
             "SELECT tsresol FROM interfaces WHERE capture_id = $1 ORDER BY iface",
             &[&capture_id],
@@ -345,7 +486,7 @@ impl Pg {
 
     /// Where the last TCP record of a capture ends (`file_offset + caplen`), if it has one: the chunks are read
     /// from the last one back until one holds a TCP frame.
-    pub fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError> {
+    fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError> {
         Ok(self
             .rows(
                 "SELECT t.tcp_end FROM frame_chunks c
@@ -362,97 +503,17 @@ impl Pg {
             .transpose()?)
     }
 
-    /// The embedded bytes of one frame (`ingest --embed`).
-    pub fn frame_data(&self, capture_id: i64, number: i64) -> Result<Option<Vec<u8>>, QueryError> {
-        Ok(self
-            .rows(
-                "SELECT data FROM frame_data WHERE capture_id = $1 AND number = $2",
-                &[&capture_id, &number],
-            )?
-            .first()
-            .map(|r| r.try_get(0))
-            .transpose()?)
-    }
-
     /// The name of capture `id`.
-    pub fn capture_name(&self, id: i64) -> Result<Option<String>, QueryError> {
+    fn capture_name(&self, id: i64) -> Result<Option<String>, QueryError> {
         Ok(self
             .rows("SELECT name FROM captures WHERE id = $1", &[&id])?
             .first()
             .map(|r| r.try_get(0))
             .transpose()?)
     }
-}
-
-/// A filter's condition (`?N` placeholders, see `filter::sql`) with PostgreSQL's `$N` placeholders. The
-/// condition holds no string literal (every value is a parameter), so every `?` is a placeholder.
-pub fn dollars(sql: &str) -> String {
-    sql.replace('?', "$")
-}
-
-/// A filter's parameters as PostgreSQL values.
-pub fn values(params: &[rusqlite::types::Value]) -> Vec<Box<dyn ToSql + Sync>> {
-    use rusqlite::types::Value;
-    params
-        .iter()
-        .map(|v| -> Box<dyn ToSql + Sync> {
-            match v {
-                Value::Null => Box::new(None::<i64>),
-                Value::Integer(i) => Box::new(*i),
-                Value::Real(f) => Box::new(*f),
-                Value::Text(t) => Box::new(t.clone()),
-                Value::Blob(b) => Box::new(b.clone()),
-            }
-        })
-        .collect()
-}
-
-fn refs<'a>(
-    params: &'a [Box<dyn ToSql + Sync>],
-    more: &'a [&'a (dyn ToSql + Sync)],
-) -> Vec<&'a (dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-        .chain(more.iter().copied())
-        .collect()
-}
-
-/// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
-const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
-
-/// "Some flow of connection `x` matches": as `read::conn_condition`.
-fn conn_condition(cond: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
-                 AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[]) AND ({cond}))"
-    )
-}
-
-impl Pg {
-    /// Each capture's name and timestamp precision (`read::capture_facts`).
-    pub fn capture_facts(&self) -> Result<super::super::read::CaptureFacts, QueryError> {
-        let rows = self.rows(
-            &format!(
-                "SELECT c.id, c.name, (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = c.id) FROM captures c"
-            ),
-            &[],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.int(0)?,
-                    (
-                        r.text(1)?.into(),
-                        r.opt_int(2)?.unwrap_or(9).clamp(0, 9) as u8,
-                    ),
-                ))
-            })
-            .collect()
-    }
 
     /// (first frame time, id) of every capture, in that order: the order captures join a time merge.
-    pub fn captures_by_time(&self) -> Result<VecDeque<(i64, i64)>, QueryError> {
+    fn captures_by_time(&self) -> Result<VecDeque<(i64, i64)>, QueryError> {
         let rows = self.rows(
             "SELECT coalesce(first_ns, 0), id FROM captures ORDER BY 1, 2",
             &[],
@@ -460,204 +521,54 @@ impl Pg {
         rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
     }
 
-    /// `read::search_flows` on PostgreSQL.
-    pub fn search_flows(
+    fn search_flows(
         &self,
         filter: &Compiled,
         sort: FlowSort,
         limit: Option<u64>,
         visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let caps = self.capture_facts()?;
-        let cond = dollars(&filter.condition);
-        let params = values(&filter.params);
-        let n = params.len();
-        if sort == FlowSort::Time {
-            let st = self
-                .client
-                .borrow_mut()
-                .prepare(&dollars(&page_sql(filter, FLOW_COLUMNS)))?;
-            let mut page = |cid: i64, after: i64, into: &mut VecDeque<FlowRow>| {
-                let extra: [&(dyn ToSql + Sync); 2] = [&cid, &after];
-                let p = refs(&params, &extra);
-                let rows = self.client.borrow_mut().query(&st, &p)?;
-                for r in &rows {
-                    if let Some(row) = flow_row(r, &caps)? {
-                        into.push_back(row);
-                    }
-                }
-                Ok(rows.len() as i64 == PAGE)
-            };
-            return merge_pages(self.captures_by_time()?, limit, &mut page, visit);
-        }
-        let order = match sort {
-            FlowSort::Bytes => "f.bytes DESC, f.first_ns, f.capture_id, f.flow_no",
-            FlowSort::Packets => "f.packets DESC, f.first_ns, f.capture_id, f.flow_no",
-            _ => "f.last_ns - f.first_ns DESC, f.first_ns, f.capture_id, f.flow_no",
-        };
-        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT {FLOW_COLUMNS} FROM flows f WHERE {cond} ORDER BY {order} LIMIT ${}",
-            n + 1
-        );
-        self.stream(
-            &sql,
-            &refs(&params, &[&limit]),
-            &mut |r| match flow_row(r, &caps)? {
-                Some(row) => visit(row),
-                None => Ok(()),
-            },
-        )
+        Pg::search_flows(self, filter, sort, limit, visit)
     }
 
-    /// Runs `sql` and hands each row to `visit` as it arrives: memory does not grow with the rows.
-    fn stream(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-        visit: &mut dyn FnMut(&postgres::Row) -> Result<(), QueryError>,
-    ) -> Result<(), QueryError> {
-        use postgres::fallible_iterator::FallibleIterator;
-        let mut c = self.client.borrow_mut();
-        let mut it = c.query_raw(sql, params.iter().copied())?;
-        while let Some(r) = it.next()? {
-            visit(&r)?;
-        }
-        Ok(())
+    fn count_flows(&self, filter: &Compiled) -> Result<i64, QueryError> {
+        Pg::count_flows(self, filter)
     }
 
-    /// `read::count_flows` on PostgreSQL.
-    pub fn count_flows(&self, filter: &Compiled) -> Result<i64, QueryError> {
-        let params = values(&filter.params);
-        let r = self.client.borrow_mut().query_one(
-            &format!(
-                "SELECT count(*) FROM flows f WHERE {}",
-                dollars(&filter.condition)
-            ),
-            &refs(&params, &[]),
-        )?;
-        r.int(0)
-    }
-
-    /// `read::group_flows` on PostgreSQL: text keys sort bytewise (`COLLATE "C"`), as SQLite sorts them.
-    pub fn group_flows(
+    fn group_flows(
         &self,
         filter: &Compiled,
         by: GroupBy,
         limit: Option<u64>,
         visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let keys = by.keys();
-        let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
-        let order: Vec<String> = keys
-            .iter()
-            .map(|(name, e)| match *name {
-                "sport" | "dport" => e.to_string(),
-                _ => format!("({e}) COLLATE \"C\""),
-            })
-            .collect();
-        let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
-        let params = values(&filter.params);
-        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "WITH d(capture_id, digits) AS (SELECT capture_id, {DIGITS} FROM interfaces GROUP BY capture_id)
-             SELECT {}, count(*), sum(f.packets)::BIGINT, sum(f.bytes)::BIGINT, sum(f.payload_bytes)::BIGINT,
-                    min(f.first_ns), max(f.last_ns), max(coalesce(d.digits, 9))
-             FROM flows f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
-             WHERE {}
-             GROUP BY {}
-             ORDER BY sum(f.bytes) DESC, {} LIMIT ${}",
-            select.join(", "),
-            dollars(&filter.condition),
-            group.join(", "),
-            order.join(", "),
-            params.len() + 1
-        );
-        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
-            visit(group_row(r, keys)?)
-        })
+        Pg::group_flows(self, filter, by, limit, visit)
     }
 
-    /// `read::explain_flows` on PostgreSQL: each query with PostgreSQL's `EXPLAIN` lines.
-    pub fn explain_flows(
+    fn explain_flows(&self, filter: &Compiled) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        Pg::explain_flows(self, filter)
+    }
+
+    fn flow_page(
         &self,
         filter: &Compiled,
-    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
-        let cond = dollars(&filter.condition);
-        let params = values(&filter.params);
-        let page = dollars(&page_sql(filter, FLOW_COLUMNS));
-        let count = format!("SELECT count(*) FROM flows f WHERE {cond}");
-        let (one, zero) = (1i64, 0i64);
-        let mut out = Vec::new();
-        for (sql, p) in [
-            (page, refs(&params, &[&one, &zero])),
-            (count, refs(&params, &[])),
-        ] {
-            let plan = self
-                .rows(&format!("EXPLAIN {sql}"), &p)?
-                .iter()
-                .map(|r| r.text(0))
-                .collect::<Result<_, _>>()?;
-            out.push((sql, plan));
-        }
-        Ok(out)
+        capture_id: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, i64)>, QueryError> {
+        Pg::flow_page(self, filter, capture_id, after)
     }
 
-    /// `read::search_connections` on PostgreSQL.
-    pub fn search_connections(
+    fn search_connections(
         &self,
         filter: &Compiled,
         sort: FlowSort,
         limit: Option<u64>,
         visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let order = crate::store::read::conn_order(sort);
-        let params = values(&filter.params);
-        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
-                    x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
-                    x.resp_frame_bytes, x.conn_state, x.history,
-                    (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM flows f
-                     WHERE f.capture_id = x.capture_id
-                       AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])),
-                    (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
-             FROM connections x JOIN captures c ON c.id = x.capture_id
-             WHERE {}
-             ORDER BY {order} LIMIT ${}",
-            conn_condition(&dollars(&filter.condition)),
-            params.len() + 1
-        );
-        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
-            visit(conn_row(r)?)
-        })
+        Pg::search_connections(self, filter, sort, limit, visit)
     }
 
-    /// `read::count_connections` on PostgreSQL.
-    pub fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
-        let params = values(&filter.params);
-        let r = self.client.borrow_mut().query_one(
-            &format!(
-                "SELECT count(*) FROM connections x WHERE {}",
-                conn_condition(&dollars(&filter.condition))
-            ),
-            &refs(&params, &[]),
-        )?;
-        r.int(0)
-    }
-
-    /// The next `PAGE` flows of a capture that match `filter` after flow_no `after`: (flow_no, first_frame).
-    pub fn flow_page(
-        &self,
-        filter: &Compiled,
-        capture_id: i64,
-        after: i64,
-    ) -> Result<Vec<(i64, i64)>, QueryError> {
-        let params = values(&filter.params);
-        let rows = self.rows(
-            &dollars(&page_sql(filter, "f.flow_no, f.first_frame")),
-            &refs(&params, &[&capture_id, &after]),
-        )?;
-        rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
+    fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
+        Pg::count_connections(self, filter)
     }
 }

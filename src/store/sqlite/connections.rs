@@ -9,8 +9,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use super::{ConnRecord, ConnSeg, Connections};
-use crate::store::StoreError;
+use crate::conn::{ConnRecord, ConnSeg, Connections};
+use crate::store::error::StoreError;
 
 /// Captures with flows but no connections yet.
 const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
@@ -21,7 +21,7 @@ const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
 /// writing and builds them in one transaction (other writers wait, as for an ingest).
 pub fn ensure(path: &Path) -> Result<(), StoreError> {
     {
-        let ro = crate::store::open_read(path)?;
+        let ro = super::open_read(path)?;
         let missing: bool = ro
             .query_row(&format!("SELECT EXISTS ({MISSING})"), [], |r| r.get(0))
             .map_err(|e| StoreError::Sqlite {
@@ -41,7 +41,7 @@ pub fn ensure(path: &Path) -> Result<(), StoreError> {
             Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
         )
     };
-    let conn = match crate::store::open(path) {
+    let conn = match super::open(path) {
         Err(StoreError::Sqlite { source, .. }) if is_read_only(&source) => return Err(read_only()),
         r => r?,
     };
