@@ -330,7 +330,8 @@ impl Pg {
                     (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM flows f
                      WHERE f.capture_id = x.capture_id
                        AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])),
-                    (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
+                    (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id),
+                    x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes
              FROM connections x JOIN captures c ON c.id = x.capture_id
              WHERE {}
              ORDER BY {order} LIMIT ${}",

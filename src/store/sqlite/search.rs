@@ -556,7 +556,8 @@ pub fn search_connections(
                     (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
                      AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) ORDER BY f.first_frame)),
                 (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
-                 FROM interfaces i WHERE i.capture_id = x.capture_id)
+                 FROM interfaces i WHERE i.capture_id = x.capture_id),
+                x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes
          FROM connections x
          WHERE {} AND x.capture_id IN (SELECT id FROM captures)
          ORDER BY {order} LIMIT ?{}",
