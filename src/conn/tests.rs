@@ -120,7 +120,7 @@ fn bytes_are_the_sequence_span_not_the_payload_sum() {
     assert_eq!(bytes(&r), (100, 40, 300, 80));
     assert_eq!((r.conn_state, r.history.as_str()), ("SF", "ShADdFf"));
     // orig_ip_bytes: the IP total lengths (IP_Hdr::TotalLen, summed by the ConnSize analyzer).
-    assert_eq!(r.orig_ip_bytes, Some(40 * 5 + 300));
+    assert_eq!(r.orig_ip_bytes, Some(40 * 7 + 300));
     assert_eq!(r.resp_ip_bytes, Some(40 * 4 + 80));
 }
 
@@ -150,15 +150,22 @@ fn a_missing_handshake_numbers_from_the_first_segment_or_ack() {
 #[test]
 fn the_span_crosses_a_sequence_number_wrap() {
     let isn = 0xFFFF_FF00u32;
-    let r = Talk::new(40000, 80)
+    let t = Talk::new(40000, 80)
         .a(SYN, isn, 0, 0)
         .b(SYN | ACK, 500, isn.wrapping_add(1), 0)
         .a(ACK, isn.wrapping_add(1), 501, 0)
         .a(PSH | ACK, isn.wrapping_add(1), 501, 0x100)
-        .a(PSH | ACK, isn.wrapping_add(0x101), 501, 0x100)
-        .b(ACK, 501, isn.wrapping_add(0x201), 0)
-        .one();
-    assert_eq!(r.orig_bytes, 0x200);
+        .a(PSH | ACK, isn.wrapping_add(0x101), 501, 0x100);
+    // From the segments' ends (last_seq) alone, and from the peer's acknowledgments (ack_seq) alone.
+    assert_eq!(t.one().orig_bytes, 0x200);
+    let mut acked = Talk::new(40000, 80)
+        .a(SYN, isn, 0, 0)
+        .b(SYN | ACK, 500, isn.wrapping_add(1), 0)
+        .a(ACK, isn.wrapping_add(1), 501, 0);
+    for k in 1..=4u32 {
+        acked = acked.b(ACK, 501, isn.wrapping_add(1 + k * 0x80), 0);
+    }
+    assert_eq!(acked.one().orig_bytes, 0x200);
 }
 
 /// update_last_seq (TCPSessionAdapter.cc): a FIN moves last_seq even backwards in 32-bit terms when only the SYN
