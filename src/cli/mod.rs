@@ -10,6 +10,7 @@ pub mod output;
 pub mod query;
 pub mod sample;
 pub mod shell;
+pub mod zeeklog;
 
 use std::path::PathBuf;
 

@@ -22,6 +22,7 @@
 //! connection discovered and aborted).
 
 use super::zeek::{Endpoint, State};
+use super::ConnSeg;
 use crate::decode::numbers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// Zeek's `TOO_LARGE_SEQ_DELTA`.
@@ -85,11 +86,10 @@ impl SeqSpace {
         let last = (u64::from(self.seq_wraps) << 32) + u64::from(self.last_seq);
         let ack = (u64::from(self.ack_wraps) << 32) + u64::from(self.ack_seq);
         let mut size = last.max(ack).wrapping_sub(self.start_seq as u64);
-        if size != 0 {
-            size -= 1;
-        }
-        if self.fin && size != 0 {
-            size -= 1;
+        // The SYN octet, and the FIN's.
+        size = size.saturating_sub(1);
+        if self.fin {
+            size = size.saturating_sub(1);
         }
         size
     }
@@ -117,11 +117,9 @@ pub fn observe(
     peer: &mut SeqSpace,
     me_state: &Endpoint,
     peer_state: &Endpoint,
-    flags: u16,
-    seq: u32,
-    ack: u32,
-    payload_len: u32,
+    s: &ConnSeg,
 ) {
+    let (flags, seq, ack, payload_len) = (s.flags, s.seq, s.ack, s.payload_len);
     let (syn, fin, rst) = (
         flags & TCP_SYN != 0,
         flags & TCP_FIN != 0,

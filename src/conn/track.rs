@@ -282,20 +282,8 @@ impl Open {
         me.pkts += 1;
         me.frame_bytes += u64::from(s.origlen);
         me.payload += u64::from(s.payload_len);
-        me.ip_bytes = me
-            .ip_bytes
-            .zip(s.ip_len)
-            .map(|(sum, n)| sum + u64::from(n));
-        seqspace::observe(
-            &mut me.seq,
-            &mut peer.seq,
-            &me.endpoint,
-            &peer.endpoint,
-            s.flags,
-            s.seq,
-            s.ack,
-            s.payload_len,
-        );
+        me.ip_bytes = me.ip_bytes.zip(s.ip_len).map(|(sum, n)| sum + u64::from(n));
+        seqspace::observe(&mut me.seq, &mut peer.seq, &me.endpoint, &peer.endpoint, s);
         self.history.add(a, is_orig, s.flags, s.seq, s.payload_len);
         if zeek::step(
             &mut me.endpoint,

@@ -111,7 +111,10 @@ impl Extras {
             let f = self.reader.next_frame()?;
             if f.number == number {
                 let d = decode(f.linktype, f.data);
-                return Some((frame::ip_len(f.data, &d), frame::header_truncated(f.data, &d)));
+                return Some((
+                    frame::ip_len(f.data, &d),
+                    frame::header_truncated(f.data, &d),
+                ));
             }
             if f.number > number {
                 return None;
