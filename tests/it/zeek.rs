@@ -358,3 +358,140 @@ fn zeeks_byte_and_packet_rules_through_an_ingest() {
     let cells: Vec<&str> = data[0].split('\t').collect();
     assert_eq!((cells[17], cells[19]), ("-", "-"));
 }
+
+/// The connection terms of the filter language, on the database at `db` (SQLite path or PostgreSQL URL) holding
+/// the conformance corpus: `connections FILTER` against the connections' own fields (the oracle: the whole
+/// listing filtered here), and `flows FILTER` against the flows those connections list (a flow's connection
+/// being the first one listing it: the one holding its first frame).
+pub fn check_connection_terms(db: &Path) {
+    use serde_json::Value;
+    let json = |args: &[&str]| -> Vec<Value> {
+        let r = run(db, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        serde_json::from_str::<Value>(&r.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let all = json(&["connections", "--format", "json"]);
+    let flows_all = json(&["flows", "--format", "json"]);
+    assert!(all.len() > 300);
+    let s = |c: &Value, k: &str| c[k].as_str().unwrap().to_string();
+    let n = |c: &Value, k: &str| c[k].as_i64().unwrap();
+    type Pred = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(&str, Pred)> = vec![
+        (
+            "conn-state S0 REJ",
+            Box::new(move |c| ["S0", "REJ"].contains(&s(c, "conn_state").as_str())),
+        ),
+        (
+            "conn-state sf",
+            Box::new(move |c| s(c, "conn_state") == "SF"),
+        ),
+        (
+            "conn-state RSTO RSTR RSTOS0 RSTRH and port 80",
+            Box::new(move |c| {
+                s(c, "conn_state").starts_with("RST")
+                    && (n(c, "orig_p") == 80 || n(c, "resp_p") == 80)
+            }),
+        ),
+        (
+            "not conn-state SF S1",
+            Box::new(move |c| !["SF", "S1"].contains(&s(c, "conn_state").as_str())),
+        ),
+        (
+            "history ShAD",
+            Box::new(move |c| s(c, "history").contains("ShAD")),
+        ),
+        (
+            "history = ShADadFf",
+            Box::new(move |c| s(c, "history") == "ShADadFf"),
+        ),
+        (
+            "history ^",
+            Box::new(move |c| s(c, "history").contains('^')),
+        ),
+        (
+            "history r",
+            Box::new(move |c| s(c, "history").contains('r')),
+        ),
+        (
+            "orig-bytes > 1000",
+            Box::new(move |c| n(c, "orig_bytes") > 1000),
+        ),
+        ("resp-bytes = 0", Box::new(move |c| n(c, "resp_bytes") == 0)),
+        (
+            "orig-pkts >= 10 and resp-pkts < 10",
+            Box::new(move |c| n(c, "orig_pkts") >= 10 && n(c, "resp_pkts") < 10),
+        ),
+        (
+            "resp-pkts != 0 or history = S",
+            Box::new(move |c| n(c, "resp_pkts") != 0 || s(c, "history") == "S"),
+        ),
+    ];
+    let key = |c: &Value| (s(c, "capture"), n(c, "conn"));
+    // Each flow's connection: the first (in listing order: first frame) that lists it.
+    let mut conn_of: std::collections::HashMap<(String, String), usize> = Default::default();
+    for (i, c) in all.iter().enumerate() {
+        for l in c["flows"].as_array().unwrap() {
+            conn_of
+                .entry((s(c, "capture"), l.as_str().unwrap().to_string()))
+                .and_modify(|j| {
+                    if n(&all[*j], "conn") > n(c, "conn") {
+                        *j = i
+                    }
+                })
+                .or_insert(i);
+        }
+    }
+    for (filter, pred) in &cases {
+        let mut want: Vec<_> = all.iter().filter(|c| pred(c)).map(key).collect();
+        let mut got: Vec<_> = json(&["connections", filter, "--format", "json"])
+            .iter()
+            .map(key)
+            .collect();
+        want.sort();
+        got.sort();
+        assert!(
+            !want.is_empty() || filter.contains('='),
+            "{filter}: nothing to find"
+        );
+        assert_eq!(got, want, "connections '{filter}'");
+        let mut want: Vec<_> = flows_all
+            .iter()
+            .filter(|f| {
+                conn_of
+                    .get(&(s(f, "capture"), s(f, "label")))
+                    .is_some_and(|&i| pred(&all[i]))
+            })
+            .map(|f| (s(f, "capture"), s(f, "label")))
+            .collect();
+        let mut got: Vec<_> = json(&["flows", filter, "--format", "json"])
+            .iter()
+            .map(|f| (s(f, "capture"), s(f, "label")))
+            .collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "flows '{filter}'");
+    }
+    // Bad values say what is expected.
+    let r = run(db, &["connections", "conn-state S9"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("not a Zeek conn_state"),
+        "{}",
+        r.stderr
+    );
+    let r = run(db, &["flows", "orig-bytes > many"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("not a whole number"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn connection_terms_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    check_connection_terms(&corpus_db(tmp.path()));
+}

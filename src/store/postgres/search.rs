@@ -81,7 +81,11 @@ const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol
 fn conn_condition(cond: &str) -> String {
     format!(
         "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
-                 AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[]) AND ({cond}))"
+                 AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[]) AND ({}))",
+        cond.replace(
+            crate::filter::FLOW_CONNECTION,
+            crate::filter::THE_CONNECTION
+        )
     )
 }
 

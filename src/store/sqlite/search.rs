@@ -525,7 +525,10 @@ fn conn_condition(filter: &crate::filter::Compiled) -> String {
     format!(
         "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
                  AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) AND ({}))",
-        filter.condition
+        filter.condition.replace(
+            crate::filter::FLOW_CONNECTION,
+            crate::filter::THE_CONNECTION
+        )
     )
 }
 
