@@ -60,10 +60,12 @@ impl<W: Write> PcapWriter<W> {
         }
     }
 
-    /// Writes one record; `ts_ns` is split into seconds and µs or ns as the header says.
+    /// Writes one record; `ts_ns` is split into seconds and µs or ns as the header says. A time pcap cannot hold
+    /// ([`pcap_time_fits`]) is written as the nearest it can, not wrapped.
     pub fn write(&mut self, ts_ns: i64, origlen: u32, data: &[u8]) -> io::Result<()> {
-        let sec = ts_ns.div_euclid(1_000_000_000) as u32;
-        let sub = ts_ns.rem_euclid(1_000_000_000) as u32;
+        let ts_ns = ts_ns.clamp(0, PCAP_LAST_NS);
+        let sec = (ts_ns / 1_000_000_000) as u32;
+        let sub = (ts_ns % 1_000_000_000) as u32;
         let frac = if self.nanos { sub } else { sub / 1000 };
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&self.u32(sec));
@@ -78,6 +80,19 @@ impl<W: Write> PcapWriter<W> {
     pub fn into_inner(self) -> W {
         self.w
     }
+}
+
+/// The last ns of pcap's unsigned 32-bit seconds (early 2106).
+const PCAP_LAST_NS: i64 = (u32::MAX as i64 + 1) * 1_000_000_000 - 1;
+
+/// Whether a pcap record holds the time `ts_ns`: from 1970 to 2106, its seconds being unsigned 32 bits.
+pub fn pcap_time_fits(ts_ns: i64) -> bool {
+    (0..=PCAP_LAST_NS).contains(&ts_ns)
+}
+
+/// Whether a pcapng packet block (with no `if_tsoffset`) holds the time `ts_ns`: its ticks are unsigned.
+pub fn pcapng_time_fits(ts_ns: i64) -> bool {
+    ts_ns >= 0
 }
 
 /// A little-endian pcapng writer: one section, interfaces added on demand, enhanced packet blocks.
@@ -131,8 +146,10 @@ impl<W: Write> PcapNgWriter<W> {
         Ok(self.tsresol.len() as u32 - 1)
     }
 
-    /// Writes an enhanced packet block on interface `iface`, with ticks at that interface's resolution.
+    /// Writes an enhanced packet block on interface `iface`, with ticks at that interface's resolution; a time
+    /// before 1970 ([`pcapng_time_fits`]) as 1970, not wrapped.
     pub fn write(&mut self, iface: u32, ts_ns: i64, origlen: u32, data: &[u8]) -> io::Result<()> {
+        let ts_ns = ts_ns.max(0);
         let r = self.tsresol.get(iface as usize).copied().unwrap_or(9);
         let ticks: u64 = if r & 0x80 == 0 && r <= 9 {
             (ts_ns / 10i64.pow(9 - u32::from(r))) as u64

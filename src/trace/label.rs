@@ -262,7 +262,7 @@ pub fn micros_label_time(ts: &Timestamp) -> Option<([u8; 32], usize)> {
 /// The time in ns when [`micros_label_time`] writes its label's time (then the `flows` view derives the label):
 /// a time of whole microseconds from 1 s to 2^33 s.
 pub fn micros_label_ns(ts: &Timestamp) -> Option<i64> {
-    if !(1..1 << 33).contains(&ts.sec) {
+    if ts.wraps != 0 || !(1..1 << 33).contains(&ts.sec) {
         return None;
     }
     let us = if ts.digits <= 6 {

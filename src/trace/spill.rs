@@ -373,7 +373,11 @@ fn encode_body(out: &mut Vec<u8>, k: &KeyBytes, f: &OpenFlow) {
     out.extend_from_slice(k.as_slice());
     put_varint(out, zigzag(f.first_ts.sec));
     put_varint(out, f.first_ts.frac);
-    put_varint(out, u64::from(f.first_ts.digits));
+    // The rare wraps of a time past 2^63 s ride above the digits (at most 19): other flows' bytes are as before.
+    put_varint(
+        out,
+        u64::from(f.first_ts.digits) | zigzag(i64::from(f.first_ts.wraps)) << 8,
+    );
     put_varint(out, f.first_frame);
     put_varint(out, f.last_frame.wrapping_sub(f.first_frame));
     put_varint(out, f.packets);
@@ -430,7 +434,9 @@ fn decode_body(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
     let mut next = || get_varint(b, &mut pos);
     let sec = unzigzag(next()?);
     let frac = next()?;
-    let digits = u8::try_from(next()?).ok()?;
+    let digits_wraps = next()?;
+    let digits = u8::try_from(digits_wraps & 0xff).ok()?;
+    let wraps = i8::try_from(unzigzag(digits_wraps >> 8)).ok()?;
     let first_frame = next()?;
     let last_frame = first_frame.wrapping_add(next()?);
     let packets = next()?;
@@ -438,7 +444,12 @@ fn decode_body(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
     let payload_bytes = next()?;
     let last_delta = unzigzag(next()?);
     let flags = u16::try_from(next()?).ok()?;
-    let first_ts = Timestamp { sec, frac, digits };
+    let first_ts = Timestamp {
+        sec,
+        frac,
+        digits,
+        wraps,
+    };
     let last_ns = last_delta.wrapping_add(first_ts.as_ns());
     let flow = OpenFlow {
         flow_no,
