@@ -363,4 +363,72 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), t.decimal(), "{t:?}");
         }
     }
+
+    #[test]
+    fn times_before_the_epoch_count_down_from_it() {
+        // sec -1 and frac 5 of one digit is -1 + 0.5: Python's Decimal gives -0.5 (it was -1.5).
+        let t = Timestamp::new(-1, 5, 1);
+        assert_eq!(t.decimal(), "-0.5");
+        assert_eq!(t.as_f64(), -0.5);
+        assert_eq!(Timestamp::from_ns(-512_000, 6).decimal(), "-0.000512");
+        assert_eq!(Timestamp::from_ns(-2_000_000_000, 6).decimal(), "-2.000000");
+        assert_eq!(Timestamp::from_ns(-1, 9).decimal(), "-0.000000001");
+        assert_eq!(Timestamp::new(-10, 0, 0).decimal(), "-10");
+    }
+
+    #[test]
+    fn durations_are_signed_exact_and_never_wrap() {
+        // The two of tcpdump's captures: a clock stepped back by 512 µs (it printed -1.999488) and a frame
+        // stamped near the epoch after one of 2013 (it printed -1381533735.006935).
+        let t = 1_381_533_735_500_000_000i64;
+        assert_eq!(duration_text(t, t - 512_000, 6), "-0.000512");
+        assert_eq!(
+            duration_text(t + 1_000, 506_936_000, 6),
+            "-1381533734.993065"
+        );
+        assert_eq!(duration_text(t, t + 1_250_000_000, 6), "1.250000");
+        assert_eq!(duration_text(t, t, 6), "0.000000");
+        assert_eq!(duration_text(t, t - 1, 9), "-0.000000001");
+        // The widest span: 2^64 - 1 ns, neither wrapped nor saturated.
+        assert_eq!(
+            duration_text(i64::MIN, i64::MAX, 9),
+            "18446744073.709551615"
+        );
+        assert_eq!(
+            duration_text(i64::MAX, i64::MIN, 9),
+            "-18446744073.709551615"
+        );
+        // What the JSON writer appends is the same text.
+        let mut out = Vec::new();
+        write_duration(&mut out, t, t - 512_000, 6);
+        assert_eq!(out, b"-0.000512");
+    }
+
+    #[test]
+    fn times_past_an_i64_of_seconds_stay_exact() {
+        // PyPCAPKit's time_epoch is Decimal(ticks) / resolution + offset: with whole-second ticks of 2^64 - 1
+        // its label's time is repr(float(...)) = 1.8446744073709552e+19 (run on such a capture).
+        let max = Timestamp::from_secs(i128::from(u64::MAX), 0, 0);
+        assert_eq!(max.decimal(), "18446744073709551615");
+        assert_eq!(max.as_f64(), 1.8446744073709552e19);
+        assert_eq!(max.secs(), i128::from(u64::MAX));
+        assert!(!max.fits_ns());
+        assert_eq!(max.as_ns(), i64::MAX);
+        let half = Timestamp::from_secs(1 << 63, 5, 1);
+        assert_eq!(half.decimal(), "9223372036854775808.5");
+        assert_eq!(half.rfc3339(), "9223372036854775808.5");
+        // The far end: 2^64 - 1 ticks plus the largest if_tsoffset.
+        let far = Timestamp::from_secs(i128::from(u64::MAX) + i128::from(i64::MAX), 0, 0);
+        assert_eq!(
+            far.decimal(),
+            (i128::from(u64::MAX) + i128::from(i64::MAX)).to_string()
+        );
+        // Within i64 nothing changes.
+        let now = Timestamp::new(1_700_000_000, 25, 2);
+        assert_eq!(
+            (now.sec, now.wraps, now.secs()),
+            (1_700_000_000, 0, 1_700_000_000)
+        );
+        assert!(now.fits_ns());
+    }
 }

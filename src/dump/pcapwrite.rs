@@ -131,6 +131,18 @@ impl<W: Write> PcapNgWriter<W> {
 
     /// Adds an interface and returns its id. `tsresol` is pcapng's byte (6 = µs, 9 = ns).
     pub fn add_interface(&mut self, linktype: u32, snaplen: u32, tsresol: u8) -> io::Result<u32> {
+        self.add_interface_offset(linktype, snaplen, tsresol, 0)
+    }
+
+    /// [`PcapNgWriter::add_interface`] with an `if_tsoffset` of `tsoffset` seconds (none when 0), for packets
+    /// written with [`PcapNgWriter::write_ticks`] (test captures of times far from now).
+    pub fn add_interface_offset(
+        &mut self,
+        linktype: u32,
+        snaplen: u32,
+        tsresol: u8,
+        tsoffset: i64,
+    ) -> io::Result<u32> {
         let mut body = Vec::new();
         body.extend_from_slice(&(linktype as u16).to_le_bytes());
         body.extend_from_slice(&0u16.to_le_bytes());
@@ -139,6 +151,11 @@ impl<W: Write> PcapNgWriter<W> {
             body.extend_from_slice(&9u16.to_le_bytes());
             body.extend_from_slice(&1u16.to_le_bytes());
             body.extend_from_slice(&[tsresol, 0, 0, 0]);
+        }
+        if tsoffset != 0 {
+            body.extend_from_slice(&14u16.to_le_bytes());
+            body.extend_from_slice(&8u16.to_le_bytes());
+            body.extend_from_slice(&tsoffset.to_le_bytes());
         }
         body.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
         self.w.write_all(&block(1, &body))?;
@@ -156,6 +173,17 @@ impl<W: Write> PcapNgWriter<W> {
         } else {
             ts_ns as u64
         };
+        self.write_ticks(iface, ticks, origlen, data)
+    }
+
+    /// Writes an enhanced packet block on interface `iface` with the time's `ticks` as they are.
+    pub fn write_ticks(
+        &mut self,
+        iface: u32,
+        ticks: u64,
+        origlen: u32,
+        data: &[u8],
+    ) -> io::Result<()> {
         let mut body = Vec::with_capacity(20 + data.len());
         body.extend_from_slice(&iface.to_le_bytes());
         body.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
