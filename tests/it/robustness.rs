@@ -1008,9 +1008,9 @@ fn a_dump_warns_once_per_capture_of_times_its_format_cannot_hold() {
     let mut w = PcapNgWriter::new(Vec::new()).unwrap();
     w.add_interface_offset(1, 65535, 6, -10).unwrap();
     w.add_interface_offset(1, 65535, 6, 0).unwrap();
-    let f = syn_from(41000);
-    w.write_ticks(0, 500_000, f.len() as u32, &f).unwrap();
-    w.write_ticks(1, y2200 * 1_000_000, f.len() as u32, &f)
+    let (a, b) = (syn_from(41000), syn_from(41001));
+    w.write_ticks(0, 500_000, a.len() as u32, &a).unwrap();
+    w.write_ticks(1, y2200 * 1_000_000, b.len() as u32, &b)
         .unwrap();
     std::fs::write(&odd, w.into_inner()).unwrap();
     let r = traceflow(
