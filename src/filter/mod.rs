@@ -220,11 +220,15 @@ pub struct FilterError {
     pub message: String,
     /// Byte offset of the offending word.
     pub at: usize,
-    /// The filter as given.
+    /// The filter as given, or the part of it around the offending word when it is long (`...` marks a cut).
     pub text: String,
     /// Spaces and `^` under the offending word.
     pub caret: String,
 }
+
+/// Characters of the filter shown on either side of the offending word: a blocklist of thousands of terms is not
+/// echoed whole under its error.
+const SHOWN_AROUND: usize = 40;
 
 impl FilterError {
     pub(crate) fn new(
@@ -233,17 +237,32 @@ impl FilterError {
         len: usize,
         message: impl Into<String>,
     ) -> FilterError {
-        let col = text[..at.min(text.len())].chars().count();
-        let width = text[at.min(text.len())..]
+        let at_c = at.min(text.len());
+        let col = text[..at_c].chars().count();
+        let width = text[at_c..]
             .chars()
-            .take(len.max(1))
+            .take(len.clamp(1, 2 * SHOWN_AROUND))
             .count()
             .max(1);
+        let total = text.chars().count();
+        let (from, to) = (
+            col.saturating_sub(SHOWN_AROUND),
+            (col + width + SHOWN_AROUND).min(total),
+        );
+        let mut shown: String = text.chars().skip(from).take(to - from).collect();
+        let mut indent = col - from;
+        if from > 0 {
+            shown.insert_str(0, "...");
+            indent += 3;
+        }
+        if to < total {
+            shown.push_str("...");
+        }
         FilterError {
             message: message.into(),
             at,
-            text: text.to_string(),
-            caret: format!("{}{}", " ".repeat(col), "^".repeat(width)),
+            text: shown,
+            caret: format!("{}{}", " ".repeat(indent), "^".repeat(width)),
         }
     }
 }
@@ -291,10 +310,21 @@ pub(crate) fn is_v4ish(a: &IpAddr) -> bool {
     }
 }
 
+/// Whether `net`/`prefix` is an IPv4 network: written as IPv4, or as an IPv4-mapped IPv6 network of at least 96
+/// bits (`::ffff:10.0.0.0/104` is `10.0.0.0/8`). A shorter IPv6 prefix is an IPv6 network even when its address
+/// is mapped: `::ffff:0.0.0.0/8` is `::/8`, only the first 8 bits count.
+pub(crate) fn net_is_v4(net: &IpAddr, prefix: u8) -> bool {
+    match net {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(v6) => prefix >= 96 && v6.to_ipv4_mapped().is_some(),
+    }
+}
+
 /// Whether `a` is in the network `net`/`prefix`. As in tcpdump, an IPv6 network holds IPv6 addresses only (so
-/// `net ::/0` is every IPv6 flow); IPv4 and IPv4-mapped IPv6 compare as one.
+/// `net ::/0` is every IPv6 flow, and `net ::/8` does not hold the IPv4 hosts that traceflow keys under
+/// ::ffff:0:0/96); IPv4 and IPv4-mapped IPv6 compare as one, so an IPv4 network ([`net_is_v4`]) holds both.
 pub fn in_net(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
-    if is_v4ish(a) != is_v4ish(net) {
+    if is_v4ish(a) != net_is_v4(net, prefix) {
         return false;
     }
     let (a, n) = (addr_key(a), addr_key(net));
