@@ -155,11 +155,37 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The operands of the chain of `and` (`or`) at the top of `self`: `a and (b and c)` is a, b, c; `self` alone
+    /// when it is neither. Without recursion: a chain built by hand (not by [`parse`], which balances them) may be
+    /// as deep as it is long.
+    pub(crate) fn chain(&self) -> Vec<&Expr> {
+        fn same<'a>(top: &Expr, x: &'a Expr) -> Option<(&'a Expr, &'a Expr)> {
+            match (top, x) {
+                (Expr::And(..), Expr::And(a, b)) | (Expr::Or(..), Expr::Or(a, b)) => Some((a, b)),
+                _ => None,
+            }
+        }
+        let mut out = Vec::new();
+        let mut todo = vec![self];
+        while let Some(x) = todo.pop() {
+            match same(self, x) {
+                Some((a, b)) => {
+                    todo.push(b);
+                    todo.push(a);
+                }
+                None => out.push(x),
+            }
+        }
+        out
+    }
+
     /// What a matching flow must be in, as stored buckets (`trace::buckets`): each entry is a set of buckets, and
     /// a flow that matches is in one bucket of every set. Empty when the filter names no host, port or IPv4 network
     /// that every match must have (then every flow is a candidate).
     pub fn bucket_sets(&self) -> Vec<Vec<u32>> {
-        use crate::trace::buckets::{addr_bucket, net16_buckets, port_bucket};
+        use crate::trace::buckets::{addr_bucket, net16_buckets, port_bucket, NET16_BASE};
+        // A 16th of the address (or port) buckets.
+        const MAX_HASHED_BUCKETS: usize = 256;
         match self {
             Expr::Host(_, a) => vec![vec![addr_bucket(a)]],
             // A wide port range is most of the buckets: not worth reading.
@@ -172,21 +198,25 @@ impl Expr {
             Expr::Net(_, a, p) => net16_buckets(a, *p)
                 .map(|(v, _)| vec![v])
                 .unwrap_or_default(),
-            Expr::And(a, b) => {
-                let mut v = a.bucket_sets();
-                v.extend(b.bucket_sets());
-                v
-            }
-            // A match of `a or b` matches one side: it is in the first set of that side's.
-            Expr::Or(a, b) => match (a.bucket_sets().first(), b.bucket_sets().first()) {
-                (Some(x), Some(y)) => {
-                    let mut v: Vec<u32> = x.iter().chain(y).copied().collect();
-                    v.sort_unstable();
-                    v.dedup();
-                    vec![v]
+            Expr::And(..) => self.chain().iter().flat_map(|t| t.bucket_sets()).collect(),
+            // A match of an `or` matches one operand: it is in the first set of that one's. A long `or` of hosts
+            // or ports (a blocklist) is in most address or port buckets, each read by a query of its own per
+            // capture: not worth reading (as a wide port range). /16 buckets come in runs, one query each.
+            Expr::Or(..) => {
+                let mut v: Vec<u32> = Vec::new();
+                for t in self.chain() {
+                    match t.bucket_sets().into_iter().next() {
+                        Some(first) => v.extend(first),
+                        None => return Vec::new(),
+                    }
                 }
-                _ => Vec::new(),
-            },
+                v.sort_unstable();
+                v.dedup();
+                if v.iter().filter(|&&b| b < NET16_BASE).count() > MAX_HASHED_BUCKETS {
+                    return Vec::new();
+                }
+                vec![v]
+            }
             _ => Vec::new(),
         }
     }
@@ -199,15 +229,34 @@ impl Expr {
             Expr::Net(Dir::Either, a, p) => {
                 matches!(crate::trace::buckets::net16_buckets(a, *p), Some((_, true)))
             }
-            Expr::And(a, b) => a.buckets_are_exact() && b.buckets_are_exact(),
-            // `or` keeps only the first set of each side.
-            Expr::Or(a, b) => {
-                a.buckets_are_exact()
-                    && b.buckets_are_exact()
-                    && a.bucket_sets().len() == 1
-                    && b.bucket_sets().len() == 1
+            Expr::And(..) => self.chain().iter().all(|t| t.buckets_are_exact()),
+            // `or` keeps only the first set of each operand, and none when their union is too wide to read.
+            Expr::Or(..) => {
+                self.chain()
+                    .iter()
+                    .all(|t| t.buckets_are_exact() && t.bucket_sets().len() == 1)
+                    && !self.bucket_sets().is_empty()
             }
             _ => false,
+        }
+    }
+}
+
+/// Dropped without recursion: a chain built by hand may be as deep as it is long.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        let mut todo: Vec<Expr> = Vec::new();
+        let take = |e: &mut Expr, todo: &mut Vec<Expr>| match e {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                todo.push(std::mem::replace(a.as_mut(), Expr::All));
+                todo.push(std::mem::replace(b.as_mut(), Expr::All));
+            }
+            Expr::Not(a) => todo.push(std::mem::replace(a.as_mut(), Expr::All)),
+            _ => {}
+        };
+        take(self, &mut todo);
+        while let Some(mut e) = todo.pop() {
+            take(&mut e, &mut todo);
         }
     }
 }
@@ -381,8 +430,8 @@ impl Expr {
                 };
                 cmp.holds(x, *v)
             }
-            Expr::And(a, b) => a.matches(f) && b.matches(f),
-            Expr::Or(a, b) => a.matches(f) || b.matches(f),
+            Expr::And(..) => self.chain().iter().all(|t| t.matches(f)),
+            Expr::Or(..) => self.chain().iter().any(|t| t.matches(f)),
             Expr::Not(a) => !a.matches(f),
         }
     }

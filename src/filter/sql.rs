@@ -119,37 +119,6 @@ fn ends(d: Dir, test: impl Fn(&str, &str) -> String) -> String {
     }
 }
 
-/// The operands of a chain of `op` under `e` (`a or (b or c)` is a, b, c), in order, without recursion: a chain
-/// built by hand may be as deep as it is long.
-fn operands<'a>(e: &'a Expr, is_op: fn(&Expr) -> Option<(&Expr, &Expr)>) -> Vec<&'a Expr> {
-    let mut out = Vec::new();
-    let mut todo = vec![e];
-    while let Some(x) = todo.pop() {
-        match is_op(x) {
-            Some((a, b)) => {
-                todo.push(b);
-                todo.push(a);
-            }
-            None => out.push(x),
-        }
-    }
-    out
-}
-
-fn as_or(e: &Expr) -> Option<(&Expr, &Expr)> {
-    match e {
-        Expr::Or(a, b) => Some((a, b)),
-        _ => None,
-    }
-}
-
-fn as_and(e: &Expr) -> Option<(&Expr, &Expr)> {
-    match e {
-        Expr::And(a, b) => Some((a, b)),
-        _ => None,
-    }
-}
-
 /// `parts` joined by `op` as a balanced tree, each join parenthesised: SQLite parses `a OR b OR c ...` as a chain
 /// as deep as it is long, and refuses one of 1,000.
 fn join_balanced(mut parts: Vec<Emitted>, op: &str) -> Emitted {
@@ -286,20 +255,17 @@ fn emit_or(terms: &[&Expr], p: &mut Vec<Value>) -> Emitted {
 
 fn emit(e: &Expr, p: &mut Vec<Value>) -> Emitted {
     match e {
-        Expr::Or(..) => return emit_or(&operands(e, as_or), p),
+        Expr::Or(..) => emit_or(&e.chain(), p),
         Expr::And(..) => {
-            let parts = operands(e, as_and)
-                .into_iter()
-                .map(|t| emit(t, p))
-                .collect();
-            return join_balanced(parts, "AND");
+            let parts = e.chain().into_iter().map(|t| emit(t, p)).collect();
+            join_balanced(parts, "AND")
         }
         Expr::Not(a) => {
             let inner = emit(a, p);
-            return Emitted {
+            Emitted {
                 sql: format!("(NOT {})", inner.sql),
                 height: inner.height + 1,
-            };
+            }
         }
         _ => term(leaf(e, p)),
     }
