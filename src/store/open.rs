@@ -313,7 +313,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Nanoseconds this process spent waiting for another's write lock (an ingest's run time leaves them out).
 static LOCK_WAITED_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// Whether "waiting for another ingest" was said already in this process.
+/// Whether "waiting for another writer" was said already in this process.
 static LOCK_WAIT_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The busy handler of writing connections: SQLite calls it while another connection holds the lock, with the
@@ -322,7 +322,10 @@ static LOCK_WAIT_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 fn wait_for_lock(calls: i32) -> bool {
     use std::sync::atomic::Ordering;
     if calls == 0 && !LOCK_WAIT_SAID.swap(true, Ordering::Relaxed) {
-        crate::msg::say("waiting for another ingest to finish (the database is locked)");
+        // SQLite does not record which process holds its lock, nor what it runs: name every writer there is.
+        crate::msg::say(
+            "waiting for another writer (ingest, forget or a connection build) to finish (the database is locked)",
+        );
     }
     let step = Duration::from_millis(u64::from(calls.clamp(0, 99).unsigned_abs()) + 1);
     // calls * (calls + 1) / 2 ms slept so far, up to 100 ms a step after that.

@@ -890,3 +890,38 @@ fn a_dump_stopped_by_sigterm_leaves_nothing_behind() {
         }
     }
 }
+
+/// `forget` waits for another writer's lock, as an ingest and the connection build do, and says what it waits
+/// for (it failed at once with "database is locked").
+#[test]
+fn forget_waits_for_another_writer() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
+    let holder = Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut child = cmd(&db)
+        .args(["forget", "s.pcap"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let waiting = child.try_wait().unwrap().is_none();
+    holder.execute_batch("COMMIT").unwrap();
+    let r = wait_bounded(child, Duration::from_secs(60), "forget");
+    assert!(waiting, "forget did not wait: {}", r.stderr);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr
+            .matches("waiting for another writer (ingest, forget or a connection build) to finish")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    let left: i64 = holder
+        .query_row("SELECT count(*) FROM captures", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
