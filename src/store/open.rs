@@ -279,6 +279,11 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
         }),
         _ => {
             label_view(&conn).map_err(sq)?;
+            // One read transaction for the whole command: a listing reads many pages, and each in its own
+            // snapshot showed part of a capture that `forget` deleted meanwhile. Its first read pins the
+            // snapshot; it is never committed (nothing is written), and ends when the connection closes.
+            conn.execute_batch("BEGIN").map_err(sq)?;
+            user_version(&conn).map_err(sq)?;
             Ok(conn)
         }
     }

@@ -1878,6 +1878,7 @@ fn merge_by_time(
 ) -> Result<(), QueryError> {
     let cands = bucket_candidates(conn, filter)?;
     let pending = sqlite_captures_by_time(conn)?;
+    let mark = snapshot_mark(conn)?;
     let path = db_path(conn);
     let helpers = cores() - 1;
     // A short listing is over before a helper's connection is open.
@@ -1890,10 +1891,14 @@ fn merge_by_time(
     std::thread::scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|| {
-                // A helper that cannot open or prepare leaves its pages to the listing thread.
+                // A helper that cannot open or prepare, or reads another snapshot than the listing's, leaves its
+                // pages to the listing thread.
                 let Ok(c) = super::open_read(&path) else {
                     return;
                 };
+                if snapshot_mark(&c).ok().as_ref() != Some(&mark) {
+                    return;
+                }
                 let Ok(mut pages) = Pages::new(&c, filter, caps, &cands) else {
                     return;
                 };
@@ -2241,6 +2246,7 @@ pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, Que
         }
     };
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let mark = snapshot_mark(conn)?;
     match db_path(conn) {
         Some(path) if threads > 1 => {
             // Each helper thread reads through its own connection; this one counts too.
@@ -2248,10 +2254,13 @@ pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, Que
                 let helpers: Vec<_> = (1..threads)
                     .map(|_| {
                         scope.spawn(|| {
-                            // A helper that cannot open the database leaves its ranges to the others.
+                            // A helper that cannot open the database, or reads another snapshot than this
+                            // thread's, leaves its ranges to the others.
                             match super::open_read(&path) {
-                                Ok(c) => count_ranges(&c, &next),
-                                Err(_) => Ok(0),
+                                Ok(c) if snapshot_mark(&c).ok().as_ref() == Some(&mark) => {
+                                    count_ranges(&c, &next)
+                                }
+                                _ => Ok(0),
                             }
                         })
                     })
@@ -2286,6 +2295,18 @@ fn count_threads(rows: i64) -> usize {
 /// Cores to read on (at most 8): the threads that split a long read between connections.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// What a read transaction sees of the captures (their ids and contents): helper threads read through their own
+/// connections, each in its own snapshot, and help only when theirs shows the same captures as the command's
+/// (flows change only with their capture: an ingest or a `forget`).
+fn snapshot_mark(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row(
+        "SELECT coalesce(group_concat(id || ':' || coalesce(hash, ''), ','), '')
+         FROM (SELECT id, hash FROM captures ORDER BY id)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// The file of `conn`'s main database, which helper threads open their own connections to; `None` in memory.
