@@ -248,20 +248,25 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
         | rusqlite::OpenFlags::SQLITE_OPEN_URI
         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let first = Connection::open_with_flags(path, flags).and_then(|c| {
-        c.busy_timeout(BUSY_TIMEOUT)?;
-        let v = user_version(&c)?;
-        Ok((c, v))
-    });
-    let (conn, version) = match first {
-        Ok(cv) => cv,
-        Err(e) if is_cantopen(&e) => {
-            let uri = immutable_uri(path).map_err(sq)?;
-            let c = Connection::open_with_flags(uri, flags).map_err(sq)?;
-            let v = user_version(&c).map_err(sq)?;
-            (c, v)
+    let immutable = || {
+        let uri = immutable_uri(path).map_err(sq)?;
+        let c = Connection::open_with_flags(uri, flags).map_err(sq)?;
+        let v = user_version(&c).map_err(sq)?;
+        Ok::<_, StoreError>((c, v))
+    };
+    let (conn, version) = if must_not_make_wal(path) {
+        immutable()?
+    } else {
+        let first = Connection::open_with_flags(path, flags).and_then(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            let v = user_version(&c)?;
+            Ok((c, v))
+        });
+        match first {
+            Ok(cv) => cv,
+            Err(e) if is_cantopen(&e) => immutable()?,
+            Err(e) => return Err(sq(e)),
         }
-        Err(e) => return Err(sq(e)),
     };
     conn.pragma_update(None, "cache_size", -16384).map_err(sq)?;
     match version {
@@ -287,6 +292,37 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
             Ok(conn)
         }
     }
+}
+
+/// Whether a reader must open `path` as immutable: a WAL database without a `-wal` file (no writer has it open)
+/// that this user may not write, or in a folder it may not write. Opened the usual way, SQLite would create
+/// `-wal` and `-shm` files owned by this user in a folder anyone may write (such as a sticky /tmp), and the
+/// database's owner could then not write them: its next ingest failed "attempt to write a readonly database".
+fn must_not_make_wal(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    let wal_mode = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head.starts_with(b"SQLite format 3\0") && head[18] == 2);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if !wal_mode || Path::new(&wal).exists() {
+        return false;
+    }
+    let writable = |p: &Path| {
+        rustix::fs::accessat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::Access::WRITE_OK,
+            rustix::fs::AtFlags::EACCESS,
+        )
+        .is_ok()
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    !writable(path) || !writable(dir)
 }
 
 /// SQLite cannot open a WAL database read-only when it may not create the `-shm` file beside it.

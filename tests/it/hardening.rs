@@ -990,3 +990,61 @@ fn a_listing_during_forget_is_whole_or_nothing_on_sqlite() {
     let d = tempfile::tempdir().unwrap();
     a_listing_during_forget_is_whole_or_nothing(&d.path().join("t.db"), d.path());
 }
+
+/// Runs the binary as user and group `uid` (root only), with `--db db`.
+fn as_uid(uid: u32, db: &Path, args: &[&str]) -> Run {
+    let child = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("traceflow"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("TRACEFLOW_DB")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(child, Duration::from_secs(60), "another user's run")
+}
+
+/// Another user's read leaves no `-wal` or `-shm` file of its own beside a WAL database in a sticky folder
+/// anyone may write, so the owner's next ingest still writes (it failed "attempt to write a readonly database").
+#[test]
+fn another_users_read_does_not_block_the_owners_ingest() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run as two other users");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sticky = d.path().join("shared");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (a, b) = (d.path().join("a.pcap"), d.path().join("b.pcap"));
+    std::fs::write(&a, pcap(1, 65535, &sample_frames())).unwrap();
+    std::fs::write(
+        &b,
+        pcap(1, 65535, &synth::conversations(4, T0 + 1_000_000_000)),
+    )
+    .unwrap();
+    let db = sticky.join("t.db");
+    let owner = 4321;
+    let r = as_uid(owner, &db, &["ingest", "-q", a.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = as_unprivileged(&db, &["captures", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["name"], "a.pcap");
+    assert_eq!(names_in(&sticky), ["t.db"], "the reader left files behind");
+    let r = as_uid(owner, &db, &["ingest", "-q", b.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = as_unprivileged(&db, &["captures", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+}
