@@ -23,6 +23,12 @@ pub enum QueryError {
         /// The captures it matches, as `id N`, comma-separated.
         candidates: String,
     },
+    /// A capture went away while the command read it (`forget`, or a re-ingest that replaced it).
+    #[error(
+        "capture {0} is no longer in the database: it was forgotten or replaced while this command read it; run \
+         the command again (`traceflow captures` lists what is there)"
+    )]
+    CaptureGone(i64),
     /// A SQLite failure.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -1057,7 +1063,7 @@ pub fn capture_row(db: &Db, id: i64) -> Result<CaptureRow, QueryError> {
         Db::Sqlite(c) => c,
         Db::Postgres(p) => return p.capture_row(id),
     };
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = ?1",
         [id],
         |r| {
@@ -1071,7 +1077,16 @@ pub fn capture_row(db: &Db, id: i64) -> Result<CaptureRow, QueryError> {
                 embedded: r.get::<_, i64>(6)? != 0,
             })
         },
-    )?)
+    )
+    .map_err(|e| gone(e, id))
+}
+
+/// A row of capture `id` that is not there: the capture went away while the command read it.
+fn gone(e: rusqlite::Error, id: i64) -> QueryError {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => QueryError::CaptureGone(id),
+        e => e.into(),
+    }
 }
 
 /// One path a capture was seen under: (path, base name, size, mtime_ns) as `capture_paths` records it.
@@ -1133,9 +1148,10 @@ pub fn flow_page(
 pub fn flow_first_frame(db: &Db, capture_id: i64, flow_no: i64) -> Result<i64, QueryError> {
     match db {
         Db::Postgres(p) => Ok(p.flow_span(capture_id, flow_no)?.0),
-        Db::Sqlite(conn) => Ok(conn
+        Db::Sqlite(conn) => conn
             .prepare_cached("SELECT first_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2")?
-            .query_row([capture_id, flow_no], |r| r.get(0))?),
+            .query_row([capture_id, flow_no], |r| r.get(0))
+            .map_err(|e| gone(e, capture_id)),
     }
 }
 

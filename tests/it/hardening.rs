@@ -1048,3 +1048,28 @@ fn another_users_read_does_not_block_the_owners_ingest() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
 }
+
+/// A capture that went away while a dump read it (`forget`) is named, with what to do, not "Query returned no
+/// rows".
+#[test]
+fn a_capture_gone_during_a_dump_is_named() {
+    use traceflow::store::{read, Db, Target};
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
+    let conn = Db::open_read(&Target::of(&db)).unwrap();
+    let id = read::resolve_capture(&conn, "s.pcap").unwrap();
+    drop(conn);
+    assert_eq!(run(&db, &["forget", "s.pcap"]).code, 0);
+    let conn = Db::open_read(&Target::of(&db)).unwrap();
+    for e in [
+        read::capture_row(&conn, id).err().unwrap(),
+        read::flow_first_frame(&conn, id, 1).err().unwrap(),
+    ] {
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("capture {id} is no longer in the database"))
+                && msg.contains("run the command again"),
+            "{msg}"
+        );
+    }
+}
