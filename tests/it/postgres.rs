@@ -1539,3 +1539,11 @@ fn pg_a_damaged_frame_chunk_is_reported() {
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     }
 }
+
+/// A listing read slowly while `forget` runs reads one snapshot on PostgreSQL too (REPEATABLE READ).
+#[test]
+fn a_listing_during_forget_is_whole_or_nothing_on_postgres() {
+    let pg = PgDb::new("listing_forget");
+    let d = tempfile::tempdir().unwrap();
+    super::hardening::a_listing_during_forget_is_whole_or_nothing(pg.path(), d.path());
+}

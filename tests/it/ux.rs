@@ -556,7 +556,7 @@ fn waiting_for_another_writer_is_said_once_and_left_out_of_the_time() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stderr
-            .matches("waiting for another ingest to finish")
+            .matches("waiting for another writer (ingest, forget or a connection build) to finish")
             .count(),
         1,
         "{}",

@@ -460,8 +460,29 @@ impl Pg {
         rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
     }
 
-    /// `read::search_flows` on PostgreSQL.
+    /// `read::search_flows` on PostgreSQL, in one REPEATABLE READ, READ ONLY transaction: the time order reads
+    /// a page at a time, and each page in a snapshot of its own showed part of a capture `forget` deleted meanwhile.
     pub fn search_flows(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        self.client
+            .borrow_mut()
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let listed = self.search_flows_in_snapshot(filter, sort, limit, visit);
+        let end = self.client.borrow_mut().batch_execute(if listed.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        });
+        listed?;
+        Ok(end?)
+    }
+
+    fn search_flows_in_snapshot(
         &self,
         filter: &Compiled,
         sort: FlowSort,
