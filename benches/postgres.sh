@@ -74,6 +74,7 @@ gen_capture "$PCAP" "$CONNECTIONS" 1
 QUARTER=$((CONNECTIONS / 4))
 PARTS=()
 for seed in 2 3 4 5; do
+    (( ONLY_CONN )) && break
     gen_capture "$WORK/part-$QUARTER-s$seed.pcap" "$QUARTER" "$seed"
     PARTS+=("$WORK/part-$QUARTER-s$seed.pcap")
 done
@@ -147,7 +148,7 @@ done
 (( ONLY_CONN )) && T_J1=(1) T_J2=(1) T_P2=(1)
 FRAMES4=1
 (( ONLY_CONN )) || FRAMES4=$(frames_in "$(pg_url tf_bench_four)")
-MB4=$(stat -c %s "${PARTS[@]}" | awk '{ b += $1 } END { printf "%.0f", b / 1e6 }')
+MB4=$( ((ONLY_CONN)) || stat -c %s "${PARTS[@]}" | awk '{ b += $1 } END { printf "%.0f", b / 1e6 }')
 
 # 3. query --flow latency, on the databases of the last single-capture runs
 LABEL=$("$BIN" --db "$SQLITE" query --capture "$(basename "$PCAP")" --format json \

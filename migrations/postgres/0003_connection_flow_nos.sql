@@ -4,7 +4,8 @@
 -- Why: the read side found a connection's flows with `flow_no = ANY (string_to_array(flows, ',')::BIGINT[])`.
 -- The planner turned that EXISTS into a hash semi-join of all flows against all connections with the parse as
 -- its filter, which is quadratic in the flows of a capture when the server has no statistics yet (right after
--- an ingest). Readers now unnest `flow_nos` and look each flow up by the flows key.
+-- an ingest). Readers now look a connection's flows up by the flows key, `flow_no = ANY (flow_nos)`, in a
+-- subquery kept correlated.
 --
 -- A stored generated column: every writer (COPY, ad-hoc INSERT) fills it from `flows`, and adding it computes it
 -- for the connections already there.

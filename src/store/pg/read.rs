@@ -421,16 +421,16 @@ fn refs<'a>(
 /// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
 const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
 
-/// The flows `f` of connection `x`, each found by the flows key. `unnest(x.flow_nos)` in the FROM list keeps
-/// a subquery over it correlated (the planner cannot turn it into a join of all flows against all connections,
-/// whose cost, without statistics, it misjudged by orders of magnitude), so each connection costs a lookup per
-/// flow whatever the statistics say.
-const CONN_FLOWS: &str = "unnest(x.flow_nos) AS n(flow_no)
-     JOIN flows f ON f.capture_id = x.capture_id AND f.flow_no = n.flow_no";
+/// The flows `f` of connection `x`, found by the flows key (`flow_no = ANY (x.flow_nos)` is an index condition).
+const CONN_FLOWS: &str =
+    "flows f WHERE f.capture_id = x.capture_id AND f.flow_no = ANY (x.flow_nos)";
 
-/// "Some flow of connection `x` matches": as `read::conn_condition`.
+/// "Some flow of connection `x` matches": as `read::conn_condition`. `OFFSET 0` keeps the subquery correlated:
+/// without it the planner may turn it into a join of all flows against all connections with the array test as
+/// its filter, a plan whose cost it misjudges by orders of magnitude when it has no statistics (right after an
+/// ingest). Correlated, each connection costs an index lookup per flow whatever the statistics say.
 fn conn_condition(cond: &str) -> String {
-    format!("EXISTS (SELECT 1 FROM {CONN_FLOWS} WHERE ({cond}))")
+    format!("EXISTS (SELECT 1 FROM {CONN_FLOWS} AND ({cond}) OFFSET 0)")
 }
 
 /// `count_connections`' query for a filter's condition (`$N` placeholders).
