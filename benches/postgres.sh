@@ -222,8 +222,13 @@ j1=$(median "${T_J1[@]}"); j2=$(median "${T_J2[@]}"); p2=$(median "${T_P2[@]}")
 qs=$(median "${Q_SQLITE[@]}"); qp=$(median "${Q_PG[@]}")
 echo
 echo "traceflow: PostgreSQL against SQLite ($("$BIN" --version 2>/dev/null | head -n1), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-echo "one capture: $(basename "$PCAP"), $MB MB, $FRAMES frames; four captures: $QUARTER connections each, $MB4 MB, $FRAMES4 frames"
-(( ONLY_CONN )) && echo "(--only-connections: the rows of 2. and 3. were not measured)"
+echo "one capture: $(basename "$PCAP"), $MB MB, $FRAMES frames$( ((ONLY_CONN)) || echo "; four captures: $QUARTER connections each, $MB4 MB, $FRAMES4 frames")"
+if (( ONLY_CONN )); then
+    awk -v s1="$s1" -v p1="$p1" -v f="$FRAMES" -v r="$REPEAT" 'BEGIN {
+    printf "%-52s %10s %14s %8s\n", "run (median of " r " ingests)", "wall s", "frames/s", "ratio"
+    printf "%-52s %10.2f %14.0f %8s\n", "ingest 1 capture -> SQLite", s1, f / s1, "1.00"
+    printf "%-52s %10.2f %14.0f %8.2f\n", "ingest 1 capture -> PostgreSQL", p1, f / p1, s1 / p1 }'
+else
 awk -v s1="$s1" -v p1="$p1" -v j1="$j1" -v j2="$j2" -v p2="$p2" -v qs="$qs" -v qp="$qp" \
     -v f="$FRAMES" -v f4="$FRAMES4" -v r="$REPEAT" -v q="$QUERIES" -v label="$LABEL" 'BEGIN {
     printf "%-52s %10s %14s %8s\n", "run (median of " r " ingests, " q " queries)", "wall s", "frames/s", "ratio"
@@ -236,6 +241,7 @@ awk -v s1="$s1" -v p1="$p1" -v j1="$j1" -v j2="$j2" -v p2="$p2" -v qs="$qs" -v q
     printf "%-52s %10.1f %14s %8.2f\n", "query --flow -o /dev/null, PostgreSQL (ms)", qp * 1000, "-", qs / qp
     printf "(ratio: speed against the row marked 1.00 above it, above 1 is faster; query label %s)\n", label
 }'
+fi
 echo
 echo "connections of $(basename "$PCAP") ($CONNS connections; median of $QUERIES runs each; ratio: time against SQLite's, below 1 is faster)"
 printf '%-58s %8s %10s %10s %6s %10s %6s\n' "command" "lines" "SQLite s" "PG anal. s" "ratio" "PG nost. s" "ratio"
