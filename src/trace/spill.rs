@@ -149,6 +149,9 @@ pub struct Parked {
     spans: Vec<(u32, u64, usize, usize)>,
 }
 
+/// What [`Parked::drain`] hands each record to: its number, key and tail.
+pub type ParkedVisitor<'a> = dyn FnMut(u32, FlowKey, &[u8]) -> Result<(), SpillError> + 'a;
+
 impl Default for Parked {
     fn default() -> Parked {
         Parked {
@@ -204,10 +207,7 @@ impl Parked {
     }
 
     /// Hands every parked record to `each` (number, key, tail), in number order.
-    pub fn drain(
-        self,
-        each: &mut dyn FnMut(u32, FlowKey, &[u8]) -> Result<(), SpillError>,
-    ) -> Result<(), SpillError> {
+    pub fn drain(self, each: &mut ParkedVisitor) -> Result<(), SpillError> {
         let mut failed = None;
         let decode = |b: &[u8]| {
             let no = body_flow_no(b)?;
