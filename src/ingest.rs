@@ -634,7 +634,7 @@ fn read_capture(
     // without, the tracer hashes each flow's.
     let mut connections = opts
         .connections
-        .then(|| Connections::new(opts.community_id_seed));
+        .then(|| Connections::with_max_open(opts.community_id_seed, opts.max_open_flows));
     let mut tracer = Tracer::with_max_open(opts.max_open_flows);
     if let Some(bytes) = opts.park_memory {
         tracer = tracer.with_park_memory(bytes);
@@ -813,10 +813,10 @@ fn read_capture(
     if hung_up || tx.send(batch).is_err() {
         return;
     }
-    // The connections still in memory, in batches as the flows.
+    // The connections not done yet (in memory and parked), in batches as the flows.
     let mut done = Vec::with_capacity(BATCH);
     let mut hung_up = false;
-    connections.into_iter().for_each(|t| {
+    let finished = connections.map_or(Ok(()), |t| {
         t.finish(&mut |c| {
             done.push(c);
             if done.len() >= BATCH && !hung_up {
@@ -832,6 +832,10 @@ fn read_capture(
             }
         })
     });
+    if let Err(e) = finished {
+        let _ = tx.send(Msg::Failed(ReadFailure::Failed(e.to_string())));
+        return;
+    }
     let batch = Msg::Batch {
         frames: Vec::new(),
         flows: Vec::new(),

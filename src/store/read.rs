@@ -462,13 +462,16 @@ fn check_index_frames(id: i64, label: &str, frames: &str) -> Result<(), QueryErr
 
 /// The two-way index tuple (`query --bidirectional`) of one capture, or of every capture (then with the
 /// `capture` key set): one flow per connection, by the rule in [`crate::trace::twoway`], from the frame rows.
-/// It is built in memory, one capture at a time.
-pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+/// It is built one capture at a time, in bounded memory (see `TwoWay`), and handed to `visit` entry by entry.
+pub fn for_each_bidirectional(
+    db: &Db,
+    capture: Option<i64>,
+    visit: &mut dyn FnMut(IndexEntry) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
     let conn =
         match db {
             Db::Sqlite(c) => c,
             Db::Postgres(p) => {
-                let mut out = Vec::new();
                 for (id, name) in p.capture_ids(capture)? {
                     let digits: HashMap<u32, u8> = p
                         .interfaces(id)?
@@ -476,6 +479,7 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                         .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
                         .collect();
                     let mut t = crate::trace::twoway::TwoWay::default();
+                    let mut failed = None;
                     p.twoway_frames(
                         id,
                         &mut |number, ts_ns, iface, flags, src, sport, dst, dport| {
@@ -485,25 +489,35 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                                 dst: (dst, dport),
                                 flags,
                             };
-                            t.add(&frame, || {
-                                let ts = crate::capture::Timestamp::from_ns(
-                                    ts_ns,
-                                    digits.get(&iface).copied().unwrap_or(9),
-                                );
-                                crate::trace::label::label_from_text(src, sport, dst, dport, &ts)
-                            });
+                            if failed.is_some() {
+                                return;
+                            }
+                            failed = t
+                                .add(&frame, || {
+                                    let ts = crate::capture::Timestamp::from_ns(
+                                        ts_ns,
+                                        digits.get(&iface).copied().unwrap_or(9),
+                                    );
+                                    crate::trace::label::label_from_text(
+                                        src, sport, dst, dport, &ts,
+                                    )
+                                })
+                                .err();
                         },
                     )?;
-                    for (label, index) in t.index() {
-                        out.push(IndexEntry {
+                    if let Some(e) = failed {
+                        return Err(e.into());
+                    }
+                    t.finish(&mut |label, index| {
+                        visit(IndexEntry {
                             capture: capture.is_none().then(|| name.clone()),
                             fpout: None,
                             index,
                             label,
-                        });
-                    }
+                        })
+                    })?;
                 }
-                return Ok(out);
+                return Ok(());
             }
         };
     let ids: Vec<(i64, String)> = conn
@@ -515,7 +529,6 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
          FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
          WHERE fr.capture_id = ?1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
     )?;
-    let mut out = Vec::new();
     for (id, name) in ids {
         let digits: HashMap<u32, u8> = interfaces(db, id)?
             .into_iter()
@@ -541,18 +554,41 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                     digits.get(&iface).copied().unwrap_or(9),
                 );
                 crate::trace::label::label_from_text(&src, sport, &dst, dport, &ts)
-            });
+            })?;
         }
-        for (label, index) in t.index() {
-            out.push(IndexEntry {
+        drop(rows);
+        t.finish(&mut |label, index| {
+            visit(IndexEntry {
                 capture: capture.is_none().then(|| name.clone()),
                 fpout: None,
                 index,
                 label,
-            });
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// The two-way index tuple, as a vector (`for_each_bidirectional`).
+pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+    let mut out = Vec::new();
+    for_each_bidirectional(db, capture, &mut |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+impl From<crate::trace::twoway::TwoWayError> for QueryError {
+    fn from(e: crate::trace::twoway::TwoWayError) -> QueryError {
+        match e {
+            crate::trace::twoway::TwoWayError::Address(..) => QueryError::Corrupt(e.to_string()),
+            // The temporary files' failure, with the folder to change.
+            crate::trace::twoway::TwoWayError::Spill(s) => {
+                QueryError::Output(std::io::Error::other(s.to_string()))
+            }
         }
     }
-    Ok(out)
 }
 
 /// The index tuple of one capture, or of every capture (then with the `capture` key set).

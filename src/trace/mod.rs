@@ -12,7 +12,7 @@ pub mod buckets;
 pub mod endpoints;
 mod flow;
 pub mod label;
-mod spill;
+pub mod spill;
 pub mod twoway;
 
 use crate::capture::Timestamp;

@@ -119,14 +119,138 @@ impl Spill {
         if let Some(flow) = self.table.take(&k, h)? {
             return Ok(Some(flow));
         }
-        self.runs.take(k.as_slice(), h)
+        match self.runs.take(k.as_slice(), h)? {
+            Some(body) => Ok(Some(decode_body(&body).ok_or(SpillError::Corrupt)?.1)),
+            None => Ok(None),
+        }
     }
 
     /// Hands every parked flow to `each`, in creation order (the table's and the runs' merged).
     pub(super) fn drain(self, each: &mut dyn FnMut(FlowKey, OpenFlow)) -> Result<(), SpillError> {
         let Spill { table, runs } = self;
-        runs.drain(table.into_sorted()?, each)
+        let table = table
+            .into_sorted()?
+            .map(|r| r.map(|(k, f)| (f.flow_no, (k, f))));
+        let decode = |b: &[u8]| decode_body(b).map(|(k, f, _)| (k, f));
+        runs.drain(table, decode, &mut |(k, f)| each(k, f))
     }
+}
+
+/// Longest tail of a [`Parked`] record: a record's length fits its first byte, with the longest key.
+pub const MAX_TAIL: usize = 255 - BODY_HEAD - 38;
+
+/// Parked state of the trackers beside the tracer (connections, the two-way index): records of a number (their
+/// creation order), a key and a tail of the tracker's own bytes, written as sorted runs on disk as they are
+/// parked, found by their key's hash behind the runs' Bloom filter. No compact table: these trackers park in
+/// rounds of thousands, read back few, and the runs' merges keep the files few.
+pub struct Parked {
+    runs: runs::Runs,
+    bytes: Vec<u8>,
+    spans: Vec<(u32, u64, usize, usize)>,
+}
+
+/// What [`Parked::drain`] hands each record to: its number, key and tail.
+pub type ParkedVisitor<'a> = dyn FnMut(u32, FlowKey, &[u8]) -> Result<(), SpillError> + 'a;
+
+impl Default for Parked {
+    fn default() -> Parked {
+        Parked {
+            runs: runs::Runs::new(),
+            bytes: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+}
+
+impl Parked {
+    /// Parks records (number, key, tail of at most [`MAX_TAIL`] bytes), in increasing number order; none of
+    /// their keys or numbers may be parked already.
+    pub fn park<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (u32, &'a FlowKey, &'a [u8])>,
+    ) -> Result<(), SpillError> {
+        let (bytes, spans) = (&mut self.bytes, &mut self.spans);
+        bytes.clear();
+        spans.clear();
+        for (no, key, tail) in records {
+            debug_assert!(tail.len() <= MAX_TAIL);
+            let start = bytes.len();
+            let k = encode_key(key);
+            bytes.push(0);
+            bytes.extend_from_slice(&no.to_le_bytes());
+            bytes.extend_from_slice(k.as_slice());
+            bytes.extend_from_slice(tail);
+            bytes[start] = u8::try_from(bytes.len() - start).map_err(|_| SpillError::Corrupt)?;
+            spans.push((no, key_hash(k.as_slice()), start, bytes.len()));
+        }
+        let bytes = &self.bytes;
+        self.runs.add(
+            self.spans
+                .iter()
+                .map(|&(flow_no, hash, a, b)| runs::Record {
+                    flow_no,
+                    hash,
+                    bytes: &bytes[a..b],
+                }),
+        )
+    }
+
+    /// Takes the record of this key back, if it is parked: its number and tail.
+    pub fn take(&mut self, key: &FlowKey) -> Result<Option<(u32, Vec<u8>)>, SpillError> {
+        let k = encode_key(key);
+        let Some(mut body) = self.runs.take(k.as_slice(), key_hash(k.as_slice()))? else {
+            return Ok(None);
+        };
+        let no = body_flow_no(&body).ok_or(SpillError::Corrupt)?;
+        body.drain(..BODY_HEAD + k.len);
+        Ok(Some((no, body)))
+    }
+
+    /// Hands every parked record to `each` (number, key, tail), in number order.
+    pub fn drain(self, each: &mut ParkedVisitor) -> Result<(), SpillError> {
+        let mut failed = None;
+        let decode = |b: &[u8]| {
+            let no = body_flow_no(b)?;
+            let k = body_key(b)?;
+            Some((no, decode_key(k)?, b[BODY_HEAD + k.len()..].to_vec()))
+        };
+        self.runs
+            .drain(std::iter::empty(), decode, &mut |(no, key, tail): (
+                u32,
+                FlowKey,
+                Vec<u8>,
+            )| {
+                if failed.is_none() {
+                    if let Err(e) = each(no, key, &tail) {
+                        failed = Some(e);
+                    }
+                }
+            })?;
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Appends `v` as a LEB128 varint (the parked records' encoding).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint at `pos` of `b`, moving `pos` past it.
+pub fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// The hash that finds a parked flow: xxh3 of the key's bytes. Tests can make it collide on purpose.
@@ -333,32 +457,13 @@ impl Compact {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn zigzag(v: i64) -> u64 {
+/// Signed as unsigned, small magnitudes small (for varints).
+pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+/// The inverse of [`zigzag`].
+pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
