@@ -103,9 +103,13 @@ fn every_sql_example_runs_on_the_system_sqlite3() {
             if block.contains("CREATE ") {
                 continue; // the schema itself: the next test builds it
             }
-            let script = format!(".param set :capture 1\n.param set :flow 1\n.param set :conn 1\n{block}");
+            let script =
+                format!(".param set :capture 1\n.param set :flow 1\n.param set :conn 1\n{block}");
             let (ok, out, err) = sqlite3(&db, &script);
-            assert!(ok && err.is_empty(), "{page}: sqlite3 failed: {err}\n{block}");
+            assert!(
+                ok && err.is_empty(),
+                "{page}: sqlite3 failed: {err}\n{block}"
+            );
             assert!(!out.is_empty(), "{page}: no rows from the sample:\n{block}");
             ran += 1;
         }
@@ -130,7 +134,9 @@ fn shape(db: &Path) -> BTreeMap<String, String> {
         let what = match ty.as_str() {
             "table" => {
                 let cols: Vec<String> = c
-                    .prepare(&format!("SELECT name, type, \"notnull\", pk FROM pragma_table_xinfo('{name}')"))
+                    .prepare(&format!(
+                        "SELECT name, type, \"notnull\", pk FROM pragma_table_xinfo('{name}')"
+                    ))
                     .unwrap()
                     .query_map([], |r| {
                         Ok(format!(
@@ -149,14 +155,18 @@ fn shape(db: &Path) -> BTreeMap<String, String> {
             }
             "index" => {
                 let cols: Vec<String> = c
-                    .prepare(&format!("SELECT coalesce(name, '') FROM pragma_index_info('{name}')"))
+                    .prepare(&format!(
+                        "SELECT coalesce(name, '') FROM pragma_index_info('{name}')"
+                    ))
                     .unwrap()
                     .query_map([], |r| r.get(0))
                     .unwrap()
                     .collect::<Result<_, _>>()
                     .unwrap();
                 let unique = sql.to_uppercase().contains("UNIQUE");
-                format!("{cols:?} unique: {unique} on {}", sql.split(" ON ").nth(1).unwrap_or(""))
+                // A renamed table's indexes name it quoted ("flow_rows").
+                let on = sql.split(" ON ").nth(1).unwrap_or("").replace('"', "");
+                format!("{cols:?} unique: {unique} on {on}")
             }
             // Views and triggers: their SQL, without comments and with whitespace collapsed.
             _ => sql
@@ -182,15 +192,25 @@ fn the_documented_schema_is_the_one_traceflow_writes() {
     let dir = tempfile::tempdir().unwrap();
     let documented = dir.path().join("documented.db");
     let (ok, _, err) = sqlite3(&documented, &schema);
-    assert!(ok && err.is_empty(), "docs/schema.md's schema fails on sqlite3: {err}");
+    assert!(
+        ok && err.is_empty(),
+        "docs/schema.md's schema fails on sqlite3: {err}"
+    );
     let written = sample_session();
     let want = shape(&written.path().join("flows.db"));
     let got = shape(&documented);
     for (k, v) in &want {
-        assert_eq!(got.get(k), Some(v), "docs/schema.md differs from the database on {k}");
+        assert_eq!(
+            got.get(k),
+            Some(v),
+            "docs/schema.md differs from the database on {k}"
+        );
     }
     for k in got.keys() {
-        assert!(want.contains_key(k), "docs/schema.md shows {k}, which traceflow does not make");
+        assert!(
+            want.contains_key(k),
+            "docs/schema.md shows {k}, which traceflow does not make"
+        );
     }
 }
 
@@ -224,7 +244,10 @@ fn the_flow_index_view_is_the_index_tuple_and_reads_one_capture() {
             ),
         );
         assert!(ok, "{err}");
-        let q = run(&db, &["query", "--capture", &id.to_string(), "--format", "json"]);
+        let q = run(
+            &db,
+            &["query", "--capture", &id.to_string(), "--format", "json"],
+        );
         assert_eq!(q.code, 0, "{}", q.stderr);
         let json: serde_json::Value = serde_json::from_str(&q.stdout).unwrap();
         let want: Vec<String> = super::util::index_of(&json)
@@ -235,7 +258,10 @@ fn the_flow_index_view_is_the_index_tuple_and_reads_one_capture() {
             })
             .collect();
         let got: Vec<&str> = out.lines().collect();
-        assert_eq!(got, want, "capture {id}: flow_index differs from traceflow query");
+        assert_eq!(
+            got, want,
+            "capture {id}: flow_index differs from traceflow query"
+        );
     }
     let (ok, plan, err) = sqlite3(
         &db,
@@ -243,7 +269,8 @@ fn the_flow_index_view_is_the_index_tuple_and_reads_one_capture() {
     );
     assert!(ok, "{err}");
     assert!(
-        plan.contains("SEARCH frames USING PRIMARY KEY (capture_id=?)") && !plan.contains("SCAN frames"),
+        plan.contains("SEARCH frames USING PRIMARY KEY (capture_id=?)")
+            && !plan.contains("SCAN frames"),
         "flow_index does not reach frames by the capture:\n{plan}"
     );
 }
@@ -281,7 +308,9 @@ fn mask_times(s: &str) -> String {
     while let Some(i) = rest.find(" in ") {
         out.push_str(&rest[..i + 4]);
         rest = &rest[i + 4..];
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if n > 0 && (rest[n..].starts_with(" ms") || rest[n..].starts_with(" s")) {
             out.push('T');
             rest = &rest[n..];
@@ -296,13 +325,18 @@ fn matches(want: &[String], got: &[String]) -> bool {
     match want.split_first() {
         None => got.is_empty(),
         Some((w, rest)) if w.trim() == "..." => (0..=got.len()).any(|i| matches(rest, &got[i..])),
-        Some((w, rest)) => got.first().is_some_and(|g| g.trim_end() == w.trim_end()) && matches(rest, &got[1..]),
+        Some((w, rest)) => {
+            got.first().is_some_and(|g| g.trim_end() == w.trim_end()) && matches(rest, &got[1..])
+        }
     }
 }
 
 #[test]
 fn every_readme_example_prints_what_the_readme_shows() {
-    let bin = Command::cargo_bin("traceflow").unwrap().get_program().to_owned();
+    let bin = Command::cargo_bin("traceflow")
+        .unwrap()
+        .get_program()
+        .to_owned();
     let bin = PathBuf::from(bin);
     let path = format!(
         "{}:{}",
@@ -322,14 +356,19 @@ fn every_readme_example_prints_what_the_readme_shows() {
         let out = Command::new("sh")
             .arg("-c")
             .arg(format!("{command} 2>&1"))
-            .current_dir(if command.starts_with("bash scripts/") { repo() } else { dir.path().to_path_buf() })
+            .current_dir(if command.starts_with("bash scripts/") {
+                repo()
+            } else {
+                dir.path().to_path_buf()
+            })
             .env("PATH", &path)
             .env("TRACEFLOW_BIN", &bin)
             .env_remove("TRACEFLOW_DB")
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).replace(demo.to_str().unwrap(), "/tmp/demo");
+        let text =
+            String::from_utf8_lossy(&out.stdout).replace(demo.to_str().unwrap(), "/tmp/demo");
         let got: Vec<String> = text.lines().map(mask_times).collect();
         let want: Vec<String> = ex.output.iter().map(|l| mask_times(l)).collect();
         assert!(
@@ -344,20 +383,17 @@ fn every_readme_example_prints_what_the_readme_shows() {
     assert!(ran >= 10, "only {ran} README examples ran");
 }
 
-/// The `(default X)` each page gives a backticked flag: (flag, X).
+/// The `(default X)` each page gives a flag: (the last backticked `--flag` before it on its line, X).
 fn documented_defaults(text: &str) -> Vec<(String, String)> {
     let mut v = Vec::new();
     for line in text.lines() {
-        let mut rest = line;
-        while let Some(i) = rest.find("` (default ") {
-            let before = &rest[..i];
-            let value = &rest[i + "` (default ".len()..];
+        for (i, _) in line.match_indices("(default ") {
+            let value = &line[i + "(default ".len()..];
             let value = value[..value.find([')', ',', ';', ':']).unwrap_or(value.len())].trim();
-            if let Some(f) = before.rfind("`--") {
-                let flag = before[f + 3..].split([' ', '=']).next().unwrap();
-                v.push((flag.to_string(), value.trim_matches('*').to_string()));
+            if let Some(f) = line[..i].rfind("`--") {
+                let flag = line[f + 3..].split([' ', '=', '`']).next().unwrap();
+                v.push((flag.to_string(), value.trim_matches(['*', '`']).to_string()));
             }
-            rest = &rest[i + 1..];
         }
     }
     v
@@ -368,14 +404,18 @@ fn help_default(flag: &str) -> Option<String> {
     let cmd = traceflow::cli::command();
     for sub in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
         for arg in sub.get_arguments().filter(|a| a.get_long() == Some(flag)) {
-            let d: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+            let d: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
             if !d.is_empty() {
                 return Some(d.join(","));
             }
             let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
             let at = help.find("[default: ")? + "[default: ".len();
             let d = &help[at..];
-            return Some(d[..d.find([']', ':', ',', ' ']).unwrap_or(d.len())].to_string());
+            return Some(d[..d.find([']', ':', ',']).unwrap_or(d.len())].to_string());
         }
     }
     None
@@ -385,30 +425,52 @@ fn help_default(flag: &str) -> Option<String> {
 fn the_defaults_the_docs_name_are_the_codes() {
     let code: BTreeMap<&str, String> = [
         ("jobs", traceflow::cli::ingest::DEFAULT_JOBS.to_string()),
-        ("max-open-flows", traceflow::trace::DEFAULT_MAX_OPEN.to_string()),
+        (
+            "max-open-flows",
+            traceflow::trace::DEFAULT_MAX_OPEN.to_string(),
+        ),
     ]
     .into();
     let mut seen = Vec::new();
     for page in ["README.md", "docs/commands.md"] {
         for (flag, value) in documented_defaults(&read(page)) {
-            let help = help_default(&flag).unwrap_or_else(|| panic!("{page}: `--{flag}` has no default in --help"));
-            assert_eq!(value.replace(',', ""), help, "{page}: the default of --{flag}");
+            let help = help_default(&flag)
+                .unwrap_or_else(|| panic!("{page}: `--{flag}` has no default in --help"));
+            assert_eq!(
+                value.replace(',', ""),
+                help,
+                "{page}: the default of --{flag}"
+            );
             if let Some(c) = code.get(flag.as_str()) {
                 assert_eq!(&value, c, "{page}: --{flag}'s default in the code");
             }
             seen.push(format!("{page} {flag}"));
         }
     }
-    for need in ["README.md jobs", "README.md max-open-flows", "docs/commands.md max-open-flows"] {
-        assert!(seen.iter().any(|s| s == need), "{need}: no `(default N)` found; saw {seen:?}");
+    for need in [
+        "README.md jobs",
+        "README.md max-open-flows",
+        "docs/commands.md max-open-flows",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == need),
+            "{need}: no `(default N)` found; saw {seen:?}"
+        );
     }
     // The schema version: every `schema N` of the README is this build's.
     let readme = read("README.md");
     let mut found = 0;
     for (i, _) in readme.match_indices("schema ") {
-        let n: String = readme[i + 7..].chars().take_while(char::is_ascii_digit).collect();
+        let n: String = readme[i + 7..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         if !n.is_empty() {
-            assert_eq!(n, traceflow::store::SCHEMA_VERSION.to_string(), "README: `schema {n}`");
+            assert_eq!(
+                n,
+                traceflow::store::SCHEMA_VERSION.to_string(),
+                "README: `schema {n}`"
+            );
             found += 1;
         }
     }
@@ -423,10 +485,18 @@ fn the_filter_language_of_the_docs_is_the_parsers() {
         "README.md's filter table is not src/filter/terms.rs's; paste:\n{table}"
     );
     let help = run(Path::new("unused.db"), &["flows", "--help"]);
-    assert!(help.stdout.contains(&traceflow::filter::terms::help()), "{}", help.stdout);
+    assert!(
+        help.stdout.contains(&traceflow::filter::terms::help()),
+        "{}",
+        help.stdout
+    );
     let man = run(Path::new("unused.db"), &["man"]);
     for t in traceflow::filter::terms::TERMS {
-        assert!(man.stdout.contains(&t.syntax.replace('-', "\\-")), "man: no {:?}", t.syntax);
+        assert!(
+            man.stdout.contains(&t.syntax.replace('-', "\\-")),
+            "man: no {:?}",
+            t.syntax
+        );
     }
 }
 
@@ -436,12 +506,17 @@ fn every_flag_of_every_subcommand_is_in_commands_md() {
     let cmd = traceflow::cli::command();
     let section = |name: &str| -> String {
         let head = format!("## `traceflow {name}");
-        let at = doc.find(&head).unwrap_or_else(|| panic!("docs/commands.md has no section {head}`"));
+        let at = doc
+            .find(&head)
+            .unwrap_or_else(|| panic!("docs/commands.md has no section {head}`"));
         let body = &doc[at + head.len()..];
         body[..body.find("\n## ").unwrap_or(body.len())].to_string()
     };
     for arg in cmd.get_arguments().filter_map(|a| a.get_long()) {
-        assert!(doc.contains(&format!("`--{arg}")), "docs/commands.md: no global --{arg}");
+        assert!(
+            doc.contains(&format!("`--{arg}")),
+            "docs/commands.md: no global --{arg}"
+        );
     }
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let body = section(sub.get_name());
@@ -476,16 +551,30 @@ fn no_issue_numbers_and_nothing_missing_that_is_there() {
         let lower = text.to_lowercase();
         for (i, _) in lower.match_indices("issue ") {
             let next = lower[i + 6..].chars().next().unwrap_or(' ');
-            assert!(!next.is_ascii_digit(), "{page}: an issue number: {}", &text[i..(i + 12).min(text.len())]);
+            assert!(
+                !next.is_ascii_digit(),
+                "{page}: an issue number: {}",
+                &text[i..(i + 12).min(text.len())]
+            );
         }
         for (i, _) in text.match_indices('#') {
             let next = text[i + 1..].chars().next().unwrap_or(' ');
-            assert!(!next.is_ascii_digit(), "{page}: a #number: {}", &text[i..(i + 8).min(text.len())]);
+            assert!(
+                !next.is_ascii_digit(),
+                "{page}: a #number: {}",
+                &text[i..(i + 8).min(text.len())]
+            );
         }
         assert!(!lower.contains("not there yet"), "{page}: 'not there yet'");
     }
     let readme = read("README.md");
-    assert!(readme.lines().count() <= 350, "README.md has {} lines", readme.lines().count());
+    assert!(
+        readme.lines().count() <= 350,
+        "README.md has {} lines",
+        readme.lines().count()
+    );
     // .ci/run calls the README's test command.
-    assert!(readme.contains("bash scripts/test.sh") && read(".ci/run").contains("bash scripts/test.sh"));
+    assert!(
+        readme.contains("bash scripts/test.sh") && read(".ci/run").contains("bash scripts/test.sh")
+    );
 }

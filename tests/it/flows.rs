@@ -657,7 +657,10 @@ fn every_schema_page_query_runs() {
                 }
             }
             if sql.contains("frames FROM flow_index") || sql.contains("AS frames") {
-                assert_eq!(got, want, "docs/schema.md index query gives another tuple:\n{sql}");
+                assert_eq!(
+                    got, want,
+                    "docs/schema.md index query gives another tuple:\n{sql}"
+                );
             }
             ran += 1;
         }
