@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs the test oracles it needs first (tshark/capinfos read dumps back).
+# Runs the whole test suite. Installs the test oracles it needs first (tshark/capinfos read dumps back; sqlite3
+# runs the docs' SQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/need-cargo.sh
@@ -13,6 +14,20 @@ if ! command -v tshark >/dev/null 2>&1 || ! command -v capinfos >/dev/null 2>&1;
     apt-get update -qq && apt-get install -y -qq tshark >/dev/null
   else
     echo "test.sh: tshark/capinfos are missing; install the Debian package 'tshark' (sudo apt-get install tshark)" >&2
+    exit 1
+  fi
+fi
+# The docs' SQL examples run on the system sqlite3 (tests/it/docs.rs): Debian 12's is SQLite 3.40.
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: sqlite3 is missing, and this script installs it with apt-get, which is not here;" \
+         "install the SQLite command-line shell (sqlite3) with your package manager" >&2
+    exit 1
+  elif [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq sqlite3 >/dev/null
+  else
+    echo "test.sh: sqlite3 is missing; install the Debian package 'sqlite3' (sudo apt-get install sqlite3)" >&2
     exit 1
   fi
 fi

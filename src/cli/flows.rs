@@ -14,7 +14,7 @@ use crate::store::{self};
 
 /// `traceflow flows` arguments.
 #[derive(clap::Args, Debug)]
-#[command(after_help = FILTER_HELP)]
+#[command(after_help = crate::filter::terms::help())]
 pub struct FlowsArgs {
     /// The filter (see below); none means every flow. Quote it as one shell word.
     #[arg(default_value = "")]
@@ -49,29 +49,6 @@ pub struct FlowsArgs {
     #[arg(long, value_name = "DIR")]
     pub source_root: Option<PathBuf>,
 }
-
-const FILTER_HELP: &str = "\
-Filter language (tcpdump/Stenographer-like; a flow is one direction of a TCP connection):
-  host A | src host A | dst host A       IPv4 or IPv6 address; host matches either end
-  net CIDR | src net CIDR | dst net CIDR 10.0.0.0/8, 2001:db8::/32
-  port N | src port N | dst port N       also portrange N-M (with src/dst too)
-  after T | before T                     the flow overlaps the window; T is RFC 3339
-                                         (2024-03-01T10:00:00Z; no zone means UTC), a date (2024-03-01),
-                                         epoch seconds (1700000000.5) or relative (3h ago, 15m ago)
-  capture NAME|ID | label LABEL
-  community-id 1:BASE64                  Community ID v1 (both directions of a connection share it)
-  syn | fin | rst                        the flow has a frame with that flag
-  open | closed                          closed: a FIN closed it
-  packets|bytes|payload OP N             OP is > >= < <= = !=
-  duration OP D                          D: 10s, 1.5s, 250ms, 2m, 1h
-  and | or | not | ( )                   also && || !; not binds tightest, then and, then or
-Examples:
-  traceflow flows 'host 10.0.0.5 and port 443 and after 2024-03-01T10:00 and before 2024-03-01T10:05'
-  traceflow flows 'net 2001:db8::/32 and not port 22' --format csv
-  traceflow flows 'dst port 445 and syn and not fin' --sort bytes --limit 20
-  traceflow flows 'capture big.pcap and rst' --count
-  traceflow flows 'host 10.0.0.5' --group-by dst
-  traceflow flows 'host 10.0.0.5 and port 443' --pcap out.pcap";
 
 /// Prints the flows of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {

@@ -22,6 +22,7 @@
 
 mod parse;
 mod sql;
+pub mod terms;
 mod time;
 
 use std::net::IpAddr;

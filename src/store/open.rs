@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 9] = [
+pub(super) const MIGRATIONS: [&str; 10] = [
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_label_in_flows.sql"),
     include_str!("../../migrations/0003_flow_search.sql"),
@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: [&str; 9] = [
     include_str!("../../migrations/0007_endpoints.sql"),
     include_str!("../../migrations/0008_flow_buckets.sql"),
     include_str!("../../migrations/0009_label_derived.sql"),
+    include_str!("../../migrations/0011_flow_index_by_capture.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

@@ -366,7 +366,7 @@ pub struct IndexEntry {
     pub label: String,
 }
 
-/// The SQL that yields a capture's index tuple (also printed in the README): one row per flow, in index order.
+/// The SQL that yields a capture's index tuple (also printed in docs/schema.md): one row per flow, in index order.
 pub const INDEX_SQL: &str = "SELECT fl.label, g.frames
 FROM (SELECT flow_no, group_concat(number ORDER BY number) AS frames
       FROM frames WHERE capture_id = ?1 AND flow_no IS NOT NULL
@@ -2719,12 +2719,12 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_the_index_sql_that_runs() {
-        let readme = include_str!("../../README.md");
+    fn the_schema_page_shows_the_index_sql_that_runs() {
+        let readme = include_str!("../../docs/schema.md");
         let shown = INDEX_SQL.replace("?1", ":capture");
         assert!(
             readme.contains(&format!("{shown};")),
-            "README's index SQL differs from query::INDEX_SQL:\n{shown}"
+            "docs/schema.md's index SQL differs from query::INDEX_SQL:\n{shown}"
         );
     }
 }

@@ -610,16 +610,16 @@ fn views_show_times_names_and_flags() {
     assert_eq!(caps, with_time);
 }
 
-/// Every SQL block of the README's schema section runs on a real database (with `:capture` and `:flow` bound),
+/// Every SQL block of docs/schema.md's index tuple section runs on a real database (with `:capture` and `:flow` bound),
 /// and its index-tuple queries give the index tuple.
 #[test]
-fn every_readme_query_runs() {
+fn every_schema_page_query_runs() {
     let (_, db, _) = corpus_db();
     let conn = store::Db::Sqlite(store::open_read(db).unwrap());
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/schema.md");
     let from = readme
-        .find("### The index tuple in SQL")
-        .expect("README has the SQL section");
+        .find("## The index tuple in SQL")
+        .expect("docs/schema.md has the SQL section");
     let section = &readme[from..];
     let section = &section[..section[4..].find("\n## ").map_or(section.len(), |i| i + 4)];
     let blocks: Vec<&str> = section
@@ -655,7 +655,7 @@ fn every_readme_query_runs() {
                 .sqlite()
                 .unwrap()
                 .prepare(sql)
-                .unwrap_or_else(|e| panic!("README SQL fails: {e}\n{sql}"));
+                .unwrap_or_else(|e| panic!("docs/schema.md SQL fails: {e}\n{sql}"));
             for i in 1..=st.parameter_count() {
                 let name = st.parameter_name(i).unwrap_or("").to_string();
                 let v: i64 = if name == ":flow" { 1 } else { capture };
@@ -672,12 +672,15 @@ fn every_readme_query_runs() {
                 }
             }
             if sql.contains("frames FROM flow_index") || sql.contains("AS frames") {
-                assert_eq!(got, want, "README index query gives another tuple:\n{sql}");
+                assert_eq!(
+                    got, want,
+                    "docs/schema.md index query gives another tuple:\n{sql}"
+                );
             }
             ran += 1;
         }
     }
-    assert!(ran >= 5, "only {ran} README queries");
+    assert!(ran >= 5, "only {ran} docs/schema.md queries");
 }
 
 /// `query --bidirectional` over the corpus: every TCP frame in exactly one two-way flow, each flow on one pair of

@@ -7,6 +7,7 @@
 mod conformance;
 mod connections;
 mod decode_oracle;
+mod docs;
 mod dump;
 mod encapsulations;
 mod endpoints;
