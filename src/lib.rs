@@ -16,6 +16,7 @@ pub mod decode;
 pub mod dump;
 pub mod filter;
 pub mod ingest;
+pub mod key;
 pub mod msg;
 pub mod store;
 pub mod synth;

@@ -263,7 +263,7 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
     let target = store::Target::of(db);
     if args.both && matches!(target, store::Target::Sqlite(_)) {
         // Connections are built at their first use (see conn::rebuild); on PostgreSQL, at ingest.
-        crate::conn::rebuild::ensure(db)?;
+        crate::store::rebuild::ensure(db)?;
     }
     let conn = Db::open_read(&target)?;
     // A FIFO or device (`-o /dev/null`) is written in place: nothing to remove when interrupted.

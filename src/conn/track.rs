@@ -21,10 +21,10 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::community_id::community_id;
+use crate::key::community_id;
 use super::zeek::{self, Endpoint, History};
 use crate::decode::numbers::{TCP_ACK, TCP_SYN};
-use crate::trace::label::addr_text;
+use crate::key::label::addr_text;
 
 /// What the tracker needs of one TCP frame.
 #[derive(Clone, Copy, Debug)]

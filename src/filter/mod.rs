@@ -26,8 +26,10 @@ mod time;
 
 use std::net::IpAddr;
 
+use crate::key::{addr_key, is_v4ish, net_bits};
+
 pub use parse::parse;
-pub use sql::{addr_key, compile, Compiled};
+pub use sql::{compile, Compiled};
 pub use time::parse_time;
 
 /// Which end of a flow a host, net or port names.
@@ -159,7 +161,7 @@ impl Expr {
     /// a flow that matches is in one bucket of every set. Empty when the filter names no host, port or IPv4 network
     /// that every match must have (then every flow is a candidate).
     pub fn bucket_sets(&self) -> Vec<Vec<u32>> {
-        use crate::trace::buckets::{addr_bucket, net16_buckets, port_bucket};
+        use crate::key::buckets::{addr_bucket, net16_buckets, port_bucket};
         match self {
             Expr::Host(_, a) => vec![vec![addr_bucket(a)]],
             // A wide port range is most of the buckets: not worth reading.
@@ -197,7 +199,7 @@ impl Expr {
     pub fn buckets_are_exact(&self) -> bool {
         match self {
             Expr::Net(Dir::Either, a, p) => {
-                matches!(crate::trace::buckets::net16_buckets(a, *p), Some((_, true)))
+                matches!(crate::key::buckets::net16_buckets(a, *p), Some((_, true)))
             }
             Expr::And(a, b) => a.buckets_are_exact() && b.buckets_are_exact(),
             // `or` keeps only the first set of each side.
@@ -283,14 +285,6 @@ pub struct FlowFacts {
     pub community_id: String,
 }
 
-/// Whether an address is IPv4 (or IPv4-mapped IPv6, which traceflow treats as the same host).
-pub(crate) fn is_v4ish(a: &IpAddr) -> bool {
-    match a {
-        IpAddr::V4(_) => true,
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
-    }
-}
-
 /// Whether `a` is in the network `net`/`prefix`. As in tcpdump, an IPv6 network holds IPv6 addresses only (so
 /// `net ::/0` is every IPv6 flow); IPv4 and IPv4-mapped IPv6 compare as one.
 pub fn in_net(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
@@ -307,15 +301,6 @@ pub fn in_net(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
     rest == 0 || {
         let mask = 0xffu8 << (8 - rest);
         a[full] & mask == n[full] & mask
-    }
-}
-
-/// The prefix length in the 128-bit key space (IPv4 nets sit under ::ffff:0:0/96).
-pub(crate) fn net_bits(net: &IpAddr, prefix: u8) -> u8 {
-    match net {
-        IpAddr::V4(_) => 96 + prefix.min(32),
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => prefix.min(128),
-        IpAddr::V6(_) => prefix.min(128),
     }
 }
 

@@ -149,7 +149,7 @@ pub struct Options {
     /// The Community ID seed of the flows and connections (`--community-id-seed`), recorded per capture.
     pub community_id_seed: u16,
     /// Track connections while reading (`--connections`): about a fifth more ingest CPU. Without it, the first
-    /// command that needs connections builds them from the frame rows (`conn::rebuild::ensure`).
+    /// command that needs connections builds them from the frame rows (`store::rebuild::ensure`).
     pub connections: bool,
 }
 

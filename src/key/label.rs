@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::capture::Timestamp;
+use super::Timestamp;
 
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation with at least one decimal place for
 /// exponents -4 <= e < 16, scientific (`1e-05`, `1.5e+16`) outside that range.

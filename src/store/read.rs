@@ -484,7 +484,7 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                                     ts_ns,
                                     digits.get(&iface).copied().unwrap_or(9),
                                 );
-                                crate::trace::label::label_from_text(src, sport, dst, dport, &ts)
+                                crate::key::label::label_from_text(src, sport, dst, dport, &ts)
                             });
                         },
                     )?;
@@ -534,7 +534,7 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                     ts_ns,
                     digits.get(&iface).copied().unwrap_or(9),
                 );
-                crate::trace::label::label_from_text(&src, sport, &dst, dport, &ts)
+                crate::key::label::label_from_text(&src, sport, &dst, dport, &ts)
             });
         }
         for (label, index) in t.index() {
@@ -564,7 +564,7 @@ pub fn index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryErro
     Ok(out)
 }
 
-pub use crate::trace::label::label_time_range;
+pub use crate::key::label::label_time_range;
 
 /// A frame to fetch, as the frames table records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1484,7 +1484,7 @@ fn push_stored_label(
     first_ns: i64,
     whose: impl FnOnce() -> String,
 ) -> Result<(), QueryError> {
-    if crate::trace::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
+    if crate::key::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
         Ok(())
     } else {
         Err(QueryError::Corrupt(format!(
@@ -1580,7 +1580,7 @@ fn candidates(
     filter: &crate::filter::Compiled,
     for_count: bool,
 ) -> Result<HashMap<i64, (Vec<i64>, bool)>, QueryError> {
-    use crate::trace::buckets::{NET16_BASE, WITH_NET16};
+    use crate::key::buckets::{NET16_BASE, WITH_NET16};
     let mut out = HashMap::new();
     if filter.buckets.is_empty() {
         return Ok(out);
@@ -1622,7 +1622,7 @@ fn candidates(
             }
             let mut union = Vec::with_capacity(listed);
             for l in &lists {
-                if crate::trace::buckets::decode_into(l, &mut union).is_none() {
+                if crate::key::buckets::decode_into(l, &mut union).is_none() {
                     continue 'capture;
                 }
             }

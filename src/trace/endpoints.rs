@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::label::addr_text;
+use crate::key::label::addr_text;
 use crate::decode::Decoded;
 
 /// Addresses and protocols held before the tally is handed on (the writer adds it to what is stored): a spoofed

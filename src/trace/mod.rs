@@ -11,14 +11,14 @@ use std::collections::hash_map::Entry;
 pub mod buckets;
 pub mod endpoints;
 mod flow;
-pub mod label;
 mod spill;
 pub mod twoway;
 
-use crate::capture::Timestamp;
+use crate::key::Timestamp;
 use crate::decode::Tcp;
 use flow::OpenFlow;
-pub use flow::{FlowKey, FlowRecord};
+pub use crate::key::FlowKey;
+pub use flow::FlowRecord;
 use spill::Spill;
 pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 

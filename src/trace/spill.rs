@@ -18,8 +18,9 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::flow::{FlowKey, OpenFlow};
-use crate::capture::Timestamp;
+use super::flow::OpenFlow;
+use crate::key::FlowKey;
+use crate::key::Timestamp;
 
 /// Most memory the in-memory table of parked flows takes by default (arena and hash index): enough for about a
 /// million parked flows of a scan. 48 MiB kept a scan that leaves 2.5M flows open under 150 MB peak RSS

@@ -23,7 +23,8 @@ use std::os::unix::fs::FileExt;
 use rustc_hash::FxHashSet;
 
 use super::{body_flow_no, body_key, body_len, decode_body, SpillError};
-use crate::trace::flow::{FlowKey, OpenFlow};
+use crate::key::FlowKey;
+use crate::trace::flow::OpenFlow;
 
 /// Bytes of a data block; records never cross one, and the rest of a block is zeros (no key starts with 0).
 const BLOCK: usize = 4096;
