@@ -14,10 +14,10 @@ mod compress;
 mod pcap;
 mod pcapng;
 
+pub(crate) use crate::key::timestamp::digits;
 pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
 use compress::{PlainTap, SharedTap, Tap};
 pub use pcapng::ticks_to_ts;
-pub(crate) use crate::key::timestamp::digits;
 // Frames carry a `Timestamp`; it lives in the bottom layer, since every stage after this one reads it.
 pub use crate::key::timestamp::{put_digits, tsresol_digits, Timestamp};
 

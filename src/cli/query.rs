@@ -133,7 +133,7 @@ pub fn run_query(
         ));
     }
     if args.flow.is_none() && args.dump.is_none() {
-        // The index tuple (issue 2's contract).
+        // The index tuple, exactly as PyPCAPKit's TraceFlow returns it: open flows, then closed ones.
         let rows = match args.format {
             None => default_rows,
             Some(QueryFormat::Table) => RowFormat::Table,

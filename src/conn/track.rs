@@ -21,9 +21,9 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::key::community_id;
 use super::zeek::{self, Endpoint, History};
 use crate::decode::numbers::{TCP_ACK, TCP_SYN};
+use crate::key::community_id;
 use crate::key::label::addr_text;
 
 /// What the tracker needs of one TCP frame.

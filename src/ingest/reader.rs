@@ -330,7 +330,8 @@ pub(super) fn read_capture(
             }
             pipeline.recycle_texts(&mut pending.texts);
         }
-        let Some(row) = pipeline.frame(&f, &mut pending.flows, &mut pending.conns, &mut emit) else {
+        let Some(row) = pipeline.frame(&f, &mut pending.flows, &mut pending.conns, &mut emit)
+        else {
             return;
         };
         if embed {
