@@ -14,7 +14,6 @@ mod compress;
 mod pcap;
 mod pcapng;
 
-pub(crate) use crate::key::timestamp::digits;
 pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
 use compress::{PlainTap, SharedTap, Tap};
 pub use pcapng::ticks_to_ts;
