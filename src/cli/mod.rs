@@ -19,7 +19,7 @@ use crate::dump::DumpError;
 use crate::store::read::QueryError;
 use crate::store::StoreError;
 
-/// Index the TCP flows of packet captures into SQLite, and pull them back out.
+/// Index the TCP flows of packet captures into SQLite or PostgreSQL, and pull them back out.
 #[derive(Parser, Debug)]
 #[command(version, about, after_help = EXIT_HELP)]
 pub struct Cli {

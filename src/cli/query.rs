@@ -133,7 +133,7 @@ pub fn run_query(
         ));
     }
     if args.flow.is_none() && args.dump.is_none() {
-        // The index tuple (issue 2's contract).
+        // The index tuple, exactly as PyPCAPKit's TraceFlow returns it: open flows, then closed ones.
         let rows = match args.format {
             None => default_rows,
             Some(QueryFormat::Table) => RowFormat::Table,
@@ -298,7 +298,7 @@ pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
     let target = store::Target::of(db);
     if args.both && matches!(target, store::Target::Sqlite(_)) {
         // Connections are built at their first use (see conn::rebuild); on PostgreSQL, at ingest.
-        crate::conn::rebuild::ensure(db)?;
+        crate::store::rebuild::ensure(db)?;
     }
     let conn = Db::open_read(&target)?;
     // A FIFO or device (`-o /dev/null`) is written in place: nothing to remove when interrupted.

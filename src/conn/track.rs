@@ -22,10 +22,10 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::community_id::community_id;
 use super::zeek::{self, Endpoint, History};
 use crate::decode::numbers::{TCP_ACK, TCP_SYN};
-use crate::trace::label::addr_text;
+use crate::key::community_id;
+use crate::key::label::addr_text;
 use crate::trace::spill::{get_varint, put_varint, unzigzag, zigzag, Parked, SpillError, MAX_TAIL};
 use crate::trace::DEFAULT_MAX_OPEN;
 

@@ -27,8 +27,10 @@ mod time;
 
 use std::net::IpAddr;
 
+use crate::key::{addr_key, is_v4ish, net_bits};
+
 pub use parse::parse;
-pub use sql::{addr_key, compile, Compiled};
+pub use sql::{compile, Compiled};
 pub use time::parse_time;
 
 /// Which end of a flow a host, net or port names.
@@ -184,7 +186,7 @@ impl Expr {
     /// a flow that matches is in one bucket of every set. Empty when the filter names no host, port or IPv4 network
     /// that every match must have (then every flow is a candidate).
     pub fn bucket_sets(&self) -> Vec<Vec<u32>> {
-        use crate::trace::buckets::{addr_bucket, net16_buckets, port_bucket, NET16_BASE};
+        use crate::key::buckets::{addr_bucket, net16_buckets, port_bucket, NET16_BASE};
         // A 16th of the address (or port) buckets.
         const MAX_HASHED_BUCKETS: usize = 256;
         match self {
@@ -228,7 +230,7 @@ impl Expr {
     pub fn buckets_are_exact(&self) -> bool {
         match self {
             Expr::Net(Dir::Either, a, p) => {
-                matches!(crate::trace::buckets::net16_buckets(a, *p), Some((_, true)))
+                matches!(crate::key::buckets::net16_buckets(a, *p), Some((_, true)))
             }
             Expr::And(..) => self.chain().iter().all(|t| t.buckets_are_exact()),
             // `or` keeps only the first set of each operand, and none when their union is too wide to read.
@@ -352,14 +354,6 @@ pub struct FlowFacts {
     pub community_id: String,
 }
 
-/// Whether an address is IPv4 (or IPv4-mapped IPv6, which traceflow treats as the same host).
-pub(crate) fn is_v4ish(a: &IpAddr) -> bool {
-    match a {
-        IpAddr::V4(_) => true,
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
-    }
-}
-
 /// Whether `net`/`prefix` is an IPv4 network: written as IPv4, or as an IPv4-mapped IPv6 network of at least 96
 /// bits (`::ffff:10.0.0.0/104` is `10.0.0.0/8`). A shorter IPv6 prefix is an IPv6 network even when its address
 /// is mapped: `::ffff:0.0.0.0/8` is `::/8`, only the first 8 bits count.
@@ -387,15 +381,6 @@ pub fn in_net(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
     rest == 0 || {
         let mask = 0xffu8 << (8 - rest);
         a[full] & mask == n[full] & mask
-    }
-}
-
-/// The prefix length in the 128-bit key space (IPv4 nets sit under ::ffff:0:0/96).
-pub(crate) fn net_bits(net: &IpAddr, prefix: u8) -> u8 {
-    match net {
-        IpAddr::V4(_) => 96 + prefix.min(32),
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => prefix.min(128),
-        IpAddr::V6(_) => prefix.min(128),
     }
 }
 

@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use rusqlite::types::Value;
 
-use super::{net_bits, net_is_v4, Dir, Expr, Field};
+use super::{net_is_v4, Dir, Expr, Field};
+use crate::key::{addr_key, net_bits};
 
 /// A filter as SQL: `condition` holds `?N` placeholders numbered from 1, bound to `params` in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,14 +22,6 @@ pub struct Compiled {
     pub buckets: Vec<Vec<u32>>,
     /// True when the flows in those buckets are exactly the matches ([`Expr::buckets_are_exact`]).
     pub exact: bool,
-}
-
-/// An address as the 16 bytes stored in `flows.src_key`/`dst_key`: IPv6 as is, IPv4 as ::ffff:a.b.c.d.
-pub fn addr_key(a: &IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
 }
 
 /// The lowest and highest key of a network.
@@ -325,7 +318,7 @@ fn leaf(e: &Expr, p: &mut Vec<Value>) -> String {
         // (schema 9 derives most of them, 0.34 s for a scan's 833k flows against 0.07 s with the range).
         Expr::Label(l) => {
             let label = param(p, Value::Text(l.clone()));
-            match crate::trace::label::label_time_range(l) {
+            match crate::key::label::label_time_range(l) {
                 Some((lo, hi)) => format!(
                     "(f.first_ns BETWEEN {} AND {} AND f.label = {label})",
                     param(p, Value::Integer(lo)),

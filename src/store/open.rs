@@ -123,7 +123,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 ///
 /// [`flow_columns_sqlite`]: crate::store::read::flow_columns_sqlite
 ///
-/// [`view_label`]: crate::trace::label::view_label
+/// [`view_label`]: crate::key::label::view_label
 fn label_view(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     use rusqlite::types::ValueRef;
@@ -144,7 +144,7 @@ fn label_view(conn: &Connection) -> rusqlite::Result<()> {
             // A row the ingest wrote always has ports of 16 bits; a row made by hand that does not has no label.
             Ok(match (u16::try_from(sport), u16::try_from(dport)) {
                 (Ok(sp), Ok(dp)) => {
-                    crate::trace::label::view_label(text(1), sp, text(3), dp, first_ns)
+                    crate::key::label::view_label(text(1), sp, text(3), dp, first_ns)
                 }
                 _ => None,
             })
@@ -190,7 +190,7 @@ fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
             Ok(text
                 .parse::<std::net::IpAddr>()
                 .ok()
-                .map(|a| crate::filter::addr_key(&a).to_vec()))
+                .map(|a| crate::key::addr_key(&a).to_vec()))
         },
     )
     .map_err(sq)?;
@@ -204,7 +204,7 @@ fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
             let (src, dst): (String, String) = (ctx.get(0)?, ctx.get(2)?);
             let (sport, dport, seed): (u16, u16, u16) = (ctx.get(1)?, ctx.get(3)?, ctx.get(4)?);
             Ok(match (src.parse(), dst.parse()) {
-                (Ok(s), Ok(d)) => Some(crate::conn::community_id(seed, s, sport, d, dport)),
+                (Ok(s), Ok(d)) => Some(crate::key::community_id(seed, s, sport, d, dport)),
                 _ => None,
             })
         },
@@ -552,7 +552,7 @@ mod migration_tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let key = |s: &str| crate::filter::addr_key(&s.parse().unwrap()).to_vec();
+        let key = |s: &str| crate::key::addr_key(&s.parse().unwrap()).to_vec();
         assert_eq!(
             rows,
             vec![
@@ -770,7 +770,7 @@ mod migration_tests {
         while let Some(r) = rows.next().unwrap() {
             let (sql, ours): (String, String) = (r.get(0).unwrap(), r.get(1).unwrap());
             let (src, dst): (String, String) = (r.get(2).unwrap(), r.get(4).unwrap());
-            let rust = crate::trace::label::view_label(
+            let rust = crate::key::label::view_label(
                 &src,
                 r.get(3).unwrap(),
                 &dst,

@@ -498,9 +498,7 @@ pub fn for_each_bidirectional(
                                         ts_ns,
                                         digits.get(&iface).copied().unwrap_or(9),
                                     );
-                                    crate::trace::label::label_from_text(
-                                        src, sport, dst, dport, &ts,
-                                    )
+                                    crate::key::label::label_from_text(src, sport, dst, dport, &ts)
                                 })
                                 .err();
                         },
@@ -553,7 +551,7 @@ pub fn for_each_bidirectional(
                     ts_ns,
                     digits.get(&iface).copied().unwrap_or(9),
                 );
-                crate::trace::label::label_from_text(&src, sport, &dst, dport, &ts)
+                crate::key::label::label_from_text(&src, sport, &dst, dport, &ts)
             })?;
         }
         drop(rows);
@@ -606,7 +604,7 @@ pub fn index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryErro
     Ok(out)
 }
 
-pub use crate::trace::label::label_time_range;
+pub use crate::key::label::label_time_range;
 
 /// A frame to fetch, as the frames table records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1529,7 +1527,7 @@ fn push_stored_label(
     first_ns: i64,
     whose: impl FnOnce() -> String,
 ) -> Result<(), QueryError> {
-    if crate::trace::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
+    if crate::key::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
         Ok(())
     } else {
         Err(QueryError::Corrupt(format!(
@@ -1625,7 +1623,7 @@ fn candidates(
     filter: &crate::filter::Compiled,
     for_count: bool,
 ) -> Result<HashMap<i64, (Vec<i64>, bool)>, QueryError> {
-    use crate::trace::buckets::{NET16_BASE, WITH_NET16};
+    use crate::key::buckets::{NET16_BASE, WITH_NET16};
     let mut out = HashMap::new();
     if filter.buckets.is_empty() {
         return Ok(out);
@@ -1667,7 +1665,7 @@ fn candidates(
             }
             let mut union = Vec::with_capacity(listed);
             for l in &lists {
-                if crate::trace::buckets::decode_into(l, &mut union).is_none() {
+                if crate::key::buckets::decode_into(l, &mut union).is_none() {
                     continue 'capture;
                 }
             }

@@ -4,7 +4,7 @@
 //! The tracer moves its least recently seen flows here when it holds too many. They go first to a compact
 //! in-memory table: each flow packed into about 40 bytes of varints in one append-only arena, found by its key's
 //! 64-bit hash. A scan or a flood parks hundreds of thousands of flows that never come back, and SQLite inserts
-//! with two indexes were 85% of such a capture's reading time (issue 17). The table has a byte budget (from
+//! with two indexes were most of such a capture's reading time. The table has a byte budget (from
 //! available memory, at most `DEFAULT_PARK_MEMORY`, `--park-memory` caps it). When it is full, its oldest
 //! quarter goes to disk as a sorted run (`runs`), so memory stays bounded whatever the number of open flows.
 //!
@@ -18,12 +18,13 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::flow::{FlowKey, OpenFlow};
-use crate::capture::Timestamp;
+use super::flow::OpenFlow;
+use crate::key::FlowKey;
+use crate::key::Timestamp;
 
 /// Most memory the in-memory table of parked flows takes by default (arena and hash index): enough for about a
 /// million parked flows of a scan. 48 MiB kept a scan that leaves 2.5M flows open under 150 MB peak RSS
-/// (148-149 MB against 164-170 MB), but the arena then cannot double to 64 MiB, and the 833k-flow scan of issue 17
+/// (148-149 MB against 164-170 MB), but the arena then cannot double to 64 MiB, and an 833k-flow SYN scan
 /// went to disk (then SQLite): 5.05-5.65 s user against 4.00-4.12 s (two interleaved runs each). Kept at 64 MiB.
 pub const DEFAULT_PARK_MEMORY: usize = 64 << 20;
 
@@ -437,7 +438,7 @@ impl Compact {
         self,
     ) -> Result<impl Iterator<Item = Result<(FlowKey, OpenFlow), SpillError>>, SpillError> {
         let Compact { arena, at, .. } = self;
-        // Sized once: a doubling Vec of a million parked flows peaked at twice its 8 MB (issue 17).
+        // Sized once: a doubling Vec of a million parked flows peaked at twice its 8 MB.
         let mut order: Vec<(u32, u32)> = Vec::with_capacity(at.len());
         drop(at);
         let mut pos = 0;

@@ -527,7 +527,8 @@ fn every_flag_of_every_subcommand_is_in_commands_md() {
             .collect();
         for l in &longs {
             assert!(
-                body.lines().any(|row| row.starts_with(&format!("| `--{l}"))),
+                body.lines()
+                    .any(|row| row.starts_with(&format!("| `--{l}"))),
                 "docs/commands.md: `traceflow {}` has no table row for --{l}",
                 sub.get_name()
             );

@@ -74,7 +74,7 @@ pub(super) fn facts(conn: &Db) -> Vec<FlowFacts> {
             closed: r.get(11)?,
             // Computed here from the key, not read from the column under test (the corpus is ingested with
             // seed 0).
-            community_id: traceflow::conn::community_id(
+            community_id: traceflow::key::community_id(
                 0,
                 r.get::<_, String>(2)?.parse().unwrap(),
                 r.get(3)?,

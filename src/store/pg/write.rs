@@ -748,7 +748,7 @@ impl<'c> PgWriter<'c> {
                 &end.truncation.as_ref().map(|t| t.reason.clone()),
                 &(end.size as i64),
                 &end.mtime_ns,
-                &crate::trace::buckets::WITH_NET16,
+                &crate::key::buckets::WITH_NET16,
             ],
         )?;
         // One statement for every interface (a pcapng may describe thousands).

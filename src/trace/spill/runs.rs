@@ -3,7 +3,7 @@
 //!
 //! Why not a temporary SQLite database, as before: its index on the key's hash took a random insert per parked
 //! flow, in a cache far smaller than the index. A scan of 3M probes (5M flows left open, 3.2M of them beyond the
-//! compact table) took 49.5 s, against 21.5 s with everything in memory (issue 17). Here a run is written once,
+//! compact table) took 49.5 s, against 21.5 s with everything in memory. Here a run is written once,
 //! in order, and nearly every lookup (a new flow) is answered "no" by a Bloom filter in memory.
 //!
 //! A run is two files: its records in creation order (flow_no), packed into 4 KiB blocks that no record

@@ -3,14 +3,15 @@
 //! migration (0005).
 //!
 //! Why not always at ingest: tracking them while reading cost about a fifth more ingest CPU on the benchmark
-//! (callgrind instruction counts: the per-frame tracker and the connections rows), and issue 13 allows a tenth.
+//! (callgrind instruction counts: the per-frame tracker and the connections rows), where the ingest's budget for
+//! them is a tenth. The SQL is here, beside the schema it reads and writes; the tracking is `conn`'s.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use super::{ConnRecord, ConnSeg, Connections};
-use crate::store::StoreError;
+use super::StoreError;
+use crate::conn::{ConnRecord, ConnSeg, Connections};
 use crate::trace::spill::SpillError;
 
 /// Captures with flows but no connections yet.
