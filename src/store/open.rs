@@ -19,7 +19,7 @@ pub(super) const MIGRATIONS: [&str; 10] = [
     include_str!("../../migrations/0007_endpoints.sql"),
     include_str!("../../migrations/0008_flow_buckets.sql"),
     include_str!("../../migrations/0009_label_derived.sql"),
-    include_str!("../../migrations/0011_flow_index_by_capture.sql"),
+    include_str!("../../migrations/0010_flow_index_by_capture.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
