@@ -403,7 +403,7 @@ fn documented_defaults(text: &str) -> Vec<(String, String)> {
 fn help_default(flag: &str) -> Option<String> {
     let cmd = traceflow::cli::command();
     for sub in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
-        for arg in sub.get_arguments().filter(|a| a.get_long() == Some(flag)) {
+        if let Some(arg) = sub.get_arguments().find(|a| a.get_long() == Some(flag)) {
             let d: Vec<String> = arg
                 .get_default_values()
                 .iter()
@@ -527,7 +527,8 @@ fn every_flag_of_every_subcommand_is_in_commands_md() {
             .collect();
         for l in &longs {
             assert!(
-                body.lines().any(|row| row.starts_with(&format!("| `--{l}"))),
+                body.lines()
+                    .any(|row| row.starts_with(&format!("| `--{l}"))),
                 "docs/commands.md: `traceflow {}` has no table row for --{l}",
                 sub.get_name()
             );
