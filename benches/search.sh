@@ -154,6 +154,20 @@ run "host $HOST --group-by dst" "host $HOST" --group-by dst --format jsonl
 [[ -z $BASE ]] || "$BASE" --db "$BASE_DB" connections --count >/dev/null
 ms=$(median_ms "$BIN" --db "$DB" connections "port 443" --sort bytes --limit 20 --format jsonl)
 printf '%-64s %10s %10s%s\n' "connections 'port 443' --sort bytes --limit 20" "$ms" "$(wc -l <"$WORK/out")" "$(vs "$ms")"
+# Time terms over connections: each connection's flows must be found by key, whatever the term (a `before T`
+# once read every earlier flow of the capture for each connection).
+conn_run() {  # conn_run FILTER ARGS...
+    local filter=$1; shift
+    local ms
+    ms=$(median_ms "$BIN" --db "$DB" connections "$filter" "$@")
+    printf '%-64s %10s %10s%s\n' "connections '$filter' $*" "$ms" "$(head -n 1 "$WORK/out")" "$(vs "$ms")"
+}
+conn_run "before $((T0 + 5))" --count
+conn_run "before 2000000000" --count
+conn_run "after $((T0 + 5))" --count
+conn_run "after $((T0 + 2)) and before $((T0 + 4))" --count
+ms=$(OUT=/dev/null median_ms "$BIN" --db "$DB" connections "before 2000000000" --format jsonl)
+printf '%-64s %10s %10s%s\n' "connections 'before 2000000000' --format jsonl >/dev/null" "$ms" - "$(vs "$ms")"
 
 echo
 for f in "$Q1" "net $NET"; do

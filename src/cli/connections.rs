@@ -52,7 +52,7 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let target = store::Target::of(db);
     if matches!(target, store::Target::Sqlite(_)) {
         // On PostgreSQL connections are built at ingest.
-        crate::conn::rebuild::ensure(db)?;
+        crate::store::rebuild::ensure(db)?;
     }
     let db = store::Db::open_read(&target)?;
     let conn = &db;

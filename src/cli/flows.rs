@@ -140,7 +140,14 @@ fn merge(
     let mut file = if to_stdout {
         None
     } else {
-        Some(OutputFile::create(dest)?)
+        Some(OutputFile::create_for(
+            dest,
+            if format == DumpFormat::Pcap {
+                "--pcap"
+            } else {
+                "--pcapng"
+            },
+        )?)
     };
     let stdout = std::io::stdout();
     let sink: Box<dyn Write + '_> = match file.as_mut() {

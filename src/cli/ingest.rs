@@ -139,7 +139,7 @@ pub fn summary_line(s: &ingest::Summary) -> String {
     let mut tail = String::new();
     if s.waited >= std::time::Duration::from_millis(1) {
         tail.push_str(&format!(
-            " (after waiting {} for another ingest)",
+            " (after waiting {} for another writer)",
             crate::msg::duration(s.waited)
         ));
     }

@@ -15,6 +15,7 @@ mod open;
 pub mod pg;
 mod prefetch;
 pub mod read;
+pub mod rebuild;
 mod write;
 
 pub use open::{

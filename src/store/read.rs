@@ -23,6 +23,12 @@ pub enum QueryError {
         /// The captures it matches, as `id N`, comma-separated.
         candidates: String,
     },
+    /// A capture went away while the command read it (`forget`, or a re-ingest that replaced it).
+    #[error(
+        "capture {0} is no longer in the database: it was forgotten or replaced while this command read it; run \
+         the command again (`traceflow captures` lists what is there)"
+    )]
+    CaptureGone(i64),
     /// A SQLite failure.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -456,13 +462,16 @@ fn check_index_frames(id: i64, label: &str, frames: &str) -> Result<(), QueryErr
 
 /// The two-way index tuple (`query --bidirectional`) of one capture, or of every capture (then with the
 /// `capture` key set): one flow per connection, by the rule in [`crate::trace::twoway`], from the frame rows.
-/// It is built in memory, one capture at a time.
-pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+/// It is built one capture at a time, in bounded memory (see `TwoWay`), and handed to `visit` entry by entry.
+pub fn for_each_bidirectional(
+    db: &Db,
+    capture: Option<i64>,
+    visit: &mut dyn FnMut(IndexEntry) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
     let conn =
         match db {
             Db::Sqlite(c) => c,
             Db::Postgres(p) => {
-                let mut out = Vec::new();
                 for (id, name) in p.capture_ids(capture)? {
                     let digits: HashMap<u32, u8> = p
                         .interfaces(id)?
@@ -470,6 +479,7 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                         .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
                         .collect();
                     let mut t = crate::trace::twoway::TwoWay::default();
+                    let mut failed = None;
                     p.twoway_frames(
                         id,
                         &mut |number, ts_ns, iface, flags, src, sport, dst, dport| {
@@ -479,25 +489,33 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                                 dst: (dst, dport),
                                 flags,
                             };
-                            t.add(&frame, || {
-                                let ts = crate::capture::Timestamp::from_ns(
-                                    ts_ns,
-                                    digits.get(&iface).copied().unwrap_or(9),
-                                );
-                                crate::trace::label::label_from_text(src, sport, dst, dport, &ts)
-                            });
+                            if failed.is_some() {
+                                return;
+                            }
+                            failed = t
+                                .add(&frame, || {
+                                    let ts = crate::capture::Timestamp::from_ns(
+                                        ts_ns,
+                                        digits.get(&iface).copied().unwrap_or(9),
+                                    );
+                                    crate::key::label::label_from_text(src, sport, dst, dport, &ts)
+                                })
+                                .err();
                         },
                     )?;
-                    for (label, index) in t.index() {
-                        out.push(IndexEntry {
+                    if let Some(e) = failed {
+                        return Err(e.into());
+                    }
+                    t.finish(&mut |label, index| {
+                        visit(IndexEntry {
                             capture: capture.is_none().then(|| name.clone()),
                             fpout: None,
                             index,
                             label,
-                        });
-                    }
+                        })
+                    })?;
                 }
-                return Ok(out);
+                return Ok(());
             }
         };
     let ids: Vec<(i64, String)> = conn
@@ -509,7 +527,6 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
          FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
          WHERE fr.capture_id = ?1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
     )?;
-    let mut out = Vec::new();
     for (id, name) in ids {
         let digits: HashMap<u32, u8> = interfaces(db, id)?
             .into_iter()
@@ -534,19 +551,42 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                     ts_ns,
                     digits.get(&iface).copied().unwrap_or(9),
                 );
-                crate::trace::label::label_from_text(&src, sport, &dst, dport, &ts)
-            });
+                crate::key::label::label_from_text(&src, sport, &dst, dport, &ts)
+            })?;
         }
-        for (label, index) in t.index() {
-            out.push(IndexEntry {
+        drop(rows);
+        t.finish(&mut |label, index| {
+            visit(IndexEntry {
                 capture: capture.is_none().then(|| name.clone()),
                 fpout: None,
                 index,
                 label,
-            });
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// The two-way index tuple, as a vector (`for_each_bidirectional`).
+pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+    let mut out = Vec::new();
+    for_each_bidirectional(db, capture, &mut |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+impl From<crate::trace::twoway::TwoWayError> for QueryError {
+    fn from(e: crate::trace::twoway::TwoWayError) -> QueryError {
+        match e {
+            crate::trace::twoway::TwoWayError::Address(..) => QueryError::Corrupt(e.to_string()),
+            // The temporary files' failure, with the folder to change.
+            crate::trace::twoway::TwoWayError::Spill(s) => {
+                QueryError::Output(std::io::Error::other(s.to_string()))
+            }
         }
     }
-    Ok(out)
 }
 
 /// The index tuple of one capture, or of every capture (then with the `capture` key set).
@@ -564,7 +604,7 @@ pub fn index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryErro
     Ok(out)
 }
 
-pub use crate::trace::label::label_time_range;
+pub use crate::key::label::label_time_range;
 
 /// A frame to fetch, as the frames table records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1057,7 +1097,7 @@ pub fn capture_row(db: &Db, id: i64) -> Result<CaptureRow, QueryError> {
         Db::Sqlite(c) => c,
         Db::Postgres(p) => return p.capture_row(id),
     };
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = ?1",
         [id],
         |r| {
@@ -1071,7 +1111,16 @@ pub fn capture_row(db: &Db, id: i64) -> Result<CaptureRow, QueryError> {
                 embedded: r.get::<_, i64>(6)? != 0,
             })
         },
-    )?)
+    )
+    .map_err(|e| gone(e, id))
+}
+
+/// A row of capture `id` that is not there: the capture went away while the command read it.
+fn gone(e: rusqlite::Error, id: i64) -> QueryError {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => QueryError::CaptureGone(id),
+        e => e.into(),
+    }
 }
 
 /// One path a capture was seen under: (path, base name, size, mtime_ns) as `capture_paths` records it.
@@ -1133,9 +1182,10 @@ pub fn flow_page(
 pub fn flow_first_frame(db: &Db, capture_id: i64, flow_no: i64) -> Result<i64, QueryError> {
     match db {
         Db::Postgres(p) => Ok(p.flow_span(capture_id, flow_no)?.0),
-        Db::Sqlite(conn) => Ok(conn
+        Db::Sqlite(conn) => conn
             .prepare_cached("SELECT first_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2")?
-            .query_row([capture_id, flow_no], |r| r.get(0))?),
+            .query_row([capture_id, flow_no], |r| r.get(0))
+            .map_err(|e| gone(e, capture_id)),
     }
 }
 
@@ -1246,7 +1296,7 @@ impl FlowRow {
 
     /// Last minus first frame time, in seconds (exact decimal).
     pub fn duration(&self) -> String {
-        seconds(self.last_ns - self.first_ns, self.digits)
+        crate::capture::duration_text(self.first_ns, self.last_ns, self.digits)
     }
 
     /// `closed` (a FIN closed it) or `open`.
@@ -1291,8 +1341,7 @@ impl FlowRow {
         out.extend_from_slice(b",\"last_time\":");
         time(out, self.last_ns);
         out.extend_from_slice(b",\"duration\":\"");
-        crate::capture::Timestamp::from_ns(self.last_ns - self.first_ns, self.digits)
-            .write_decimal(out);
+        crate::capture::write_duration(out, self.first_ns, self.last_ns, self.digits);
         out.extend_from_slice(b"\",\"packets\":");
         int(out, self.packets);
         out.extend_from_slice(b",\"bytes\":");
@@ -1389,12 +1438,6 @@ pub enum FlowSort {
     Duration,
 }
 
-/// `N / 10^9` as an exact decimal with `digits` places (`1.250000`).
-fn seconds(ns: i64, digits: u8) -> String {
-    let t = crate::capture::Timestamp::from_ns(ns, digits);
-    t.decimal()
-}
-
 /// The columns of a flow row, as [`flow_row`] reads them.
 pub(crate) const FLOW_COLUMNS: &str =
     "f.capture_id, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
@@ -1484,7 +1527,7 @@ fn push_stored_label(
     first_ns: i64,
     whose: impl FnOnce() -> String,
 ) -> Result<(), QueryError> {
-    if crate::trace::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
+    if crate::key::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
         Ok(())
     } else {
         Err(QueryError::Corrupt(format!(
@@ -1580,7 +1623,7 @@ fn candidates(
     filter: &crate::filter::Compiled,
     for_count: bool,
 ) -> Result<HashMap<i64, (Vec<i64>, bool)>, QueryError> {
-    use crate::trace::buckets::{NET16_BASE, WITH_NET16};
+    use crate::key::buckets::{NET16_BASE, WITH_NET16};
     let mut out = HashMap::new();
     if filter.buckets.is_empty() {
         return Ok(out);
@@ -1622,7 +1665,7 @@ fn candidates(
             }
             let mut union = Vec::with_capacity(listed);
             for l in &lists {
-                if crate::trace::buckets::decode_into(l, &mut union).is_none() {
+                if crate::key::buckets::decode_into(l, &mut union).is_none() {
                     continue 'capture;
                 }
             }
@@ -1878,6 +1921,7 @@ fn merge_by_time(
 ) -> Result<(), QueryError> {
     let cands = bucket_candidates(conn, filter)?;
     let pending = sqlite_captures_by_time(conn)?;
+    let mark = snapshot_mark(conn)?;
     let path = db_path(conn);
     let helpers = cores() - 1;
     // A short listing is over before a helper's connection is open.
@@ -1890,10 +1934,14 @@ fn merge_by_time(
     std::thread::scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|| {
-                // A helper that cannot open or prepare leaves its pages to the listing thread.
+                // A helper that cannot open or prepare, or reads another snapshot than the listing's, leaves its
+                // pages to the listing thread.
                 let Ok(c) = super::open_read(&path) else {
                     return;
                 };
+                if snapshot_mark(&c).ok().as_ref() != Some(&mark) {
+                    return;
+                }
                 let Ok(mut pages) = Pages::new(&c, filter, caps, &cands) else {
                     return;
                 };
@@ -2241,6 +2289,7 @@ pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, Que
         }
     };
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let mark = snapshot_mark(conn)?;
     match db_path(conn) {
         Some(path) if threads > 1 => {
             // Each helper thread reads through its own connection; this one counts too.
@@ -2248,10 +2297,13 @@ pub fn count_flows(db: &Db, filter: &crate::filter::Compiled) -> Result<i64, Que
                 let helpers: Vec<_> = (1..threads)
                     .map(|_| {
                         scope.spawn(|| {
-                            // A helper that cannot open the database leaves its ranges to the others.
+                            // A helper that cannot open the database, or reads another snapshot than this
+                            // thread's, leaves its ranges to the others.
                             match super::open_read(&path) {
-                                Ok(c) => count_ranges(&c, &next),
-                                Err(_) => Ok(0),
+                                Ok(c) if snapshot_mark(&c).ok().as_ref() == Some(&mark) => {
+                                    count_ranges(&c, &next)
+                                }
+                                _ => Ok(0),
                             }
                         })
                     })
@@ -2286,6 +2338,18 @@ fn count_threads(rows: i64) -> usize {
 /// Cores to read on (at most 8): the threads that split a long read between connections.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// What a read transaction sees of the captures (their ids and contents): helper threads read through their own
+/// connections, each in its own snapshot, and help only when theirs shows the same captures as the command's
+/// (flows change only with their capture: an ingest or a `forget`).
+fn snapshot_mark(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row(
+        "SELECT coalesce(group_concat(id || ':' || coalesce(hash, ''), ','), '')
+         FROM (SELECT id, hash FROM captures ORDER BY id)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// The file of `conn`'s main database, which helper threads open their own connections to; `None` in memory.
@@ -2342,12 +2406,22 @@ pub struct ConnRow {
 }
 
 /// The SQL condition "some flow of connection `x` matches `filter`" (a compiled condition on `flows f`): a
-/// connection matches when either of its directions does.
+/// connection matches when either of its directions does. CROSS JOIN makes the connection's flow numbers the
+/// outer loop, each one primary-key lookup: with `f.flow_no IN (...)` SQLite chose flows_first_ns for a
+/// `before T` filter and read every earlier flow of the capture for each connection (quadratic time).
 fn conn_condition(filter: &crate::filter::Compiled) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
-                 AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) AND ({}))",
+        "EXISTS (SELECT 1 FROM json_each('[' || x.flows || ']') j CROSS JOIN flows f
+                 WHERE f.capture_id = x.capture_id AND f.flow_no = j.value AND ({}))",
         filter.condition
+    )
+}
+
+/// The query of [`count_connections`] on SQLite.
+fn conn_count_sql(filter: &crate::filter::Compiled) -> String {
+    format!(
+        "SELECT count(*) FROM connections x WHERE {}",
+        conn_condition(filter)
     )
 }
 
@@ -2376,16 +2450,30 @@ pub fn search_connections(
         Db::Sqlite(c) => c,
         Db::Postgres(p) => return p.search_connections(filter, sort, limit, visit),
     };
-    let order = conn_order(sort);
     let mut params = filter.params.clone();
     params.push(rusqlite::types::Value::Integer(
         limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
     ));
+    let sql = conn_list_sql(filter, sort, params.len());
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        // A capture deleted between the two reads of its row is not listed.
+        if r.opt_text(1)?.is_some() {
+            visit(conn_row(r)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The query of [`search_connections`] on SQLite, in `sort` order, its limit the parameter `?limit_param`.
+fn conn_list_sql(filter: &crate::filter::Compiled, sort: FlowSort, limit_param: usize) -> String {
+    let order = conn_order(sort);
     // The capture's name comes from a scalar subquery, not a join: with `JOIN captures` SQLite chose to scan
     // connections through connections_community_id, in hash order, so every flow lookup of the labels landed
     // on another page (listing the benchmark's 1M connections: 28 s). `capture_id IN (captures)` keeps the
     // join's meaning and reads each capture's connections in key order.
-    let sql = format!(
+    format!(
         "SELECT x.capture_id, (SELECT c.name FROM captures c WHERE c.id = x.capture_id), x.conn_no,
                 x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
                 x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
@@ -2399,17 +2487,8 @@ pub fn search_connections(
          WHERE {} AND x.capture_id IN (SELECT id FROM captures)
          ORDER BY {order} LIMIT ?{}",
         conn_condition(filter),
-        params.len()
-    );
-    let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-    while let Some(r) = rows.next()? {
-        // A capture deleted between the two reads of its row is not listed.
-        if r.opt_text(1)?.is_some() {
-            visit(conn_row(r)?)?;
-        }
-    }
-    Ok(())
+        limit_param
+    )
 }
 
 /// A row of [`search_connections`]' query as a [`ConnRow`].
@@ -2428,7 +2507,7 @@ pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
         resp_p: port(r.int(7)?)?,
         first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
         last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
-        duration: seconds(last_ns - first_ns, digits),
+        duration: crate::capture::duration_text(first_ns, last_ns, digits),
         orig_pkts: r.int(10)?,
         orig_bytes: r.int(11)?,
         orig_frame_bytes: r.int(12)?,
@@ -2450,10 +2529,7 @@ pub fn count_connections(db: &Db, filter: &crate::filter::Compiled) -> Result<i6
         Db::Postgres(p) => return p.count_connections(filter),
     };
     Ok(conn.query_row(
-        &format!(
-            "SELECT count(*) FROM connections x WHERE {}",
-            conn_condition(filter)
-        ),
+        &conn_count_sql(filter),
         rusqlite::params_from_iter(filter.params.iter()),
         |r| r.get(0),
     )?)
@@ -2518,6 +2594,126 @@ mod tests {
         let (lo, hi) = label_time_range("2001.db8..1_80-..ffff.192.0.2.1_443-1e-05").unwrap();
         assert!(lo <= 10_000 && 10_000 <= hi);
         assert_eq!(label_time_range("not a label"), None);
+    }
+
+    /// A database of `n` connections in each of two captures, two flows each, flow times rising by 1 ms.
+    fn conn_db(dir: &std::path::Path, n: i64) -> Connection {
+        let c = crate::store::open(&dir.join(format!("c{n}.db"))).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO captures (id, name, path, size) VALUES (1, 'a', '/a', 1), (2, 'b', '/b', 1);
+             WITH RECURSIVE k(cid, i) AS (SELECT 1, 1 UNION ALL SELECT 2, 1
+                                          UNION ALL SELECT cid, i + 1 FROM k WHERE i < {flows})
+             INSERT INTO flow_rows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame,
+                                    closed_frame, packets, bytes, payload_bytes, first_ns, last_ns, flags,
+                                    src_key, dst_key, community_id)
+             SELECT cid, i, '', '10.0.0.1', 1024 + (i + 1) / 2, '10.0.0.2', 80, i, i, i, 3, 180, 20,
+                    1700000000000000000 + i * 1000000, 1700000000000000000 + i * 1000000 + 5, 18,
+                    x'00', x'01', '1:x' FROM k;
+             WITH RECURSIVE k(cid, i) AS (SELECT 1, 1 UNION ALL SELECT 2, 1
+                                          UNION ALL SELECT cid, i + 1 FROM k WHERE i < {n})
+             INSERT INTO connections SELECT cid, i, '1:x', '10.0.0.1', 1024 + i, '10.0.0.2', 80, 2 * i - 1, 2 * i,
+                    1700000000000000000 + (2 * i - 1) * 1000000, 1700000000000000000 + 2 * i * 1000000 + 5,
+                    3, 180, 20, 3, 180, 20, 'SF', 'ShADadFf', (2 * i - 1) || ',' || (2 * i) FROM k;",
+            flows = 2 * n
+        ))
+        .unwrap();
+        c
+    }
+
+    /// Every filter term keeps a connection search linear in the connections: the flows of each connection are
+    /// found by primary key (never through flows_first_ns, which read every earlier flow of the capture for
+    /// each connection), and the work a `before T` count does doubles, not quadruples, with the connections.
+    #[test]
+    fn connection_searches_look_flows_up_by_primary_key_for_every_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = conn_db(dir.path(), 300);
+        let terms = [
+            "",
+            "host 10.0.0.1",
+            "src host 10.0.0.2",
+            "net 10.0.0.0/8",
+            "dst net 10.0.0.0/24",
+            "port 80",
+            "src port 1100",
+            "portrange 1000-2000",
+            "after 1700000000.2",
+            "before 1700000000.2",
+            "before 2000000000",
+            "after 2024-01-01 and before 2030-01-01",
+            "label 10.0.0.1_1025-10.0.0.2_80-1700000000.001",
+            "capture a",
+            "community-id 1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            "syn",
+            "fin or rst",
+            "open",
+            "closed",
+            "packets > 2",
+            "bytes >= 100",
+            "payload < 30",
+            "duration > 1ms",
+            "not before 1700000000.2",
+            "(before 1700000000.2 or port 80) and not host 10.9.9.9",
+        ];
+        for term in terms {
+            let filter = crate::filter::compile(&crate::filter::parse(term, 0).unwrap());
+            let mut sqls = vec![(conn_count_sql(&filter), filter.params.clone())];
+            for sort in [
+                FlowSort::Time,
+                FlowSort::Bytes,
+                FlowSort::Packets,
+                FlowSort::Duration,
+            ] {
+                let mut p = filter.params.clone();
+                p.push(rusqlite::types::Value::Integer(-1));
+                sqls.push((conn_list_sql(&filter, sort, p.len()), p));
+            }
+            for (sql, p) in sqls {
+                let plan: Vec<String> = small
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .unwrap()
+                    .query_map(rusqlite::params_from_iter(p.iter()), |r| r.get(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                for step in &plan {
+                    let on_flows =
+                        step.contains(" f ") || step.ends_with(" f") || step.contains("flow_rows");
+                    assert!(
+                        !on_flows
+                            || (step.starts_with("SEARCH ")
+                                && step
+                                    .ends_with(" USING PRIMARY KEY (capture_id=? AND flow_no=?)")),
+                        "{term:?}: flows read otherwise than by key: {step}\n{}",
+                        plan.join("\n")
+                    );
+                    assert!(!step.contains("flows_first_ns"), "{term:?}: {step}");
+                }
+                assert_eq!(
+                    plan.iter().filter(|s| s.contains(" x")).count(),
+                    1,
+                    "{term:?}: {plan:?}"
+                );
+            }
+        }
+        // The work itself (SQLite's virtual machine steps) of counting every connection `before T`.
+        let steps = |c: &Connection| {
+            let filter =
+                crate::filter::compile(&crate::filter::parse("before 2000000000", 0).unwrap());
+            let mut st = c.prepare(&conn_count_sql(&filter)).unwrap();
+            let n: i64 = st
+                .query_row(rusqlite::params_from_iter(filter.params.iter()), |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            (n, st.get_status(rusqlite::StatementStatus::VmStep))
+        };
+        let large = conn_db(dir.path(), 1200);
+        let ((ns, s), (nl, l)) = (steps(&small), steps(&large));
+        assert_eq!((ns, nl), (600, 2400));
+        assert!(
+            l < s * 5,
+            "4x the connections took {l} steps against {s}: not linear"
+        );
     }
 
     #[test]

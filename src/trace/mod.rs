@@ -11,14 +11,14 @@ use std::collections::hash_map::Entry;
 pub mod buckets;
 pub mod endpoints;
 mod flow;
-pub mod label;
-mod spill;
+pub mod spill;
 pub mod twoway;
 
-use crate::capture::Timestamp;
 use crate::decode::Tcp;
+pub use crate::key::FlowKey;
+use crate::key::Timestamp;
+pub use flow::FlowRecord;
 use flow::OpenFlow;
-pub use flow::{FlowKey, FlowRecord};
 use spill::Spill;
 pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 
@@ -26,7 +26,7 @@ pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 /// about 8 MiB of flow state, whatever the capture. The table parks when it holds one more than this: 57,344, half
 /// of what hashbrown's table of 131,072 slots holds. Parking leaves tombstones, and when they use up the free
 /// slots hashbrown rehashes in place if the table is at most half full, else doubles it. With 65,536 it doubled
-/// to 262,144 slots (31 MB) in a long scan, which was most of the peak RSS over issue 17's target.
+/// to 262,144 slots (31 MB) in a long scan, which was most of a scan's peak RSS over its memory target.
 pub const DEFAULT_MAX_OPEN: usize = 57_343;
 
 /// Open flows whose last frames estimate which eighth to park (`Tracer::park_oldest`): the estimate of an
@@ -101,7 +101,7 @@ impl Tracer {
     /// same `on_close` as the closed flows, and again ([`FlowRecord::replaces`]) if the flow comes back. Why:
     /// in a scan nearly every flow is parked and never seen again, and building and writing all their rows at
     /// the end left the writer idle half the time while frames were read, then the reader waiting for it
-    /// (issue 17). For a writer that can replace a row; `finish_with` then hands over only the flows that
+    /// (a SYN scan of 833k flows). For a writer that can replace a row; `finish_with` then hands over only the flows that
     /// changed since they were stored.
     pub fn with_parked_rows(mut self) -> Tracer {
         self.parked_rows = true;

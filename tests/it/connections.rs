@@ -35,7 +35,7 @@ fn corpus_db(dir: &Path) -> (PathBuf, Vec<String>) {
     let s = ingest::run(&mut conn, &paths, &opts, &mut |m| eprintln!("{m}"));
     assert_eq!(s.failed, 0);
     // Connections are built at their first use, from the frame rows.
-    traceflow::conn::rebuild::ensure(&db).unwrap();
+    traceflow::store::rebuild::ensure(&db).unwrap();
     (db, names)
 }
 
@@ -739,7 +739,7 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
         )
         .unwrap();
     store::open(&db).unwrap();
-    traceflow::conn::rebuild::ensure(&db).unwrap();
+    traceflow::store::rebuild::ensure(&db).unwrap();
     let after = dump(&Connection::open(&db).unwrap());
     assert_eq!(after.0, before.0, "connections rows");
     assert_eq!(after.1, before.1, "frames.conn_no");

@@ -15,6 +15,7 @@ mod flows;
 mod hardening;
 mod ingest;
 mod ingest_hardening;
+mod layout;
 mod park;
 mod postgres;
 mod robustness;

@@ -421,11 +421,40 @@ fn refs<'a>(
 /// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
 const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
 
-/// "Some flow of connection `x` matches": as `read::conn_condition`.
+/// The flows `f` of connection `x`, found by the flows key (`flow_no = ANY (x.flow_nos)` is an index condition).
+const CONN_FLOWS: &str =
+    "flows f WHERE f.capture_id = x.capture_id AND f.flow_no = ANY (x.flow_nos)";
+
+/// "Some flow of connection `x` matches": as `read::conn_condition`. `OFFSET 0` keeps the subquery correlated:
+/// without it the planner may turn it into a join of all flows against all connections with the array test as
+/// its filter, a plan whose cost it misjudges by orders of magnitude when it has no statistics (right after an
+/// ingest). Correlated, each connection costs an index lookup per flow whatever the statistics say.
 fn conn_condition(cond: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM {CONN_FLOWS} AND ({cond}) OFFSET 0)")
+}
+
+/// `count_connections`' query for a filter's condition (`$N` placeholders).
+fn count_connections_sql(cond: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
-                 AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[]) AND ({cond}))"
+        "SELECT count(*) FROM connections x WHERE {}",
+        conn_condition(cond)
+    )
+}
+
+/// `search_connections`' query for a filter's condition with `n` parameters; its LIMIT is parameter `n + 1`.
+fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
+    let order = crate::store::read::conn_order(sort);
+    format!(
+        "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                x.resp_frame_bytes, x.conn_state, x.history,
+                (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM {CONN_FLOWS}),
+                (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
+         FROM connections x JOIN captures c ON c.id = x.capture_id
+         WHERE {}
+         ORDER BY {order} LIMIT ${}",
+        conn_condition(cond),
+        n + 1
     )
 }
 
@@ -460,8 +489,29 @@ impl Pg {
         rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
     }
 
-    /// `read::search_flows` on PostgreSQL.
+    /// `read::search_flows` on PostgreSQL, in one REPEATABLE READ, READ ONLY transaction: the time order reads
+    /// a page at a time, and each page in a snapshot of its own showed part of a capture `forget` deleted meanwhile.
     pub fn search_flows(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        self.client
+            .borrow_mut()
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let listed = self.search_flows_in_snapshot(filter, sort, limit, visit);
+        let end = self.client.borrow_mut().batch_execute(if listed.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        });
+        listed?;
+        Ok(end?)
+    }
+
+    fn search_flows_in_snapshot(
         &self,
         filter: &Compiled,
         sort: FlowSort,
@@ -521,7 +571,13 @@ impl Pg {
         let mut c = self.client.borrow_mut();
         let mut it = c.query_raw(sql, params.iter().copied())?;
         while let Some(r) = it.next()? {
-            visit(&r)?;
+            if let Err(e) = visit(&r) {
+                // The reader is gone (`| head`) or the row failed: stop the server too, else the connection's
+                // close waits for the rest of the rows.
+                drop(it);
+                let _ = c.cancel_token().cancel_query(postgres::NoTls);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -611,23 +667,9 @@ impl Pg {
         limit: Option<u64>,
         visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let order = crate::store::read::conn_order(sort);
         let params = values(&filter.params);
         let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
-                    x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
-                    x.resp_frame_bytes, x.conn_state, x.history,
-                    (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM flows f
-                     WHERE f.capture_id = x.capture_id
-                       AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])),
-                    (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
-             FROM connections x JOIN captures c ON c.id = x.capture_id
-             WHERE {}
-             ORDER BY {order} LIMIT ${}",
-            conn_condition(&dollars(&filter.condition)),
-            params.len() + 1
-        );
+        let sql = search_connections_sql(&dollars(&filter.condition), sort, params.len());
         self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
             visit(conn_row(r)?)
         })
@@ -637,13 +679,38 @@ impl Pg {
     pub fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
         let params = values(&filter.params);
         let r = self.client.borrow_mut().query_one(
-            &format!(
-                "SELECT count(*) FROM connections x WHERE {}",
-                conn_condition(&dollars(&filter.condition))
-            ),
+            &count_connections_sql(&dollars(&filter.condition)),
             &refs(&params, &[]),
         )?;
         r.int(0)
+    }
+
+    /// PostgreSQL's `EXPLAIN` of the two queries of `connections` (the listing in `sort` order, and `--count`):
+    /// each query with its plan's lines.
+    pub fn explain_connections(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        let cond = dollars(&filter.condition);
+        let params = values(&filter.params);
+        let limit: Option<i64> = None;
+        let mut out = Vec::new();
+        for (sql, p) in [
+            (
+                search_connections_sql(&cond, sort, params.len()),
+                refs(&params, &[&limit]),
+            ),
+            (count_connections_sql(&cond), refs(&params, &[])),
+        ] {
+            let plan = self
+                .rows(&format!("EXPLAIN {sql}"), &p)?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?;
+            out.push((sql, plan));
+        }
+        Ok(out)
     }
 
     /// The next `PAGE` flows of a capture that match `filter` after flow_no `after`: (flow_no, first_frame).
