@@ -403,7 +403,7 @@ fn documented_defaults(text: &str) -> Vec<(String, String)> {
 fn help_default(flag: &str) -> Option<String> {
     let cmd = traceflow::cli::command();
     for sub in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
-        for arg in sub.get_arguments().filter(|a| a.get_long() == Some(flag)) {
+        if let Some(arg) = sub.get_arguments().find(|a| a.get_long() == Some(flag)) {
             let d: Vec<String> = arg
                 .get_default_values()
                 .iter()
