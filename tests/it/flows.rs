@@ -1054,7 +1054,7 @@ pub(super) fn long_and_mapped_filters_agree(conn: &Db, sqlite: &Db, facts: &[Flo
     let mut addrs: Vec<IpAddr> = seen.iter().copied().step_by(2).collect();
     let mut i = 0u32;
     while addrs.len() < 10_000 {
-        let a = if i % 3 == 0 {
+        let a = if i.is_multiple_of(3) {
             IpAddr::from(std::net::Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(i)))
         } else {
             IpAddr::from(std::net::Ipv4Addr::from(
