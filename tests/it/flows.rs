@@ -1119,8 +1119,9 @@ pub(super) fn long_and_mapped_filters_agree(conn: &Db, sqlite: &Db, facts: &[Flo
 
     // `net` at every prefix over mapped addresses, the zero address and the corpus's own IPv6 addresses.
     let v4 = facts.iter().find(|f| f.src.is_ipv4()).unwrap().src;
-    let v6 = facts.iter().find(|f| f.src.is_ipv6()).unwrap().src;
-    for net in [mapped(IpAddr::from([0u8, 0, 0, 0])), mapped(v4), v6] {
+    let v6 = facts.iter().find(|f| f.src.is_ipv6()).map(|f| f.src);
+    let nets = [mapped(IpAddr::from([0u8, 0, 0, 0])), mapped(v4)];
+    for net in nets.into_iter().chain(v6) {
         for p in 0..=128u8 {
             for d in [Dir::Either, Dir::Src] {
                 let e = Expr::Net(d, net, p);
