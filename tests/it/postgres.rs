@@ -614,6 +614,18 @@ fn pg_flows_and_connections_match_sqlite() {
     d.assert_none("flows and connections");
 }
 
+/// 10,000-host blocklists and the other long filters, and `net` over IPv4-mapped addresses at every prefix,
+/// pick on PostgreSQL exactly the flows the Rust evaluation picks (`flows::long_and_mapped_filters_agree`).
+#[test]
+fn pg_long_filters_and_mapped_networks_match_a_plain_evaluation() {
+    let b = Both::new("long_filters");
+    let sqlite = traceflow::store::Db::Sqlite(traceflow::store::open_read(&b.sqlite).unwrap());
+    let pg = traceflow::store::Db::open_read(&traceflow::store::Target::of(b.pg())).unwrap();
+    let facts = super::flows::facts(&sqlite);
+    super::flows::long_and_mapped_filters_agree(&sqlite, &sqlite, &facts);
+    super::flows::long_and_mapped_filters_agree(&pg, &sqlite, &facts);
+}
+
 /// With --jobs N, SQLite numbers captures in input order, as with --jobs 1 ("results do not depend on --jobs");
 /// PostgreSQL must too, since the ids show in every command's output. 60 corpus captures, --jobs 2 (two rounds)
 /// and --jobs 4, each into a fresh database.
