@@ -19,6 +19,10 @@ pub struct FlowsArgs {
     /// The filter (see below); none means every flow. Quote it as one shell word.
     #[arg(default_value = "")]
     pub filter: String,
+    /// Read the filter from FILE instead (`-` for stdin), as tcpdump's -F: for a filter too long for one
+    /// argument (the system takes 128 KiB), such as a blocklist of thousands of hosts.
+    #[arg(short = 'F', long, value_name = "FILE", conflicts_with = "filter")]
+    pub filter_file: Option<PathBuf>,
     /// Output format [default: table on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<RowFormat>,
@@ -50,9 +54,26 @@ pub struct FlowsArgs {
     pub source_root: Option<PathBuf>,
 }
 
+/// The filter's text: the argument, or what `-F FILE` holds (`-` for stdin).
+pub(super) fn filter_text(arg: &str, file: Option<&Path>) -> Result<String, Error> {
+    let Some(f) = file else {
+        return Ok(arg.to_string());
+    };
+    let read = if f == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(f)
+    };
+    read.map_err(|source| Error::Io {
+        what: format!("reading the filter file {}", f.display()),
+        source,
+    })
+}
+
 /// Prints the flows of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
-    let expr = filter::parse(&args.filter, now_ns()).map_err(Error::Filter)?;
+    let text = filter_text(&args.filter, args.filter_file.as_deref())?;
+    let expr = filter::parse(&text, now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
     let db = store::Db::open_read(&store::Target::of(db))?;
     let conn = &db;

@@ -1814,3 +1814,46 @@ fn pg_killed_client_leaves_no_query_running() {
     }
     holder.batch_execute("ROLLBACK").unwrap();
 }
+
+/// A 10,000-host blocklist is longer than one argument may be (128 KiB): `-F FILE` takes it, as tcpdump's -F,
+/// for `flows` and `connections` on both backends, and counts what one `host` term and its complement count.
+#[test]
+fn pg_a_blocklist_of_10000_hosts_reads_from_a_filter_file() {
+    let b = Both::new("blocklist_file");
+    let host = json(&b.sqlite, &["flows", "--limit", "1", "--format", "json"])[0]["src"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut terms: Vec<String> = (0..9_999u32)
+        .map(|i| format!("host 198.18.{}.{}", i >> 8, i & 255))
+        .collect();
+    terms.insert(5_000, format!("host {host}"));
+    let list = terms.join(" or\n");
+    assert!(list.len() > 128 << 10, "{} bytes", list.len());
+    let dir = tempfile::tempdir().unwrap();
+    let (file, not_file) = (dir.path().join("block.txt"), dir.path().join("not.txt"));
+    std::fs::write(&file, &list).unwrap();
+    std::fs::write(&not_file, format!("not ({list})")).unwrap();
+    let count = |db: &Path, args: &[&str]| -> i64 {
+        let r = run(db, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r.stdout.trim().parse().unwrap()
+    };
+    for db in [b.sqlite.as_path(), b.pg()] {
+        for what in ["flows", "connections"] {
+            let one = count(db, &[what, &format!("host {host}"), "--count"]);
+            let all = count(db, &[what, "--count"]);
+            assert!(one > 0 && one < all, "{what}: {one} of {all}");
+            let f = file.to_str().unwrap();
+            let nf = not_file.to_str().unwrap();
+            assert_eq!(count(db, &[what, "-F", f, "--count"]), one, "{what} -F");
+            assert_eq!(
+                count(db, &[what, "--filter-file", nf, "--count"]),
+                all - one,
+                "{what} not"
+            );
+        }
+    }
+    let r = run(&b.sqlite, &["flows", "syn", "-F", file.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
