@@ -175,6 +175,9 @@ conn_case() {  # conn_case N: the arguments of case N in CASE_ARGS (none past th
         3) CASE_ARGS=(connections 'net 192.0.2.0/29' --format jsonl) ;;
         4) CASE_ARGS=(connections --format jsonl) ;;
         5) CASE_ARGS=(connections 'port 443' --sort bytes --limit 20 --format jsonl) ;;
+        # Time terms: each connection's flows are found by key whatever the term.
+        6) CASE_ARGS=(connections 'before 2000000000' --count) ;;
+        7) CASE_ARGS=(connections 'after 1700000002 and before 1700000004' --count) ;;
         *) return 1 ;;
     esac
 }
