@@ -644,19 +644,10 @@ impl Pg {
         let page = dollars(&page_sql(filter, FLOW_COLUMNS));
         let count = format!("SELECT count(*) FROM flows f WHERE {cond}");
         let (one, zero) = (1i64, 0i64);
-        let mut out = Vec::new();
-        for (sql, p) in [
+        self.explain([
             (page, refs(&params, &[&one, &zero])),
             (count, refs(&params, &[])),
-        ] {
-            let plan = self
-                .rows(&format!("EXPLAIN {sql}"), &p)?
-                .iter()
-                .map(|r| r.text(0))
-                .collect::<Result<_, _>>()?;
-            out.push((sql, plan));
-        }
-        Ok(out)
+        ])
     }
 
     /// `read::search_connections` on PostgreSQL.
@@ -695,14 +686,22 @@ impl Pg {
         let cond = dollars(&filter.condition);
         let params = values(&filter.params);
         let limit: Option<i64> = None;
-        let mut out = Vec::new();
-        for (sql, p) in [
+        self.explain([
             (
                 search_connections_sql(&cond, sort, params.len()),
                 refs(&params, &[&limit]),
             ),
             (count_connections_sql(&cond), refs(&params, &[])),
-        ] {
+        ])
+    }
+
+    /// Each query with the lines of PostgreSQL's `EXPLAIN` of it.
+    fn explain<const N: usize>(
+        &self,
+        queries: [(String, Vec<&(dyn ToSql + Sync)>); N],
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        let mut out = Vec::new();
+        for (sql, p) in queries {
             let plan = self
                 .rows(&format!("EXPLAIN {sql}"), &p)?
                 .iter()
