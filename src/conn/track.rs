@@ -26,11 +26,10 @@ use super::zeek::{self, Endpoint, History};
 use crate::decode::numbers::{TCP_ACK, TCP_SYN};
 use crate::key::community_id;
 use crate::key::label::addr_text;
-use crate::trace::spill::{get_varint, put_varint, unzigzag, zigzag, Parked, SpillError, MAX_TAIL};
+use crate::trace::spill::{
+    get_varint, parking_cut, put_varint, unzigzag, zigzag, Parked, SpillError, MAX_TAIL,
+};
 use crate::trace::DEFAULT_MAX_OPEN;
-
-/// Connections whose last frames estimate which eighth to park, as the tracer does.
-const PARK_SAMPLE: usize = 2048;
 
 /// What the tracker needs of one TCP frame.
 #[derive(Clone, Copy, Debug)]
@@ -200,11 +199,12 @@ impl Connections {
     fn park_oldest(&mut self) {
         let len = self.open.len();
         let n = len - self.max_open / 8 * 7;
-        let last = &mut self.last_frames;
-        last.clear();
-        last.extend(self.open.values().take(PARK_SAMPLE).map(|c| c.last_frame));
-        let rank = (n * last.len()).div_ceil(len).max(1);
-        let cut = *last.select_nth_unstable(rank - 1).1;
+        let cut = parking_cut(
+            &mut self.last_frames,
+            self.open.values().map(|c| c.last_frame),
+            len,
+            n,
+        );
         let tails = &mut self.tails;
         tails.clear();
         let mut out: Vec<(u32, ConnKey, usize, usize)> = Vec::new();

@@ -29,10 +29,6 @@ pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 /// to 262,144 slots (31 MB) in a long scan, which was most of a scan's peak RSS over its memory target.
 pub const DEFAULT_MAX_OPEN: usize = 57_343;
 
-/// Open flows whose last frames estimate which eighth to park (`Tracer::park_oldest`): the estimate of an
-/// eighth is then within about 6% of it (one standard error).
-const PARK_SAMPLE: usize = 2048;
-
 /// Traces the TCP flows of one capture: give it the TCP frames in file order (`observe`), which hands over each
 /// flow as it closes; `finish` then emits the flows still open.
 pub struct Tracer {
@@ -218,7 +214,7 @@ impl Tracer {
     ///
     /// Which flows are parked changes only the speed, never the index (a parked flow comes back when its key
     /// does). So the cut, the last frame number of the eighth seen longest ago, is estimated from a sample:
-    /// the first `PARK_SAMPLE` flows of the table, whose order is its keys' hashes, not their times. Taking every
+    /// the first `spill::PARK_SAMPLE` flows of the table, whose order is its keys' hashes, not their times. Taking every
     /// flow's last frame cost a pass over the whole table (about 7 MB, far more than the cache) at each round,
     /// a sixth of a scan's reading loop. Each frame belongs to one flow, so the last frame numbers are distinct.
     fn park_oldest(&mut self, on_park: &mut impl FnMut(FlowRecord)) {
@@ -226,12 +222,12 @@ impl Tracer {
         let spill = self.spill.get_or_insert_with(|| Spill::new(budget));
         let len = self.open.len();
         let n = len - self.max_open / 8 * 7;
-        let last = &mut self.last_frames;
-        last.clear();
-        last.extend(self.open.values().take(PARK_SAMPLE).map(|f| f.last_frame));
-        // The sample's own n-th of len (the whole table when it is small): at least its oldest.
-        let rank = (n * last.len()).div_ceil(len).max(1);
-        let cut = *last.select_nth_unstable(rank - 1).1;
+        let cut = spill::parking_cut(
+            &mut self.last_frames,
+            self.open.values().map(|f| f.last_frame),
+            len,
+            n,
+        );
         let parked = &mut self.parking;
         parked.clear();
         parked.extend(self.open.extract_if(|_, f| f.last_frame <= cut));

@@ -140,6 +140,26 @@ impl Spill {
 /// Longest tail of a [`Parked`] record: a record's length fits its first byte, with the longest key.
 pub const MAX_TAIL: usize = 255 - BODY_HEAD - 38;
 
+/// Entries (open flows, two-way pairs, connections) whose last frames estimate which eighth a parking round
+/// parks: the estimate of an eighth is then within about 6% of it (one standard error).
+pub const PARK_SAMPLE: usize = 2048;
+
+/// The cut of a parking round: the last frame number at or before which about `n` of the `len` entries of a
+/// table lie, estimated from the first [`PARK_SAMPLE`] of their `last_frames` (a hash table's order is its keys'
+/// hashes, not their times). `sample` is the caller's buffer, kept between rounds.
+pub fn parking_cut(
+    sample: &mut Vec<u64>,
+    last_frames: impl Iterator<Item = u64>,
+    len: usize,
+    n: usize,
+) -> u64 {
+    sample.clear();
+    sample.extend(last_frames.take(PARK_SAMPLE));
+    // The sample's own n-th of len (the whole table when it is small): at least its oldest.
+    let rank = (n * sample.len()).div_ceil(len).max(1);
+    *sample.select_nth_unstable(rank - 1).1
+}
+
 /// Parked state of the trackers beside the tracer (connections, the two-way index): records of a number (their
 /// creation order), a key and a tail of the tracker's own bytes, written as sorted runs on disk as they are
 /// parked, found by their key's hash behind the runs' Bloom filter. No compact table: these trackers park in

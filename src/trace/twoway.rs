@@ -27,7 +27,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::spill::{Parked, SpillError, MAX_TAIL};
+use super::spill::{parking_cut, Parked, SpillError, MAX_TAIL};
 use super::{FlowKey, DEFAULT_MAX_OPEN};
 
 /// One TCP frame, as the two-way tracer needs it.
@@ -58,8 +58,6 @@ fn io(e: std::io::Error) -> TwoWayError {
     TwoWayError::Spill(SpillError::Io(e, std::env::temp_dir()))
 }
 
-/// Pairs kept in memory whose last frames estimate which eighth to park, as the tracer does.
-const PARK_SAMPLE: usize = 2048;
 /// Frames sorted in memory at a time at the end (16 bytes each).
 const SORT_CHUNK: usize = 1 << 21;
 /// Bytes of a frame's record in the temporary files: its flow (u32) and number (u64), little-endian.
@@ -252,11 +250,12 @@ impl TwoWay {
     fn park_oldest(&mut self) -> Result<(), TwoWayError> {
         let len = self.pairs.len();
         let n = len - self.max_open / 8 * 7;
-        let last = &mut self.last_frames;
-        last.clear();
-        last.extend(self.pairs.values().take(PARK_SAMPLE).map(|p| p.last_frame));
-        let rank = (n * last.len()).div_ceil(len).max(1);
-        let cut = *last.select_nth_unstable(rank - 1).1;
+        let cut = parking_cut(
+            &mut self.last_frames,
+            self.pairs.values().map(|p| p.last_frame),
+            len,
+            n,
+        );
         let tails = &mut self.tails;
         tails.clear();
         let mut out: Vec<(u32, FlowKey, usize, usize)> = Vec::new();
