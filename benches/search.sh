@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# traceflow search benchmark: `flows` on a database of several different synthetic captures (issue 12).
+# traceflow search benchmark: `flows` on a database of several different synthetic captures.
 #
 # usage: bash benches/search.sh [--captures N] [--connections N] [--repeat R] [--no-build] [--reuse-db]
 #                               [--baseline BIN]
@@ -176,7 +176,7 @@ for f in "$Q1" "net $NET"; do
 done
 
 # docs/schema.md's SQL examples (its "The index tuple in SQL" section), each timed warm through Python's sqlite3,
-# with the tables or indexes its plan goes through (issue 16: each under 200 ms here, or rewritten).
+# with the tables or indexes its plan goes through.
 echo
 # (Connections were built above, before the connections query was timed.)
 echo "docs/schema.md SQL (median of $REPEAT warm runs; :capture is the capture with most flows)"
