@@ -141,7 +141,7 @@ run() {  # run NAME FILTER ARGS...
 Q1="host $HOST and port 443 and after $((T0 + 50)) and before $((T0 + 60))"
 run "$Q1 (jsonl)" "$Q1" --format jsonl
 run "net $NET --count" "net $NET" --count
-# Issue 12's target is to /dev/null: writing 0.9 GB to a file is the kernel's time, not traceflow's.
+# The target is to /dev/null: writing 0.9 GB to a file is the kernel's time, not traceflow's.
 ms=$(OUT=/dev/null median_ms "$BIN" --db "$DB" flows --format jsonl)
 printf '%-64s %10s %10s   (%s flows/s)%s\n' "every flow --format jsonl >/dev/null" "$ms" "$TOTAL" \
     "$(python3 -c "print(round($TOTAL / max($ms, 1) * 1000))")" "$(vs "$ms")"

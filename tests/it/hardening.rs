@@ -1,4 +1,4 @@
-//! Regression tests for the defects found by hostile testing (issue 10) on the read side and the store: dumps
+//! Regression tests for the defects found by hostile testing on the read side and the store: dumps
 //! that deleted or wrote through what they should not, unbounded walks and allocations from a crafted database,
 //! concurrent first opens, read commands that wrote, the decompression spool, error text and stderr.
 //! Each test here failed before its fix.

@@ -1,4 +1,4 @@
-//! Parking open flows (issue 17): a capture that leaves thousands of flows open, some of which come back after
+//! Parking open flows: a capture that leaves thousands of flows open, some of which come back after
 //! being parked, indexes the same under a tiny `--max-open-flows` (with the compact table, and with no table:
 //! every parked flow in the sorted runs on disk) as by default; and a folder for those runs that cannot be
 //! written fails the capture with a message, leaving nothing indexed.

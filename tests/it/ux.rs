@@ -1,4 +1,4 @@
-//! What a user's hands meet (issue 16): closed pipes, completions and the manual, --version, message wording,
+//! What a user's hands meet: closed pipes, completions and the manual, --version, message wording,
 //! suggestions, folder ingest counts and exit statuses, the lock wait, content identity across compression,
 //! `forget`, and `sample`.
 
