@@ -2,13 +2,11 @@
 //! partition of TCP frames into connections that tshark's `tcp.stream` makes, and Zeek's conn.log fields
 //! (`conn_state`, `history`, the byte counts) for each, and the conn.log they make.
 
-pub mod community_id;
 pub mod frame;
 pub mod seqspace;
 mod track;
 pub mod zeek;
 
-pub use community_id::{community_id, push_community_id};
 pub use track::{ConnRecord, ConnSeg, Connections};
 
 #[cfg(test)]

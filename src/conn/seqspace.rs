@@ -24,6 +24,7 @@
 use super::zeek::{Endpoint, State};
 use super::ConnSeg;
 use crate::decode::numbers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::trace::spill::{get_varint, put_varint, unzigzag, zigzag};
 
 /// Zeek's `TOO_LARGE_SEQ_DELTA`.
 const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
@@ -39,6 +40,36 @@ pub struct SeqSpace {
     ack_wraps: u32,
     /// A FIN was sent (Zeek's `FIN_cnt > 0`).
     fin: bool,
+}
+
+impl SeqSpace {
+    /// The sequence space as bytes (for parking).
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        put_varint(out, zigzag(self.start_seq));
+        for v in [self.last_seq, self.ack_seq, self.seq_wraps, self.ack_wraps] {
+            put_varint(out, u64::from(v));
+        }
+        out.push(u8::from(self.fin));
+    }
+
+    /// The inverse of [`SeqSpace::encode`], from `pos` of `b`.
+    pub(super) fn decode(b: &[u8], pos: &mut usize) -> Option<SeqSpace> {
+        let start_seq = unzigzag(get_varint(b, pos)?);
+        let mut v = [0u32; 4];
+        for x in &mut v {
+            *x = u32::try_from(get_varint(b, pos)?).ok()?;
+        }
+        let fin = *b.get(*pos)?;
+        *pos += 1;
+        Some(SeqSpace {
+            start_seq,
+            last_seq: v[0],
+            ack_seq: v[1],
+            seq_wraps: v[2],
+            ack_wraps: v[3],
+            fin: fin == 1,
+        })
+    }
 }
 
 /// Zeek's `seq_delta`: the signed distance from `b` to `a` in 32-bit sequence space.

@@ -82,7 +82,7 @@ impl Talk {
         for s in &self.segs {
             t.observe(s, &mut |r| out.push(r));
         }
-        t.finish(&mut |r| out.push(r));
+        t.finish(&mut |r| out.push(r)).unwrap();
         out
     }
 

@@ -3,7 +3,8 @@
 //! migration (0005).
 //!
 //! Why not always at ingest: tracking them while reading cost about a fifth more ingest CPU on the benchmark
-//! (callgrind instruction counts: the per-frame tracker and the connections rows), and issue 13 allows a tenth.
+//! (callgrind instruction counts: the per-frame tracker and the connections rows), where the ingest's budget for
+//! them is a tenth. The SQL is here, beside the schema it reads and writes; the tracking is `conn`'s.
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use crate::capture::CaptureReader;
 use crate::conn::{frame, ConnRecord, ConnSeg, Connections};
 use crate::decode::decode;
 use crate::store::error::StoreError;
+use crate::trace::spill::SpillError;
 
 /// Captures with flows but no connections yet.
 const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
@@ -80,6 +82,10 @@ pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Frames read per round: their connection numbers and the connections they finished are written before the
+/// next round is read, so what is held does not grow with the capture.
+const CHUNK: i64 = 1 << 16;
+
 /// The capture file a capture was indexed from, re-read alongside its frame rows for what Zeek's connection
 /// fields need beyond them (the IP lengths, truncated TCP headers). `None` when the file is gone or is not the
 /// size it was: then the IP byte counts are unknown (NULL) and no header counts as truncated.
@@ -124,24 +130,68 @@ impl Extras {
 }
 
 fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()> {
+    let spill = |e: SpillError| rusqlite::Error::UserFunctionError(Box::new(e));
     let mut tracker = Connections::new(seed);
     let mut extras = Extras::open(conn, capture_id);
     let mut done: Vec<ConnRecord> = Vec::new();
-    let mut per_frame: Vec<(i64, u32)> = Vec::new();
-    {
-        let mut st = conn.prepare(
-            "SELECT fr.number, fr.ts_ns, fr.origlen, f.src, f.sport, f.dst, f.dport, fr.tcp_flags, fr.seq, fr.ack,
-                    fr.payload_len, fr.flow_no
-             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
-             WHERE fr.capture_id = ?1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
-        )?;
-        let mut rows = st.query([capture_id])?;
+    let mut per_frame: Vec<(i64, u32)> = Vec::with_capacity(CHUNK as usize);
+    let mut st = conn.prepare(
+        "SELECT fr.number, fr.ts_ns, fr.origlen, f.src, f.sport, f.dst, f.dport, fr.tcp_flags, fr.seq, fr.ack,
+                fr.payload_len, fr.flow_no
+         FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+         WHERE fr.capture_id = ?1 AND fr.number > ?2 AND fr.flow_no IS NOT NULL ORDER BY fr.number LIMIT ?3",
+    )?;
+    let mut upd =
+        conn.prepare("UPDATE frames SET conn_no = ?3 WHERE capture_id = ?1 AND number = ?2")?;
+    let mut ins = conn.prepare(
+        "INSERT INTO connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
+                                  last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
+                                  resp_frame_bytes, resp_bytes, conn_state, history, flows, orig_payload_bytes,
+                                  resp_payload_bytes, orig_ip_bytes, resp_ip_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                 ?22, ?23, ?24)",
+    )?;
+    let mut insert = |c: &ConnRecord| {
+        ins.execute(params![
+            capture_id,
+            c.conn_no,
+            c.community_id,
+            c.orig_h,
+            c.orig_p,
+            c.resp_h,
+            c.resp_p,
+            c.first_frame as i64,
+            c.last_frame as i64,
+            c.first_ns,
+            c.last_ns,
+            c.orig_pkts as i64,
+            c.orig_frame_bytes as i64,
+            c.orig_bytes as i64,
+            c.resp_pkts as i64,
+            c.resp_frame_bytes as i64,
+            c.resp_bytes as i64,
+            c.conn_state,
+            c.history,
+            c.flows,
+            c.orig_payload_bytes as i64,
+            c.resp_payload_bytes as i64,
+            c.orig_ip_bytes.map(|n| n as i64),
+            c.resp_ip_bytes.map(|n| n as i64),
+        ])
+        .map(|_| ())
+    };
+    let mut after = 0i64;
+    loop {
+        let mut read = 0;
+        let mut rows = st.query(params![capture_id, after, CHUNK])?;
         while let Some(r) = rows.next()? {
+            read += 1;
+            let number: i64 = r.get(0)?;
+            after = number;
             let (src, dst): (String, String) = (r.get(3)?, r.get(5)?);
             let (Ok(src), Ok(dst)) = (src.parse(), dst.parse()) else {
                 continue;
             };
-            let number: i64 = r.get(0)?;
             let (ip_len, truncated) = match extras.as_mut().map(|e| e.of(number as u64)) {
                 Some(Some(x)) => x,
                 Some(None) => {
@@ -169,48 +219,24 @@ fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()
             };
             per_frame.push((number, tracker.observe(&seg, &mut |c| done.push(c))));
         }
+        drop(rows);
+        for (number, c) in per_frame.drain(..) {
+            upd.execute(params![capture_id, number, c])?;
+        }
+        for c in done.drain(..) {
+            insert(&c)?;
+        }
+        if read < CHUNK {
+            break;
+        }
     }
-    tracker.finish(&mut |c| done.push(c));
-    let mut upd =
-        conn.prepare("UPDATE frames SET conn_no = ?3 WHERE capture_id = ?1 AND number = ?2")?;
-    for (number, c) in per_frame {
-        upd.execute(params![capture_id, number, c])?;
-    }
-    let mut ins = conn.prepare(
-        "INSERT INTO connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
-                                  last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
-                                  resp_frame_bytes, resp_bytes, conn_state, history, flows, orig_payload_bytes,
-                                  resp_payload_bytes, orig_ip_bytes, resp_ip_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22, ?23, ?24)",
-    )?;
-    for c in done {
-        ins.execute(params![
-            capture_id,
-            c.conn_no,
-            c.community_id,
-            c.orig_h,
-            c.orig_p,
-            c.resp_h,
-            c.resp_p,
-            c.first_frame as i64,
-            c.last_frame as i64,
-            c.first_ns,
-            c.last_ns,
-            c.orig_pkts as i64,
-            c.orig_frame_bytes as i64,
-            c.orig_bytes as i64,
-            c.resp_pkts as i64,
-            c.resp_frame_bytes as i64,
-            c.resp_bytes as i64,
-            c.conn_state,
-            c.history,
-            c.flows,
-            c.orig_payload_bytes as i64,
-            c.resp_payload_bytes as i64,
-            c.orig_ip_bytes.map(|n| n as i64),
-            c.resp_ip_bytes.map(|n| n as i64),
-        ])?;
-    }
-    Ok(())
+    let mut failed = None;
+    tracker
+        .finish(&mut |c| {
+            if failed.is_none() {
+                failed = insert(&c).err();
+            }
+        })
+        .map_err(spill)?;
+    failed.map_or(Ok(()), Err)
 }
