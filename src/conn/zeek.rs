@@ -1,10 +1,10 @@
-//! Zeek's conn.log fields for a TCP connection: each endpoint's TCP state, `conn_state` from the two, and the
-//! `history` letters, following the definitions in Zeek's `base/protocols/conn/main.zeek` documentation.
+//! Zeek's conn.log fields for a TCP connection: each endpoint's TCP state, `conn_state` from the two, the
+//! `history` letters and the role flips, following Zeek's `base/protocols/conn/main.zeek` and its TCP analyzer
+//! (`src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc`, `TCP.cc`).
 //!
-//! Zeek's own analyzer follows sequence numbers and checksums; what is here uses only what every frame row
-//! holds (flags, sequence number, payload length). So the letters that need more are not produced: `c` (bad
-//! checksum), `g` (content gap), `t` (retransmitted payload), `w` (zero window) and `^` (direction flipped by
-//! Zeek's heuristic: the originator here is the sender of the first SYN without ACK, else of the first frame).
+//! What is here uses what every frame row holds (flags, sequence and acknowledgment numbers, payload length).
+//! The letters that need more are not produced: `c` (bad checksum), `g` (content gap), `t` (retransmitted
+//! payload) and `w` (zero window); docs/zeek.md says why.
 
 use crate::decode::numbers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::trace::spill::{get_varint, put_varint};
