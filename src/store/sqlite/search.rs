@@ -679,7 +679,8 @@ mod tests {
                                           UNION ALL SELECT cid, i + 1 FROM k WHERE i < {n})
              INSERT INTO connections SELECT cid, i, '1:x', '10.0.0.1', 1024 + i, '10.0.0.2', 80, 2 * i - 1, 2 * i,
                     1700000000000000000 + (2 * i - 1) * 1000000, 1700000000000000000 + 2 * i * 1000000 + 5,
-                    3, 180, 20, 3, 180, 20, 'SF', 'ShADadFf', (2 * i - 1) || ',' || (2 * i) FROM k;",
+                    3, 180, 20, 3, 180, 20, 'SF', 'ShADadFf', (2 * i - 1) || ',' || (2 * i), 20, 20, 140, 140
+             FROM k;",
             flows = 2 * n
         ))
         .unwrap();
@@ -719,6 +720,10 @@ mod tests {
             "duration > 1ms",
             "not before 1700000000.2",
             "(before 1700000000.2 or port 80) and not host 10.9.9.9",
+            "conn-state SF REJ",
+            "history ShAD",
+            "history = ShADadFf and orig-bytes > 10",
+            "resp-pkts != 0",
         ];
         for term in terms {
             let filter = crate::filter::compile(&crate::filter::parse(term, 0).unwrap());
