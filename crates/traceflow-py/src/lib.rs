@@ -23,16 +23,16 @@ mod rows;
 use rows::{ConnIter, Connection, Flow, FlowIter};
 
 create_exception!(
-    _native,
+    traceflow,
     TraceflowError,
     PyException,
     "A traceflow operation failed (database, capture or dump); the message says what, where and what to do."
 );
 create_exception!(
-    _native,
+    traceflow,
     FilterError,
     TraceflowError,
-    "A filter did not parse: `column` is where (0-based characters), `caret` marks it under `text`."
+    "A filter did not parse: `column` is where (from 1, as the CLI counts), `caret` marks it under `text`."
 );
 
 /// Any error of the library as a Python exception (`TraceflowError`, `FileExistsError` for a file a dump would
@@ -120,8 +120,9 @@ pub(crate) fn compile(text: &str) -> PyResult<filter::Compiled> {
     match filter::parse(text, now) {
         Ok(e) => Ok(filter::compile(&e)),
         Err(e) => Python::with_gil(|py| {
-            let column = e.text[..e.at.min(e.text.len())].chars().count();
-            let err = FilterError::new_err(format!("{}\n  {}\n  {}", e.message, e.text, e.caret));
+            // From 1, as the command line says it (`bad filter at column N`).
+            let column = e.at + 1;
+            let err = FilterError::new_err(e.to_string());
             let v = err.value(py);
             v.setattr("message", &e.message)?;
             v.setattr("column", column)?;
