@@ -31,3 +31,13 @@ def test_extract_equals_expected(name, tmp_path):
     for i in e.trace.tcp:
         assert i.fpout == f'{out}/{i.label}.pcap'
         assert os.path.isfile(i.fpout)
+
+
+def test_a_path_with_dot_dot_is_found(tmp_path):
+    """The capture is looked up under the path it was ingested from, however it is spelled (`a/../b`)."""
+    name = 'http-simple-get.pcap'
+    captures = os.path.join(conformance_dir(), 'captures')
+    fin = os.path.join(captures, '..', 'captures', name)
+    e = traceflow.extract(fin=fin, nofile=True, trace=True, tcp=True, trace_fout=str(tmp_path / 'd'))
+    with open(os.path.join(conformance_dir(), 'expected', name + '.json')) as f:
+        assert [i.label for i in e.trace.tcp] == [w['label'] for w in json.load(f)['flows']]

@@ -169,11 +169,13 @@ class Extractor:
                 with open(path, 'wb') as f:
                     shutil.copyfileobj(stream, f)
             self._magic = _magic(path)
+            # One spelling of the path for the ingest and the lookup (`a/../b` is stored as given).
+            path = os.path.abspath(path)
             summary = _native.ingest(dbpath, [path])
             if summary['failed'] or summary['not_captures']:
                 why = '; '.join(summary['messages']) or f'unknown file format: {self._magic!r}'
                 raise FormatError(why)
-            cid = _native.resolve_capture(dbpath, os.path.abspath(path))
+            cid = _native.resolve_capture(dbpath, path)
             caps = [c for c in _captures(dbpath) if c['id'] == cid]
             self._frnum = caps[0]['frames'] if caps else 0
             if trace and tcp:

@@ -16,6 +16,7 @@ mod ingest;
 mod ingest_hardening;
 mod park;
 mod postgres;
+mod python;
 mod robustness;
 mod util;
 mod ux;
