@@ -52,7 +52,7 @@ pub struct IngestArgs {
     /// Build the connections (tshark's tcp.stream, with Zeek's conn_state and history) while reading, and then
     /// for every capture indexed earlier without them, from its stored frame rows. `traceflow connections` and
     /// `query --both` read them and never build them (read commands do not write). PostgreSQL always builds
-    /// them. Costs about two fifths more ingest CPU (BENCHMARKS.md).
+    /// them. Costs about half again the ingest CPU (BENCHMARKS.md).
     #[arg(long)]
     pub connections: bool,
 }

@@ -2,7 +2,7 @@
 //! captures indexed without them (and those stored before the connections migration, 0005): what `ingest
 //! --connections` does after its files, or alone with none. The read commands never build them.
 //!
-//! Why not always at ingest: tracking them while reading costs about two fifths more ingest CPU and 50 MB more
+//! Why not always at ingest: tracking them while reading costs about half again the ingest CPU and 50 MB more
 //! memory on the benchmark capture (BENCHMARKS.md). The SQL is here, beside the schema it reads and writes; the
 //! tracking is `conn`'s.
 
