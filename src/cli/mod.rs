@@ -17,9 +17,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::dump::DumpError;
 use crate::store::read::QueryError;
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 
-/// Index the TCP flows of packet captures into SQLite, and pull them back out.
+/// Index the TCP flows of packet captures into SQLite or PostgreSQL, and pull them back out.
 #[derive(Parser, Debug)]
 #[command(version, about, after_help = EXIT_HELP)]
 pub struct Cli {
@@ -112,6 +112,36 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A command that reads connections, on a database where some captures have none.
+    #[error(
+        "{missing} of the database {have} no connections (first: {first}): build them once with `traceflow --db \
+         {db} ingest --connections` (from the stored frame rows; no capture files needed)"
+    )]
+    NoConnections {
+        /// How many captures lack them ("1 capture", "3 captures").
+        missing: String,
+        /// "has" or "have".
+        have: &'static str,
+        /// The first of them by id.
+        first: String,
+        /// The database, as the user gave it.
+        db: String,
+    },
+}
+
+/// The read commands never write: where a capture's connections were not built at ingest, a command that reads
+/// connections says so and names the command that builds them.
+pub fn require_connections(db: &store::Db, target: &store::Target) -> Result<(), Error> {
+    let missing = db.captures_without_connections()?;
+    match missing.first() {
+        None => Ok(()),
+        Some((_, name)) => Err(Error::NoConnections {
+            missing: crate::msg::count(missing.len() as u64, "capture"),
+            have: if missing.len() == 1 { "has" } else { "have" },
+            first: name.clone(),
+            db: target.shown(),
+        }),
+    }
 }
 
 /// Turns off glibc's fastbins for this process. Listing every flow (`flows --format jsonl`, 2.9M rows) spent
@@ -132,14 +162,32 @@ pub fn tune_allocator() {
 /// second signal, or a first one that the dump has not answered within 5 s (a compressed source being unpacked
 /// is not interrupted), ends the process at once with status 130.
 pub fn stop_dumps_on_signals() {
-    let _ = ctrlc::set_handler(|| {
-        if crate::dump::interrupt() {
-            std::process::exit(130);
-        }
-        std::thread::spawn(|| {
-            std::thread::sleep(std::time::Duration::from_secs(5));
-            std::process::exit(130);
-        });
+    DUMPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = ctrlc::set_handler(on_signal);
+}
+
+/// Whether [`stop_dumps_on_signals`] was called: the read commands' one handler then stops the dump.
+static DUMPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For the read commands on PostgreSQL: Ctrl-C, SIGTERM or SIGHUP cancels the statement the server is running for
+/// this process (it would otherwise run on to its end) and ends the process with status 130.
+fn cancel_queries_on_signals() {
+    let _ = ctrlc::set_handler(on_signal);
+}
+
+/// The read commands' signal handler (ctrlc takes one per process): see [`stop_dumps_on_signals`] and
+/// [`cancel_queries_on_signals`].
+fn on_signal() {
+    if !DUMPING.load(std::sync::atomic::Ordering::SeqCst) {
+        crate::store::postgres::cancel_queries();
+        std::process::exit(130);
+    }
+    if crate::dump::interrupt() {
+        std::process::exit(130);
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        std::process::exit(130);
     });
 }
 
@@ -157,6 +205,18 @@ fn interrupted(e: DumpError) -> u8 {
 
 /// Runs the subcommand and returns its exit status (0 done, 1 some inputs failed); errors are status 2.
 pub fn run(cli: Cli) -> Result<u8, Error> {
+    let reads = matches!(
+        cli.cmd,
+        Cmd::Captures(_) | Cmd::Query(_) | Cmd::Flows(_) | Cmd::Connections(_)
+    );
+    if reads
+        && matches!(
+            crate::store::Target::of(&cli.db),
+            crate::store::Target::Postgres(_)
+        )
+    {
+        cancel_queries_on_signals();
+    }
     match cli.cmd {
         Cmd::Sample(args) => sample::run(&args),
         Cmd::Ingest(args) => ingest::run(&cli.db, &args),

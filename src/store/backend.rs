@@ -106,6 +106,9 @@ pub trait Backend: BucketLists {
     fn captures(&self) -> Result<Vec<CaptureInfo>, QueryError>;
     /// Every capture name (base names of every path too), for the closest-name hint.
     fn capture_names(&self) -> Result<Vec<String>, QueryError>;
+    /// The captures that have flows but no connections (indexed without `ingest --connections` on SQLite), by
+    /// id: (id, name).
+    fn captures_without_connections(&self) -> Result<Vec<(i64, String)>, QueryError>;
     /// Whether a capture has this id.
     fn capture_exists(&self, id: i64) -> Result<bool, QueryError>;
     /// Captures indexed from the path `a` or `b`.
@@ -207,6 +210,13 @@ pub trait Backend: BucketLists {
     ) -> Result<(), QueryError>;
     /// The SQL a search runs, each with the database's plan for it (`flows --explain`).
     fn explain_flows(&self, filter: &Compiled) -> Result<Vec<(String, Vec<String>)>, QueryError>;
+    /// The SQL a connection search runs (the listing in `sort` order, and the count), each with the database's
+    /// plan for it.
+    fn explain_connections(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError>;
     /// The next page of a capture's flows that match `filter` after flow_no `after`: (flow_no, first_frame).
     fn flow_page(
         &self,
