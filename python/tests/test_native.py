@@ -31,9 +31,9 @@ def paths():
 def dbs(tmp_path_factory, cli):
     d = tmp_path_factory.mktemp('native')
     by_cli = str(d / 'cli.db')
-    cli('ingest', '--db', by_cli, '--quiet', *paths())
+    cli('ingest', '--db', by_cli, '--quiet', '--connections', *paths())
     by_py = str(d / 'py.db')
-    s = traceflow.open(by_py).ingest(paths())
+    s = traceflow.open(by_py).ingest(paths(), connections=True)
     assert (s.indexed, s.failed) == (len(CAPTURES), 0)
     return by_cli, by_py
 
@@ -95,6 +95,18 @@ def test_connections_equal_cli(dbs, cli, filt):
         got = [c.to_dict() for c in traceflow.open(db).connections(filt)]
         assert [dict(g, flows=list(g['flows'])) for g in got] == want
         assert traceflow.open(db).count(filt, connections=True) == len(want)
+
+
+def test_connections_need_building_as_the_cli_says(tmp_path, cli):
+    db = traceflow.open(str(tmp_path / 'noconn.db'))
+    db.ingest(paths()[:2])
+    with pytest.raises(traceflow.TraceflowError) as raised:
+        list(db.connections())
+    stderr = cli('connections', '--db', db.path, check=False).stderr.decode()
+    assert str(raised.value) in stderr and 'ingest --connections' in str(raised.value)
+    assert db.ingest([], connections=True).connections_built == 2
+    want = cli_jsonl(cli, 'connections', '--db', db.path, '--format', 'jsonl')
+    assert [dict(c.to_dict(), flows=list(c.flows)) for c in db.connections()] == want and want
 
 
 def test_rows_are_immutable_with_cli_fields(dbs):

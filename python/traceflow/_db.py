@@ -134,10 +134,16 @@ class Database:
     def ingest(self, paths, *, force=False, embed=False, jobs=1, connections=False, quiet=True):
         """Index captures (files or folders, pcap/pcapng, also .gz/.zst) as ``traceflow ingest`` does; a capture
         already indexed is skipped unless ``force``. ``embed`` stores the frame bytes; ``connections`` tracks
-        connections while reading. Returns an :class:`IngestSummary`. Ctrl-C rolls the current capture back and
+        connections while reading (``ingest([], connections=True)`` builds them for the captures indexed
+        without, as ``traceflow ingest --connections`` does; ``connections()`` needs them). Returns an :class:`IngestSummary`. Ctrl-C rolls the current capture back and
         raises ``KeyboardInterrupt``."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
+        if not paths and connections:
+            # `traceflow ingest --connections` without files: connections from the stored frame rows.
+            built = _native.build_connections(self.path)
+            return IngestSummary(dict(files=0, indexed=0, frames=0, flows=0, skipped=0, already=0, not_captures=0,
+                                      failed=0, truncated=0, seconds=0.0, messages=(), connections_built=built))
         s = _native.ingest(self.path, [os.fspath(p) for p in paths], force=force, embed=embed, jobs=jobs,
                            connections=connections, quiet=quiet)
         s['messages'] = tuple(s['messages'])

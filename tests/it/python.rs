@@ -91,13 +91,24 @@ fn python_package_passes_its_tests() {
     let out = run(
         "pytest python/tests",
         Command::new(&python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "python/tests"])
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "python/tests",
+            ])
             .current_dir(repo)
             .env("TRACEFLOW_BIN", env!("CARGO_BIN_EXE_traceflow"))
             .env("TRACEFLOW_CONFORMANCE", crate::util::conformance()),
     );
     // pytest's closing line: the count of Python tests, in this test's output.
-    let last = out.lines().rev().find(|l| l.contains(" passed")).unwrap_or("");
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or("");
     println!("pytest: {last}");
     assert!(
         !last.contains("failed") && !last.contains("error") && last.contains("passed"),

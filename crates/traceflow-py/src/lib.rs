@@ -64,6 +64,21 @@ impl From<StoreError> for Failure {
     }
 }
 
+impl From<traceflow::cli::Error> for Failure {
+    fn from(e: traceflow::cli::Error) -> Failure {
+        Failure::Other(e.to_string())
+    }
+}
+
+/// The database at `db` opened for reading, once every capture has its connections (else the CLI's message
+/// naming `ingest --connections`, which `Database.ingest([], connections=True)` runs).
+pub(crate) fn open_with_connections(db: &str) -> Result<Db, Failure> {
+    let target = Target::of(Path::new(db));
+    let conn = Db::open_read(&target)?;
+    traceflow::cli::require_connections(&conn, &target)?;
+    Ok(conn)
+}
+
 impl From<DumpError> for Failure {
     fn from(e: DumpError) -> Failure {
         match e {
@@ -229,6 +244,18 @@ fn ingest(
     Ok(d.unbind())
 }
 
+/// Builds the connections of every capture of `db` that has none, from its frame rows (`traceflow ingest
+/// --connections` without files); returns for how many captures.
+#[pyfunction]
+fn build_connections(py: Python<'_>, db: String) -> PyResult<usize> {
+    blocking(
+        py,
+        || {},
+        move || -> Result<usize, Failure> { Ok(Target::of(Path::new(&db)).build_connections()?) },
+    )?
+    .map_err(py_err)
+}
+
 /// Every capture of `db`, as the JSON text of `traceflow captures --format json`.
 #[pyfunction]
 fn captures_json(py: Python<'_>, db: String) -> PyResult<String> {
@@ -305,10 +332,11 @@ fn count(py: Python<'_>, db: String, filter: String, connections: bool) -> PyRes
         py,
         || {},
         move || -> Result<i64, Failure> {
-            if connections {
-                Target::of(Path::new(&db)).ensure_connections()?;
-            }
-            let conn = open_read(&db)?;
+            let conn = if connections {
+                open_with_connections(&db)?
+            } else {
+                open_read(&db)?
+            };
             Ok(if connections {
                 read::count_connections(&conn, &compiled)?
             } else {
@@ -380,10 +408,11 @@ fn dump_label(
 ) -> PyResult<()> {
     let opts = dump_options(format, byteorder, nanosecond, source_root, both)?;
     dump_blocking(py, move || {
-        if both {
-            Target::of(Path::new(&db)).ensure_connections()?;
-        }
-        let conn = open_read(&db)?;
+        let conn = if both {
+            open_with_connections(&db)?
+        } else {
+            open_read(&db)?
+        };
         let label = label.replace(':', ".");
         let mut group = read::select_label(&conn, capture, &label)?;
         if both {
@@ -495,6 +524,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SCHEMA_VERSION", store::SCHEMA_VERSION)?;
     m.add_function(wrap_pyfunction!(ingest, m)?)?;
     m.add_function(wrap_pyfunction!(captures_json, m)?)?;
+    m.add_function(wrap_pyfunction!(build_connections, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_capture, m)?)?;
     m.add_function(wrap_pyfunction!(index, m)?)?;
     m.add_function(wrap_pyfunction!(count, m)?)?;

@@ -1,7 +1,6 @@
 //! The rows of `Database.flows()` and `Database.connections()`: light immutable objects with the CLI's JSON field
 //! names, streamed from a reader thread in bounded batches so that memory does not grow with the matches.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +10,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use traceflow::store::read::{self, ConnRow, FlowRow, FlowSort};
-use traceflow::store::{QueryError, Target};
+use traceflow::store::QueryError;
 
-use super::{compile, open_read, sort_of, stopped, Failure, Stop, TraceflowError};
+use super::{
+    compile, open_read, open_with_connections, sort_of, stopped, Failure, Stop, TraceflowError,
+};
 
 /// Rows per batch sent from the reader thread; a few batches in flight bound the memory.
 const BATCH: usize = 4096;
@@ -196,9 +197,7 @@ pub fn connections(
     let sort: FlowSort = sort_of(sort)?;
     let stop: Stop = Arc::default();
     let rx = spawn_reader(stop.clone(), move |visit| {
-        // Connections are built at their first use where the ingest did not build them.
-        Target::of(Path::new(&db)).ensure_connections()?;
-        let conn = open_read(&db)?;
+        let conn = open_with_connections(&db)?;
         Ok(read::search_connections(
             &conn, &compiled, sort, limit, visit,
         )?)
