@@ -4,9 +4,9 @@
 --   connections.orig_payload_bytes / ...:  the sum of each side's TCP payload lengths (what orig_bytes was);
 --   connections.orig_ip_bytes / ...:       Zeek's orig_ip_bytes: the sum of the IP total lengths; NULL when the
 --                                          connections were built from frame rows without the capture file.
--- Connections stored before this version were counted by the old rules: they are removed here and built again
--- from their frames at the first command that needs them (src/store/sqlite/connections.rs), as after 0005;
--- that also writes frames.conn_no again (the partition is the same).
+-- Connections stored before this version were counted by the old rules: they are removed here, and
+-- `traceflow ingest --connections` builds them again from the frames (src/store/sqlite/connections.rs), which
+-- also writes frames.conn_no again (the partition is the same).
 
 ALTER TABLE connections ADD COLUMN orig_payload_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE connections ADD COLUMN resp_payload_bytes INTEGER NOT NULL DEFAULT 0;

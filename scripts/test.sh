@@ -32,6 +32,17 @@ python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communi
 # Zeek's log readers read `connections --format zeek` back (tests/it/zeek.rs).
 python3 -c 'import zat, parsezeeklogs' 2>/dev/null || python3 -m pip install -q zat parsezeeklogs || {
   echo "test.sh: could not install the PyPI packages zat and parsezeeklogs (pip install zat parsezeeklogs)" >&2; exit 1; }
+# The Python package's tests (tests/it/python.rs) make a virtual environment: python3's venv module (Debian
+# ships it apart, as python3-venv); pip then installs maturin, pytest and the oracle pypcapkit from PyPI.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+  else
+    echo "test.sh: python3's venv module is missing; install the Debian package 'python3-venv'" >&2
+    exit 1
+  fi
+fi
 test -d ../shared/conformance/captures || { echo "test.sh: ../shared/conformance is missing beside the repo" >&2; exit 1; }
 log=$(mktemp)
 # The PostgreSQL tests (tests/it/postgres.rs) need a server: a private cluster for this run, stopped at the end
