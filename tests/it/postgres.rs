@@ -240,9 +240,10 @@ impl Both {
         let embedded = tmp.path().join("embedded.pcap");
         std::fs::write(&embedded, pcap_conversations(25, T0 + 5_000_000_000)).unwrap();
         for db in [sqlite.as_path(), pg.path()] {
-            let r = ingest(db, &[], &inputs);
+            // PostgreSQL always builds the connections; SQLite with --connections.
+            let r = ingest(db, &["--connections"], &inputs);
             assert!(r.code != 2, "ingest into {}: {}", db.display(), r.stderr);
-            let r = ingest(db, &["--embed"], &[&embedded]);
+            let r = ingest(db, &["--embed", "--connections"], &[&embedded]);
             assert_eq!(
                 r.code,
                 0,
