@@ -14,6 +14,7 @@ pub mod backend;
 mod count;
 mod error;
 mod merge;
+pub mod page;
 mod plan;
 pub mod postgres;
 mod prefetch;

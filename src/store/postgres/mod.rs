@@ -11,6 +11,7 @@ use crate::store::row::Cols;
 
 mod chunks;
 mod read;
+mod page;
 mod search;
 mod write;
 

@@ -19,7 +19,7 @@ use crate::store::rows::{
 };
 
 /// PostgreSQL's placeholder of parameter `n` (from 1).
-fn dollar(n: usize) -> String {
+pub(super) fn dollar(n: usize) -> String {
     format!("${n}")
 }
 
@@ -63,7 +63,7 @@ pub fn values(params: &[rusqlite::types::Value]) -> Vec<Box<dyn ToSql + Sync>> {
         .collect()
 }
 
-fn refs<'a>(
+pub(super) fn refs<'a>(
     params: &'a [Box<dyn ToSql + Sync>],
     more: &'a [&'a (dyn ToSql + Sync)],
 ) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -76,6 +76,24 @@ fn refs<'a>(
 
 /// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
 const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
+
+/// The query of a connection listing: the connections some flow of which meets `cond` that also meet `extra`,
+/// in `order`, with the limit bound as parameter `limit_at`.
+pub(super) fn conn_sql(cond: &str, extra: &str, order: &str, limit_at: usize) -> String {
+    format!(
+        "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                x.resp_frame_bytes, x.conn_state, x.history,
+                (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM flows f
+                 WHERE f.capture_id = x.capture_id
+                   AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])),
+                (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
+         FROM connections x JOIN captures c ON c.id = x.capture_id
+         WHERE {} AND ({extra})
+         ORDER BY {order} LIMIT ${limit_at}",
+        conn_condition(cond)
+    )
+}
 
 /// "Some flow of connection `x` matches": as `read::conn_condition`.
 fn conn_condition(cond: &str) -> String {
@@ -323,20 +341,7 @@ impl Pg {
         let order = conn_order(sort);
         let params = values(&filter.params);
         let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
-                    x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
-                    x.resp_frame_bytes, x.conn_state, x.history,
-                    (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM flows f
-                     WHERE f.capture_id = x.capture_id
-                       AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])),
-                    (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
-             FROM connections x JOIN captures c ON c.id = x.capture_id
-             WHERE {}
-             ORDER BY {order} LIMIT ${}",
-            conn_condition(&filter.condition_with(dollar)),
-            params.len() + 1
-        );
+        let sql = conn_sql(&filter.condition_with(dollar), "TRUE", order, params.len() + 1);
         self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
             visit(conn_row(r)?)
         })

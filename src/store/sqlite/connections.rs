@@ -17,6 +17,11 @@ const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
      WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
        AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)";
 
+/// The ids of the captures with flows but no connections yet.
+pub(crate) const MISSING_IDS: &str = "SELECT c.id FROM captures c
+     WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
+       AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id) ORDER BY c.id";
+
 /// Makes sure every capture of the database at `path` has its connections: if some have none, opens it for
 /// writing and builds them in one transaction (other writers wait, as for an ingest).
 pub fn ensure(path: &Path) -> Result<(), StoreError> {

@@ -21,7 +21,7 @@ use crate::store::rows::{
 /// The columns of a flow row as [`flow_row`] reads them (`rows::FLOW_COLUMNS`), with the label as stored: ''
 /// where the row's key and time give it (schema 9), which [`flow_row`] fills in. `stored_label` is a column of
 /// traceflow's temporary `flows` view only (`open.rs`).
-const FLOW_COLUMNS_SQLITE: &str =
+pub(crate) const FLOW_COLUMNS_SQLITE: &str =
     "f.capture_id, f.stored_label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
      f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
 
@@ -521,7 +521,7 @@ fn db_path(conn: &Connection) -> Option<std::path::PathBuf> {
 
 /// The SQL condition "some flow of connection `x` matches `filter`" (a compiled condition on `flows f`): a
 /// connection matches when either of its directions does.
-fn conn_condition(filter: &crate::filter::Compiled) -> String {
+pub(crate) fn conn_condition(filter: &crate::filter::Compiled) -> String {
     format!(
         "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
                  AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) AND ({}))",
@@ -543,11 +543,31 @@ pub fn search_connections(
     params.push(rusqlite::types::Value::Integer(
         limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
     ));
+    let sql = conn_sql(filter, "TRUE", order, params.len());
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        // A capture deleted between the two reads of its row is not listed.
+        if r.opt_text(1)?.is_some() {
+            visit(conn_row(r)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The query of a connection listing: `filter`'s connections that also meet `extra`, in `order`, with the
+/// limit bound as parameter `limit_at`.
+pub(crate) fn conn_sql(
+    filter: &crate::filter::Compiled,
+    extra: &str,
+    order: &str,
+    limit_at: usize,
+) -> String {
     // The capture's name comes from a scalar subquery, not a join: with `JOIN captures` SQLite chose to scan
     // connections through connections_community_id, in hash order, so every flow lookup of the labels landed
     // on another page (listing the benchmark's 1M connections: 28 s). `capture_id IN (captures)` keeps the
     // join's meaning and reads each capture's connections in key order.
-    let sql = format!(
+    format!(
         "SELECT x.capture_id, (SELECT c.name FROM captures c WHERE c.id = x.capture_id), x.conn_no,
                 x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
                 x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
@@ -558,20 +578,10 @@ pub fn search_connections(
                 (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
                  FROM interfaces i WHERE i.capture_id = x.capture_id)
          FROM connections x
-         WHERE {} AND x.capture_id IN (SELECT id FROM captures)
-         ORDER BY {order} LIMIT ?{}",
+         WHERE {} AND ({extra}) AND x.capture_id IN (SELECT id FROM captures)
+         ORDER BY {order} LIMIT ?{limit_at}",
         conn_condition(filter),
-        params.len()
-    );
-    let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-    while let Some(r) = rows.next()? {
-        // A capture deleted between the two reads of its row is not listed.
-        if r.opt_text(1)?.is_some() {
-            visit(conn_row(r)?)?;
-        }
-    }
-    Ok(())
+    )
 }
 
 /// How many connections have a flow matching `filter`.
