@@ -17,6 +17,7 @@ pub mod dump;
 pub mod filter;
 pub mod ingest;
 pub mod msg;
+pub mod serve;
 pub mod store;
 pub mod synth;
 pub mod trace;

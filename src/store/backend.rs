@@ -257,6 +257,8 @@ pub trait Backend: BucketLists {
         hi: i64,
         buckets: usize,
     ) -> Result<Vec<i64>, QueryError>;
+    /// Connection `conn_no` of capture `capture_id`, if there is one.
+    fn connection_row(&self, capture_id: i64, conn_no: i64) -> Result<Option<ConnRow>, QueryError>;
     /// The captures that have flows but no connections yet (SQLite builds them at their first use).
     fn captures_without_connections(&self) -> Result<Vec<i64>, QueryError>;
 

@@ -75,6 +75,38 @@ impl Db {
 
 pub use sqlite::{begin_ingest, end_ingest, open, open_read};
 
+/// Stops the query a [`Db`] is running from another thread (a web client went away, or its deadline passed):
+/// SQLite's interrupt, PostgreSQL's cancel request.
+pub enum Interrupter {
+    /// `sqlite3_interrupt` on the connection.
+    Sqlite(rusqlite::InterruptHandle),
+    /// A cancel request on its own connection to the server.
+    Postgres(::postgres::CancelToken),
+}
+
+impl Interrupter {
+    /// Asks the query under way (if any) to stop; it then fails with an interrupted error.
+    pub fn interrupt(&self) {
+        match self {
+            Interrupter::Sqlite(h) => h.interrupt(),
+            Interrupter::Postgres(t) => {
+                // A cancel that cannot reach the server leaves the query to its deadline.
+                let _ = t.cancel_query(::postgres::NoTls);
+            }
+        }
+    }
+}
+
+impl Db {
+    /// What stops this database's running query from another thread.
+    pub fn interrupter(&self) -> Interrupter {
+        match self {
+            Db::Sqlite(c) => Interrupter::Sqlite(c.get_interrupt_handle()),
+            Db::Postgres(p) => Interrupter::Postgres(p.client.borrow().cancel_token()),
+        }
+    }
+}
+
 /// Where `--db` points.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {

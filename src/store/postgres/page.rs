@@ -89,6 +89,18 @@ impl Pg {
         Ok(out)
     }
 
+    /// `Backend::connection_row` on PostgreSQL.
+    pub(super) fn connection_row(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+    ) -> Result<Option<ConnRow>, QueryError> {
+        let sql = conn_sql("TRUE", "x.capture_id = $1 AND x.conn_no = $2", "x.conn_no", 3);
+        let one = 1i64;
+        let rows = self.rows(&sql, &[&capture_id, &conn_no, &one])?;
+        rows.first().map(|r| conn_row(r)).transpose()
+    }
+
     /// `Backend::captures_without_connections` on PostgreSQL (its ingest builds them; a capture with flows and
     /// none would be a damaged one).
     pub(super) fn captures_without_connections(&self) -> Result<Vec<i64>, QueryError> {

@@ -604,6 +604,14 @@ impl Backend for Pg {
         Pg::flow_histogram(self, filter, lo, hi, buckets)
     }
 
+    fn connection_row(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+    ) -> Result<Option<crate::store::rows::ConnRow>, QueryError> {
+        Pg::connection_row(self, capture_id, conn_no)
+    }
+
     fn captures_without_connections(&self) -> Result<Vec<i64>, QueryError> {
         Pg::captures_without_connections(self)
     }

@@ -103,3 +103,19 @@ pub(super) fn captures_without_connections(conn: &Sqlite) -> Result<Vec<i64>, Qu
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?)
 }
+
+/// `Backend::connection_row` on SQLite.
+pub(super) fn connection_row(
+    conn: &Sqlite,
+    capture_id: i64,
+    conn_no: i64,
+) -> Result<Option<ConnRow>, QueryError> {
+    let all = crate::filter::compile(&crate::filter::Expr::All);
+    let sql = conn_sql(&all, "x.capture_id = ?1 AND x.conn_no = ?2", "x.conn_no", 3);
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params![capture_id, conn_no, 1])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(conn_row(r)?)),
+        None => Ok(None),
+    }
+}

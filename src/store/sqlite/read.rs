@@ -548,6 +548,14 @@ impl Backend for Sqlite {
         super::page::flow_histogram(self, filter, lo, hi, buckets)
     }
 
+    fn connection_row(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+    ) -> Result<Option<crate::store::rows::ConnRow>, QueryError> {
+        super::page::connection_row(self, capture_id, conn_no)
+    }
+
     fn captures_without_connections(&self) -> Result<Vec<i64>, QueryError> {
         super::page::captures_without_connections(self)
     }
