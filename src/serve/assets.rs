@@ -23,6 +23,11 @@ pub async fn index() -> Response {
     send("text/html; charset=utf-8", INDEX)
 }
 
+/// `GET /favicon.ico`, which browsers ask for by themselves: nothing.
+pub async fn favicon() -> Response {
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
 /// `GET /assets/NAME`.
 pub async fn file(Path(name): Path<String>) -> Response {
     match name.as_str() {

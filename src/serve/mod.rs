@@ -105,6 +105,7 @@ fn host_names(addr: SocketAddr, extra: &[String]) -> Vec<String> {
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(assets::index))
+        .route("/favicon.ico", get(assets::favicon))
         .route("/assets/{name}", get(assets::file))
         .route("/assets/vendor/uplot/{name}", get(assets::vendor))
         .route("/api/flows", get(api::flows))

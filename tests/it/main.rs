@@ -17,5 +17,6 @@ mod ingest_hardening;
 mod park;
 mod postgres;
 mod robustness;
+mod serve;
 mod util;
 mod ux;

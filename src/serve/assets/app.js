@@ -281,7 +281,7 @@ async function loadHist(s) {
     axes: [{}, { size: 60 }],
     legend: { show: false },
     cursor: { drag: { x: true, y: false, setScale: false } },
-    series: [{}, { label: "flows", stroke: "#2a6fdb", fill: "rgba(42,111,219,0.25)",
+    series: [{}, { label: "flows", stroke: "#2a6fdb", fill: "rgba(42,111,219,0.25)", points: { show: false },
       paths: uPlot.paths.bars({ size: [1, Infinity] }) }],
     hooks: { setSelect: [(u) => {
       if (u.select.width < 2) return;
