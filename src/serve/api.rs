@@ -246,15 +246,16 @@ pub async fn count(
             };
             return Ok(json!({ "count": n, "exact": true }));
         }
-        // A page of the cap + 1 stops at the cap: no full count of millions of matches for a table's header.
+        // Listing the cap + 1 stops at the cap: no full count of millions of matches for a table's header. The
+        // listing is the command line's (each capture's flows in file order, merged), which needs no sort.
         let mut n = 0u64;
         if conns {
-            db.connections_page(&compiled, FlowSort::Time, None, COUNT_CAP + 1, &mut |_| {
+            db.search_connections(&compiled, FlowSort::Time, Some(COUNT_CAP + 1), &mut |_| {
                 n += 1;
                 Ok(())
             })?;
         } else {
-            db.flows_page(&compiled, FlowSort::Time, None, COUNT_CAP + 1, &mut |_| {
+            db.search_flows(&compiled, FlowSort::Time, Some(COUNT_CAP + 1), &mut |_| {
                 n += 1;
                 Ok(())
             })?;

@@ -421,6 +421,60 @@ fn a_query_past_its_deadline_is_stopped_and_the_server_goes_on() {
     assert!([200, 503].contains(&r.status));
 }
 
+/// The conformance corpus on PostgreSQL (its connections are built by the ingest).
+fn pg_corpus() -> &'static crate::postgres::PgDb {
+    static DB: OnceLock<crate::postgres::PgDb> = OnceLock::new();
+    DB.get_or_init(|| {
+        let db = crate::postgres::PgDb::new("serve");
+        let r = ingest(db.path(), &[], &[&corpus()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        db
+    })
+}
+
+#[test]
+fn pg_serve_answers_as_on_sqlite() {
+    let (_d, sq) = corpus_db();
+    let pg = pg_corpus();
+    let (a, b) = (Server::start(sq, &[]), Server::start(pg.path(), &[]));
+    // Capture ids may differ between the two databases; everything else must not.
+    let strip = |mut v: serde_json::Value| {
+        fn walk(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    m.remove("capture_id");
+                    m.remove("next");
+                    m.values_mut().for_each(walk);
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+                _ => {}
+            }
+        }
+        walk(&mut v);
+        v
+    };
+    for f in FILTERS.iter().chain(&["", "community-id 1:Y6I3JhgebNYJ7cm/dvZaIvCLNoU="]) {
+        for q in [
+            format!("/api/count?exact=1&filter={}", enc(f)),
+            format!("/api/count?view=connections&exact=1&filter={}", enc(f)),
+            format!("/api/flows?sort=bytes&limit=1000&filter={}", enc(f)),
+            format!("/api/flows?limit=1000&filter={}", enc(f)),
+            format!("/api/connections?sort=packets&limit=1000&filter={}", enc(f)),
+            format!("/api/histogram?buckets=300&filter={}", enc(f)),
+            format!("/api/groups?by=pair&limit=1000&filter={}", enc(f)),
+        ] {
+            assert_eq!(strip(a.json(&q)), strip(b.json(&q)), "{q}");
+        }
+        let q = format!("/api/download?format=pcapng&filter={}", enc(f));
+        assert!(a.get(&q).body == b.get(&q).body, "{q}");
+    }
+}
+
+#[test]
+fn pg_the_page_in_a_real_browser() {
+    browser_run(pg_corpus().path());
+}
+
 /// The venv of the browser tests (scripts/test.sh makes it).
 fn browser_python() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/venv-browser/bin/python"))
@@ -428,13 +482,18 @@ fn browser_python() -> PathBuf {
 
 #[test]
 fn the_page_in_a_real_browser() {
+    let (_d, db) = corpus_db();
+    browser_run(db);
+}
+
+/// Runs tests/browser/test_page.py over `db`.
+fn browser_run(db: &Path) {
     let py = browser_python();
     assert!(
         py.exists() && Path::new("/usr/bin/chromium").exists(),
         "the browser tests need Debian's chromium and the venv {}: run scripts/test.sh (it installs both)",
         py.display()
     );
-    let (_d, db) = corpus_db();
     let shots = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
     let bin = assert_cmd::cargo::cargo_bin("traceflow");
