@@ -238,7 +238,10 @@ pub async fn download(
             tx: tx.clone(),
             buf: Vec::new(),
         };
-        let r = write_download(&db, &owner, &compiled, conns, sort, &format, columns, &mut w);
+        let r = db.renew_snapshot().map_err(ApiError::from).and_then(|()| {
+            write_download(&db, &owner, &compiled, conns, sort, &format, columns, &mut w)
+        });
+        db.release_snapshot();
         let r = r.and_then(|()| w.flush().map_err(|e| ApiError::internal(e.to_string())));
         if let Err(e) = r {
             // The response has started: all that can be done is to end it early, as a broken download.

@@ -184,7 +184,8 @@ where
     let mut stop = StopOnDrop::new(db.interrupter());
     let owner = shared.clone();
     let task = tokio::task::spawn_blocking(move || {
-        let r = f(&db);
+        let r = db.renew_snapshot().map_err(ApiError::from).and_then(|()| f(&db));
+        db.release_snapshot();
         owner.pool.give(db);
         drop(permit);
         r

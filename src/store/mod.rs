@@ -98,6 +98,29 @@ impl Interrupter {
 }
 
 impl Db {
+    /// Starts a new read snapshot, for a connection kept open across many reads (the web server's): a SQLite
+    /// reader holds one snapshot from its first read until it closes, which would hide captures ingested since
+    /// and keep the WAL from being checkpointed past it. PostgreSQL's reads take their snapshot per search.
+    pub fn renew_snapshot(&self) -> Result<(), QueryError> {
+        if let Db::Sqlite(c) = self {
+            if !c.is_autocommit() {
+                c.execute_batch("ROLLBACK")?;
+            }
+            c.execute_batch("BEGIN")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the read snapshot [`Db::renew_snapshot`] began, so that an idle connection holds no lock and keeps
+    /// no WAL frames from a checkpoint.
+    pub fn release_snapshot(&self) {
+        if let Db::Sqlite(c) = self {
+            if !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+        }
+    }
+
     /// What stops this database's running query from another thread.
     pub fn interrupter(&self) -> Interrupter {
         match self {

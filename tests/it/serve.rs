@@ -406,6 +406,23 @@ fn the_server_never_writes_and_says_which_command_builds_connections() {
 }
 
 #[test]
+fn captures_ingested_while_it_runs_appear_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+    traceflow::synth::write_sample(&a, 3).unwrap();
+    std::fs::write(&b, crate::util::pcap_conversations(5, crate::util::T0 + 10_000_000_000)).unwrap();
+    ingest(&db, &[], &[&a]);
+    let s = Server::start(&db, &["--connections", "1"]);
+    assert_eq!(s.json("/api/captures")["rows"].as_array().unwrap().len(), 1);
+    let before = s.json("/api/count")["count"].as_i64().unwrap();
+    let r = ingest(&db, &[], &[&b]);
+    assert_eq!(r.code, 0, "an ingest beside the server: {}", r.stderr);
+    assert_eq!(s.json("/api/captures")["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(s.json("/api/count")["count"].as_i64().unwrap(), before + 10);
+}
+
+#[test]
 fn a_query_past_its_deadline_is_stopped_and_the_server_goes_on() {
     // Enough flows that an exact count takes longer than the timer's millisecond.
     let dir = tempfile::tempdir().unwrap();

@@ -38,7 +38,10 @@ pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 pub fn forget(conn: &Connection, ids: &[i64]) -> Result<Forgotten, StoreError> {
     let sq = StoreError::on(conn);
     let mut done = Forgotten::default();
-    let tx = conn.unchecked_transaction().map_err(&sq)?;
+    // IMMEDIATE: the write lock is taken first, through the busy handler that waits for another writer. A
+    // deferred transaction reads first, and SQLite never waits to upgrade a read to a write: "database is locked".
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(&sq)?;
     for &id in ids {
         let counts: Option<(i64, i64)> = tx
             .query_row(
@@ -456,7 +459,7 @@ impl<'c> CaptureWriter<'c> {
                 end.truncation.as_ref().map(|t| t.reason.clone()),
                 end.size as i64,
                 end.mtime_ns,
-                crate::trace::buckets::WITH_NET16,
+                crate::key::buckets::WITH_NET16,
             ],
         )?;
         {
