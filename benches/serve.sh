@@ -45,7 +45,7 @@ command -v curl >/dev/null || die "curl is required"
 WORK=$(mktemp -d)
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-"$BIN" --db "$DB" serve --bind 127.0.0.1:0 --connections 8 >"$WORK/url" 2>"$WORK/err" &
+"$BIN" --db "$DB" serve --bind 127.0.0.1:0 --readers 8 >"$WORK/url" 2>"$WORK/err" &
 PID=$!
 for _ in $(seq 100); do [[ -s $WORK/url ]] && break; sleep 0.1; done
 URL=$(head -1 "$WORK/url")

@@ -21,9 +21,9 @@ pub struct ServeArgs {
     /// Longest a query may run, in seconds, before it is stopped.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub deadline: f64,
-    /// Database connections (and queries at once).
+    /// Database connections kept open for reading, and queries run at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
-    pub connections: usize,
+    pub readers: usize,
     /// Another name the server answers to (the Host header), e.g. this machine's name with --bind 0.0.0.0:N.
     #[arg(long, value_name = "HOST")]
     pub allow_host: Vec<String>,
@@ -54,7 +54,7 @@ pub fn run(db: &Path, args: &ServeArgs) -> Result<u8, Error> {
         bind: args.bind,
         open: args.open,
         deadline: Duration::from_secs_f64(args.deadline),
-        connections: args.connections.clamp(1, 64),
+        connections: args.readers.clamp(1, 64),
         allow_hosts: args.allow_host.clone(),
         source_root: args.source_root.clone(),
     };

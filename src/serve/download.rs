@@ -226,7 +226,6 @@ pub async fn download(
     let _ = gone;
     let compiled = crate::filter::compile(&expr);
     let permit = shared.pool.slot().await?;
-    let db = shared.pool.take()?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let owner = shared.clone();
     let name = format!(
@@ -234,6 +233,13 @@ pub async fn download(
         if conns { "connections" } else { "flows" }
     );
     tokio::task::spawn_blocking(move || {
+        let db = match owner.pool.take() {
+            Ok(db) => db,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.message)));
+                return;
+            }
+        };
         let mut w = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::new(),

@@ -139,7 +139,7 @@ pub fn run(target: &Target, opts: &Options) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(|e| ServeError::Start(e.to_string()))?;
-    rt.block_on(async move {
+    let kept = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.bind)
             .await
             .map_err(|source| ServeError::Bind {
@@ -178,17 +178,51 @@ pub fn run(target: &Target, opts: &Options) -> Result<(), ServeError> {
         if opts.open {
             open_browser(&url);
         }
-        let app = router(shared);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| ServeError::Start(e.to_string()))
-    })?;
-    // Downloads and queries still under way are dropped with the runtime.
+        let app = router(shared.clone());
+        // Requests under way get a few seconds to finish; a browser's idle keep-alive connections do not hold
+        // the server up.
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let told = stopping.clone();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop_signal().await;
+            told.notify_one();
+        });
+        let r = tokio::select! {
+            r = serve => r.map_err(|e| ServeError::Start(e.to_string())),
+            () = async {
+                stopping.notified().await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            } => Ok(()),
+        };
+        r.map(|()| shared)
+    });
+    // Downloads and queries still under way are dropped with the runtime; the connections close after it, out
+    // of any runtime (a PostgreSQL client stops a runtime of its own).
     rt.shutdown_timeout(Duration::from_secs(2));
+    drop(kept?);
     Ok(())
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Starts the user's browser on `url` (xdg-open, or `open` on macOS); says so when there is none.

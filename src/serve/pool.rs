@@ -144,63 +144,76 @@ impl Pool {
     }
 }
 
-/// Interrupts the call when dropped armed: the handler's future is dropped when its client goes away.
-pub struct StopOnDrop(Option<Interrupter>);
+/// Interrupts the call when dropped armed: the handler's future is dropped when its client goes away. The
+/// blocking thread puts the interrupter in once it has its connection.
+#[derive(Clone, Default)]
+pub struct StopOnDrop(Arc<Mutex<Option<Interrupter>>>);
 
 impl StopOnDrop {
     /// Arms it with `i`.
-    pub fn new(i: Interrupter) -> StopOnDrop {
-        StopOnDrop(Some(i))
+    pub fn arm(&self, i: Interrupter) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(i);
+        }
     }
 
     /// Interrupts now.
-    pub fn fire(&mut self) {
-        if let Some(i) = self.0.take() {
+    pub fn fire(&self) {
+        if let Some(i) = self.0.lock().ok().and_then(|mut g| g.take()) {
             i.interrupt();
         }
     }
 
     /// The call finished: nothing to interrupt.
-    pub fn disarm(&mut self) {
-        self.0 = None;
+    pub fn disarm(&self) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = None;
+        }
     }
 }
 
-impl Drop for StopOnDrop {
+/// Fires its [`StopOnDrop`] when dropped.
+pub struct FireOnDrop(pub StopOnDrop);
+
+impl Drop for FireOnDrop {
     fn drop(&mut self) {
-        self.fire();
+        self.0.fire();
     }
 }
 
 /// Runs `f` on a connection of `shared`'s pool on a blocking thread: at most the pool's deadline, interrupted
-/// when the returned future is dropped.
+/// when the returned future is dropped. Connections are opened and closed on blocking threads only (the
+/// PostgreSQL client runs a runtime of its own, which must not start or stop inside this one).
 pub async fn run<T, F>(shared: &Arc<super::Shared>, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Db) -> Result<T, ApiError> + Send + 'static,
 {
     let permit = shared.pool.slot().await?;
-    let db = shared.pool.take()?;
-    let mut stop = StopOnDrop::new(db.interrupter());
+    let stop = StopOnDrop::default();
+    let guard = FireOnDrop(stop.clone());
     let owner = shared.clone();
     let task = tokio::task::spawn_blocking(move || {
+        let db = owner.pool.take()?;
+        stop.arm(db.interrupter());
         let r = db.renew_snapshot().map_err(ApiError::from).and_then(|()| f(&db));
         db.release_snapshot();
+        stop.disarm();
         owner.pool.give(db);
         drop(permit);
         r
     });
     match tokio::time::timeout(shared.pool.deadline(), task).await {
         Ok(Ok(r)) => {
-            stop.disarm();
+            guard.0.disarm();
             r
         }
         Ok(Err(e)) => {
-            stop.disarm();
+            guard.0.disarm();
             Err(ApiError::internal(format!("the query failed: {e}")))
         }
         Err(_) => {
-            stop.fire();
+            guard.0.fire();
             Err(ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: format!(

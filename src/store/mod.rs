@@ -90,8 +90,12 @@ impl Interrupter {
         match self {
             Interrupter::Sqlite(h) => h.interrupt(),
             Interrupter::Postgres(t) => {
-                // A cancel that cannot reach the server leaves the query to its deadline.
-                let _ = t.cancel_query(::postgres::NoTls);
+                // The cancel request connects to the server (blocking, on a runtime of its own), so it runs on a
+                // thread of its own; one that cannot reach the server leaves the query to its deadline.
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let _ = t.cancel_query(::postgres::NoTls);
+                });
             }
         }
     }

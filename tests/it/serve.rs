@@ -413,7 +413,7 @@ fn captures_ingested_while_it_runs_appear_on_reload() {
     traceflow::synth::write_sample(&a, 3).unwrap();
     std::fs::write(&b, crate::util::pcap_conversations(5, crate::util::T0 + 10_000_000_000)).unwrap();
     ingest(&db, &[], &[&a]);
-    let s = Server::start(&db, &["--connections", "1"]);
+    let s = Server::start(&db, &["--readers", "1"]);
     assert_eq!(s.json("/api/captures")["rows"].as_array().unwrap().len(), 1);
     let before = s.json("/api/count")["count"].as_i64().unwrap();
     let r = ingest(&db, &[], &[&b]);
