@@ -61,8 +61,9 @@ pub fn sort_of(s: Option<&str>) -> Result<FlowSort, ApiError> {
     use clap::ValueEnum;
     match s {
         None | Some("") => Ok(FlowSort::Time),
-        Some(s) => FlowSort::from_str(s, true)
-            .map_err(|_| ApiError::bad(format!("sort {s:?}: use time, bytes, packets or duration"))),
+        Some(s) => FlowSort::from_str(s, true).map_err(|_| {
+            ApiError::bad(format!("sort {s:?}: use time, bytes, packets or duration"))
+        }),
     }
 }
 
@@ -79,7 +80,11 @@ fn key_of(s: Option<&str>) -> Result<Option<PageKey>, ApiError> {
         .split(':')
         .map(str::parse)
         .collect::<Result<_, _>>()
-        .map_err(|_| ApiError::bad(format!("after {s:?} is not a page key (use `next` of a page)")))?;
+        .map_err(|_| {
+            ApiError::bad(format!(
+                "after {s:?} is not a page key (use `next` of a page)"
+            ))
+        })?;
     match n[..] {
         [value, first_ns, capture_id, no] => Ok(Some(PageKey {
             value,
@@ -392,10 +397,7 @@ pub async fn captures(State(shared): State<Arc<Shared>>) -> Result<Response, Api
             .map(|c| {
                 let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
                 if let Value::Object(m) = &mut v {
-                    m.insert(
-                        "connections_built".into(),
-                        json!(!unbuilt.contains(&c.id)),
-                    );
+                    m.insert("connections_built".into(), json!(!unbuilt.contains(&c.id)));
                 }
                 v
             })
@@ -409,8 +411,7 @@ pub async fn captures(State(shared): State<Arc<Shared>>) -> Result<Response, Api
 /// `s` quoted for a POSIX shell when it needs it.
 pub fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@+,".contains(&b))
     {
         return s.to_string();

@@ -57,7 +57,10 @@ fn frame_rows(dump: &Value, orig: Option<(&str, u16)>) -> Vec<Value> {
         .map(|f| {
             let ip = ip_with_tcp(f);
             let tcp = ip.and_then(|m| m.get("tcp"));
-            let src = ip.and_then(|m| m.get("src")).and_then(Value::as_str).unwrap_or("");
+            let src = ip
+                .and_then(|m| m.get("src"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let sport = tcp
                 .and_then(|t| t.get("srcport"))
                 .and_then(Value::as_u64)

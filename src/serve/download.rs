@@ -156,12 +156,17 @@ fn connection_flows(
     compiled: &crate::filter::Compiled,
 ) -> Result<Vec<(i64, i64)>, ApiError> {
     let mut labels = Vec::new();
-    db.search_connections(compiled, crate::store::read::FlowSort::Time, None, &mut |r| {
-        for l in r.flows {
-            labels.push((r.capture_id, l));
-        }
-        Ok(())
-    })?;
+    db.search_connections(
+        compiled,
+        crate::store::read::FlowSort::Time,
+        None,
+        &mut |r| {
+            for l in r.flows {
+                labels.push((r.capture_id, l));
+            }
+            Ok(())
+        },
+    )?;
     let mut out = Vec::new();
     for (cid, l) in labels {
         let g = crate::store::read::select_label(db, Some(cid), &l)?;
@@ -245,7 +250,9 @@ pub async fn download(
             buf: Vec::new(),
         };
         let r = db.renew_snapshot().map_err(ApiError::from).and_then(|()| {
-            write_download(&db, &owner, &compiled, conns, sort, &format, columns, &mut w)
+            write_download(
+                &db, &owner, &compiled, conns, sort, &format, columns, &mut w,
+            )
         });
         db.release_snapshot();
         let r = r.and_then(|()| w.flush().map_err(|e| ApiError::internal(e.to_string())));

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use super::Shared;
 
 /// The page's Content-Security-Policy: its own scripts and styles only, nothing inline, no frames.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                        connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Equal, in a time that does not depend on where they differ.
@@ -65,7 +66,10 @@ fn refuse(status: StatusCode, text: &str) -> Response {
 pub async fn check(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let mut resp = gate(&shared, req, next).await;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -92,11 +92,13 @@ fn host_names(addr: SocketAddr, extra: &[String]) -> Vec<String> {
         v.push(addr.to_string());
     }
     for h in extra {
-        v.push(if h.contains(':') && !h.starts_with('[') || h.ends_with(']') && h.contains("]:") {
-            h.clone()
-        } else {
-            format!("{h}:{port}")
-        });
+        v.push(
+            if h.contains(':') && !h.starts_with('[') || h.ends_with(']') && h.contains("]:") {
+                h.clone()
+            } else {
+                format!("{h}:{port}")
+            },
+        );
     }
     v
 }
@@ -208,8 +210,10 @@ async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-        else {
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
@@ -240,6 +244,8 @@ fn open_browser(url: &str) {
         .spawn()
         .is_err()
     {
-        crate::msg::say(&format!("--open: could not run {opener}; open the URL above yourself"));
+        crate::msg::say(&format!(
+            "--open: could not run {opener}; open the URL above yourself"
+        ));
     }
 }

@@ -196,7 +196,10 @@ where
     let task = tokio::task::spawn_blocking(move || {
         let db = owner.pool.take()?;
         stop.arm(db.interrupter());
-        let r = db.renew_snapshot().map_err(ApiError::from).and_then(|()| f(&db));
+        let r = db
+            .renew_snapshot()
+            .map_err(ApiError::from)
+            .and_then(|()| f(&db));
         db.release_snapshot();
         stop.disarm();
         owner.pool.give(db);

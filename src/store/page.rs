@@ -34,7 +34,9 @@ impl Listing {
             (Listing::Flows, FlowSort::Bytes) => Some("f.bytes"),
             (Listing::Flows, FlowSort::Packets) => Some("f.packets"),
             (Listing::Flows, FlowSort::Duration) => Some("f.last_ns - f.first_ns"),
-            (Listing::Connections, FlowSort::Bytes) => Some("x.orig_frame_bytes + x.resp_frame_bytes"),
+            (Listing::Connections, FlowSort::Bytes) => {
+                Some("x.orig_frame_bytes + x.resp_frame_bytes")
+            }
             (Listing::Connections, FlowSort::Packets) => Some("x.orig_pkts + x.resp_pkts"),
             (Listing::Connections, FlowSort::Duration) => Some("x.last_ns - x.first_ns"),
         }

@@ -59,7 +59,12 @@ impl Server {
 
     fn json(&self, path: &str) -> serde_json::Value {
         let r = self.get(path);
-        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         serde_json::from_slice(&r.body).unwrap()
     }
 }
@@ -133,7 +138,14 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp 
         .expect("a response head");
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -148,7 +160,8 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp 
         loop {
             let nl = at + body[at..].windows(2).position(|w| w == b"\r\n").unwrap();
             let size_text = String::from_utf8_lossy(&body[at..nl]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
             if size == 0 {
                 break;
             }
@@ -189,32 +202,67 @@ fn cli_labels(db: &Path, filter: &str) -> Vec<String> {
     let mut v: Vec<String> = r
         .stdout
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["label"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     v.sort();
     v
 }
 
-const FILTERS: [&str; 3] = ["port 80", "host 192.168.1.1 or rst", "packets > 10 and not port 443"];
+const FILTERS: [&str; 3] = [
+    "port 80",
+    "host 192.168.1.1 or rst",
+    "packets > 10 and not port 443",
+];
 
 #[test]
 fn the_token_is_swapped_for_a_strict_cookie_and_every_route_needs_it() {
     let (_d, db) = corpus_db();
     let s = Server::start(db, &[]);
-    for path in ["/", "/api/flows", "/assets/app.js", "/api/captures", "/nowhere"] {
+    for path in [
+        "/",
+        "/api/flows",
+        "/assets/app.js",
+        "/api/captures",
+        "/nowhere",
+    ] {
         let r = http(&s.addr, "GET", path, &[]);
         assert_eq!(r.status, 401, "{path} without the token");
-        let r = http(&s.addr, "GET", path, &[("Cookie", &format!("{}x", s.cookie()))]);
+        let r = http(
+            &s.addr,
+            "GET",
+            path,
+            &[("Cookie", &format!("{}x", s.cookie()))],
+        );
         assert_eq!(r.status, 401, "{path} with a wrong cookie");
     }
     let wrong = "0".repeat(32);
-    assert_eq!(http(&s.addr, "GET", &format!("/?token={wrong}"), &[]).status, 401);
-    let r = http(&s.addr, "GET", &format!("/?view=connections&token={}", s.token), &[]);
+    assert_eq!(
+        http(&s.addr, "GET", &format!("/?token={wrong}"), &[]).status,
+        401
+    );
+    let r = http(
+        &s.addr,
+        "GET",
+        &format!("/?view=connections&token={}", s.token),
+        &[],
+    );
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some("/?view=connections"), "the token leaves the URL");
+    assert_eq!(
+        r.header("location"),
+        Some("/?view=connections"),
+        "the token leaves the URL"
+    );
     let set = r.header("set-cookie").unwrap();
     assert!(set.starts_with(&format!("{}; ", s.cookie())), "{set}");
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     let page = s.get("/");
     assert_eq!(page.status, 200);
     assert!(String::from_utf8_lossy(&page.body).contains("/assets/app.js"));
@@ -226,15 +274,30 @@ fn only_get_and_head_from_an_allowed_host_with_strict_headers() {
     let s = Server::start(db, &[]);
     let c = s.cookie();
     for m in ["POST", "PUT", "DELETE", "PATCH"] {
-        let r = http(&s.addr, m, "/api/flows", &[("Cookie", &c), ("Content-Length", "0")]);
+        let r = http(
+            &s.addr,
+            m,
+            "/api/flows",
+            &[("Cookie", &c), ("Content-Length", "0")],
+        );
         assert_eq!(r.status, 405, "{m}");
     }
     assert_eq!(http(&s.addr, "HEAD", "/", &[("Cookie", &c)]).status, 200);
     // A page of another site whose name now resolves to 127.0.0.1 (DNS rebinding) sends its own Host.
-    let r = http(&s.addr, "GET", "/api/flows", &[("Cookie", &c), ("Host", "attacker.example:80")]);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/api/flows",
+        &[("Cookie", &c), ("Host", "attacker.example:80")],
+    );
     assert_eq!(r.status, 421);
     let port = s.addr.rsplit(':').next().unwrap();
-    let r = http(&s.addr, "GET", "/api/flows", &[("Cookie", &c), ("Host", &format!("localhost:{port}"))]);
+    let r = http(
+        &s.addr,
+        "GET",
+        "/api/flows",
+        &[("Cookie", &c), ("Host", &format!("localhost:{port}"))],
+    );
     assert_eq!(r.status, 200);
     for path in ["/", "/api/flows?filter=port+80", "/assets/app.js"] {
         let r = s.get(path);
@@ -258,7 +321,10 @@ fn counts_and_rows_are_the_command_lines_for_the_same_filter() {
         let got = s.json(&format!("/api/count?filter={}", enc(f)));
         assert_eq!(got["count"], want, "{f}");
         assert_eq!(got["exact"], true);
-        let got = s.json(&format!("/api/count?view=connections&exact=1&filter={}", enc(f)));
+        let got = s.json(&format!(
+            "/api/count?view=connections&exact=1&filter={}",
+            enc(f)
+        ));
         assert_eq!(got["count"], cli_count(db, "connections", f), "{f}");
         // Every page, 7 rows at a time, for each order: together the command line's flows, each once.
         for sort in ["time", "bytes", "packets", "duration"] {
@@ -271,7 +337,10 @@ fn counts_and_rows_are_the_command_lines_for_the_same_filter() {
                     enc(&after)
                 ));
                 let rows = p["rows"].as_array().unwrap();
-                labels.extend(rows.iter().map(|r| r["label"].as_str().unwrap().to_string()));
+                labels.extend(
+                    rows.iter()
+                        .map(|r| r["label"].as_str().unwrap().to_string()),
+                );
                 match p["next"].as_str() {
                     Some(n) => after = n.to_string(),
                     None => break,
@@ -283,7 +352,12 @@ fn counts_and_rows_are_the_command_lines_for_the_same_filter() {
         }
     }
     // A sorted page is the command line's first rows.
-    let cli = run(db, &["flows", "port 80", "--sort", "bytes", "--limit", "10", "--format", "json"]);
+    let cli = run(
+        db,
+        &[
+            "flows", "port 80", "--sort", "bytes", "--limit", "10", "--format", "json",
+        ],
+    );
     let cli: serde_json::Value = serde_json::from_str(&cli.stdout).unwrap();
     let page = s.json("/api/flows?filter=port+80&sort=bytes&limit=10");
     let strip = |v: &serde_json::Value| {
@@ -300,13 +374,22 @@ fn counts_and_rows_are_the_command_lines_for_the_same_filter() {
 fn a_bad_filter_gives_the_parsers_message_and_caret() {
     let (_d, db) = corpus_db();
     let s = Server::start(db, &[]);
-    let r = s.get(&format!("/api/flows?filter={}", enc("host 10.0.0.1 and port x")));
+    let r = s.get(&format!(
+        "/api/flows?filter={}",
+        enc("host 10.0.0.1 and port x")
+    ));
     assert_eq!(r.status, 400);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let cli = run(db, &["flows", "host 10.0.0.1 and port x"]);
     assert_eq!(cli.code, 2);
-    assert!(cli.stderr.contains(v["filter"]["caret"].as_str().unwrap()), "{}", cli.stderr);
-    assert!(cli.stderr.contains(v["filter"]["message"].as_str().unwrap()));
+    assert!(
+        cli.stderr.contains(v["filter"]["caret"].as_str().unwrap()),
+        "{}",
+        cli.stderr
+    );
+    assert!(cli
+        .stderr
+        .contains(v["filter"]["message"].as_str().unwrap()));
     assert_eq!(v["filter"]["column"], 23);
     let r = s.get("/api/flows?limit=100000");
     assert_eq!(r.status, 400, "pages are bounded");
@@ -318,7 +401,11 @@ fn a_bad_filter_gives_the_parsers_message_and_caret() {
 fn downloads_are_the_command_lines_pcaps_byte_for_byte() {
     let (_d, db) = corpus_db();
     let s = Server::start(db, &[]);
-    for (f, fmt) in [("port 80", "pcapng"), ("capture v6-http.pcap", "pcap"), ("port 21 or port 25", "pcapng")] {
+    for (f, fmt) in [
+        ("port 80", "pcapng"),
+        ("capture v6-http.pcap", "pcap"),
+        ("port 21 or port 25", "pcapng"),
+    ] {
         let r = s.get(&format!("/api/download?format={fmt}&filter={}", enc(f)));
         assert_eq!(r.status, 200);
         let out = tf(db)
@@ -328,7 +415,12 @@ fn downloads_are_the_command_lines_pcaps_byte_for_byte() {
             .unwrap();
         assert!(out.status.success());
         assert!(out.stdout.len() > 100);
-        assert!(r.body == out.stdout, "{f} as {fmt}: {} bytes, the command line {}", r.body.len(), out.stdout.len());
+        assert!(
+            r.body == out.stdout,
+            "{f} as {fmt}: {} bytes, the command line {}",
+            r.body.len(),
+            out.stdout.len()
+        );
     }
     // CSV of chosen columns: the command line's rows, those columns.
     let r = s.get("/api/download?format=csv&filter=port+80&columns=label,bytes");
@@ -356,14 +448,22 @@ fn the_histogram_counts_each_flow_in_every_bucket_it_overlaps() {
     let f = "port 80 or port 443";
     let h = s.json(&format!("/api/histogram?buckets=50&filter={}", enc(f)));
     let (lo, width) = (h["lo"].as_i64().unwrap(), h["width"].as_i64().unwrap());
-    let counts: Vec<i64> = h["counts"].as_array().unwrap().iter().map(|c| c.as_i64().unwrap()).collect();
+    let counts: Vec<i64> = h["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
     // Brute force over the command line's flows and their times.
     let cli = run(db, &["flows", f, "--format", "jsonl"]);
     let mut want = vec![0i64; 50];
     for l in cli.stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         let ns = |k: &str| traceflow::filter::parse_time(v[k].as_str().unwrap()).unwrap();
-        let (a, b) = ((ns("first_time") - lo) / width, (ns("last_time") - lo) / width);
+        let (a, b) = (
+            (ns("first_time") - lo) / width,
+            (ns("last_time") - lo) / width,
+        );
         for slot in &mut want[a.clamp(0, 49) as usize..=b.clamp(0, 49) as usize] {
             *slot += 1;
         }
@@ -386,7 +486,10 @@ fn the_server_never_writes_and_says_which_command_builds_connections() {
         let c = s.json("/api/connections");
         assert_eq!(c["rows"].as_array().unwrap().len(), 0);
         let msg = c["unbuilt"]["message"].as_str().unwrap();
-        assert!(msg.contains("connections --count") && msg.contains("never"), "{msg}");
+        assert!(
+            msg.contains("connections --count") && msg.contains("never"),
+            "{msg}"
+        );
         let caps = s.json("/api/captures");
         assert_eq!(caps["rows"][0]["name"], "<script>alert(1)<\u{7}.pcap");
         assert_eq!(caps["rows"][0]["connections_built"], false);
@@ -399,10 +502,16 @@ fn the_server_never_writes_and_says_which_command_builds_connections() {
             first["capture_id"],
             enc(first["label"].as_str().unwrap())
         ));
-        assert_eq!(one["frames"].as_array().unwrap().len() as i64, first["packets"].as_i64().unwrap());
+        assert_eq!(
+            one["frames"].as_array().unwrap().len() as i64,
+            first["packets"].as_i64().unwrap()
+        );
         assert!(one["tree"].as_str().unwrap().starts_with("Frame "));
     }
-    assert!(std::fs::read(&db).unwrap() == before, "the database changed");
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the database changed"
+    );
 }
 
 #[test]
@@ -411,7 +520,11 @@ fn captures_ingested_while_it_runs_appear_on_reload() {
     let db = dir.path().join("live.db");
     let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
     traceflow::synth::write_sample(&a, 3).unwrap();
-    std::fs::write(&b, crate::util::pcap_conversations(5, crate::util::T0 + 10_000_000_000)).unwrap();
+    std::fs::write(
+        &b,
+        crate::util::pcap_conversations(5, crate::util::T0 + 10_000_000_000),
+    )
+    .unwrap();
     ingest(&db, &[], &[&a]);
     let s = Server::start(&db, &["--readers", "1"]);
     assert_eq!(s.json("/api/captures")["rows"].as_array().unwrap().len(), 1);
@@ -470,7 +583,10 @@ fn pg_serve_answers_as_on_sqlite() {
         walk(&mut v);
         v
     };
-    for f in FILTERS.iter().chain(&["", "community-id 1:Y6I3JhgebNYJ7cm/dvZaIvCLNoU="]) {
+    for f in FILTERS
+        .iter()
+        .chain(&["", "community-id 1:Y6I3JhgebNYJ7cm/dvZaIvCLNoU="])
+    {
         for q in [
             format!("/api/count?exact=1&filter={}", enc(f)),
             format!("/api/count?view=connections&exact=1&filter={}", enc(f)),
@@ -489,33 +605,40 @@ fn pg_serve_answers_as_on_sqlite() {
 
 #[test]
 fn pg_the_page_in_a_real_browser() {
-    browser_run(pg_corpus().path());
+    browser_run(pg_corpus().path(), "postgres");
 }
 
 /// The venv of the browser tests (scripts/test.sh makes it).
 fn browser_python() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/venv-browser/bin/python"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/venv-browser/bin/python"
+    ))
 }
 
 #[test]
 fn the_page_in_a_real_browser() {
     let (_d, db) = corpus_db();
-    browser_run(db);
+    browser_run(db, "sqlite");
 }
 
 /// Runs tests/browser/test_page.py over `db`.
-fn browser_run(db: &Path) {
+fn browser_run(db: &Path, which: &str) {
     let py = browser_python();
     assert!(
         py.exists() && Path::new("/usr/bin/chromium").exists(),
         "the browser tests need Debian's chromium and the venv {}: run scripts/test.sh (it installs both)",
         py.display()
     );
-    let shots = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
+    let shots =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots")).join(which);
     std::fs::create_dir_all(&shots).unwrap();
     let bin = assert_cmd::cargo::cargo_bin("traceflow");
     let out = Command::new(&py)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/test_page.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/test_page.py"
+        ))
         .env("TRACEFLOW_BIN", &bin)
         .env("TRACEFLOW_TEST_DB", db)
         .env("TRACEFLOW_SHOTS", &shots)

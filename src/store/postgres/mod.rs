@@ -11,8 +11,8 @@ use crate::store::error::{QueryError, StoreError};
 use crate::store::row::Cols;
 
 mod chunks;
-mod read;
 mod page;
+mod read;
 mod search;
 mod write;
 

@@ -9,7 +9,9 @@ use crate::filter::Compiled;
 use crate::store::error::QueryError;
 use crate::store::page::{add_span, histogram_sql, Listing, PageKey};
 use crate::store::row::Cols;
-use crate::store::rows::{conn_order, conn_row, flow_row, ConnRow, FlowRow, FlowSort, FLOW_COLUMNS};
+use crate::store::rows::{
+    conn_order, conn_row, flow_row, ConnRow, FlowRow, FlowSort, FLOW_COLUMNS,
+};
 
 impl Pg {
     /// `Backend::flows_page` on PostgreSQL.
@@ -35,10 +37,14 @@ impl Pg {
             all.len() + 1
         );
         let extra: [&(dyn ToSql + Sync); 1] = [&limit];
-        self.stream(&sql, &refs(&params, &extra), &mut |r| match flow_row(r, &caps)? {
-            Some(row) => visit(row),
-            None => Ok(()),
-        })
+        self.stream(
+            &sql,
+            &refs(&params, &extra),
+            &mut |r| match flow_row(r, &caps)? {
+                Some(row) => visit(row),
+                None => Ok(()),
+            },
+        )
     }
 
     /// `Backend::connections_page` on PostgreSQL.
@@ -95,7 +101,12 @@ impl Pg {
         capture_id: i64,
         conn_no: i64,
     ) -> Result<Option<ConnRow>, QueryError> {
-        let sql = conn_sql("TRUE", "x.capture_id = $1 AND x.conn_no = $2", "x.conn_no", 3);
+        let sql = conn_sql(
+            "TRUE",
+            "x.capture_id = $1 AND x.conn_no = $2",
+            "x.conn_no",
+            3,
+        );
         let one = 1i64;
         let rows = self.rows(&sql, &[&capture_id, &conn_no, &one])?;
         rows.first().map(|r| conn_row(r)).transpose()

@@ -61,7 +61,12 @@ pub(super) fn connections_page(
     let (cond, vals) = Listing::Connections.after(sort, after, params.len() + 1, question);
     params.extend(vals);
     params.push(limit_value(limit));
-    let sql = conn_sql(filter, &cond, &Listing::Connections.order(sort), params.len());
+    let sql = conn_sql(
+        filter,
+        &cond,
+        &Listing::Connections.order(sort),
+        params.len(),
+    );
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
