@@ -217,16 +217,13 @@ fn unbuilt(db: &crate::store::Db, shown: String) -> Result<Value, ApiError> {
     if ids.is_empty() {
         return Ok(Value::Null);
     }
-    let mut names = Vec::new();
-    for id in &ids {
-        names.push(db.capture_name(*id)?.unwrap_or_else(|| format!("id {id}")));
-    }
+    let names: Vec<String> = ids.into_iter().map(|(_, n)| n).collect();
     let some: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
     Ok(json!({
         "captures": names,
         "message": format!(
             "the connections of {} capture(s) ({}{}) are not built yet, so they are not listed: `traceflow --db {} connections --count` builds them (once; it writes to the database, which serve never does)",
-            ids.len(),
+            names.len(),
             some.join(", "),
             if names.len() > some.len() { ", ..." } else { "" },
             shell_word(&shown),
@@ -390,7 +387,11 @@ pub async fn groups(
 /// their connections built.
 pub async fn captures(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
     let body = run(&shared, move |db| {
-        let unbuilt = db.captures_without_connections()?;
+        let unbuilt: Vec<i64> = db
+            .captures_without_connections()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let rows: Vec<Value> = db
             .captures()?
             .into_iter()

@@ -107,6 +107,9 @@ pub trait Backend: BucketLists {
     fn captures(&self) -> Result<Vec<CaptureInfo>, QueryError>;
     /// Every capture name (base names of every path too), for the closest-name hint.
     fn capture_names(&self) -> Result<Vec<String>, QueryError>;
+    /// The captures that have flows but no connections (indexed without `ingest --connections` on SQLite), by
+    /// id: (id, name).
+    fn captures_without_connections(&self) -> Result<Vec<(i64, String)>, QueryError>;
     /// Whether a capture has this id.
     fn capture_exists(&self, id: i64) -> Result<bool, QueryError>;
     /// Captures indexed from the path `a` or `b`.
@@ -266,8 +269,6 @@ pub trait Backend: BucketLists {
     ) -> Result<Vec<i64>, QueryError>;
     /// Connection `conn_no` of capture `capture_id`, if there is one.
     fn connection_row(&self, capture_id: i64, conn_no: i64) -> Result<Option<ConnRow>, QueryError>;
-    /// The captures that have flows but no connections yet (SQLite builds them at their first use).
-    fn captures_without_connections(&self) -> Result<Vec<i64>, QueryError>;
 
     // -- Writes
 

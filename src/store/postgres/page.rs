@@ -111,19 +111,4 @@ impl Pg {
         let rows = self.rows(&sql, &[&capture_id, &conn_no, &one])?;
         rows.first().map(|r| conn_row(r)).transpose()
     }
-
-    /// `Backend::captures_without_connections` on PostgreSQL (its ingest builds them; a capture with flows and
-    /// none would be a damaged one).
-    pub(super) fn captures_without_connections(&self) -> Result<Vec<i64>, QueryError> {
-        self.rows(
-            "SELECT c.id FROM captures c
-             WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
-               AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)
-             ORDER BY c.id",
-            &[],
-        )?
-        .iter()
-        .map(|r| r.int(0))
-        .collect()
-    }
 }

@@ -101,14 +101,6 @@ pub(super) fn flow_histogram(
     Ok(out)
 }
 
-/// `Backend::captures_without_connections` on SQLite.
-pub(super) fn captures_without_connections(conn: &Sqlite) -> Result<Vec<i64>, QueryError> {
-    Ok(conn
-        .prepare(super::connections::MISSING_IDS)?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
-}
-
 /// `Backend::connection_row` on SQLite.
 pub(super) fn connection_row(
     conn: &Sqlite,
