@@ -63,7 +63,10 @@ print(r["src"], r["dport"], r["first_time"][:16])' "$first")
 FILTER="host $HOST and port $PORT_ and after $T0 and before ${T0}:59"
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1"; }
 conn=$(curl -s -b "$COOKIE" "$BASE/api/connections?limit=1&filter=$(enc "host $HOST")")
-CONN=$(python3 -c 'import json, sys; r = json.loads(sys.argv[1])["rows"]; print(f"capture={r[0][\"capture_id\"]}&conn={r[0][\"conn\"]}" if r else "")' "$conn")
+CONN=$(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])["rows"]
+print("capture=%d&conn=%d" % (r[0]["capture_id"], r[0]["conn"]) if r else "")' "$conn")
 
 # median_ms PATH: the median of REPEAT requests' time to the last byte.
 median_ms() {

@@ -222,7 +222,7 @@ fn unbuilt(db: &crate::store::Db, shown: String) -> Result<Value, ApiError> {
     Ok(json!({
         "captures": names,
         "message": format!(
-            "the connections of {} capture(s) ({}{}) are not built yet, so they are not listed: `traceflow --db {} connections --count` builds them (once; it writes to the database, which serve never does)",
+            "the connections of {} capture(s) ({}{}) are not built yet, so they are not listed: build them once with `traceflow --db {} ingest --connections` (from the stored frame rows; serve never writes)",
             names.len(),
             some.join(", "),
             if names.len() > some.len() { ", ..." } else { "" },

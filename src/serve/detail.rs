@@ -207,7 +207,7 @@ pub async fn connection(
     let body = run(&shared, move |db| {
         let Some(row) = db.connection_row(p.capture, p.conn)? else {
             return Err(ApiError::not_found(format!(
-                "capture {} has no connection {} (are its connections built? `traceflow connections` builds them)",
+                "capture {} has no connection {} (are its connections built? `traceflow ingest --connections` builds them)",
                 p.capture, p.conn
             )));
         };

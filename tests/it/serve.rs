@@ -185,7 +185,7 @@ fn corpus_db() -> &'static (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("corpus.db");
         ingest(&db, &[], &[&corpus()]);
-        assert_eq!(run(&db, &["connections", "--count"]).code, 0);
+        assert_eq!(ingest(&db, &["--connections"], &[]).code, 0);
         (dir, db)
     })
 }
@@ -487,7 +487,7 @@ fn the_server_never_writes_and_says_which_command_builds_connections() {
         assert_eq!(c["rows"].as_array().unwrap().len(), 0);
         let msg = c["unbuilt"]["message"].as_str().unwrap();
         assert!(
-            msg.contains("connections --count") && msg.contains("never"),
+            msg.contains("ingest --connections") && msg.contains("never"),
             "{msg}"
         );
         let caps = s.json("/api/captures");
