@@ -40,6 +40,15 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     exit 1
   fi
 fi
+# The browser tests (tests/it/serve.rs runs tests/browser/*.py): Debian's chromium and its fonts, driven by
+# Playwright for Python (PyPI) from a venv of their own (`playwright install` would download a browser).
+need chromium "the Chromium browser (chromium)" chromium
+[ -e /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] ||
+  need fonts-liberation "the Liberation fonts (fonts-liberation)" fc-list-liberation-fonts
+if ! target/venv-browser/bin/python -c 'import playwright' 2>/dev/null; then
+  python3 -m venv target/venv-browser && target/venv-browser/bin/pip install -q playwright || {
+    echo "test.sh: could not make the browser tests' venv (python3 -m venv target/venv-browser; pip install playwright)" >&2; exit 1; }
+fi
 test -d ../shared/conformance/captures || { echo "test.sh: ../shared/conformance is missing beside the repo" >&2; exit 1; }
 log=$(mktemp)
 # The PostgreSQL tests (tests/it/postgres.rs) need a server: a private cluster for this run, stopped at the end

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::error::{QueryError, StoreError};
+use super::page::PageKey;
 use super::rows::{ConnRow, FlowRow, FlowSort, GroupBy, GroupRow};
 use super::sink::{CaptureEnd, CaptureSource, Forgotten, FrameRow, Outcome};
 use super::types::{CaptureInfo, CapturePath, CaptureRow, FrameRef, Iface};
@@ -234,6 +235,40 @@ pub trait Backend: BucketLists {
     ) -> Result<(), QueryError>;
     /// How many connections have a flow matching `filter`.
     fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError>;
+
+    // -- Pages and the time histogram (`traceflow serve`)
+
+    /// Visits at most `limit` flows that match `filter` after `after` (the last row of the previous page), by
+    /// `sort`'s value, largest first, then by (first time, capture, flow_no).
+    fn flows_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError>;
+    /// Visits at most `limit` connections that have a flow matching `filter` after `after`, as
+    /// [`Backend::flows_page`] orders flows.
+    fn connections_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError>;
+    /// How many flows that match `filter` overlap each of `buckets` equal parts of `lo..hi` (ns): a flow counts in
+    /// every part its first..last frame time touches.
+    fn flow_histogram(
+        &self,
+        filter: &Compiled,
+        lo: i64,
+        hi: i64,
+        buckets: usize,
+    ) -> Result<Vec<i64>, QueryError>;
+    /// Connection `conn_no` of capture `capture_id`, if there is one.
+    fn connection_row(&self, capture_id: i64, conn_no: i64) -> Result<Option<ConnRow>, QueryError>;
 
     // -- Writes
 

@@ -438,6 +438,12 @@ pub struct ConnRow {
     pub history: String,
     /// Labels of the directed flows holding its frames.
     pub flows: Vec<String>,
+    /// First frame time, ns (for paging; not listed).
+    #[serde(skip)]
+    pub first_ns: i64,
+    /// Last frame time, ns (not listed).
+    #[serde(skip)]
+    pub last_ns: i64,
 }
 
 /// The ORDER BY of a connection listing.
@@ -480,6 +486,8 @@ pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
         flows: labels
             .map(|l| l.split('\n').map(String::from).collect())
             .unwrap_or_default(),
+        first_ns,
+        last_ns,
     })
 }
 

@@ -20,5 +20,6 @@ mod park;
 mod postgres;
 mod python;
 mod robustness;
+mod serve;
 mod util;
 mod ux;

@@ -586,4 +586,44 @@ impl Backend for Pg {
     fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
         Pg::count_connections(self, filter)
     }
+
+    fn flows_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        Pg::flows_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn connections_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        Pg::connections_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn flow_histogram(
+        &self,
+        filter: &Compiled,
+        lo: i64,
+        hi: i64,
+        buckets: usize,
+    ) -> Result<Vec<i64>, QueryError> {
+        Pg::flow_histogram(self, filter, lo, hi, buckets)
+    }
+
+    fn connection_row(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+    ) -> Result<Option<crate::store::rows::ConnRow>, QueryError> {
+        Pg::connection_row(self, capture_id, conn_no)
+    }
 }

@@ -532,6 +532,46 @@ impl Backend for Sqlite {
         super::search::count_connections(self, filter)
     }
 
+    fn flows_page(
+        &self,
+        filter: &crate::filter::Compiled,
+        sort: crate::store::rows::FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(crate::store::rows::FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        super::page::flows_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn connections_page(
+        &self,
+        filter: &crate::filter::Compiled,
+        sort: crate::store::rows::FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(crate::store::rows::ConnRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        super::page::connections_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn flow_histogram(
+        &self,
+        filter: &crate::filter::Compiled,
+        lo: i64,
+        hi: i64,
+        buckets: usize,
+    ) -> Result<Vec<i64>, QueryError> {
+        super::page::flow_histogram(self, filter, lo, hi, buckets)
+    }
+
+    fn connection_row(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+    ) -> Result<Option<crate::store::rows::ConnRow>, QueryError> {
+        super::page::connection_row(self, capture_id, conn_no)
+    }
+
     fn begin_ingest(&self, first_big: bool) -> Result<crate::store::Journal, StoreError> {
         super::open::begin_ingest(self, first_big).map_err(StoreError::on(self))
     }
