@@ -27,6 +27,7 @@ mod time;
 use std::net::IpAddr;
 
 pub use parse::parse;
+pub(crate) use parse::parse_duration;
 pub use sql::{addr_key, compile, Compiled};
 pub use time::parse_time;
 

@@ -17,6 +17,8 @@ use crate::trace::buckets::{BucketRow, Buckets};
 use crate::trace::endpoints::{EndpointRow, Endpoints};
 use crate::trace::{FlowRecord, Tracer};
 
+pub mod watch;
+
 /// Frames per message to the writer: large enough to amortise channel costs, small enough to stay in cache.
 const BATCH: usize = 4096;
 /// Frame bytes per message with --embed: with large frames, a batch of BATCH frames would hold hundreds of MiB.
@@ -463,6 +465,12 @@ impl Cancel {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Clears the request, for the next ingest of a run that goes on (`ingest --watch` after a database
+    /// error, which cancels the other readers and writers of that ingest).
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Writes one capture from its reader's messages with a [`store::CaptureWriter`]: committed at the reader's
@@ -882,13 +890,25 @@ pub fn run(
     log: &mut (dyn FnMut(String) + Send),
 ) -> Summary {
     let started = Instant::now();
+    let expanded = expand_inputs(args, log);
+    run_inputs(conn, expanded, started, opts, log)
+}
+
+/// Ingests inputs already listed (`ingest --watch` lists its folders itself); `started` is when the run began.
+pub fn run_inputs(
+    conn: &mut Db,
+    expanded: Expanded,
+    started: Instant,
+    opts: &Options,
+    log: &mut (dyn FnMut(String) + Send),
+) -> Summary {
     let mut summary = Summary::default();
     let Expanded {
         inputs,
         in_folder,
         failed,
         skipped,
-    } = expand_inputs(args, log);
+    } = expanded;
     summary.failed += failed;
     summary.skipped += skipped;
     // Every input counts as a file, so that indexed + skipped + failed = files.

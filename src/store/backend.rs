@@ -130,6 +130,13 @@ pub trait Backend: BucketLists {
     fn tsresols(&self, capture_id: i64) -> Result<Vec<u8>, QueryError>;
     /// Where the last TCP record of a capture ends (`file_offset + caplen`); `None` without TCP frames.
     fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError>;
+    /// (id, first frame time, last frame time) of every capture, oldest first (by first frame time, then id;
+    /// captures without frames first): the order retention forgets them in.
+    fn capture_spans(&self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>, QueryError>;
+    /// Bytes the database's rows take now: what `forget --keep-size` compares with its limit (SQLite: the
+    /// file's pages less the free ones; PostgreSQL: the database's size, which counts deleted rows until
+    /// autovacuum reuses their space).
+    fn database_size(&self) -> Result<u64, QueryError>;
     /// A capture already indexed from this exact path with the same size and mtime (the cheap skip).
     fn known_path(&self, src: &CaptureSource) -> Result<Option<(i64, String)>, StoreError>;
 
