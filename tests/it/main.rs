@@ -19,3 +19,4 @@ mod postgres;
 mod robustness;
 mod util;
 mod ux;
+mod watch;

@@ -73,13 +73,13 @@ fn client(url: &str) -> postgres::Client {
 }
 
 /// A fresh database of the test's own on the server; dropped when the test passes.
-struct PgDb {
+pub(crate) struct PgDb {
     name: String,
     url: String,
 }
 
 impl PgDb {
-    fn new(test: &str) -> PgDb {
+    pub(crate) fn new(test: &str) -> PgDb {
         let name = format!("tf_{test}_{}", std::process::id());
         assert!(name.len() < 64, "{name}: too long for a database name");
         let mut admin = client(&server());
@@ -94,7 +94,7 @@ impl PgDb {
     }
 
     /// The URL as util's helpers take a database: a `&Path`.
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         Path::new(&self.url)
     }
 
@@ -103,7 +103,7 @@ impl PgDb {
     }
 
     /// One integer from SQL over the database.
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).unwrap().get(0)
     }
 }
