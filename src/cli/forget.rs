@@ -58,21 +58,32 @@ pub fn run(db: &Path, args: &ForgetArgs) -> Result<u8, Error> {
             add(&mut names, id)?;
         }
     }
-    let mut size_note = None;
-    if let Some(limit) = args.keep_size {
-        let chosen: Vec<i64> = names.iter().map(|(i, _)| *i).collect();
-        let (more, used) = store::retention::over_size(&conn, limit, &chosen)?;
-        for id in more {
-            add(&mut names, id)?;
+    let ids: Vec<i64> = names.iter().map(|(i, _)| *i).collect();
+    let (done, size_note) = match args.keep_size {
+        Some(limit) => {
+            let used = conn.database_size()?;
+            let oldest: Vec<i64> = store::retention::oldest(&conn)?
+                .into_iter()
+                .filter(|id| !ids.contains(id))
+                .collect();
+            let all: Vec<(i64, String)> = conn.capture_ids(None)?;
+            let (done, more) = conn.forget_to_size(&ids, &oldest, limit)?;
+            for id in &oldest[..more] {
+                let name = all.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone());
+                names.push((*id, name.unwrap_or_default()));
+            }
+            (done, Some((limit, used)))
         }
-        size_note = Some((limit, used));
-    }
-    if names.is_empty() {
+        None if names.is_empty() => {
+            crate::msg::say("nothing to forget: no capture matches");
+            return Ok(0);
+        }
+        None => (store::forget(&conn, &ids)?, None),
+    };
+    if done.captures == 0 {
         crate::msg::say("nothing to forget: no capture matches");
         return Ok(0);
     }
-    let ids: Vec<i64> = names.iter().map(|(i, _)| *i).collect();
-    let done = store::forget(&conn, &ids)?;
     for (id, name) in &names {
         crate::msg::say(&format!("forgot capture {id} ({name})"));
     }

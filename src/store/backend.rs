@@ -244,6 +244,16 @@ pub trait Backend: BucketLists {
 
     /// Deletes the captures `ids` and all their rows in one transaction: all of them go, or none.
     fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError>;
+    /// As [`Backend::forget`], and then, in the same transaction, the captures of `oldest` in that order while
+    /// the rows take more than `limit` bytes (see [`Backend::database_size`]; PostgreSQL, which cannot measure
+    /// inside a transaction, estimates each capture's share from its rows). Returns what went and how many of
+    /// `oldest`.
+    fn forget_to_size(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(Forgotten, usize), StoreError>;
     /// Starts writing a capture read from `src`: its `captures` row, inside a new transaction.
     fn begin_capture<'c>(
         &'c self,

@@ -53,40 +53,13 @@ fn gone(db: &Db, dirs: &[PathBuf]) -> Result<Vec<i64>, QueryError> {
         .collect())
 }
 
-/// The oldest captures to forget, beyond `already` (selected for another reason), so that the database's rows
-/// fit in `limit` bytes; and the size in use now. Each capture's share of the size is estimated from its rows
-/// (frames, flows) and its embedded bytes, as the database cannot say which pages are whose.
-pub fn over_size(db: &Db, limit: u64, already: &[i64]) -> Result<(Vec<i64>, u64), QueryError> {
-    let used = db.database_size()?;
-    let infos = db.captures()?;
-    let weight = |id: i64| -> f64 {
-        infos.iter().find(|c| c.id == id).map_or(0.0, |c| {
-            let embedded = if c.embedded {
-                c.size.max(0) as f64
-            } else {
-                0.0
-            };
-            // A frame row is about a third of a flow row (see the schema's columns); embedded bytes count once.
-            c.frames.max(0) as f64 * 40.0 + c.flows.max(0) as f64 * 120.0 + embedded
-        })
-    };
-    let total: f64 = infos.iter().map(|c| weight(c.id)).sum();
-    if total <= 0.0 {
-        return Ok((Vec::new(), used));
-    }
-    let mut left: f64 = total - already.iter().map(|&id| weight(id)).sum::<f64>();
-    let mut out = Vec::new();
-    for (id, _, _) in db.capture_spans()? {
-        if (used as f64) * (left / total) <= limit as f64 {
-            break;
-        }
-        if already.contains(&id) {
-            continue;
-        }
-        left -= weight(id);
-        out.push(id);
-    }
-    Ok((out, used))
+/// Every capture, oldest first (by first frame time, then id): the order `--keep-size` forgets them in.
+pub fn oldest(db: &Db) -> Result<Vec<i64>, QueryError> {
+    Ok(db
+        .capture_spans()?
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect())
 }
 
 /// Parses a size: `500M`, `10G`, `1.5GiB`, `2048` (bytes); K, M, G and T are powers of 1024.

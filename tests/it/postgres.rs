@@ -74,7 +74,7 @@ fn client(url: &str) -> postgres::Client {
 
 /// A fresh database of the test's own on the server; dropped when the test passes.
 pub(crate) struct PgDb {
-    name: String,
+    pub(crate) name: String,
     url: String,
 }
 

@@ -423,3 +423,465 @@ fn watch_survives_sigkill_at_random_moments() {
     let plain: Vec<&Path> = src.iter().map(|p| p.as_path()).collect();
     assert_same(&db, &oracle(tmp.path(), &plain), &log);
 }
+
+/// The time of a capture's first or last frame as `captures` prints it (RFC 3339, which sorts as text).
+fn times(db: &Path) -> Vec<(String, String, String)> {
+    json(db, &["captures", "--format", "json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["first_time"].as_str().unwrap().to_string(),
+                c["last_time"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn names(db: &Path) -> Vec<String> {
+    times(db).into_iter().map(|t| t.0).collect()
+}
+
+/// The bytes a SQLite database's rows take: its pages less the free ones.
+fn used_bytes(db: &Path) -> i64 {
+    count(db, "PRAGMA page_count") * count(db, "PRAGMA page_size")
+        - count(db, "PRAGMA freelist_count") * count(db, "PRAGMA page_size")
+}
+
+/// forget --before, --missing and --keep-size, each one transaction saying what it removed, checked against
+/// what `captures` lists (brute force over its times and the files on disk); on SQLite, or on PostgreSQL
+/// when `pg` is given.
+fn retention_on(db: &Path, files: &[PathBuf], sqlite: bool) {
+    let all: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let r = ingest(db, &["-q"], &all);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let before = times(db);
+    // --before the first frame of the fourth capture: the first three end before it.
+    let t = before[3].1.clone();
+    let expect: Vec<String> = before
+        .iter()
+        .filter(|c| c.2 < t)
+        .map(|c| c.0.clone())
+        .collect();
+    assert_eq!(expect.len(), 3, "{before:?}");
+    let r = run(db, &["forget", "--before", &t]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for n in &expect {
+        assert!(r.stderr.contains(&format!("({n})")), "{}", r.stderr);
+    }
+    assert!(r.stderr.contains("3 captures removed"), "{}", r.stderr);
+    let left = names(db);
+    assert!(expect.iter().all(|n| !left.contains(n)), "{left:?}");
+    assert_eq!(left.len(), before.len() - 3);
+    // Nothing left before that time: a cron job's second run removes nothing, and says so.
+    let r = run(db, &["forget", "--before", &t]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to forget"), "{}", r.stderr);
+    // --missing: one file deleted goes; one compressed, whose .gz was indexed too (a second path), stays.
+    let gone = &files[4];
+    let zipped = &files[5];
+    std::fs::remove_file(gone).unwrap();
+    tool("gzip", &[zipped.to_str().unwrap()]);
+    let gz = PathBuf::from(format!("{}.gz", zipped.display()));
+    let r = ingest(db, &["-q"], &[&gz]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(db, &["forget", "--missing"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let gone_name = gone.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        r.stderr.contains(&format!("({gone_name})")) && r.stderr.contains("1 capture removed"),
+        "{}",
+        r.stderr
+    );
+    let left = names(db);
+    assert!(!left.contains(&gone_name), "{left:?}");
+    assert!(
+        left.contains(&zipped.file_name().unwrap().to_string_lossy().into_owned()),
+        "{left:?}"
+    );
+    // --keep-size: the oldest go until the rows fit.
+    let order = names(db);
+    if sqlite {
+        let used = used_bytes(db);
+        let limit = used / 2;
+        let r = run(db, &["forget", "--keep-size", &limit.to_string()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("--keep-size"), "{}", r.stderr);
+        assert!(
+            used_bytes(db) <= limit,
+            "{} > {limit}: {}",
+            used_bytes(db),
+            r.stderr
+        );
+        let kept = names(db);
+        assert!(!kept.is_empty() && kept.len() < order.len(), "{kept:?}");
+        // The oldest went: what is left is the newest, in order.
+        assert_eq!(kept, order[order.len() - kept.len()..].to_vec());
+    } else {
+        // PostgreSQL's size counts deleted rows until autovacuum: a limit above it removes nothing, one byte
+        // removes everything.
+        let r = run(db, &["forget", "--keep-size", "1T"]);
+        assert!(r.stderr.contains("nothing to forget"), "{}", r.stderr);
+        let r = run(db, &["forget", "--keep-size", "1"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(names(db).is_empty(), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn forget_before_missing_and_keep_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = editcap_split(&tmp.path().join("src"), 6000, T0, 3000);
+    assert!(files.len() >= 8, "{files:?}");
+    retention_on(&tmp.path().join("r.db"), &files, true);
+    let r = run(&tmp.path().join("r.db"), &["forget", "--keep-size", "10X"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a size"), "{}", r.stderr);
+}
+
+#[test]
+fn pg_forget_before_missing_and_keep_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = editcap_split(&tmp.path().join("src"), 6000, T0, 3000);
+    let pg = PgDb::new("forget_retention");
+    retention_on(pg.path(), &files, false);
+}
+
+/// --forget-missing with a ring that deletes the oldest file (dumpcap -b files:3), then slots rewritten in
+/// place (tcpdump -W 2: truncated and written again): the database follows the folder, and equals one plain
+/// ingest of what the folder holds at the end.
+#[test]
+fn watch_forget_missing_follows_a_ring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = editcap_split(&tmp.path().join("src"), 6000, T0, 2500);
+    assert!(src.len() >= 10, "{}", src.len());
+    let dir = tmp.path().join("watched");
+    std::fs::create_dir(&dir).unwrap();
+    let db = tmp.path().join("w.db");
+    let w = Watcher::start(&db, &["--forget-missing"], &[&dir], &tmp.path().join("log"));
+    let in_db = |p: &Path| {
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM capture_paths p JOIN captures c ON c.id = p.capture_id
+                     WHERE p.path = ?1 AND p.size = ?2",
+                    rusqlite::params![
+                        p.to_str().unwrap(),
+                        std::fs::metadata(p).unwrap().len() as i64
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+            > 0
+    };
+    let (ring, slots) = src.split_at(6);
+    for (k, f) in ring.iter().enumerate() {
+        let to = dir.join(format!("ring_{k:05}.pcap"));
+        std::fs::copy(f, &to).unwrap();
+        wait_for(&w, Duration::from_secs(20), "the ring file", || in_db(&to));
+        if k >= 3 {
+            std::fs::remove_file(dir.join(format!("ring_{:05}.pcap", k - 3))).unwrap();
+        }
+    }
+    wait_for(&w, Duration::from_secs(20), "the oldest forgotten", || {
+        captures_count(&db) == 3
+    });
+    for (k, f) in slots.iter().enumerate() {
+        let to = dir.join(format!("slot{}", k % 2));
+        write_slowly(
+            &to,
+            &std::fs::read(f).unwrap(),
+            4,
+            Duration::from_millis(50),
+        );
+        wait_for(&w, Duration::from_secs(20), "the slot file", || in_db(&to));
+    }
+    wait_for(
+        &w,
+        Duration::from_secs(20),
+        "the ring's captures forgotten",
+        || captures_count(&db) == 5,
+    );
+    let (code, log) = w.signal(libc::SIGTERM);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(log.matches("its files are gone").count(), 3, "{log}");
+    assert_eq!(
+        log.matches("replaced capture").count(),
+        slots.len() - 2,
+        "{log}"
+    );
+    let now: Vec<PathBuf> = files_in(&dir);
+    let plain: Vec<&Path> = now.iter().map(|p| p.as_path()).collect();
+    let o = oracle(tmp.path(), &plain);
+    assert_eq!(sorted_snapshot(&db), sorted_snapshot(&o), "{log}");
+}
+
+/// --partial: the capture still being written is searchable before it is complete, each index replacing the
+/// last; once complete, the database equals a plain ingest of the file.
+#[test]
+fn watch_partial_indexes_the_growing_capture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pcap_conversations(3000, T0);
+    let dir = tmp.path().join("watched");
+    std::fs::create_dir(&dir).unwrap();
+    let db = tmp.path().join("w.db");
+    let w = Watcher::start(
+        &db,
+        &["--partial", "--interval", "300ms"],
+        &[&dir],
+        &tmp.path().join("log"),
+    );
+    let to = dir.join("growing.pcap");
+    let writer = {
+        let (to, data) = (to.clone(), data.clone());
+        // 30 writes 100 ms apart: never unchanged for the settle time until it is closed.
+        std::thread::spawn(move || write_slowly(&to, &data, 30, Duration::from_millis(100)))
+    };
+    let frames = |db: &Path| {
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row("SELECT coalesce(sum(frames), 0) FROM captures", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap_or(0i64)
+    };
+    let mut seen_partial = Vec::new();
+    while !writer.is_finished() {
+        let n = frames(&db);
+        if n > 0 && seen_partial.last() != Some(&n) {
+            seen_partial.push(n);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.join().unwrap();
+    let plain = tmp.path().join("plain.pcap");
+    std::fs::write(&plain, &data).unwrap();
+    let o = oracle(tmp.path(), &[&plain]);
+    let total = count(&o, "SELECT frames FROM captures");
+    assert!(
+        seen_partial.len() >= 2 && seen_partial.iter().all(|&n| n < total),
+        "growing indexes seen: {seen_partial:?} of {total} frames\n{}",
+        w.log()
+    );
+    wait_for(&w, Duration::from_secs(20), "the complete capture", || {
+        frames(&db) == total
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, log) = w.signal(libc::SIGTERM);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(captures_count(&db), 1, "{log}");
+    // The names differ (growing.pcap, plain.pcap): compare the flows and frames, not the captures' names.
+    let strip = |v: Value| -> Vec<Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.as_object_mut().unwrap().remove("capture");
+                r
+            })
+            .collect()
+    };
+    let (wq, wf, _) = snapshot(&db);
+    let (pq, pf, _) = snapshot(&o);
+    assert!(strip(wq) == strip(pq), "the index tuples differ\n{log}");
+    assert!(strip(wf) == strip(pf), "the flows differ\n{log}");
+}
+
+/// Three sensors, each a watcher of its own folder, into one PostgreSQL database at once, their files arriving
+/// interleaved: the database holds what one plain ingest of all the files gives.
+#[test]
+fn pg_three_watchers_into_one_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = PgDb::new("watch_three");
+    let plain_pg = PgDb::new("watch_three_plain");
+    let sensors: Vec<(PathBuf, Vec<PathBuf>)> = (0..3)
+        .map(|s| {
+            let src = tmp.path().join(format!("src{s}"));
+            // Each sensor its own hour of traffic.
+            let files = editcap_split(&src, 2000, T0 + s as i64 * 3_600_000_000_000, 1500);
+            let dir = tmp.path().join(format!("sensor{s}"));
+            std::fs::create_dir(&dir).unwrap();
+            (dir, files)
+        })
+        .collect();
+    let watchers: Vec<Watcher> = sensors
+        .iter()
+        .enumerate()
+        .map(|(s, (dir, _))| {
+            Watcher::start(pg.path(), &[], &[dir], &tmp.path().join(format!("log{s}")))
+        })
+        .collect();
+    let total: usize = sensors.iter().map(|s| s.1.len()).sum();
+    let feeders: Vec<_> = sensors
+        .iter()
+        .map(|(dir, files)| {
+            let (dir, files) = (dir.clone(), files.clone());
+            std::thread::spawn(move || {
+                for f in files {
+                    std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+                    std::thread::sleep(Duration::from_millis(150));
+                }
+            })
+        })
+        .collect();
+    for f in feeders {
+        f.join().unwrap();
+    }
+    wait_for(
+        &watchers[0],
+        Duration::from_secs(60),
+        "every sensor's files",
+        || pg.count("SELECT count(*) FROM captures") == total as i64,
+    );
+    let mut logs = String::new();
+    for w in watchers {
+        let (code, log) = w.signal(libc::SIGTERM);
+        assert_eq!(code, 0, "{log}");
+        logs.push_str(&log);
+    }
+    let all: Vec<&Path> = sensors
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.as_path()))
+        .collect();
+    let r = ingest(plain_pg.path(), &["-q"], &all);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        sorted_snapshot(pg.path()),
+        sorted_snapshot(plain_pg.path()),
+        "{logs}"
+    );
+}
+
+/// The database refuses writes for a while (read-only, its connections cut): the watcher says so, retries
+/// with backoff instead of ending, and indexes the file once the database is back.
+#[test]
+fn pg_watch_retries_database_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = editcap_split(&tmp.path().join("src"), 600, T0, 2000);
+    let pg = PgDb::new("watch_retry");
+    let dir = tmp.path().join("watched");
+    std::fs::create_dir(&dir).unwrap();
+    let w = Watcher::start(pg.path(), &["-v"], &[&dir], &tmp.path().join("log"));
+    // The start line comes once the database is open (and its schema made).
+    wait_for(&w, Duration::from_secs(20), "the start line", || {
+        w.log().contains("watching 1 folder")
+    });
+    std::fs::copy(&files[0], dir.join(files[0].file_name().unwrap())).unwrap();
+    wait_for(&w, Duration::from_secs(20), "the first file", || {
+        pg.count("SELECT count(*) FROM captures") == 1
+    });
+    let db_name = pg.name.clone();
+    let mut admin = postgres::Client::connect(
+        &std::env::var("TRACEFLOW_TEST_PG").unwrap(),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let cut = |admin: &mut postgres::Client| {
+        admin
+            .batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}'"
+            ))
+            .unwrap()
+    };
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db_name} SET default_transaction_read_only = on"
+        ))
+        .unwrap();
+    cut(&mut admin);
+    for f in &files[1..] {
+        std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    wait_for(&w, Duration::from_secs(20), "the error retried", || {
+        w.log().contains("retrying in")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pg.count("SELECT count(*) FROM captures"), 1);
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db_name} SET default_transaction_read_only = off"
+        ))
+        .unwrap();
+    cut(&mut admin);
+    wait_for(
+        &w,
+        Duration::from_secs(40),
+        "every file after the outage",
+        || pg.count("SELECT count(*) FROM captures") == files.len() as i64,
+    );
+    let (code, log) = w.signal(libc::SIGTERM);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("error: database"), "{log}");
+    assert!(
+        log.contains("database error"),
+        "the total counts the errors: {log}"
+    );
+    let plain: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    assert_same(pg.path(), &oracle(tmp.path(), &plain), &log);
+}
+
+/// The watcher's resident memory in KiB (VmRSS).
+fn rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A day of rotation in seconds: 288 five-minute files renamed into place, a ring of 8 deleting the oldest,
+/// with --forget-missing. The watcher's memory after the day is what it was after its first quarter (give
+/// or take allocator noise), and the database holds the ring's files.
+#[test]
+fn watch_memory_stays_flat_over_a_simulated_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("watched");
+    std::fs::create_dir(&dir).unwrap();
+    let db = tmp.path().join("w.db");
+    let w = Watcher::start(&db, &["--forget-missing"], &[&dir], &tmp.path().join("log"));
+    let mut at_quarter = 0;
+    for k in 0..288i64 {
+        let name = format!("sensor-{k:04}.pcap");
+        let hidden = dir.join(format!(".{name}"));
+        std::fs::write(&hidden, pcap_conversations(40, T0 + k * 300_000_000_000)).unwrap();
+        std::fs::rename(&hidden, dir.join(&name)).unwrap();
+        if k >= 8 {
+            std::fs::remove_file(dir.join(format!("sensor-{:04}.pcap", k - 8))).unwrap();
+        }
+        let want = k.min(7) + 1;
+        let path = dir.join(&name).to_string_lossy().into_owned();
+        wait_for(&w, Duration::from_secs(20), "the file", || {
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT count(*) FROM capture_paths WHERE path = ?1",
+                        [&path],
+                        |r| r.get::<_, i64>(0),
+                    )
+                })
+                .is_ok_and(|n| n == 1)
+                && captures_count(&db) <= want + 1
+        });
+        if k == 72 {
+            at_quarter = rss_kib(w.pid());
+        }
+    }
+    wait_for(&w, Duration::from_secs(20), "the ring", || {
+        captures_count(&db) == 8
+    });
+    let at_end = rss_kib(w.pid());
+    let (code, log) = w.signal(libc::SIGTERM);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        at_end <= at_quarter + 4096,
+        "RSS grew from {at_quarter} KiB (a quarter of the day) to {at_end} KiB"
+    );
+    let now = files_in(&dir);
+    let plain: Vec<&Path> = now.iter().map(|p| p.as_path()).collect();
+    assert_same(&db, &oracle(tmp.path(), &plain), &log);
+}

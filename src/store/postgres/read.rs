@@ -213,7 +213,16 @@ impl Backend for Pg {
     }
 
     fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError> {
-        Pg::forget(self, ids)
+        Ok(Pg::forget(self, ids, &[], u64::MAX)?.0)
+    }
+
+    fn forget_to_size(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(Forgotten, usize), StoreError> {
+        Pg::forget(self, ids, oldest, limit)
     }
 
     fn begin_capture<'c>(

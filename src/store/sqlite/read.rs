@@ -550,7 +550,16 @@ impl Backend for Sqlite {
     }
 
     fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError> {
-        super::write::forget(self, ids)
+        Ok(super::write::forget(self, ids, &[], u64::MAX)?.0)
+    }
+
+    fn forget_to_size(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(Forgotten, usize), StoreError> {
+        super::write::forget(self, ids, oldest, limit)
     }
 
     fn begin_capture<'c>(
