@@ -132,7 +132,7 @@ pub trait Backend: BucketLists {
     fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError>;
     /// (id, first frame time, last frame time) of every capture, oldest first (by first frame time, then id;
     /// captures without frames first): the order retention forgets them in.
-    fn capture_spans(&self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>, QueryError>;
+    fn capture_spans(&self) -> Result<Vec<crate::store::types::CaptureSpan>, QueryError>;
     /// Bytes the database's rows take now: what `forget --keep-size` compares with its limit (SQLite: the
     /// file's pages less the free ones; PostgreSQL: the database's size, which counts deleted rows until
     /// autovacuum reuses their space).

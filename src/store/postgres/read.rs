@@ -156,7 +156,7 @@ impl Backend for Pg {
         }
     }
 
-    fn capture_spans(&self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>, QueryError> {
+    fn capture_spans(&self) -> Result<Vec<crate::store::types::CaptureSpan>, QueryError> {
         let rows = self.rows(
             "SELECT id, first_ns, last_ns FROM captures ORDER BY coalesce(first_ns, 0), id",
             &[],

@@ -312,7 +312,7 @@ impl Backend for Sqlite {
             .optional()?)
     }
 
-    fn capture_spans(&self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>, QueryError> {
+    fn capture_spans(&self) -> Result<Vec<crate::store::types::CaptureSpan>, QueryError> {
         Ok(self
             .prepare(
                 "SELECT id, first_ns, last_ns FROM captures ORDER BY coalesce(first_ns, 0), id",
