@@ -323,13 +323,31 @@ pub fn run(
         first_scan = false;
         // Complete files not indexed as they are now, in the order of the scan (folders as given, names sorted).
         let mut pending = false;
+        let mut due = tick;
+        let wall_ns = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let settle_ns = w.settle.as_nanos() as i64;
         let mut todo: Vec<(PathBuf, bool)> = Vec::new();
         for p in &found {
             let Some(t) = files.get(p) else { continue };
             if t.done == Some(t.stat) {
                 continue;
             }
-            let complete = t.closed || t.old_at_start || now.duration_since(t.since) >= w.settle;
+            // Unchanged for --settle: counted from the mtime (so a file is due at mtime + settle, not a tick
+            // later), once a scan before this one saw the same stat; else from when this watcher first saw it
+            // (a file system whose clock is ahead of ours).
+            let age = t
+                .stat
+                .1
+                .map(|m| wall_ns.saturating_sub(m))
+                .filter(|_| t.since < now)
+                .unwrap_or(0)
+                .max(now.duration_since(t.since).as_nanos() as i64);
+            let complete = t.closed || t.old_at_start || age >= settle_ns;
+            if !complete {
+                due = due.min(Duration::from_nanos((settle_ns - age).max(0) as u64));
+            }
             if complete {
                 todo.push((p.clone(), false));
             } else {
@@ -414,12 +432,12 @@ pub fn run(
         }
         match &events {
             Some(ev) => {
-                ev.drain(tick, &mut closed);
+                ev.drain(due.max(Duration::from_millis(5)), &mut closed);
                 // A burst of write events must not turn into a rescan per write.
                 std::thread::sleep(Duration::from_millis(20));
                 ev.drain(Duration::ZERO, &mut closed);
             }
-            None => nap(tick, &w.stop),
+            None => nap(due.max(Duration::from_millis(5)), &w.stop),
         }
     }
     Ok(total)

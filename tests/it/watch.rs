@@ -234,6 +234,28 @@ fn write_slowly(to: &Path, data: &[u8], chunks: usize, pause: Duration) {
     }
 }
 
+/// Whether the file at `p` is in the SQLite database as it is now (its path, size and mtime).
+fn indexed_as_now(db: &Path, p: &Path) -> bool {
+    let Ok(m) = std::fs::metadata(p) else {
+        return false;
+    };
+    let mtime = m
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM capture_paths WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3",
+                rusqlite::params![p.to_str().unwrap(), m.len() as i64, mtime],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|n| n == 1)
+}
+
 /// Captures in a SQLite database; 0 before the watcher has made it.
 fn captures_count(db: &Path) -> i64 {
     rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -561,22 +583,7 @@ fn watch_forget_missing_follows_a_ring() {
     std::fs::create_dir(&dir).unwrap();
     let db = tmp.path().join("w.db");
     let w = Watcher::start(&db, &["--forget-missing"], &[&dir], &tmp.path().join("log"));
-    let in_db = |p: &Path| {
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT count(*) FROM capture_paths p JOIN captures c ON c.id = p.capture_id
-                     WHERE p.path = ?1 AND p.size = ?2",
-                    rusqlite::params![
-                        p.to_str().unwrap(),
-                        std::fs::metadata(p).unwrap().len() as i64
-                    ],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .unwrap_or(0)
-            > 0
-    };
+    let in_db = |p: &Path| indexed_as_now(&db, p);
     let (ring, slots) = src.split_at(6);
     for (k, f) in ring.iter().enumerate() {
         let to = dir.join(format!("ring_{k:05}.pcap"));
@@ -883,5 +890,60 @@ fn watch_memory_stays_flat_over_a_simulated_day() {
     );
     let now = files_in(&dir);
     let plain: Vec<&Path> = now.iter().map(|p| p.as_path()).collect();
+    assert_same(&db, &oracle(tmp.path(), &plain), &log);
+}
+
+/// A real ring buffer: dumpcap reads a capture from a pipe at a controlled pace and writes a ring of three files
+/// (`-b filesize:1000 -b files:3`: each new file deletes the oldest) straight into the watched folder, with
+/// --forget-missing. Once dumpcap is done, the database equals one plain ingest of the three files left.
+#[test]
+fn watch_follows_a_dumpcap_ring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("watched");
+    std::fs::create_dir(&dir).unwrap();
+    let db = tmp.path().join("w.db");
+    let w = Watcher::start(&db, &["--forget-missing"], &[&dir], &tmp.path().join("log"));
+    wait_for(&w, Duration::from_secs(20), "the start line", || {
+        w.log().contains("watching 1 folder")
+    });
+    let data = pcap_conversations(12000, T0);
+    let mut dumpcap = Command::new("dumpcap")
+        .args([
+            "-q",
+            "-i",
+            "-",
+            "-b",
+            "filesize:1000",
+            "-b",
+            "files:3",
+            "-w",
+        ])
+        .arg(dir.join("ring.pcapng"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dumpcap (scripts/test.sh installs tshark, which brings it)");
+    {
+        let mut pipe = dumpcap.stdin.take().unwrap();
+        for part in data.chunks(128 << 10) {
+            pipe.write_all(part).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    }
+    assert!(dumpcap.wait().unwrap().success());
+    let left = files_in(&dir);
+    assert_eq!(left.len(), 3, "{left:?}");
+    let in_db = |p: &Path| indexed_as_now(&db, p);
+    wait_for(
+        &w,
+        Duration::from_secs(30),
+        "the ring's files, and only them",
+        || left.iter().all(|p| in_db(p)) && captures_count(&db) == 3,
+    );
+    let (code, log) = w.signal(libc::SIGTERM);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("its files are gone"), "{log}");
+    let plain: Vec<&Path> = left.iter().map(|p| p.as_path()).collect();
     assert_same(&db, &oracle(tmp.path(), &plain), &log);
 }
