@@ -16,6 +16,16 @@ if ! command -v tshark >/dev/null 2>&1 || ! command -v capinfos >/dev/null 2>&1;
     exit 1
   fi
 fi
+# tcpdump writes the rotations that tests/it/watch.rs replays (editcap and dumpcap come with tshark).
+if ! command -v tcpdump >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null; }
+  else
+    echo "test.sh: tcpdump is missing; install the Debian package 'tcpdump'" >&2
+    exit 1
+  fi
+fi
 command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../shared/conformance/check.py" >&2; exit 1; }
 # The Community ID oracle (tests/it/connections.rs): Corelight's reference implementation, from PyPI.
 python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communityid || {
