@@ -1,31 +1,32 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs the test oracles it needs first (tshark/capinfos read dumps back).
+# Runs the whole test suite. Installs the test oracles it needs first (tshark/capinfos read dumps back; sqlite3
+# runs the docs' SQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/need-cargo.sh
-if ! command -v tshark >/dev/null 2>&1 || ! command -v capinfos >/dev/null 2>&1; then
+# need PACKAGE WHAT CMD...: installs the Debian package PACKAGE (as root, with apt-get) when one of the commands
+# is missing, or says what to install.
+need() {
+  local pkg=$1 what=$2 c; shift 2
+  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || break; c=; done
+  [ -z "${c:-}" ] && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: tshark/capinfos are missing, and this script installs them with apt-get, which is not here;" \
-         "install Wireshark's command-line tools (tshark, capinfos) with your package manager" >&2
+    echo "test.sh: $* missing, and this script installs it with apt-get, which is not here;" \
+         "install $what with your package manager" >&2
     exit 1
   elif [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq tshark >/dev/null
+    apt-get update -qq && apt-get install -y -qq "$pkg" >/dev/null
   else
-    echo "test.sh: tshark/capinfos are missing; install the Debian package 'tshark' (sudo apt-get install tshark)" >&2
+    echo "test.sh: $* missing; install the Debian package '$pkg' (sudo apt-get install $pkg)" >&2
     exit 1
   fi
-fi
+}
+need tshark "Wireshark's command-line tools (tshark, capinfos)" tshark capinfos
+# The docs' SQL examples run on the system sqlite3 (tests/it/docs.rs): Debian 12's is SQLite 3.40.
+need sqlite3 "the SQLite command-line shell (sqlite3)" sqlite3
 # tcpdump writes the rotations that tests/it/watch.rs replays (editcap and dumpcap come with tshark).
-if ! command -v tcpdump >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null ||
-      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null; }
-  else
-    echo "test.sh: tcpdump is missing; install the Debian package 'tcpdump'" >&2
-    exit 1
-  fi
-fi
+need tcpdump "tcpdump" tcpdump
 command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../shared/conformance/check.py" >&2; exit 1; }
 # The Community ID oracle (tests/it/connections.rs): Corelight's reference implementation, from PyPI.
 python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communityid || {

@@ -13,13 +13,14 @@ use std::path::Path;
 mod compress;
 mod pcap;
 mod pcapng;
-mod timestamp;
 
 pub use compress::{compression_of, decompressor, GZIP_MAGIC, ZSTD_MAGIC};
 use compress::{PlainTap, SharedTap, Tap};
 pub use pcapng::ticks_to_ts;
-pub(crate) use timestamp::digits;
-pub use timestamp::{put_digits, tsresol_digits, Timestamp};
+// Frames carry a `Timestamp`; it lives in the bottom layer, since every stage after this one reads it.
+pub use crate::key::timestamp::{
+    duration_text, put_digits, tsresol_digits, write_duration, Timestamp,
+};
 
 /// The first block type of every pcapng file (section header block), also its magic.
 pub(crate) const PCAPNG_SHB: u32 = 0x0A0D_0D0A;

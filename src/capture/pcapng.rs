@@ -176,8 +176,7 @@ impl CaptureReader {
             return Err(format!("packet refers to missing interface {if_id}"));
         };
         let ticks = (u64::from(self.u32_at(b, 12)) << 32) | u64::from(self.u32_at(b, 16));
-        let mut ts = ticks_to_ts(ticks, ifc.tsresol);
-        ts.sec = ts.sec.saturating_add(ifc.tsoffset);
+        let ts = ticks_to_ts_offset(ticks, ifc.tsresol, ifc.tsoffset);
         Ok(PacketBlock {
             caplen,
             origlen: self.u32_at(b, 24),
@@ -244,14 +243,22 @@ struct PacketBlock {
 /// A power-of-two resolution (rare) is converted to ns, rounding down: its exact decimal can need more digits
 /// than the label's f64 can tell apart anyway.
 pub fn ticks_to_ts(ticks: u64, tsresol: u8) -> Timestamp {
-    if tsresol & 0x80 != 0 {
+    ticks_to_ts_offset(ticks, tsresol, 0)
+}
+
+/// [`ticks_to_ts`] plus the interface's `if_tsoffset` seconds, exactly as PyPCAPKit's
+/// `Decimal(ticks) / resolution + offset`: ticks of whole seconds from 2^63 on, or an offset that takes the sum
+/// past an `i64`, stay the time they are (they were wrapped to negative times, and their labels with them).
+pub fn ticks_to_ts_offset(ticks: u64, tsresol: u8, tsoffset: i64) -> Timestamp {
+    let (secs, frac, digits) = if tsresol & 0x80 != 0 {
         let n = u32::from((tsresol & 0x7f).min(63));
-        let sec = ticks >> n;
         let rem = ticks & ((1u64 << n) - 1);
         let ns = ((u128::from(rem) * 1_000_000_000) >> n) as u64;
-        return Timestamp::new(sec as i64, ns, 9);
-    }
-    let digits = tsresol.min(19);
-    let unit = 10u64.pow(u32::from(digits));
-    Timestamp::new((ticks / unit) as i64, ticks % unit, digits)
+        (ticks >> n, ns, 9)
+    } else {
+        let digits = tsresol.min(19);
+        let unit = 10u64.pow(u32::from(digits));
+        (ticks / unit, ticks % unit, digits)
+    };
+    Timestamp::from_secs(i128::from(secs) + i128::from(tsoffset), frac, digits)
 }

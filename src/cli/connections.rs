@@ -1,7 +1,7 @@
 //! `traceflow connections FILTER`: TCP connections, both directions together (tshark's `tcp.stream`), with
 //! their Community ID and Zeek's conn_state and history, found with the filter language of `flows`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::output::{print_count, print_listing, RowFormat};
 use super::Error;
@@ -16,6 +16,10 @@ pub struct ConnectionsArgs {
     /// The filter, as for `traceflow flows`: a connection matches when either of its directions does.
     #[arg(default_value = "")]
     pub filter: String,
+    /// Read the filter from FILE instead (`-` for stdin), as tcpdump's -F: for a filter too long for one
+    /// argument (the system takes 128 KiB), such as a blocklist of thousands of hosts.
+    #[arg(short = 'F', long, value_name = "FILE", conflicts_with = "filter")]
+    pub filter_file: Option<PathBuf>,
     /// Output format [default: table on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<RowFormat>,
@@ -46,7 +50,8 @@ Examples:
 
 /// Prints the connections of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
-    let expr = filter::parse(&args.filter, super::flows::now_ns()).map_err(Error::Filter)?;
+    let text = super::flows::filter_text(&args.filter, args.filter_file.as_deref())?;
+    let expr = filter::parse(&text, super::flows::now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
     // Connections are built at their first use where the ingest did not build them.
     let target = store::Target::of(db);

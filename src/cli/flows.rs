@@ -14,11 +14,15 @@ use crate::store::{self};
 
 /// `traceflow flows` arguments.
 #[derive(clap::Args, Debug)]
-#[command(after_help = FILTER_HELP)]
+#[command(after_help = crate::filter::terms::help())]
 pub struct FlowsArgs {
     /// The filter (see below); none means every flow. Quote it as one shell word.
     #[arg(default_value = "")]
     pub filter: String,
+    /// Read the filter from FILE instead (`-` for stdin), as tcpdump's -F: for a filter too long for one
+    /// argument (the system takes 128 KiB), such as a blocklist of thousands of hosts.
+    #[arg(short = 'F', long, value_name = "FILE", conflicts_with = "filter")]
+    pub filter_file: Option<PathBuf>,
     /// Output format [default: table on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<RowFormat>,
@@ -50,32 +54,26 @@ pub struct FlowsArgs {
     pub source_root: Option<PathBuf>,
 }
 
-const FILTER_HELP: &str = "\
-Filter language (tcpdump/Stenographer-like; a flow is one direction of a TCP connection):
-  host A | src host A | dst host A       IPv4 or IPv6 address; host matches either end
-  net CIDR | src net CIDR | dst net CIDR 10.0.0.0/8, 2001:db8::/32
-  port N | src port N | dst port N       also portrange N-M (with src/dst too)
-  after T | before T                     the flow overlaps the window; T is RFC 3339
-                                         (2024-03-01T10:00:00Z; no zone means UTC), a date (2024-03-01),
-                                         epoch seconds (1700000000.5) or relative (3h ago, 15m ago)
-  capture NAME|ID | label LABEL
-  community-id 1:BASE64                  Community ID v1 (both directions of a connection share it)
-  syn | fin | rst                        the flow has a frame with that flag
-  open | closed                          closed: a FIN closed it
-  packets|bytes|payload OP N             OP is > >= < <= = !=
-  duration OP D                          D: 10s, 1.5s, 250ms, 2m, 1h
-  and | or | not | ( )                   also && || !; not binds tightest, then and, then or
-Examples:
-  traceflow flows 'host 10.0.0.5 and port 443 and after 2024-03-01T10:00 and before 2024-03-01T10:05'
-  traceflow flows 'net 2001:db8::/32 and not port 22' --format csv
-  traceflow flows 'dst port 445 and syn and not fin' --sort bytes --limit 20
-  traceflow flows 'capture big.pcap and rst' --count
-  traceflow flows 'host 10.0.0.5' --group-by dst
-  traceflow flows 'host 10.0.0.5 and port 443' --pcap out.pcap";
+/// The filter's text: the argument, or what `-F FILE` holds (`-` for stdin).
+pub(super) fn filter_text(arg: &str, file: Option<&Path>) -> Result<String, Error> {
+    let Some(f) = file else {
+        return Ok(arg.to_string());
+    };
+    let read = if f == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(f)
+    };
+    read.map_err(|source| Error::Io {
+        what: format!("reading the filter file {}", f.display()),
+        source,
+    })
+}
 
 /// Prints the flows of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
-    let expr = filter::parse(&args.filter, now_ns()).map_err(Error::Filter)?;
+    let text = filter_text(&args.filter, args.filter_file.as_deref())?;
+    let expr = filter::parse(&text, now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
     let db = store::Db::open_read(&store::Target::of(db))?;
     let conn = &db;
@@ -163,7 +161,14 @@ fn merge(
     let mut file = if to_stdout {
         None
     } else {
-        Some(OutputFile::create(dest)?)
+        Some(OutputFile::create_for(
+            dest,
+            if format == DumpFormat::Pcap {
+                "--pcap"
+            } else {
+                "--pcapng"
+            },
+        )?)
     };
     let stdout = std::io::stdout();
     let sink: Box<dyn Write + '_> = match file.as_mut() {

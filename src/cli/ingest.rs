@@ -14,7 +14,7 @@ pub struct IngestArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Captures read at once [default: 1: the single SQLite writer is the bottleneck, and a second reader only
-    /// competes with it for a core; see the README's figures].
+    /// competes with it for a core; see BENCHMARKS.md].
     #[arg(long, short, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Name to record for the capture read from `-` (standard input) [default: stdin].
@@ -81,9 +81,7 @@ pub struct IngestArgs {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::filter::parse_duration(s)
         .map(|ns| std::time::Duration::from_nanos(ns as u64))
-        .ok_or_else(|| {
-            format!("'{s}' is not a duration: write 5s, 500ms, 2m or a number of seconds")
-        })
+        .map_err(|_| format!("'{s}' is not a duration: write 5s, 500ms, 2m or a number of seconds"))
 }
 
 /// Ingests into the database at `db`; the status is 0, or 1 when some input failed or was truncated.
@@ -187,7 +185,7 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
 }
 
 /// Captures read at once by default. Measured on 2 cores, 4 different captures, interleaved runs: `--jobs 1` was
-/// faster than `--jobs 2` (README, "Performance"): the one SQLite writer is the bottleneck.
+/// faster than `--jobs 2` (BENCHMARKS.md): the one SQLite writer is the bottleneck.
 pub const DEFAULT_JOBS: usize = 1;
 
 /// `3 files: 1 indexed, 2 skipped (1 already indexed, 1 not a capture), 0 failed, 0 truncated; 12 frames,
@@ -220,7 +218,7 @@ pub fn summary_line(s: &ingest::Summary) -> String {
     let mut tail = String::new();
     if s.waited >= std::time::Duration::from_millis(1) {
         tail.push_str(&format!(
-            " (after waiting {} for another ingest)",
+            " (after waiting {} for another writer)",
             crate::msg::duration(s.waited)
         ));
     }

@@ -19,7 +19,7 @@ use crate::dump::DumpError;
 use crate::store::read::QueryError;
 use crate::store::StoreError;
 
-/// Index the TCP flows of packet captures into SQLite, and pull them back out.
+/// Index the TCP flows of packet captures into SQLite or PostgreSQL, and pull them back out.
 #[derive(Parser, Debug)]
 #[command(version, about, after_help = EXIT_HELP)]
 pub struct Cli {
@@ -132,14 +132,32 @@ pub fn tune_allocator() {
 /// second signal, or a first one that the dump has not answered within 5 s (a compressed source being unpacked
 /// is not interrupted), ends the process at once with status 130.
 pub fn stop_dumps_on_signals() {
-    let _ = ctrlc::set_handler(|| {
-        if crate::dump::interrupt() {
-            std::process::exit(130);
-        }
-        std::thread::spawn(|| {
-            std::thread::sleep(std::time::Duration::from_secs(5));
-            std::process::exit(130);
-        });
+    DUMPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = ctrlc::set_handler(on_signal);
+}
+
+/// Whether [`stop_dumps_on_signals`] was called: the read commands' one handler then stops the dump.
+static DUMPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For the read commands on PostgreSQL: Ctrl-C, SIGTERM or SIGHUP cancels the statement the server is running for
+/// this process (it would otherwise run on to its end) and ends the process with status 130.
+fn cancel_queries_on_signals() {
+    let _ = ctrlc::set_handler(on_signal);
+}
+
+/// The read commands' signal handler (ctrlc takes one per process): see [`stop_dumps_on_signals`] and
+/// [`cancel_queries_on_signals`].
+fn on_signal() {
+    if !DUMPING.load(std::sync::atomic::Ordering::SeqCst) {
+        crate::store::postgres::cancel_queries();
+        std::process::exit(130);
+    }
+    if crate::dump::interrupt() {
+        std::process::exit(130);
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        std::process::exit(130);
     });
 }
 
@@ -157,6 +175,18 @@ fn interrupted(e: DumpError) -> u8 {
 
 /// Runs the subcommand and returns its exit status (0 done, 1 some inputs failed); errors are status 2.
 pub fn run(cli: Cli) -> Result<u8, Error> {
+    let reads = matches!(
+        cli.cmd,
+        Cmd::Captures(_) | Cmd::Query(_) | Cmd::Flows(_) | Cmd::Connections(_)
+    );
+    if reads
+        && matches!(
+            crate::store::Target::of(&cli.db),
+            crate::store::Target::Postgres(_)
+        )
+    {
+        cancel_queries_on_signals();
+    }
     match cli.cmd {
         Cmd::Sample(args) => sample::run(&args),
         Cmd::Ingest(args) => ingest::run(&cli.db, &args),

@@ -133,7 +133,7 @@ pub fn run_query(
         ));
     }
     if args.flow.is_none() && args.dump.is_none() {
-        // The index tuple (issue 2's contract).
+        // The index tuple, exactly as PyPCAPKit's TraceFlow returns it: open flows, then closed ones.
         let rows = match args.format {
             None => default_rows,
             Some(QueryFormat::Table) => RowFormat::Table,
@@ -149,6 +149,41 @@ pub fn run_query(
         };
         let write_index = |w: &mut dyn Write, shown: &str| -> Result<(), DumpError> {
             if args.bidirectional {
+                if matches!(rows, RowFormat::Json | RowFormat::Jsonl) {
+                    // Streamed as it is built: a capture's whole two-way index never sits in memory.
+                    let lines = rows == RowFormat::Jsonl;
+                    let mut first = true;
+                    let mut put =
+                        |w: &mut dyn Write, e: &query::IndexEntry| -> std::io::Result<()> {
+                            if !lines {
+                                w.write_all(if first { b"[" } else { b"," })?;
+                            }
+                            first = false;
+                            serde_json::to_writer(&mut *w, e)?;
+                            if lines {
+                                w.write_all(b"\n")?;
+                            }
+                            Ok(())
+                        };
+                    // A failed write is reported as writes are (a closed stdout ends quietly).
+                    let mut failed = None;
+                    let built = query::for_each_bidirectional(conn, capture, &mut |e| {
+                        put(w, &e).map_err(|x| {
+                            let stop = io::Error::new(x.kind(), x.to_string());
+                            failed = Some(x);
+                            query::QueryError::Output(stop)
+                        })
+                    });
+                    if let Some(x) = failed {
+                        return Err(werr(shown)(x));
+                    }
+                    built?;
+                    if !lines {
+                        w.write_all(if first { b"[]\n" } else { b"]\n" })
+                            .map_err(werr(shown))?;
+                    }
+                    return w.flush().map_err(werr(shown));
+                }
                 let entries = query::bidirectional_index(conn, capture)?;
                 write_rows(w, &entries, rows).map_err(werr(shown))?;
                 return w.flush().map_err(werr(shown));

@@ -68,6 +68,10 @@ pub fn man() -> Result<u8, Error> {
                 writeln!(buf, "{}", roff_text(&h.to_string())).map_err(io)?;
             }
         }
+        // What --help prints after the options (the filter language of `flows`), kept as preformatted lines.
+        if let Some(after) = sub.get_after_long_help().or(sub.get_after_help()) {
+            writeln!(buf, ".PP\n.nf\n{}\n.fi", roff_text(&after.to_string())).map_err(io)?;
+        }
     }
     man.render_extra_section(&mut buf).map_err(io)?;
     man.render_version_section(&mut buf).map_err(io)?;

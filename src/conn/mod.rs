@@ -2,9 +2,7 @@
 //! partition of TCP frames into connections that tshark's `tcp.stream` makes, and Zeek's conn.log fields
 //! (`conn_state`, `history`) for each.
 
-pub mod community_id;
 mod track;
 pub mod zeek;
 
-pub use community_id::{community_id, push_community_id};
 pub use track::{ConnRecord, ConnSeg, Connections};

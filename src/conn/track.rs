@@ -13,18 +13,23 @@
 //!   looks the conversation up again with the addresses swapped, which finds the same one).
 //! - FIN and RST end nothing: after them, frames of the key still join the conversation until such a SYN.
 //!
-//! A connection's record is emitted when a new conversation replaces it, or at the end of the capture.
-//! Every connection of a capture stays in memory until then (about 200 bytes each): unlike flows, a
-//! connection is never closed by a frame, so there is no point after which it is safe to park it.
+//! A connection's record is emitted when a new conversation replaces it, or at the end of the capture: unlike
+//! flows, a connection is never closed by a frame. So, as the tracer does with open flows, only the most
+//! recently seen connections are kept in memory (about 300 bytes each); the others are parked on disk
+//! (`trace::spill::Parked`, about 50 bytes each for a scan's) and come back when their key does.
 
 use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::community_id::community_id;
 use super::zeek::{self, Endpoint, History};
 use crate::decode::numbers::{TCP_ACK, TCP_SYN};
-use crate::trace::label::addr_text;
+use crate::key::community_id;
+use crate::key::label::addr_text;
+use crate::trace::spill::{
+    get_varint, parking_cut, put_varint, unzigzag, zigzag, Parked, SpillError, MAX_TAIL,
+};
+use crate::trace::DEFAULT_MAX_OPEN;
 
 /// What the tracker needs of one TCP frame.
 #[derive(Clone, Copy, Debug)]
@@ -134,15 +139,96 @@ pub struct Connections {
     open: FxHashMap<ConnKey, Open>,
     created: u32,
     seed: u16,
+    max_open: usize,
+    /// Connections in memory at which the next parking round starts: `max_open`, or more when the last round
+    /// left more than that (connections too big to park).
+    park_at: usize,
+    /// Created at the first parking.
+    parked: Option<Parked>,
+    /// The first failure of the parking store; `finish` reports it.
+    error: Option<SpillError>,
+    /// Buffers of `park_oldest`, kept between rounds.
+    last_frames: Vec<u64>,
+    tails: Vec<u8>,
 }
 
 impl Connections {
-    /// A tracker whose Community IDs use `seed`.
+    /// A tracker whose Community IDs use `seed`, keeping as many connections in memory as the tracer keeps flows.
     pub fn new(seed: u16) -> Connections {
+        Connections::with_max_open(seed, DEFAULT_MAX_OPEN)
+    }
+
+    /// A tracker that keeps at most `max_open` connections in memory (at least 1); when there are more, it parks
+    /// the least recently seen eighth on disk.
+    pub fn with_max_open(seed: u16, max_open: usize) -> Connections {
         Connections {
             open: FxHashMap::default(),
             created: 0,
             seed,
+            max_open: max_open.max(1),
+            park_at: max_open.max(1),
+            parked: None,
+            error: None,
+            last_frames: Vec::new(),
+            tails: Vec::new(),
+        }
+    }
+
+    /// The parked connection of `key`, taken back.
+    fn unpark(&mut self, key: &ConnKey) -> Option<Open> {
+        let parked = self.parked.as_mut()?;
+        match parked.take(key) {
+            Ok(Some((no, tail))) => match Open::decode(no, self.seed, key, &tail) {
+                Some(c) => Some(c),
+                None => {
+                    self.error.get_or_insert(SpillError::Corrupt);
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// Parks about the least recently seen eighth of the connections in memory (see `Tracer::park_oldest`: the
+    /// cut is estimated from a sample). A connection whose record outgrew a parked record's room (a long history
+    /// or many flows, so many frames) stays in memory.
+    fn park_oldest(&mut self) {
+        let len = self.open.len();
+        let n = len - self.max_open / 8 * 7;
+        let cut = parking_cut(
+            &mut self.last_frames,
+            self.open.values().map(|c| c.last_frame),
+            len,
+            n,
+        );
+        let tails = &mut self.tails;
+        tails.clear();
+        let mut out: Vec<(u32, ConnKey, usize, usize)> = Vec::new();
+        self.open.retain(|k, c| {
+            if c.last_frame > cut {
+                return true;
+            }
+            let start = tails.len();
+            c.encode(tails);
+            if tails.len() - start > MAX_TAIL {
+                tails.truncate(start);
+                return true;
+            }
+            out.push((c.conn_no, *k, start, tails.len()));
+            false
+        });
+        out.sort_unstable_by_key(|r| r.0);
+        self.park_at = self.max_open.max(self.open.len() + self.max_open / 8 + 1);
+        let parked = self.parked.get_or_insert_with(Parked::default);
+        let tails = &self.tails;
+        if let Err(e) = parked.park(out.iter().map(|(no, k, a, b)| (*no, k, &tails[*a..*b]))) {
+            self.error.get_or_insert(e);
+            // The parked connections are lost: `finish` fails. Keep the rest in memory, as before parking.
+            self.park_at = usize::MAX;
         }
     }
 
@@ -157,6 +243,14 @@ impl Connections {
         };
         let (fwd, rev) = if a_first { (0, 1) } else { (1, 0) };
         let pure_syn = s.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        if !self.open.contains_key(&key) {
+            if let Some(c) = self.unpark(&key) {
+                self.open.insert(key, c);
+            } else if self.open.len() >= self.park_at {
+                // Room for the new connection; the ones parked never include this key.
+                self.park_oldest();
+            }
+        }
         let reused = pure_syn
             && self
                 .open
@@ -237,17 +331,115 @@ impl Connections {
         }
     }
 
-    /// Hands the connections still in memory to `emit`, in creation order.
-    pub fn finish(self, emit: &mut impl FnMut(ConnRecord)) {
-        let mut rest: Vec<(ConnKey, Open)> = self.open.into_iter().collect();
+    /// Hands the connections not yet done to `emit`, in creation order (memory and parked ones merged). Fails
+    /// if parking failed at any point: connections would be missing.
+    pub fn finish(mut self, emit: &mut impl FnMut(ConnRecord)) -> Result<(), SpillError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut rest: Vec<(ConnKey, Open)> = self.open.drain().collect();
         rest.sort_unstable_by_key(|(_, c)| c.conn_no);
+        let mut rest = rest.into_iter().peekable();
+        if let Some(parked) = self.parked.take() {
+            let seed = self.seed;
+            parked.drain(&mut |no, key, tail| {
+                while let Some((k, c)) = rest.next_if(|(_, c)| c.conn_no < no) {
+                    emit(c.into_record(&k));
+                }
+                let c = Open::decode(no, seed, &key, tail).ok_or(SpillError::Corrupt)?;
+                emit(c.into_record(&key));
+                Ok(())
+            })?;
+        }
         for (k, c) in rest {
             emit(c.into_record(&k));
         }
+        Ok(())
     }
 }
 
 impl Open {
+    /// The connection as a parked record's tail (its number and key are the record's own; the Community ID is
+    /// made again from the key).
+    fn encode(&self, out: &mut Vec<u8>) {
+        let [s0, s1] = &self.sides;
+        let flags = u8::from(self.first_sender_a)
+            | u8::from(self.syn_sender_a.is_some()) << 1
+            | u8::from(self.syn_sender_a == Some(true)) << 2
+            | u8::from(s0.base_seq.is_some()) << 3
+            | u8::from(s1.base_seq.is_some()) << 4;
+        out.push(flags);
+        put_varint(out, self.first_frame);
+        put_varint(out, self.last_frame.wrapping_sub(self.first_frame));
+        put_varint(out, zigzag(self.first_ns));
+        put_varint(out, zigzag(self.last_ns.wrapping_sub(self.first_ns)));
+        for side in &self.sides {
+            if let Some(b) = side.base_seq {
+                put_varint(out, u64::from(b));
+            }
+            put_varint(out, side.pkts);
+            put_varint(out, side.frame_bytes);
+            put_varint(out, side.payload);
+            out.push(side.endpoint.to_byte());
+        }
+        if self.history.len() + self.flows.len() > MAX_TAIL {
+            // Cannot fit: the caller sees the length and keeps it in memory.
+            out.resize(out.len() + MAX_TAIL + 1, 0);
+            return;
+        }
+        self.history.encode(out);
+        put_varint(out, self.flows.len() as u64);
+        let mut prev = 0u32;
+        for &f in &self.flows {
+            put_varint(out, zigzag(i64::from(f) - i64::from(prev)));
+            prev = f;
+        }
+    }
+
+    /// The inverse of [`Open::encode`], given the record's number and key.
+    fn decode(conn_no: u32, seed: u16, key: &ConnKey, b: &[u8]) -> Option<Open> {
+        let mut pos = 0;
+        let flags = *b.first()?;
+        pos += 1;
+        let next = |pos: &mut usize| get_varint(b, pos);
+        let first_frame = next(&mut pos)?;
+        let last_frame = first_frame.wrapping_add(next(&mut pos)?);
+        let first_ns = unzigzag(next(&mut pos)?);
+        let last_ns = first_ns.wrapping_add(unzigzag(next(&mut pos)?));
+        let mut sides = [Side::default(), Side::default()];
+        for (i, side) in sides.iter_mut().enumerate() {
+            if flags >> (3 + i) & 1 == 1 {
+                side.base_seq = Some(u32::try_from(next(&mut pos)?).ok()?);
+            }
+            side.pkts = next(&mut pos)?;
+            side.frame_bytes = next(&mut pos)?;
+            side.payload = next(&mut pos)?;
+            side.endpoint = Endpoint::from_byte(*b.get(pos)?)?;
+            pos += 1;
+        }
+        let history = History::decode(b, &mut pos)?;
+        let n = usize::try_from(next(&mut pos)?).ok()?;
+        let mut flows = Vec::with_capacity(n.min(b.len()));
+        let mut prev = 0i64;
+        for _ in 0..n {
+            prev += unzigzag(next(&mut pos)?);
+            flows.push(u32::try_from(prev).ok()?);
+        }
+        (pos == b.len()).then(|| Open {
+            conn_no,
+            community_id: community_id(seed, key.0, key.1, key.2, key.3),
+            first_sender_a: flags & 1 == 1,
+            syn_sender_a: (flags >> 1 & 1 == 1).then_some(flags >> 2 & 1 == 1),
+            first_frame,
+            last_frame,
+            first_ns,
+            last_ns,
+            sides,
+            history,
+            flows,
+        })
+    }
+
     fn into_record(self, key: &ConnKey) -> ConnRecord {
         let (a, ap, b, bp) = *key;
         let orig_a = self.syn_sender_a.unwrap_or(self.first_sender_a);

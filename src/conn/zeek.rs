@@ -7,6 +7,7 @@
 //! Zeek's heuristic: the originator here is the sender of the first SYN without ACK, else of the first frame).
 
 use crate::decode::numbers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::trace::spill::{get_varint, put_varint};
 
 /// One endpoint's TCP state, as Zeek's analyzer names them (`TCP_ENDPOINT_INACTIVE` ... `TCP_ENDPOINT_RESET`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +38,32 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The state and the one before it, as one byte (for parking).
+    pub(super) fn to_byte(self) -> u8 {
+        self.state as u8 | (self.prev as u8) << 4
+    }
+
+    /// The inverse of [`Endpoint::to_byte`].
+    pub(super) fn from_byte(b: u8) -> Option<Endpoint> {
+        let state = |n: u8| {
+            use State::*;
+            Some(match n {
+                0 => Inactive,
+                1 => SynSent,
+                2 => SynAckSent,
+                3 => Partial,
+                4 => Established,
+                5 => Closed,
+                6 => Reset,
+                _ => return None,
+            })
+        };
+        Some(Endpoint {
+            state: state(b & 15)?,
+            prev: state(b >> 4)?,
+        })
+    }
+
     fn set(&mut self, s: State) {
         if s != self.state {
             self.prev = self.state;
@@ -290,6 +317,51 @@ impl History {
         } else if flags & TCP_ACK != 0 {
             self.once(a, H_ACK, b'A');
         }
+    }
+
+    /// The history as bytes (for parking): the letters seen, the last sequence numbers, then the events.
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        let lasts = [self.last_syn, self.last_fin, self.last_rst];
+        let mut present = 0u8;
+        for (i, v) in lasts.iter().flatten().enumerate() {
+            present |= u8::from(v.is_some()) << i;
+        }
+        out.push(present);
+        for v in lasts.iter().flatten().flatten() {
+            put_varint(out, u64::from(*v));
+        }
+        put_varint(out, u64::from(self.seen[0]));
+        put_varint(out, u64::from(self.seen[1]));
+        put_varint(out, self.events.len() as u64);
+        out.extend(self.events.iter().map(|&(a, c)| c | u8::from(a) << 7));
+    }
+
+    /// The inverse of [`History::encode`], from `pos` of `b`.
+    pub(super) fn decode(b: &[u8], pos: &mut usize) -> Option<History> {
+        let present = *b.get(*pos)?;
+        *pos += 1;
+        let mut h = History::default();
+        let mut bit = 0;
+        for last in [&mut h.last_syn, &mut h.last_fin, &mut h.last_rst] {
+            for v in last.iter_mut() {
+                if present >> bit & 1 == 1 {
+                    *v = Some(u32::try_from(get_varint(b, pos)?).ok()?);
+                }
+                bit += 1;
+            }
+        }
+        h.seen[0] = u16::try_from(get_varint(b, pos)?).ok()?;
+        h.seen[1] = u16::try_from(get_varint(b, pos)?).ok()?;
+        let n = usize::try_from(get_varint(b, pos)?).ok()?;
+        let events = b.get(*pos..pos.checked_add(n)?)?;
+        *pos += n;
+        h.events = events.iter().map(|&c| (c >> 7 == 1, c & 0x7f)).collect();
+        Some(h)
+    }
+
+    /// Bytes the events take (they grow with the frames; the rest is a few bytes).
+    pub(super) fn len(&self) -> usize {
+        self.events.len()
     }
 
     fn once(&mut self, a: bool, bit: u16, code: u8) {

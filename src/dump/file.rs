@@ -54,15 +54,26 @@ pub enum OutputFile {
 }
 
 impl OutputFile {
-    /// Prepares `dest` for writing. Nothing at `dest` changes until `commit`.
+    /// Prepares `dest` (`query -o`) for writing. Nothing at `dest` changes until `commit`.
     pub fn create(dest: &Path) -> Result<OutputFile, DumpError> {
+        OutputFile::create_for(dest, "-o")
+    }
+
+    /// [`OutputFile::create`] for the output given by `option` (`-o`, `--pcap`, `--pcapng`), which messages
+    /// name: only `query` has `-o` and `--dump`.
+    pub fn create_for(dest: &Path, option: &str) -> Result<OutputFile, DumpError> {
         let werr = write_err(dest);
         match std::fs::metadata(dest) {
             Ok(m) if m.is_dir() => {
+                let hint = if option == "-o" {
+                    "give a file name (or use --dump DIR for one file per label)".to_string()
+                } else {
+                    format!("give {option} a file name, or - for stdout")
+                };
                 return Err(DumpError::Usage(format!(
-                "-o {} is a folder; give a file name (or use --dump DIR for one file per label)",
-                dest.display()
-            )))
+                    "{option} {} is a folder; {hint}",
+                    dest.display()
+                )));
             }
             Ok(m)
                 if m.file_type().is_fifo()
@@ -81,7 +92,9 @@ impl OutputFile {
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| DumpError::Usage(format!("-o {} names no file", dest.display())))?;
+            .ok_or_else(|| {
+                DumpError::Usage(format!("{option} {} names no file", dest.display()))
+            })?;
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

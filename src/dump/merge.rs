@@ -309,6 +309,7 @@ impl<'c, W: Write> Merger<'c, '_, W> {
                          one link type: use --pcapng FILE"
                     )));
                 }
+                super::check_time(&cap.job.cap, f.ts_ns, self.opts.format);
                 w.write(f.ts_ns, f.origlen, &self.buf).map_err(werr)?;
             }
             Out::Pcapng(w, ids) => {
@@ -322,6 +323,7 @@ impl<'c, W: Write> Merger<'c, '_, W> {
                         id
                     }
                 };
+                super::check_time(&cap.job.cap, f.ts_ns, self.opts.format);
                 w.write(id, f.ts_ns, f.origlen, &self.buf).map_err(werr)?;
             }
             Out::Pending(_) | Out::Taken => {}

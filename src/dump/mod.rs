@@ -367,6 +367,7 @@ fn write_frames(
                 .map_err(werr)?;
             for f in frames {
                 fetcher.fetch(f, &mut buf)?;
+                check_time(&job.cap, f.ts_ns, opts.format);
                 w.write(f.ts_ns, f.origlen, &buf).map_err(werr)?;
             }
         }
@@ -396,24 +397,34 @@ fn write_frames(
                 let lt = job.iface(f.iface).linktype;
                 let id = by_lt.iter().position(|e| e.0 == lt).unwrap_or(0) as u32;
                 fetcher.fetch(f, &mut buf)?;
+                check_time(&job.cap, f.ts_ns, opts.format);
                 w.write(id, f.ts_ns, f.origlen, &buf).map_err(werr)?;
             }
         }
         DumpFormat::Json | DumpFormat::Plist => {
             let doc = Doc {
                 job,
+                format: opts.format,
                 frames,
                 fetcher: std::cell::RefCell::new(fetcher),
                 failed: std::cell::RefCell::new(None),
             };
+            // The encoders turn a write's error into their own, a closed pipe included: the writer keeps it.
+            let mut kept = KeepError {
+                out: &mut *out,
+                error: None,
+            };
             let res = if opts.format == DumpFormat::Json {
-                let mut ser = serde_json::Serializer::pretty(&mut *out);
+                let mut ser = serde_json::Serializer::pretty(&mut kept);
                 doc.serialize(&mut ser).map_err(|e| e.to_string())
             } else {
-                plist::to_writer_xml(&mut *out, &doc).map_err(|e| e.to_string())
+                plist::to_writer_xml(&mut kept, &doc).map_err(|e| e.to_string())
             };
             if let Some(e) = doc.failed.into_inner() {
                 return Err(e);
+            }
+            if let (Err(_), Some(source)) = (&res, kept.error) {
+                return Err(werr(source));
             }
             res.map_err(|msg| DumpError::Encode {
                 path: path.to_string(),
@@ -426,6 +437,7 @@ fn write_frames(
         DumpFormat::Tree | DumpFormat::Text => {
             for (i, f) in frames.iter().enumerate() {
                 fetcher.fetch(f, &mut buf)?;
+                check_time(&job.cap, f.ts_ns, opts.format);
                 let node = render::frame_node(&job.info(f), &buf);
                 let name = format!("Frame {}", f.number);
                 if opts.format == DumpFormat::Tree {
@@ -442,9 +454,72 @@ fn write_frames(
     out.flush().map_err(werr)
 }
 
+/// Says once per capture (in this process) that a frame time of it cannot be written as it is in `format`, and
+/// why; the time written is the nearest one the format holds.
+pub(crate) fn check_time(cap: &CaptureRow, ts_ns: i64, format: DumpFormat) {
+    static WARNED: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+    let why = if ts_ns == i64::MIN || ts_ns == i64::MAX {
+        // Saturated when it was indexed: the time it had is gone whatever the format.
+        "the index holds frame times from 1677 to 2262 (ns in 64 bits)"
+    } else {
+        match format {
+            DumpFormat::Pcap if !pcapwrite::pcap_time_fits(ts_ns) => {
+                "pcap's 32-bit seconds hold times from 1970 to 2106"
+            }
+            DumpFormat::Pcapng if !pcapwrite::pcapng_time_fits(ts_ns) => {
+                "pcapng's unsigned ticks hold no time before 1970"
+            }
+            _ => return,
+        }
+    };
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.contains(&cap.id) {
+        return;
+    }
+    warned.push(cap.id);
+    crate::msg::say(&format!(
+        "warning: capture {:?} has frame times out of range: {why}; each is written as the nearest it holds \
+         ({} dump)",
+        cap.name,
+        format.name()
+    ));
+}
+
+/// A writer that keeps the first error its output gave, for a caller whose encoder hides it.
+struct KeepError<'a> {
+    out: &'a mut dyn Write,
+    error: Option<io::Error>,
+}
+
+impl KeepError<'_> {
+    fn keep<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        r.map_err(|e| {
+            let copy = io::Error::new(e.kind(), e.to_string());
+            self.error.get_or_insert(e);
+            copy
+        })
+    }
+}
+
+impl Write for KeepError<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.out.write(buf);
+        self.keep(r)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let r = self.out.write_all(buf);
+        self.keep(r)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.out.flush();
+        self.keep(r)
+    }
+}
+
 /// The decoded frames as one map `{"Frame N": {...}}`, fetched while serializing so memory stays flat.
 struct Doc<'a, 'c> {
     job: &'a Job,
+    format: DumpFormat,
     frames: &'a [FrameRef],
     fetcher: std::cell::RefCell<&'a mut Fetcher<'c>>,
     failed: std::cell::RefCell<Option<DumpError>>,
@@ -460,6 +535,7 @@ impl Serialize for Doc<'_, '_> {
                 *self.failed.borrow_mut() = Some(e);
                 return Err(S::Error::custom(msg));
             }
+            check_time(&self.job.cap, f.ts_ns, self.format);
             let node = render::frame_node(&self.job.info(f), &buf);
             map.serialize_entry(&format!("Frame {}", f.number), &node)?;
         }

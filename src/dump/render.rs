@@ -20,6 +20,8 @@ use crate::decode::{decode, Layer, LayerSpan};
 pub enum Node {
     /// An unsigned number.
     U(u64),
+    /// A signed number (a time before the epoch).
+    I(i64),
     /// A boolean.
     B(bool),
     /// A string.
@@ -37,6 +39,7 @@ impl Serialize for Node {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Node::U(v) => s.serialize_u64(*v),
+            Node::I(v) => s.serialize_i64(*v),
             Node::B(v) => s.serialize_bool(*v),
             Node::S(v) => s.serialize_str(v),
             Node::Hex(b) => s.collect_str(&HexText(b)),
@@ -77,6 +80,12 @@ struct M(Vec<(String, Node)>);
 impl M {
     fn u(mut self, k: &str, v: impl Into<u64>) -> Self {
         self.0.push((k.into(), Node::U(v.into())));
+        self
+    }
+    /// A signed number, as `u` when it is not negative.
+    fn i(mut self, k: &str, v: i64) -> Self {
+        self.0
+            .push((k.into(), u64::try_from(v).map_or(Node::I(v), Node::U)));
         self
     }
     fn b(mut self, k: &str, v: bool) -> Self {
@@ -185,13 +194,13 @@ pub fn key_of(name: &str) -> String {
 /// The decoded frame: the value of its `Frame N` entry.
 pub fn frame_node(info: &FrameInfo, data: &[u8]) -> Node {
     let ts = info.timestamp();
-    let sub_ns = info.ts_ns.rem_euclid(1_000_000_000) as u64;
+    // As PyPCAPKit's block2frame: `int(time_epoch)` and the rest, both toward zero (a time before the epoch has
+    // both negative; they were wrapped to 2^64 - n).
+    let (sec, sub_ns) = (info.ts_ns / 1_000_000_000, info.ts_ns % 1_000_000_000);
     let frame_info = if info.digits() > 6 {
-        M::default().u("ts_sec", ts.sec as u64).u("ts_nsec", sub_ns)
+        M::default().i("ts_sec", sec).i("ts_nsec", sub_ns)
     } else {
-        M::default()
-            .u("ts_sec", ts.sec as u64)
-            .u("ts_usec", sub_ns / 1000)
+        M::default().i("ts_sec", sec).i("ts_usec", sub_ns / 1000)
     }
     .u("incl_len", info.caplen)
     .u("orig_len", info.origlen);
@@ -608,6 +617,7 @@ fn scalar(n: &Node) -> Option<Scalar<'_>> {
     use std::borrow::Cow;
     match n {
         Node::U(v) => Some(Scalar::Text(Cow::Owned(v.to_string()))),
+        Node::I(v) => Some(Scalar::Text(Cow::Owned(v.to_string()))),
         Node::B(v) => Some(Scalar::Text(Cow::Owned(v.to_string()))),
         Node::S(v) => Some(Scalar::Text(Cow::Borrowed(v))),
         Node::Hex(b) => Some(Scalar::Hex(b)),

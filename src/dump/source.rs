@@ -313,8 +313,14 @@ impl SeekReader {
                     if let Some(&res) = self.tsresol.get(f.iface as usize) {
                         let ticks = (u64::from(u32_at(&self.head, 12, big)) << 32)
                             | u64::from(u32_at(&self.head, 16, big));
-                        let ns = crate::capture::ticks_to_ts(ticks, res).as_ns();
-                        if (ns - f.ts_ns).rem_euclid(1_000_000_000) != 0 {
+                        let ts = crate::capture::ticks_to_ts(ticks, res);
+                        let ns = ts.as_ns();
+                        // A time past what ns in 64 bits hold was stored saturated: nothing to compare.
+                        let stored_whole = f.ts_ns != i64::MIN && f.ts_ns != i64::MAX;
+                        if ts.fits_ns()
+                            && stored_whole
+                            && (i128::from(ns) - i128::from(f.ts_ns)).rem_euclid(1_000_000_000) != 0
+                        {
                             return Err(mismatch(format!(
                                 "packet time {ns} ns, indexed as {} ns",
                                 f.ts_ns

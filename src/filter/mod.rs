@@ -22,13 +22,16 @@
 
 mod parse;
 mod sql;
+pub mod terms;
 mod time;
 
 use std::net::IpAddr;
 
+use crate::key::{addr_key, is_v4ish, net_bits};
+
 pub use parse::parse;
 pub(crate) use parse::parse_duration;
-pub use sql::{addr_key, compile, Compiled};
+pub use sql::{compile, Compiled};
 pub use time::parse_time;
 
 /// Which end of a flow a host, net or port names.
@@ -156,11 +159,37 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The operands of the chain of `and` (`or`) at the top of `self`: `a and (b and c)` is a, b, c; `self` alone
+    /// when it is neither. Without recursion: a chain built by hand (not by [`parse`], which balances them) may be
+    /// as deep as it is long.
+    pub(crate) fn chain(&self) -> Vec<&Expr> {
+        fn same<'a>(top: &Expr, x: &'a Expr) -> Option<(&'a Expr, &'a Expr)> {
+            match (top, x) {
+                (Expr::And(..), Expr::And(a, b)) | (Expr::Or(..), Expr::Or(a, b)) => Some((a, b)),
+                _ => None,
+            }
+        }
+        let mut out = Vec::new();
+        let mut todo = vec![self];
+        while let Some(x) = todo.pop() {
+            match same(self, x) {
+                Some((a, b)) => {
+                    todo.push(b);
+                    todo.push(a);
+                }
+                None => out.push(x),
+            }
+        }
+        out
+    }
+
     /// What a matching flow must be in, as stored buckets (`trace::buckets`): each entry is a set of buckets, and
     /// a flow that matches is in one bucket of every set. Empty when the filter names no host, port or IPv4 network
     /// that every match must have (then every flow is a candidate).
     pub fn bucket_sets(&self) -> Vec<Vec<u32>> {
-        use crate::trace::buckets::{addr_bucket, net16_buckets, port_bucket};
+        use crate::key::buckets::{addr_bucket, net16_buckets, port_bucket, NET16_BASE};
+        // A 16th of the address (or port) buckets.
+        const MAX_HASHED_BUCKETS: usize = 256;
         match self {
             Expr::Host(_, a) => vec![vec![addr_bucket(a)]],
             // A wide port range is most of the buckets: not worth reading.
@@ -173,21 +202,25 @@ impl Expr {
             Expr::Net(_, a, p) => net16_buckets(a, *p)
                 .map(|(v, _)| vec![v])
                 .unwrap_or_default(),
-            Expr::And(a, b) => {
-                let mut v = a.bucket_sets();
-                v.extend(b.bucket_sets());
-                v
-            }
-            // A match of `a or b` matches one side: it is in the first set of that side's.
-            Expr::Or(a, b) => match (a.bucket_sets().first(), b.bucket_sets().first()) {
-                (Some(x), Some(y)) => {
-                    let mut v: Vec<u32> = x.iter().chain(y).copied().collect();
-                    v.sort_unstable();
-                    v.dedup();
-                    vec![v]
+            Expr::And(..) => self.chain().iter().flat_map(|t| t.bucket_sets()).collect(),
+            // A match of an `or` matches one operand: it is in the first set of that one's. A long `or` of hosts
+            // or ports (a blocklist) is in most address or port buckets, each read by a query of its own per
+            // capture: not worth reading (as a wide port range). /16 buckets come in runs, one query each.
+            Expr::Or(..) => {
+                let mut v: Vec<u32> = Vec::new();
+                for t in self.chain() {
+                    match t.bucket_sets().into_iter().next() {
+                        Some(first) => v.extend(first),
+                        None => return Vec::new(),
+                    }
                 }
-                _ => Vec::new(),
-            },
+                v.sort_unstable();
+                v.dedup();
+                if v.iter().filter(|&&b| b < NET16_BASE).count() > MAX_HASHED_BUCKETS {
+                    return Vec::new();
+                }
+                vec![v]
+            }
             _ => Vec::new(),
         }
     }
@@ -198,17 +231,36 @@ impl Expr {
     pub fn buckets_are_exact(&self) -> bool {
         match self {
             Expr::Net(Dir::Either, a, p) => {
-                matches!(crate::trace::buckets::net16_buckets(a, *p), Some((_, true)))
+                matches!(crate::key::buckets::net16_buckets(a, *p), Some((_, true)))
             }
-            Expr::And(a, b) => a.buckets_are_exact() && b.buckets_are_exact(),
-            // `or` keeps only the first set of each side.
-            Expr::Or(a, b) => {
-                a.buckets_are_exact()
-                    && b.buckets_are_exact()
-                    && a.bucket_sets().len() == 1
-                    && b.bucket_sets().len() == 1
+            Expr::And(..) => self.chain().iter().all(|t| t.buckets_are_exact()),
+            // `or` keeps only the first set of each operand, and none when their union is too wide to read.
+            Expr::Or(..) => {
+                self.chain()
+                    .iter()
+                    .all(|t| t.buckets_are_exact() && t.bucket_sets().len() == 1)
+                    && !self.bucket_sets().is_empty()
             }
             _ => false,
+        }
+    }
+}
+
+/// Dropped without recursion: a chain built by hand may be as deep as it is long.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        let mut todo: Vec<Expr> = Vec::new();
+        let take = |e: &mut Expr, todo: &mut Vec<Expr>| match e {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                todo.push(std::mem::replace(a.as_mut(), Expr::All));
+                todo.push(std::mem::replace(b.as_mut(), Expr::All));
+            }
+            Expr::Not(a) => todo.push(std::mem::replace(a.as_mut(), Expr::All)),
+            _ => {}
+        };
+        take(self, &mut todo);
+        while let Some(mut e) = todo.pop() {
+            take(&mut e, &mut todo);
         }
     }
 }
@@ -221,11 +273,15 @@ pub struct FilterError {
     pub message: String,
     /// Byte offset of the offending word.
     pub at: usize,
-    /// The filter as given.
+    /// The filter as given, or the part of it around the offending word when it is long (`...` marks a cut).
     pub text: String,
     /// Spaces and `^` under the offending word.
     pub caret: String,
 }
+
+/// Characters of the filter shown on either side of the offending word: a blocklist of thousands of terms is not
+/// echoed whole under its error.
+const SHOWN_AROUND: usize = 40;
 
 impl FilterError {
     pub(crate) fn new(
@@ -234,17 +290,32 @@ impl FilterError {
         len: usize,
         message: impl Into<String>,
     ) -> FilterError {
-        let col = text[..at.min(text.len())].chars().count();
-        let width = text[at.min(text.len())..]
+        let at_c = at.min(text.len());
+        let col = text[..at_c].chars().count();
+        let width = text[at_c..]
             .chars()
-            .take(len.max(1))
+            .take(len.clamp(1, 2 * SHOWN_AROUND))
             .count()
             .max(1);
+        let total = text.chars().count();
+        let (from, to) = (
+            col.saturating_sub(SHOWN_AROUND),
+            (col + width + SHOWN_AROUND).min(total),
+        );
+        let mut shown: String = text.chars().skip(from).take(to - from).collect();
+        let mut indent = col - from;
+        if from > 0 {
+            shown.insert_str(0, "...");
+            indent += 3;
+        }
+        if to < total {
+            shown.push_str("...");
+        }
         FilterError {
             message: message.into(),
             at,
-            text: text.to_string(),
-            caret: format!("{}{}", " ".repeat(col), "^".repeat(width)),
+            text: shown,
+            caret: format!("{}{}", " ".repeat(indent), "^".repeat(width)),
         }
     }
 }
@@ -284,18 +355,21 @@ pub struct FlowFacts {
     pub community_id: String,
 }
 
-/// Whether an address is IPv4 (or IPv4-mapped IPv6, which traceflow treats as the same host).
-pub(crate) fn is_v4ish(a: &IpAddr) -> bool {
-    match a {
+/// Whether `net`/`prefix` is an IPv4 network: written as IPv4, or as an IPv4-mapped IPv6 network of at least 96
+/// bits (`::ffff:10.0.0.0/104` is `10.0.0.0/8`). A shorter IPv6 prefix is an IPv6 network even when its address
+/// is mapped: `::ffff:0.0.0.0/8` is `::/8`, only the first 8 bits count.
+pub(crate) fn net_is_v4(net: &IpAddr, prefix: u8) -> bool {
+    match net {
         IpAddr::V4(_) => true,
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+        IpAddr::V6(v6) => prefix >= 96 && v6.to_ipv4_mapped().is_some(),
     }
 }
 
 /// Whether `a` is in the network `net`/`prefix`. As in tcpdump, an IPv6 network holds IPv6 addresses only (so
-/// `net ::/0` is every IPv6 flow); IPv4 and IPv4-mapped IPv6 compare as one.
+/// `net ::/0` is every IPv6 flow, and `net ::/8` does not hold the IPv4 hosts that traceflow keys under
+/// ::ffff:0:0/96); IPv4 and IPv4-mapped IPv6 compare as one, so an IPv4 network ([`net_is_v4`]) holds both.
 pub fn in_net(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
-    if is_v4ish(a) != is_v4ish(net) {
+    if is_v4ish(a) != net_is_v4(net, prefix) {
         return false;
     }
     let (a, n) = (addr_key(a), addr_key(net));
@@ -308,15 +382,6 @@ pub fn in_net(a: &IpAddr, net: &IpAddr, prefix: u8) -> bool {
     rest == 0 || {
         let mask = 0xffu8 << (8 - rest);
         a[full] & mask == n[full] & mask
-    }
-}
-
-/// The prefix length in the 128-bit key space (IPv4 nets sit under ::ffff:0:0/96).
-pub(crate) fn net_bits(net: &IpAddr, prefix: u8) -> u8 {
-    match net {
-        IpAddr::V4(_) => 96 + prefix.min(32),
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => prefix.min(128),
-        IpAddr::V6(_) => prefix.min(128),
     }
 }
 
@@ -352,8 +417,8 @@ impl Expr {
                 };
                 cmp.holds(x, *v)
             }
-            Expr::And(a, b) => a.matches(f) && b.matches(f),
-            Expr::Or(a, b) => a.matches(f) || b.matches(f),
+            Expr::And(..) => self.chain().iter().all(|t| t.matches(f)),
+            Expr::Or(..) => self.chain().iter().any(|t| t.matches(f)),
             Expr::Not(a) => !a.matches(f),
         }
     }

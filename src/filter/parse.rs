@@ -71,15 +71,25 @@ struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
     now_ns: i64,
+    /// The `(` and `not` the parser is inside of.
+    depth: usize,
 }
 
+/// The most `(` and `not` a filter may nest: far more than any filter written by hand, few enough that the parser,
+/// the Rust evaluation and the SQL (SQLite refuses expressions over 1,000 deep) stay within their stacks and limits.
+pub const MAX_DEPTH: usize = 256;
+
 /// Parses a filter; the empty filter is [`Expr::All`]. `now_ns` is the time `3h ago` counts from.
+///
+/// A chain of `and` or `or` becomes a balanced tree of them, so its length does not add to the depth that
+/// evaluating or compiling it recurses to; [`MAX_DEPTH`] bounds the rest.
 pub fn parse(src: &str, now_ns: i64) -> Result<Expr, FilterError> {
     let mut p = Parser {
         src,
         toks: lex(src),
         pos: 0,
         now_ns,
+        depth: 0,
     };
     if p.toks.is_empty() {
         return Ok(Expr::All);
@@ -99,7 +109,25 @@ pub fn parse(src: &str, now_ns: i64) -> Result<Expr, FilterError> {
             },
         ));
     }
+    super::sql::fits(&e).map_err(|m| FilterError::new(src, 0, src.len(), m))?;
     Ok(e)
+}
+
+/// `terms` (at least one) joined by `join` as a balanced tree, in their order: no recursion, and the tree is as
+/// deep as the logarithm of their number.
+fn balanced(mut terms: Vec<Expr>, join: fn(Box<Expr>, Box<Expr>) -> Expr) -> Expr {
+    while terms.len() > 1 {
+        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+        let mut it = terms.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => join(Box::new(a), Box::new(b)),
+                None => a,
+            });
+        }
+        terms = next;
+    }
+    terms.pop().unwrap_or(Expr::All)
 }
 
 impl Parser<'_> {
@@ -127,38 +155,64 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, FilterError> {
-        let mut e = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.is(&["or", "||"]) {
             self.pos += 1;
-            e = Expr::Or(Box::new(e), Box::new(self.and()?));
+            terms.push(self.and()?);
         }
-        Ok(e)
+        Ok(balanced(terms, Expr::Or))
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
-        let mut e = self.unary()?;
+        let mut terms = vec![self.unary()?];
         while self.is(&["and", "&&"]) {
             self.pos += 1;
-            e = Expr::And(Box::new(e), Box::new(self.unary()?));
+            terms.push(self.unary()?);
         }
-        Ok(e)
+        Ok(balanced(terms, Expr::And))
+    }
+
+    /// One more level of `(` or `not` at `t`, refused past [`MAX_DEPTH`].
+    fn deeper(&mut self, t: &Tok) -> Result<(), FilterError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err_at(
+                t,
+                format!(
+                    "the filter nests too deeply: more than {MAX_DEPTH} levels of '(' and 'not'; \
+                     write it with fewer parentheses"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Expr, FilterError> {
-        if self.is(&["not", "!"]) {
-            self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+        // A run of `not` is counted, not recursed into.
+        let mut nots = 0;
+        while self.is(&["not", "!"]) {
+            let t = self.next().unwrap();
+            self.deeper(&t)?;
+            nots += 1;
         }
-        if self.is(&["("]) {
+        let mut e = if self.is(&["("]) {
             let open = self.next().unwrap();
+            self.deeper(&open)?;
             let e = self.or()?;
+            self.depth -= 1;
             match self.next() {
-                Some(t) if t.text == ")" => return Ok(e),
+                Some(t) if t.text == ")" => e,
                 Some(t) => return Err(self.err_at(&t, format!("expected ')', found '{}'", t.text))),
                 None => return Err(self.err_at(&open, "unbalanced '(': no ')' closes it")),
             }
+        } else {
+            self.primitive()?
+        };
+        for _ in 0..nots {
+            e = Expr::Not(Box::new(e));
         }
-        self.primitive()
+        self.depth -= nots;
+        Ok(e)
     }
 
     /// The value after a keyword, or an error naming what was expected.
@@ -278,15 +332,33 @@ impl Parser<'_> {
                 let n = if field == Field::Duration {
                     parse_duration(&v.text)
                 } else {
-                    v.text.parse::<i64>().ok().filter(|n| *n >= 0)
+                    match v.text.parse::<i64>() {
+                        Ok(n) if n >= 0 => Ok(n),
+                        // Digits only, and too many of them.
+                        Err(_) if !v.text.is_empty() && v.text.bytes().all(|b| b.is_ascii_digit()) => {
+                            Err(Bad::Range)
+                        }
+                        _ => Err(Bad::Form),
+                    }
                 };
                 match n {
-                    Some(n) => Ok(Expr::Compare(field, cmp, n)),
-                    None if field == Field::Duration => Err(self.err_at(
+                    Ok(n) => Ok(Expr::Compare(field, cmp, n)),
+                    Err(Bad::Range) if field == Field::Duration => Err(self.err_at(
+                        &v,
+                        format!(
+                            "'{}' is out of range: a duration is at most {MAX_DAYS}d (292 years)",
+                            v.text
+                        ),
+                    )),
+                    Err(Bad::Range) => Err(self.err_at(
+                        &v,
+                        format!("'{}' is out of range: at most {}", v.text, i64::MAX),
+                    )),
+                    Err(Bad::Form) if field == Field::Duration => Err(self.err_at(
                         &v,
                         format!("'{}' is not a duration: write 10s, 1.5s, 250ms, 2m or 1h", v.text),
                     )),
-                    None => Err(self.err_at(&v, format!("'{}' is not a whole number", v.text))),
+                    Err(Bad::Form) => Err(self.err_at(&v, format!("'{}' is not a whole number", v.text))),
                 }
             }
             "ago" => Err(self.err_at(&t, "'ago' goes after a time: 'after 3h ago'")),
@@ -373,8 +445,20 @@ fn port(s: &str) -> Option<u16> {
     s.parse::<u16>().ok()
 }
 
+/// Why a duration or a time is refused: not written as one, or too far for 64-bit nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bad {
+    /// Not a duration (a time).
+    Form,
+    /// One, but beyond what ns in an i64 hold (292 years either way of 1970).
+    Range,
+}
+
+/// The longest duration: i64::MAX ns, in days.
+pub(crate) const MAX_DAYS: i64 = i64::MAX / 86_400_000_000_000;
+
 /// `10s`, `1.5s`, `250ms`, `2m`, `1h`, `1d` (or plain seconds) in ns.
-pub(crate) fn parse_duration(s: &str) -> Option<i64> {
+pub(crate) fn parse_duration(s: &str) -> Result<i64, Bad> {
     let units: [(&str, f64); 6] = [
         ("ms", 1e6),
         ("us", 1e3),
@@ -387,8 +471,22 @@ pub(crate) fn parse_duration(s: &str) -> Option<i64> {
         .iter()
         .find_map(|(u, k)| s.strip_suffix(u).map(|n| (n, *k)))
         .unwrap_or((s, 1e9));
-    let v: f64 = num.parse().ok()?;
-    (v.is_finite() && v >= 0.0 && v * scale < 9.2e18).then(|| (v * scale).round() as i64)
+    // f64 reads "inf" and "nan" too: not durations. "1e400" is a number, too large.
+    if num
+        .bytes()
+        .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+    {
+        return Err(Bad::Form);
+    }
+    let v: f64 = num.parse().map_err(|_| Bad::Form)?;
+    if v.is_nan() || v < 0.0 {
+        return Err(Bad::Form);
+    }
+    // 2^63 as f64: anything below rounds to an i64.
+    if v * scale >= 9_223_372_036_854_775_808.0 {
+        return Err(Bad::Range);
+    }
+    Ok((v * scale).round() as i64)
 }
 
 #[cfg(test)]

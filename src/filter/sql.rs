@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use rusqlite::types::Value;
 
-use super::{is_v4ish, net_bits, Dir, Expr, Field};
+use super::{net_is_v4, Dir, Expr, Field};
+use crate::key::{addr_key, net_bits};
 
 /// A filter as SQL: `condition` holds `?N` placeholders numbered from 1, bound to `params` in order; a dialect
 /// with other placeholders has the same condition written with its own ([`Compiled::condition_with`]).
@@ -37,6 +38,7 @@ impl Compiled {
                 mark,
             },
         )
+        .sql
     }
 }
 
@@ -46,11 +48,12 @@ struct Params {
     mark: fn(usize) -> String,
 }
 
-/// An address as the 16 bytes stored in `flows.src_key`/`dst_key`: IPv6 as is, IPv4 as ::ffff:a.b.c.d.
-pub fn addr_key(a: &IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+impl Params {
+    fn sqlite() -> Params {
+        Params {
+            values: Vec::new(),
+            mark: |n| format!("?{n}"),
+        }
     }
 }
 
@@ -75,13 +78,59 @@ pub fn compile(e: &Expr) -> Compiled {
         exact: e.buckets_are_exact(),
         expr: e.clone(),
     };
-    let mut p = Params {
-        values: Vec::new(),
-        mark: |n| format!("?{n}"),
-    };
-    c.condition = emit(e, &mut p);
+    let mut p = Params::sqlite();
+    c.condition = emit(e, &mut p).sql;
     c.params = p.values;
     c
+}
+
+/// The deepest condition [`compile`] makes: SQLite refuses an expression more than 1,000 deep
+/// (SQLITE_MAX_EXPR_DEPTH), and inside the `EXISTS` of a connection search it takes half that (493 levels of
+/// `NOT`, measured on the bundled 3.46).
+const MAX_HEIGHT: usize = 480;
+
+/// The most values one condition binds: SQLite numbers at most 32,766 parameters (PostgreSQL 65,535), and the
+/// queries around the condition bind a few of their own.
+const MAX_PARAMS: usize = 32_000;
+
+/// How deep [`Emitted::height`] counts a term: at least as deep as the deepest SQL any one term becomes (a
+/// `capture` term's subquery).
+const TERM_HEIGHT: usize = 8;
+
+/// Whether `e` compiles to SQL that both backends take: not too deep, not too many values. The message says
+/// which.
+pub(crate) fn fits(e: &Expr) -> Result<(), String> {
+    let mut p = Params::sqlite();
+    let out = emit(e, &mut p);
+    let params = p.values;
+    if out.height > MAX_HEIGHT {
+        return Err(format!(
+            "the filter is too deep for SQL (its condition would nest {} levels, at most {MAX_HEIGHT}): \
+             use fewer levels of parentheses",
+            out.height
+        ));
+    }
+    if params.len() > MAX_PARAMS {
+        return Err(format!(
+            "the filter has too many values for SQL ({}, at most {MAX_PARAMS}): split it into several searches",
+            params.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A condition, and an upper bound of how deep SQLite's parse of it nests (each `AND`/`OR`/`NOT` one level
+/// above its operands, a term [`TERM_HEIGHT`]).
+struct Emitted {
+    sql: String,
+    height: usize,
+}
+
+fn term(sql: String) -> Emitted {
+    Emitted {
+        sql,
+        height: TERM_HEIGHT,
+    }
 }
 
 fn param(params: &mut Params, v: Value) -> String {
@@ -101,7 +150,160 @@ fn ends(d: Dir, test: impl Fn(&str, &str) -> String) -> String {
     }
 }
 
-fn emit(e: &Expr, p: &mut Params) -> String {
+/// `parts` joined by `op` as a balanced tree, each join parenthesised: SQLite parses `a OR b OR c ...` as a chain
+/// as deep as it is long, and refuses one of 1,000.
+fn join_balanced(mut parts: Vec<Emitted>, op: &str) -> Emitted {
+    while parts.len() > 1 {
+        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+        let mut it = parts.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => Emitted {
+                    sql: format!("({} {op} {})", a.sql, b.sql),
+                    height: 1 + a.height.max(b.height),
+                },
+                None => a,
+            });
+        }
+        parts = next;
+    }
+    parts.pop().unwrap_or_else(|| term("TRUE".into()))
+}
+
+/// `key IN (?a, ?b, ...)` for each end `d` names, the placeholders shared by both ends.
+fn in_list(
+    d: Dir,
+    p: &mut Params,
+    values: Vec<Value>,
+    pick: for<'a> fn(&'a str, &'a str) -> &'a str,
+) -> String {
+    let list: Vec<String> = values.into_iter().map(|v| param(p, v)).collect();
+    let list = list.join(", ");
+    ends(d, |key, port| format!("{} IN ({list})", pick(key, port)))
+}
+
+/// An `or` chain: the hosts of one end become one `IN` list, as do single ports and Community IDs, and the flags
+/// one mask; the rest (and those) are joined as a balanced tree. A blocklist of 10,000 `host` terms is then two
+/// `IN` lists, not a condition 10,000 deep.
+fn emit_or(terms: &[&Expr], p: &mut Params) -> Emitted {
+    use std::collections::HashSet;
+    #[derive(PartialEq, Eq, Hash, Clone, Copy)]
+    enum Kind {
+        Host(u8),
+        Port(u8),
+        Cid,
+    }
+    let dir_no = |d: Dir| match d {
+        Dir::Src => 0u8,
+        Dir::Dst => 1,
+        Dir::Either => 2,
+    };
+    let kind = |e: &Expr| match e {
+        Expr::Host(d, _) => Some(Kind::Host(dir_no(*d))),
+        Expr::Port(d, lo, hi) if lo == hi => Some(Kind::Port(dir_no(*d))),
+        Expr::CommunityId(_) => Some(Kind::Cid),
+        _ => None,
+    };
+    // Each list in the order its kind first appears, each value once.
+    let mut lists: Vec<(Kind, Vec<&Expr>)> = Vec::new();
+    let mut seen: HashSet<(Kind, Vec<u8>)> = HashSet::new();
+    let mut mask = 0i64;
+    let mut any_flag = false;
+    let mut others = Vec::new();
+    for &t in terms {
+        let value = match t {
+            Expr::Host(_, a) => addr_key(a).to_vec(),
+            Expr::Port(_, lo, _) => lo.to_be_bytes().to_vec(),
+            Expr::CommunityId(c) => c.as_bytes().to_vec(),
+            _ => Vec::new(),
+        };
+        match (kind(t), t) {
+            (Some(k), _) => {
+                if !seen.insert((k, value)) {
+                    continue;
+                }
+                match lists.iter_mut().find(|(lk, _)| *lk == k) {
+                    Some((_, v)) => v.push(t),
+                    None => {
+                        lists.push((k, vec![t]));
+                        others.push((None, Some(lists.len() - 1)));
+                    }
+                }
+            }
+            (None, Expr::Flag(fl)) => {
+                mask |= fl.bit();
+                if !any_flag {
+                    any_flag = true;
+                    others.push((Some(t), None));
+                }
+            }
+            (None, _) => others.push((Some(t), None)),
+        }
+    }
+    // Each in the place of its kind's first term: a term, or the list of a kind.
+    let mut parts = Vec::with_capacity(others.len());
+    for (t, list) in others {
+        parts.push(match (t, list) {
+            (Some(Expr::Flag(_)), _) => term(format!(
+                "(f.flags & {}) <> 0",
+                param(p, Value::Integer(mask))
+            )),
+            (Some(t), _) => emit(t, p),
+            (None, Some(l)) => {
+                let (k, items) = &lists[l];
+                if items.len() == 1 {
+                    emit(items[0], p)
+                } else {
+                    let d = match items[0] {
+                        Expr::Host(d, _) | Expr::Port(d, _, _) => *d,
+                        _ => Dir::Src,
+                    };
+                    let values: Vec<Value> = items
+                        .iter()
+                        .map(|t| match t {
+                            Expr::Host(_, a) => Value::Blob(addr_key(a).to_vec()),
+                            Expr::Port(_, lo, _) => Value::Integer(i64::from(*lo)),
+                            Expr::CommunityId(c) => Value::Text(c.clone()),
+                            _ => Value::Null,
+                        })
+                        .collect();
+                    term(match k {
+                        Kind::Host(_) => in_list(d, p, values, |key, _| key),
+                        Kind::Port(_) => in_list(d, p, values, |_, port| port),
+                        Kind::Cid => {
+                            let list: Vec<String> =
+                                values.into_iter().map(|v| param(p, v)).collect();
+                            format!("f.community_id IN ({})", list.join(", "))
+                        }
+                    })
+                }
+            }
+            (None, None) => continue,
+        });
+    }
+    join_balanced(parts, "OR")
+}
+
+fn emit(e: &Expr, p: &mut Params) -> Emitted {
+    match e {
+        Expr::Or(..) => emit_or(&e.chain(), p),
+        Expr::And(..) => {
+            let parts = e.chain().into_iter().map(|t| emit(t, p)).collect();
+            join_balanced(parts, "AND")
+        }
+        Expr::Not(a) => {
+            let inner = emit(a, p);
+            Emitted {
+                sql: format!("(NOT {})", inner.sql),
+                height: inner.height + 1,
+            }
+        }
+        _ => term(leaf(e, p)),
+    }
+}
+
+/// The SQL of one term (not `and`, `or` or `not`).
+fn leaf(e: &Expr, p: &mut Params) -> String {
     match e {
         Expr::All => "TRUE".into(),
         Expr::Host(d, a) => {
@@ -114,8 +316,9 @@ fn emit(e: &Expr, p: &mut Params) -> String {
                 param(p, Value::Blob(lo.to_vec())),
                 param(p, Value::Blob(hi.to_vec())),
             );
-            if !is_v4ish(n) && net_bits(n, *bits) < 96 {
-                // An IPv6 network wide enough to span ::ffff:0:0/96 holds no IPv4 hosts (tcpdump's rule).
+            if !net_is_v4(n, *bits) && net_bits(n, *bits) < 96 {
+                // An IPv6 network wide enough to span ::ffff:0:0/96 holds no IPv4 hosts (tcpdump's rule), even
+                // one written with a mapped address (`in_net`).
                 let (v4lo, v4hi) = net_range(&IpAddr::from([0u8, 0, 0, 0]), 0);
                 let (a, b) = (
                     param(p, Value::Blob(v4lo.to_vec())),
@@ -153,7 +356,7 @@ fn emit(e: &Expr, p: &mut Params) -> String {
         // (schema 9 derives most of them, 0.34 s for a scan's 833k flows against 0.07 s with the range).
         Expr::Label(l) => {
             let label = param(p, Value::Text(l.clone()));
-            match crate::trace::label::label_time_range(l) {
+            match crate::key::label::label_time_range(l) {
                 Some((lo, hi)) => format!(
                     "(f.first_ns BETWEEN {} AND {} AND f.label = {label})",
                     param(p, Value::Integer(lo)),
@@ -175,9 +378,7 @@ fn emit(e: &Expr, p: &mut Params) -> String {
             };
             format!("{col} {} {}", cmp.sql(), param(p, Value::Integer(*v)))
         }
-        Expr::And(a, b) => format!("({} AND {})", emit(a, p), emit(b, p)),
-        Expr::Or(a, b) => format!("({} OR {})", emit(a, p), emit(b, p)),
-        Expr::Not(a) => format!("(NOT {})", emit(a, p)),
+        Expr::And(..) | Expr::Or(..) | Expr::Not(_) => emit(e, p).sql,
     }
 }
 

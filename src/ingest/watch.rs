@@ -314,6 +314,9 @@ pub fn run(
                 t.stat = st;
                 t.since = now;
                 t.old_at_start = false;
+                // A close seen before this change says nothing of it: a ring slot reopened with O_TRUNC is
+                // written again from here (its own close, if it came already, is in `closed`).
+                t.closed = false;
             }
             if let Some(c) = closed.get(p) {
                 t.closed = *c;

@@ -214,6 +214,13 @@ pub trait Backend: BucketLists {
     ) -> Result<(), QueryError>;
     /// The SQL a search runs, each with the database's plan for it (`flows --explain`).
     fn explain_flows(&self, filter: &Compiled) -> Result<Vec<(String, Vec<String>)>, QueryError>;
+    /// The SQL a connection search runs (the listing in `sort` order, and the count), each with the database's
+    /// plan for it.
+    fn explain_connections(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError>;
     /// The next page of a capture's flows that match `filter` after flow_no `after`: (flow_no, first_frame).
     fn flow_page(
         &self,

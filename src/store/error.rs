@@ -127,6 +127,12 @@ pub enum QueryError {
         /// The captures it matches, as `id N`, comma-separated.
         candidates: String,
     },
+    /// A capture went away while the command read it (`forget`, or a re-ingest that replaced it).
+    #[error(
+        "capture {0} is no longer in the database: it was forgotten or replaced while this command read it; run \
+         the command again (`traceflow captures` lists what is there)"
+    )]
+    CaptureGone(i64),
     /// A SQLite failure.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -165,4 +171,16 @@ pub enum QueryError {
     /// Writing the results failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl From<crate::trace::twoway::TwoWayError> for QueryError {
+    fn from(e: crate::trace::twoway::TwoWayError) -> QueryError {
+        match e {
+            crate::trace::twoway::TwoWayError::Address(..) => QueryError::Corrupt(e.to_string()),
+            // The temporary files' failure, with the folder to change.
+            crate::trace::twoway::TwoWayError::Spill(s) => {
+                QueryError::Output(std::io::Error::other(s.to_string()))
+            }
+        }
+    }
 }

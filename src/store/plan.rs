@@ -30,7 +30,7 @@ pub(crate) fn candidates(
     filter: &Compiled,
     for_count: bool,
 ) -> Result<HashMap<i64, (Vec<i64>, bool)>, QueryError> {
-    use crate::trace::buckets::{NET16_BASE, WITH_NET16};
+    use crate::key::buckets::{NET16_BASE, WITH_NET16};
     let mut out = HashMap::new();
     if filter.buckets.is_empty() {
         return Ok(out);
@@ -65,7 +65,7 @@ pub(crate) fn candidates(
             }
             let mut union = Vec::with_capacity(listed);
             for l in &lists {
-                if crate::trace::buckets::decode_into(l, &mut union).is_none() {
+                if crate::key::buckets::decode_into(l, &mut union).is_none() {
                     continue 'capture;
                 }
             }

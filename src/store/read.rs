@@ -16,7 +16,7 @@ pub use super::types::{
     iso_time, CaptureBrief, CaptureInfo, CapturePath, CaptureRow, FlowGroup, FrameRef, Iface,
     IndexEntry,
 };
-pub use crate::trace::label::label_time_range;
+pub use crate::key::label::label_time_range;
 
 /// Every capture in the database, by id.
 pub fn captures(db: &Db) -> Result<Vec<CaptureInfo>, QueryError> {
@@ -89,9 +89,12 @@ fn check_index_frames(id: i64, label: &str, frames: &str) -> Result<(), QueryErr
 
 /// The two-way index tuple (`query --bidirectional`) of one capture, or of every capture (then with the
 /// `capture` key set): one flow per connection, by the rule in [`crate::trace::twoway`], from the frame rows.
-/// It is built in memory, one capture at a time.
-pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
-    let mut out = Vec::new();
+/// It is built one capture at a time, in bounded memory (see `TwoWay`), and handed to `visit` entry by entry.
+pub fn for_each_bidirectional(
+    db: &Db,
+    capture: Option<i64>,
+    visit: &mut dyn FnMut(IndexEntry) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
     for (id, name) in db.capture_ids(capture)? {
         let digits: HashMap<u32, u8> = db
             .interfaces(id)?
@@ -99,6 +102,7 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
             .map(|(n, i)| (n, crate::capture::tsresol_digits(i.tsresol)))
             .collect();
         let mut t = crate::trace::twoway::TwoWay::default();
+        let mut failed = None;
         db.twoway_frames(id, &mut |number,
                                    ts_ns,
                                    iface,
@@ -107,29 +111,47 @@ pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEnt
                                    sport,
                                    dst,
                                    dport| {
+            if failed.is_some() {
+                return;
+            }
             let frame = crate::trace::twoway::TwoWayFrame {
                 number: number.max(0) as u64,
                 src: (src, sport),
                 dst: (dst, dport),
                 flags,
             };
-            t.add(&frame, || {
-                let ts = crate::capture::Timestamp::from_ns(
-                    ts_ns,
-                    digits.get(&iface).copied().unwrap_or(9),
-                );
-                crate::trace::label::label_from_text(src, sport, dst, dport, &ts)
-            });
+            failed = t
+                .add(&frame, || {
+                    let ts = crate::capture::Timestamp::from_ns(
+                        ts_ns,
+                        digits.get(&iface).copied().unwrap_or(9),
+                    );
+                    crate::key::label::label_from_text(src, sport, dst, dport, &ts)
+                })
+                .err();
         })?;
-        for (label, index) in t.index() {
-            out.push(IndexEntry {
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        t.finish(&mut |label, index| {
+            visit(IndexEntry {
                 capture: capture.is_none().then(|| name.clone()),
                 fpout: None,
                 index,
                 label,
-            });
-        }
+            })
+        })?;
     }
+    Ok(())
+}
+
+/// The two-way index tuple, as a vector (`for_each_bidirectional`).
+pub fn bidirectional_index(db: &Db, capture: Option<i64>) -> Result<Vec<IndexEntry>, QueryError> {
+    let mut out = Vec::new();
+    for_each_bidirectional(db, capture, &mut |e| {
+        out.push(e);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -493,12 +515,12 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_the_index_sql_that_runs() {
-        let readme = include_str!("../../README.md");
+    fn the_schema_page_shows_the_index_sql_that_runs() {
+        let readme = include_str!("../../docs/schema.md");
         let shown = INDEX_SQL.replace("?1", ":capture");
         assert!(
             readme.contains(&format!("{shown};")),
-            "README's index SQL differs from query::INDEX_SQL:\n{shown}"
+            "docs/schema.md's index SQL differs from query::INDEX_SQL:\n{shown}"
         );
     }
 }

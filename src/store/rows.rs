@@ -77,7 +77,7 @@ impl FlowRow {
 
     /// Last minus first frame time, in seconds (exact decimal).
     pub fn duration(&self) -> String {
-        seconds(self.last_ns - self.first_ns, self.digits)
+        crate::capture::duration_text(self.first_ns, self.last_ns, self.digits)
     }
 
     /// `closed` (a FIN closed it) or `open`.
@@ -122,8 +122,7 @@ impl FlowRow {
         out.extend_from_slice(b",\"last_time\":");
         time(out, self.last_ns);
         out.extend_from_slice(b",\"duration\":\"");
-        crate::capture::Timestamp::from_ns(self.last_ns - self.first_ns, self.digits)
-            .write_decimal(out);
+        crate::capture::write_duration(out, self.first_ns, self.last_ns, self.digits);
         out.extend_from_slice(b"\",\"packets\":");
         int(out, self.packets);
         out.extend_from_slice(b",\"bytes\":");
@@ -220,12 +219,6 @@ pub enum FlowSort {
     Duration,
 }
 
-/// `N / 10^9` as an exact decimal with `digits` places (`1.250000`).
-fn seconds(ns: i64, digits: u8) -> String {
-    let t = crate::capture::Timestamp::from_ns(ns, digits);
-    t.decimal()
-}
-
 /// The columns of a flow row, as [`flow_row`] reads them.
 pub(crate) const FLOW_COLUMNS: &str =
     "f.capture_id, f.label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
@@ -287,7 +280,7 @@ pub(crate) fn push_stored_label(
     first_ns: i64,
     whose: impl FnOnce() -> String,
 ) -> Result<(), QueryError> {
-    if crate::trace::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
+    if crate::key::label::push_view_label_after_addrs(text, dst_at, sport, dport, first_ns) {
         Ok(())
     } else {
         Err(QueryError::Corrupt(format!(
@@ -475,7 +468,7 @@ pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
         resp_p: port(r.int(7)?)?,
         first_time: crate::capture::Timestamp::from_ns(first_ns, digits).rfc3339(),
         last_time: crate::capture::Timestamp::from_ns(last_ns, digits).rfc3339(),
-        duration: seconds(last_ns - first_ns, digits),
+        duration: crate::capture::duration_text(first_ns, last_ns, digits),
         orig_pkts: r.int(10)?,
         orig_bytes: r.int(11)?,
         orig_frame_bytes: r.int(12)?,

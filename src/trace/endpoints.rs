@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::label::addr_text;
 use crate::decode::Decoded;
+use crate::key::label::addr_text;
 
 /// Addresses and protocols held before the tally is handed on (the writer adds it to what is stored): a spoofed
 /// scan may have millions of sources, and this keeps the tally to about 20 MiB.

@@ -2,11 +2,8 @@
 
 use std::net::IpAddr;
 
-use super::label::{push_addr_text, push_label_after_addrs};
-use crate::capture::Timestamp;
-
-/// A flow's directed key: (src, sport, dst, dport).
-pub type FlowKey = (IpAddr, u16, IpAddr, u16);
+use crate::key::label::{push_addr_text, push_label_after_addrs};
+use crate::key::{FlowKey, Timestamp};
 
 /// Everything stored about one flow; emitted when it closes, or at the end of the capture while still open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +59,7 @@ pub struct FlowRecord {
     /// one: a flow has a frame from its start). Tallies that count each frame once (the endpoints) count the rest,
     /// so that a flow still parked at the end needs no reading back.
     pub counted: (u64, u64),
-    /// The label is the one the `flows` view derives from the row ([`super::label::view_label_time`]), so the
+    /// The label is the one the `flows` view derives from the row ([`crate::key::label::view_label_time`]), so the
     /// SQLite row stores it as '' (schema 9). Found here, on the reader's thread, not by the writer.
     pub label_derived: bool,
 }
@@ -84,7 +81,7 @@ impl FlowRecord {
     /// it as '', so the ingest never asks, and a scan's records were a tenth of its reading thread.
     pub fn label(&self) -> std::borrow::Cow<'_, str> {
         if self.label_at == self.cid_at && self.label_derived {
-            let made = super::label::view_label(
+            let made = crate::key::label::view_label(
                 self.src(),
                 self.sport,
                 self.dst(),
@@ -171,7 +168,7 @@ impl OpenFlow {
     ) -> FlowRecord {
         let mut text = spare.pop().unwrap_or_default();
         let (src, sport, dst, dport) = *key;
-        let (src_key, dst_key) = (crate::filter::addr_key(&src), crate::filter::addr_key(&dst));
+        let (src_key, dst_key) = (crate::key::addr_key(&src), crate::key::addr_key(&dst));
         // Two IPv4 texts and a Community ID of 30 bytes (and a label, unless the view derives it): one buffer.
         text.clear();
         text.reserve(64);
@@ -181,17 +178,17 @@ impl OpenFlow {
         let label_at = text.len();
         let first_ns = self.first_ts.as_ns();
         // The view derives the label of a time of whole microseconds: not built here (`label` makes it).
-        let label_derived = if super::label::micros_label_ns(&self.first_ts).is_some() {
+        let label_derived = if crate::key::label::micros_label_ns(&self.first_ts).is_some() {
             true
         } else {
             let ts_at = push_label_after_addrs(&mut text, dst_at, sport, dport, &self.first_ts);
             // A time the repr wrote may still be what the view writes (e.g. whole seconds past 2^33).
-            super::label::view_label_time(first_ns)
+            crate::key::label::view_label_time(first_ns)
                 .is_some_and(|(buf, len)| text.as_bytes()[ts_at..] == buf[..len])
         };
         let cid_at = text.len();
         if let Some(s) = seed {
-            crate::conn::push_community_id(&mut text, s, src, sport, dst, dport);
+            crate::key::push_community_id(&mut text, s, src, sport, dst, dport);
         }
         FlowRecord {
             flow_no: self.flow_no,
@@ -279,21 +276,21 @@ mod tests {
             let key: FlowKey = (src.parse().unwrap(), 443, dst.parse().unwrap(), 65535);
             for seed in [None, Some(0), Some(9)] {
                 let mut r = open(ts).record(&key, None, seed);
-                assert_eq!(r.src(), super::super::label::addr_text(&key.0));
-                assert_eq!(r.dst(), super::super::label::addr_text(&key.2));
+                assert_eq!(r.src(), crate::key::label::addr_text(&key.0));
+                assert_eq!(r.dst(), crate::key::label::addr_text(&key.2));
                 assert_eq!(
                     r.label(),
-                    super::super::label::flow_label(&key.0, 443, &key.2, 65535, &ts)
+                    crate::key::label::flow_label(&key.0, 443, &key.2, 65535, &ts)
                 );
                 let want = seed
-                    .map(|s| crate::conn::community_id(s, key.0, 443, key.2, 65535))
+                    .map(|s| crate::key::community_id(s, key.0, 443, key.2, 65535))
                     .unwrap_or_default();
                 assert_eq!(r.community_id(), want);
                 r.set_community_id("1:abc");
                 assert_eq!(r.community_id(), "1:abc");
                 r.set_community_id("");
                 assert_eq!(r.community_id(), "");
-                assert_eq!(r.dst(), super::super::label::addr_text(&key.2));
+                assert_eq!(r.dst(), crate::key::label::addr_text(&key.2));
             }
         }
     }
@@ -321,7 +318,7 @@ mod tests {
         for (ts, want) in cases {
             let r = open(ts).record(&key, None, None);
             assert_eq!(r.label_derived, want, "{}", r.label());
-            let view = super::super::label::view_label(r.src(), 443, r.dst(), 80, r.first_ns);
+            let view = crate::key::label::view_label(r.src(), 443, r.dst(), 80, r.first_ns);
             assert_eq!(view.as_deref() == Some(&*r.label()), want, "{}", r.label());
             // SQLite stores the label unless the view gives it back.
             let stored = if want {

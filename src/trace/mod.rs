@@ -11,14 +11,14 @@ use std::collections::hash_map::Entry;
 pub mod buckets;
 pub mod endpoints;
 mod flow;
-pub mod label;
-mod spill;
+pub mod spill;
 pub mod twoway;
 
-use crate::capture::Timestamp;
 use crate::decode::Tcp;
+pub use crate::key::FlowKey;
+use crate::key::Timestamp;
+pub use flow::FlowRecord;
 use flow::OpenFlow;
-pub use flow::{FlowKey, FlowRecord};
 use spill::Spill;
 pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 
@@ -26,12 +26,8 @@ pub use spill::{SpillError, DEFAULT_PARK_MEMORY};
 /// about 8 MiB of flow state, whatever the capture. The table parks when it holds one more than this: 57,344, half
 /// of what hashbrown's table of 131,072 slots holds. Parking leaves tombstones, and when they use up the free
 /// slots hashbrown rehashes in place if the table is at most half full, else doubles it. With 65,536 it doubled
-/// to 262,144 slots (31 MB) in a long scan, which was most of the peak RSS over issue 17's target.
+/// to 262,144 slots (31 MB) in a long scan, which was most of a scan's peak RSS over its memory target.
 pub const DEFAULT_MAX_OPEN: usize = 57_343;
-
-/// Open flows whose last frames estimate which eighth to park (`Tracer::park_oldest`): the estimate of an
-/// eighth is then within about 6% of it (one standard error).
-const PARK_SAMPLE: usize = 2048;
 
 /// Traces the TCP flows of one capture: give it the TCP frames in file order (`observe`), which hands over each
 /// flow as it closes; `finish` then emits the flows still open.
@@ -101,7 +97,7 @@ impl Tracer {
     /// same `on_close` as the closed flows, and again ([`FlowRecord::replaces`]) if the flow comes back. Why:
     /// in a scan nearly every flow is parked and never seen again, and building and writing all their rows at
     /// the end left the writer idle half the time while frames were read, then the reader waiting for it
-    /// (issue 17). For a writer that can replace a row; `finish_with` then hands over only the flows that
+    /// (a SYN scan of 833k flows). For a writer that can replace a row; `finish_with` then hands over only the flows that
     /// changed since they were stored.
     pub fn with_parked_rows(mut self) -> Tracer {
         self.parked_rows = true;
@@ -218,7 +214,7 @@ impl Tracer {
     ///
     /// Which flows are parked changes only the speed, never the index (a parked flow comes back when its key
     /// does). So the cut, the last frame number of the eighth seen longest ago, is estimated from a sample:
-    /// the first `PARK_SAMPLE` flows of the table, whose order is its keys' hashes, not their times. Taking every
+    /// the first `spill::PARK_SAMPLE` flows of the table, whose order is its keys' hashes, not their times. Taking every
     /// flow's last frame cost a pass over the whole table (about 7 MB, far more than the cache) at each round,
     /// a sixth of a scan's reading loop. Each frame belongs to one flow, so the last frame numbers are distinct.
     fn park_oldest(&mut self, on_park: &mut impl FnMut(FlowRecord)) {
@@ -226,12 +222,12 @@ impl Tracer {
         let spill = self.spill.get_or_insert_with(|| Spill::new(budget));
         let len = self.open.len();
         let n = len - self.max_open / 8 * 7;
-        let last = &mut self.last_frames;
-        last.clear();
-        last.extend(self.open.values().take(PARK_SAMPLE).map(|f| f.last_frame));
-        // The sample's own n-th of len (the whole table when it is small): at least its oldest.
-        let rank = (n * last.len()).div_ceil(len).max(1);
-        let cut = *last.select_nth_unstable(rank - 1).1;
+        let cut = spill::parking_cut(
+            &mut self.last_frames,
+            self.open.values().map(|f| f.last_frame),
+            len,
+            n,
+        );
         let parked = &mut self.parking;
         parked.clear();
         parked.extend(self.open.extract_if(|_, f| f.last_frame <= cut));

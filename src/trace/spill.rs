@@ -4,7 +4,7 @@
 //! The tracer moves its least recently seen flows here when it holds too many. They go first to a compact
 //! in-memory table: each flow packed into about 40 bytes of varints in one append-only arena, found by its key's
 //! 64-bit hash. A scan or a flood parks hundreds of thousands of flows that never come back, and SQLite inserts
-//! with two indexes were 85% of such a capture's reading time (issue 17). The table has a byte budget (from
+//! with two indexes were most of such a capture's reading time. The table has a byte budget (from
 //! available memory, at most `DEFAULT_PARK_MEMORY`, `--park-memory` caps it). When it is full, its oldest
 //! quarter goes to disk as a sorted run (`runs`), so memory stays bounded whatever the number of open flows.
 //!
@@ -18,12 +18,13 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use super::flow::{FlowKey, OpenFlow};
-use crate::capture::Timestamp;
+use super::flow::OpenFlow;
+use crate::key::FlowKey;
+use crate::key::Timestamp;
 
 /// Most memory the in-memory table of parked flows takes by default (arena and hash index): enough for about a
 /// million parked flows of a scan. 48 MiB kept a scan that leaves 2.5M flows open under 150 MB peak RSS
-/// (148-149 MB against 164-170 MB), but the arena then cannot double to 64 MiB, and the 833k-flow scan of issue 17
+/// (148-149 MB against 164-170 MB), but the arena then cannot double to 64 MiB, and an 833k-flow SYN scan
 /// went to disk (then SQLite): 5.05-5.65 s user against 4.00-4.12 s (two interleaved runs each). Kept at 64 MiB.
 pub const DEFAULT_PARK_MEMORY: usize = 64 << 20;
 
@@ -119,14 +120,158 @@ impl Spill {
         if let Some(flow) = self.table.take(&k, h)? {
             return Ok(Some(flow));
         }
-        self.runs.take(k.as_slice(), h)
+        match self.runs.take(k.as_slice(), h)? {
+            Some(body) => Ok(Some(decode_body(&body).ok_or(SpillError::Corrupt)?.1)),
+            None => Ok(None),
+        }
     }
 
     /// Hands every parked flow to `each`, in creation order (the table's and the runs' merged).
     pub(super) fn drain(self, each: &mut dyn FnMut(FlowKey, OpenFlow)) -> Result<(), SpillError> {
         let Spill { table, runs } = self;
-        runs.drain(table.into_sorted()?, each)
+        let table = table
+            .into_sorted()?
+            .map(|r| r.map(|(k, f)| (f.flow_no, (k, f))));
+        let decode = |b: &[u8]| decode_body(b).map(|(k, f, _)| (k, f));
+        runs.drain(table, decode, &mut |(k, f)| each(k, f))
     }
+}
+
+/// Longest tail of a [`Parked`] record: a record's length fits its first byte, with the longest key.
+pub const MAX_TAIL: usize = 255 - BODY_HEAD - 38;
+
+/// Entries (open flows, two-way pairs, connections) whose last frames estimate which eighth a parking round
+/// parks: the estimate of an eighth is then within about 6% of it (one standard error).
+pub const PARK_SAMPLE: usize = 2048;
+
+/// The cut of a parking round: the last frame number at or before which about `n` of the `len` entries of a
+/// table lie, estimated from the first [`PARK_SAMPLE`] of their `last_frames` (a hash table's order is its keys'
+/// hashes, not their times). `sample` is the caller's buffer, kept between rounds.
+pub fn parking_cut(
+    sample: &mut Vec<u64>,
+    last_frames: impl Iterator<Item = u64>,
+    len: usize,
+    n: usize,
+) -> u64 {
+    sample.clear();
+    sample.extend(last_frames.take(PARK_SAMPLE));
+    // The sample's own n-th of len (the whole table when it is small): at least its oldest.
+    let rank = (n * sample.len()).div_ceil(len).max(1);
+    *sample.select_nth_unstable(rank - 1).1
+}
+
+/// Parked state of the trackers beside the tracer (connections, the two-way index): records of a number (their
+/// creation order), a key and a tail of the tracker's own bytes, written as sorted runs on disk as they are
+/// parked, found by their key's hash behind the runs' Bloom filter. No compact table: these trackers park in
+/// rounds of thousands, read back few, and the runs' merges keep the files few.
+pub struct Parked {
+    runs: runs::Runs,
+    bytes: Vec<u8>,
+    spans: Vec<(u32, u64, usize, usize)>,
+}
+
+/// What [`Parked::drain`] hands each record to: its number, key and tail.
+pub type ParkedVisitor<'a> = dyn FnMut(u32, FlowKey, &[u8]) -> Result<(), SpillError> + 'a;
+
+impl Default for Parked {
+    fn default() -> Parked {
+        Parked {
+            runs: runs::Runs::new(),
+            bytes: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+}
+
+impl Parked {
+    /// Parks records (number, key, tail of at most [`MAX_TAIL`] bytes), in increasing number order; none of
+    /// their keys or numbers may be parked already.
+    pub fn park<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (u32, &'a FlowKey, &'a [u8])>,
+    ) -> Result<(), SpillError> {
+        let (bytes, spans) = (&mut self.bytes, &mut self.spans);
+        bytes.clear();
+        spans.clear();
+        for (no, key, tail) in records {
+            debug_assert!(tail.len() <= MAX_TAIL);
+            let start = bytes.len();
+            let k = encode_key(key);
+            bytes.push(0);
+            bytes.extend_from_slice(&no.to_le_bytes());
+            bytes.extend_from_slice(k.as_slice());
+            bytes.extend_from_slice(tail);
+            bytes[start] = u8::try_from(bytes.len() - start).map_err(|_| SpillError::Corrupt)?;
+            spans.push((no, key_hash(k.as_slice()), start, bytes.len()));
+        }
+        let bytes = &self.bytes;
+        self.runs.add(
+            self.spans
+                .iter()
+                .map(|&(flow_no, hash, a, b)| runs::Record {
+                    flow_no,
+                    hash,
+                    bytes: &bytes[a..b],
+                }),
+        )
+    }
+
+    /// Takes the record of this key back, if it is parked: its number and tail.
+    pub fn take(&mut self, key: &FlowKey) -> Result<Option<(u32, Vec<u8>)>, SpillError> {
+        let k = encode_key(key);
+        let Some(mut body) = self.runs.take(k.as_slice(), key_hash(k.as_slice()))? else {
+            return Ok(None);
+        };
+        let no = body_flow_no(&body).ok_or(SpillError::Corrupt)?;
+        body.drain(..BODY_HEAD + k.len);
+        Ok(Some((no, body)))
+    }
+
+    /// Hands every parked record to `each` (number, key, tail), in number order.
+    pub fn drain(self, each: &mut ParkedVisitor) -> Result<(), SpillError> {
+        let mut failed = None;
+        let decode = |b: &[u8]| {
+            let no = body_flow_no(b)?;
+            let k = body_key(b)?;
+            Some((no, decode_key(k)?, b[BODY_HEAD + k.len()..].to_vec()))
+        };
+        self.runs
+            .drain(std::iter::empty(), decode, &mut |(no, key, tail): (
+                u32,
+                FlowKey,
+                Vec<u8>,
+            )| {
+                if failed.is_none() {
+                    if let Err(e) = each(no, key, &tail) {
+                        failed = Some(e);
+                    }
+                }
+            })?;
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Appends `v` as a LEB128 varint (the parked records' encoding).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint at `pos` of `b`, moving `pos` past it.
+pub fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// The hash that finds a parked flow: xxh3 of the key's bytes. Tests can make it collide on purpose.
@@ -313,7 +458,7 @@ impl Compact {
         self,
     ) -> Result<impl Iterator<Item = Result<(FlowKey, OpenFlow), SpillError>>, SpillError> {
         let Compact { arena, at, .. } = self;
-        // Sized once: a doubling Vec of a million parked flows peaked at twice its 8 MB (issue 17).
+        // Sized once: a doubling Vec of a million parked flows peaked at twice its 8 MB.
         let mut order: Vec<(u32, u32)> = Vec::with_capacity(at.len());
         drop(at);
         let mut pos = 0;
@@ -333,32 +478,13 @@ impl Compact {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn zigzag(v: i64) -> u64 {
+/// Signed as unsigned, small magnitudes small (for varints).
+pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+/// The inverse of [`zigzag`].
+pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
@@ -373,7 +499,11 @@ fn encode_body(out: &mut Vec<u8>, k: &KeyBytes, f: &OpenFlow) {
     out.extend_from_slice(k.as_slice());
     put_varint(out, zigzag(f.first_ts.sec));
     put_varint(out, f.first_ts.frac);
-    put_varint(out, u64::from(f.first_ts.digits));
+    // The rare wraps of a time past 2^63 s ride above the digits (at most 19): other flows' bytes are as before.
+    put_varint(
+        out,
+        u64::from(f.first_ts.digits) | zigzag(i64::from(f.first_ts.wraps)) << 8,
+    );
     put_varint(out, f.first_frame);
     put_varint(out, f.last_frame.wrapping_sub(f.first_frame));
     put_varint(out, f.packets);
@@ -430,7 +560,9 @@ fn decode_body(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
     let mut next = || get_varint(b, &mut pos);
     let sec = unzigzag(next()?);
     let frac = next()?;
-    let digits = u8::try_from(next()?).ok()?;
+    let digits_wraps = next()?;
+    let digits = u8::try_from(digits_wraps & 0xff).ok()?;
+    let wraps = i8::try_from(unzigzag(digits_wraps >> 8)).ok()?;
     let first_frame = next()?;
     let last_frame = first_frame.wrapping_add(next()?);
     let packets = next()?;
@@ -438,7 +570,12 @@ fn decode_body(b: &[u8]) -> Option<(FlowKey, OpenFlow, usize)> {
     let payload_bytes = next()?;
     let last_delta = unzigzag(next()?);
     let flags = u16::try_from(next()?).ok()?;
-    let first_ts = Timestamp { sec, frac, digits };
+    let first_ts = Timestamp {
+        sec,
+        frac,
+        digits,
+        wraps,
+    };
     let last_ns = last_delta.wrapping_add(first_ts.as_ns());
     let flow = OpenFlow {
         flow_no,

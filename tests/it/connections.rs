@@ -1,4 +1,4 @@
-//! Connections (issue 13): the partition of TCP frames into connections against tshark's `tcp.stream`, the
+//! Connections: the partition of TCP frames into connections against tshark's `tcp.stream`, the
 //! Community ID against the PyPI `communityid` package, and Zeek's conn_state/history on hand-built captures.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,4 +1,4 @@
-//! Regression tests for the defects found by hostile testing (issue 10) on the read side and the store: dumps
+//! Regression tests for the defects found by hostile testing on the read side and the store: dumps
 //! that deleted or wrote through what they should not, unbounded walks and allocations from a crafted database,
 //! concurrent first opens, read commands that wrote, the decompression spool, error text and stderr.
 //! Each test here failed before its fix.
@@ -888,5 +888,188 @@ fn a_dump_stopped_by_sigterm_leaves_nothing_behind() {
                 r.stderr
             );
         }
+    }
+}
+
+/// `forget` waits for another writer's lock, as an ingest and the connection build do, and says what it waits
+/// for (it failed at once with "database is locked").
+#[test]
+fn forget_waits_for_another_writer() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
+    let holder = Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut child = cmd(&db)
+        .args(["forget", "s.pcap"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let waiting = child.try_wait().unwrap().is_none();
+    holder.execute_batch("COMMIT").unwrap();
+    let r = wait_bounded(child, Duration::from_secs(60), "forget");
+    assert!(waiting, "forget did not wait: {}", r.stderr);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr
+            .matches("waiting for another writer (ingest, forget or a connection build) to finish")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    let left: i64 = holder
+        .query_row("SELECT count(*) FROM captures", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+/// A listing read slowly while `forget` deletes one of its captures shows that capture whole or not at all: one
+/// snapshot for the whole listing (each page was read in its own, and 94,208 of 262,416 flows were listed).
+/// `db` is a SQLite path or a PostgreSQL URL; the captures are written in `dir`.
+pub(crate) fn a_listing_during_forget_is_whole_or_nothing(db: &Path, dir: &Path) {
+    use std::io::Read;
+    let (big, small) = (dir.join("big.pcap"), dir.join("small.pcap"));
+    std::fs::write(&big, super::util::pcap_conversations(12_000, T0)).unwrap();
+    std::fs::write(&small, super::util::pcap_conversations(50, T0 + 1)).unwrap();
+    let r = run(
+        db,
+        &[
+            "ingest",
+            "-q",
+            big.to_str().unwrap(),
+            small.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "ingest: {}", r.stderr);
+    let whole = run(db, &["flows", "capture big.pcap", "--count"]);
+    let whole: usize = whole.stdout.trim().parse().unwrap();
+    assert!(whole > 20_000, "{whole}");
+    let mut child = cmd(db)
+        .args(["flows", "--format", "jsonl"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // A slow reader: the first 64 KiB, then nothing until forget is done.
+    let mut buf = vec![0u8; 64 << 10];
+    out.read_exact(&mut buf).unwrap();
+    let f = run(db, &["forget", "big.pcap"]);
+    assert_eq!(f.code, 0, "forget: {}", f.stderr);
+    out.read_to_end(&mut buf).unwrap();
+    let r = wait_bounded(child, Duration::from_secs(120), "flows during forget");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = String::from_utf8(buf).unwrap();
+    let listed = text
+        .lines()
+        .filter(|l| l.contains("\"capture\":\"big.pcap\""))
+        .count();
+    let others = text
+        .lines()
+        .filter(|l| l.contains("\"capture\":\"small.pcap\""))
+        .count();
+    assert!(
+        listed == whole || listed == 0,
+        "listed {listed} of big.pcap's {whole} flows"
+    );
+    assert_eq!(others, 100);
+    assert_eq!(
+        run(db, &["flows", "capture big.pcap", "--count"])
+            .stdout
+            .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn a_listing_during_forget_is_whole_or_nothing_on_sqlite() {
+    let d = tempfile::tempdir().unwrap();
+    a_listing_during_forget_is_whole_or_nothing(&d.path().join("t.db"), d.path());
+}
+
+/// Runs the binary as user and group `uid` (root only), with `--db db`.
+fn as_uid(uid: u32, db: &Path, args: &[&str]) -> Run {
+    let child = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("traceflow"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("TRACEFLOW_DB")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(child, Duration::from_secs(60), "another user's run")
+}
+
+/// Another user's read leaves no `-wal` or `-shm` file of its own beside a WAL database in a sticky folder
+/// anyone may write, so the owner's next ingest still writes (it failed "attempt to write a readonly database").
+#[test]
+fn another_users_read_does_not_block_the_owners_ingest() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run as two other users");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sticky = d.path().join("shared");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (a, b) = (d.path().join("a.pcap"), d.path().join("b.pcap"));
+    std::fs::write(&a, pcap(1, 65535, &sample_frames())).unwrap();
+    std::fs::write(
+        &b,
+        pcap(1, 65535, &synth::conversations(4, T0 + 1_000_000_000)),
+    )
+    .unwrap();
+    let db = sticky.join("t.db");
+    let owner = 4321;
+    let r = as_uid(owner, &db, &["ingest", "-q", a.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = as_unprivileged(&db, &["captures", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["name"], "a.pcap");
+    assert_eq!(names_in(&sticky), ["t.db"], "the reader left files behind");
+    let r = as_uid(owner, &db, &["ingest", "-q", b.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = as_unprivileged(&db, &["captures", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+}
+
+/// A capture that went away while a dump read it (`forget`) is named, with what to do, not "Query returned no
+/// rows".
+#[test]
+fn a_capture_gone_during_a_dump_is_named() {
+    use traceflow::store::{read, Db, Target};
+    let d = tempfile::tempdir().unwrap();
+    let (db, _) = db_with(d.path(), "s.pcap", &pcap(1, 65535, &sample_frames()), &[]);
+    let conn = Db::open_read(&Target::of(&db)).unwrap();
+    let id = read::resolve_capture(&conn, "s.pcap").unwrap();
+    drop(conn);
+    assert_eq!(run(&db, &["forget", "s.pcap"]).code, 0);
+    let conn = Db::open_read(&Target::of(&db)).unwrap();
+    for e in [
+        read::capture_row(&conn, id).err().unwrap(),
+        read::flow_first_frame(&conn, id, 1).err().unwrap(),
+    ] {
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("capture {id} is no longer in the database"))
+                && msg.contains("run the command again"),
+            "{msg}"
+        );
     }
 }

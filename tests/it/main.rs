@@ -7,6 +7,7 @@
 mod conformance;
 mod connections;
 mod decode_oracle;
+mod docs;
 mod dump;
 mod encapsulations;
 mod endpoints;
@@ -14,6 +15,7 @@ mod flows;
 mod hardening;
 mod ingest;
 mod ingest_hardening;
+mod layout;
 mod park;
 mod postgres;
 mod robustness;

@@ -614,6 +614,18 @@ fn pg_flows_and_connections_match_sqlite() {
     d.assert_none("flows and connections");
 }
 
+/// 10,000-host blocklists and the other long filters, and `net` over IPv4-mapped addresses at every prefix,
+/// pick on PostgreSQL exactly the flows the Rust evaluation picks (`flows::long_and_mapped_filters_agree`).
+#[test]
+fn pg_long_filters_and_mapped_networks_match_a_plain_evaluation() {
+    let b = Both::new("long_filters");
+    let sqlite = traceflow::store::Db::Sqlite(traceflow::store::open_read(&b.sqlite).unwrap());
+    let pg = traceflow::store::Db::open_read(&traceflow::store::Target::of(b.pg())).unwrap();
+    let facts = super::flows::facts(&sqlite);
+    super::flows::long_and_mapped_filters_agree(&sqlite, &sqlite, &facts);
+    super::flows::long_and_mapped_filters_agree(&pg, &sqlite, &facts);
+}
+
 /// With --jobs N, SQLite numbers captures in input order, as with --jobs 1 ("results do not depend on --jobs");
 /// PostgreSQL must too, since the ids show in every command's output. 60 corpus captures, --jobs 2 (two rounds)
 /// and --jobs 4, each into a fresh database.
@@ -1379,12 +1391,23 @@ fn pg_schema_1_database_is_upgraded_in_place() {
         "flow_buckets",
     ] {
         use std::io::{Read, Write};
+        // Schema 1's columns: later schemas add some.
+        let cols: String = to
+            .query_one(
+                "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
+                 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1",
+                &[&t],
+            )
+            .unwrap()
+            .get(0);
         let mut rows = Vec::new();
-        from.copy_out(&format!("COPY (SELECT * FROM {t}) TO STDOUT"))
+        from.copy_out(&format!("COPY (SELECT {cols} FROM {t}) TO STDOUT"))
             .unwrap()
             .read_to_end(&mut rows)
             .unwrap();
-        let mut w = to.copy_in(&format!("COPY {t} FROM STDIN")).unwrap();
+        let mut w = to
+            .copy_in(&format!("COPY {t} ({cols}) FROM STDIN"))
+            .unwrap();
         w.write_all(&rows).unwrap();
         w.finish().unwrap();
     }
@@ -1407,7 +1430,15 @@ fn pg_schema_1_database_is_upgraded_in_place() {
         let r = ingest(db.path(), &[], &[&extra]);
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
-    assert_eq!(old.count("SELECT max(version) FROM traceflow_schema"), 2);
+    assert_eq!(
+        old.count("SELECT max(version) FROM traceflow_schema"),
+        traceflow::store::postgres::PG_SCHEMA_VERSION as i64
+    );
+    assert_eq!(
+        old.count("SELECT count(*) FROM connections WHERE flow_nos IS DISTINCT FROM string_to_array(flows, ',')::BIGINT[]"),
+        0,
+        "schema 3's flow_nos of the connections schema 1 had"
+    );
     assert_eq!(
         old.count("SELECT count(*) FROM frames"),
         v1_frames + new.count("SELECT frames FROM captures WHERE name = 'extra.pcap'")
@@ -1538,4 +1569,292 @@ fn pg_a_damaged_frame_chunk_is_reported() {
         assert!(r.stderr.contains(says), "{l}: {}", r.stderr);
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     }
+}
+
+/// A listing read slowly while `forget` runs reads one snapshot on PostgreSQL too (REPEATABLE READ).
+#[test]
+fn a_listing_during_forget_is_whole_or_nothing_on_postgres() {
+    let pg = PgDb::new("listing_forget");
+    let d = tempfile::tempdir().unwrap();
+    super::hardening::a_listing_during_forget_is_whole_or_nothing(pg.path(), d.path());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Connections right after an ingest: plans, statistics, a killed client
+
+/// The tables whose statistics the connection queries' plans depend on.
+const PLANNED: &str = "'flows'::regclass, 'connections'::regclass, 'captures'::regclass, \
+                       'interfaces'::regclass, 'frame_chunks'::regclass";
+
+/// Puts the tables back in the state of a fresh ingest before any ANALYZE: no column statistics, and a row count
+/// the planner must guess from the tables' sizes. Autovacuum is turned off on them first, so that it does not
+/// analyze them meanwhile.
+fn forget_statistics(db: &PgDb) {
+    let mut c = db.client();
+    for t in [
+        "flows",
+        "connections",
+        "captures",
+        "interfaces",
+        "frame_chunks",
+    ] {
+        c.batch_execute(&format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"))
+            .unwrap();
+    }
+    c.batch_execute(&format!(
+        "DELETE FROM pg_statistic WHERE starelid IN ({PLANNED});
+         UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid IN ({PLANNED})"
+    ))
+    .unwrap();
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM pg_statistic WHERE starelid IN ({PLANNED})"
+        )),
+        0
+    );
+}
+
+/// The plans of `connections FILTER` (listing and --count), as `EXPLAIN` prints them.
+fn connection_plans(db: &PgDb, filter: &str) -> Vec<(String, Vec<String>)> {
+    let target = traceflow::store::Target::of(std::path::Path::new(&db.url));
+    let pg = traceflow::store::Db::open_read(&target).unwrap();
+    let f = traceflow::filter::compile(&traceflow::filter::parse(filter, 0).unwrap());
+    pg.explain_connections(&f, traceflow::store::read::FlowSort::Time)
+        .unwrap()
+}
+
+/// Without statistics (right after an ingest, before ANALYZE), the connection queries look each connection's
+/// flows up by the flows key: no join of all flows against all connections, whose filter parsed a comma list per
+/// pair (a plan of 100 s for 20,000 connections). The same plans with statistics. The comma-list query itself
+/// still plans that join here, so the check is not vacuous.
+#[test]
+fn pg_connection_plans_look_flows_up_by_key_without_statistics() {
+    let db = PgDb::new("conn_plans");
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("c.pcap");
+    std::fs::write(&cap, pcap_conversations(5000, T0)).unwrap();
+    let r = ingest(db.path(), &[], &[&cap]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    forget_statistics(&db);
+    let comma_list = db
+        .client()
+        .query(
+            "EXPLAIN SELECT count(*) FROM connections x WHERE EXISTS (SELECT 1 FROM flows f
+                 WHERE f.capture_id = x.capture_id AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[]))",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        comma_list.contains("Semi Join"),
+        "the comma-list query no longer plans a semi-join without statistics:\n{comma_list}"
+    );
+    for analyzed in [false, true] {
+        if analyzed {
+            db.client().batch_execute("ANALYZE").unwrap();
+        }
+        for filter in ["", "port 80", "host 10.0.0.1 or syn"] {
+            for (sql, plan) in connection_plans(&db, filter) {
+                let text = plan.join("\n");
+                let what = format!("analyzed: {analyzed}, filter {filter:?}: {sql}\n{text}");
+                assert!(!text.contains("string_to_array"), "{what}");
+                assert!(!text.contains("Semi Join"), "{what}");
+                assert!(!text.contains("Seq Scan on flows"), "{what}");
+                assert!(text.contains("SubPlan"), "{what}");
+                assert!(text.contains("flows_pkey"), "{what}");
+                assert!(text.contains("flow_no = ANY (x.flow_nos)"), "{what}");
+            }
+        }
+    }
+}
+
+/// `reltuples` of a table, and whether ANALYZE has given it column statistics.
+fn statistics_of(db: &PgDb, table: &str) -> (f64, i64) {
+    let r = db
+        .client()
+        .query_one(
+            "SELECT reltuples::FLOAT8, (SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename = $1)
+             FROM pg_class WHERE oid = $1::regclass",
+            &[&table],
+        )
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+/// An ingest leaves the planner statistics on what it wrote: on a new database, and when a capture adds more than
+/// a tenth to the rows (autovacuum is off on the tables for the second ingest, so only the ingest can have done it).
+#[test]
+fn pg_ingest_leaves_planner_statistics() {
+    let db = PgDb::new("ingest_stats");
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.pcap"), tmp.path().join("b.pcap"));
+    std::fs::write(&a, pcap_conversations(300, T0)).unwrap();
+    std::fs::write(&b, pcap_conversations(2000, T0 + 3_600_000_000_000)).unwrap();
+    for (round, cap) in [&a, &b].into_iter().enumerate() {
+        if round == 1 {
+            for t in ["flows", "connections", "frame_chunks", "captures"] {
+                db.client()
+                    .batch_execute(&format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"))
+                    .unwrap();
+            }
+        }
+        let r = ingest(db.path(), &[], &[cap]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        for t in ["flows", "connections", "frame_chunks", "captures"] {
+            let rows = db.count(&format!("SELECT count(*) FROM {t}"));
+            let (reltuples, stats) = statistics_of(&db, t);
+            assert_eq!(
+                reltuples, rows as f64,
+                "round {round}: {t} holds {rows} rows, the planner's statistics say {reltuples}"
+            );
+            assert!(stats > 0, "round {round}: {t} has no column statistics");
+        }
+        assert_eq!(
+            db.count(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'connections' AND last_analyze IS NOT NULL"
+            ),
+            1,
+            "round {round}: connections not analyzed"
+        );
+    }
+}
+
+/// Waits (bounded) for `n` traceflow sessions on `db` waiting for a lock, and returns their pids.
+fn sessions_waiting_for_a_lock(db: &PgDb, child: &mut Child) -> Vec<i32> {
+    let mut c = db.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pids: Vec<i32> = c
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'traceflow'
+                   AND state = 'active' AND wait_event_type = 'Lock'",
+                &[&db.name],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !pids.is_empty() {
+            return pids;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the command ended before it was seen waiting"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no traceflow query waited for the lock within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A client killed during a long query does not leave it running on the server: SIGKILL (the server notices the
+/// closed connection, `client_connection_check_interval`) and SIGTERM or SIGINT (the client cancels its query,
+/// then exits with 130). The query is made long by a lock another session holds on `connections`, which it keeps
+/// until the end, so the only way out for the query is the server ending it.
+#[test]
+fn pg_killed_client_leaves_no_query_running() {
+    let db = PgDb::new("killed_client");
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("c.pcap");
+    std::fs::write(&cap, pcap_conversations(50, T0)).unwrap();
+    let r = ingest(db.path(), &[], &[&cap]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut holder = db.client();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE connections IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    for (signal, args) in [
+        (libc::SIGKILL, &["connections", "--count"][..]),
+        (libc::SIGTERM, &["connections", "--format", "jsonl"]),
+        (libc::SIGINT, &["connections", "port 80", "--count"]),
+    ] {
+        let mut child = tf(db.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pids = sessions_waiting_for_a_lock(&db, &mut child);
+        // SAFETY: kill sends a signal to the child this test started and has not yet waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        if signal == libc::SIGKILL {
+            child.wait().unwrap();
+        } else {
+            let r = wait_bounded(child, Duration::from_secs(30), &format!("{args:?}"));
+            assert_eq!(
+                r.code, 130,
+                "signal {signal}: {args:?} ended with {}: {}",
+                r.code, r.stderr
+            );
+        }
+        let mut c = db.client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY ($1) AND state = 'active'",
+                    &[&pids],
+                )
+                .unwrap()
+                .get(0);
+            if left == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signal {signal}: the query of {args:?} still runs on the server 20 s after its client ended"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    holder.batch_execute("ROLLBACK").unwrap();
+}
+
+/// A 10,000-host blocklist is longer than one argument may be (128 KiB): `-F FILE` takes it, as tcpdump's -F,
+/// for `flows` and `connections` on both backends, and counts what one `host` term and its complement count.
+#[test]
+fn pg_a_blocklist_of_10000_hosts_reads_from_a_filter_file() {
+    let b = Both::new("blocklist_file");
+    let host = json(&b.sqlite, &["flows", "--limit", "1", "--format", "json"])[0]["src"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut terms: Vec<String> = (0..9_999u32)
+        .map(|i| format!("host 198.18.{}.{}", i >> 8, i & 255))
+        .collect();
+    terms.insert(5_000, format!("host {host}"));
+    let list = terms.join(" or\n");
+    assert!(list.len() > 128 << 10, "{} bytes", list.len());
+    let dir = tempfile::tempdir().unwrap();
+    let (file, not_file) = (dir.path().join("block.txt"), dir.path().join("not.txt"));
+    std::fs::write(&file, &list).unwrap();
+    std::fs::write(&not_file, format!("not ({list})")).unwrap();
+    let count = |db: &Path, args: &[&str]| -> i64 {
+        let r = run(db, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r.stdout.trim().parse().unwrap()
+    };
+    for db in [b.sqlite.as_path(), b.pg()] {
+        for what in ["flows", "connections"] {
+            let one = count(db, &[what, &format!("host {host}"), "--count"]);
+            let all = count(db, &[what, "--count"]);
+            assert!(one > 0 && one < all, "{what}: {one} of {all}");
+            let f = file.to_str().unwrap();
+            let nf = not_file.to_str().unwrap();
+            assert_eq!(count(db, &[what, "-F", f, "--count"]), one, "{what} -F");
+            assert_eq!(
+                count(db, &[what, "--filter-file", nf, "--count"]),
+                all - one,
+                "{what} not"
+            );
+        }
+    }
+    let r = run(&b.sqlite, &["flows", "syn", "-F", file.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }

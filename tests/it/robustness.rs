@@ -857,3 +857,257 @@ fn write_fuzz_seeds() {
     }
     eprintln!("wrote {n} conformance frames into {}", corpus.display());
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Clocks that go back, and times far from now
+
+/// A SYN of 192.168.1.10:`sport` to 10.0.0.80:80 (one directed flow per port).
+fn syn_from(sport: u16) -> Vec<u8> {
+    synth::eth_ipv4_tcp(&Segment {
+        src: std::net::Ipv4Addr::new(192, 168, 1, 10),
+        sport,
+        dst: std::net::Ipv4Addr::new(10, 0, 0, 80),
+        dport: 80,
+        seq: 1000,
+        ack: 0,
+        flags: 0x02,
+        payload: b"",
+    })
+}
+
+/// The one line of `r`'s stdout as JSON, or each line (JSON lines), or the list.
+fn json_rows(r: &Run, what: &str) -> Vec<serde_json::Value> {
+    assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+    if let Ok(serde_json::Value::Array(rows)) = serde_json::from_str(&r.stdout) {
+        return rows;
+    }
+    r.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: {e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn a_clock_that_goes_back_gives_a_negative_duration_in_every_listing() {
+    // Two flows whose second frame is earlier than their first: by 512 µs (a clock stepped back), and by
+    // 1381533734.993065 s (a frame stamped near the epoch, as in tcpdump's kday4.pcap). The durations are the
+    // differences of the frames' decimal times, worked out here by hand: -0.000512 and -1381533734.993065.
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("back.pcap");
+    let t = 1_381_533_735_500_000_000i64;
+    let frames = vec![
+        (t, syn_from(40000)),
+        (t - 512_000, syn_from(40000)),
+        (t + 1_000, syn_from(40001)),
+        (506_935_000 + 1_000, syn_from(40001)),
+    ];
+    std::fs::write(&cap, pcap_of(1, 65535, &frames)).unwrap();
+    let db = tmp.path().join("t.db");
+    let r = traceflow(&db, &["ingest", "-q", cap.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = ["-0.000512", "-1381533734.993065"];
+    for cmd in ["flows", "connections"] {
+        for format in ["json", "jsonl"] {
+            let rows = json_rows(
+                &traceflow(&db, &[cmd, "duration < 0s", "--format", format]),
+                &format!("{cmd} {format}"),
+            );
+            let got: Vec<&str> = rows
+                .iter()
+                .map(|r| r["duration"].as_str().unwrap())
+                .collect();
+            assert_eq!(got, want, "{cmd} --format {format}");
+        }
+        let csv = traceflow(&db, &[cmd, "duration < 0s", "--format", "csv"]);
+        assert_eq!(csv.code, 0, "{}", csv.stderr);
+        let mut lines = csv.stdout.lines();
+        let col = lines
+            .next()
+            .unwrap()
+            .split(',')
+            .position(|c| c == "duration")
+            .unwrap();
+        let got: Vec<&str> = lines.map(|l| l.split(',').nth(col).unwrap()).collect();
+        assert_eq!(got, want, "{cmd} --format csv");
+        let table = traceflow(&db, &[cmd, "duration < 0s", "--format", "table"]);
+        assert_eq!(table.code, 0, "{}", table.stderr);
+        let rows: Vec<&str> = table.stdout.lines().skip(1).collect();
+        assert_eq!(rows.len(), 2, "{}", table.stdout);
+        for (row, w) in rows.iter().zip(want) {
+            assert!(
+                row.split_whitespace().any(|c| c == w),
+                "{cmd} table: {w} not in {row}"
+            );
+        }
+    }
+}
+
+/// A pcapng of one Ethernet interface (`tsresol`, `tsoffset`) with a SYN from port 40000 + i at each of `ticks`.
+fn pcapng_ticks(tsresol: u8, tsoffset: i64, ticks: &[u64]) -> Vec<u8> {
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    w.add_interface_offset(1, 65535, tsresol, tsoffset).unwrap();
+    for (i, &t) in ticks.iter().enumerate() {
+        let f = syn_from(40000 + i as u16);
+        w.write_ticks(0, t, f.len() as u32, &f).unwrap();
+    }
+    w.into_inner()
+}
+
+/// Labels in frame order of the flows of `db` (a capture of one SYN per flow).
+fn labels(db: &Path) -> Vec<String> {
+    let rows = json_rows(&traceflow(db, &["query", "--format", "json"]), "query");
+    let mut v: Vec<(u64, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["index"][0].as_u64().unwrap(),
+                r["label"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, l)| l).collect()
+}
+
+#[test]
+fn pcapng_times_past_2_63_seconds_keep_pypcapkits_labels() {
+    // if_tsresol 0 (whole seconds): ticks of 2^64 - 1, 2^63 and 2^63 + 1 s. The labels are PyPCAPKit 1.4.1's,
+    // `repr(float(Decimal(ticks) / 10**0 + 0))` as its _read_timestamp defines time_epoch (run on this capture;
+    // PyPCAPKit itself stops on the first of them, as datetime cannot hold it). The first was `-1.0`.
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("far.pcapng");
+    std::fs::write(
+        &cap,
+        pcapng_ticks(0, 0, &[u64::MAX, 1 << 63, (1 << 63) + 1]),
+    )
+    .unwrap();
+    let db = tmp.path().join("t.db");
+    let r = traceflow(&db, &["ingest", "-q", cap.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let key = |p: u16| format!("192.168.1.10_{p}-10.0.0.80_80-");
+    assert_eq!(
+        labels(&db),
+        [
+            format!("{}1.8446744073709552e+19", key(40000)),
+            format!("{}9.223372036854776e+18", key(40001)),
+            format!("{}9.223372036854776e+18", key(40002)),
+        ]
+    );
+}
+
+#[test]
+fn a_dump_warns_once_per_capture_of_times_its_format_cannot_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    // ns ticks of 2^63 and 2^63 + 1 (the year 2262): distinct times the index's ns in 64 bits cannot hold; and a
+    // capture in 2200 (past pcap's 32-bit seconds) with a frame before 1970 (past pcapng's unsigned ticks).
+    let past = tmp.path().join("past-2262.pcapng");
+    std::fs::write(&past, pcapng_ticks(9, 0, &[1 << 63, (1 << 63) + 1])).unwrap();
+    let y2200 = 7_258_118_400u64;
+    let odd = tmp.path().join("odd.pcapng");
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    w.add_interface_offset(1, 65535, 6, -10).unwrap();
+    w.add_interface_offset(1, 65535, 6, 0).unwrap();
+    let (a, b) = (syn_from(41000), syn_from(41001));
+    w.write_ticks(0, 500_000, a.len() as u32, &a).unwrap();
+    w.write_ticks(1, y2200 * 1_000_000, b.len() as u32, &b)
+        .unwrap();
+    std::fs::write(&odd, w.into_inner()).unwrap();
+    let r = traceflow(
+        &db,
+        &[
+            "ingest",
+            "-q",
+            past.to_str().unwrap(),
+            odd.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let warnings = |r: &Run| -> Vec<String> {
+        r.stderr
+            .lines()
+            .filter(|l| l.contains("out of range"))
+            .map(String::from)
+            .collect()
+    };
+    let out = tmp.path().join("out");
+    // Each format in turn, for each capture: one line naming the capture, whatever the number of frames.
+    for (format, capture, why) in [
+        ("pcap", "past-2262.pcapng", "1677 to 2262"),
+        ("pcapng", "past-2262.pcapng", "1677 to 2262"),
+        ("json", "past-2262.pcapng", "1677 to 2262"),
+        ("plist", "past-2262.pcapng", "1677 to 2262"),
+        ("text", "past-2262.pcapng", "1677 to 2262"),
+        ("pcap", "odd.pcapng", "1970 to 2106"),
+        ("pcapng", "odd.pcapng", "before 1970"),
+    ] {
+        if format == "pcap" || format == "pcapng" {
+            let r = traceflow(
+                &db,
+                &[
+                    "flows",
+                    &format!("capture {capture}"),
+                    &format!("--{format}"),
+                    out.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let w = warnings(&r);
+            assert_eq!(w.len(), 1, "flows --{format} of {capture}: {}", r.stderr);
+            assert!(w[0].contains(capture) && w[0].contains(why), "{}", w[0]);
+        }
+        let r = traceflow(
+            &db,
+            &[
+                "query",
+                "--capture",
+                capture,
+                "--dump",
+                tmp.path()
+                    .join(format!("d-{format}-{capture}"))
+                    .to_str()
+                    .unwrap(),
+                "--format",
+                format,
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let w = warnings(&r);
+        assert_eq!(
+            w.len(),
+            1,
+            "query --dump --format {format} of {capture}: {}",
+            r.stderr
+        );
+        assert!(w[0].contains(capture) && w[0].contains(why), "{}", w[0]);
+    }
+    // JSON holds a time before 1970: no warning, and the time as PyPCAPKit's block2frame gives it
+    // (time_epoch 0.5 - 10 = -9.5; ts_sec and ts_usec truncated toward zero, as int() does). They were
+    // 18446744073709551606 and 500000 (ts_sec wrapped) with a time_epoch of -10.5.
+    let label = labels(&db)
+        .into_iter()
+        .find(|l| l.ends_with("-9.5"))
+        .expect("the label of the frame before 1970");
+    let r = traceflow(&db, &["query", "--flow", &label, "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(warnings(&r).is_empty(), "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let frame = doc.as_object().unwrap().values().next().unwrap();
+    assert_eq!(frame["time_epoch"], "-9.500000");
+    assert_eq!(frame["frame_info"]["ts_sec"], -9);
+    assert_eq!(frame["frame_info"]["ts_usec"], -500_000);
+    // A pcap dump of the 2200 frame is written as the last second pcap holds, not wrapped to 1973.
+    let late = labels(&db)
+        .into_iter()
+        .find(|l| l.ends_with(&format!("-{y2200}.0")))
+        .expect("the label of the frame in 2200");
+    let file = tmp.path().join("late.pcap");
+    let r = traceflow(
+        &db,
+        &["query", "--flow", &late, "-o", file.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bytes = std::fs::read(&file).unwrap();
+    let sec = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
+    assert_eq!(sec, u32::MAX);
+}

@@ -1,4 +1,4 @@
-//! What a user's hands meet (issue 16): closed pipes, completions and the manual, --version, message wording,
+//! What a user's hands meet: closed pipes, completions and the manual, --version, message wording,
 //! suggestions, folder ingest counts and exit statuses, the lock wait, content identity across compression,
 //! `forget`, and `sample`.
 
@@ -556,7 +556,7 @@ fn waiting_for_another_writer_is_said_once_and_left_out_of_the_time() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stderr
-            .matches("waiting for another ingest to finish")
+            .matches("waiting for another writer (ingest, forget or a connection build) to finish")
             .count(),
         1,
         "{}",
@@ -897,4 +897,140 @@ fn a_read_only_database_is_one_error_with_status_2() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("readonly database"), "{stderr}");
     assert_eq!(count(&db, "SELECT count(*) FROM captures"), 1);
+}
+
+/// A database of one flow of 400 frames of 1,000 bytes (any dump of it is many pipe buffers long) and 2,000
+/// small conversations (so is any listing), and that flow's label.
+fn big_outputs_db(f: &Fixture) -> (PathBuf, String) {
+    use traceflow::synth::{eth_ipv4_tcp, Segment};
+    let mut frames = traceflow::synth::conversations(2000, T0);
+    let payload = vec![b'x'; 1000];
+    let mut t = T0 + 60_000_000_000;
+    for i in 0..400u32 {
+        t += 1_000_000;
+        frames.push((
+            t,
+            eth_ipv4_tcp(&Segment {
+                src: std::net::Ipv4Addr::new(172, 16, 0, 1),
+                sport: 50000,
+                dst: std::net::Ipv4Addr::new(172, 16, 0, 2),
+                dport: 443,
+                seq: 1 + i * 1000,
+                ack: 1,
+                flags: 0x18,
+                payload: &payload,
+            }),
+        ));
+    }
+    let cap = f.file("big.pcap", &pcap(1, 65535, &frames));
+    let db = f.db();
+    assert_eq!(ingest(&db, &["-q"], &[&cap]).code, 0);
+    let label = json(&db, &["flows", "port 50000"])[0]["label"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (db, label)
+}
+
+/// Runs each of `cases` (`LABEL` stands for the big flow's label) with a closed stdout: status 0, nothing said.
+fn quiet_on_a_closed_stdout(cases: &[&[&str]]) {
+    let f = Fixture::new();
+    let (db, label) = big_outputs_db(&f);
+    for case in cases {
+        let args: Vec<&str> = case
+            .iter()
+            .map(|a| if *a == "LABEL" { label.as_str() } else { a })
+            .collect();
+        let (code, stderr) = with_closed_stdout(&db, &args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
+
+/// One test per dump format: the flow, its connection (`--both`), and `-o -`.
+macro_rules! dump_quiet_on_a_closed_stdout {
+    ($($name:ident: $format:literal,)+) => {$(
+        #[test]
+        fn $name() {
+            quiet_on_a_closed_stdout(&[
+                &["query", "--flow", "LABEL", "--format", $format],
+                &["query", "--flow", "LABEL", "--format", $format, "--both"],
+                &["query", "--flow", "LABEL", "--format", $format, "-o", "-"],
+                &["query", "--flow", "LABEL", "--format", $format, "--both", "-o", "-"],
+            ]);
+        }
+    )+};
+}
+
+dump_quiet_on_a_closed_stdout! {
+    a_closed_stdout_ends_a_pcap_dump_quietly: "pcap",
+    a_closed_stdout_ends_a_pcapng_dump_quietly: "pcapng",
+    a_closed_stdout_ends_a_json_dump_quietly: "json",
+    a_closed_stdout_ends_a_plist_dump_quietly: "plist",
+    a_closed_stdout_ends_a_tree_dump_quietly: "tree",
+    a_closed_stdout_ends_a_text_dump_quietly: "text",
+}
+
+/// One test per listing format: the index (`query`), `flows` (and grouped), `connections`.
+macro_rules! listing_quiet_on_a_closed_stdout {
+    ($($name:ident: $format:literal,)+) => {$(
+        #[test]
+        fn $name() {
+            quiet_on_a_closed_stdout(&[
+                &["query", "--format", $format],
+                &["query", "--bidirectional", "--format", $format],
+                &["flows", "--format", $format],
+                &["flows", "--group-by", "src", "--format", $format],
+                &["connections", "--format", $format],
+            ]);
+        }
+    )+};
+}
+
+listing_quiet_on_a_closed_stdout! {
+    a_closed_stdout_ends_a_table_listing_quietly: "table",
+    a_closed_stdout_ends_a_csv_listing_quietly: "csv",
+    a_closed_stdout_ends_a_json_listing_quietly: "json",
+    a_closed_stdout_ends_a_jsonl_listing_quietly: "jsonl",
+}
+
+#[test]
+fn a_closed_stdout_ends_a_merge_of_flows_quietly() {
+    quiet_on_a_closed_stdout(&[&["flows", "--pcap", "-"], &["flows", "--pcapng", "-"]]);
+}
+
+#[test]
+fn flows_pcap_given_a_folder_names_the_options_flows_has() {
+    let f = Fixture::new();
+    let db = f.db();
+    let cap = f.capture("a.pcap", 2, 0);
+    assert_eq!(ingest(&db, &["-q"], &[&cap]).code, 0);
+    let dir = f.tmp.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    for opt in ["--pcap", "--pcapng"] {
+        let r = run(&db, &["flows", opt, dir.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        let want = format!(
+            "{opt} {} is a folder; give {opt} a file name, or - for stdout",
+            dir.display()
+        );
+        assert!(r.stderr.contains(&want), "{}", r.stderr);
+        // `flows` has neither: they belong to `query`.
+        assert!(
+            !r.stderr.contains("-o ") && !r.stderr.contains("--dump"),
+            "{}",
+            r.stderr
+        );
+    }
+    // `query -o DIR` still points at `--dump`, which it has.
+    let label = json(&db, &["query"])[0]["label"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = run(
+        &db,
+        &["query", "--flow", &label, "-o", dir.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--dump DIR"), "{}", r.stderr);
 }

@@ -598,11 +598,13 @@ fn watch_forget_missing_follows_a_ring() {
     });
     for (k, f) in slots.iter().enumerate() {
         let to = dir.join(format!("slot{}", k % 2));
+        // Truncated and written again in three parts 150 ms apart: rescans (every 100 ms) see it half
+        // written after its last close; it is complete only at its own close.
         write_slowly(
             &to,
             &std::fs::read(f).unwrap(),
-            4,
-            Duration::from_millis(50),
+            3,
+            Duration::from_millis(150),
         );
         wait_for(&w, Duration::from_secs(20), "the slot file", || in_db(&to));
     }
@@ -615,6 +617,10 @@ fn watch_forget_missing_follows_a_ring() {
     let (code, log) = w.signal(libc::SIGTERM);
     assert_eq!(code, 0, "{log}");
     assert_eq!(log.matches("its files are gone").count(), 3, "{log}");
+    // Each slot's content indexed once, whole: never half written.
+    for never in ["truncated", "changed while it was read", "not a capture"] {
+        assert!(!log.contains(never), "'{never}' in the log:\n{log}");
+    }
     assert_eq!(
         log.matches("replaced capture").count(),
         slots.len() - 2,

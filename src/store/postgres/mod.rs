@@ -4,6 +4,7 @@
 //! database it talks to (see [`super::Db`]).
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::store::error::{QueryError, StoreError};
@@ -15,9 +16,10 @@ mod search;
 mod write;
 
 /// PostgreSQL's schema, one SQL script per version, applied in order. Append-only, as SQLite's.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../../migrations/postgres/0001_schema.sql"),
     include_str!("../../../migrations/postgres/0002_frame_chunks.sql"),
+    include_str!("../../../migrations/postgres/0003_connection_flow_nos.sql"),
 ];
 
 /// The PostgreSQL schema version this build writes (`traceflow_schema.version`).
@@ -26,6 +28,22 @@ pub const PG_SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// Key of the advisory lock that migrations take, so that two processes meeting an empty database do not both
 /// create the tables (an arbitrary constant: "traceflo" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7472_6163_6566_6c6f;
+
+/// How to cancel what each connection of this process is running on its server (see [`cancel_queries`]).
+static CANCEL: Mutex<Vec<postgres::CancelToken>> = Mutex::new(Vec::new());
+
+/// Asks the server of every connection this process opened to cancel the statement it is running, if any: what
+/// a command does on SIGINT or SIGTERM, so that its query does not run on without it. Each request is a
+/// connection of its own; failures are ignored (the process is going away either way).
+pub fn cancel_queries() {
+    let tokens = match CANCEL.lock() {
+        Ok(t) => t.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    for t in tokens {
+        let _ = t.cancel_query(postgres::NoTls);
+    }
+}
 
 /// A connection to a traceflow database on PostgreSQL.
 pub struct Pg {
@@ -124,13 +142,28 @@ pub fn connect(url: &str, migrate: bool) -> Result<Pg, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("traceflow");
     }
-    let client = config
+    let mut client = config
         .connect(postgres::NoTls)
         .map_err(|e| StoreError::PgConnect {
             url: shown.clone(),
             msg: causes(&e),
             hint: connect_hint(&e),
         })?;
+    let set_by_user = |name: &str| config.get_options().is_some_and(|o| o.contains(name));
+    if !set_by_user("jit") {
+        // The planner's cost of a correlated subquery run per connection passes jit_above_cost on any capture,
+        // and compiling took 0.17-0.3 s of a `connections --count` that then ran 0.3-0.7 s.
+        let _ = client.batch_execute("SET jit = off");
+    }
+    if !set_by_user("client_connection_check_interval") {
+        // A killed client (SIGKILL, a lost terminal) sends no cancel request: with this, the server notices the
+        // closed socket within a second during a long query and ends it, instead of running it to the end.
+        // Servers before 14 do not know the setting, and some platforms refuse it: they keep running.
+        let _ = client.batch_execute("SET client_connection_check_interval = '1s'");
+    }
+    if let Ok(mut tokens) = CANCEL.lock() {
+        tokens.push(client.cancel_token());
+    }
     let pg = Pg {
         client: RefCell::new(client),
         shown,

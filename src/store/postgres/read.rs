@@ -578,6 +578,14 @@ impl Backend for Pg {
         Pg::explain_flows(self, filter)
     }
 
+    fn explain_connections(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        Pg::explain_connections(self, filter, sort)
+    }
+
     fn flow_page(
         &self,
         filter: &Compiled,

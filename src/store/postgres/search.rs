@@ -77,11 +77,40 @@ fn refs<'a>(
 /// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
 const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
 
-/// "Some flow of connection `x` matches": as `read::conn_condition`.
+/// The flows `f` of connection `x`, found by the flows key (`flow_no = ANY (x.flow_nos)` is an index condition).
+const CONN_FLOWS: &str =
+    "flows f WHERE f.capture_id = x.capture_id AND f.flow_no = ANY (x.flow_nos)";
+
+/// "Some flow of connection `x` matches", as on SQLite. `OFFSET 0` keeps the subquery correlated: without it
+/// the planner may turn it into a join of all flows against all connections with the array test as its filter,
+/// a plan whose cost it misjudges by orders of magnitude when it has no statistics (right after an ingest).
+/// Correlated, each connection costs an index lookup per flow whatever the statistics say.
 fn conn_condition(cond: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM {CONN_FLOWS} AND ({cond}) OFFSET 0)")
+}
+
+/// `count_connections`' query for a filter's condition (`$N` placeholders).
+fn count_connections_sql(cond: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
-                 AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[]) AND ({cond}))"
+        "SELECT count(*) FROM connections x WHERE {}",
+        conn_condition(cond)
+    )
+}
+
+/// `search_connections`' query for a filter's condition with `n` parameters; its LIMIT is parameter `n + 1`.
+fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
+    let order = conn_order(sort);
+    format!(
+        "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                x.resp_frame_bytes, x.conn_state, x.history,
+                (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM {CONN_FLOWS}),
+                (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
+         FROM connections x JOIN captures c ON c.id = x.capture_id
+         WHERE {}
+         ORDER BY {order} LIMIT ${}",
+        conn_condition(cond),
+        n + 1
     )
 }
 
@@ -118,13 +147,40 @@ impl Pg {
         let mut c = self.client.borrow_mut();
         let mut it = c.query_raw(sql, params.iter().copied())?;
         while let Some(r) = it.next()? {
-            visit(&r)?;
+            if let Err(e) = visit(&r) {
+                // The reader is gone (`| head`) or the row failed: stop the server too, else the connection's
+                // close waits for the rest of the rows.
+                drop(it);
+                let _ = c.cancel_token().cancel_query(postgres::NoTls);
+                return Err(e);
+            }
         }
         Ok(())
     }
 
-    /// `read::search_flows` on PostgreSQL.
+    /// `read::search_flows` on PostgreSQL, in one REPEATABLE READ, READ ONLY transaction: the time order reads
+    /// a page at a time, and each page in a snapshot of its own showed part of a capture `forget` deleted meanwhile.
     pub(super) fn search_flows(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        self.client
+            .borrow_mut()
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let listed = self.search_flows_in_snapshot(filter, sort, limit, visit);
+        let end = self.client.borrow_mut().batch_execute(if listed.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        });
+        listed?;
+        Ok(end?)
+    }
+
+    fn search_flows_in_snapshot(
         &self,
         filter: &Compiled,
         sort: FlowSort,
@@ -297,11 +353,38 @@ impl Pg {
         );
         let count = format!("SELECT count(*) FROM flows f WHERE {cond}");
         let (one, zero) = (1i64, 0i64);
-        let mut out = Vec::new();
-        for (sql, p) in [
+        self.explain([
             (page, refs(&params, &[&one, &zero])),
             (count, refs(&params, &[])),
-        ] {
+        ])
+    }
+
+    /// PostgreSQL's `EXPLAIN` of the two queries of `connections` (the listing in `sort` order, and `--count`):
+    /// each query with its plan's lines.
+    pub(super) fn explain_connections(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        let cond = filter.condition_with(dollar);
+        let params = values(&filter.params);
+        let limit: Option<i64> = None;
+        self.explain([
+            (
+                search_connections_sql(&cond, sort, params.len()),
+                refs(&params, &[&limit]),
+            ),
+            (count_connections_sql(&cond), refs(&params, &[])),
+        ])
+    }
+
+    /// Each query with the lines of PostgreSQL's `EXPLAIN` of it.
+    fn explain<const N: usize>(
+        &self,
+        queries: [(String, Vec<&(dyn ToSql + Sync)>); N],
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        let mut out = Vec::new();
+        for (sql, p) in queries {
             let plan = self
                 .rows(&format!("EXPLAIN {sql}"), &p)?
                 .iter()
@@ -320,23 +403,9 @@ impl Pg {
         limit: Option<u64>,
         visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let order = conn_order(sort);
         let params = values(&filter.params);
         let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
-                    x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
-                    x.resp_frame_bytes, x.conn_state, x.history,
-                    (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM flows f
-                     WHERE f.capture_id = x.capture_id
-                       AND f.flow_no = ANY (string_to_array(x.flows, ',')::BIGINT[])),
-                    (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
-             FROM connections x JOIN captures c ON c.id = x.capture_id
-             WHERE {}
-             ORDER BY {order} LIMIT ${}",
-            conn_condition(&filter.condition_with(dollar)),
-            params.len() + 1
-        );
+        let sql = search_connections_sql(&filter.condition_with(dollar), sort, params.len());
         self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
             visit(conn_row(r)?)
         })
@@ -346,10 +415,7 @@ impl Pg {
     pub(super) fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
         let params = values(&filter.params);
         let r = self.client.borrow_mut().query_one(
-            &format!(
-                "SELECT count(*) FROM connections x WHERE {}",
-                conn_condition(&filter.condition_with(dollar))
-            ),
+            &count_connections_sql(&filter.condition_with(dollar)),
             &refs(&params, &[]),
         )?;
         r.int(0)

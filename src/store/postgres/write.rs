@@ -789,7 +789,7 @@ impl<'c> PgWriter<'c> {
                 &end.truncation.as_ref().map(|t| t.reason.clone()),
                 &(end.size as i64),
                 &end.mtime_ns,
-                &crate::trace::buckets::WITH_NET16,
+                &crate::key::buckets::WITH_NET16,
             ],
         )?;
         // One statement for every interface (a pcapng may describe thousands).
@@ -809,11 +809,42 @@ impl<'c> PgWriter<'c> {
         )?;
         self.add_path_to(c, id, &end)?;
         c.batch_execute("COMMIT")?;
+        analyze(c, end.flows);
         Ok(Outcome::Indexed {
             id,
             end,
             superseded,
         })
+    }
+}
+
+/// The tables an ingest writes, for `ANALYZE`: frame_chunks and frame_data by their key columns only (their other
+/// columns are arrays and bytes that no plan needs statistics on, and would cost a detoasting each).
+const ANALYZED: &str = "flows, connections, frame_chunks (capture_id, first_number, last_number),
+    frame_data (capture_id, number), captures, capture_paths, interfaces, endpoint_protocols, flow_buckets";
+
+/// Gives the planner statistics on a capture just committed, with `flows` flows, when the tables have none yet
+/// or it added a tenth or more to the flows (autovacuum's own rule, applied now rather than up to a minute
+/// later). Without them the planner guesses from the tables' sizes, and its first plans over a new capture were
+/// orders of magnitude off. After the commit, not in the transaction: ANALYZE's lock, held to the end of a
+/// transaction, would make concurrent ingests wait for each other. Best effort: the capture is committed, and a
+/// failure here (a role that may not analyze another's tables) only leaves the statistics to autovacuum.
+fn analyze(c: &mut postgres::Client, flows: u64) {
+    let stale = c
+        .query_one(
+            "SELECT coalesce(min(reltuples), -1) < 0
+                    OR $1::BIGINT * 10 >= max(reltuples) FILTER (WHERE oid = 'flows'::regclass)
+             FROM pg_class WHERE oid IN ('flows'::regclass, 'connections'::regclass, 'frame_chunks'::regclass)",
+            &[&(flows.min(i64::MAX as u64 / 10) as i64)],
+        )
+        .and_then(|r| r.try_get::<_, bool>(0));
+    if matches!(stale, Ok(true)) {
+        // A sample of 3,000 rows instead of 30,000: enough for the plans, and 0.18 s instead of 1.6 s on a capture
+        // of 100,000 connections (flows and connections cost most). The SET lasts only for the batch's implicit
+        // transaction.
+        let _ = c.batch_execute(&format!(
+            "SET LOCAL default_statistics_target = 10; ANALYZE {ANALYZED}"
+        ));
     }
 }
 

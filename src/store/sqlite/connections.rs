@@ -3,7 +3,8 @@
 //! migration (0005).
 //!
 //! Why not always at ingest: tracking them while reading cost about a fifth more ingest CPU on the benchmark
-//! (callgrind instruction counts: the per-frame tracker and the connections rows), and issue 13 allows a tenth.
+//! (callgrind instruction counts: the per-frame tracker and the connections rows), where the ingest's budget for
+//! them is a tenth. The SQL is here, beside the schema it reads and writes; the tracking is `conn`'s.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use rusqlite::{params, Connection};
 
 use crate::conn::{ConnRecord, ConnSeg, Connections};
 use crate::store::error::StoreError;
+use crate::trace::spill::SpillError;
 
 /// Captures with flows but no connections yet.
 const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
@@ -78,54 +80,30 @@ pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Frames read per round: their connection numbers and the connections they finished are written before the
+/// next round is read, so what is held does not grow with the capture.
+const CHUNK: i64 = 1 << 16;
+
 fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()> {
+    let spill = |e: SpillError| rusqlite::Error::UserFunctionError(Box::new(e));
     let mut tracker = Connections::new(seed);
     let mut done: Vec<ConnRecord> = Vec::new();
-    let mut per_frame: Vec<(i64, u32)> = Vec::new();
-    {
-        let mut st = conn.prepare(
-            "SELECT fr.number, fr.ts_ns, fr.origlen, f.src, f.sport, f.dst, f.dport, fr.tcp_flags, fr.seq, fr.ack,
-                    fr.payload_len, fr.flow_no
-             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
-             WHERE fr.capture_id = ?1 AND fr.flow_no IS NOT NULL ORDER BY fr.number",
-        )?;
-        let mut rows = st.query([capture_id])?;
-        while let Some(r) = rows.next()? {
-            let (src, dst): (String, String) = (r.get(3)?, r.get(5)?);
-            let (Ok(src), Ok(dst)) = (src.parse(), dst.parse()) else {
-                continue;
-            };
-            let number: i64 = r.get(0)?;
-            let seg = ConnSeg {
-                number: number as u64,
-                ts_ns: r.get(1)?,
-                origlen: r.get(2)?,
-                src,
-                sport: r.get(4)?,
-                dst,
-                dport: r.get(6)?,
-                flags: r.get(7)?,
-                seq: r.get(8)?,
-                ack: r.get(9)?,
-                payload_len: r.get(10)?,
-                flow_no: r.get(11)?,
-            };
-            per_frame.push((number, tracker.observe(&seg, &mut |c| done.push(c))));
-        }
-    }
-    tracker.finish(&mut |c| done.push(c));
+    let mut per_frame: Vec<(i64, u32)> = Vec::with_capacity(CHUNK as usize);
+    let mut st = conn.prepare(
+        "SELECT fr.number, fr.ts_ns, fr.origlen, f.src, f.sport, f.dst, f.dport, fr.tcp_flags, fr.seq, fr.ack,
+                fr.payload_len, fr.flow_no
+         FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+         WHERE fr.capture_id = ?1 AND fr.number > ?2 AND fr.flow_no IS NOT NULL ORDER BY fr.number LIMIT ?3",
+    )?;
     let mut upd =
         conn.prepare("UPDATE frames SET conn_no = ?3 WHERE capture_id = ?1 AND number = ?2")?;
-    for (number, c) in per_frame {
-        upd.execute(params![capture_id, number, c])?;
-    }
     let mut ins = conn.prepare(
         "INSERT INTO connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
                                   last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
                                   resp_frame_bytes, resp_bytes, conn_state, history, flows)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?;
-    for c in done {
+    let mut insert = |c: &ConnRecord| {
         ins.execute(params![
             capture_id,
             c.conn_no,
@@ -147,7 +125,55 @@ fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()
             c.conn_state,
             c.history,
             c.flows,
-        ])?;
+        ])
+        .map(|_| ())
+    };
+    let mut after = 0i64;
+    loop {
+        let mut read = 0;
+        let mut rows = st.query(params![capture_id, after, CHUNK])?;
+        while let Some(r) = rows.next()? {
+            read += 1;
+            let number: i64 = r.get(0)?;
+            after = number;
+            let (src, dst): (String, String) = (r.get(3)?, r.get(5)?);
+            let (Ok(src), Ok(dst)) = (src.parse(), dst.parse()) else {
+                continue;
+            };
+            let seg = ConnSeg {
+                number: number as u64,
+                ts_ns: r.get(1)?,
+                origlen: r.get(2)?,
+                src,
+                sport: r.get(4)?,
+                dst,
+                dport: r.get(6)?,
+                flags: r.get(7)?,
+                seq: r.get(8)?,
+                ack: r.get(9)?,
+                payload_len: r.get(10)?,
+                flow_no: r.get(11)?,
+            };
+            per_frame.push((number, tracker.observe(&seg, &mut |c| done.push(c))));
+        }
+        drop(rows);
+        for (number, c) in per_frame.drain(..) {
+            upd.execute(params![capture_id, number, c])?;
+        }
+        for c in done.drain(..) {
+            insert(&c)?;
+        }
+        if read < CHUNK {
+            break;
+        }
     }
-    Ok(())
+    let mut failed = None;
+    tracker
+        .finish(&mut |c| {
+            if failed.is_none() {
+                failed = insert(&c).err();
+            }
+        })
+        .map_err(spill)?;
+    failed.map_or(Ok(()), Err)
 }

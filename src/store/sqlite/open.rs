@@ -10,7 +10,7 @@ use crate::store::error::StoreError;
 use crate::store::sink::Journal;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 9] = [
+pub(super) const MIGRATIONS: [&str; 10] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_label_in_flows.sql"),
     include_str!("../../../migrations/0003_flow_search.sql"),
@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: [&str; 9] = [
     include_str!("../../../migrations/0007_endpoints.sql"),
     include_str!("../../../migrations/0008_flow_buckets.sql"),
     include_str!("../../../migrations/0009_label_derived.sql"),
+    include_str!("../../../migrations/0010_flow_index_by_capture.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -123,7 +124,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 ///
 /// [`flow_columns_sqlite`]: super::search::FLOW_COLUMNS_SQLITE
 ///
-/// [`view_label`]: crate::trace::label::view_label
+/// [`view_label`]: crate::key::label::view_label
 fn label_view(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     use rusqlite::types::ValueRef;
@@ -144,7 +145,7 @@ fn label_view(conn: &Connection) -> rusqlite::Result<()> {
             // A row the ingest wrote always has ports of 16 bits; a row made by hand that does not has no label.
             Ok(match (u16::try_from(sport), u16::try_from(dport)) {
                 (Ok(sp), Ok(dp)) => {
-                    crate::trace::label::view_label(text(1), sp, text(3), dp, first_ns)
+                    crate::key::label::view_label(text(1), sp, text(3), dp, first_ns)
                 }
                 _ => None,
             })
@@ -190,7 +191,7 @@ fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
             Ok(text
                 .parse::<std::net::IpAddr>()
                 .ok()
-                .map(|a| crate::filter::addr_key(&a).to_vec()))
+                .map(|a| crate::key::addr_key(&a).to_vec()))
         },
     )
     .map_err(sq)?;
@@ -204,7 +205,7 @@ fn migrate(conn: &Connection, p: &str) -> Result<(), StoreError> {
             let (src, dst): (String, String) = (ctx.get(0)?, ctx.get(2)?);
             let (sport, dport, seed): (u16, u16, u16) = (ctx.get(1)?, ctx.get(3)?, ctx.get(4)?);
             Ok(match (src.parse(), dst.parse()) {
-                (Ok(s), Ok(d)) => Some(crate::conn::community_id(seed, s, sport, d, dport)),
+                (Ok(s), Ok(d)) => Some(crate::key::community_id(seed, s, sport, d, dport)),
                 _ => None,
             })
         },
@@ -249,20 +250,25 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
         | rusqlite::OpenFlags::SQLITE_OPEN_URI
         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let first = Connection::open_with_flags(path, flags).and_then(|c| {
-        c.busy_timeout(BUSY_TIMEOUT)?;
-        let v = user_version(&c)?;
-        Ok((c, v))
-    });
-    let (conn, version) = match first {
-        Ok(cv) => cv,
-        Err(e) if is_cantopen(&e) => {
-            let uri = immutable_uri(path).map_err(sq)?;
-            let c = Connection::open_with_flags(uri, flags).map_err(sq)?;
-            let v = user_version(&c).map_err(sq)?;
-            (c, v)
+    let immutable = || {
+        let uri = immutable_uri(path).map_err(sq)?;
+        let c = Connection::open_with_flags(uri, flags).map_err(sq)?;
+        let v = user_version(&c).map_err(sq)?;
+        Ok::<_, StoreError>((c, v))
+    };
+    let (conn, version) = if must_not_make_wal(path) {
+        immutable()?
+    } else {
+        let first = Connection::open_with_flags(path, flags).and_then(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            let v = user_version(&c)?;
+            Ok((c, v))
+        });
+        match first {
+            Ok(cv) => cv,
+            Err(e) if is_cantopen(&e) => immutable()?,
+            Err(e) => return Err(sq(e)),
         }
-        Err(e) => return Err(sq(e)),
     };
     conn.pragma_update(None, "cache_size", -16384).map_err(sq)?;
     match version {
@@ -280,9 +286,45 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
         }),
         _ => {
             label_view(&conn).map_err(sq)?;
+            // One read transaction for the whole command: a listing reads many pages, and each in its own
+            // snapshot showed part of a capture that `forget` deleted meanwhile. Its first read pins the
+            // snapshot; it is never committed (nothing is written), and ends when the connection closes.
+            conn.execute_batch("BEGIN").map_err(sq)?;
+            user_version(&conn).map_err(sq)?;
             Ok(conn)
         }
     }
+}
+
+/// Whether a reader must open `path` as immutable: a WAL database without a `-wal` file (no writer has it open)
+/// that this user may not write, or in a folder it may not write. Opened the usual way, SQLite would create
+/// `-wal` and `-shm` files owned by this user in a folder anyone may write (such as a sticky /tmp), and the
+/// database's owner could then not write them: its next ingest failed "attempt to write a readonly database".
+fn must_not_make_wal(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    let wal_mode = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head.starts_with(b"SQLite format 3\0") && head[18] == 2);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if !wal_mode || Path::new(&wal).exists() {
+        return false;
+    }
+    let writable = |p: &Path| {
+        rustix::fs::accessat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::Access::WRITE_OK,
+            rustix::fs::AtFlags::EACCESS,
+        )
+        .is_ok()
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    !writable(path) || !writable(dir)
 }
 
 /// SQLite cannot open a WAL database read-only when it may not create the `-shm` file beside it.
@@ -314,7 +356,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Nanoseconds this process spent waiting for another's write lock (an ingest's run time leaves them out).
 static LOCK_WAITED_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// Whether "waiting for another ingest" was said already in this process.
+/// Whether "waiting for another writer" was said already in this process.
 static LOCK_WAIT_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The busy handler of writing connections: SQLite calls it while another connection holds the lock, with the
@@ -323,7 +365,10 @@ static LOCK_WAIT_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 fn wait_for_lock(calls: i32) -> bool {
     use std::sync::atomic::Ordering;
     if calls == 0 && !LOCK_WAIT_SAID.swap(true, Ordering::Relaxed) {
-        crate::msg::say("waiting for another ingest to finish (the database is locked)");
+        // SQLite does not record which process holds its lock, nor what it runs: name every writer there is.
+        crate::msg::say(
+            "waiting for another writer (ingest, forget or a connection build) to finish (the database is locked)",
+        );
     }
     let step = Duration::from_millis(u64::from(calls.clamp(0, 99).unsigned_abs()) + 1);
     // calls * (calls + 1) / 2 ms slept so far, up to 100 ms a step after that.
@@ -499,7 +544,7 @@ mod migration_tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let key = |s: &str| crate::filter::addr_key(&s.parse().unwrap()).to_vec();
+        let key = |s: &str| crate::key::addr_key(&s.parse().unwrap()).to_vec();
         assert_eq!(
             rows,
             vec![
@@ -717,7 +762,7 @@ mod migration_tests {
         while let Some(r) = rows.next().unwrap() {
             let (sql, ours): (String, String) = (r.get(0).unwrap(), r.get(1).unwrap());
             let (src, dst): (String, String) = (r.get(2).unwrap(), r.get(4).unwrap());
-            let rust = crate::trace::label::view_label(
+            let rust = crate::key::label::view_label(
                 &src,
                 r.get(3).unwrap(),
                 &dst,

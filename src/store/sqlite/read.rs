@@ -238,7 +238,7 @@ impl Backend for Sqlite {
     }
 
     fn capture_row(&self, id: i64) -> Result<CaptureRow, QueryError> {
-        Ok(self.query_row(
+        self.query_row(
             "SELECT id, name, path, size, mtime_ns, hash, embedded FROM captures WHERE id = ?1",
             [id],
             |r| {
@@ -252,7 +252,8 @@ impl Backend for Sqlite {
                     embedded: r.get::<_, i64>(6)? != 0,
                 })
             },
-        )?)
+        )
+        .map_err(|e| gone(e, id))
     }
 
     fn capture_paths(&self, capture_id: i64) -> Result<Vec<CapturePath>, QueryError> {
@@ -458,9 +459,9 @@ impl Backend for Sqlite {
     }
 
     fn flow_first_frame(&self, capture_id: i64, flow_no: i64) -> Result<i64, QueryError> {
-        Ok(self
-            .prepare_cached("SELECT first_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2")?
-            .query_row([capture_id, flow_no], |r| r.get(0))?)
+        self.prepare_cached("SELECT first_frame FROM flows WHERE capture_id = ?1 AND flow_no = ?2")?
+            .query_row([capture_id, flow_no], |r| r.get(0))
+            .map_err(|e| gone(e, capture_id))
     }
 
     fn frame_walk(&self) -> Result<Box<dyn FrameWalk + '_>, QueryError> {
@@ -508,6 +509,14 @@ impl Backend for Sqlite {
         filter: &crate::filter::Compiled,
     ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
         super::search::explain_flows(self, filter)
+    }
+
+    fn explain_connections(
+        &self,
+        filter: &crate::filter::Compiled,
+        sort: crate::store::rows::FlowSort,
+    ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+        super::search::explain_connections(self, filter, sort)
     }
 
     fn flow_page(
@@ -571,5 +580,13 @@ impl Backend for Sqlite {
         Ok(Box::new(super::write::CaptureWriter::begin(
             self, src, force, embed,
         )?))
+    }
+}
+
+/// A row of capture `id` that is not there: the capture went away while the command read it.
+fn gone(e: rusqlite::Error, id: i64) -> QueryError {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => QueryError::CaptureGone(id),
+        e => e.into(),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use super::Sqlite;
-use crate::store::count::{cores, count_threads, in_parallel};
+use crate::store::count::{count_threads, in_parallel};
 use crate::store::error::QueryError;
 use crate::store::merge::{merge_pages, PAGE};
 use crate::store::plan::{bucket_candidates, candidates};
@@ -244,8 +244,12 @@ fn merge_by_time(
 ) -> Result<(), QueryError> {
     let cands = bucket_candidates(conn, filter)?;
     let pending = crate::store::backend::Backend::captures_by_time(conn)?;
+    let mark = snapshot_mark(conn)?;
     let path = db_path(conn);
-    let helpers = cores() - 1;
+    // Helper connections pin snapshots of their own, and a listing read slowly while `forget` ran still mixed
+    // theirs with this one's: until they can share this connection's snapshot, a listing reads alone. Counts
+    // keep their threads (`count_flows`).
+    let helpers = 0usize;
     // A short listing is over before a helper's connection is open.
     let short = limit.is_some_and(|l| l <= PAGE as u64 * 4);
     let (Some(path), false, 1..) = (path, short, helpers) else {
@@ -256,10 +260,14 @@ fn merge_by_time(
     std::thread::scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|| {
-                // A helper that cannot open or prepare leaves its pages to the listing thread.
+                // A helper that cannot open or prepare, or reads another snapshot than the listing's, leaves its
+                // pages to the listing thread.
                 let Ok(c) = super::open_read(&path) else {
                     return;
                 };
+                if snapshot_mark(&c).ok().as_ref() != Some(&mark) {
+                    return;
+                }
                 let Ok(mut pages) = Pages::new(&c, filter, caps, &cands) else {
                     return;
                 };
@@ -499,17 +507,35 @@ pub fn count_flows(conn: &Sqlite, filter: &crate::filter::Compiled) -> Result<i6
             })?;
         }
     };
-    // Each helper thread reads through its own connection; this one counts too.
+    // Each helper thread reads through its own connection; this one counts too. A helper that reads another
+    // snapshot than this thread's leaves its ranges to the others.
+    let mark = snapshot_mark(conn)?;
     let path = db_path(conn);
     let threads = if path.is_some() { threads } else { 1 };
     let mine: &Connection = conn;
     total += in_parallel(
         threads,
         mine,
-        || path.as_deref().and_then(|p| super::open_read(p).ok()),
+        || {
+            path.as_deref()
+                .and_then(|p| super::open_read(p).ok())
+                .filter(|c| snapshot_mark(c).ok().as_ref() == Some(&mark))
+        },
         count_ranges,
     )?;
     Ok(total)
+}
+
+/// What a read transaction sees of the captures (their ids and contents): helper threads read through their own
+/// connections, each in its own snapshot, and help only when theirs shows the same captures as the command's
+/// (flows change only with their capture: an ingest or a `forget`).
+fn snapshot_mark(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row(
+        "SELECT coalesce(group_concat(id || ':' || coalesce(hash, ''), ','), '')
+         FROM (SELECT id, hash FROM captures ORDER BY id)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// The file of `conn`'s main database, which helper threads open their own connections to; `None` in memory.
@@ -520,12 +546,48 @@ fn db_path(conn: &Connection) -> Option<std::path::PathBuf> {
 }
 
 /// The SQL condition "some flow of connection `x` matches `filter`" (a compiled condition on `flows f`): a
-/// connection matches when either of its directions does.
+/// connection matches when either of its directions does. CROSS JOIN makes the connection's flow numbers the
+/// outer loop, each one primary-key lookup: with `f.flow_no IN (...)` SQLite chose flows_first_ns for a
+/// `before T` filter and read every earlier flow of the capture for each connection (quadratic time).
 fn conn_condition(filter: &crate::filter::Compiled) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = x.capture_id
-                 AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) AND ({}))",
+        "EXISTS (SELECT 1 FROM json_each('[' || x.flows || ']') j CROSS JOIN flows f
+                 WHERE f.capture_id = x.capture_id AND f.flow_no = j.value AND ({}))",
         filter.condition
+    )
+}
+
+/// How SQLite runs a connection search: the listing in `sort` order and the count, each with its
+/// `EXPLAIN QUERY PLAN` lines.
+pub fn explain_connections(
+    conn: &Sqlite,
+    filter: &crate::filter::Compiled,
+    sort: FlowSort,
+) -> Result<Vec<(String, Vec<String>)>, QueryError> {
+    let mut list = filter.params.clone();
+    list.push(rusqlite::types::Value::Integer(-1));
+    let queries = [
+        (conn_list_sql(filter, sort, list.len()), list),
+        (conn_count_sql(filter), filter.params.clone()),
+    ];
+    let mut out = Vec::new();
+    for (sql, p) in queries {
+        let plan = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+            .query_map(rusqlite::params_from_iter(p.iter()), |r| {
+                r.get::<_, String>(3)
+            })?
+            .collect::<Result<_, _>>()?;
+        out.push((sql, plan));
+    }
+    Ok(out)
+}
+
+/// The query of [`count_connections`] on SQLite.
+fn conn_count_sql(filter: &crate::filter::Compiled) -> String {
+    format!(
+        "SELECT count(*) FROM connections x WHERE {}",
+        conn_condition(filter)
     )
 }
 
@@ -538,16 +600,30 @@ pub fn search_connections(
     limit: Option<u64>,
     visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
-    let order = conn_order(sort);
     let mut params = filter.params.clone();
     params.push(rusqlite::types::Value::Integer(
         limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1),
     ));
+    let sql = conn_list_sql(filter, sort, params.len());
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        // A capture deleted between the two reads of its row is not listed.
+        if r.opt_text(1)?.is_some() {
+            visit(conn_row(r)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The query of [`search_connections`] on SQLite, in `sort` order, its limit the parameter `?limit_param`.
+fn conn_list_sql(filter: &crate::filter::Compiled, sort: FlowSort, limit_param: usize) -> String {
+    let order = conn_order(sort);
     // The capture's name comes from a scalar subquery, not a join: with `JOIN captures` SQLite chose to scan
     // connections through connections_community_id, in hash order, so every flow lookup of the labels landed
     // on another page (listing the benchmark's 1M connections: 28 s). `capture_id IN (captures)` keeps the
     // join's meaning and reads each capture's connections in key order.
-    let sql = format!(
+    format!(
         "SELECT x.capture_id, (SELECT c.name FROM captures c WHERE c.id = x.capture_id), x.conn_no,
                 x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
                 x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
@@ -561,17 +637,8 @@ pub fn search_connections(
          WHERE {} AND x.capture_id IN (SELECT id FROM captures)
          ORDER BY {order} LIMIT ?{}",
         conn_condition(filter),
-        params.len()
-    );
-    let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-    while let Some(r) = rows.next()? {
-        // A capture deleted between the two reads of its row is not listed.
-        if r.opt_text(1)?.is_some() {
-            visit(conn_row(r)?)?;
-        }
-    }
-    Ok(())
+        limit_param
+    )
 }
 
 /// How many connections have a flow matching `filter`.
@@ -580,11 +647,133 @@ pub fn count_connections(
     filter: &crate::filter::Compiled,
 ) -> Result<i64, QueryError> {
     Ok(conn.query_row(
-        &format!(
-            "SELECT count(*) FROM connections x WHERE {}",
-            conn_condition(filter)
-        ),
+        &conn_count_sql(filter),
         rusqlite::params_from_iter(filter.params.iter()),
         |r| r.get(0),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of `n` connections in each of two captures, two flows each, flow times rising by 1 ms.
+    fn conn_db(dir: &std::path::Path, n: i64) -> Connection {
+        let c = crate::store::open(&dir.join(format!("c{n}.db"))).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO captures (id, name, path, size) VALUES (1, 'a', '/a', 1), (2, 'b', '/b', 1);
+             WITH RECURSIVE k(cid, i) AS (SELECT 1, 1 UNION ALL SELECT 2, 1
+                                          UNION ALL SELECT cid, i + 1 FROM k WHERE i < {flows})
+             INSERT INTO flow_rows (capture_id, flow_no, label, src, sport, dst, dport, first_frame, last_frame,
+                                    closed_frame, packets, bytes, payload_bytes, first_ns, last_ns, flags,
+                                    src_key, dst_key, community_id)
+             SELECT cid, i, '', '10.0.0.1', 1024 + (i + 1) / 2, '10.0.0.2', 80, i, i, i, 3, 180, 20,
+                    1700000000000000000 + i * 1000000, 1700000000000000000 + i * 1000000 + 5, 18,
+                    x'00', x'01', '1:x' FROM k;
+             WITH RECURSIVE k(cid, i) AS (SELECT 1, 1 UNION ALL SELECT 2, 1
+                                          UNION ALL SELECT cid, i + 1 FROM k WHERE i < {n})
+             INSERT INTO connections SELECT cid, i, '1:x', '10.0.0.1', 1024 + i, '10.0.0.2', 80, 2 * i - 1, 2 * i,
+                    1700000000000000000 + (2 * i - 1) * 1000000, 1700000000000000000 + 2 * i * 1000000 + 5,
+                    3, 180, 20, 3, 180, 20, 'SF', 'ShADadFf', (2 * i - 1) || ',' || (2 * i) FROM k;",
+            flows = 2 * n
+        ))
+        .unwrap();
+        c
+    }
+
+    /// Every filter term keeps a connection search linear in the connections: the flows of each connection are
+    /// found by primary key (never through flows_first_ns, which read every earlier flow of the capture for
+    /// each connection), and the work a `before T` count does doubles, not quadruples, with the connections.
+    #[test]
+    fn connection_searches_look_flows_up_by_primary_key_for_every_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = conn_db(dir.path(), 300);
+        let terms = [
+            "",
+            "host 10.0.0.1",
+            "src host 10.0.0.2",
+            "net 10.0.0.0/8",
+            "dst net 10.0.0.0/24",
+            "port 80",
+            "src port 1100",
+            "portrange 1000-2000",
+            "after 1700000000.2",
+            "before 1700000000.2",
+            "before 2000000000",
+            "after 2024-01-01 and before 2030-01-01",
+            "label 10.0.0.1_1025-10.0.0.2_80-1700000000.001",
+            "capture a",
+            "community-id 1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            "syn",
+            "fin or rst",
+            "open",
+            "closed",
+            "packets > 2",
+            "bytes >= 100",
+            "payload < 30",
+            "duration > 1ms",
+            "not before 1700000000.2",
+            "(before 1700000000.2 or port 80) and not host 10.9.9.9",
+        ];
+        for term in terms {
+            let filter = crate::filter::compile(&crate::filter::parse(term, 0).unwrap());
+            let mut sqls = vec![(conn_count_sql(&filter), filter.params.clone())];
+            for sort in [
+                FlowSort::Time,
+                FlowSort::Bytes,
+                FlowSort::Packets,
+                FlowSort::Duration,
+            ] {
+                let mut p = filter.params.clone();
+                p.push(rusqlite::types::Value::Integer(-1));
+                sqls.push((conn_list_sql(&filter, sort, p.len()), p));
+            }
+            for (sql, p) in sqls {
+                let plan: Vec<String> = small
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .unwrap()
+                    .query_map(rusqlite::params_from_iter(p.iter()), |r| r.get(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                for step in &plan {
+                    let on_flows =
+                        step.contains(" f ") || step.ends_with(" f") || step.contains("flow_rows");
+                    assert!(
+                        !on_flows
+                            || (step.starts_with("SEARCH ")
+                                && step
+                                    .ends_with(" USING PRIMARY KEY (capture_id=? AND flow_no=?)")),
+                        "{term:?}: flows read otherwise than by key: {step}\n{}",
+                        plan.join("\n")
+                    );
+                    assert!(!step.contains("flows_first_ns"), "{term:?}: {step}");
+                }
+                assert_eq!(
+                    plan.iter().filter(|s| s.contains(" x")).count(),
+                    1,
+                    "{term:?}: {plan:?}"
+                );
+            }
+        }
+        // The work itself (SQLite's virtual machine steps) of counting every connection `before T`.
+        let steps = |c: &Connection| {
+            let filter =
+                crate::filter::compile(&crate::filter::parse("before 2000000000", 0).unwrap());
+            let mut st = c.prepare(&conn_count_sql(&filter)).unwrap();
+            let n: i64 = st
+                .query_row(rusqlite::params_from_iter(filter.params.iter()), |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            (n, st.get_status(rusqlite::StatementStatus::VmStep))
+        };
+        let large = conn_db(dir.path(), 1200);
+        let ((ns, s), (nl, l)) = (steps(&small), steps(&large));
+        assert_eq!((ns, nl), (600, 2400));
+        assert!(
+            l < s * 5,
+            "4x the connections took {l} steps against {s}: not linear"
+        );
+    }
 }

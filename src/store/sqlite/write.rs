@@ -45,7 +45,10 @@ pub fn forget(
 ) -> Result<(Forgotten, usize), StoreError> {
     let sq = StoreError::on(conn);
     let mut done = Forgotten::default();
-    let tx = conn.unchecked_transaction().map_err(&sq)?;
+    // IMMEDIATE: the write lock is taken first, through the busy handler that waits for another writer. A
+    // deferred transaction reads first, and SQLite never waits to upgrade a read to a write: "database is locked".
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(&sq)?;
     let delete = |id: i64, done: &mut Forgotten| -> rusqlite::Result<()> {
         let counts: Option<(i64, i64)> = tx
             .query_row(
@@ -486,7 +489,7 @@ impl<'c> CaptureWriter<'c> {
                 end.truncation.as_ref().map(|t| t.reason.clone()),
                 end.size as i64,
                 end.mtime_ns,
-                crate::trace::buckets::WITH_NET16,
+                crate::key::buckets::WITH_NET16,
             ],
         )?;
         {

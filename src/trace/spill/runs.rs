@@ -3,7 +3,7 @@
 //!
 //! Why not a temporary SQLite database, as before: its index on the key's hash took a random insert per parked
 //! flow, in a cache far smaller than the index. A scan of 3M probes (5M flows left open, 3.2M of them beyond the
-//! compact table) took 49.5 s, against 21.5 s with everything in memory (issue 17). Here a run is written once,
+//! compact table) took 49.5 s, against 21.5 s with everything in memory. Here a run is written once,
 //! in order, and nearly every lookup (a new flow) is answered "no" by a Bloom filter in memory.
 //!
 //! A run is two files: its records in creation order (flow_no), packed into 4 KiB blocks that no record
@@ -22,8 +22,7 @@ use std::os::unix::fs::FileExt;
 
 use rustc_hash::FxHashSet;
 
-use super::{body_flow_no, body_key, body_len, decode_body, SpillError};
-use crate::trace::flow::{FlowKey, OpenFlow};
+use super::{body_flow_no, body_key, body_len, SpillError};
 
 /// Bytes of a data block; records never cross one, and the rest of a block is zeros (no key starts with 0).
 const BLOCK: usize = 4096;
@@ -214,8 +213,8 @@ impl Runs {
         Ok(())
     }
 
-    /// Takes the parked flow of this key (its bytes and their hash) out of the runs, if one is there.
-    pub(super) fn take(&mut self, k: &[u8], h: u64) -> Result<Option<OpenFlow>, SpillError> {
+    /// Takes the record of this key (its bytes and their hash) out of the runs, if one is there: its body.
+    pub(super) fn take(&mut self, k: &[u8], h: u64) -> Result<Option<Vec<u8>>, SpillError> {
         if self.runs.is_empty() {
             return Ok(None);
         }
@@ -224,20 +223,21 @@ impl Runs {
             return Ok(None);
         }
         for run in self.runs.iter_mut().rev() {
-            if let Some(flow) = run.find(k, h)? {
-                run.dead.insert(flow.flow_no);
-                return Ok(Some(flow));
+            if let Some((no, body)) = run.find(k, h)? {
+                run.dead.insert(no);
+                return Ok(Some(body));
             }
         }
         Ok(None)
     }
 
-    /// Hands `each` every flow of `table` (in flow_no order) and every live flow of the runs, merged in flow_no
-    /// (creation) order.
-    pub(super) fn drain(
+    /// Hands `each` every record of `table` (in flow_no order, with their flow_no) and every live record of the
+    /// runs (decoded from its body by `decode`), merged in flow_no (creation) order.
+    pub(super) fn drain<T>(
         &self,
-        table: impl Iterator<Item = Result<(FlowKey, OpenFlow), SpillError>>,
-        each: &mut dyn FnMut(FlowKey, OpenFlow),
+        table: impl Iterator<Item = Result<(u32, T), SpillError>>,
+        decode: impl Fn(&[u8]) -> Option<T>,
+        each: &mut dyn FnMut(T),
     ) -> Result<(), SpillError> {
         let mut table = table.peekable();
         let mut cursors = self
@@ -254,17 +254,15 @@ impl Runs {
             let next = heap.peek().map(|Reverse((no, _))| *no);
             while let Some(r) = table.next_if(|r| {
                 r.as_ref()
-                    .map_or(true, |(_, f)| next.is_none_or(|n| f.flow_no < n))
+                    .map_or(true, |(no, _)| next.is_none_or(|n| *no < n))
             }) {
-                let (k, f) = r?;
-                each(k, f);
+                each(r?.1);
             }
             let Some(Reverse((_, i))) = heap.pop() else {
                 return Ok(());
             };
             let c = &mut cursors[i];
-            let (key, flow) = c.decoded()?;
-            each(key, flow);
+            each(decode(c.bytes()).ok_or(SpillError::Corrupt)?);
             c.advance()?;
             if let Some(no) = c.flow_no() {
                 heap.push(Reverse((no, i)));
@@ -279,8 +277,8 @@ fn io(e: std::io::Error) -> SpillError {
 }
 
 impl Run {
-    /// The live record of this key, if it is in this run.
-    fn find(&self, k: &[u8], h: u64) -> Result<Option<OpenFlow>, SpillError> {
+    /// The live record of this key, if it is in this run: its flow_no and body.
+    fn find(&self, k: &[u8], h: u64) -> Result<Option<(u32, Vec<u8>)>, SpillError> {
         let mut block = self
             .index_fences
             .partition_point(|&f| f < h)
@@ -299,8 +297,8 @@ impl Run {
                     return Ok(None);
                 }
                 if eh == h && !self.dead.contains(&no) {
-                    if let Some(flow) = self.record(no, k)? {
-                        return Ok(Some(flow));
+                    if let Some(body) = self.record(no, k)? {
+                        return Ok(Some((no, body)));
                     }
                 }
             }
@@ -309,8 +307,8 @@ impl Run {
         Ok(None)
     }
 
-    /// The record of flow `no`, if its key is `k`.
-    fn record(&self, no: u32, k: &[u8]) -> Result<Option<OpenFlow>, SpillError> {
+    /// The body of record `no`, if its key is `k`.
+    fn record(&self, no: u32, k: &[u8]) -> Result<Option<Vec<u8>>, SpillError> {
         let Some(block) = self
             .data_fences
             .partition_point(|&f| f <= no)
@@ -331,8 +329,7 @@ impl Run {
                 if body_key(body) != Some(k) {
                     return Ok(None);
                 }
-                let (_, flow, _) = decode_body(body).ok_or(SpillError::Corrupt)?;
-                return Ok(Some(flow));
+                return Ok(Some(body[..len].to_vec()));
             }
             if at > no {
                 break;
@@ -456,11 +453,6 @@ impl<'a> DataCursor<'a> {
     fn bytes(&self) -> &[u8] {
         let (start, len, _) = self.at.expect("a record");
         &self.buf[start..start + len]
-    }
-
-    fn decoded(&self) -> Result<(FlowKey, OpenFlow), SpillError> {
-        let (key, flow, _) = decode_body(self.bytes()).ok_or(SpillError::Corrupt)?;
-        Ok((key, flow))
     }
 
     fn advance(&mut self) -> Result<(), SpillError> {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::capture::Timestamp;
+use super::Timestamp;
 
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation with at least one decimal place for
 /// exponents -4 <= e < 16, scientific (`1e-05`, `1.5e+16`) outside that range.
@@ -262,7 +262,7 @@ pub fn micros_label_time(ts: &Timestamp) -> Option<([u8; 32], usize)> {
 /// The time in ns when [`micros_label_time`] writes its label's time (then the `flows` view derives the label):
 /// a time of whole microseconds from 1 s to 2^33 s.
 pub fn micros_label_ns(ts: &Timestamp) -> Option<i64> {
-    if !(1..1 << 33).contains(&ts.sec) {
+    if ts.wraps != 0 || !(1..1 << 33).contains(&ts.sec) {
         return None;
     }
     let us = if ts.digits <= 6 {
@@ -286,8 +286,8 @@ pub fn view_label_time(first_ns: i64) -> Option<([u8; 32], usize)> {
         return None;
     }
     // Through the listing's digit routine, not `write!`: reads fill in every label of a listing with this.
-    let (secs, from) = crate::capture::digits((first_ns / 1_000_000_000) as u64, 1);
-    let (us, us_from) = crate::capture::digits((first_ns % 1_000_000_000 / 1000) as u64, 6);
+    let (secs, from) = super::timestamp::digits((first_ns / 1_000_000_000) as u64, 1);
+    let (us, us_from) = super::timestamp::digits((first_ns % 1_000_000_000 / 1000) as u64, 6);
     let n = secs.len() - from;
     let mut buf = [0u8; 32];
     buf[..n].copy_from_slice(&secs[from..]);

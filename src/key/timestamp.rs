@@ -3,15 +3,19 @@
 /// A frame timestamp as the exact decimal `sec.frac` that the capture records.
 ///
 /// `frac` has `digits` decimal places (6 for µs pcap, 9 for ns pcap, `if_tsresol` for pcapng), so the label can be
-/// derived from the exact decimal, as Python's `Decimal` → `float` does, rather than from a lossy f64 sum.
+/// derived from the exact decimal, as Python's `Decimal` → `float` does, rather than from a lossy f64 sum. The
+/// time is `sec + wraps·2^64 + frac·10^-digits`: pcapng's 64-bit ticks in whole seconds, or its `if_tsoffset`,
+/// reach past what an `i64` of seconds holds, and PyPCAPKit's label keeps such times exact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Timestamp {
-    /// Whole seconds since the epoch.
+    /// Whole seconds since the epoch (with `wraps`).
     pub sec: i64,
-    /// The fraction of a second, in units of 10^-`digits` s.
+    /// The fraction of a second, in units of 10^-`digits` s (it adds to the seconds, also before 1970).
     pub frac: u64,
     /// Decimal places of `frac` (at most 19).
     pub digits: u8,
+    /// Times 2^64 s added to `sec`: 0 but for times from 2^63 s on (it keeps the struct's size).
+    pub wraps: i8,
 }
 
 impl Timestamp {
@@ -19,55 +23,105 @@ impl Timestamp {
     pub fn new(sec: i64, frac: u64, digits: u8) -> Timestamp {
         let digits = digits.min(19);
         let unit = 10u64.pow(u32::from(digits));
-        Timestamp {
-            sec: sec.saturating_add((frac / unit) as i64),
-            frac: frac % unit,
+        Timestamp::from_secs(
+            i128::from(sec) + i128::from(frac / unit),
+            frac % unit,
             digits,
+        )
+    }
+
+    /// The time `secs + frac·10^-digits` (`frac` below 10^`digits`), saturated to about ±1.7e20 s.
+    pub fn from_secs(secs: i128, frac: u64, digits: u8) -> Timestamp {
+        let (lo, hi) = (i128::from(i64::MIN), i128::from(i64::MAX));
+        let wraps = if secs > hi {
+            ((secs - lo) >> 64).min(i128::from(i8::MAX))
+        } else if secs < lo {
+            -(((hi - secs) >> 64).min(i128::from(i8::MAX)))
+        } else {
+            0
+        };
+        let rest = secs - (wraps << 64);
+        Timestamp {
+            sec: rest.clamp(lo, hi) as i64,
+            frac,
+            digits: digits.min(19),
+            wraps: wraps as i8,
         }
     }
 
-    /// Nanoseconds since the epoch (sub-ns resolutions are truncated), as stored in the `frames` table.
+    /// The whole seconds, `wraps` included.
+    pub fn secs(&self) -> i128 {
+        i128::from(self.sec) + (i128::from(self.wraps) << 64)
+    }
+
+    /// Nanoseconds since the epoch (sub-ns resolutions are truncated), as stored in the `frames` table; times
+    /// past what an `i64` of ns holds (1677 to 2262) are saturated.
     pub fn as_ns(&self) -> i64 {
         let frac_ns = if self.digits <= 9 {
             self.frac * 10u64.pow(9 - u32::from(self.digits))
         } else {
             self.frac / 10u64.pow(u32::from(self.digits) - 9)
         };
-        self.sec
-            .saturating_mul(1_000_000_000)
-            .saturating_add(frac_ns as i64)
+        (self.secs() * 1_000_000_000 + i128::from(frac_ns))
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    /// Whether [`Timestamp::as_ns`] holds this time whole (to the ns).
+    pub fn fits_ns(&self) -> bool {
+        let ns = self.as_ns();
+        ns != i64::MIN && ns != i64::MAX
+    }
+
+    /// The sign, whole seconds and fraction of the time's decimal: a time before the epoch counts down, so
+    /// `sec` -1 with `frac` 5 (of one digit) is `-0.5`.
+    fn signed_parts(&self) -> (bool, u128, u64) {
+        let secs = self.secs();
+        if secs >= 0 {
+            return (false, secs as u128, self.frac);
+        }
+        if self.frac == 0 || self.digits == 0 {
+            return (true, secs.unsigned_abs(), 0);
+        }
+        let unit = 10u64.pow(u32::from(self.digits));
+        (true, secs.unsigned_abs() - 1, unit - self.frac)
     }
 
     /// The exact decimal text `sec.frac`, as PyPCAPKit's `time_epoch` Decimal prints it.
     pub fn decimal(&self) -> String {
-        if self.digits == 0 {
-            return format!("{}", self.sec);
-        }
-        format!(
-            "{}.{:0width$}",
-            self.sec,
-            self.frac,
-            width = self.digits as usize
-        )
+        let mut out = Vec::with_capacity(32);
+        self.write_decimal(&mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// `float(time_epoch)`: the decimal parsed with correct rounding (Rust's parser rounds correctly).
     pub fn as_f64(&self) -> f64 {
         // The decimal in a stack buffer, not a String: this runs once per flow, for its label.
-        let mut buf = [0u8; 44];
+        let mut buf = [0u8; 64];
         let mut n = 0;
         let mut put = |bytes: &[u8]| {
             buf[n..n + bytes.len()].copy_from_slice(bytes);
             n += bytes.len();
         };
-        if self.sec < 0 {
+        let (negative, whole, frac) = self.signed_parts();
+        if negative {
             put(b"-");
         }
-        let (d, start) = digits(self.sec.unsigned_abs(), 1);
-        put(&d[start..]);
+        let (hi, lo) = (
+            (whole / 10_000_000_000_000_000_000) as u64,
+            (whole % 10_000_000_000_000_000_000) as u64,
+        );
+        if hi > 0 {
+            let (d, start) = digits(hi, 1);
+            put(&d[start..]);
+            let (d, start) = digits(lo, 19);
+            put(&d[start..]);
+        } else {
+            let (d, start) = digits(lo, 1);
+            put(&d[start..]);
+        }
         if self.digits > 0 {
             put(b".");
-            let (d, start) = digits(self.frac, usize::from(self.digits));
+            let (d, start) = digits(frac, usize::from(self.digits));
             put(&d[start..]);
         }
         std::str::from_utf8(&buf[..n])
@@ -90,9 +144,15 @@ pub fn tsresol_digits(tsresol: u8) -> u8 {
 impl Timestamp {
     /// The time stored as `ns` since the epoch, shown with `digits` decimal places (at most 9).
     pub fn from_ns(ns: i64, digits: u8) -> Timestamp {
+        Timestamp::from_ns_wide(i128::from(ns), digits)
+    }
+
+    /// [`Timestamp::from_ns`] of any count of ns (the difference of two times), truncated to `digits` places
+    /// toward the earlier time.
+    pub fn from_ns_wide(ns: i128, digits: u8) -> Timestamp {
         let d = digits.min(9);
         let sub = ns.rem_euclid(1_000_000_000) as u64;
-        Timestamp::new(
+        Timestamp::from_secs(
             ns.div_euclid(1_000_000_000),
             sub / 10u64.pow(9 - u32::from(d)),
             d,
@@ -113,6 +173,10 @@ impl Timestamp {
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
         thread_local! {
             static LAST: std::cell::Cell<(i64, [u8; 20], u8)> = const { std::cell::Cell::new((i64::MIN, [0; 20], 0)) };
+        }
+        if self.wraps != 0 {
+            self.write_decimal(out);
+            return;
         }
         let (sec, head, len) = LAST.with(|c| c.get());
         if sec == self.sec && sec != i64::MIN {
@@ -152,15 +216,38 @@ impl Timestamp {
 
     /// [`Timestamp::decimal`] appended to `out`.
     pub fn write_decimal(&self, out: &mut Vec<u8>) {
-        if self.sec < 0 {
+        let (negative, whole, frac) = self.signed_parts();
+        if negative {
             out.push(b'-');
         }
-        put_digits(out, self.sec.unsigned_abs(), 1);
+        match u64::try_from(whole) {
+            Ok(w) => put_digits(out, w, 1),
+            Err(_) => out.extend_from_slice(whole.to_string().as_bytes()),
+        }
         if self.digits > 0 {
             out.push(b'.');
-            put_digits(out, self.frac, usize::from(self.digits));
+            put_digits(out, frac, usize::from(self.digits));
         }
     }
+}
+
+/// The seconds from `first_ns` to `last_ns` with `digits` places, as listings show a flow's or a connection's
+/// duration: exact, negative when a capture's clock went back (`-0.000512`), never wrapped.
+pub fn duration_text(first_ns: i64, last_ns: i64, digits: u8) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_duration(&mut out, first_ns, last_ns, digits);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`duration_text`] appended to `out`.
+pub fn write_duration(out: &mut Vec<u8>, first_ns: i64, last_ns: i64, digits: u8) {
+    let ns = i128::from(last_ns) - i128::from(first_ns);
+    // Truncated toward zero, so that going back by a time shows as that time with a minus sign.
+    let t = Timestamp::from_ns_wide(ns.abs(), digits);
+    if ns < 0 && (t.secs() != 0 || t.frac != 0) {
+        out.push(b'-');
+    }
+    t.write_decimal(out);
 }
 
 /// `v` in decimal, zero-padded to at least `width` digits (at most 20). Two digits at a time from a table, as
@@ -275,5 +362,73 @@ mod tests {
             t.write_decimal(&mut out);
             assert_eq!(String::from_utf8(out).unwrap(), t.decimal(), "{t:?}");
         }
+    }
+
+    #[test]
+    fn times_before_the_epoch_count_down_from_it() {
+        // sec -1 and frac 5 of one digit is -1 + 0.5: Python's Decimal gives -0.5 (it was -1.5).
+        let t = Timestamp::new(-1, 5, 1);
+        assert_eq!(t.decimal(), "-0.5");
+        assert_eq!(t.as_f64(), -0.5);
+        assert_eq!(Timestamp::from_ns(-512_000, 6).decimal(), "-0.000512");
+        assert_eq!(Timestamp::from_ns(-2_000_000_000, 6).decimal(), "-2.000000");
+        assert_eq!(Timestamp::from_ns(-1, 9).decimal(), "-0.000000001");
+        assert_eq!(Timestamp::new(-10, 0, 0).decimal(), "-10");
+    }
+
+    #[test]
+    fn durations_are_signed_exact_and_never_wrap() {
+        // The two of tcpdump's captures: a clock stepped back by 512 µs (it printed -1.999488) and a frame
+        // stamped near the epoch after one of 2013 (it printed -1381533735.006935).
+        let t = 1_381_533_735_500_000_000i64;
+        assert_eq!(duration_text(t, t - 512_000, 6), "-0.000512");
+        assert_eq!(
+            duration_text(t + 1_000, 506_936_000, 6),
+            "-1381533734.993065"
+        );
+        assert_eq!(duration_text(t, t + 1_250_000_000, 6), "1.250000");
+        assert_eq!(duration_text(t, t, 6), "0.000000");
+        assert_eq!(duration_text(t, t - 1, 9), "-0.000000001");
+        // The widest span: 2^64 - 1 ns, neither wrapped nor saturated.
+        assert_eq!(
+            duration_text(i64::MIN, i64::MAX, 9),
+            "18446744073.709551615"
+        );
+        assert_eq!(
+            duration_text(i64::MAX, i64::MIN, 9),
+            "-18446744073.709551615"
+        );
+        // What the JSON writer appends is the same text.
+        let mut out = Vec::new();
+        write_duration(&mut out, t, t - 512_000, 6);
+        assert_eq!(out, b"-0.000512");
+    }
+
+    #[test]
+    fn times_past_an_i64_of_seconds_stay_exact() {
+        // PyPCAPKit's time_epoch is Decimal(ticks) / resolution + offset: with whole-second ticks of 2^64 - 1
+        // its label's time is repr(float(...)) = 1.8446744073709552e+19 (run on such a capture).
+        let max = Timestamp::from_secs(i128::from(u64::MAX), 0, 0);
+        assert_eq!(max.decimal(), "18446744073709551615");
+        assert_eq!(max.as_f64(), 1.8446744073709552e19);
+        assert_eq!(max.secs(), i128::from(u64::MAX));
+        assert!(!max.fits_ns());
+        assert_eq!(max.as_ns(), i64::MAX);
+        let half = Timestamp::from_secs(1 << 63, 5, 1);
+        assert_eq!(half.decimal(), "9223372036854775808.5");
+        assert_eq!(half.rfc3339(), "9223372036854775808.5");
+        // The far end: 2^64 - 1 ticks plus the largest if_tsoffset.
+        let far = Timestamp::from_secs(i128::from(u64::MAX) + i128::from(i64::MAX), 0, 0);
+        assert_eq!(
+            far.decimal(),
+            (i128::from(u64::MAX) + i128::from(i64::MAX)).to_string()
+        );
+        // Within i64 nothing changes.
+        let now = Timestamp::new(1_700_000_000, 25, 2);
+        assert_eq!(
+            (now.sec, now.wraps, now.secs()),
+            (1_700_000_000, 0, 1_700_000_000)
+        );
+        assert!(now.fits_ns());
     }
 }
