@@ -23,3 +23,4 @@ mod robustness;
 mod util;
 mod ux;
 mod watch;
+mod watch_pg;

@@ -1,8 +1,8 @@
-//! `ingest --watch` and retention, with rotation made by real tools (`tcpdump -C`, `editcap -c`, `gzip`): files
-//! replayed into a watched folder at a controlled pace (written slowly, renamed into place, deleted, compressed,
-//! rewritten in place), SIGTERM and SIGKILL of the watcher, three watchers into one PostgreSQL database, database
-//! errors retried, `--partial`, and `forget --before/--missing/--keep-size`. The oracle throughout is one plain
-//! `ingest` of the same files: `query`, `flows --format json` and `captures` must say the same.
+//! `ingest --watch` and retention, with rotation made by real tools (`tcpdump -C`, `editcap -c`, `dumpcap -b`,
+//! `gzip`): files replayed into a watched folder at a controlled pace (written slowly, renamed into place,
+//! deleted, compressed, rewritten in place), SIGTERM and SIGKILL of the watcher, `--partial`, memory over a
+//! simulated day, and `forget --before/--missing/--keep-size` (PostgreSQL's watchers: watch_pg.rs). The oracle
+//! throughout is one plain `ingest` of the same files: `query`, `flows --format json` and `captures` agree.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ fn tcpdump_rotation(dir: &Path, conns: u32, start_ns: i64) -> Vec<PathBuf> {
 }
 
 /// `editcap -c frames` of `conns` conversations into `dir`: `split_00000_<time>.pcap`, ...
-fn editcap_split(dir: &Path, conns: u32, start_ns: i64, frames: u32) -> Vec<PathBuf> {
+pub(super) fn editcap_split(dir: &Path, conns: u32, start_ns: i64, frames: u32) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let big = dir.with_extension("big.pcap");
     std::fs::write(&big, pcap_conversations(conns, start_ns)).unwrap();
@@ -84,13 +84,13 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A running `ingest --watch`, its stderr in a file; killed when dropped.
-struct Watcher {
+pub(super) struct Watcher {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Watcher {
-    fn start(db: &Path, extra: &[&str], dirs: &[&Path], log: &Path) -> Watcher {
+    pub(super) fn start(db: &Path, extra: &[&str], dirs: &[&Path], log: &Path) -> Watcher {
         let err = std::fs::File::create(log).unwrap();
         let child = tf(db)
             .args(["ingest", "--watch", "--settle", SETTLE])
@@ -107,7 +107,7 @@ impl Watcher {
         }
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -116,7 +116,7 @@ impl Watcher {
     }
 
     /// Sends `sig` and waits (bounded) for the exit; the exit status (or -signal) and the log.
-    fn signal(mut self, sig: i32) -> (i32, String) {
+    pub(super) fn signal(mut self, sig: i32) -> (i32, String) {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, sig) };
@@ -150,7 +150,7 @@ impl Drop for Watcher {
 }
 
 /// Waits until `done()` holds, at most `limit`; fails with `what` and the watcher's log.
-fn wait_for(w: &Watcher, limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+pub(super) fn wait_for(w: &Watcher, limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(
@@ -187,7 +187,7 @@ fn snapshot(db: &Path) -> (Value, Value, Value) {
 
 /// As [`snapshot`], each listing as a sorted multiset of rows: for databases written by several watchers at
 /// once, whose captures are in another order.
-fn sorted_snapshot(db: &Path) -> Vec<Vec<String>> {
+pub(super) fn sorted_snapshot(db: &Path) -> Vec<Vec<String>> {
     let (a, b, c) = snapshot(db);
     [a, b, c]
         .iter()
@@ -205,14 +205,14 @@ fn sorted_snapshot(db: &Path) -> Vec<Vec<String>> {
 }
 
 /// The database one plain `ingest` of `inputs` gives.
-fn oracle(dir: &Path, inputs: &[&Path]) -> PathBuf {
+pub(super) fn oracle(dir: &Path, inputs: &[&Path]) -> PathBuf {
     let db = dir.join("oracle.db");
     let r = ingest(&db, &["-q"], inputs);
     assert_eq!(r.code, 0, "{}", r.stderr);
     db
 }
 
-fn assert_same(watched: &Path, plain: &Path, log: &str) {
+pub(super) fn assert_same(watched: &Path, plain: &Path, log: &str) {
     let (w, p) = (snapshot(watched), snapshot(plain));
     assert!(w.2.as_array().is_some_and(|a| !a.is_empty()), "no captures");
     assert_eq!(w.2, p.2, "captures differ; the watcher's log:\n{log}");
@@ -703,139 +703,6 @@ fn watch_partial_indexes_the_growing_capture() {
     let (pq, pf, _) = snapshot(&o);
     assert!(strip(wq) == strip(pq), "the index tuples differ\n{log}");
     assert!(strip(wf) == strip(pf), "the flows differ\n{log}");
-}
-
-/// Three sensors, each a watcher of its own folder, into one PostgreSQL database at once, their files arriving
-/// interleaved: the database holds what one plain ingest of all the files gives.
-#[test]
-fn pg_three_watchers_into_one_database() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pg = PgDb::new("watch_three");
-    let plain_pg = PgDb::new("watch_three_plain");
-    let sensors: Vec<(PathBuf, Vec<PathBuf>)> = (0..3)
-        .map(|s| {
-            let src = tmp.path().join(format!("src{s}"));
-            // Each sensor its own hour of traffic.
-            let files = editcap_split(&src, 2000, T0 + s as i64 * 3_600_000_000_000, 1500);
-            let dir = tmp.path().join(format!("sensor{s}"));
-            std::fs::create_dir(&dir).unwrap();
-            (dir, files)
-        })
-        .collect();
-    let watchers: Vec<Watcher> = sensors
-        .iter()
-        .enumerate()
-        .map(|(s, (dir, _))| {
-            Watcher::start(pg.path(), &[], &[dir], &tmp.path().join(format!("log{s}")))
-        })
-        .collect();
-    let total: usize = sensors.iter().map(|s| s.1.len()).sum();
-    let feeders: Vec<_> = sensors
-        .iter()
-        .map(|(dir, files)| {
-            let (dir, files) = (dir.clone(), files.clone());
-            std::thread::spawn(move || {
-                for f in files {
-                    std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
-                    std::thread::sleep(Duration::from_millis(150));
-                }
-            })
-        })
-        .collect();
-    for f in feeders {
-        f.join().unwrap();
-    }
-    wait_for(
-        &watchers[0],
-        Duration::from_secs(60),
-        "every sensor's files",
-        || pg.count("SELECT count(*) FROM captures") == total as i64,
-    );
-    let mut logs = String::new();
-    for w in watchers {
-        let (code, log) = w.signal(libc::SIGTERM);
-        assert_eq!(code, 0, "{log}");
-        logs.push_str(&log);
-    }
-    let all: Vec<&Path> = sensors
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.as_path()))
-        .collect();
-    let r = ingest(plain_pg.path(), &["-q"], &all);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        sorted_snapshot(pg.path()),
-        sorted_snapshot(plain_pg.path()),
-        "{logs}"
-    );
-}
-
-/// The database refuses writes for a while (read-only, its connections cut): the watcher says so, retries
-/// with backoff instead of ending, and indexes the file once the database is back.
-#[test]
-fn pg_watch_retries_database_errors() {
-    let tmp = tempfile::tempdir().unwrap();
-    let files = editcap_split(&tmp.path().join("src"), 600, T0, 2000);
-    let pg = PgDb::new("watch_retry");
-    let dir = tmp.path().join("watched");
-    std::fs::create_dir(&dir).unwrap();
-    let w = Watcher::start(pg.path(), &["-v"], &[&dir], &tmp.path().join("log"));
-    // The start line comes once the database is open (and its schema made).
-    wait_for(&w, Duration::from_secs(20), "the start line", || {
-        w.log().contains("watching 1 folder")
-    });
-    std::fs::copy(&files[0], dir.join(files[0].file_name().unwrap())).unwrap();
-    wait_for(&w, Duration::from_secs(20), "the first file", || {
-        pg.count("SELECT count(*) FROM captures") == 1
-    });
-    let db_name = pg.name.clone();
-    let mut admin = postgres::Client::connect(
-        &std::env::var("TRACEFLOW_TEST_PG").unwrap(),
-        postgres::NoTls,
-    )
-    .unwrap();
-    let cut = |admin: &mut postgres::Client| {
-        admin
-            .batch_execute(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}'"
-            ))
-            .unwrap()
-    };
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {db_name} SET default_transaction_read_only = on"
-        ))
-        .unwrap();
-    cut(&mut admin);
-    for f in &files[1..] {
-        std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
-    }
-    wait_for(&w, Duration::from_secs(20), "the error retried", || {
-        w.log().contains("retrying in")
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(pg.count("SELECT count(*) FROM captures"), 1);
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {db_name} SET default_transaction_read_only = off"
-        ))
-        .unwrap();
-    cut(&mut admin);
-    wait_for(
-        &w,
-        Duration::from_secs(40),
-        "every file after the outage",
-        || pg.count("SELECT count(*) FROM captures") == files.len() as i64,
-    );
-    let (code, log) = w.signal(libc::SIGTERM);
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("error: database"), "{log}");
-    assert!(
-        log.contains("database error"),
-        "the total counts the errors: {log}"
-    );
-    let plain: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
-    assert_same(pg.path(), &oracle(tmp.path(), &plain), &log);
 }
 
 /// The watcher's resident memory in KiB (VmRSS).
