@@ -25,6 +25,8 @@ need() {
 need tshark "Wireshark's command-line tools (tshark, capinfos)" tshark capinfos
 # The docs' SQL examples run on the system sqlite3 (tests/it/docs.rs): Debian 12's is SQLite 3.40.
 need sqlite3 "the SQLite command-line shell (sqlite3)" sqlite3
+# tcpdump writes the rotations that tests/it/watch.rs replays (editcap and dumpcap come with tshark).
+need tcpdump "tcpdump" tcpdump
 command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../shared/conformance/check.py" >&2; exit 1; }
 # The Community ID oracle (tests/it/connections.rs): Corelight's reference implementation, from PyPI.
 python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communityid || {

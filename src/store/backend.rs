@@ -134,6 +134,13 @@ pub trait Backend: BucketLists {
     fn tsresols(&self, capture_id: i64) -> Result<Vec<u8>, QueryError>;
     /// Where the last TCP record of a capture ends (`file_offset + caplen`); `None` without TCP frames.
     fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError>;
+    /// (id, first frame time, last frame time) of every capture, oldest first (by first frame time, then id;
+    /// captures without frames first): the order retention forgets them in.
+    fn capture_spans(&self) -> Result<Vec<crate::store::types::CaptureSpan>, QueryError>;
+    /// Bytes the database's rows take now: what `forget --keep-size` compares with its limit (SQLite: the
+    /// file's pages less the free ones; PostgreSQL: the database's size, which counts deleted rows until
+    /// autovacuum reuses their space).
+    fn database_size(&self) -> Result<u64, QueryError>;
     /// A capture already indexed from this exact path with the same size and mtime (the cheap skip).
     fn known_path(&self, src: &CaptureSource) -> Result<Option<(i64, String)>, StoreError>;
 
@@ -282,6 +289,16 @@ pub trait Backend: BucketLists {
 
     /// Deletes the captures `ids` and all their rows in one transaction: all of them go, or none.
     fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError>;
+    /// As [`Backend::forget`], and then, in the same transaction, the captures of `oldest` in that order while
+    /// the rows take more than `limit` bytes (see [`Backend::database_size`]; PostgreSQL, which cannot measure
+    /// inside a transaction, estimates each capture's share from its rows). Returns what went and how many of
+    /// `oldest`.
+    fn forget_to_size(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(Forgotten, usize), StoreError>;
     /// Starts writing a capture read from `src`: its `captures` row, inside a new transaction.
     fn begin_capture<'c>(
         &'c self,

@@ -19,6 +19,7 @@ mod plan;
 pub mod postgres;
 mod prefetch;
 pub mod read;
+pub mod retention;
 mod row;
 pub mod rows;
 mod sink;

@@ -47,6 +47,9 @@ pub struct CaptureInfo {
     pub ingested_at: String,
 }
 
+/// (id, first frame time, last frame time in ns) of a capture; the times are `None` without frames.
+pub type CaptureSpan = (i64, Option<i64>, Option<i64>);
+
 /// The columns of `traceflow captures` that fit a terminal.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptureBrief {

@@ -23,3 +23,5 @@ mod robustness;
 mod serve;
 mod util;
 mod ux;
+mod watch;
+mod watch_pg;

@@ -74,7 +74,7 @@ fn client(url: &str) -> postgres::Client {
 
 /// A fresh database of the test's own on the server; dropped when the test passes.
 pub(crate) struct PgDb {
-    name: String,
+    pub(crate) name: String,
     url: String,
 }
 
@@ -103,7 +103,7 @@ impl PgDb {
     }
 
     /// One integer from SQL over the database.
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).unwrap().get(0)
     }
 }
