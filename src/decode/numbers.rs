@@ -35,18 +35,72 @@ pub const LINKTYPE_FRELAY: u32 = 107;
 pub const LINKTYPE_LOOP: u32 = 108;
 /// LINKTYPE_LINUX_SLL: Linux cooked capture v1 (16-byte header).
 pub const LINKTYPE_LINUX_SLL: u32 = 113;
+/// LINKTYPE_ARCNET_LINUX: ARCNET as Linux captures it (source, destination, 2-byte offset, protocol ID).
+pub const LINKTYPE_ARCNET_LINUX: u32 = 129;
 /// LINKTYPE_IEEE802_11_RADIOTAP: radiotap header, then an 802.11 frame.
 pub const LINKTYPE_RADIOTAP: u32 = 127;
+/// LINKTYPE_JUNIPER_ETHER: Juniper's capture header ("MGC", flags, extension TLVs), then Ethernet.
+pub const LINKTYPE_JUNIPER_ETHER: u32 = 178;
 /// LINKTYPE_PPI: Per-Packet Information header, then the frame of the link type it names.
 pub const LINKTYPE_PPI: u32 = 192;
 /// LINKTYPE_IPV4: raw IPv4 (tshark's ip dissector, which also takes IPv6).
 pub const LINKTYPE_IPV4: u32 = 228;
 /// LINKTYPE_IPV6: raw IPv6.
 pub const LINKTYPE_IPV6: u32 = 229;
+/// LINKTYPE_IPOIB: IP over InfiniBand (a pseudo header as tshark reads it, then RFC 4391's 4-byte header).
+pub const LINKTYPE_IPOIB: u32 = 242;
 /// LINKTYPE_NFLOG: Linux netfilter log messages (TLVs).
 pub const LINKTYPE_NFLOG: u32 = 239;
 /// LINKTYPE_LINUX_SLL2: Linux cooked capture v2 (20-byte header).
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+
+// ---- ARCNET protocol IDs ----
+
+/// IP with RFC 1051 framing (no fragmentation fields).
+pub const ARCNET_PROTO_IP_1051: u8 = 240;
+/// ARP with RFC 1051 framing.
+pub const ARCNET_PROTO_ARP_1051: u8 = 241;
+/// IP with RFC 1201 framing (split flag and sequence number).
+pub const ARCNET_PROTO_IP_1201: u8 = 212;
+/// IPv6 (RFC 1201 framing).
+pub const ARCNET_PROTO_IPV6: u8 = 196;
+/// ANSI/ATA 878.1 diagnose (no fragmentation fields).
+pub const ARCNET_PROTO_DIAGNOSE: u8 = 128;
+/// BACnet: 802.2 LLC follows (no fragmentation fields).
+pub const ARCNET_PROTO_BACNET: u8 = 205;
+
+// ---- Juniper capture header ----
+
+/// The magic number "MGC" in the first 3 bytes (old JUNOS releases leave it out: the frame is then Ethernet).
+pub const JUNIPER_MAGIC: u32 = 0x4D_4743;
+/// Juniper payload type (no-L2 frames): IPv4.
+pub const JUNIPER_PROTO_IP: u32 = 2;
+/// Juniper payload type: IPv4 out of MPLS (the MPLS header already removed).
+pub const JUNIPER_PROTO_MPLS_IP: u32 = 3;
+/// Juniper payload type: MPLS to be pushed on IPv4 (an MPLS label stack follows).
+pub const JUNIPER_PROTO_IP_MPLS: u32 = 4;
+/// Juniper payload type: MPLS.
+pub const JUNIPER_PROTO_MPLS: u32 = 5;
+/// Juniper payload type: IPv6.
+pub const JUNIPER_PROTO_IP6: u32 = 6;
+/// Juniper payload type: IPv6 out of MPLS.
+pub const JUNIPER_PROTO_MPLS_IP6: u32 = 7;
+/// Juniper payload type: MPLS to be pushed on IPv6 (an MPLS label stack follows).
+pub const JUNIPER_PROTO_IP6_MPLS: u32 = 8;
+/// Juniper payload type: PPP (protocol field only, no address/control).
+pub const JUNIPER_PROTO_PPP: u32 = 200;
+/// Juniper payload type: OSI, an NLPID first.
+pub const JUNIPER_PROTO_ISO: u32 = 201;
+/// Juniper payload type: 802.2 LLC.
+pub const JUNIPER_PROTO_LLC: u32 = 202;
+/// Juniper payload type: 802.2 LLC/SNAP.
+pub const JUNIPER_PROTO_LLC_SNAP: u32 = 203;
+/// Juniper payload type: Ethernet.
+pub const JUNIPER_PROTO_ETHER: u32 = 204;
+/// Juniper payload type: Frame Relay.
+pub const JUNIPER_PROTO_FRELAY: u32 = 207;
+/// Juniper payload type: Cisco HDLC.
+pub const JUNIPER_PROTO_CHDLC: u32 = 208;
 
 // ---- address families (NULL/LOOP link headers, NFLOG) ----
 
@@ -257,6 +311,8 @@ pub const IP6_JUMBO_MIN: u32 = 65_536;
 pub const PORT_GTP_U: u16 = 2152;
 /// GRE over UDP (RFC 8086).
 pub const PORT_GRE_UDP: u16 = 4754;
+/// Teredo (IPv6 over UDP through NATs).
+pub const PORT_TEREDO: u16 = 3544;
 /// AYIYA (Anything In Anything).
 pub const PORT_AYIYA: u16 = 5072;
 /// VXLAN.
@@ -289,6 +345,13 @@ pub const GRE_ARUBA_STEP: u16 = 0x10;
 
 /// AYIYA opcode "forward": the payload is a packet of the header's next-header protocol.
 pub const AYIYA_OP_FORWARD: u8 = 1;
+
+// ---- Teredo ----
+
+/// Teredo indicator type of the origin indication (8 bytes: type, obfuscated port and IPv4 address).
+pub const TEREDO_ORIGIN: u16 = 0;
+/// Teredo indicator type of the authentication header (lengths, client identifier, value, nonce, confirmation).
+pub const TEREDO_AUTH: u16 = 1;
 
 // ---- NSH and VXLAN-GPE next protocol ----
 
