@@ -69,6 +69,9 @@ pub fn linktype_name(linktype: u32) -> Option<&'static str> {
         LINKTYPE_IPV6 => "IPV6",
         LINKTYPE_NFLOG => "NFLOG",
         LINKTYPE_LINUX_SLL2 => "LINUX_SLL2",
+        LINKTYPE_ARCNET_LINUX => "ARCNET_LINUX",
+        LINKTYPE_JUNIPER_ETHER => "JUNIPER_ETHER",
+        LINKTYPE_IPOIB => "IPOIB",
         _ => return None,
     })
 }

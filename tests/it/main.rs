@@ -16,6 +16,7 @@ mod hardening;
 mod ingest;
 mod ingest_hardening;
 mod layout;
+mod linktypes;
 mod park;
 mod postgres;
 mod robustness;
