@@ -243,9 +243,15 @@ impl From<&CaptureInfo> for CaptureBrief {
     }
 }
 
+/// Decimal places of every time and duration a listing prints (`captures`, `flows`, `connections`,
+/// `--group-by`), in every format: 9, the stored nanoseconds, whatever the captures' resolutions, so that one
+/// column never mixes 6- and 9-digit fractions and every command prints a time alike. (The dumps keep PyPCAPKit's
+/// per-capture form.)
+pub const LISTING_DIGITS: u8 = 9;
+
 /// ISO 8601 UTC with the stored nanoseconds, e.g. `2013-11-25T14:55:58.387631000Z`.
 pub fn iso_time(ns: i64) -> String {
-    crate::capture::Timestamp::from_ns(ns, 9).rfc3339()
+    crate::capture::Timestamp::from_ns(ns, LISTING_DIGITS).rfc3339()
 }
 
 /// Every capture in the database, by id.
@@ -1258,7 +1264,7 @@ pub struct FlowRow {
     pub flag_bits: i64,
     /// A FIN closed it.
     pub closed: bool,
-    /// Decimal places of the capture's times.
+    /// Decimal places of the capture's own times (listings print [`LISTING_DIGITS`] whatever they are).
     pub digits: u8,
     /// First frame time in ns since the epoch.
     pub first_ns: i64,
@@ -1284,19 +1290,19 @@ impl FlowRow {
         &self.text[self.dst_at..self.label_at]
     }
 
-    /// First frame time, RFC 3339 UTC with the capture's precision.
+    /// First frame time, RFC 3339 UTC with [`LISTING_DIGITS`] places.
     pub fn first_time(&self) -> String {
-        crate::capture::Timestamp::from_ns(self.first_ns, self.digits).rfc3339()
+        crate::capture::Timestamp::from_ns(self.first_ns, LISTING_DIGITS).rfc3339()
     }
 
     /// Last frame time, likewise.
     pub fn last_time(&self) -> String {
-        crate::capture::Timestamp::from_ns(self.last_ns, self.digits).rfc3339()
+        crate::capture::Timestamp::from_ns(self.last_ns, LISTING_DIGITS).rfc3339()
     }
 
     /// Last minus first frame time, in seconds (exact decimal).
     pub fn duration(&self) -> String {
-        crate::capture::duration_text(self.first_ns, self.last_ns, self.digits)
+        crate::capture::duration_text(self.first_ns, self.last_ns, LISTING_DIGITS)
     }
 
     /// `closed` (a FIN closed it) or `open`.
@@ -1321,7 +1327,7 @@ impl FlowRow {
         }
         let time = |out: &mut Vec<u8>, ns: i64| {
             out.push(b'"');
-            crate::capture::Timestamp::from_ns(ns, self.digits).write_rfc3339(out);
+            crate::capture::Timestamp::from_ns(ns, LISTING_DIGITS).write_rfc3339(out);
             out.push(b'"');
         };
         out.extend_from_slice(b"{\"capture\":");
@@ -1341,7 +1347,7 @@ impl FlowRow {
         out.extend_from_slice(b",\"last_time\":");
         time(out, self.last_ns);
         out.extend_from_slice(b",\"duration\":\"");
-        crate::capture::write_duration(out, self.first_ns, self.last_ns, self.digits);
+        crate::capture::write_duration(out, self.first_ns, self.last_ns, LISTING_DIGITS);
         out.extend_from_slice(b"\",\"packets\":");
         int(out, self.packets);
         out.extend_from_slice(b",\"bytes\":");
@@ -2202,7 +2208,8 @@ pub(crate) fn group_row(
     for (i, (name, _)) in keys.iter().enumerate() {
         kv.push((*name, r.key(i)?));
     }
-    let digits = r.opt_int(n + 6)?.unwrap_or(9).clamp(0, 9) as u8;
+    // Column n + 6, the captures' finest precision, is not printed: listings print LISTING_DIGITS.
+    let digits = LISTING_DIGITS;
     Ok(GroupRow {
         keys: kv,
         flows: r.int(n)?,
@@ -2382,7 +2389,7 @@ pub struct ConnRow {
     pub resp_h: String,
     /// Responder port.
     pub resp_p: u16,
-    /// First frame time, RFC 3339 UTC with the capture's precision.
+    /// First frame time, RFC 3339 UTC with [`LISTING_DIGITS`] places.
     pub first_time: String,
     /// Last frame time, likewise.
     pub last_time: String,
@@ -2496,7 +2503,8 @@ fn conn_list_sql(filter: &crate::filter::Compiled, sort: FlowSort, limit_param: 
 
 /// A row of [`search_connections`]' query as a [`ConnRow`].
 pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
-    let digits = r.opt_int(19)?.unwrap_or(9).clamp(0, 9) as u8;
+    // Column 19, the capture's precision, is not printed: listings print LISTING_DIGITS.
+    let digits = LISTING_DIGITS;
     let (first_ns, last_ns) = (r.int(8)?, r.int(9)?);
     let labels = r.opt_text(18)?;
     Ok(ConnRow {
