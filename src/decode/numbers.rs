@@ -1,6 +1,7 @@
 //! Every protocol number the decoder and the dump renderer dispatch on, named once: link types, address
 //! families, EtherTypes (which are also GRE, Geneve and SLL protocol types), IP protocol numbers, UDP ports of
-//! tunnels, PPP protocols, NLPIDs, and the small per-protocol codes (next-protocol fields, message types, TLVs).
+//! tunnels, PPP protocols, NLPIDs, and the small per-protocol codes (next-protocol fields, message types, TLVs);
+//! and libpcap's names of the link types, for tables and messages.
 //!
 //! Bit masks of header fields stay next to the code that reads them; only values that name a protocol or a
 //! message are here.
@@ -53,6 +54,43 @@ pub const LINKTYPE_IPOIB: u32 = 242;
 pub const LINKTYPE_NFLOG: u32 = 239;
 /// LINKTYPE_LINUX_SLL2: Linux cooked capture v2 (20-byte header).
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+
+/// libpcap's name of a link type (`tcpdump -L`, `pcap_datalink_val_to_name`): what people know them by.
+pub fn linktype_name(linktype: u32) -> Option<&'static str> {
+    Some(match linktype {
+        LINKTYPE_NULL => "NULL",
+        LINKTYPE_ETHERNET => "EN10MB",
+        LINKTYPE_PPP => "PPP",
+        LINKTYPE_FDDI => "FDDI",
+        LINKTYPE_RAW_12 | LINKTYPE_RAW_14 | LINKTYPE_RAW => "RAW",
+        LINKTYPE_PPP_HDLC => "PPP_SERIAL",
+        LINKTYPE_PPP_ETHER => "PPP_ETHER",
+        LINKTYPE_C_HDLC => "C_HDLC",
+        LINKTYPE_IEEE802_11 => "IEEE802_11",
+        LINKTYPE_FRELAY => "FRELAY",
+        LINKTYPE_LOOP => "LOOP",
+        LINKTYPE_LINUX_SLL => "LINUX_SLL",
+        LINKTYPE_RADIOTAP => "IEEE802_11_RADIO",
+        LINKTYPE_PPI => "PPI",
+        LINKTYPE_IPV4 => "IPV4",
+        LINKTYPE_IPV6 => "IPV6",
+        LINKTYPE_NFLOG => "NFLOG",
+        LINKTYPE_LINUX_SLL2 => "LINUX_SLL2",
+        LINKTYPE_ARCNET_LINUX => "ARCNET_LINUX",
+        LINKTYPE_JUNIPER_ETHER => "JUNIPER_ETHER",
+        LINKTYPE_IPOIB => "IPOIB",
+        _ => return None,
+    })
+}
+
+/// A link type as messages name it: libpcap's name and the number, `EN10MB (1)`; the number alone when it has no
+/// name.
+pub fn linktype_text(linktype: u32) -> String {
+    match linktype_name(linktype) {
+        Some(n) => format!("{n} ({linktype})"),
+        None => linktype.to_string(),
+    }
+}
 
 // ---- ARCNET protocol IDs ----
 
