@@ -12,6 +12,7 @@ mod dump;
 mod encapsulations;
 mod endpoints;
 mod flows;
+mod frictions;
 mod hardening;
 mod ingest;
 mod ingest_hardening;
