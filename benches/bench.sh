@@ -18,7 +18,7 @@
 #   --no-ref         skip the reference runs (cat I/O floor, tshark -T fields)
 #   --no-shapes      skip the two other shapes of ../shared/bench/shapes.py (long flows: `long --flows 100
 #                    --frames-per-flow 10000`; SYN scan: `tiny --probes 500000`, 833k flows left open), each
-#                    timed like the benchmark mix, side by side with tshark -z conv,tcp (issue 17)
+#                    timed like the benchmark mix, side by side with tshark -z conv,tcp
 #   --baseline BIN   also time another traceflow binary (e.g. the previous build) on the same capture, its runs
 #                    interleaved with this build's, and print this build's median over the baseline's
 #
@@ -477,7 +477,7 @@ for k in scales:
     print("%sx capture: %.2fs (%.2fx time), peak RSS %.1f MB vs %.1f MB (%.2fx); db %.1f MB" % (
         k, s["wall_s"], time_ratio or 0, s["peak_rss_mb"], i["peak_rss_mb"], rss_ratio or 0,
         (num("scale_%s_db_bytes" % k) or 0) / 1e6))
-# The three shapes side by side (issue 17): the mix's figures from above, the others from the shapes section.
+# The three shapes side by side: the mix's figures from above, the others from the shapes section.
 rows = []
 if i and t:
     rows.append(("benchmark mix (synth_pcap.py --connections %s)" % S.get("connections"), i, t, frames, cap_bytes, db))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# traceflow search benchmark: `flows` on a database of several different synthetic captures (issue 12).
+# traceflow search benchmark: `flows` on a database of several different synthetic captures.
 #
 # usage: bash benches/search.sh [--captures N] [--connections N] [--repeat R] [--no-build] [--reuse-db]
 #                               [--baseline BIN]
@@ -141,7 +141,7 @@ run() {  # run NAME FILTER ARGS...
 Q1="host $HOST and port 443 and after $((T0 + 50)) and before $((T0 + 60))"
 run "$Q1 (jsonl)" "$Q1" --format jsonl
 run "net $NET --count" "net $NET" --count
-# Issue 12's target is to /dev/null: writing 0.9 GB to a file is the kernel's time, not traceflow's.
+# The target is to /dev/null: writing 0.9 GB to a file is the kernel's time, not traceflow's.
 ms=$(OUT=/dev/null median_ms "$BIN" --db "$DB" flows --format jsonl)
 printf '%-64s %10s %10s   (%s flows/s)%s\n' "every flow --format jsonl >/dev/null" "$ms" "$TOTAL" \
     "$(python3 -c "print(round($TOTAL / max($ms, 1) * 1000))")" "$(vs "$ms")"
@@ -176,7 +176,7 @@ for f in "$Q1" "net $NET"; do
 done
 
 # docs/schema.md's SQL examples (its "The index tuple in SQL" section), each timed warm through Python's sqlite3,
-# with the tables or indexes its plan goes through (issue 16: each under 200 ms here, or rewritten).
+# with the tables or indexes its plan goes through.
 echo
 # (Connections were built above, before the connections query was timed.)
 echo "docs/schema.md SQL (median of $REPEAT warm runs; :capture is the capture with most flows)"

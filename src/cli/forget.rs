@@ -18,7 +18,7 @@ pub fn run(db: &Path, args: &ForgetArgs) -> Result<u8, Error> {
     // A typo in --db must not create a database; an older schema is upgraded (the trigger that deletes the
     // rows comes with the upgrade).
     let target = store::Target::of(db);
-    if matches!(target, store::Target::Sqlite(_)) && !db.exists() {
+    if !target.may_exist() {
         return Err(store::StoreError::Missing {
             path: db.display().to_string(),
         }
@@ -44,15 +44,14 @@ pub fn run(db: &Path, args: &ForgetArgs) -> Result<u8, Error> {
         done.frames,
         done.flows
     );
-    crate::msg::say(&match target {
-        store::Target::Sqlite(_) => format!(
+    crate::msg::say(&if conn.caps().vacuum_reclaims {
+        format!(
             "{removed}; VACUUM would return {} to the file system (sqlite3 {} VACUUM, while no ingest runs)",
             bytes(done.reclaimable),
             db.display()
-        ),
-        store::Target::Postgres(_) => {
-            format!("{removed}; PostgreSQL's autovacuum reuses the space")
-        }
+        )
+    } else {
+        format!("{removed}; PostgreSQL's autovacuum reuses the space")
     });
     Ok(0)
 }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, OptionalExtension};
+use crate::store::backend::EmbeddedFrames;
 
 use crate::store::Db;
 
@@ -401,10 +401,8 @@ impl StreamReader {
 
 /// The frame bytes of one capture.
 pub enum Fetcher<'c> {
-    /// From `frame_data` (`ingest --embed`): the prepared SELECT, the capture's id and its name.
-    Embedded(rusqlite::Statement<'c>, i64, String),
-    /// From PostgreSQL's `frame_data`: the database, the capture's id and its name.
-    EmbeddedPg(&'c crate::store::pg::Pg, i64, String),
+    /// From the database's `frame_data` (`ingest --embed`): its reader, the capture's id and its name.
+    Embedded(Box<dyn EmbeddedFrames + 'c>, i64, String),
     /// From an uncompressed capture, or a decompressed spool of a compressed one, by seeking.
     Seek(SeekReader),
     /// From a compressed capture streamed once, when the frames come in file order.
@@ -420,14 +418,11 @@ impl<'c> Fetcher<'c> {
         plan: &Plan,
     ) -> Result<Fetcher<'c>, DumpError> {
         if cap.embedded {
-            return Ok(match conn {
-                Db::Sqlite(c) => Fetcher::Embedded(
-                    c.prepare("SELECT data FROM frame_data WHERE capture_id = ?1 AND number = ?2")?,
-                    cap.id,
-                    cap.name.clone(),
-                ),
-                Db::Postgres(p) => Fetcher::EmbeddedPg(p, cap.id, cap.name.clone()),
-            });
+            return Ok(Fetcher::Embedded(
+                conn.embedded_frames()?,
+                cap.id,
+                cap.name.clone(),
+            ));
         }
         let tsresol = read::tsresols(conn, cap.id)?;
         let path = locate(conn, cap, root)?;
@@ -495,16 +490,8 @@ impl<'c> Fetcher<'c> {
         super::check_interrupt()?;
         check_size(f)?;
         match self {
-            Fetcher::Embedded(..) | Fetcher::EmbeddedPg(..) => {
-                let (data, name): (Option<Vec<u8>>, &str) = match self {
-                    Fetcher::Embedded(st, id, name) => (
-                        st.query_row(params![*id, f.number as i64], |r| r.get(0))
-                            .optional()?,
-                        name,
-                    ),
-                    Fetcher::EmbeddedPg(p, id, name) => (p.frame_data(*id, f.number as i64)?, name),
-                    _ => unreachable!("matched above"),
-                };
+            Fetcher::Embedded(frames, id, name) => {
+                let data = frames.frame_data(*id, f.number as i64)?;
                 match data {
                     Some(d) if d.len() != f.caplen as usize => Err(DumpError::Corrupt(format!(
                         "frame {} has {} embedded bytes, its captured length is {}",

@@ -11,7 +11,8 @@ use rusqlite::types::Value;
 use super::{net_is_v4, Dir, Expr, Field};
 use crate::key::{addr_key, net_bits};
 
-/// A filter as SQL: `condition` holds `?N` placeholders numbered from 1, bound to `params` in order.
+/// A filter as SQL: `condition` holds `?N` placeholders numbered from 1, bound to `params` in order; a dialect
+/// with other placeholders has the same condition written with its own ([`Compiled::condition_with`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compiled {
     /// The condition, to go after `WHERE`.
@@ -22,6 +23,38 @@ pub struct Compiled {
     pub buckets: Vec<Vec<u32>>,
     /// True when the flows in those buckets are exactly the matches ([`Expr::buckets_are_exact`]).
     pub exact: bool,
+    /// The filter, for writing the condition in another dialect.
+    expr: Expr,
+}
+
+impl Compiled {
+    /// The condition with the placeholders `mark` writes for each parameter's number (from 1, bound to
+    /// `params` in the same order as `condition`'s): `$N` for PostgreSQL.
+    pub fn condition_with(&self, mark: fn(usize) -> String) -> String {
+        emit(
+            &self.expr,
+            &mut Params {
+                values: Vec::new(),
+                mark,
+            },
+        )
+        .sql
+    }
+}
+
+/// The parameters bound so far, and how the dialect writes a placeholder.
+struct Params {
+    values: Vec<Value>,
+    mark: fn(usize) -> String,
+}
+
+impl Params {
+    fn sqlite() -> Params {
+        Params {
+            values: Vec::new(),
+            mark: |n| format!("?{n}"),
+        }
+    }
 }
 
 /// The lowest and highest key of a network.
@@ -43,8 +76,11 @@ pub fn compile(e: &Expr) -> Compiled {
         params: Vec::new(),
         buckets: e.bucket_sets(),
         exact: e.buckets_are_exact(),
+        expr: e.clone(),
     };
-    c.condition = emit(e, &mut c.params).sql;
+    let mut p = Params::sqlite();
+    c.condition = emit(e, &mut p).sql;
+    c.params = p.values;
     c
 }
 
@@ -64,8 +100,9 @@ const TERM_HEIGHT: usize = 8;
 /// Whether `e` compiles to SQL that both backends take: not too deep, not too many values. The message says
 /// which.
 pub(crate) fn fits(e: &Expr) -> Result<(), String> {
-    let mut params = Vec::new();
-    let out = emit(e, &mut params);
+    let mut p = Params::sqlite();
+    let out = emit(e, &mut p);
+    let params = p.values;
     if out.height > MAX_HEIGHT {
         return Err(format!(
             "the filter is too deep for SQL (its condition would nest {} levels, at most {MAX_HEIGHT}): \
@@ -96,9 +133,9 @@ fn term(sql: String) -> Emitted {
     }
 }
 
-fn param(params: &mut Vec<Value>, v: Value) -> String {
-    params.push(v);
-    format!("?{}", params.len())
+fn param(params: &mut Params, v: Value) -> String {
+    params.values.push(v);
+    (params.mark)(params.values.len())
 }
 
 fn ends(d: Dir, test: impl Fn(&str, &str) -> String) -> String {
@@ -136,7 +173,7 @@ fn join_balanced(mut parts: Vec<Emitted>, op: &str) -> Emitted {
 /// `key IN (?a, ?b, ...)` for each end `d` names, the placeholders shared by both ends.
 fn in_list(
     d: Dir,
-    p: &mut Vec<Value>,
+    p: &mut Params,
     values: Vec<Value>,
     pick: for<'a> fn(&'a str, &'a str) -> &'a str,
 ) -> String {
@@ -148,7 +185,7 @@ fn in_list(
 /// An `or` chain: the hosts of one end become one `IN` list, as do single ports and Community IDs, and the flags
 /// one mask; the rest (and those) are joined as a balanced tree. A blocklist of 10,000 `host` terms is then two
 /// `IN` lists, not a condition 10,000 deep.
-fn emit_or(terms: &[&Expr], p: &mut Vec<Value>) -> Emitted {
+fn emit_or(terms: &[&Expr], p: &mut Params) -> Emitted {
     use std::collections::HashSet;
     #[derive(PartialEq, Eq, Hash, Clone, Copy)]
     enum Kind {
@@ -247,7 +284,7 @@ fn emit_or(terms: &[&Expr], p: &mut Vec<Value>) -> Emitted {
     join_balanced(parts, "OR")
 }
 
-fn emit(e: &Expr, p: &mut Vec<Value>) -> Emitted {
+fn emit(e: &Expr, p: &mut Params) -> Emitted {
     match e {
         Expr::Or(..) => emit_or(&e.chain(), p),
         Expr::And(..) => {
@@ -266,7 +303,7 @@ fn emit(e: &Expr, p: &mut Vec<Value>) -> Emitted {
 }
 
 /// The SQL of one term (not `and`, `or` or `not`).
-fn leaf(e: &Expr, p: &mut Vec<Value>) -> String {
+fn leaf(e: &Expr, p: &mut Params) -> String {
     match e {
         Expr::All => "TRUE".into(),
         Expr::Host(d, a) => {

@@ -53,8 +53,8 @@ pub struct Options {
     pub stdin_name: Option<String>,
     /// The Community ID seed of the flows and connections (`--community-id-seed`), recorded per capture.
     pub community_id_seed: u16,
-    /// Track connections while reading (`--connections`): about a fifth more ingest CPU. Without it, the first
-    /// command that needs connections builds them from the frame rows (`store::rebuild::ensure`).
+    /// Track connections while reading (`--connections`): about half again the ingest CPU. Without it, they can
+    /// be built later from the frame rows (`store::Target::build_connections`).
     pub connections: bool,
 }
 
@@ -192,11 +192,8 @@ pub fn run(
     // cost far more than WAL's none (205 small files: 2.6-3.3 s against 0.33-0.46 s). So it is used only when the
     // first capture is big, and the run switches to WAL after it.
     let first_big = sources[todo[0]].size >= BULK_LOAD_MIN_BYTES;
-    let journal = match &*conn {
-        Db::Sqlite(c) => store::begin_ingest(c, first_big),
-        // PostgreSQL's write-ahead log is the server's business.
-        Db::Postgres(_) => Ok(store::Journal::Wal),
-    };
+    // PostgreSQL's write-ahead log is the server's business: it answers Wal.
+    let journal = conn.begin_ingest(first_big);
     match &journal {
         Ok(store::Journal::BulkLoad) if opts.verbose => {
             log("empty database: bulk load with a rollback journal, WAL afterwards".into())
@@ -214,7 +211,8 @@ pub fn run(
     let inputs = Arc::new(inputs);
     let budget = Budget::new(IN_FLIGHT_BYTES, todo.len());
     // PostgreSQL's rows go in by COPY, which cannot replace one: there, parked flows are written at the end.
-    let parked_rows = matches!(&*conn, Db::Sqlite(_));
+    let caps = conn.caps();
+    let parked_rows = caps.parked_rows;
     {
         let mut say = |m: String| log(m);
         let log_lock: Mutex<&mut (dyn FnMut(String) + Send)> = Mutex::new(&mut say);
@@ -266,10 +264,10 @@ pub fn run(
             // Writers take captures in input order. SQLite has one writer; PostgreSQL takes one connection per job,
             // so that several captures are written at once (the server runs each connection's inserts on its own
             // process).
-            let extra: Vec<Db> = match &*conn {
-                Db::Postgres(p) if jobs > 1 => (1..jobs)
-                    .filter_map(|_| match p.reconnect() {
-                        Ok(c) => Some(Db::Postgres(Box::new(c))),
+            let extra: Vec<Db> = if caps.parallel_writers && jobs > 1 {
+                (1..jobs)
+                    .filter_map(|_| match conn.reconnect() {
+                        Ok(c) => Some(c),
                         Err(e) => {
                             ctx.say(format!(
                                 "warning: could not open another database connection: {e}"
@@ -277,8 +275,9 @@ pub fn run(
                             None
                         }
                     })
-                    .collect(),
-                _ => Vec::new(),
+                    .collect()
+            } else {
+                Vec::new()
             };
             for db in extra {
                 let (ctx, receivers, next_write) = (&ctx, &receivers, &next_write);
@@ -293,7 +292,7 @@ pub fn run(
             write_all(conn, &ctx, &receivers, &next_write, &mut |conn, k| {
                 if k > 0 && journal == store::Journal::BulkLoad {
                     // The big first capture is in; the rest are written in WAL (see above).
-                    match conn.sqlite().map_or(Ok(()), store::end_ingest) {
+                    match conn.end_ingest() {
                         Ok(()) => journal = store::Journal::Wal,
                         Err(e) => ctx.say(format!(
                             "warning: could not switch the database to WAL: {e}"
@@ -306,7 +305,7 @@ pub fn run(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if let Err(e) = conn.sqlite().map_or(Ok(()), store::end_ingest) {
+    if let Err(e) = conn.end_ingest() {
         log(format!(
             "warning: could not switch the database back to WAL: {e}"
         ));

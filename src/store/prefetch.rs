@@ -1,6 +1,6 @@
 //! Reading the pages of a time-ordered flow listing ahead, on helper threads with connections of their own.
 //!
-//! A listing in time order ([`super::read::merge_pages`]) reads each capture's matching flows a page at a time,
+//! A listing in time order ([`super::merge::merge_pages`]) reads each capture's matching flows a page at a time,
 //! in flow order. Which page comes next for a capture never depends on the merge, only on the page before, so
 //! helpers can read a capture's next pages while the listing thread merges and writes the rows it has. Listing
 //! every flow spends about 60% of its time reading rows out of SQLite and 40% merging and writing them, so on two
@@ -13,7 +13,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use super::read::{FlowRow, PageFn, QueryError};
+use super::error::QueryError;
+use super::merge::PageFn;
+use super::rows::FlowRow;
 
 /// Pages read ahead per capture.
 pub(crate) const AHEAD: usize = 2;

@@ -1,4 +1,4 @@
-//! Issue 15, "Decode what real networks carry": IPv6 jumbograms, WCCP over GRE, Cisco FabricPath and VN-Tag,
+//! Decoding what real networks carry: IPv6 jumbograms, WCCP over GRE, Cisco FabricPath and VN-Tag,
 //! FDDI, GRE over UDP, Aruba GRE (802.11, A-MSDU) and AYIYA. Every case is a frame built here; each is
 //! (a) decoded with `traceflow::decode::decode` (layers, ports, addresses), (b) written to a capture and read by
 //! tshark (`-o ip.defragment:FALSE -o ipv6.defragment:FALSE`), which must find TCP in the same frames with the

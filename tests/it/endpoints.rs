@@ -1,4 +1,4 @@
-//! Endpoints (issue 16): every IP address of a capture, whatever its protocol, against tshark's
+//! Endpoints: every IP address of a capture, whatever its protocol, against tshark's
 //! `-z endpoints,ip` / `-z endpoints,ipv6` on the corpus, and the questions the table is for.
 
 use std::collections::BTreeMap;

@@ -28,11 +28,17 @@ fn query_output_format_follows_the_file_name() {
     let s = |p: &Path| p.to_str().unwrap().to_string();
 
     // The index: csv, jsonl and a text table from the name.
-    let r = run(&db, &["query", "--capture", "sample.pcap", "-o", &s(&p("i.csv"))]);
+    let r = run(
+        &db,
+        &["query", "--capture", "sample.pcap", "-o", &s(&p("i.csv"))],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let csv = std::fs::read_to_string(p("i.csv")).unwrap();
     assert_eq!(csv.lines().next(), Some("fpout,index,label"), "{csv}");
-    let r = run(&db, &["query", "--capture", "sample.pcap", "-o", &s(&p("i.jsonl"))]);
+    let r = run(
+        &db,
+        &["query", "--capture", "sample.pcap", "-o", &s(&p("i.jsonl"))],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let jl = std::fs::read_to_string(p("i.jsonl")).unwrap();
     assert_eq!(jl.lines().count(), 12, "{jl}");
@@ -41,39 +47,80 @@ fn query_output_format_follows_the_file_name() {
     // A dump: the name's format, and a name that says an index format is refused, FILE untouched.
     let r = run(&db, &["query", "--flow", LABEL, "-o", &s(&p("f.pcapng"))]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(&std::fs::read(p("f.pcapng")).unwrap()[..4], b"\x0A\x0D\x0D\x0A");
+    assert_eq!(
+        &std::fs::read(p("f.pcapng")).unwrap()[..4],
+        b"\x0A\x0D\x0D\x0A"
+    );
     let r = run(&db, &["query", "--flow", LABEL, "-o", &s(&p("conn.csv"))]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
-    assert!(r.stderr.contains("conn.csv") && r.stderr.contains("csv"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("conn.csv") && r.stderr.contains("csv"),
+        "{}",
+        r.stderr
+    );
     assert!(!p("conn.csv").exists());
 
     // A --format the name contradicts, either way round; a dump name without --flow.
     let r = run(
         &db,
-        &["query", "--flow", LABEL, "--format", "pcap", "-o", &s(&p("c.csv"))],
+        &[
+            "query",
+            "--flow",
+            LABEL,
+            "--format",
+            "pcap",
+            "-o",
+            &s(&p("c.csv")),
+        ],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("--format pcap does not match"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--format pcap does not match"),
+        "{}",
+        r.stderr
+    );
     assert!(!p("c.csv").exists());
     let r = run(
         &db,
-        &["query", "--capture", "sample.pcap", "--format", "csv", "-o", &s(&p("i.json"))],
+        &[
+            "query",
+            "--capture",
+            "sample.pcap",
+            "--format",
+            "csv",
+            "-o",
+            &s(&p("i.json")),
+        ],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let r = run(&db, &["query", "--capture", "sample.pcap", "-o", &s(&p("i.pcap"))]);
+    let r = run(
+        &db,
+        &["query", "--capture", "sample.pcap", "-o", &s(&p("i.pcap"))],
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--flow"), "{}", r.stderr);
     assert!(!p("i.pcap").exists());
     // Agreeing names, and names that say nothing, are taken as before.
     let r = run(
         &db,
-        &["query", "--flow", LABEL, "--format", "text", "-o", &s(&p("f.txt"))],
+        &[
+            "query",
+            "--flow",
+            LABEL,
+            "--format",
+            "text",
+            "-o",
+            &s(&p("f.txt")),
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run(&db, &["query", "--flow", LABEL, "-o", &s(&p("f.out"))]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(&std::fs::read(p("f.out")).unwrap()[..4], &synth_pcap_magic());
+    assert_eq!(
+        &std::fs::read(p("f.out")).unwrap()[..4],
+        &synth_pcap_magic()
+    );
 }
 
 /// The first 4 bytes of a pcap written in the machine's byte order.
@@ -164,7 +211,10 @@ fn listing_times_have_nine_decimals_whatever_the_resolution() {
             &["flows", "--group-by", "capture", "--format", "json"],
             &["first_time", "last_time"],
         ),
-        (&["captures", "--format", "json"], &["first_time", "last_time"]),
+        (
+            &["captures", "--format", "json"],
+            &["first_time", "last_time"],
+        ),
     ] {
         let rows = json(args);
         let captures: std::collections::HashSet<String> = rows
@@ -174,7 +224,9 @@ fn listing_times_have_nine_decimals_whatever_the_resolution() {
         assert_eq!(captures.len(), 2, "{args:?}: both captures listed");
         for row in &rows {
             for f in fields {
-                let v = row[*f].as_str().unwrap_or_else(|| panic!("{args:?} {f}: {row}"));
+                let v = row[*f]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{args:?} {f}: {row}"));
                 assert_eq!(decimals(v), 9, "{args:?} {f}: {v}");
                 seen += 1;
             }
@@ -204,7 +256,11 @@ fn a_damaged_capture_in_a_folder_is_named() {
     let warned: Vec<&str> = r.stderr.lines().filter(|l| l.contains("warning")).collect();
     assert_eq!(warned.len(), 2, "{}", r.stderr);
     assert!(warned[0].contains("damaged.pcap") || warned[1].contains("damaged.pcap"));
-    assert!(warned.iter().any(|l| l.contains("cut.pcapng.gz")), "{}", r.stderr);
+    assert!(
+        warned.iter().any(|l| l.contains("cut.pcapng.gz")),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("README.txt"), "{}", r.stderr);
     assert!(r.stderr.contains("1 indexed, 3 skipped"), "{}", r.stderr);
 }
@@ -232,7 +288,8 @@ fn mixed_link_type_errors_name_the_link_types() {
     let raw = w.add_interface(101, 65535, 6).unwrap();
     let f = segment(0x02);
     w.write(eth, T0, f.len() as u32, &f).unwrap();
-    w.write(raw, T0 + 1_000, f.len() as u32 - 14, &f[14..]).unwrap();
+    w.write(raw, T0 + 1_000, f.len() as u32 - 14, &f[14..])
+        .unwrap();
     let cap = dir.path().join("mixed.pcapng");
     std::fs::write(&cap, w.into_inner()).unwrap();
     // A second capture, raw IP only, for the merged dump.
@@ -261,19 +318,21 @@ fn mixed_link_type_errors_name_the_link_types() {
         ],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("EN10MB (1), RAW (101)"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("EN10MB (1), RAW (101)"), "{}", r.stderr);
     let merged = dir.path().join("m.pcap");
     let r = run(
         &db,
-        &["flows", "not capture mixed.pcapng", "--pcap", merged.to_str().unwrap()],
+        &[
+            "flows",
+            "not capture mixed.pcapng",
+            "--pcap",
+            merged.to_str().unwrap(),
+        ],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("RAW (101) and EN10MB (1)") || r.stderr.contains("EN10MB (1) and RAW (101)"),
+        r.stderr.contains("RAW (101) and EN10MB (1)")
+            || r.stderr.contains("EN10MB (1) and RAW (101)"),
         "{}",
         r.stderr
     );
@@ -283,7 +342,13 @@ fn mixed_link_type_errors_name_the_link_types() {
 fn protocol_keywords_say_traceflow_indexes_tcp_only() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = sample_db(dir.path());
-    for f in ["udp", "proto udp", "host 10.0.0.80 and icmp", "tcp port 80", "proto tcp"] {
+    for f in [
+        "udp",
+        "proto udp",
+        "host 10.0.0.80 and icmp",
+        "tcp port 80",
+        "proto tcp",
+    ] {
         let r = run(&db, &["flows", f]);
         assert_eq!(r.code, 2, "{f}: {}", r.stderr);
         assert!(
@@ -291,10 +356,18 @@ fn protocol_keywords_say_traceflow_indexes_tcp_only() {
             "{f}: {}",
             r.stderr
         );
-        assert!(!r.stderr.contains("unknown filter term"), "{f}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("unknown filter term"),
+            "{f}: {}",
+            r.stderr
+        );
     }
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let first = readme.split("\n\n").nth(1).unwrap();
-    assert!(first.contains("TCP flows\nonly") || first.contains("TCP flows only"), "{first}");
+    assert!(
+        first.contains("TCP flows\nonly") || first.contains("TCP flows only"),
+        "{first}"
+    );
     assert!(first.contains("`udp`"), "{first}");
 }

@@ -1,4 +1,4 @@
-//! Regression tests for issue 10's ingest defects: memory of `--embed` bounded in bytes, files that change while
+//! Regression tests for ingest defects: memory of `--embed` bounded in bytes, files that change while
 //! or after they are read, folder walks that leave their folder or meet FIFOs, damaged streams that never end,
 //! and floods of empty records (`--max-frames`).
 

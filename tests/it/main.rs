@@ -20,6 +20,7 @@ mod layout;
 mod linktypes;
 mod park;
 mod postgres;
+mod python;
 mod robustness;
 mod util;
 mod ux;

@@ -1275,7 +1275,7 @@ fn pg_newer_schema_is_refused() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         db.count("SELECT max(version) FROM traceflow_schema"),
-        traceflow::store::pg::PG_SCHEMA_VERSION as i64,
+        traceflow::store::PG_SCHEMA_VERSION as i64,
         "the schema version this build writes (1 today)"
     );
     db.client()
@@ -1432,7 +1432,7 @@ fn pg_schema_1_database_is_upgraded_in_place() {
     }
     assert_eq!(
         old.count("SELECT max(version) FROM traceflow_schema"),
-        traceflow::store::pg::PG_SCHEMA_VERSION as i64
+        traceflow::store::postgres::PG_SCHEMA_VERSION as i64
     );
     assert_eq!(
         old.count("SELECT count(*) FROM connections WHERE flow_nos IS DISTINCT FROM string_to_array(flows, ',')::BIGINT[]"),
@@ -1616,7 +1616,8 @@ fn forget_statistics(db: &PgDb) {
 
 /// The plans of `connections FILTER` (listing and --count), as `EXPLAIN` prints them.
 fn connection_plans(db: &PgDb, filter: &str) -> Vec<(String, Vec<String>)> {
-    let pg = traceflow::store::pg::connect(&db.url, false).unwrap();
+    let target = traceflow::store::Target::of(std::path::Path::new(&db.url));
+    let pg = traceflow::store::Db::open_read(&target).unwrap();
     let f = traceflow::filter::compile(&traceflow::filter::parse(filter, 0).unwrap());
     pg.explain_connections(&f, traceflow::store::read::FlowSort::Time)
         .unwrap()

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::Pg;
-use crate::store::read::{FrameRef, QueryError};
+use crate::store::error::QueryError;
+use crate::store::types::FrameRef;
 
 /// Frames per chunk at most (the table's CHECK), so the chunks holding frames lo..hi start in (lo - CHUNK, hi].
 const CHUNK: i64 = super::write::CHUNK as i64;

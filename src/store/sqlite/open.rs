@@ -6,20 +6,21 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::store::error::StoreError;
+use crate::store::sink::Journal;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
 pub(super) const MIGRATIONS: [&str; 10] = [
-    include_str!("../../migrations/0001_init.sql"),
-    include_str!("../../migrations/0002_label_in_flows.sql"),
-    include_str!("../../migrations/0003_flow_search.sql"),
-    include_str!("../../migrations/0004_views.sql"),
-    include_str!("../../migrations/0005_connections.sql"),
-    include_str!("../../migrations/0006_forget.sql"),
-    include_str!("../../migrations/0007_endpoints.sql"),
-    include_str!("../../migrations/0008_flow_buckets.sql"),
-    include_str!("../../migrations/0009_label_derived.sql"),
-    include_str!("../../migrations/0010_flow_index_by_capture.sql"),
+    include_str!("../../../migrations/0001_init.sql"),
+    include_str!("../../../migrations/0002_label_in_flows.sql"),
+    include_str!("../../../migrations/0003_flow_search.sql"),
+    include_str!("../../../migrations/0004_views.sql"),
+    include_str!("../../../migrations/0005_connections.sql"),
+    include_str!("../../../migrations/0006_forget.sql"),
+    include_str!("../../../migrations/0007_endpoints.sql"),
+    include_str!("../../../migrations/0008_flow_buckets.sql"),
+    include_str!("../../../migrations/0009_label_derived.sql"),
+    include_str!("../../../migrations/0010_flow_index_by_capture.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -121,7 +122,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 /// column as stored, and fills it in while it decodes the row ([`flow_columns_sqlite`]), which spares it the call
 /// from SQLite into Rust and back (1.3x the listing's time).
 ///
-/// [`flow_columns_sqlite`]: crate::store::read::flow_columns_sqlite
+/// [`flow_columns_sqlite`]: super::search::FLOW_COLUMNS_SQLITE
 ///
 /// [`view_label`]: crate::key::label::view_label
 fn label_view(conn: &Connection) -> rusqlite::Result<()> {
@@ -393,15 +394,6 @@ pub fn lock_wait_reset() {
 /// The time waited for other processes' locks since `lock_wait_reset`.
 pub fn lock_waited() -> Duration {
     Duration::from_nanos(LOCK_WAITED_NS.load(std::sync::atomic::Ordering::Relaxed))
-}
-
-/// How an ingest writes its transactions (see `begin_ingest`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Journal {
-    /// Write-ahead log: readers keep reading while captures are written.
-    Wal,
-    /// Rollback journal, for the first load into an empty database.
-    BulkLoad,
 }
 
 /// Chooses the journal for an ingest. An empty database (no capture yet) whose first capture is big (`bulk`) is

@@ -1,16 +1,19 @@
 //! PostgreSQL storage: connecting from a `postgresql://` URL, migrating its own schema (`migrations/postgres/`)
-//! under an advisory lock, writing captures through binary COPY ([`write`]) and the read side's SELECTs
-//! ([`read`]). Above `store`, nothing knows which database it talks to (see [`super::Db`]).
+//! under an advisory lock, writing captures through binary COPY ([`write`]), the read side's SELECTs ([`read`],
+//! frames from their chunks: [`chunks`]) and the searches ([`search`]). Above `store`, nothing knows which
+//! database it talks to (see [`super::Db`]).
 
 use std::cell::RefCell;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::StoreError;
+use crate::store::error::{QueryError, StoreError};
+use crate::store::row::Cols;
 
-pub mod chunks;
-pub mod read;
-pub mod write;
+mod chunks;
+mod read;
+mod search;
+mod write;
 
 /// PostgreSQL's schema, one SQL script per version, applied in order. Append-only, as SQLite's.
 const MIGRATIONS: [&str; 3] = [
@@ -285,4 +288,35 @@ fn passwords_are_hidden() {
         redact("postgresql:///db?host=/tmp/s"),
         "postgresql:///db?host=/tmp/s"
     );
+}
+
+impl Cols for postgres::Row {
+    fn int(&self, i: usize) -> Result<i64, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn boolean(&self, i: usize) -> Result<bool, QueryError> {
+        Ok(self.try_get(i)?)
+    }
+    fn key(&self, i: usize) -> Result<serde_json::Value, QueryError> {
+        use postgres::types::Type;
+        let ty = self.columns().get(i).map(|c| c.type_().clone());
+        Ok(match ty {
+            Some(Type::INT8) => self
+                .try_get::<_, Option<i64>>(i)?
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+            Some(Type::TEXT) => self
+                .try_get::<_, Option<String>>(i)?
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+            _ => serde_json::Value::Null,
+        })
+    }
 }

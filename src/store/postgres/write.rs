@@ -9,8 +9,9 @@ use postgres::types::{IsNull, ToSql, Type};
 
 use super::Pg;
 use crate::conn::ConnRecord;
-use crate::store::write::{CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded};
-use crate::store::StoreError;
+use crate::store::backend::CaptureSink;
+use crate::store::error::StoreError;
+use crate::store::sink::{CaptureEnd, CaptureSource, FrameRow, Outcome, Superseded};
 use crate::trace::buckets::BucketRow;
 use crate::trace::endpoints::EndpointRow;
 use crate::trace::FlowRecord;
@@ -303,11 +304,11 @@ fn delete_capture(
 impl Pg {
     /// Deletes the captures `ids` and all their rows in one transaction.
     /// Space is returned by the server's autovacuum, so `reclaimable` is 0.
-    pub fn forget(&self, ids: &[i64]) -> Result<crate::store::Forgotten, StoreError> {
+    pub fn forget(&self, ids: &[i64]) -> Result<crate::store::sink::Forgotten, StoreError> {
         let err = self.err();
         let mut c = self.client.borrow_mut();
         let mut tx = c.transaction().map_err(&err)?;
-        let mut done = crate::store::Forgotten::default();
+        let mut done = crate::store::sink::Forgotten::default();
         for &id in ids {
             let Some((frames, flows)) = delete_capture(&mut tx, id).map_err(&err)? else {
                 continue;
@@ -815,5 +816,31 @@ impl Drop for PgWriter<'_> {
                 let _ = c.batch_execute("ROLLBACK");
             }
         }
+    }
+}
+
+impl CaptureSink for PgWriter<'_> {
+    fn add(
+        &mut self,
+        frames: &[FrameRow],
+        flows: &[FlowRecord],
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        PgWriter::add(self, frames, flows, data)
+    }
+    fn add_connections(&mut self, conns: &[ConnRecord]) -> Result<(), StoreError> {
+        PgWriter::add_connections(self, conns)
+    }
+    fn add_endpoints(&mut self, rows: &[EndpointRow]) -> Result<(), StoreError> {
+        PgWriter::add_endpoints(self, rows)
+    }
+    fn add_buckets(&mut self, rows: &[BucketRow]) -> Result<(), StoreError> {
+        PgWriter::add_buckets(self, rows)
+    }
+    fn set_community_id_seed(&mut self, seed: u16) -> Result<(), StoreError> {
+        PgWriter::set_community_id_seed(self, seed)
+    }
+    fn finish(self: Box<Self>, end: CaptureEnd) -> Result<Outcome, StoreError> {
+        PgWriter::finish(*self, end)
     }
 }
