@@ -163,7 +163,7 @@ fn sample_counts_connections_as_tshark_does() {
             "{n}: tshark counts {tshark}: {}",
             r.stderr
         );
-        assert_eq!(ingest(&db, &[], &[&cap]).code, 0);
+        assert_eq!(ingest(&db, &["--connections"], &[&cap]).code, 0);
         let c = run(&db, &["connections", "--count"]);
         assert_eq!(c.stdout.trim(), tshark.to_string());
     }
@@ -190,7 +190,7 @@ fn listing_times_have_nine_decimals_whatever_the_resolution() {
     }
     std::fs::write(&ns, w.into_inner()).unwrap();
     let db = dir.path().join("t.db");
-    assert_eq!(ingest(&db, &[], &[&us, &ns]).code, 0);
+    assert_eq!(ingest(&db, &["--connections"], &[&us, &ns]).code, 0);
 
     let json = |args: &[&str]| -> Vec<serde_json::Value> {
         let r = run(&db, args);

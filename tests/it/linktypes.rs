@@ -654,7 +654,7 @@ fn teredo_conversation_is_traced_as_tcp() {
     let pcap = dir.path().join("teredo.pcap");
     write_pcap(&pcap, 1, &refs);
     let db = dir.path().join("t.db");
-    let r = util::ingest(&db, &[], &[&pcap]);
+    let r = util::ingest(&db, &["--connections"], &[&pcap]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = util::run(&db, &["flows", "--format", "csv"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
