@@ -11,6 +11,7 @@ use crate::store::error::{QueryError, StoreError};
 use crate::store::row::Cols;
 
 mod chunks;
+mod page;
 mod read;
 mod search;
 mod write;

@@ -19,7 +19,7 @@ use crate::store::rows::{
 };
 
 /// PostgreSQL's placeholder of parameter `n` (from 1).
-fn dollar(n: usize) -> String {
+pub(super) fn dollar(n: usize) -> String {
     format!("${n}")
 }
 
@@ -63,7 +63,7 @@ pub fn values(params: &[rusqlite::types::Value]) -> Vec<Box<dyn ToSql + Sync>> {
         .collect()
 }
 
-fn refs<'a>(
+pub(super) fn refs<'a>(
     params: &'a [Box<dyn ToSql + Sync>],
     more: &'a [&'a (dyn ToSql + Sync)],
 ) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -104,7 +104,12 @@ fn count_connections_sql(cond: &str) -> String {
 
 /// `search_connections`' query for a filter's condition with `n` parameters; its LIMIT is parameter `n + 1`.
 fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
-    let order = conn_order(sort);
+    conn_sql(cond, "TRUE", conn_order(sort), n + 1)
+}
+
+/// The query of a connection listing: the connections some flow of which meets `cond` that also meet `extra`,
+/// in `order`, with the limit bound as parameter `limit_at`.
+pub(super) fn conn_sql(cond: &str, extra: &str, order: &str, limit_at: usize) -> String {
     format!(
         "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
                 x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
@@ -113,10 +118,9 @@ fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
                 (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id),
                 x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes
          FROM connections x JOIN captures c ON c.id = x.capture_id
-         WHERE {}
-         ORDER BY {order} LIMIT ${}",
-        conn_condition(cond),
-        n + 1
+         WHERE {} AND ({extra})
+         ORDER BY {order} LIMIT ${limit_at}",
+        conn_condition(cond)
     )
 }
 

@@ -10,6 +10,7 @@ use crate::store::row::Cols;
 mod bulk;
 pub(crate) mod connections;
 mod open;
+mod page;
 mod read;
 mod search;
 mod write;
