@@ -31,6 +31,9 @@ command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../
 # The Community ID oracle (tests/it/connections.rs): Corelight's reference implementation, from PyPI.
 python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communityid || {
   echo "test.sh: could not install the PyPI package communityid (pip install communityid)" >&2; exit 1; }
+# Zeek's log readers read `connections --format zeek` back (tests/it/zeek.rs).
+python3 -c 'import zat, parsezeeklogs' 2>/dev/null || python3 -m pip install -q zat parsezeeklogs || {
+  echo "test.sh: could not install the PyPI packages zat and parsezeeklogs (pip install zat parsezeeklogs)" >&2; exit 1; }
 # The Python package's tests (tests/it/python.rs) make a virtual environment: python3's venv module (Debian
 # ships it apart, as python3-venv); pip then installs maturin, pytest and the oracle pypcapkit from PyPI.
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::output::{print_count, print_listing, RowFormat};
+use super::zeeklog::{json_line, TsvLog};
 use super::Error;
 use crate::filter;
 use crate::store::read::{self, FlowSort};
@@ -20,9 +21,10 @@ pub struct ConnectionsArgs {
     /// argument (the system takes 128 KiB), such as a blocklist of thousands of hosts.
     #[arg(short = 'F', long, value_name = "FILE", conflicts_with = "filter")]
     pub filter_file: Option<PathBuf>,
-    /// Output format [default: table on a terminal, json otherwise].
+    /// Output format [default: table on a terminal, json otherwise]; zeek is Zeek's conn.log (TSV, with its
+    /// header lines), zeek-json its JSON lines.
     #[arg(long, value_enum)]
-    pub format: Option<RowFormat>,
+    pub format: Option<ConnFormat>,
     /// Order of the connections (bytes and packets count both directions).
     #[arg(long, value_enum, default_value = "time")]
     pub sort: FlowSort,
@@ -34,6 +36,35 @@ pub struct ConnectionsArgs {
     pub count: bool,
 }
 
+/// `connections --format`: the listing formats, and Zeek's conn.log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnFormat {
+    /// Aligned columns for people (default on a terminal).
+    Table,
+    /// One JSON list (default when stdout is not a terminal).
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Zeek's conn.log, TSV with its header lines (zeek-cut, zat and Zeek's other readers take it).
+    Zeek,
+    /// Zeek's conn.log as JSON lines (Zeek's LogAscii::use_json).
+    ZeekJson,
+}
+
+impl ConnFormat {
+    fn listing(self) -> Option<RowFormat> {
+        match self {
+            ConnFormat::Table => Some(RowFormat::Table),
+            ConnFormat::Json => Some(RowFormat::Json),
+            ConnFormat::Jsonl => Some(RowFormat::Jsonl),
+            ConnFormat::Csv => Some(RowFormat::Csv),
+            ConnFormat::Zeek | ConnFormat::ZeekJson => None,
+        }
+    }
+}
+
 const CONN_HELP: &str = "\
 A connection is both directions of one TCP conversation, split where tshark's tcp.stream splits it (a SYN
 with a new initial sequence number on the same addresses and ports starts a new one). The filter is the one
@@ -41,12 +72,15 @@ of `traceflow flows --help`, applied to each direction: `host A and dst port 80`
 whose directions goes to port 80 from or to A. Also: community-id 1:BASE64.
 Connections are built by `traceflow ingest --connections` (with no files: from the stored frame rows of the
 captures indexed without them); this command only reads, and says so when some capture has none.
-Columns: orig_* the originator (sender of the first SYN without ACK, else of the first frame), resp_* the
-responder; *_bytes TCP payload, *_frame_bytes frame lengths; conn_state and history as in Zeek's conn.log.
+Columns: orig_* the originator (Zeek's: the first frame's sender unless Zeek's rules flip the roles), resp_*
+the responder; *_bytes Zeek's (the sequence space used: a retransmission counts once), *_payload_bytes the
+TCP payload lengths summed, *_ip_bytes the IP lengths, *_frame_bytes the frame lengths; conn_state and history
+as in Zeek's conn.log. --format zeek writes Zeek's conn.log itself (see docs/zeek.md).
 Examples:
   traceflow connections 'host 10.0.0.5 and port 443'
   traceflow connections 'community-id 1:LQU9qZlK+B5F3KDmev6m5PMibrg=' --format json
-  traceflow connections 'capture big.pcap' --sort bytes --limit 10";
+  traceflow connections 'capture big.pcap' --sort bytes --limit 10
+  traceflow connections --format zeek | zeek-cut id.orig_h id.resp_h conn_state";
 
 /// Prints the connections of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
@@ -60,7 +94,48 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     if args.count {
         return print_count(read::count_connections(conn, &compiled)?);
     }
-    print_listing(args.format, |visit| {
-        read::search_connections(conn, &compiled, args.sort, args.limit, visit)
-    })
+    match args.format {
+        Some(f @ (ConnFormat::Zeek | ConnFormat::ZeekJson)) => {
+            print_zeek(f == ConnFormat::Zeek, |visit| {
+                read::search_connections(conn, &compiled, args.sort, args.limit, visit)
+            })
+        }
+        f => print_listing(f.and_then(ConnFormat::listing), |visit| {
+            read::search_connections(conn, &compiled, args.sort, args.limit, visit)
+        }),
+    }
+}
+
+/// Prints the connections `list` visits as Zeek's conn.log (TSV when `tsv`, else JSON lines), streamed.
+fn print_zeek(
+    tsv: bool,
+    list: impl FnOnce(
+        &mut dyn FnMut(read::ConnRow) -> Result<(), read::QueryError>,
+    ) -> Result<(), read::QueryError>,
+) -> Result<u8, Error> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let written = if tsv {
+        let mut log = TsvLog::new(&mut out);
+        match list(&mut |r| log.row(&r).map_err(read::QueryError::Output)) {
+            Err(read::QueryError::Output(e)) => Err(e),
+            Err(e) => return Err(Error::Query(e)),
+            Ok(()) => log.finish().map(|_| ()),
+        }
+    } else {
+        match list(&mut |r| json_line(&mut out, &r).map_err(read::QueryError::Output)) {
+            Err(read::QueryError::Output(e)) => Err(e),
+            Err(e) => return Err(Error::Query(e)),
+            Ok(()) => Ok(()),
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(source) => Err(Error::Io {
+            what: "writing stdout".into(),
+            source,
+        }),
+        Ok(()) => Ok(0),
+    }
 }

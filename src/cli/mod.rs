@@ -11,6 +11,7 @@ pub mod query;
 pub mod sample;
 pub mod serve;
 pub mod shell;
+pub mod zeeklog;
 
 use std::path::PathBuf;
 

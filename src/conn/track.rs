@@ -22,6 +22,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
+use super::seqspace::{self, SeqSpace};
 use super::zeek::{self, Endpoint, History};
 use crate::decode::numbers::{TCP_ACK, TCP_SYN};
 use crate::key::community_id;
@@ -58,6 +59,12 @@ pub struct ConnSeg {
     pub payload_len: u32,
     /// The directed flow (`flows.flow_no`) the frame belongs to.
     pub flow_no: u32,
+    /// The IP packet's total length ([`super::frame::ip_len`]); `None` when not known (connections built from
+    /// frame rows only).
+    pub ip_len: Option<u32>,
+    /// The TCP header was not captured whole ([`super::frame::header_truncated`]): the frame is in the
+    /// partition but counts in none of Zeek's fields.
+    pub truncated: bool,
 }
 
 /// Everything stored about one connection (a `connections` row).
@@ -68,7 +75,8 @@ pub struct ConnRecord {
     pub conn_no: u32,
     /// Community ID v1 of the key.
     pub community_id: String,
-    /// The originator's address (the sender of the first SYN without ACK, else of the first frame).
+    /// The originator's address: Zeek's, the sender of the first frame unless a rule flipped the roles (see
+    /// [`super::zeek::flip_at_creation`] and [`super::zeek::step`]).
     pub orig_h: String,
     /// The originator's port.
     pub orig_p: u16,
@@ -84,18 +92,26 @@ pub struct ConnRecord {
     pub first_ns: i64,
     /// Time of the last frame, ns since the epoch.
     pub last_ns: i64,
-    /// Frames from the originator.
+    /// Frames from the originator (Zeek's orig_pkts: frames with a truncated TCP header do not count).
     pub orig_pkts: u64,
     /// Their wire (frame) lengths, summed.
     pub orig_frame_bytes: u64,
-    /// Their TCP payload bytes, summed.
+    /// Zeek's orig_bytes: the sequence space the originator used ([`super::seqspace`]).
     pub orig_bytes: u64,
+    /// Their TCP payload lengths, summed (every retransmission again).
+    pub orig_payload_bytes: u64,
+    /// Zeek's orig_ip_bytes: their IP total lengths, summed; `None` when not known.
+    pub orig_ip_bytes: Option<u64>,
     /// Frames from the responder.
     pub resp_pkts: u64,
     /// Their wire (frame) lengths, summed.
     pub resp_frame_bytes: u64,
-    /// Their TCP payload bytes, summed.
+    /// Zeek's resp_bytes.
     pub resp_bytes: u64,
+    /// Their TCP payload lengths, summed.
+    pub resp_payload_bytes: u64,
+    /// Zeek's resp_ip_bytes.
+    pub resp_ip_bytes: Option<u64>,
     /// Zeek's conn_state (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH).
     pub conn_state: &'static str,
     /// Zeek's history letters, upper case for the originator.
@@ -108,23 +124,40 @@ pub struct ConnRecord {
 type ConnKey = (IpAddr, u16, IpAddr, u16);
 
 /// Per-direction state and counters; index 0 is the key's first endpoint as the sender.
-#[derive(Default)]
 struct Side {
     /// tshark's base sequence number of this direction, once set.
     base_seq: Option<u32>,
     pkts: u64,
     frame_bytes: u64,
     payload: u64,
+    /// `None` once a frame's IP length was not known.
+    ip_bytes: Option<u64>,
     endpoint: Endpoint,
+    seq: SeqSpace,
+}
+
+impl Default for Side {
+    fn default() -> Side {
+        Side {
+            base_seq: None,
+            pkts: 0,
+            frame_bytes: 0,
+            payload: 0,
+            ip_bytes: Some(0),
+            endpoint: Endpoint::default(),
+            seq: SeqSpace::default(),
+        }
+    }
 }
 
 struct Open {
     conn_no: u32,
     /// Community ID v1 of the key, made once when the conversation starts.
     community_id: String,
-    /// Whether the key's first endpoint sent the first frame, and the first pure SYN (if any).
-    first_sender_a: bool,
-    syn_sender_a: Option<bool>,
+    /// Whether the key's first endpoint is the originator now (Zeek's roles, which may flip).
+    orig_a: bool,
+    /// No frame was counted yet (all so far had truncated headers): the roles are decided at the first one.
+    fresh: bool,
     first_frame: u64,
     last_frame: u64,
     first_ns: i64,
@@ -268,8 +301,8 @@ impl Connections {
             Open {
                 conn_no: *created,
                 community_id: community_id(seed, key.0, key.1, key.2, key.3),
-                first_sender_a: a_first,
-                syn_sender_a: None,
+                orig_a: a_first,
+                fresh: true,
                 first_frame: s.number,
                 last_frame: s.number,
                 first_ns: s.ts_ns,
@@ -290,27 +323,11 @@ impl Connections {
         if c.sides[rev].base_seq.is_none() && s.flags & TCP_ACK != 0 {
             c.sides[rev].base_seq = Some(s.ack.wrapping_sub(1));
         }
-        if pure_syn && c.syn_sender_a.is_none() {
-            c.syn_sender_a = Some(a_first);
-        }
         c.last_frame = s.number;
         c.last_ns = s.ts_ns;
-        let side = &mut c.sides[fwd];
-        side.pkts += 1;
-        side.frame_bytes += u64::from(s.origlen);
-        side.payload += u64::from(s.payload_len);
-        c.history.add(fwd == 0, s.flags, s.seq, s.payload_len);
-        // The originator as known so far: the sender of the first pure SYN, else of the first frame.
-        let is_orig = (fwd == 0) == c.syn_sender_a.unwrap_or(c.first_sender_a);
-        let [s0, s1] = &mut c.sides;
-        let (me, peer) = if fwd == 0 { (s0, s1) } else { (s1, s0) };
-        zeek::step(
-            &mut me.endpoint,
-            &mut peer.endpoint,
-            is_orig,
-            s.flags,
-            s.payload_len,
-        );
+        if !s.truncated {
+            c.count(fwd == 0, s);
+        }
         if c.flows.last() != Some(&s.flow_no) && !c.flows.contains(&s.flow_no) {
             c.flows.push(s.flow_no);
         }
@@ -359,15 +376,48 @@ impl Connections {
 }
 
 impl Open {
+    /// Zeek's part of one frame from the key's first endpoint (`a`) or the other: the roles, the sequence
+    /// spaces, the history and the states, in the order `TCPSessionAdapter::Process` moves them.
+    fn count(&mut self, a: bool, s: &ConnSeg) {
+        if self.fresh {
+            self.fresh = false;
+            self.orig_a = a;
+            if zeek::flip_at_creation(s.flags, s.sport, s.dport) {
+                self.orig_a = !a;
+                self.history.flip();
+            }
+        }
+        let is_orig = a == self.orig_a;
+        let [s0, s1] = &mut self.sides;
+        let (me, peer) = if a { (s0, s1) } else { (s1, s0) };
+        me.pkts += 1;
+        me.frame_bytes += u64::from(s.origlen);
+        me.payload += u64::from(s.payload_len);
+        me.ip_bytes = me.ip_bytes.zip(s.ip_len).map(|(sum, n)| sum + u64::from(n));
+        seqspace::observe(&mut me.seq, &mut peer.seq, &me.endpoint, &peer.endpoint, s);
+        self.history.add(a, is_orig, s.flags, s.seq, s.payload_len);
+        if zeek::step(
+            &mut me.endpoint,
+            &mut peer.endpoint,
+            is_orig,
+            s.flags,
+            s.payload_len,
+        ) {
+            self.orig_a = !self.orig_a;
+            self.history.flip();
+        }
+    }
+
     /// The connection as a parked record's tail (its number and key are the record's own; the Community ID is
     /// made again from the key).
     fn encode(&self, out: &mut Vec<u8>) {
         let [s0, s1] = &self.sides;
-        let flags = u8::from(self.first_sender_a)
-            | u8::from(self.syn_sender_a.is_some()) << 1
-            | u8::from(self.syn_sender_a == Some(true)) << 2
+        let flags = u8::from(self.orig_a)
+            | u8::from(self.fresh) << 1
             | u8::from(s0.base_seq.is_some()) << 3
-            | u8::from(s1.base_seq.is_some()) << 4;
+            | u8::from(s1.base_seq.is_some()) << 4
+            | u8::from(s0.ip_bytes.is_some()) << 5
+            | u8::from(s1.ip_bytes.is_some()) << 6;
         out.push(flags);
         put_varint(out, self.first_frame);
         put_varint(out, self.last_frame.wrapping_sub(self.first_frame));
@@ -380,7 +430,11 @@ impl Open {
             put_varint(out, side.pkts);
             put_varint(out, side.frame_bytes);
             put_varint(out, side.payload);
+            if let Some(n) = side.ip_bytes {
+                put_varint(out, n);
+            }
             out.push(side.endpoint.to_byte());
+            side.seq.encode(out);
         }
         if self.history.len() + self.flows.len() > MAX_TAIL {
             // Cannot fit: the caller sees the length and keeps it in memory.
@@ -414,8 +468,14 @@ impl Open {
             side.pkts = next(&mut pos)?;
             side.frame_bytes = next(&mut pos)?;
             side.payload = next(&mut pos)?;
+            side.ip_bytes = if flags >> (5 + i) & 1 == 1 {
+                Some(next(&mut pos)?)
+            } else {
+                None
+            };
             side.endpoint = Endpoint::from_byte(*b.get(pos)?)?;
             pos += 1;
+            side.seq = SeqSpace::decode(b, &mut pos)?;
         }
         let history = History::decode(b, &mut pos)?;
         let n = usize::try_from(next(&mut pos)?).ok()?;
@@ -428,8 +488,8 @@ impl Open {
         (pos == b.len()).then(|| Open {
             conn_no,
             community_id: community_id(seed, key.0, key.1, key.2, key.3),
-            first_sender_a: flags & 1 == 1,
-            syn_sender_a: (flags >> 1 & 1 == 1).then_some(flags >> 2 & 1 == 1),
+            orig_a: flags & 1 == 1,
+            fresh: flags >> 1 & 1 == 1,
             first_frame,
             last_frame,
             first_ns,
@@ -442,19 +502,22 @@ impl Open {
 
     fn into_record(self, key: &ConnKey) -> ConnRecord {
         let (a, ap, b, bp) = *key;
-        let orig_a = self.syn_sender_a.unwrap_or(self.first_sender_a);
+        let orig_a = self.orig_a;
         let (o, r) = if orig_a { (0, 1) } else { (1, 0) };
         let ((oh, op), (rh, rp)) = if orig_a {
             ((a, ap), (b, bp))
         } else {
             ((b, bp), (a, ap))
         };
-        let history = self.history.render(orig_a);
+        let history = self.history.render();
+        let (so, sr) = (&self.sides[o], &self.sides[r]);
+        let orig_bytes = so.seq.size(&so.endpoint, &sr.endpoint);
+        let resp_bytes = sr.seq.size(&sr.endpoint, &so.endpoint);
         let conn_state = zeek::conn_state(
-            &self.sides[o].endpoint.state,
-            &self.sides[r].endpoint.state,
-            self.sides[o].payload,
-            self.sides[r].payload,
+            &so.endpoint.state,
+            &sr.endpoint.state,
+            orig_bytes,
+            resp_bytes,
             &history,
         );
         ConnRecord {
@@ -470,10 +533,14 @@ impl Open {
             last_ns: self.last_ns,
             orig_pkts: self.sides[o].pkts,
             orig_frame_bytes: self.sides[o].frame_bytes,
-            orig_bytes: self.sides[o].payload,
+            orig_bytes,
+            orig_payload_bytes: self.sides[o].payload,
+            orig_ip_bytes: self.sides[o].ip_bytes,
             resp_pkts: self.sides[r].pkts,
             resp_frame_bytes: self.sides[r].frame_bytes,
-            resp_bytes: self.sides[r].payload,
+            resp_bytes,
+            resp_payload_bytes: self.sides[r].payload,
+            resp_ip_bytes: self.sides[r].ip_bytes,
             conn_state,
             history,
             flows: self

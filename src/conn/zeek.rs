@@ -1,10 +1,10 @@
-//! Zeek's conn.log fields for a TCP connection: each endpoint's TCP state, `conn_state` from the two, and the
-//! `history` letters, following the definitions in Zeek's `base/protocols/conn/main.zeek` documentation.
+//! Zeek's conn.log fields for a TCP connection: each endpoint's TCP state, `conn_state` from the two, the
+//! `history` letters and the role flips, following Zeek's `base/protocols/conn/main.zeek` and its TCP analyzer
+//! (`src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc`, `TCP.cc`).
 //!
-//! Zeek's own analyzer follows sequence numbers and checksums; what is here uses only what every frame row
-//! holds (flags, sequence number, payload length). So the letters that need more are not produced: `c` (bad
-//! checksum), `g` (content gap), `t` (retransmitted payload), `w` (zero window) and `^` (direction flipped by
-//! Zeek's heuristic: the originator here is the sender of the first SYN without ACK, else of the first frame).
+//! What is here uses what every frame row holds (flags, sequence and acknowledgment numbers, payload length).
+//! The letters that need more are not produced: `c` (bad checksum), `g` (content gap), `t` (retransmitted
+//! payload) and `w` (zero window); docs/zeek.md says why.
 
 use crate::decode::numbers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::trace::spill::{get_varint, put_varint};
@@ -38,6 +38,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The state before the current one.
+    pub fn prev(&self) -> State {
+        self.prev
+    }
+
     /// The state and the one before it, as one byte (for parking).
     pub(super) fn to_byte(self) -> u8 {
         self.state as u8 | (self.prev as u8) << 4
@@ -72,10 +77,36 @@ impl Endpoint {
     }
 }
 
+/// Zeek's likely server ports, as traceflow decides them: the system ports (1 to 1023). Zeek's own set
+/// (`likely_server_ports`) is the ports its loaded analyzer scripts registered, so it differs between
+/// installations; the system ports hold the services of every default one (FTP, SSH, SMTP, DNS, HTTP, POP3,
+/// IMAP, HTTPS, SMB, ...) and none of the ephemeral ports clients use.
+pub fn likely_server_port(port: u16) -> bool {
+    (1..1024).contains(&port)
+}
+
+/// Whether Zeek makes the receiver of a connection's first frame its originator (`TCPAnalyzer::WantConnection`
+/// in `src/packet_analysis/protocol/tcp/TCP.cc`): only when that frame is not a SYN without ACK (a connection
+/// seen midstream, or from its SYN+ACK), and its source port is a likely server port. If both ports are, only a
+/// frame without SYN is flipped (a SYN+ACK could be a stealth scan's), and only when the source port is the
+/// lower. `Connection::FlipRoles` then records `^` in the history.
+pub fn flip_at_creation(flags: u16, sport: u16, dport: u16) -> bool {
+    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN || !likely_server_port(sport) {
+        return false;
+    }
+    if likely_server_port(dport) {
+        flags & TCP_SYN == 0 && sport < dport
+    } else {
+        true
+    }
+}
+
 /// Moves the sender's (`me`) and its peer's states for one frame, as Zeek's TCP analyzer does
 /// (`TCPSessionAdapter::UpdateStateMachine`), by the sender's state:
 /// - inactive: a SYN from the originator makes it SYN_SENT (SYN_ACK_SENT with ACK). A SYN from the responder
-///   establishes it, and its peer too if that had sent a SYN. Then a FIN closes it and a RST resets it. A frame
+///   establishes it, and its peer too if that had sent a SYN. A SYN without ACK from the responder after the
+///   originator's SYN+ACK is a SYN/SYN-ACK reversal: Zeek flips the roles (`Connection::FlipRoles`) and
+///   establishes both; the return value says so. Then a FIN closes it and a RST resets it. A frame
 ///   with none of these makes it PARTIAL, except a pure ACK after the peer was established (the SYN was missed:
 ///   established) and an empty frame from the responder while the originator's SYN is unanswered (some stacks
 ///   ACK a SYN before answering it: no change).
@@ -86,7 +117,14 @@ impl Endpoint {
 ///   resets it.
 /// - closed: a RST resets it unless the peer closed too.
 /// - reset: nothing changes.
-pub fn step(me: &mut Endpoint, peer: &mut Endpoint, is_orig: bool, flags: u16, payload_len: u32) {
+pub fn step(
+    me: &mut Endpoint,
+    peer: &mut Endpoint,
+    is_orig: bool,
+    flags: u16,
+    payload_len: u32,
+) -> bool {
+    let mut flip = false;
     use State::*;
     let (syn, ack, fin, rst) = (
         flags & TCP_SYN != 0,
@@ -101,7 +139,7 @@ pub fn step(me: &mut Endpoint, peer: &mut Endpoint, is_orig: bool, flags: u16, p
                     me.set(if ack { SynAckSent } else { SynSent });
                 } else {
                     if !ack && peer.state == SynAckSent {
-                        // Zeek flips the roles here (a SYN/SYN-ACK reversal) and establishes the peer.
+                        flip = true;
                         peer.set(Established);
                     }
                     if peer.state == SynSent {
@@ -155,6 +193,7 @@ pub fn step(me: &mut Endpoint, peer: &mut Endpoint, is_orig: bool, flags: u16, p
         }
         Reset => {}
     }
+    flip
 }
 
 /// Zeek's `conn_state`, from the originator's and responder's endpoint states, the payload bytes each sent
@@ -249,14 +288,16 @@ fn syn_then_rst(history: &str) -> bool {
     false
 }
 
-/// Zeek's history, kept per sender until the originator is known: letters in frame order, each with its
-/// sender (true for the key's first endpoint).
+/// Zeek's history: the letters in frame order, upper case when the sender was the originator at the time
+/// (a flip does not recase the letters before it, as `Connection::FlipRoles` adds `^` and moves on).
 #[derive(Default)]
 pub struct History {
-    events: Vec<(bool, u8)>,
-    /// Per sender: the letters already recorded once (bit per letter), and the last SYN, FIN and RST sequence
-    /// numbers, which decide whether those letters repeat.
+    letters: Vec<u8>,
+    /// Per role (0 originator, 1 responder), the letters already recorded once (a bit per letter): Zeek keeps
+    /// them in the connection's `hist_seen`, by role.
     seen: [u16; 2],
+    /// Per endpoint (0 the key's first), the last SYN, FIN and RST sequence numbers, which decide whether those
+    /// letters repeat (`TCP_Endpoint::hist_last_SYN` ...: they move with the endpoint when roles flip).
     last_syn: [Option<u32>; 2],
     last_fin: [Option<u32>; 2],
     last_rst: [Option<u32>; 2],
@@ -271,15 +312,16 @@ const H_MULTI: u16 = 32;
 const H_CORRUPT: u16 = 64;
 
 impl History {
-    /// Records one frame from the key's first endpoint (`a`) or the other. Zeek's rules:
+    /// Records one frame from the key's first endpoint (`a`) or the other, sent by the originator or not
+    /// (`update_history` in `src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc`):
     /// - `s`/`h`: a SYN without / with ACK; `f`: a FIN; `r`: a RST. Each is recorded the first time, and again
     ///   only when its sequence number differs from the last of that kind from that side (for a FIN the
     ///   sequence number after its payload, since a FIN comes at the end of the data).
     /// - `q`: SYN together with FIN or RST; `i`: FIN together with RST (the letters of such a packet's flags are
     ///   not recorded). Once per side.
     /// - `d`: payload, `a`: a pure ACK (no SYN, FIN, RST nor payload). Once per side.
-    pub fn add(&mut self, a: bool, flags: u16, seq: u32, payload_len: u32) {
-        let i = usize::from(!a);
+    pub fn add(&mut self, a: bool, is_orig: bool, flags: u16, seq: u32, payload_len: u32) {
+        let e = usize::from(!a);
         let (syn, fin, rst) = (
             flags & TCP_SYN != 0,
             flags & TCP_FIN != 0,
@@ -288,38 +330,35 @@ impl History {
         let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
         if bits > 1 {
             if fin && rst {
-                self.once(a, H_CORRUPT, b'I');
+                self.once(is_orig, H_CORRUPT, b'I');
             } else {
-                self.once(a, H_MULTI, b'Q');
+                self.once(is_orig, H_MULTI, b'Q');
             }
         } else if syn {
             let code = if flags & TCP_ACK != 0 { b'H' } else { b'S' };
-            if self.seen[i] & H_SYN == 0 || self.last_syn[i] != Some(seq) {
-                self.events.push((a, code));
+            if self.once(is_orig, H_SYN, code) && self.last_syn[e] != Some(seq) {
+                self.push(is_orig, code);
             }
-            self.seen[i] |= H_SYN;
-            self.last_syn[i] = Some(seq);
+            self.last_syn[e] = Some(seq);
         } else if fin {
             let end = seq.wrapping_add(payload_len);
-            if self.seen[i] & H_FIN == 0 || self.last_fin[i] != Some(end) {
-                self.events.push((a, b'F'));
+            if self.once(is_orig, H_FIN, b'F') && self.last_fin[e] != Some(end) {
+                self.push(is_orig, b'F');
             }
-            self.seen[i] |= H_FIN;
-            self.last_fin[i] = Some(end);
+            self.last_fin[e] = Some(end);
         } else if rst {
-            if self.seen[i] & H_RST == 0 || self.last_rst[i] != Some(seq) {
-                self.events.push((a, b'R'));
+            if self.once(is_orig, H_RST, b'R') && self.last_rst[e] != Some(seq) {
+                self.push(is_orig, b'R');
             }
-            self.seen[i] |= H_RST;
-            self.last_rst[i] = Some(seq);
+            self.last_rst[e] = Some(seq);
         } else if payload_len > 0 {
-            self.once(a, H_DATA, b'D');
+            self.once(is_orig, H_DATA, b'D');
         } else if flags & TCP_ACK != 0 {
-            self.once(a, H_ACK, b'A');
+            self.once(is_orig, H_ACK, b'A');
         }
     }
 
-    /// The history as bytes (for parking): the letters seen, the last sequence numbers, then the events.
+    /// The history as bytes (for parking): the last sequence numbers, the letters seen, then the letters.
     pub(super) fn encode(&self, out: &mut Vec<u8>) {
         let lasts = [self.last_syn, self.last_fin, self.last_rst];
         let mut present = 0u8;
@@ -332,8 +371,8 @@ impl History {
         }
         put_varint(out, u64::from(self.seen[0]));
         put_varint(out, u64::from(self.seen[1]));
-        put_varint(out, self.events.len() as u64);
-        out.extend(self.events.iter().map(|&(a, c)| c | u8::from(a) << 7));
+        put_varint(out, self.letters.len() as u64);
+        out.extend_from_slice(&self.letters);
     }
 
     /// The inverse of [`History::encode`], from `pos` of `b`.
@@ -353,37 +392,45 @@ impl History {
         h.seen[0] = u16::try_from(get_varint(b, pos)?).ok()?;
         h.seen[1] = u16::try_from(get_varint(b, pos)?).ok()?;
         let n = usize::try_from(get_varint(b, pos)?).ok()?;
-        let events = b.get(*pos..pos.checked_add(n)?)?;
+        h.letters = b.get(*pos..pos.checked_add(n)?)?.to_vec();
         *pos += n;
-        h.events = events.iter().map(|&c| (c >> 7 == 1, c & 0x7f)).collect();
         Some(h)
     }
 
-    /// Bytes the events take (they grow with the frames; the rest is a few bytes).
+    /// Bytes the letters take (they grow with the frames; the rest is a few bytes).
     pub(super) fn len(&self) -> usize {
-        self.events.len()
+        self.letters.len()
     }
 
-    fn once(&mut self, a: bool, bit: u16, code: u8) {
-        let i = usize::from(!a);
-        if self.seen[i] & bit == 0 {
-            self.seen[i] |= bit;
-            self.events.push((a, code));
+    /// The roles flipped (`Connection::FlipRoles`).
+    pub fn flip(&mut self) {
+        self.letters.push(b'^');
+    }
+
+    fn push(&mut self, is_orig: bool, code: u8) {
+        self.letters.push(if is_orig {
+            code
+        } else {
+            code.to_ascii_lowercase()
+        });
+    }
+
+    /// Zeek's `Connection::CheckHistory`: records the letter the first time its role sends it; true when it
+    /// had been recorded before.
+    fn once(&mut self, is_orig: bool, bit: u16, code: u8) -> bool {
+        let r = usize::from(!is_orig);
+        if self.seen[r] & bit == 0 {
+            self.seen[r] |= bit;
+            self.push(is_orig, code);
+            false
+        } else {
+            true
         }
     }
 
-    /// The letters, upper case for the originator (`orig_a`: the key's first endpoint is the originator).
-    pub fn render(&self, orig_a: bool) -> String {
-        self.events
-            .iter()
-            .map(|&(a, c)| {
-                if a == orig_a {
-                    char::from(c)
-                } else {
-                    char::from(c.to_ascii_lowercase())
-                }
-            })
-            .collect()
+    /// The letters.
+    pub fn render(&self) -> String {
+        String::from_utf8_lossy(&self.letters).into_owned()
     }
 }
 

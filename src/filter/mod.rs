@@ -13,6 +13,9 @@
 //! syn | fin | rst                           the flow has a frame with that flag
 //! open | closed
 //! packets|bytes|payload|duration  > >= < <= = !=  VALUE   (duration: 10s, 1.5s, 250ms, 2m, 1h)
+//! conn-state S0 REJ ...                    the connection's Zeek conn_state is one of these
+//! history LETTERS | history = LETTERS      its Zeek history contains LETTERS (case counts) / is exactly that
+//! orig-bytes|resp-bytes|orig-pkts|resp-pkts  > >= < <= = !=  N   its Zeek byte and packet counts
 //! and | or | not | ( ... )                  also && || !
 //! ```
 //!
@@ -31,7 +34,7 @@ use crate::key::{addr_key, is_v4ish, net_bits};
 
 pub use parse::parse;
 pub(crate) use parse::parse_duration;
-pub use sql::{compile, Compiled};
+pub use sql::{compile, Compiled, FLOW_CONNECTION, THE_CONNECTION};
 pub use time::parse_time;
 
 /// Which end of a flow a host, net or port names.
@@ -57,6 +60,36 @@ pub enum Field {
     /// Last frame time minus first frame time, in ns.
     Duration,
 }
+
+/// A numeric field of a connection (Zeek's conn.log names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnField {
+    /// `orig_bytes`: the sequence space the originator used.
+    OrigBytes,
+    /// `resp_bytes`.
+    RespBytes,
+    /// `orig_pkts`.
+    OrigPkts,
+    /// `resp_pkts`.
+    RespPkts,
+}
+
+impl ConnField {
+    /// The `connections` column.
+    pub fn column(self) -> &'static str {
+        match self {
+            ConnField::OrigBytes => "orig_bytes",
+            ConnField::RespBytes => "resp_bytes",
+            ConnField::OrigPkts => "orig_pkts",
+            ConnField::RespPkts => "resp_pkts",
+        }
+    }
+}
+
+/// Zeek's conn_state values (`scripts/base/protocols/conn/main.zeek`).
+pub const CONN_STATES: [&str; 13] = [
+    "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH",
+];
 
 /// A comparison operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +183,13 @@ pub enum Expr {
     Open(bool),
     /// `packets > N` and the like.
     Compare(Field, Cmp, i64),
+    /// `conn-state S0 REJ`: the connection's conn_state is one of these (for a flow: the connection holding its
+    /// first frame).
+    ConnState(Vec<String>),
+    /// `history LETTERS` (contains, `false`) or `history = LETTERS` (exactly, `true`).
+    History(String, bool),
+    /// `orig-bytes > N` and the like, on the connection.
+    ConnCompare(ConnField, Cmp, i64),
     /// `A and B`.
     And(Box<Expr>, Box<Expr>),
     /// `A or B`.
@@ -353,6 +393,25 @@ pub struct FlowFacts {
     pub closed: bool,
     /// Community ID v1 of its key, with its capture's seed.
     pub community_id: String,
+    /// The connection holding its first frame, when known.
+    pub conn: Option<ConnFacts>,
+}
+
+/// What the connection terms read of a connection.
+#[derive(Clone, Debug, Default)]
+pub struct ConnFacts {
+    /// Zeek's conn_state.
+    pub conn_state: String,
+    /// Zeek's history.
+    pub history: String,
+    /// Zeek's orig_bytes, resp_bytes, orig_pkts, resp_pkts.
+    pub orig_bytes: i64,
+    /// resp_bytes.
+    pub resp_bytes: i64,
+    /// orig_pkts.
+    pub orig_pkts: i64,
+    /// resp_pkts.
+    pub resp_pkts: i64,
 }
 
 /// Whether `net`/`prefix` is an IPv4 network: written as IPv4, or as an IPv4-mapped IPv6 network of at least 96
@@ -417,6 +476,26 @@ impl Expr {
                 };
                 cmp.holds(x, *v)
             }
+            Expr::ConnState(states) => f
+                .conn
+                .as_ref()
+                .is_some_and(|c| states.contains(&c.conn_state)),
+            Expr::History(h, exact) => f.conn.as_ref().is_some_and(|c| {
+                if *exact {
+                    c.history == *h
+                } else {
+                    c.history.contains(h.as_str())
+                }
+            }),
+            Expr::ConnCompare(field, cmp, v) => f.conn.as_ref().is_some_and(|c| {
+                let x = match field {
+                    ConnField::OrigBytes => c.orig_bytes,
+                    ConnField::RespBytes => c.resp_bytes,
+                    ConnField::OrigPkts => c.orig_pkts,
+                    ConnField::RespPkts => c.resp_pkts,
+                };
+                cmp.holds(x, *v)
+            }),
             Expr::And(..) => self.chain().iter().all(|t| t.matches(f)),
             Expr::Or(..) => self.chain().iter().any(|t| t.matches(f)),
             Expr::Not(a) => !a.matches(f),

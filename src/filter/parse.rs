@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use super::{time::parse_time_at, Cmp, Dir, Expr, Field, FilterError, Flag};
+use super::{
+    time::parse_time_at, Cmp, ConnField, Dir, Expr, Field, FilterError, Flag, CONN_STATES,
+};
 
 /// One word of the filter, with its byte offset.
 #[derive(Clone, Debug)]
@@ -361,6 +363,67 @@ impl Parser<'_> {
                     Err(Bad::Form) => Err(self.err_at(&v, format!("'{}' is not a whole number", v.text))),
                 }
             }
+            "conn-state" => {
+                let state = |t: &str| {
+                    let up = t.to_ascii_uppercase();
+                    CONN_STATES.contains(&up.as_str()).then_some(up)
+                };
+                let v = self.value("a Zeek conn_state (S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH)")?;
+                let Some(first) = state(&v.text) else {
+                    return Err(self.err_at(
+                        &v,
+                        format!(
+                            "'{}' is not a Zeek conn_state: one of S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH",
+                            v.text
+                        ),
+                    ));
+                };
+                let mut states = vec![first];
+                while let Some(s) = self.peek().and_then(|t| state(&t.text)) {
+                    states.push(s);
+                    self.pos += 1;
+                }
+                Ok(Expr::ConnState(states))
+            }
+            "history" => {
+                let exact = self.peek().is_some_and(|t| t.text == "=" || t.text == "==");
+                if exact {
+                    self.pos += 1;
+                }
+                let v = self.value("Zeek history letters (ShADadFf ...)")?;
+                if !v.text.bytes().all(|c| c.is_ascii_alphabetic() || c == b'^') {
+                    return Err(self.err_at(
+                        &v,
+                        format!("'{}' is not Zeek history letters (such as ShADadFf, ^ for a flip)", v.text),
+                    ));
+                }
+                Ok(Expr::History(v.text, exact))
+            }
+            "orig-bytes" | "resp-bytes" | "orig-pkts" | "resp-pkts" => {
+                let field = match word.as_str() {
+                    "orig-bytes" => ConnField::OrigBytes,
+                    "resp-bytes" => ConnField::RespBytes,
+                    "orig-pkts" => ConnField::OrigPkts,
+                    _ => ConnField::RespPkts,
+                };
+                let op = self.value("a comparison (> >= < <= = !=)")?;
+                let cmp = match op.text.as_str() {
+                    ">" => Cmp::Gt,
+                    ">=" => Cmp::Ge,
+                    "<" => Cmp::Lt,
+                    "<=" => Cmp::Le,
+                    "=" | "==" => Cmp::Eq,
+                    "!=" => Cmp::Ne,
+                    other => {
+                        return Err(self.err_at(&op, format!("expected a comparison (> >= < <= = !=), found '{other}'")))
+                    }
+                };
+                let v = self.value("a whole number")?;
+                match v.text.parse::<i64>().ok().filter(|n| *n >= 0) {
+                    Some(n) => Ok(Expr::ConnCompare(field, cmp, n)),
+                    None => Err(self.err_at(&v, format!("'{}' is not a whole number", v.text))),
+                }
+            }
             "ago" => Err(self.err_at(&t, "'ago' goes after a time: 'after 3h ago'")),
             ")" => Err(self.err_at(&t, "unbalanced ')': no '(' opens it")),
             // tcpdump's protocol keywords: say why there is no such term, not just that it is unknown.
@@ -386,7 +449,8 @@ impl Parser<'_> {
                 &t,
                 format!(
                     "unknown filter term '{}': expected host, net, port, portrange, src, dst, after, before, \
-                     capture, label, community-id, syn, fin, rst, open, closed, packets, bytes, payload, duration, not or '('",
+                     capture, label, community-id, syn, fin, rst, open, closed, packets, bytes, payload, duration, \
+                     conn-state, history, orig-bytes, resp-bytes, orig-pkts, resp-pkts, not or '('",
                     t.text
                 ),
             )),

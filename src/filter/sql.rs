@@ -150,6 +150,22 @@ fn ends(d: Dir, test: impl Fn(&str, &str) -> String) -> String {
     }
 }
 
+/// How a connection term finds the flow's connection: the one of its key (the Community ID, indexed) whose
+/// frames span the flow's first frame (a key's connections follow each other, so that is at most one).
+pub const FLOW_CONNECTION: &str =
+    "k.community_id = f.community_id AND k.capture_id = f.capture_id \
+     AND f.first_frame BETWEEN k.first_frame AND k.last_frame";
+
+/// The same in a search of connections (`connections x`, whose flows are `f`): the connection itself, which a
+/// flow spanning a port reuse (no FIN between) would otherwise not be.
+pub const THE_CONNECTION: &str = "k.capture_id = x.capture_id AND k.conn_no = x.conn_no";
+
+/// A condition on the flow's connection ([`FLOW_CONNECTION`]; a connection search puts [`THE_CONNECTION`] in
+/// its place: the text is only ever ours).
+fn conn_term(cond: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM connections k WHERE {FLOW_CONNECTION} AND {cond})")
+}
+
 /// `parts` joined by `op` as a balanced tree, each join parenthesised: SQLite parses `a OR b OR c ...` as a chain
 /// as deep as it is long, and refuses one of 1,000.
 fn join_balanced(mut parts: Vec<Emitted>, op: &str) -> Emitted {
@@ -378,6 +394,27 @@ fn leaf(e: &Expr, p: &mut Params) -> String {
             };
             format!("{col} {} {}", cmp.sql(), param(p, Value::Integer(*v)))
         }
+        Expr::ConnState(states) => {
+            let list: Vec<String> = states
+                .iter()
+                .map(|st| param(p, Value::Text(st.clone())))
+                .collect();
+            conn_term(&format!("k.conn_state IN ({})", list.join(", ")))
+        }
+        Expr::History(h, true) => {
+            conn_term(&format!("k.history = {}", param(p, Value::Text(h.clone()))))
+        }
+        // A substring test without LIKE's wildcards, in SQL both dialects have (the letters are never empty).
+        Expr::History(h, false) => conn_term(&format!(
+            "replace(k.history, {}, '') <> k.history",
+            param(p, Value::Text(h.clone()))
+        )),
+        Expr::ConnCompare(field, cmp, v) => conn_term(&format!(
+            "k.{} {} {}",
+            field.column(),
+            cmp.sql(),
+            param(p, Value::Integer(*v))
+        )),
         Expr::And(..) | Expr::Or(..) | Expr::Not(_) => emit(e, p).sql,
     }
 }

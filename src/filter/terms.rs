@@ -75,6 +75,26 @@ pub const TERMS: &[Term] = &[
         examples: &["duration > 10s", "duration < 250ms", "duration >= 2m"],
     },
     Term {
+        syntax: "conn-state STATES",
+        meaning: "the connection's Zeek conn_state is one of STATES\n(S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR\nOTH); for a flow, the connection of its first frame",
+        examples: &["conn-state S0 REJ", "conn-state SF"],
+    },
+    Term {
+        syntax: "history LETTERS | history = LETTERS",
+        meaning: "its Zeek history holds LETTERS (case counts:\nhistory ShAD), or is exactly LETTERS",
+        examples: &["history ShAD", "history = ShADadFf"],
+    },
+    Term {
+        syntax: "orig-bytes|resp-bytes OP N",
+        meaning: "Zeek's orig_bytes/resp_bytes: the sequence space\nused (a retransmission counts once)",
+        examples: &["orig-bytes > 1000", "resp-bytes = 0"],
+    },
+    Term {
+        syntax: "orig-pkts|resp-pkts OP N",
+        meaning: "Zeek's orig_pkts/resp_pkts",
+        examples: &["orig-pkts >= 10", "resp-pkts = 0"],
+    },
+    Term {
         syntax: "and | or | not | ( )",
         meaning: "also && || !; not binds tightest, then and, then or",
         examples: &["(port 80 or port 443) and not host 10.0.0.5", "syn && !fin || rst"],
@@ -89,6 +109,7 @@ pub const EXAMPLES: &[&str] = &[
     "traceflow flows 'capture big.pcap and rst' --count",
     "traceflow flows 'host 10.0.0.5' --group-by dst",
     "traceflow flows 'host 10.0.0.5 and port 443' --pcap out.pcap",
+    "traceflow connections 'conn-state REJ S0 and dst port 22' --format zeek",
 ];
 
 /// Width of the syntax column: the longest syntax and two spaces.

@@ -142,6 +142,8 @@ impl FramePipeline {
                 ack: t.ack,
                 payload_len: t.payload_len,
                 flow_no,
+                ip_len: crate::conn::frame::ip_len(f.data, &decoded),
+                truncated: crate::conn::frame::header_truncated(f.data, &decoded),
             };
             let conn_no = connections.as_mut().map(|c| {
                 let no = c.observe(&seg, &mut |r| conns.push(r));

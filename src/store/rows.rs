@@ -408,7 +408,7 @@ pub struct ConnRow {
     pub conn: i64,
     /// Community ID v1.
     pub community_id: String,
-    /// Originator address (the sender of the first SYN without ACK, else of the first frame).
+    /// Originator address (Zeek's: the sender of the first frame unless Zeek's rules flipped the roles).
     pub orig_h: String,
     /// Originator port.
     pub orig_p: u16,
@@ -422,17 +422,25 @@ pub struct ConnRow {
     pub last_time: String,
     /// Last minus first frame time, in seconds (exact decimal).
     pub duration: String,
-    /// Frames from the originator.
+    /// Frames from the originator (Zeek's orig_pkts).
     pub orig_pkts: i64,
-    /// Their TCP payload bytes (Zeek's orig_bytes).
+    /// Zeek's orig_bytes: the sequence space the originator used.
     pub orig_bytes: i64,
-    /// Their wire lengths, summed.
+    /// Its TCP payload lengths, summed (retransmissions included).
+    pub orig_payload_bytes: i64,
+    /// Zeek's orig_ip_bytes: its IP total lengths, summed (null when not known).
+    pub orig_ip_bytes: Option<i64>,
+    /// Its wire lengths, summed.
     pub orig_frame_bytes: i64,
     /// Frames from the responder.
     pub resp_pkts: i64,
-    /// Their TCP payload bytes.
+    /// Zeek's resp_bytes.
     pub resp_bytes: i64,
-    /// Their wire lengths, summed.
+    /// Its TCP payload lengths, summed.
+    pub resp_payload_bytes: i64,
+    /// Zeek's resp_ip_bytes.
+    pub resp_ip_bytes: Option<i64>,
+    /// Its wire lengths, summed.
     pub resp_frame_bytes: i64,
     /// Zeek's conn_state.
     pub conn_state: String,
@@ -480,9 +488,13 @@ pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
         duration: crate::capture::duration_text(first_ns, last_ns, digits),
         orig_pkts: r.int(10)?,
         orig_bytes: r.int(11)?,
+        orig_payload_bytes: r.int(20)?,
+        orig_ip_bytes: r.opt_int(22)?,
         orig_frame_bytes: r.int(12)?,
         resp_pkts: r.int(13)?,
         resp_bytes: r.int(14)?,
+        resp_payload_bytes: r.int(21)?,
+        resp_ip_bytes: r.opt_int(23)?,
         resp_frame_bytes: r.int(15)?,
         conn_state: r.text(16)?,
         history: r.text(17)?,

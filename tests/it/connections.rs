@@ -437,11 +437,12 @@ fn zeek_conn_states_on_hand_built_connections() {
         Talk::new().a(ACK, 7, b"").b(RST, 9, b"").state(),
         sh("RSTRH", "Ar")
     );
-    // The originator is the sender of the first SYN without ACK, even when the other side spoke first.
+    // B spoke first, midstream, from port 80: Zeek makes A the originator at once (a likely server port sent
+    // it: TCPAnalyzer::WantConnection), and records the flip as '^'.
     // (B's ACK of 1 sets A's base sequence number to 0, so a SYN with 0 is not a new connection.)
     let (conns, _) = Talk::new().b(ACK, 9, b"").a(SYN, 0, b"").connections();
     assert_eq!(conns[0].0, "10.0.0.1:40000");
-    assert_eq!(conns[0].2, "aS");
+    assert_eq!(conns[0].2, "^aS");
     // Multi-flag and inconsistent packets: 'q' (SYN+FIN), 'i' (FIN+RST), each once.
     let (_, h) = Talk::new()
         .a(SYN | FIN, 100, b"")

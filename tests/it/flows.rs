@@ -81,6 +81,7 @@ pub(super) fn facts(conn: &Db) -> Vec<FlowFacts> {
                 r.get::<_, String>(4)?.parse().unwrap(),
                 r.get(5)?,
             ),
+            conn: None,
         })
     })
     .unwrap()
@@ -143,6 +144,8 @@ fn text(e: &Expr) -> String {
         Expr::And(a, b) => format!("({} and {})", text(a), text(b)),
         Expr::Or(a, b) => format!("({} or {})", text(a), text(b)),
         Expr::Not(a) => format!("not {}", text(a)),
+        // Connection terms are checked in zeek.rs, against the connections themselves.
+        Expr::ConnState(_) | Expr::History(..) | Expr::ConnCompare(..) => unreachable!(),
     }
 }
 

@@ -27,3 +27,4 @@ mod util;
 mod ux;
 mod watch;
 mod watch_pg;
+mod zeek;

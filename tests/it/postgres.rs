@@ -1859,3 +1859,15 @@ fn pg_a_blocklist_of_10000_hosts_reads_from_a_filter_file() {
     let r = run(&b.sqlite, &["flows", "syn", "-F", file.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// The connection terms (conn-state, history, orig-bytes ...) on PostgreSQL, as on SQLite (zeek.rs).
+#[test]
+fn pg_connection_terms() {
+    let db = PgDb::new("connterms");
+    let mut paths: Vec<PathBuf> = corpus_names().iter().map(|n| corpus().join(n)).collect();
+    paths.sort();
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    let r = ingest(db.path(), &["-q"], &refs);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    super::zeek::check_connection_terms(db.path());
+}

@@ -17,10 +17,11 @@ mod search;
 mod write;
 
 /// PostgreSQL's schema, one SQL script per version, applied in order. Append-only, as SQLite's.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../../migrations/postgres/0001_schema.sql"),
     include_str!("../../../migrations/postgres/0002_frame_chunks.sql"),
     include_str!("../../../migrations/postgres/0003_connection_flow_nos.sql"),
+    include_str!("../../../migrations/postgres/0004_zeek_bytes.sql"),
 ];
 
 /// The PostgreSQL schema version this build writes (`traceflow_schema.version`).

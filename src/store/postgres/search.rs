@@ -86,6 +86,11 @@ const CONN_FLOWS: &str =
 /// a plan whose cost it misjudges by orders of magnitude when it has no statistics (right after an ingest).
 /// Correlated, each connection costs an index lookup per flow whatever the statistics say.
 fn conn_condition(cond: &str) -> String {
+    // Connection terms test the connection itself (filter::THE_CONNECTION).
+    let cond = cond.replace(
+        crate::filter::FLOW_CONNECTION,
+        crate::filter::THE_CONNECTION,
+    );
     format!("EXISTS (SELECT 1 FROM {CONN_FLOWS} AND ({cond}) OFFSET 0)")
 }
 
@@ -110,7 +115,8 @@ pub(super) fn conn_sql(cond: &str, extra: &str, order: &str, limit_at: usize) ->
                 x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
                 x.resp_frame_bytes, x.conn_state, x.history,
                 (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM {CONN_FLOWS}),
-                (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
+                (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id),
+                x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes
          FROM connections x JOIN captures c ON c.id = x.capture_id
          WHERE {} AND ({extra})
          ORDER BY {order} LIMIT ${limit_at}",

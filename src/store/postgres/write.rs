@@ -264,9 +264,11 @@ fn pending_connections() -> Pending<'static> {
     Pending::new(
         "connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame, last_frame,
                       first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts, resp_frame_bytes,
-                      resp_bytes, conn_state, history, flows)",
+                      resp_bytes, conn_state, history, flows, orig_payload_bytes, resp_payload_bytes,
+                      orig_ip_bytes, resp_ip_bytes)",
         &[
-            I8, I8, TEXT, TEXT, I8, TEXT, I8, I8, I8, I8, I8, I8, I8, I8, I8, I8, I8, TEXT, TEXT, TEXT,
+            I8, I8, TEXT, TEXT, I8, TEXT, I8, I8, I8, I8, I8, I8, I8, I8, I8, I8, I8, TEXT, TEXT, TEXT, I8, I8,
+            I8, I8,
         ],
     )
 }
@@ -567,6 +569,10 @@ fn connection_row(id: i64, k: &ConnRecord, p: &mut Pending) -> Result<(), String
         &k.conn_state,
         &k.history.as_str(),
         &k.flows.as_str(),
+        &(k.orig_payload_bytes as i64),
+        &(k.resp_payload_bytes as i64),
+        &k.orig_ip_bytes.map(|n| n as i64),
+        &k.resp_ip_bytes.map(|n| n as i64),
     ])
 }
 

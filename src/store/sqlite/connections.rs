@@ -10,7 +10,9 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use crate::conn::{ConnRecord, ConnSeg, Connections};
+use crate::capture::CaptureReader;
+use crate::conn::{frame, ConnRecord, ConnSeg, Connections};
+use crate::decode::decode;
 use crate::store::error::StoreError;
 use crate::trace::spill::SpillError;
 
@@ -85,9 +87,53 @@ pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<usize> {
 /// next round is read, so what is held does not grow with the capture.
 const CHUNK: i64 = 1 << 16;
 
+/// The capture file a capture was indexed from, re-read alongside its frame rows for what Zeek's connection
+/// fields need beyond them (the IP lengths, truncated TCP headers). `None` when the file is gone or is not the
+/// size it was: then the IP byte counts are unknown (NULL) and no header counts as truncated.
+struct Extras {
+    reader: CaptureReader,
+}
+
+impl Extras {
+    fn open(conn: &Connection, capture_id: i64) -> Option<Extras> {
+        let (path, size): (String, i64) = conn
+            .query_row(
+                "SELECT path, size FROM captures WHERE id = ?1",
+                [capture_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
+        if meta.len() != size as u64 {
+            return None;
+        }
+        Some(Extras {
+            reader: CaptureReader::open(Path::new(&path)).ok()?,
+        })
+    }
+
+    /// Frame `number`'s IP length and whether its TCP header is truncated; frames are asked for in order.
+    fn of(&mut self, number: u64) -> Option<(Option<u32>, bool)> {
+        loop {
+            let f = self.reader.next_frame()?;
+            if f.number == number {
+                let d = decode(f.linktype, f.data);
+                return Some((
+                    frame::ip_len(f.data, &d),
+                    frame::header_truncated(f.data, &d),
+                ));
+            }
+            if f.number > number {
+                return None;
+            }
+        }
+    }
+}
+
 fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()> {
     let spill = |e: SpillError| rusqlite::Error::UserFunctionError(Box::new(e));
     let mut tracker = Connections::new(seed);
+    let mut extras = Extras::open(conn, capture_id);
     let mut done: Vec<ConnRecord> = Vec::new();
     let mut per_frame: Vec<(i64, u32)> = Vec::with_capacity(CHUNK as usize);
     let mut st = conn.prepare(
@@ -101,8 +147,10 @@ fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()
     let mut ins = conn.prepare(
         "INSERT INTO connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
                                   last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
-                                  resp_frame_bytes, resp_bytes, conn_state, history, flows)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                                  resp_frame_bytes, resp_bytes, conn_state, history, flows, orig_payload_bytes,
+                                  resp_payload_bytes, orig_ip_bytes, resp_ip_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                 ?22, ?23, ?24)",
     )?;
     let mut insert = |c: &ConnRecord| {
         ins.execute(params![
@@ -126,6 +174,10 @@ fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()
             c.conn_state,
             c.history,
             c.flows,
+            c.orig_payload_bytes as i64,
+            c.resp_payload_bytes as i64,
+            c.orig_ip_bytes.map(|n| n as i64),
+            c.resp_ip_bytes.map(|n| n as i64),
         ])
         .map(|_| ())
     };
@@ -141,7 +193,18 @@ fn rebuild(conn: &Connection, capture_id: i64, seed: u16) -> rusqlite::Result<()
             let (Ok(src), Ok(dst)) = (src.parse(), dst.parse()) else {
                 continue;
             };
+            let (ip_len, truncated) = match extras.as_mut().map(|e| e.of(number as u64)) {
+                Some(Some(x)) => x,
+                Some(None) => {
+                    // The file ended early or differs: nothing more from it.
+                    extras = None;
+                    (None, false)
+                }
+                None => (None, false),
+            };
             let seg = ConnSeg {
+                ip_len,
+                truncated,
                 number: number as u64,
                 ts_ns: r.get(1)?,
                 origlen: r.get(2)?,

@@ -553,7 +553,11 @@ pub(crate) fn conn_condition(filter: &crate::filter::Compiled) -> String {
     format!(
         "EXISTS (SELECT 1 FROM json_each('[' || x.flows || ']') j CROSS JOIN flows f
                  WHERE f.capture_id = x.capture_id AND f.flow_no = j.value AND ({}))",
-        filter.condition
+        // Connection terms test the connection itself (filter::THE_CONNECTION).
+        filter.condition.replace(
+            crate::filter::FLOW_CONNECTION,
+            crate::filter::THE_CONNECTION
+        )
     )
 }
 
@@ -642,7 +646,8 @@ pub(crate) fn conn_sql(
                     (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
                      AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) ORDER BY f.first_frame)),
                 (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
-                 FROM interfaces i WHERE i.capture_id = x.capture_id)
+                 FROM interfaces i WHERE i.capture_id = x.capture_id),
+         x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes
          FROM connections x
          WHERE {} AND ({extra}) AND x.capture_id IN (SELECT id FROM captures)
          ORDER BY {order} LIMIT ?{limit_at}",
@@ -683,7 +688,8 @@ mod tests {
                                           UNION ALL SELECT cid, i + 1 FROM k WHERE i < {n})
              INSERT INTO connections SELECT cid, i, '1:x', '10.0.0.1', 1024 + i, '10.0.0.2', 80, 2 * i - 1, 2 * i,
                     1700000000000000000 + (2 * i - 1) * 1000000, 1700000000000000000 + 2 * i * 1000000 + 5,
-                    3, 180, 20, 3, 180, 20, 'SF', 'ShADadFf', (2 * i - 1) || ',' || (2 * i) FROM k;",
+                    3, 180, 20, 3, 180, 20, 'SF', 'ShADadFf', (2 * i - 1) || ',' || (2 * i), 20, 20, 140, 140
+             FROM k;",
             flows = 2 * n
         ))
         .unwrap();
@@ -723,6 +729,10 @@ mod tests {
             "duration > 1ms",
             "not before 1700000000.2",
             "(before 1700000000.2 or port 80) and not host 10.9.9.9",
+            "conn-state SF REJ",
+            "history ShAD",
+            "history = ShADadFf and orig-bytes > 10",
+            "resp-pkts != 0",
         ];
         for term in terms {
             let filter = crate::filter::compile(&crate::filter::parse(term, 0).unwrap());

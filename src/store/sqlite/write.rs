@@ -162,7 +162,11 @@ fn bind_conn<'r>(p: &mut Row<'_, 'r>, c: &'r ConnRecord) -> rusqlite::Result<()>
     p.int(c.resp_bytes as i64)?;
     p.text(c.conn_state)?;
     p.text(&c.history)?;
-    p.text(&c.flows)
+    p.text(&c.flows)?;
+    p.int(c.orig_payload_bytes as i64)?;
+    p.int(c.resp_payload_bytes as i64)?;
+    p.opt(c.orig_ip_bytes.map(|n| n as i64))?;
+    p.opt(c.resp_ip_bytes.map(|n| n as i64))
 }
 
 /// One row's VALUES: the capture's id (ours, an integer: not a value a user gave), then `n` parameters. The id
@@ -234,8 +238,9 @@ impl<'c> CaptureWriter<'c> {
                     conn,
                     "connections (capture_id, conn_no, community_id, orig_h, orig_p, resp_h, resp_p, first_frame,
                                   last_frame, first_ns, last_ns, orig_pkts, orig_frame_bytes, orig_bytes, resp_pkts,
-                                  resp_frame_bytes, resp_bytes, conn_state, history, flows)",
-                    &values(id, 19),
+                                  resp_frame_bytes, resp_bytes, conn_state, history, flows, orig_payload_bytes,
+                                  resp_payload_bytes, orig_ip_bytes, resp_ip_bytes)",
+                    &values(id, 23),
                 )?,
                 endpoints_ins: BulkInsert::new(
                     conn,
