@@ -575,7 +575,9 @@ fn no_issue_numbers_and_nothing_missing_that_is_there() {
         .collect();
     while let Some(p) = stack.pop() {
         if p.is_dir() {
-            if p.file_name().is_some_and(|n| n == "target" || n == "corpus") {
+            if p.file_name()
+                .is_some_and(|n| n == "target" || n == "corpus")
+            {
                 continue;
             }
             stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));

@@ -19,7 +19,7 @@ use crate::store::rows::{
 };
 
 /// PostgreSQL's placeholder of parameter `n` (from 1).
-fn dollar(n: usize) -> String {
+pub(super) fn dollar(n: usize) -> String {
     format!("${n}")
 }
 
@@ -63,7 +63,7 @@ pub fn values(params: &[rusqlite::types::Value]) -> Vec<Box<dyn ToSql + Sync>> {
         .collect()
 }
 
-fn refs<'a>(
+pub(super) fn refs<'a>(
     params: &'a [Box<dyn ToSql + Sync>],
     more: &'a [&'a (dyn ToSql + Sync)],
 ) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -85,12 +85,12 @@ const CONN_FLOWS: &str =
 /// the planner may turn it into a join of all flows against all connections with the array test as its filter,
 /// a plan whose cost it misjudges by orders of magnitude when it has no statistics (right after an ingest).
 /// Correlated, each connection costs an index lookup per flow whatever the statistics say.
-fn conn_condition(cond: &str) -> String {
+pub(super) fn conn_condition(cond: &str) -> String {
     format!("EXISTS (SELECT 1 FROM {CONN_FLOWS} AND ({cond}) OFFSET 0)")
 }
 
 /// `count_connections`' query for a filter's condition (`$N` placeholders).
-fn count_connections_sql(cond: &str) -> String {
+pub(super) fn count_connections_sql(cond: &str) -> String {
     format!(
         "SELECT count(*) FROM connections x WHERE {}",
         conn_condition(cond)
@@ -98,19 +98,27 @@ fn count_connections_sql(cond: &str) -> String {
 }
 
 /// `search_connections`' query for a filter's condition with `n` parameters; its LIMIT is parameter `n + 1`.
-fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
+pub(super) fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
     let order = conn_order(sort);
     format!(
-        "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
-                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
-                x.resp_frame_bytes, x.conn_state, x.history,
-                (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM {CONN_FLOWS}),
-                (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)
+        "SELECT {}
          FROM connections x JOIN captures c ON c.id = x.capture_id
          WHERE {}
          ORDER BY {order} LIMIT ${}",
+        conn_columns(),
         conn_condition(cond),
         n + 1
+    )
+}
+
+/// The columns of a connection row as `conn_row` reads them, of `connections x` joined to `captures c`.
+pub(super) fn conn_columns() -> String {
+    format!(
+        "x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                x.resp_frame_bytes, x.conn_state, x.history,
+                (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM {CONN_FLOWS}),
+                (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id)"
     )
 }
 

@@ -131,7 +131,7 @@ fn candidate_sql(filter: &crate::filter::Compiled, select: &str) -> String {
 }
 
 /// `nos` as a JSON array.
-fn json_list(nos: &[i64]) -> String {
+pub(super) fn json_list(nos: &[i64]) -> String {
     serde_json::to_string(nos).unwrap_or_else(|_| "[]".into())
 }
 
@@ -549,7 +549,7 @@ fn db_path(conn: &Connection) -> Option<std::path::PathBuf> {
 /// connection matches when either of its directions does. CROSS JOIN makes the connection's flow numbers the
 /// outer loop, each one primary-key lookup: with `f.flow_no IN (...)` SQLite chose flows_first_ns for a
 /// `before T` filter and read every earlier flow of the capture for each connection (quadratic time).
-fn conn_condition(filter: &crate::filter::Compiled) -> String {
+pub(super) fn conn_condition(filter: &crate::filter::Compiled) -> String {
     format!(
         "EXISTS (SELECT 1 FROM json_each('[' || x.flows || ']') j CROSS JOIN flows f
                  WHERE f.capture_id = x.capture_id AND f.flow_no = j.value AND ({}))",
@@ -584,7 +584,7 @@ pub fn explain_connections(
 }
 
 /// The query of [`count_connections`] on SQLite.
-fn conn_count_sql(filter: &crate::filter::Compiled) -> String {
+pub(super) fn conn_count_sql(filter: &crate::filter::Compiled) -> String {
     format!(
         "SELECT count(*) FROM connections x WHERE {}",
         conn_condition(filter)
@@ -617,22 +617,18 @@ pub fn search_connections(
 }
 
 /// The query of [`search_connections`] on SQLite, in `sort` order, its limit the parameter `?limit_param`.
-fn conn_list_sql(filter: &crate::filter::Compiled, sort: FlowSort, limit_param: usize) -> String {
+pub(super) fn conn_list_sql(
+    filter: &crate::filter::Compiled,
+    sort: FlowSort,
+    limit_param: usize,
+) -> String {
     let order = conn_order(sort);
     // The capture's name comes from a scalar subquery, not a join: with `JOIN captures` SQLite chose to scan
     // connections through connections_community_id, in hash order, so every flow lookup of the labels landed
     // on another page (listing the benchmark's 1M connections: 28 s). `capture_id IN (captures)` keeps the
     // join's meaning and reads each capture's connections in key order.
     format!(
-        "SELECT x.capture_id, (SELECT c.name FROM captures c WHERE c.id = x.capture_id), x.conn_no,
-                x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
-                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
-                x.resp_frame_bytes, x.conn_state, x.history,
-                (SELECT group_concat(label, char(10)) FROM
-                    (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
-                     AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) ORDER BY f.first_frame)),
-                (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
-                 FROM interfaces i WHERE i.capture_id = x.capture_id)
+        "SELECT {CONN_COLUMNS_SQLITE}
          FROM connections x
          WHERE {} AND x.capture_id IN (SELECT id FROM captures)
          ORDER BY {order} LIMIT ?{}",
@@ -640,6 +636,18 @@ fn conn_list_sql(filter: &crate::filter::Compiled, sort: FlowSort, limit_param: 
         limit_param
     )
 }
+
+/// The columns of a connection row as [`conn_row`] reads them, of `connections x`.
+pub(super) const CONN_COLUMNS_SQLITE: &str =
+    "x.capture_id, (SELECT c.name FROM captures c WHERE c.id = x.capture_id), x.conn_no,
+                x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+                x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
+                x.resp_frame_bytes, x.conn_state, x.history,
+                (SELECT group_concat(label, char(10)) FROM
+                    (SELECT f.label FROM flows f WHERE f.capture_id = x.capture_id
+                     AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) ORDER BY f.first_frame)),
+                (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
+                 FROM interfaces i WHERE i.capture_id = x.capture_id)";
 
 /// How many connections have a flow matching `filter`.
 pub fn count_connections(
