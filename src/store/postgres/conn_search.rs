@@ -15,7 +15,7 @@ use super::search::{
 use super::Pg;
 use crate::filter::Compiled;
 use crate::store::error::QueryError;
-use crate::store::plan::bucket_candidates;
+use crate::store::plan::{bucket_candidates, walk_first};
 use crate::store::row::Cols;
 use crate::store::rows::{conn_order, conn_row, ConnRow, FlowSort};
 
@@ -138,7 +138,18 @@ impl Pg {
     ) -> Result<(), QueryError> {
         self.in_snapshot(|| {
             let cands = bucket_candidates(self, filter)?;
-            if cands.is_empty() {
+            let walk = match limit {
+                Some(l) => {
+                    let flows = self
+                        .client
+                        .borrow_mut()
+                        .query_one("SELECT coalesce(sum(flows), 0)::BIGINT FROM captures", &[])?
+                        .int(0)?;
+                    walk_first(&cands, flows, l)
+                }
+                None => false,
+            };
+            if walk || cands.is_empty() {
                 return self.search_connections(filter, sort, limit, visit);
             }
             let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);

@@ -12,7 +12,7 @@ use super::search::{conn_condition, json_list, CONN_COLUMNS_SQLITE};
 use super::Sqlite;
 use crate::filter::Compiled;
 use crate::store::error::QueryError;
-use crate::store::plan::bucket_candidates;
+use crate::store::plan::{bucket_candidates, walk_first};
 use crate::store::row::Cols;
 use crate::store::rows::{conn_order, conn_row, ConnRow, FlowSort};
 
@@ -78,15 +78,16 @@ fn walk_sql(filter: &Compiled, sort: FlowSort) -> String {
     )
 }
 
-/// The rows of the connections `?1` (a JSON array of [capture_id, [conn_no, ...]]) in `sort` order, at most `?2`:
+/// The rows of the connections `?1` (a JSON array of [capture_id, conn_no] pairs) in `sort` order, at most `?2`:
 /// the order is taken on the keys alone, and the rows' columns (their flows' labels) read for those listed only.
+/// Small pairs: a capture's keys as one array, each read with `json_extract`, parsed the whole array once per key.
 fn rows_sql(sort: FlowSort) -> String {
     let order = conn_order(sort);
     format!(
         "WITH top(capture_id, conn_no) AS (
              SELECT x.capture_id, x.conn_no
-             FROM json_each(?1) a CROSS JOIN json_each(a.value, '$[1]') b CROSS JOIN connections x
-             WHERE x.capture_id = json_extract(a.value, '$[0]') AND x.conn_no = b.value
+             FROM json_each(?1) j CROSS JOIN connections x
+             WHERE x.capture_id = json_extract(j.value, '$[0]') AND x.conn_no = json_extract(j.value, '$[1]')
              ORDER BY {order} LIMIT ?2)
          SELECT {CONN_COLUMNS_SQLITE}
          FROM top t CROSS JOIN connections x
@@ -150,13 +151,19 @@ pub fn search(
     visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
     let cands = bucket_candidates(conn, filter)?;
+    if let Some(l) = limit {
+        let flows: i64 =
+            conn.query_row("SELECT coalesce(sum(flows), 0) FROM captures", [], |r| {
+                r.get(0)
+            })?;
+        if walk_first(&cands, flows, l) {
+            let mut params = filter.params.clone();
+            params.push(limit_value(Some(l)));
+            return visit_rows(conn, &walk_sql(filter, sort), &params, visit);
+        }
+    }
     if cands.is_empty() {
-        let Some(l) = limit else {
-            return super::search::search_connections(conn, filter, sort, limit, visit);
-        };
-        let mut params = filter.params.clone();
-        params.push(limit_value(Some(l)));
-        return visit_rows(conn, &walk_sql(filter, sort), &params, visit);
+        return super::search::search_connections(conn, filter, sort, limit, visit);
     }
     let mut keys = mapped(conn, filter, &cands)?;
     let others = others(conn, &cands)?;
@@ -171,7 +178,10 @@ pub fn search(
             keys.entry(r.get(0)?).or_default().push(r.get(1)?);
         }
     }
-    let list: Vec<(i64, Vec<i64>)> = keys.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    let list: Vec<(i64, i64)> = keys
+        .into_iter()
+        .flat_map(|(cid, nos)| nos.into_iter().map(move |no| (cid, no)))
+        .collect();
     if list.is_empty() {
         return Ok(());
     }
@@ -251,7 +261,7 @@ pub fn explain(
         ));
         queries.push((
             format!("-- then those connections' rows\n{}", rows_sql(sort)),
-            vec![Value::Text("[[1,[1]]]".into()), Value::Integer(-1)],
+            vec![Value::Text("[[1,1]]".into()), Value::Integer(-1)],
         ));
     }
     let mut walk = filter.params.clone();
@@ -315,7 +325,7 @@ mod tests {
             let steps = plan(
                 &c,
                 &rows_sql(sort),
-                &[Value::Text("[[1,[1]]]".into()), Value::Integer(20)],
+                &[Value::Text("[[1,1]]".into()), Value::Integer(20)],
             );
             assert!(
                 steps
