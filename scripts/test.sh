@@ -29,6 +29,17 @@ command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../
 # The Community ID oracle (tests/it/connections.rs): Corelight's reference implementation, from PyPI.
 python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communityid || {
   echo "test.sh: could not install the PyPI package communityid (pip install communityid)" >&2; exit 1; }
+# The Python package's tests (tests/it/python.rs) make a virtual environment: python3's venv module (Debian
+# ships it apart, as python3-venv); pip then installs maturin, pytest and the oracle pypcapkit from PyPI.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+  else
+    echo "test.sh: python3's venv module is missing; install the Debian package 'python3-venv'" >&2
+    exit 1
+  fi
+fi
 test -d ../shared/conformance/captures || { echo "test.sh: ../shared/conformance is missing beside the repo" >&2; exit 1; }
 log=$(mktemp)
 # The PostgreSQL tests (tests/it/postgres.rs) need a server: a private cluster for this run, stopped at the end

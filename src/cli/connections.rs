@@ -39,8 +39,8 @@ A connection is both directions of one TCP conversation, split where tshark's tc
 with a new initial sequence number on the same addresses and ports starts a new one). The filter is the one
 of `traceflow flows --help`, applied to each direction: `host A and dst port 80` matches a connection one of
 whose directions goes to port 80 from or to A. Also: community-id 1:BASE64.
-Connections are built at the first command that needs them, from the frame rows (this command then writes to
-the database once), unless the capture was ingested with --connections.
+Connections are built by `traceflow ingest --connections` (with no files: from the stored frame rows of the
+captures indexed without them); this command only reads, and says so when some capture has none.
 Columns: orig_* the originator (sender of the first SYN without ACK, else of the first frame), resp_* the
 responder; *_bytes TCP payload, *_frame_bytes frame lengths; conn_state and history as in Zeek's conn.log.
 Examples:
@@ -53,10 +53,9 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let text = super::flows::filter_text(&args.filter, args.filter_file.as_deref())?;
     let expr = filter::parse(&text, super::flows::now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
-    // Connections are built at their first use where the ingest did not build them.
     let target = store::Target::of(db);
-    target.ensure_connections()?;
     let db = store::Db::open_read(&target)?;
+    super::require_connections(&db, &target)?;
     let conn = &db;
     if args.count {
         return print_count(read::count_connections(conn, &compiled)?);

@@ -10,8 +10,9 @@ use crate::store;
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
     /// Capture files or folders (walked recursively in sorted order), or `-` for standard input. Only --embed
-    /// makes a capture read from standard input dumpable: its bytes are nowhere else.
-    #[arg(required = true)]
+    /// makes a capture read from standard input dumpable: its bytes are nowhere else. None with --connections:
+    /// only build the connections of the captures already indexed without them.
+    #[arg(required_unless_present = "connections")]
     pub inputs: Vec<PathBuf>,
     /// Captures read at once [default: 1: the single SQLite writer is the bottleneck, and a second reader only
     /// competes with it for a core; see BENCHMARKS.md].
@@ -48,8 +49,10 @@ pub struct IngestArgs {
     /// capture, in captures.community_id_seed.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub community_id_seed: u16,
-    /// Build the connections table while reading (about a fifth more CPU) instead of at the first command that
-    /// needs it (`traceflow connections`, `query --both`).
+    /// Build the connections (tshark's tcp.stream, with Zeek's conn_state and history) while reading, and then
+    /// for every capture indexed earlier without them, from its stored frame rows. `traceflow connections` and
+    /// `query --both` read them and never build them (read commands do not write). PostgreSQL always builds
+    /// them. Costs about half again the ingest CPU (BENCHMARKS.md).
     #[arg(long)]
     pub connections: bool,
 }
@@ -85,15 +88,37 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         cancel,
         stdin_name: args.name.clone(),
         community_id_seed: args.community_id_seed,
-        // On PostgreSQL the read commands never write (readers may hold read-only roles), so connections are
-        // built while reading rather than at their first use.
+        // PostgreSQL always has them (Caps::connections_at_ingest): its rows go in by COPY while reading, and a
+        // later build would have to read every frame back from the server.
         connections: args.connections || conn.caps().connections_at_ingest,
     };
+    if args.inputs.is_empty() {
+        drop(conn);
+        return build_connections(&target, args.quiet).map(|()| 0);
+    }
     let s = ingest::run(&mut conn, &args.inputs, &opts, &mut |m| crate::msg::say(&m));
     if !args.quiet || s.exit_code() != 0 {
         crate::msg::say(&summary_line(&s));
     }
+    if args.connections && !s.interrupted && s.database_error.is_none() {
+        drop(conn);
+        build_connections(&target, args.quiet)?;
+    }
     Ok(s.exit_code() as u8)
+}
+
+/// `ingest --connections`: the connections of the captures indexed earlier without them, from their frame rows.
+fn build_connections(target: &store::Target, quiet: bool) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let built = target.build_connections()?;
+    if !quiet && built > 0 {
+        crate::msg::say(&format!(
+            "connections built for {} indexed earlier without them in {}",
+            crate::msg::count(built as u64, "capture"),
+            crate::msg::duration(started.elapsed())
+        ));
+    }
+    Ok(())
 }
 
 /// `--jobs N`: at least 1 (0 readers would read nothing).

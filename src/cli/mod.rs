@@ -17,7 +17,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::dump::DumpError;
 use crate::store::read::QueryError;
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 
 /// Index the TCP flows of packet captures into SQLite or PostgreSQL, and pull them back out.
 #[derive(Parser, Debug)]
@@ -112,6 +112,36 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A command that reads connections, on a database where some captures have none.
+    #[error(
+        "{missing} of the database {have} no connections (first: {first}): build them once with `traceflow --db \
+         {db} ingest --connections` (from the stored frame rows; no capture files needed)"
+    )]
+    NoConnections {
+        /// How many captures lack them ("1 capture", "3 captures").
+        missing: String,
+        /// "has" or "have".
+        have: &'static str,
+        /// The first of them by id.
+        first: String,
+        /// The database, as the user gave it.
+        db: String,
+    },
+}
+
+/// The read commands never write: where a capture's connections were not built at ingest, a command that reads
+/// connections says so and names the command that builds them.
+pub fn require_connections(db: &store::Db, target: &store::Target) -> Result<(), Error> {
+    let missing = db.captures_without_connections()?;
+    match missing.first() {
+        None => Ok(()),
+        Some((_, name)) => Err(Error::NoConnections {
+            missing: crate::msg::count(missing.len() as u64, "capture"),
+            have: if missing.len() == 1 { "has" } else { "have" },
+            first: name.clone(),
+            db: target.shown(),
+        }),
+    }
 }
 
 /// Turns off glibc's fastbins for this process. Listing every flow (`flows --format jsonl`, 2.9M rows) spent

@@ -296,11 +296,10 @@ fn dump_progress() -> Option<indicatif::ProgressBar> {
 pub fn run(db: &Path, args: &QueryArgs) -> Result<u8, Error> {
     use std::io::IsTerminal;
     let target = store::Target::of(db);
-    if args.both {
-        // Connections are built at their first use where the ingest did not build them.
-        target.ensure_connections()?;
-    }
     let conn = Db::open_read(&target)?;
+    if args.both {
+        super::require_connections(&conn, &target)?;
+    }
     // A FIFO or device (`-o /dev/null`) is written in place: nothing to remove when interrupted.
     let replaced = |o: &Path| {
         o != Path::new("-") && std::fs::metadata(o).map_or(true, |m| m.is_file() || m.is_dir())

@@ -247,6 +247,8 @@ pub struct DumpOptions {
     pub progress: Option<indicatif::ProgressBar>,
     /// `--both`: dump both directions of each connection (one file per connection with `--dump`).
     pub both: bool,
+    /// pcap: this snapshot length in the file header instead of the capture's (PyPCAPKit writes 262144 always).
+    pub snaplen: Option<u32>,
 }
 
 impl DumpOptions {
@@ -259,6 +261,7 @@ impl DumpOptions {
             source_root: None,
             progress: None,
             both: false,
+            snaplen: None,
         }
     }
 }
@@ -355,12 +358,14 @@ fn write_frames(
         DumpFormat::Pcap => {
             let linktype = pcap_linktype(job, label, frames)?;
             let used = || frames.iter().map(|f| job.iface(f.iface));
-            let snaplen = used()
-                .map(|i| i.snaplen)
-                .chain(frames.iter().map(|f| f.caplen))
-                .max()
-                .filter(|&s| s > 0)
-                .unwrap_or(262_144);
+            let snaplen = opts.snaplen.unwrap_or_else(|| {
+                used()
+                    .map(|i| i.snaplen)
+                    .chain(frames.iter().map(|f| f.caplen))
+                    .max()
+                    .filter(|&s| s > 0)
+                    .unwrap_or(262_144)
+            });
             let nanos =
                 opts.nanosecond || used().any(|i| crate::capture::tsresol_digits(i.tsresol) > 6);
             let mut w = PcapWriter::new(&mut *out, linktype, snaplen, opts.big_endian, nanos)
@@ -602,6 +607,12 @@ static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// whether it had been asked already.
 pub fn interrupt() -> bool {
     INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Lets dumps run again after [`interrupt`]: a library caller (the Python bindings) that interrupted one dump
+/// goes on to make others in the same process.
+pub fn clear_interrupt() {
+    INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// [`DumpError::Interrupted`] once [`interrupt`] was called.

@@ -53,8 +53,8 @@ pub struct Options {
     pub stdin_name: Option<String>,
     /// The Community ID seed of the flows and connections (`--community-id-seed`), recorded per capture.
     pub community_id_seed: u16,
-    /// Track connections while reading (`--connections`): about a fifth more ingest CPU. Without it, the first
-    /// command that needs connections builds them from the frame rows (`store::rebuild::ensure`).
+    /// Track connections while reading (`--connections`): about half again the ingest CPU. Without it, they can
+    /// be built later from the frame rows (`store::Target::build_connections`).
     pub connections: bool,
 }
 

@@ -106,6 +106,9 @@ pub trait Backend: BucketLists {
     fn captures(&self) -> Result<Vec<CaptureInfo>, QueryError>;
     /// Every capture name (base names of every path too), for the closest-name hint.
     fn capture_names(&self) -> Result<Vec<String>, QueryError>;
+    /// The captures that have flows but no connections (indexed without `ingest --connections` on SQLite), by
+    /// id: (id, name).
+    fn captures_without_connections(&self) -> Result<Vec<(i64, String)>, QueryError>;
     /// Whether a capture has this id.
     fn capture_exists(&self, id: i64) -> Result<bool, QueryError>;
     /// Captures indexed from the path `a` or `b`.

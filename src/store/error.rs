@@ -94,10 +94,10 @@ pub enum StoreError {
         /// The path given.
         path: String,
     },
-    /// Connections are built at their first use, and this database cannot be written.
+    /// `ingest --connections` on a database that cannot be written.
     #[error(
-        "database {path} is read-only, and its connections are built at their first use: run this once on a \
-         writable copy, or ingest with `traceflow ingest --connections` so that they are stored while reading"
+        "database {path} is read-only, so its connections cannot be built here: run `traceflow ingest \
+         --connections` on a writable copy"
     )]
     ConnectionsReadOnly {
         /// The database path.

@@ -109,13 +109,13 @@ impl Target {
         }
     }
 
-    /// Makes sure every capture of the database has its connections, for the commands that read them: SQLite
-    /// builds them at their first use (and then writes once); PostgreSQL has them from the ingest
-    /// ([`Caps::connections_at_ingest`]).
-    pub fn ensure_connections(&self) -> Result<(), StoreError> {
+    /// Builds the connections of every capture that has none, from its frame rows (`ingest --connections`),
+    /// and returns for how many captures. PostgreSQL has them from the ingest ([`Caps::connections_at_ingest`]).
+    /// The read commands never build them: they say which captures lack them ([`Backend::captures_without_connections`]).
+    pub fn build_connections(&self) -> Result<usize, StoreError> {
         match self {
             Target::Sqlite(p) => sqlite::connections::ensure(p),
-            Target::Postgres(_) => Ok(()),
+            Target::Postgres(_) => Ok(0),
         }
     }
 }

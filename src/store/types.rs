@@ -204,3 +204,9 @@ pub struct CaptureRow {
 
 /// One path a capture was seen under: (path, base name, size, mtime_ns) as `capture_paths` records it.
 pub type CapturePath = (String, String, i64, Option<i64>);
+
+/// The captures that have flows but no connections, (id, name) in id order: the same SQL on both backends.
+pub(crate) const CAPTURES_WITHOUT_CONNECTIONS: &str = "SELECT c.id, c.name FROM captures c
+     WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
+       AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)
+     ORDER BY c.id";

@@ -34,9 +34,9 @@ fn corpus_db(dir: &Path) -> (PathBuf, Vec<String>) {
     };
     let s = ingest::run(&mut conn, &paths, &opts, &mut |m| eprintln!("{m}"));
     assert_eq!(s.failed, 0);
-    // Connections are built at their first use, from the frame rows.
+    // Connections are built afterwards, from the frame rows (`ingest --connections` with no files).
     traceflow::store::Target::of(&db)
-        .ensure_connections()
+        .build_connections()
         .unwrap();
     (db, names)
 }
@@ -593,7 +593,7 @@ fn both_dumps_hold_tsharks_tcp_streams() {
     ];
     let paths: Vec<PathBuf> = names.iter().map(|n| corpus().join(n)).collect();
     let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-    assert_eq!(ingest_cli(&db, &["-q"], &refs).code, 0);
+    assert_eq!(ingest_cli(&db, &["-q", "--connections"], &refs).code, 0);
     for (name, path) in names.iter().zip(&paths) {
         let (stream_of, streams) = tshark_frames(path);
         let index = run(&db, &["query", "--capture", name, "--format", "json"]);
@@ -716,6 +716,29 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
     };
     let before = dump(&Connection::open(&db).unwrap());
     assert!(before.0.len() > 10);
+    // A read command does not build them (it names the command that does, and leaves the file as it was)...
+    let file = |p: &Path| std::fs::read(p).unwrap();
+    let untouched = file(&lazy);
+    let refused = run(&lazy, &["connections", "--count"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.lines().count() == 1
+            && refused
+                .stderr
+                .contains("3 captures of the database have no connections")
+            && refused.stderr.contains("ingest --connections`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(file(&lazy) == untouched, "a read command wrote");
+    // ...which builds from the frame rows exactly what tracking them while reading gives.
+    let built = ingest_cli(&lazy, &["--connections"], &[]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    assert!(
+        built.stderr.contains("connections built for 3 captures"),
+        "{}",
+        built.stderr
+    );
     let counted = run(&lazy, &["connections", "--count"]);
     assert_eq!(
         counted.stdout.trim(),
@@ -725,7 +748,7 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
     );
     assert!(
         dump(&Connection::open(&lazy).unwrap()) == before,
-        "built at first use"
+        "built from the frame rows"
     );
     assert!(before.0.len() > 10);
     Connection::open(&db)
@@ -742,7 +765,7 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
         .unwrap();
     store::open(&db).unwrap();
     traceflow::store::Target::of(&db)
-        .ensure_connections()
+        .build_connections()
         .unwrap();
     let after = dump(&Connection::open(&db).unwrap());
     assert_eq!(after.0, before.0, "connections rows");

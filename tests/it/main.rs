@@ -19,6 +19,7 @@ mod ingest_hardening;
 mod layout;
 mod park;
 mod postgres;
+mod python;
 mod robustness;
 mod util;
 mod ux;

@@ -924,7 +924,7 @@ fn big_outputs_db(f: &Fixture) -> (PathBuf, String) {
     }
     let cap = f.file("big.pcap", &pcap(1, 65535, &frames));
     let db = f.db();
-    assert_eq!(ingest(&db, &["-q"], &[&cap]).code, 0);
+    assert_eq!(ingest(&db, &["-q", "--connections"], &[&cap]).code, 0);
     let label = json(&db, &["flows", "port 50000"])[0]["label"]
         .as_str()
         .unwrap()

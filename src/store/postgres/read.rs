@@ -230,6 +230,13 @@ impl Backend for Pg {
         .collect()
     }
 
+    fn captures_without_connections(&self) -> Result<Vec<(i64, String)>, QueryError> {
+        self.rows(crate::store::types::CAPTURES_WITHOUT_CONNECTIONS, &[])?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.text(1)?.to_string())))
+            .collect()
+    }
+
     /// The captures with this id (0 or 1 of them).
     fn capture_exists(&self, id: i64) -> Result<bool, QueryError> {
         Ok(!self

@@ -1,10 +1,10 @@
-//! Connections built from the frame rows, by the same tracker an ingest with `--connections` runs: at the first
-//! command that needs them (`connections`, `query --both`), and for captures stored before the connections
-//! migration (0005).
+//! Connections built from the frame rows, by the same tracker an ingest with `--connections` runs, for the
+//! captures indexed without them (and those stored before the connections migration, 0005): what `ingest
+//! --connections` does after its files, or alone with none. The read commands never build them.
 //!
-//! Why not always at ingest: tracking them while reading cost about a fifth more ingest CPU on the benchmark
-//! (callgrind instruction counts: the per-frame tracker and the connections rows), where the ingest's budget for
-//! them is a tenth. The SQL is here, beside the schema it reads and writes; the tracking is `conn`'s.
+//! Why not always at ingest: tracking them while reading costs about half again the ingest CPU and 50 MB more
+//! memory on the benchmark capture (BENCHMARKS.md). The SQL is here, beside the schema it reads and writes; the
+//! tracking is `conn`'s.
 
 use std::path::Path;
 
@@ -19,9 +19,10 @@ const MISSING: &str = "SELECT c.id, c.community_id_seed FROM captures c
      WHERE NOT EXISTS (SELECT 1 FROM connections x WHERE x.capture_id = c.id)
        AND EXISTS (SELECT 1 FROM flows f WHERE f.capture_id = c.id)";
 
-/// Makes sure every capture of the database at `path` has its connections: if some have none, opens it for
-/// writing and builds them in one transaction (other writers wait, as for an ingest).
-pub fn ensure(path: &Path) -> Result<(), StoreError> {
+/// Makes sure every capture of the database at `path` has its connections (`ingest --connections`): if some
+/// have none, opens it for writing and builds them in one transaction (other writers wait, as for an ingest).
+/// Returns how many captures it built them for.
+pub fn ensure(path: &Path) -> Result<usize, StoreError> {
     {
         let ro = super::open_read(path)?;
         let missing: bool = ro
@@ -31,7 +32,7 @@ pub fn ensure(path: &Path) -> Result<(), StoreError> {
                 source: e,
             })?;
         if !missing {
-            return Ok(());
+            return Ok(0);
         }
     }
     let read_only = || StoreError::ConnectionsReadOnly {
@@ -59,7 +60,7 @@ pub fn ensure(path: &Path) -> Result<(), StoreError> {
     };
     conn.execute_batch("BEGIN IMMEDIATE").map_err(sq)?;
     match rebuild_missing(&conn) {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(sq),
+        Ok(n) => conn.execute_batch("COMMIT").map_err(sq).map(|()| n),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(sq(e))
@@ -69,15 +70,15 @@ pub fn ensure(path: &Path) -> Result<(), StoreError> {
 
 /// Fills `frames.conn_no` and the `connections` rows of every capture that has flows but no connections, with
 /// the capture's Community ID seed. The caller holds a write transaction.
-pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<()> {
+pub fn rebuild_missing(conn: &Connection) -> rusqlite::Result<usize> {
     let captures: Vec<(i64, u16)> = conn
         .prepare(MISSING)?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for (id, seed) in captures {
+    for &(id, seed) in &captures {
         rebuild(conn, id, seed)?;
     }
-    Ok(())
+    Ok(captures.len())
 }
 
 /// Frames read per round: their connection numbers and the connections they finished are written before the

@@ -1,6 +1,6 @@
 //! SQLite storage: opening a file (schema migrations, journal mode: [`open`]), writing one capture's rows in one
 //! transaction ([`write`], through [`bulk`]'s multi-row INSERTs), the reads ([`read`], [`search`]), and the
-//! connections built at their first use ([`connections`]).
+//! connections built later from the frame rows ([`connections`]).
 
 use rusqlite::Connection;
 

@@ -195,6 +195,13 @@ impl Backend for Sqlite {
             .collect::<Result<_, _>>()?)
     }
 
+    fn captures_without_connections(&self) -> Result<Vec<(i64, String)>, QueryError> {
+        Ok(self
+            .prepare(crate::store::types::CAPTURES_WITHOUT_CONNECTIONS)?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
     fn capture_exists(&self, id: i64) -> Result<bool, QueryError> {
         Ok(
             self.query_row("SELECT count(*) FROM captures WHERE id = ?1", [id], |r| {
