@@ -170,7 +170,6 @@ fn synth_captures(dir: &Path) -> Vec<PathBuf> {
 fn sqlite_db(db: &Path, inputs: &[&Path]) {
     let r = ingest(db, &["--connections"], inputs);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    Target::of(db).ensure_connections().unwrap();
 }
 
 /// The listing of `filter` in `sort` order, at most `limit`.
@@ -272,14 +271,13 @@ fn pg_oracle(url: &str) -> impl Fn(&Compiled, Option<(FlowSort, Option<u64>)>) -
     }
 }
 
+/// The plain evaluation: a filter's count (`None`), or its connections (`capture_id << 32 | conn_no`) in a
+/// sort, at most a limit.
+type Oracle = dyn Fn(&Compiled, Option<(FlowSort, Option<u64>)>) -> Vec<i64>;
+
 /// Every filter, sort and limit gives the oracle's connections in the oracle's order, each row as the listing of
 /// every connection has it, and the oracle's count. Returns how many listings were not empty.
-fn agree(
-    db: &Db,
-    oracle: &dyn Fn(&Compiled, Option<(FlowSort, Option<u64>)>) -> Vec<i64>,
-    filters: &[&str],
-    what: &str,
-) -> usize {
+fn agree(db: &Db, oracle: &Oracle, filters: &[&str], what: &str) -> usize {
     let all: BTreeMap<i64, ConnRow> = listing(db, &compile(""), FlowSort::Time, None)
         .into_iter()
         .map(|r| (r.capture_id << 32 | r.conn, r))
@@ -591,9 +589,8 @@ fn a_schema_10_sqlite_database_is_upgraded_and_searched() {
     // A read command does not upgrade; the next ingest does.
     let r = run(&old, &["connections", "--count"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
-    let r = ingest(&old, &[], &[&caps[2]]);
+    let r = ingest(&old, &["--connections"], &[&caps[2]]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    Target::of(&old).ensure_connections().unwrap();
     let version = super::util::count(&old, "SELECT user_version FROM pragma_user_version");
     assert_eq!(version as usize, traceflow::store::SCHEMA_VERSION);
     let db = Db::open_read(&Target::of(&old)).unwrap();
