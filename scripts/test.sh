@@ -25,6 +25,8 @@ need() {
 need tshark "Wireshark's command-line tools (tshark, capinfos)" tshark capinfos
 # The docs' SQL examples run on the system sqlite3 (tests/it/docs.rs): Debian 12's is SQLite 3.40.
 need sqlite3 "the SQLite command-line shell (sqlite3)" sqlite3
+# tcpdump writes the rotations that tests/it/watch.rs replays (editcap and dumpcap come with tshark).
+need tcpdump "tcpdump" tcpdump
 command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is needed for ../shared/conformance/check.py" >&2; exit 1; }
 # The Community ID oracle (tests/it/connections.rs): Corelight's reference implementation, from PyPI.
 python3 -c 'import communityid' 2>/dev/null || python3 -m pip install -q communityid || {
@@ -39,6 +41,15 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     echo "test.sh: python3's venv module is missing; install the Debian package 'python3-venv'" >&2
     exit 1
   fi
+fi
+# The browser tests (tests/it/serve.rs runs tests/browser/*.py): Debian's chromium and its fonts, driven by
+# Playwright for Python (PyPI) from a venv of their own (`playwright install` would download a browser).
+need chromium "the Chromium browser (chromium)" chromium
+[ -e /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] ||
+  need fonts-liberation "the Liberation fonts (fonts-liberation)" fc-list-liberation-fonts
+if ! target/venv-browser/bin/python -c 'import playwright' 2>/dev/null; then
+  python3 -m venv target/venv-browser && target/venv-browser/bin/pip install -q playwright || {
+    echo "test.sh: could not make the browser tests' venv (python3 -m venv target/venv-browser; pip install playwright)" >&2; exit 1; }
 fi
 test -d ../shared/conformance/captures || { echo "test.sh: ../shared/conformance is missing beside the repo" >&2; exit 1; }
 log=$(mktemp)

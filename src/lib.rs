@@ -36,6 +36,7 @@ pub mod filter;
 pub mod ingest;
 pub mod key;
 pub mod msg;
+pub mod serve;
 pub mod store;
 pub mod synth;
 pub mod trace;

@@ -130,6 +130,13 @@ pub fn conversations(conns: u32, start_ns: i64) -> Vec<(i64, Vec<u8>)> {
     frames
 }
 
+/// How many TCP connections tshark (`-z conv,tcp`, `tcp.stream`) and `traceflow connections` count in
+/// [`conversations`]`(conns, _)`: the exchanges come in pairs on one client port with the same initial sequence
+/// number, which tshark does not take for a port reuse, so each pair is one connection.
+pub fn connections_in(conns: u32) -> u32 {
+    conns.div_ceil(2)
+}
+
 /// Writes a small pcap of `conns` conversations (the README's demo capture).
 pub fn write_sample(path: &Path, conns: u32) -> io::Result<()> {
     write_sample_to(std::fs::File::create(path)?, conns, false)

@@ -47,31 +47,7 @@ pub fn run(db: &Path, args: &CapturesArgs) -> Result<u8, Error> {
     }
 }
 
-/// libpcap's name of a link type (`tcpdump -L`, `pcap_datalink_val_to_name`): what people know them by.
-pub fn linktype_name(linktype: u32) -> Option<&'static str> {
-    use crate::decode::numbers::*;
-    Some(match linktype {
-        LINKTYPE_NULL => "NULL",
-        LINKTYPE_ETHERNET => "EN10MB",
-        LINKTYPE_PPP => "PPP",
-        LINKTYPE_FDDI => "FDDI",
-        LINKTYPE_RAW_12 | LINKTYPE_RAW_14 | LINKTYPE_RAW => "RAW",
-        LINKTYPE_PPP_HDLC => "PPP_SERIAL",
-        LINKTYPE_PPP_ETHER => "PPP_ETHER",
-        LINKTYPE_C_HDLC => "C_HDLC",
-        LINKTYPE_IEEE802_11 => "IEEE802_11",
-        LINKTYPE_FRELAY => "FRELAY",
-        LINKTYPE_LOOP => "LOOP",
-        LINKTYPE_LINUX_SLL => "LINUX_SLL",
-        LINKTYPE_RADIOTAP => "IEEE802_11_RADIO",
-        LINKTYPE_PPI => "PPI",
-        LINKTYPE_IPV4 => "IPV4",
-        LINKTYPE_IPV6 => "IPV6",
-        LINKTYPE_NFLOG => "NFLOG",
-        LINKTYPE_LINUX_SLL2 => "LINUX_SLL2",
-        _ => return None,
-    })
-}
+pub use crate::decode::numbers::linktype_name;
 
 /// `1,276` as `EN10MB,LINUX_SLL2`; a link type without a name stays a number.
 fn linktype_names(list: &str) -> String {

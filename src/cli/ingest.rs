@@ -55,6 +55,36 @@ pub struct IngestArgs {
     /// them. Costs about half again the ingest CPU (BENCHMARKS.md).
     #[arg(long)]
     pub connections: bool,
+    /// Keep watching the folders given: index what they hold, then each new capture once it is complete (closed
+    /// after writing, renamed into place, or unchanged for --settle), in name order, until SIGTERM, SIGHUP or
+    /// Ctrl-C (the capture being read is rolled back). Database errors are retried with backoff.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: a file whose size and mtime have not changed for this long is complete (`5s`, `500ms`,
+    /// `2m`; a bare number is seconds).
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration, requires = "watch")]
+    pub settle: std::time::Duration,
+    /// With --watch: no inotify, only rescans (for file systems that give no events; rescans run either way).
+    #[arg(long, requires = "watch")]
+    pub poll: bool,
+    /// With --watch: also index the captures still being written, every --interval, each new index replacing
+    /// the last, so the last minutes are searchable (a growing file is read again whole each time).
+    #[arg(long, requires = "watch")]
+    pub partial: bool,
+    /// With --watch --partial: how often a growing capture is indexed again.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, requires = "partial")]
+    pub interval: std::time::Duration,
+    /// With --watch: forget the captures whose every file under the watched folders is gone (a ring buffer
+    /// deleted them), once no file is pending.
+    #[arg(long, requires = "watch")]
+    pub forget_missing: bool,
+}
+
+/// `5s`, `500ms`, `2m`, `1.5`: a duration as the filter language writes one (a bare number is seconds).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::filter::parse_duration(s)
+        .map(|ns| std::time::Duration::from_nanos(ns as u64))
+        .map_err(|_| format!("'{s}' is not a duration: write 5s, 500ms, 2m or a number of seconds"))
 }
 
 /// Ingests into the database at `db`; the status is 0, or 1 when some input failed or was truncated.
@@ -64,6 +94,9 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         return Ok(2);
     }
     let target = store::Target::of(db);
+    if args.watch {
+        return watch(&target, args);
+    }
     let mut conn = store::Db::open(&target)?;
     let cancel = Cancel::default();
     let on_ctrl_c = cancel.clone();
@@ -75,23 +108,8 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         }
         on_ctrl_c.cancel()
     });
-    let jobs = args.jobs.unwrap_or(DEFAULT_JOBS);
-    let opts = Options {
-        jobs,
-        force: args.force,
-        embed: args.embed,
-        quiet: args.quiet,
-        verbose: args.verbose,
-        max_open_flows: args.max_open_flows,
-        park_memory: args.park_memory.map(|mib| mib.saturating_mul(1 << 20)),
-        max_frames: args.max_frames,
-        cancel,
-        stdin_name: args.name.clone(),
-        community_id_seed: args.community_id_seed,
-        // PostgreSQL always has them (Caps::connections_at_ingest): its rows go in by COPY while reading, and a
-        // later build would have to read every frame back from the server.
-        connections: args.connections || conn.caps().connections_at_ingest,
-    };
+    let connections_at_ingest = conn.caps().connections_at_ingest;
+    let opts = options(args, cancel, connections_at_ingest);
     if args.inputs.is_empty() {
         drop(conn);
         return build_connections(&target, args.quiet).map(|()| 0);
@@ -105,6 +123,71 @@ pub fn run(db: &Path, args: &IngestArgs) -> Result<u8, Error> {
         build_connections(&target, args.quiet)?;
     }
     Ok(s.exit_code() as u8)
+}
+
+/// The ingest's options from the command line.
+fn options(args: &IngestArgs, cancel: Cancel, connections_at_ingest: bool) -> Options {
+    Options {
+        jobs: args.jobs.unwrap_or(DEFAULT_JOBS),
+        force: args.force,
+        embed: args.embed,
+        quiet: args.quiet,
+        verbose: args.verbose,
+        max_open_flows: args.max_open_flows,
+        park_memory: args.park_memory.map(|mib| mib.saturating_mul(1 << 20)),
+        max_frames: args.max_frames,
+        cancel,
+        stdin_name: args.name.clone(),
+        community_id_seed: args.community_id_seed,
+        // PostgreSQL always has them (Caps::connections_at_ingest): its rows go in by COPY while reading, and a
+        // later build would have to read every frame back from the server.
+        connections: args.connections || connections_at_ingest,
+    }
+}
+
+/// `ingest --watch`: runs until a signal; status 0 after a clean stop.
+fn watch(target: &store::Target, args: &IngestArgs) -> Result<u8, Error> {
+    if args.inputs.is_empty() {
+        crate::msg::say("--watch needs the folders to watch");
+        return Ok(2);
+    }
+    for d in &args.inputs {
+        if !d.is_dir() {
+            crate::msg::say(&format!(
+                "--watch watches folders: {} is not one",
+                d.display()
+            ));
+            return Ok(2);
+        }
+    }
+    let cancel = Cancel::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (on_signal, stop_flag) = (cancel.clone(), stop.clone());
+    // SIGTERM, SIGHUP or Ctrl-C: the capture being read is rolled back and the watcher ends; a second signal
+    // ends the process at once (a capture is atomic either way).
+    let _ = ctrlc::set_handler(move || {
+        if stop_flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        on_signal.cancel()
+    });
+    // The watcher sets `connections` from the database it opens.
+    let opts = options(args, cancel, false);
+    let w = ingest::watch::WatchOptions {
+        settle: args.settle,
+        poll: args.poll,
+        partial: args.partial.then_some(args.interval),
+        forget_missing: args.forget_missing,
+        stop,
+        report_every: std::time::Duration::from_secs(60),
+    };
+    let s = ingest::watch::run(target, &args.inputs, &opts, &w, &mut |m| {
+        crate::msg::say(&m)
+    })?;
+    if !args.quiet {
+        crate::msg::say(&format!("stopped; in all: {}", s.line()));
+    }
+    Ok(0)
 }
 
 /// `ingest --connections`: the connections of the captures indexed earlier without them, from their frame rows.

@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod output;
 pub mod query;
 pub mod sample;
+pub mod serve;
 pub mod shell;
 
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ pub enum Cmd {
     Connections(connections::ConnectionsArgs),
     /// Remove captures (by name, path or id) and every row of theirs from the database.
     Forget(forget::ForgetArgs),
+    /// Look at the database in a web browser, read-only: tables, time histogram, ladders, downloads.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script: `traceflow completions bash > /etc/bash_completion.d/traceflow`.
     Completions(shell::CompletionsArgs),
     /// Print the manual page (roff): `traceflow man | man -l -`.
@@ -104,6 +107,12 @@ pub enum Error {
     /// The filter of `traceflow flows` does not parse.
     #[error(transparent)]
     Filter(crate::filter::FilterError),
+    /// The web server could not start.
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    /// A bad value of an option.
+    #[error("{0}")]
+    Usage(String),
     /// Writing a file or stdout failed.
     #[error("{what}: {source}")]
     Io {
@@ -227,5 +236,6 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Completions(args) => shell::completions(&args),
         Cmd::Man => shell::man(),
         Cmd::Connections(args) => connections::run(&cli.db, &args),
+        Cmd::Serve(args) => serve::run(&cli.db, &args),
     }
 }

@@ -58,6 +58,84 @@ fn dump_format(f: QueryFormat) -> Option<DumpFormat> {
     }
 }
 
+impl QueryFormat {
+    /// The name `--format` takes.
+    fn name(self) -> &'static str {
+        match self {
+            QueryFormat::Table => "table",
+            QueryFormat::Json => "json",
+            QueryFormat::Jsonl => "jsonl",
+            QueryFormat::Csv => "csv",
+            QueryFormat::Pcap => "pcap",
+            QueryFormat::Pcapng => "pcapng",
+            QueryFormat::Plist => "plist",
+            QueryFormat::Tree => "tree",
+            QueryFormat::Text => "text",
+        }
+    }
+}
+
+/// The formats a file name's extension says (`conn.csv`: csv), first the one it is taken for; none for an
+/// extension traceflow does not write (then the name says nothing).
+fn formats_named_by(path: &Path, index: bool) -> Option<&'static [QueryFormat]> {
+    use QueryFormat::*;
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "pcap" | "cap" => &[Pcap],
+        "pcapng" => &[Pcapng],
+        "json" => &[Json],
+        "jsonl" | "ndjson" => &[Jsonl],
+        "csv" => &[Csv],
+        "plist" => &[Plist],
+        // Plain text: the index's table, or a dump's tree or text.
+        "txt" if index => &[Table, Tree, Text],
+        "txt" => &[Tree, Text, Table],
+        _ => return None,
+    })
+}
+
+/// `--format`, or the format `-o`'s extension names when it is not given. A `--format` that the extension
+/// clearly contradicts (`--format pcap -o conn.csv`) is refused rather than written under a misleading name.
+fn output_format(args: &QueryArgs) -> Result<Option<QueryFormat>, DumpError> {
+    let index = args.flow.is_none() && args.dump.is_none();
+    let named = args
+        .output
+        .as_deref()
+        .filter(|p| p.as_os_str() != "-")
+        .and_then(|p| Some((p, formats_named_by(p, index)?)));
+    match (args.format, named) {
+        (Some(f), Some((p, fs))) if !fs.contains(&f) => Err(DumpError::Usage(format!(
+            "--format {} does not match -o {} (a .{} file is {}): change the file name or --format",
+            f.name(),
+            p.display(),
+            p.extension().and_then(|e| e.to_str()).unwrap_or(""),
+            fs[0].name()
+        ))),
+        (Some(f), _) => Ok(Some(f)),
+        (None, Some((p, fs))) => {
+            let f = fs[0];
+            // An index format for a dump, or a dump format for the index: say which command writes it.
+            if index && dump_format(f).is_some() && f != QueryFormat::Json {
+                return Err(DumpError::Usage(format!(
+                    "-o {} names a {} dump: add --flow LABEL (or --format for the index: table, json, jsonl, csv)",
+                    p.display(),
+                    f.name()
+                )));
+            }
+            if !index && dump_format(f).is_none() {
+                return Err(DumpError::Usage(format!(
+                    "-o {} names {}, which is for the index: dumps are pcap, pcapng, json, plist or txt \
+                     (or say --format)",
+                    p.display(),
+                    f.name()
+                )));
+            }
+            Ok(Some(f))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// Everything `traceflow query` takes.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct QueryArgs {
@@ -132,9 +210,10 @@ pub fn run_query(
             "--both dumps connections: add --flow LABEL or --dump DIR".into(),
         ));
     }
+    let chosen = output_format(args)?;
     if args.flow.is_none() && args.dump.is_none() {
         // The index tuple, exactly as PyPCAPKit's TraceFlow returns it: open flows, then closed ones.
-        let rows = match args.format {
+        let rows = match chosen {
             None => default_rows,
             Some(QueryFormat::Table) => RowFormat::Table,
             Some(QueryFormat::Json) => RowFormat::Json,
@@ -213,18 +292,14 @@ pub fn run_query(
         }
         return file.commit();
     }
-    let format = match args.format {
+    let format = match chosen {
         Some(f) => dump_format(f).ok_or_else(|| {
             DumpError::Usage(
                 "dumps take --format pcap, pcapng, json, plist, tree or text (table and jsonl are for the index)"
                     .into(),
             )
         })?,
-        None => args
-            .output
-            .as_deref()
-            .and_then(DumpFormat::from_path)
-            .unwrap_or(DumpFormat::Pcap),
+        None => DumpFormat::Pcap,
     };
     let mut opts = DumpOptions::new(format);
     if let Some(b) = args.byteorder {

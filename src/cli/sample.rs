@@ -9,7 +9,8 @@ use super::Error;
 pub struct SampleArgs {
     /// Where to write the capture: pcapng when the name ends in `.pcapng`, else pcap.
     pub output: PathBuf,
-    /// Number of TCP conversations.
+    /// Number of request/response exchanges; they come in pairs on one client port, so tshark and `connections`
+    /// count half as many TCP connections (rounded up).
     #[arg(long, default_value_t = 6)]
     pub conversations: u32,
     /// Replace OUTPUT if it exists.
@@ -50,9 +51,10 @@ pub fn run(args: &SampleArgs) -> Result<u8, Error> {
     crate::synth::write_sample_to(file, args.conversations, pcapng)
         .map_err(|source| Error::Io { what, source })?;
     crate::msg::say(&format!(
-        "wrote {} ({}, {} TCP conversations)",
+        "wrote {} ({}, {} TCP connections, {} request/response exchanges)",
         args.output.display(),
         if pcapng { "pcapng" } else { "pcap" },
+        crate::synth::connections_in(args.conversations),
         args.conversations
     ));
     Ok(0)

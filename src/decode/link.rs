@@ -1,4 +1,5 @@
-//! Link-type dispatch: the pcap LINKTYPE of the capture picks the first header; NULL/LOOP, raw IP, Linux cooked (SLL, SLL2), NFLOG and PPI are parsed here.
+//! Link-type dispatch: the pcap LINKTYPE of the capture picks the first header; NULL/LOOP, raw IP, Linux cooked
+//! (SLL, SLL2), NFLOG and PPI are parsed here (ARCNET, IPoIB and Juniper have files of their own).
 use super::numbers::*;
 use super::{Layer, Parser, Step};
 
@@ -90,6 +91,9 @@ impl Parser<'_> {
             LINKTYPE_RADIOTAP => self.radiotap(),
             LINKTYPE_PPI => self.ppi(),
             LINKTYPE_IEEE802_11 => Step::Ieee80211(false),
+            LINKTYPE_ARCNET_LINUX => self.arcnet_linux(),
+            LINKTYPE_IPOIB => self.ipoib(),
+            LINKTYPE_JUNIPER_ETHER => self.juniper_ether(),
             _ => Step::Done,
         }
     }

@@ -11,7 +11,7 @@
 //! from 14 (up to the flags), reads an IPv6 payload length of 0 as "the rest of the frame" where tshark finds
 //! no TCP, and has none of most encapsulations here (NULL/LOOP variants, NFLOG, PPI, FDDI, radiotap/802.11 with
 //! A-MSDU, Cisco HDLC, Frame Relay, PPP/PPPoE, MPLS, VN-Tag, FabricPath, GRE/ERSPAN/WCCP/Aruba, GRE over UDP,
-//! EtherIP, NSH, VXLAN, Geneve, GTP-U, AYIYA, IPv6 jumbograms). Matching tshark on those needs our own rules,
+//! EtherIP, NSH, VXLAN, Geneve, GTP-U, AYIYA, Teredo, ARCNET, IPoIB, Juniper, IPv6 jumbograms). Matching tshark on those needs our own rules,
 //! and this decoder also never allocates.
 //!
 //! Layout: this file holds the public types, the `Step` loop, and the bounds and reported-length handling
@@ -21,10 +21,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 pub mod numbers;
 
+mod arcnet;
 mod ethernet;
 mod hdlc;
+mod infiniband;
 mod ip;
 pub use ip::IpHeader;
+mod juniper;
 mod link;
 mod mpls;
 mod ppp;
@@ -85,6 +88,12 @@ pub enum Layer {
     Cmd,
     /// FDDI MAC header (frame control, destination, source).
     Fddi,
+    /// ARCNET header as Linux captures it (RFC 1051 or RFC 1201 framing).
+    Arcnet,
+    /// IP over InfiniBand: tshark's 40-byte pseudo header and the 4-byte IPoIB header.
+    Ipoib,
+    /// Juniper capture header (magic, flags, extensions; the payload type when the link header was stripped).
+    Juniper,
     /// IPv4 header with options.
     Ipv4,
     /// IPv6 fixed header.
@@ -113,6 +122,8 @@ pub enum Layer {
     GtpU,
     /// AYIYA header with its identity and signature.
     Ayiya,
+    /// Teredo's authentication header and origin indication, when present (0 bytes when neither is).
+    Teredo,
     /// An 802.11 A-MSDU subframe header (destination, source, length).
     AMsdu,
     /// TCP header (as much of it as is captured).
@@ -146,6 +157,9 @@ impl Layer {
             Layer::VnTag => "VN-Tag",
             Layer::Cmd => "CMD",
             Layer::Fddi => "FDDI",
+            Layer::Arcnet => "ARCNET",
+            Layer::Ipoib => "IPoIB",
+            Layer::Juniper => "Juniper",
             Layer::Ipv4 => "IPv4",
             Layer::Ipv6 => "IPv6",
             Layer::Ipv6Ext => "IPv6Ext",
@@ -160,6 +174,7 @@ impl Layer {
             Layer::Geneve => "Geneve",
             Layer::GtpU => "GTP-U",
             Layer::Ayiya => "AYIYA",
+            Layer::Teredo => "Teredo",
             Layer::AMsdu => "A-MSDU",
             Layer::Tcp => "TCP",
         }
@@ -305,6 +320,7 @@ enum Step {
     Geneve,
     GtpU,
     Ayiya,
+    Teredo,
     Ieee80211(bool),
     Tcp,
 }
@@ -372,6 +388,7 @@ impl Parser<'_> {
                 Step::Geneve => p.geneve(),
                 Step::GtpU => p.gtpu(),
                 Step::Ayiya => p.ayiya(),
+                Step::Teredo => p.teredo(),
                 Step::Ieee80211(pad) => p.ieee80211(pad),
                 Step::Tcp => {
                     p.tcp();

@@ -1,6 +1,7 @@
 //! Every protocol number the decoder and the dump renderer dispatch on, named once: link types, address
 //! families, EtherTypes (which are also GRE, Geneve and SLL protocol types), IP protocol numbers, UDP ports of
-//! tunnels, PPP protocols, NLPIDs, and the small per-protocol codes (next-protocol fields, message types, TLVs).
+//! tunnels, PPP protocols, NLPIDs, and the small per-protocol codes (next-protocol fields, message types, TLVs);
+//! and libpcap's names of the link types, for tables and messages.
 //!
 //! Bit masks of header fields stay next to the code that reads them; only values that name a protocol or a
 //! message are here.
@@ -35,18 +36,109 @@ pub const LINKTYPE_FRELAY: u32 = 107;
 pub const LINKTYPE_LOOP: u32 = 108;
 /// LINKTYPE_LINUX_SLL: Linux cooked capture v1 (16-byte header).
 pub const LINKTYPE_LINUX_SLL: u32 = 113;
+/// LINKTYPE_ARCNET_LINUX: ARCNET as Linux captures it (source, destination, 2-byte offset, protocol ID).
+pub const LINKTYPE_ARCNET_LINUX: u32 = 129;
 /// LINKTYPE_IEEE802_11_RADIOTAP: radiotap header, then an 802.11 frame.
 pub const LINKTYPE_RADIOTAP: u32 = 127;
+/// LINKTYPE_JUNIPER_ETHER: Juniper's capture header ("MGC", flags, extension TLVs), then Ethernet.
+pub const LINKTYPE_JUNIPER_ETHER: u32 = 178;
 /// LINKTYPE_PPI: Per-Packet Information header, then the frame of the link type it names.
 pub const LINKTYPE_PPI: u32 = 192;
 /// LINKTYPE_IPV4: raw IPv4 (tshark's ip dissector, which also takes IPv6).
 pub const LINKTYPE_IPV4: u32 = 228;
 /// LINKTYPE_IPV6: raw IPv6.
 pub const LINKTYPE_IPV6: u32 = 229;
+/// LINKTYPE_IPOIB: IP over InfiniBand (a pseudo header as tshark reads it, then RFC 4391's 4-byte header).
+pub const LINKTYPE_IPOIB: u32 = 242;
 /// LINKTYPE_NFLOG: Linux netfilter log messages (TLVs).
 pub const LINKTYPE_NFLOG: u32 = 239;
 /// LINKTYPE_LINUX_SLL2: Linux cooked capture v2 (20-byte header).
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+
+/// libpcap's name of a link type (`tcpdump -L`, `pcap_datalink_val_to_name`): what people know them by.
+pub fn linktype_name(linktype: u32) -> Option<&'static str> {
+    Some(match linktype {
+        LINKTYPE_NULL => "NULL",
+        LINKTYPE_ETHERNET => "EN10MB",
+        LINKTYPE_PPP => "PPP",
+        LINKTYPE_FDDI => "FDDI",
+        LINKTYPE_RAW_12 | LINKTYPE_RAW_14 | LINKTYPE_RAW => "RAW",
+        LINKTYPE_PPP_HDLC => "PPP_SERIAL",
+        LINKTYPE_PPP_ETHER => "PPP_ETHER",
+        LINKTYPE_C_HDLC => "C_HDLC",
+        LINKTYPE_IEEE802_11 => "IEEE802_11",
+        LINKTYPE_FRELAY => "FRELAY",
+        LINKTYPE_LOOP => "LOOP",
+        LINKTYPE_LINUX_SLL => "LINUX_SLL",
+        LINKTYPE_RADIOTAP => "IEEE802_11_RADIO",
+        LINKTYPE_PPI => "PPI",
+        LINKTYPE_IPV4 => "IPV4",
+        LINKTYPE_IPV6 => "IPV6",
+        LINKTYPE_NFLOG => "NFLOG",
+        LINKTYPE_LINUX_SLL2 => "LINUX_SLL2",
+        LINKTYPE_ARCNET_LINUX => "ARCNET_LINUX",
+        LINKTYPE_JUNIPER_ETHER => "JUNIPER_ETHER",
+        LINKTYPE_IPOIB => "IPOIB",
+        _ => return None,
+    })
+}
+
+/// A link type as messages name it: libpcap's name and the number, `EN10MB (1)`; the number alone when it has no
+/// name.
+pub fn linktype_text(linktype: u32) -> String {
+    match linktype_name(linktype) {
+        Some(n) => format!("{n} ({linktype})"),
+        None => linktype.to_string(),
+    }
+}
+
+// ---- ARCNET protocol IDs ----
+
+/// IP with RFC 1051 framing (no fragmentation fields).
+pub const ARCNET_PROTO_IP_1051: u8 = 240;
+/// ARP with RFC 1051 framing.
+pub const ARCNET_PROTO_ARP_1051: u8 = 241;
+/// IP with RFC 1201 framing (split flag and sequence number).
+pub const ARCNET_PROTO_IP_1201: u8 = 212;
+/// IPv6 (RFC 1201 framing).
+pub const ARCNET_PROTO_IPV6: u8 = 196;
+/// ANSI/ATA 878.1 diagnose (no fragmentation fields).
+pub const ARCNET_PROTO_DIAGNOSE: u8 = 128;
+/// BACnet: 802.2 LLC follows (no fragmentation fields).
+pub const ARCNET_PROTO_BACNET: u8 = 205;
+
+// ---- Juniper capture header ----
+
+/// The magic number "MGC" in the first 3 bytes (old JUNOS releases leave it out: the frame is then Ethernet).
+pub const JUNIPER_MAGIC: u32 = 0x4D_4743;
+/// Juniper payload type (no-L2 frames): IPv4.
+pub const JUNIPER_PROTO_IP: u32 = 2;
+/// Juniper payload type: IPv4 out of MPLS (the MPLS header already removed).
+pub const JUNIPER_PROTO_MPLS_IP: u32 = 3;
+/// Juniper payload type: MPLS to be pushed on IPv4 (an MPLS label stack follows).
+pub const JUNIPER_PROTO_IP_MPLS: u32 = 4;
+/// Juniper payload type: MPLS.
+pub const JUNIPER_PROTO_MPLS: u32 = 5;
+/// Juniper payload type: IPv6.
+pub const JUNIPER_PROTO_IP6: u32 = 6;
+/// Juniper payload type: IPv6 out of MPLS.
+pub const JUNIPER_PROTO_MPLS_IP6: u32 = 7;
+/// Juniper payload type: MPLS to be pushed on IPv6 (an MPLS label stack follows).
+pub const JUNIPER_PROTO_IP6_MPLS: u32 = 8;
+/// Juniper payload type: PPP (protocol field only, no address/control).
+pub const JUNIPER_PROTO_PPP: u32 = 200;
+/// Juniper payload type: OSI, an NLPID first.
+pub const JUNIPER_PROTO_ISO: u32 = 201;
+/// Juniper payload type: 802.2 LLC.
+pub const JUNIPER_PROTO_LLC: u32 = 202;
+/// Juniper payload type: 802.2 LLC/SNAP.
+pub const JUNIPER_PROTO_LLC_SNAP: u32 = 203;
+/// Juniper payload type: Ethernet.
+pub const JUNIPER_PROTO_ETHER: u32 = 204;
+/// Juniper payload type: Frame Relay.
+pub const JUNIPER_PROTO_FRELAY: u32 = 207;
+/// Juniper payload type: Cisco HDLC.
+pub const JUNIPER_PROTO_CHDLC: u32 = 208;
 
 // ---- address families (NULL/LOOP link headers, NFLOG) ----
 
@@ -257,6 +349,8 @@ pub const IP6_JUMBO_MIN: u32 = 65_536;
 pub const PORT_GTP_U: u16 = 2152;
 /// GRE over UDP (RFC 8086).
 pub const PORT_GRE_UDP: u16 = 4754;
+/// Teredo (IPv6 over UDP through NATs).
+pub const PORT_TEREDO: u16 = 3544;
 /// AYIYA (Anything In Anything).
 pub const PORT_AYIYA: u16 = 5072;
 /// VXLAN.
@@ -289,6 +383,13 @@ pub const GRE_ARUBA_STEP: u16 = 0x10;
 
 /// AYIYA opcode "forward": the payload is a packet of the header's next-header protocol.
 pub const AYIYA_OP_FORWARD: u8 = 1;
+
+// ---- Teredo ----
+
+/// Teredo indicator type of the origin indication (8 bytes: type, obfuscated port and IPv4 address).
+pub const TEREDO_ORIGIN: u16 = 0;
+/// Teredo indicator type of the authentication header (lengths, client identifier, value, nonce, confirmation).
+pub const TEREDO_AUTH: u16 = 1;
 
 // ---- NSH and VXLAN-GPE next protocol ----
 

@@ -1,4 +1,5 @@
-//! UDP (and UDP-Lite), and the tunnels found by UDP port: VXLAN, VXLAN-GPE, Geneve, GTP-U, GRE over UDP and AYIYA.
+//! UDP (and UDP-Lite), and the tunnels found by UDP port: VXLAN, VXLAN-GPE, Geneve, GTP-U, GRE over UDP, AYIYA
+//! and Teredo.
 use super::numbers::*;
 use super::{Layer, Parser, Step};
 
@@ -122,6 +123,27 @@ impl Parser<'_> {
         }
         Step::Next(nh)
     }
+
+    /// Teredo (RFC 4380), as tshark's packet-teredo.c and Zeek's Teredo analyzer read it: an optional
+    /// authentication header (type 1; client identifier length, authentication value length, the two, an
+    /// 8-byte nonce and a confirmation byte), then an optional origin indication (type 0, 8 bytes), in that
+    /// order and each at most once; then IPv6, found by its version nibble (anything else is not decoded).
+    pub(super) fn teredo(&mut self) -> Step {
+        let mut len = 0;
+        if self.be16(0) == Some(TEREDO_AUTH) {
+            let (Some(id_len), Some(au_len)) = (self.u8(2), self.u8(3)) else {
+                return Step::Done;
+            };
+            len = 4 + id_len as usize + au_len as usize + 8 + 1;
+        }
+        if self.be16(len) == Some(TEREDO_ORIGIN) {
+            len += 8;
+        }
+        match self.u8(len) {
+            Some(b) if b >> 4 == IP_VERSION_6 => self.fixed(Layer::Teredo, len, Step::Ipv6),
+            _ => Step::Done,
+        }
+    }
 }
 
 /// The tunnel a UDP port is the well-known port of.
@@ -133,6 +155,7 @@ fn udp_port(port: u16) -> Step {
         PORT_GTP_U => Step::GtpU,
         PORT_GRE_UDP => Step::Gre,
         PORT_AYIYA => Step::Ayiya,
+        PORT_TEREDO => Step::Teredo,
         _ => Step::Done,
     }
 }
@@ -212,5 +235,36 @@ mod tests {
         // Plain UDP, and sFlow (never entered).
         no_tcp(1, &eth(0x0800, &ip4(17, &udp(5000, 53, &ip4(6, &seg())))));
         no_tcp(1, &eth(0x0800, &ip4(17, &udp(5000, 6343, &ip4(6, &seg())))));
+    }
+
+    #[test]
+    fn teredo() {
+        let p6 = ip6(6, &seg());
+        let orig = [0, 0, 0xF0, 0x5F, 0x3F, 0xFF, 0xFD, 0xFE];
+        let auth = |id: usize, au: usize| {
+            let mut v = vec![0, 1, id as u8, au as u8];
+            v.extend(std::iter::repeat_n(b'i', id));
+            v.extend(std::iter::repeat_n(b'a', au));
+            v.extend_from_slice(&[b'n'; 8]);
+            v.push(0);
+            v
+        };
+        let t = |sp: u16, dp: u16, body: &[u8]| eth(0x0800, &ip4(17, &udp(sp, dp, body)));
+        let l = "Ethernet:IPv4:UDP:Teredo:IPv6:TCP";
+        check6(1, &t(40000, 3544, &p6), l);
+        check6(1, &t(3544, 40000, &p6), l);
+        let f = t(40000, 3544, &cat(&[&orig, &p6]));
+        check6(1, &f, l);
+        assert_eq!(decode(1, &f).layers()[3].len, 8);
+        check6(1, &t(40000, 3544, &cat(&[&auth(0, 0), &p6])), l);
+        let f = t(40000, 3544, &cat(&[&auth(3, 5), &orig, &p6]));
+        check6(1, &f, l);
+        assert_eq!(decode(1, &f).layers()[3].len, 21 + 8);
+        // The origin indication comes after the authentication header, each once; IPv4 is not carried.
+        no_tcp(1, &t(40000, 3544, &cat(&[&orig, &auth(0, 0), &p6])));
+        no_tcp(1, &t(40000, 3544, &cat(&[&auth(0, 0), &auth(0, 0), &p6])));
+        no_tcp(1, &t(40000, 3544, &ip4(6, &seg())));
+        no_tcp(1, &t(40000, 3544, &cat(&[&[0, 2], &p6])));
+        no_tcp(1, &t(40000, 3544, &orig[..6]));
     }
 }

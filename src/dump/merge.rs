@@ -305,8 +305,10 @@ impl<'c, W: Write> Merger<'c, '_, W> {
             Out::Pcap(w, lt) => {
                 if *lt != linktype {
                     return Err(DumpError::Usage(format!(
-                        "the flows have frames of several link types ({lt} and {linktype}); a pcap file holds \
-                         one link type: use --pcapng FILE"
+                        "the flows have frames of several link types ({} and {}); a pcap file holds one link \
+                         type: use --pcapng FILE",
+                        crate::decode::numbers::linktype_text(*lt),
+                        crate::decode::numbers::linktype_text(linktype)
                     )));
                 }
                 super::check_time(&cap.job.cap, f.ts_ns, self.opts.format);

@@ -327,7 +327,7 @@ fn pcap_linktype(job: &Job, label: &str, frames: &[FrameRef]) -> Result<u32, Dum
             label: label.to_string(),
             linktypes: lts
                 .iter()
-                .map(|l| l.to_string())
+                .map(|&l| crate::decode::numbers::linktype_text(l))
                 .collect::<Vec<_>>()
                 .join(", "),
         });

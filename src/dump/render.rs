@@ -467,6 +467,36 @@ fn layer_fields(layer: Layer, h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
                 .x("identity", id)
                 .x("signature", sig)
         }
+        Layer::Teredo => teredo_fields(m, h),
+        Layer::Arcnet if h.len() >= 5 => {
+            let m = m
+                .s("src", format!("0x{:02x}", h[0]))
+                .s("dst", format!("0x{:02x}", h[1]))
+                .u("protocol_id", h[4]);
+            match (h.get(5), be16(h, 6)) {
+                (Some(&split), Some(seq)) => m.u("split_flag", split).u("sequence", seq),
+                _ => m,
+            }
+        }
+        Layer::Ipoib if h.len() >= 44 => m
+            .x("pseudo_header", &h[..40])
+            .s("type", hex16(be16(h, 40).unwrap_or(0))),
+        Layer::Juniper if h.len() >= 4 => {
+            // A frame without the magic is Ethernet from its first byte: the layer is empty then.
+            let mut m = m
+                .s("magic", String::from_utf8_lossy(&h[..3]))
+                .s("direction", if h[3] & 0x01 != 0 { "in" } else { "out" })
+                .b("l2_header", h[3] & 0x02 == 0);
+            let mut at = 4;
+            if let Some(ext) = be16(h, 4).filter(|_| h[3] & 0x80 != 0) {
+                m = m.u("ext_total_len", ext);
+                at = 6 + ext as usize;
+            }
+            match h.get(at..at + 4).filter(|_| h[3] & 0x02 != 0) {
+                Some(t) => m.u("payload_type", u32::from_le_bytes([t[0], t[1], t[2], t[3]])),
+                None => m,
+            }
+        }
         Layer::Vxlan if h.len() >= 8 => m.u("flags", h[0]).u("vni", be32(h, 4).unwrap_or(0) >> 8),
         Layer::Geneve if h.len() >= 8 => m
             .u("version", h[0] >> 6)
@@ -483,6 +513,37 @@ fn layer_fields(layer: Layer, h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {
         Layer::Tcp => tcp_fields(h, tcp),
         _ => m.s("header", hex(h)),
     }
+}
+
+/// Teredo's authentication header and origin indication (its port and address are sent complemented).
+fn teredo_fields(m: M, h: &[u8]) -> M {
+    let mut m = m;
+    let mut at = 0;
+    if be16(h, 0) == Some(TEREDO_AUTH) && h.len() >= 4 {
+        let (id, au) = (h[2] as usize, h[3] as usize);
+        m = m.n(
+            "auth",
+            M::default()
+                .u("id_len", id as u64)
+                .u("au_len", au as u64)
+                .x("id", h.get(4..4 + id).unwrap_or(&[]))
+                .x("nonce", h.get(4 + id + au..12 + id + au).unwrap_or(&[]))
+                .u("confirmation", h.get(12 + id + au).copied().unwrap_or(0))
+                .node(),
+        );
+        at = 13 + id + au;
+    }
+    if let (Some(TEREDO_ORIGIN), Some(o)) = (be16(h, at), h.get(at..at + 8)) {
+        let a = Ipv4Addr::new(!o[4], !o[5], !o[6], !o[7]);
+        m = m.n(
+            "origin",
+            M::default()
+                .u("port", !u16::from_be_bytes([o[2], o[3]]))
+                .s("addr", a.to_string())
+                .node(),
+        );
+    }
+    m
 }
 
 fn tcp_fields(h: &[u8], tcp: Option<&crate::decode::Tcp>) -> M {

@@ -30,6 +30,7 @@ use std::net::IpAddr;
 use crate::key::{addr_key, is_v4ish, net_bits};
 
 pub use parse::parse;
+pub(crate) use parse::parse_duration;
 pub use sql::{compile, Compiled};
 pub use time::parse_time;
 

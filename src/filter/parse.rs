@@ -363,6 +363,25 @@ impl Parser<'_> {
             }
             "ago" => Err(self.err_at(&t, "'ago' goes after a time: 'after 3h ago'")),
             ")" => Err(self.err_at(&t, "unbalanced ')': no '(' opens it")),
+            // tcpdump's protocol keywords: say why there is no such term, not just that it is unknown.
+            "tcp" | "proto" | "udp" | "icmp" | "icmp6" | "sctp" | "arp" | "ip" | "ip6" => {
+                let next = self.peek().map(|n| n.text.to_ascii_lowercase());
+                let (what, tcp) = match next.as_deref() {
+                    Some(p) if word == "proto" => (format!("'proto {p}'"), p == "tcp" || p == "6"),
+                    _ => (format!("'{}'", t.text), word == "tcp"),
+                };
+                Err(self.err_at(
+                    &t,
+                    if tcp {
+                        format!("{what}: traceflow indexes TCP flows only, so every flow is TCP: leave it out")
+                    } else {
+                        format!(
+                            "{what}: traceflow indexes TCP flows only (no UDP, ICMP or other protocols); \
+                             filter them by host, net, port, time, flags or size"
+                        )
+                    },
+                ))
+            }
             _ => Err(self.err_at(
                 &t,
                 format!(

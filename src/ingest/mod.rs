@@ -8,6 +8,7 @@ mod channel;
 mod inputs;
 mod progress;
 mod reader;
+pub mod watch;
 mod writer;
 
 use std::path::PathBuf;
@@ -141,6 +142,12 @@ impl Cancel {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Clears the request, for the next ingest of a run that goes on (`ingest --watch` after a database
+    /// error, which cancels the other readers and writers of that ingest).
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Ingests `inputs` into the open database. Messages (warnings, per-file lines) go to `log`.
@@ -151,13 +158,25 @@ pub fn run(
     log: &mut (dyn FnMut(String) + Send),
 ) -> Summary {
     let started = Instant::now();
+    let expanded = expand_inputs(args, log);
+    run_inputs(conn, expanded, started, opts, log)
+}
+
+/// Ingests inputs already listed (`ingest --watch` lists its folders itself); `started` is when the run began.
+pub fn run_inputs(
+    conn: &mut Db,
+    expanded: Expanded,
+    started: Instant,
+    opts: &Options,
+    log: &mut (dyn FnMut(String) + Send),
+) -> Summary {
     let mut summary = Summary::default();
     let Expanded {
         inputs,
         in_folder,
         failed,
         skipped,
-    } = expand_inputs(args, log);
+    } = expanded;
     summary.failed += failed;
     summary.skipped += skipped;
     // Every input counts as a file, so that indexed + skipped + failed = files.

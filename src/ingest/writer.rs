@@ -245,7 +245,13 @@ pub(super) fn write_all(
             Ok(Err(ReadFailure::NotCapture(why))) if in_folder[i] => {
                 summary.skipped += 1;
                 summary.not_captures += 1;
-                if opts.verbose {
+                if named_like_a_capture(&src.path) {
+                    // A README in a folder of captures is expected; a `.pcap` that is not one is damage.
+                    say(format!(
+                        "warning: {}: named like a capture, but its header is not one ({why}), skipped",
+                        src.path
+                    ));
+                } else if opts.verbose {
                     say(format!("{}: {why}, skipped", src.path));
                 }
             }
@@ -287,4 +293,17 @@ fn error_causes(e: &dyn std::error::Error) -> Vec<String> {
         at = c.source();
     }
     causes
+}
+
+/// The file name says pcap or pcapng (`.pcap`, `.pcapng`, `.cap`, `.ntar`, also under `.gz` or `.zst`): a file
+/// so named whose header is not a capture's is a damaged capture, worth a warning even in a folder.
+fn named_like_a_capture(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(&name);
+    [".pcap", ".pcapng", ".cap", ".ntar"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }

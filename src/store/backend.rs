@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::error::{QueryError, StoreError};
+use super::page::PageKey;
 use super::rows::{ConnRow, FlowRow, FlowSort, GroupBy, GroupRow};
 use super::sink::{CaptureEnd, CaptureSource, Forgotten, FrameRow, Outcome};
 use super::types::{CaptureInfo, CapturePath, CaptureRow, FrameRef, Iface};
@@ -133,6 +134,13 @@ pub trait Backend: BucketLists {
     fn tsresols(&self, capture_id: i64) -> Result<Vec<u8>, QueryError>;
     /// Where the last TCP record of a capture ends (`file_offset + caplen`); `None` without TCP frames.
     fn last_tcp_end(&self, capture_id: i64) -> Result<Option<i64>, QueryError>;
+    /// (id, first frame time, last frame time) of every capture, oldest first (by first frame time, then id;
+    /// captures without frames first): the order retention forgets them in.
+    fn capture_spans(&self) -> Result<Vec<crate::store::types::CaptureSpan>, QueryError>;
+    /// Bytes the database's rows take now: what `forget --keep-size` compares with its limit (SQLite: the
+    /// file's pages less the free ones; PostgreSQL: the database's size, which counts deleted rows until
+    /// autovacuum reuses their space).
+    fn database_size(&self) -> Result<u64, QueryError>;
     /// A capture already indexed from this exact path with the same size and mtime (the cheap skip).
     fn known_path(&self, src: &CaptureSource) -> Result<Option<(i64, String)>, StoreError>;
 
@@ -235,6 +243,40 @@ pub trait Backend: BucketLists {
     /// How many connections have a flow matching `filter`.
     fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError>;
 
+    // -- Pages and the time histogram (`traceflow serve`)
+
+    /// Visits at most `limit` flows that match `filter` after `after` (the last row of the previous page), by
+    /// `sort`'s value, largest first, then by (first time, capture, flow_no).
+    fn flows_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError>;
+    /// Visits at most `limit` connections that have a flow matching `filter` after `after`, as
+    /// [`Backend::flows_page`] orders flows.
+    fn connections_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError>;
+    /// How many flows that match `filter` overlap each of `buckets` equal parts of `lo..hi` (ns): a flow counts in
+    /// every part its first..last frame time touches.
+    fn flow_histogram(
+        &self,
+        filter: &Compiled,
+        lo: i64,
+        hi: i64,
+        buckets: usize,
+    ) -> Result<Vec<i64>, QueryError>;
+    /// Connection `conn_no` of capture `capture_id`, if there is one.
+    fn connection_row(&self, capture_id: i64, conn_no: i64) -> Result<Option<ConnRow>, QueryError>;
+
     // -- Writes
 
     /// Prepares the database for an ingest whose first capture is `first_big` (SQLite bulk-loads an empty
@@ -247,6 +289,16 @@ pub trait Backend: BucketLists {
 
     /// Deletes the captures `ids` and all their rows in one transaction: all of them go, or none.
     fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError>;
+    /// As [`Backend::forget`], and then, in the same transaction, the captures of `oldest` in that order while
+    /// the rows take more than `limit` bytes (see [`Backend::database_size`]; PostgreSQL, which cannot measure
+    /// inside a transaction, estimates each capture's share from its rows). Returns what went and how many of
+    /// `oldest`.
+    fn forget_to_size(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(Forgotten, usize), StoreError>;
     /// Starts writing a capture read from `src`: its `captures` row, inside a new transaction.
     fn begin_capture<'c>(
         &'c self,

@@ -14,10 +14,12 @@ pub mod backend;
 mod count;
 mod error;
 mod merge;
+pub mod page;
 mod plan;
 pub mod postgres;
 mod prefetch;
 pub mod read;
+pub mod retention;
 mod row;
 pub mod rows;
 mod sink;
@@ -73,6 +75,65 @@ impl Db {
 }
 
 pub use sqlite::{begin_ingest, end_ingest, open, open_read};
+
+/// Stops the query a [`Db`] is running from another thread (a web client went away, or its deadline passed):
+/// SQLite's interrupt, PostgreSQL's cancel request.
+pub enum Interrupter {
+    /// `sqlite3_interrupt` on the connection.
+    Sqlite(rusqlite::InterruptHandle),
+    /// A cancel request on its own connection to the server.
+    Postgres(::postgres::CancelToken),
+}
+
+impl Interrupter {
+    /// Asks the query under way (if any) to stop; it then fails with an interrupted error.
+    pub fn interrupt(&self) {
+        match self {
+            Interrupter::Sqlite(h) => h.interrupt(),
+            Interrupter::Postgres(t) => {
+                // The cancel request connects to the server (blocking, on a runtime of its own), so it runs on a
+                // thread of its own; one that cannot reach the server leaves the query to its deadline.
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let _ = t.cancel_query(::postgres::NoTls);
+                });
+            }
+        }
+    }
+}
+
+impl Db {
+    /// Starts a new read snapshot, for a connection kept open across many reads (the web server's): a SQLite
+    /// reader holds one snapshot from its first read until it closes, which would hide captures ingested since
+    /// and keep the WAL from being checkpointed past it. PostgreSQL's reads take their snapshot per search.
+    pub fn renew_snapshot(&self) -> Result<(), QueryError> {
+        if let Db::Sqlite(c) = self {
+            if !c.is_autocommit() {
+                c.execute_batch("ROLLBACK")?;
+            }
+            c.execute_batch("BEGIN")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the read snapshot [`Db::renew_snapshot`] began, so that an idle connection holds no lock and keeps
+    /// no WAL frames from a checkpoint.
+    pub fn release_snapshot(&self) {
+        if let Db::Sqlite(c) = self {
+            if !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+        }
+    }
+
+    /// What stops this database's running query from another thread.
+    pub fn interrupter(&self) -> Interrupter {
+        match self {
+            Db::Sqlite(c) => Interrupter::Sqlite(c.get_interrupt_handle()),
+            Db::Postgres(p) => Interrupter::Postgres(p.client.borrow().cancel_token()),
+        }
+    }
+}
 
 /// Where `--db` points.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::error::QueryError;
 use super::row::Cols;
+use super::types::LISTING_DIGITS;
 
 /// One flow as `traceflow flows` lists it. Its times, duration, flags and state are kept as numbers and shown
 /// only when the row is written: listing every flow makes millions of these, and each text kept was an
@@ -39,7 +40,7 @@ pub struct FlowRow {
     pub flag_bits: i64,
     /// A FIN closed it.
     pub closed: bool,
-    /// Decimal places of the capture's times.
+    /// Decimal places of the capture's own times (listings print [`LISTING_DIGITS`] whatever they are).
     pub digits: u8,
     /// First frame time in ns since the epoch.
     pub first_ns: i64,
@@ -65,19 +66,19 @@ impl FlowRow {
         &self.text[self.dst_at..self.label_at]
     }
 
-    /// First frame time, RFC 3339 UTC with the capture's precision.
+    /// First frame time, RFC 3339 UTC with [`LISTING_DIGITS`] places.
     pub fn first_time(&self) -> String {
-        crate::capture::Timestamp::from_ns(self.first_ns, self.digits).rfc3339()
+        crate::capture::Timestamp::from_ns(self.first_ns, LISTING_DIGITS).rfc3339()
     }
 
     /// Last frame time, likewise.
     pub fn last_time(&self) -> String {
-        crate::capture::Timestamp::from_ns(self.last_ns, self.digits).rfc3339()
+        crate::capture::Timestamp::from_ns(self.last_ns, LISTING_DIGITS).rfc3339()
     }
 
     /// Last minus first frame time, in seconds (exact decimal).
     pub fn duration(&self) -> String {
-        crate::capture::duration_text(self.first_ns, self.last_ns, self.digits)
+        crate::capture::duration_text(self.first_ns, self.last_ns, LISTING_DIGITS)
     }
 
     /// `closed` (a FIN closed it) or `open`.
@@ -102,7 +103,7 @@ impl FlowRow {
         }
         let time = |out: &mut Vec<u8>, ns: i64| {
             out.push(b'"');
-            crate::capture::Timestamp::from_ns(ns, self.digits).write_rfc3339(out);
+            crate::capture::Timestamp::from_ns(ns, LISTING_DIGITS).write_rfc3339(out);
             out.push(b'"');
         };
         out.extend_from_slice(b"{\"capture\":");
@@ -122,7 +123,7 @@ impl FlowRow {
         out.extend_from_slice(b",\"last_time\":");
         time(out, self.last_ns);
         out.extend_from_slice(b",\"duration\":\"");
-        crate::capture::write_duration(out, self.first_ns, self.last_ns, self.digits);
+        crate::capture::write_duration(out, self.first_ns, self.last_ns, LISTING_DIGITS);
         out.extend_from_slice(b"\",\"packets\":");
         int(out, self.packets);
         out.extend_from_slice(b",\"bytes\":");
@@ -382,7 +383,8 @@ pub(crate) fn group_row(
     for (i, (name, _)) in keys.iter().enumerate() {
         kv.push((*name, r.key(i)?));
     }
-    let digits = r.opt_int(n + 6)?.unwrap_or(9).clamp(0, 9) as u8;
+    // Column n + 6, the captures' finest precision, is not printed: listings print LISTING_DIGITS.
+    let digits = LISTING_DIGITS;
     Ok(GroupRow {
         keys: kv,
         flows: r.int(n)?,
@@ -414,7 +416,7 @@ pub struct ConnRow {
     pub resp_h: String,
     /// Responder port.
     pub resp_p: u16,
-    /// First frame time, RFC 3339 UTC with the capture's precision.
+    /// First frame time, RFC 3339 UTC with [`LISTING_DIGITS`] places.
     pub first_time: String,
     /// Last frame time, likewise.
     pub last_time: String,
@@ -438,6 +440,12 @@ pub struct ConnRow {
     pub history: String,
     /// Labels of the directed flows holding its frames.
     pub flows: Vec<String>,
+    /// First frame time, ns (for paging; not listed).
+    #[serde(skip)]
+    pub first_ns: i64,
+    /// Last frame time, ns (not listed).
+    #[serde(skip)]
+    pub last_ns: i64,
 }
 
 /// The ORDER BY of a connection listing.
@@ -454,7 +462,8 @@ pub(crate) fn conn_order(sort: FlowSort) -> &'static str {
 
 /// A row of [`search_connections`]' query as a [`ConnRow`].
 pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
-    let digits = r.opt_int(19)?.unwrap_or(9).clamp(0, 9) as u8;
+    // Column 19, the capture's precision, is not printed: listings print LISTING_DIGITS.
+    let digits = LISTING_DIGITS;
     let (first_ns, last_ns) = (r.int(8)?, r.int(9)?);
     let labels = r.opt_text(18)?;
     Ok(ConnRow {
@@ -480,6 +489,8 @@ pub(crate) fn conn_row(r: &dyn Cols) -> Result<ConnRow, QueryError> {
         flows: labels
             .map(|l| l.split('\n').map(String::from).collect())
             .unwrap_or_default(),
+        first_ns,
+        last_ns,
     })
 }
 

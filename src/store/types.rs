@@ -47,6 +47,9 @@ pub struct CaptureInfo {
     pub ingested_at: String,
 }
 
+/// (id, first frame time, last frame time in ns) of a capture; the times are `None` without frames.
+pub type CaptureSpan = (i64, Option<i64>, Option<i64>);
+
 /// The columns of `traceflow captures` that fit a terminal.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptureBrief {
@@ -90,9 +93,15 @@ impl From<&CaptureInfo> for CaptureBrief {
     }
 }
 
+/// Decimal places of every time and duration a listing prints (`captures`, `flows`, `connections`,
+/// `--group-by`), in every format: 9, the stored nanoseconds, whatever the captures' resolutions, so that one
+/// column never mixes 6- and 9-digit fractions and every command prints a time alike. (The dumps keep PyPCAPKit's
+/// per-capture form.)
+pub const LISTING_DIGITS: u8 = 9;
+
 /// ISO 8601 UTC with the stored nanoseconds, e.g. `2013-11-25T14:55:58.387631000Z`.
 pub fn iso_time(ns: i64) -> String {
-    crate::capture::Timestamp::from_ns(ns, 9).rfc3339()
+    crate::capture::Timestamp::from_ns(ns, LISTING_DIGITS).rfc3339()
 }
 
 /// A row of the captures listing (columns as [`captures`] selects them) as a [`CaptureInfo`].

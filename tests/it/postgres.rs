@@ -73,13 +73,13 @@ fn client(url: &str) -> postgres::Client {
 }
 
 /// A fresh database of the test's own on the server; dropped when the test passes.
-pub(super) struct PgDb {
-    name: String,
-    pub(super) url: String,
+pub(crate) struct PgDb {
+    pub(crate) name: String,
+    pub(crate) url: String,
 }
 
 impl PgDb {
-    pub(super) fn new(test: &str) -> PgDb {
+    pub(crate) fn new(test: &str) -> PgDb {
         let name = format!("tf_{test}_{}", std::process::id());
         assert!(name.len() < 64, "{name}: too long for a database name");
         let mut admin = client(&server());
@@ -94,7 +94,7 @@ impl PgDb {
     }
 
     /// The URL as util's helpers take a database: a `&Path`.
-    pub(super) fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         Path::new(&self.url)
     }
 
@@ -103,7 +103,7 @@ impl PgDb {
     }
 
     /// One integer from SQL over the database.
-    pub(super) fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).unwrap().get(0)
     }
 }
@@ -240,9 +240,10 @@ impl Both {
         let embedded = tmp.path().join("embedded.pcap");
         std::fs::write(&embedded, pcap_conversations(25, T0 + 5_000_000_000)).unwrap();
         for db in [sqlite.as_path(), pg.path()] {
-            let r = ingest(db, &[], &inputs);
+            // PostgreSQL always builds the connections; SQLite with --connections.
+            let r = ingest(db, &["--connections"], &inputs);
             assert!(r.code != 2, "ingest into {}: {}", db.display(), r.stderr);
-            let r = ingest(db, &["--embed"], &[&embedded]);
+            let r = ingest(db, &["--embed", "--connections"], &[&embedded]);
             assert_eq!(
                 r.code,
                 0,

@@ -12,6 +12,7 @@ use crate::store::row::Cols;
 
 mod chunks;
 mod conn_search;
+mod page;
 mod read;
 mod search;
 mod write;

@@ -156,6 +156,26 @@ impl Backend for Pg {
         }
     }
 
+    fn capture_spans(&self) -> Result<Vec<crate::store::types::CaptureSpan>, QueryError> {
+        let rows = self.rows(
+            "SELECT id, first_ns, last_ns FROM captures ORDER BY coalesce(first_ns, 0), id",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| Ok((r.int(0)?, r.opt_int(1)?, r.opt_int(2)?)))
+            .collect()
+    }
+
+    fn database_size(&self) -> Result<u64, QueryError> {
+        let rows = self.rows("SELECT pg_database_size(current_database())", &[])?;
+        Ok(rows
+            .first()
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
     fn known_path(&self, src: &CaptureSource) -> Result<Option<(i64, String)>, StoreError> {
         self.client
             .borrow_mut()
@@ -193,7 +213,16 @@ impl Backend for Pg {
     }
 
     fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError> {
-        Pg::forget(self, ids)
+        Ok(Pg::forget(self, ids, &[], u64::MAX)?.0)
+    }
+
+    fn forget_to_size(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(Forgotten, usize), StoreError> {
+        Pg::forget(self, ids, oldest, limit)
     }
 
     fn begin_capture<'c>(
@@ -585,5 +614,45 @@ impl Backend for Pg {
 
     fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
         Pg::count_connections_planned(self, filter)
+    }
+
+    fn flows_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        Pg::flows_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn connections_page(
+        &self,
+        filter: &Compiled,
+        sort: FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        Pg::connections_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn flow_histogram(
+        &self,
+        filter: &Compiled,
+        lo: i64,
+        hi: i64,
+        buckets: usize,
+    ) -> Result<Vec<i64>, QueryError> {
+        Pg::flow_histogram(self, filter, lo, hi, buckets)
+    }
+
+    fn connection_row(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+    ) -> Result<Option<crate::store::rows::ConnRow>, QueryError> {
+        Pg::connection_row(self, capture_id, conn_no)
     }
 }

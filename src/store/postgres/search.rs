@@ -99,15 +99,19 @@ pub(super) fn count_connections_sql(cond: &str) -> String {
 
 /// `search_connections`' query for a filter's condition with `n` parameters; its LIMIT is parameter `n + 1`.
 pub(super) fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
-    let order = conn_order(sort);
+    conn_sql(cond, "TRUE", conn_order(sort), n + 1)
+}
+
+/// The query of a connection listing: the connections some flow of which meets `cond` that also meet `extra`,
+/// in `order`, with the limit bound as parameter `limit_at`.
+pub(super) fn conn_sql(cond: &str, extra: &str, order: &str, limit_at: usize) -> String {
     format!(
         "SELECT {}
          FROM connections x JOIN captures c ON c.id = x.capture_id
-         WHERE {}
-         ORDER BY {order} LIMIT ${}",
+         WHERE {} AND ({extra})
+         ORDER BY {order} LIMIT ${limit_at}",
         conn_columns(),
-        conn_condition(cond),
-        n + 1
+        conn_condition(cond)
     )
 }
 

@@ -303,23 +303,63 @@ fn delete_capture(
 }
 
 impl Pg {
-    /// Deletes the captures `ids` and all their rows in one transaction.
-    /// Space is returned by the server's autovacuum, so `reclaimable` is 0.
-    pub fn forget(&self, ids: &[i64]) -> Result<crate::store::sink::Forgotten, StoreError> {
+    /// Deletes the captures `ids` and all their rows in one transaction; then, in the same transaction, those
+    /// of `oldest` in order while the database's size, less each capture's estimated share (its frames and
+    /// flows among all), is over `limit`. Space is returned by the server's autovacuum, so `reclaimable` is 0.
+    pub fn forget(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(crate::store::sink::Forgotten, usize), StoreError> {
         let err = self.err();
         let mut c = self.client.borrow_mut();
         let mut tx = c.transaction().map_err(&err)?;
         let mut done = crate::store::sink::Forgotten::default();
+        // A frame row is about a third of a flow row with its indexes.
+        let weight = |frames: i64, flows: i64| (frames.max(0) + 3 * flows.max(0)) as f64;
+        let (size, total) = if limit < u64::MAX {
+            let r = tx
+                .query_one(
+                    "SELECT pg_database_size(current_database()),
+                            coalesce(sum(frames), 0)::int8, coalesce(sum(flows), 0)::int8 FROM captures",
+                    &[],
+                )
+                .map_err(&err)?;
+            let (sz, fr, fl): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+            (sz.max(0) as f64, weight(fr, fl))
+        } else {
+            (0.0, 0.0)
+        };
+        let mut left = total;
         for &id in ids {
             let Some((frames, flows)) = delete_capture(&mut tx, id).map_err(&err)? else {
                 continue;
             };
+            left -= weight(frames, flows);
+            done.captures += 1;
+            done.frames += frames.max(0) as u64;
+            done.flows += flows.max(0) as u64;
+        }
+        let mut more = 0;
+        for &id in oldest {
+            if limit == u64::MAX || total <= 0.0 || size * (left / total) <= limit as f64 {
+                break;
+            }
+            if ids.contains(&id) {
+                continue;
+            }
+            let Some((frames, flows)) = delete_capture(&mut tx, id).map_err(&err)? else {
+                continue;
+            };
+            left -= weight(frames, flows);
+            more += 1;
             done.captures += 1;
             done.frames += frames.max(0) as u64;
             done.flows += flows.max(0) as u64;
         }
         tx.commit().map_err(&err)?;
-        Ok(done)
+        Ok((done, more))
     }
 }
 

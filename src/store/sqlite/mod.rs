@@ -11,6 +11,7 @@ mod bulk;
 mod conn_search;
 pub(crate) mod connections;
 mod open;
+mod page;
 mod read;
 mod search;
 mod write;

@@ -320,6 +320,23 @@ impl Backend for Sqlite {
             .optional()?)
     }
 
+    fn capture_spans(&self) -> Result<Vec<crate::store::types::CaptureSpan>, QueryError> {
+        Ok(self
+            .prepare(
+                "SELECT id, first_ns, last_ns FROM captures ORDER BY coalesce(first_ns, 0), id",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn database_size(&self) -> Result<u64, QueryError> {
+        let pragma = |p: &str| -> Result<i64, QueryError> {
+            Ok(self.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))?)
+        };
+        let used = pragma("page_count")? - pragma("freelist_count")?;
+        Ok((used.max(0) * pragma("page_size")?.max(0)) as u64)
+    }
+
     fn known_path(&self, src: &CaptureSource) -> Result<Option<(i64, String)>, StoreError> {
         super::write::known_path(self, src).map_err(StoreError::on(self))
     }
@@ -532,6 +549,46 @@ impl Backend for Sqlite {
         super::conn_search::count(self, filter)
     }
 
+    fn flows_page(
+        &self,
+        filter: &crate::filter::Compiled,
+        sort: crate::store::rows::FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(crate::store::rows::FlowRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        super::page::flows_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn connections_page(
+        &self,
+        filter: &crate::filter::Compiled,
+        sort: crate::store::rows::FlowSort,
+        after: Option<&crate::store::page::PageKey>,
+        limit: u64,
+        visit: &mut dyn FnMut(crate::store::rows::ConnRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        super::page::connections_page(self, filter, sort, after, limit, visit)
+    }
+
+    fn flow_histogram(
+        &self,
+        filter: &crate::filter::Compiled,
+        lo: i64,
+        hi: i64,
+        buckets: usize,
+    ) -> Result<Vec<i64>, QueryError> {
+        super::page::flow_histogram(self, filter, lo, hi, buckets)
+    }
+
+    fn connection_row(
+        &self,
+        capture_id: i64,
+        conn_no: i64,
+    ) -> Result<Option<crate::store::rows::ConnRow>, QueryError> {
+        super::page::connection_row(self, capture_id, conn_no)
+    }
+
     fn begin_ingest(&self, first_big: bool) -> Result<crate::store::Journal, StoreError> {
         super::open::begin_ingest(self, first_big).map_err(StoreError::on(self))
     }
@@ -549,7 +606,16 @@ impl Backend for Sqlite {
     }
 
     fn forget(&self, ids: &[i64]) -> Result<Forgotten, StoreError> {
-        super::write::forget(self, ids)
+        Ok(super::write::forget(self, ids, &[], u64::MAX)?.0)
+    }
+
+    fn forget_to_size(
+        &self,
+        ids: &[i64],
+        oldest: &[i64],
+        limit: u64,
+    ) -> Result<(Forgotten, usize), StoreError> {
+        super::write::forget(self, ids, oldest, limit)
     }
 
     fn begin_capture<'c>(

@@ -21,7 +21,7 @@ use crate::store::rows::{
 /// The columns of a flow row as [`flow_row`] reads them (`rows::FLOW_COLUMNS`), with the label as stored: ''
 /// where the row's key and time give it (schema 9), which [`flow_row`] fills in. `stored_label` is a column of
 /// traceflow's temporary `flows` view only (`open.rs`).
-const FLOW_COLUMNS_SQLITE: &str =
+pub(crate) const FLOW_COLUMNS_SQLITE: &str =
     "f.capture_id, f.stored_label, f.src, f.sport, f.dst, f.dport, f.first_ns, f.last_ns, \
      f.packets, f.bytes, f.payload_bytes, f.flags, f.closed_frame IS NOT NULL, f.flow_no";
 
@@ -549,7 +549,7 @@ fn db_path(conn: &Connection) -> Option<std::path::PathBuf> {
 /// connection matches when either of its directions does. CROSS JOIN makes the connection's flow numbers the
 /// outer loop, each one primary-key lookup: with `f.flow_no IN (...)` SQLite chose flows_first_ns for a
 /// `before T` filter and read every earlier flow of the capture for each connection (quadratic time).
-pub(super) fn conn_condition(filter: &crate::filter::Compiled) -> String {
+pub(crate) fn conn_condition(filter: &crate::filter::Compiled) -> String {
     format!(
         "EXISTS (SELECT 1 FROM json_each('[' || x.flows || ']') j CROSS JOIN flows f
                  WHERE f.capture_id = x.capture_id AND f.flow_no = j.value AND ({}))",
@@ -584,7 +584,7 @@ pub fn explain_connections(
 }
 
 /// The query of [`count_connections`] on SQLite.
-pub(super) fn conn_count_sql(filter: &crate::filter::Compiled) -> String {
+fn conn_count_sql(filter: &crate::filter::Compiled) -> String {
     format!(
         "SELECT count(*) FROM connections x WHERE {}",
         conn_condition(filter)
@@ -617,12 +617,18 @@ pub fn search_connections(
 }
 
 /// The query of [`search_connections`] on SQLite, in `sort` order, its limit the parameter `?limit_param`.
-pub(super) fn conn_list_sql(
+fn conn_list_sql(filter: &crate::filter::Compiled, sort: FlowSort, limit_param: usize) -> String {
+    conn_sql(filter, "TRUE", conn_order(sort), limit_param)
+}
+
+/// The query of a connection listing: `filter`'s connections that also meet `extra`, in `order`, with the
+/// limit bound as parameter `limit_at`.
+pub(crate) fn conn_sql(
     filter: &crate::filter::Compiled,
-    sort: FlowSort,
-    limit_param: usize,
+    extra: &str,
+    order: &str,
+    limit_at: usize,
 ) -> String {
-    let order = conn_order(sort);
     // The capture's name comes from a scalar subquery, not a join: with `JOIN captures` SQLite chose to scan
     // connections through connections_community_id, in hash order, so every flow lookup of the labels landed
     // on another page (listing the benchmark's 1M connections: 28 s). `capture_id IN (captures)` keeps the
@@ -630,10 +636,9 @@ pub(super) fn conn_list_sql(
     format!(
         "SELECT {CONN_COLUMNS_SQLITE}
          FROM connections x
-         WHERE {} AND x.capture_id IN (SELECT id FROM captures)
-         ORDER BY {order} LIMIT ?{}",
+         WHERE {} AND ({extra}) AND x.capture_id IN (SELECT id FROM captures)
+         ORDER BY {order} LIMIT ?{limit_at}",
         conn_condition(filter),
-        limit_param
     )
 }
 

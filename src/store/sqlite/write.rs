@@ -34,30 +34,60 @@ pub fn delete_capture(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Deletes the captures `ids` and all their rows in one transaction: all of them go, or none.
-pub fn forget(conn: &Connection, ids: &[i64]) -> Result<Forgotten, StoreError> {
+/// Deletes the captures `ids` and all their rows in one transaction: all of them go, or none. Then, in the same
+/// transaction, those of `oldest` in order while the file's pages in use (less the free ones, which SQLite counts
+/// inside the transaction) take more than `limit` bytes; returns how many of `oldest` went.
+pub fn forget(
+    conn: &Connection,
+    ids: &[i64],
+    oldest: &[i64],
+    limit: u64,
+) -> Result<(Forgotten, usize), StoreError> {
     let sq = StoreError::on(conn);
     let mut done = Forgotten::default();
     // IMMEDIATE: the write lock is taken first, through the busy handler that waits for another writer. A
     // deferred transaction reads first, and SQLite never waits to upgrade a read to a write: "database is locked".
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
         .map_err(&sq)?;
-    for &id in ids {
+    let delete = |id: i64, done: &mut Forgotten| -> rusqlite::Result<()> {
         let counts: Option<(i64, i64)> = tx
             .query_row(
                 "SELECT frames, flows FROM captures WHERE id = ?1",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
-            .map_err(&sq)?;
+            .optional()?;
         let Some((frames, flows)) = counts else {
-            continue;
+            return Ok(());
         };
-        delete_capture(&tx, id).map_err(&sq)?;
+        delete_capture(&tx, id)?;
         done.captures += 1;
         done.frames += frames.max(0) as u64;
         done.flows += flows.max(0) as u64;
+        Ok(())
+    };
+    for &id in ids {
+        delete(id, &mut done).map_err(&sq)?;
+    }
+    let pragma = |p: &str| -> rusqlite::Result<i64> {
+        tx.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+    };
+    let mut more = 0;
+    if limit < u64::MAX {
+        let page = pragma("page_size").map_err(&sq)?.max(0) as u64;
+        for &id in oldest {
+            let used = (pragma("page_count").map_err(&sq)?
+                - pragma("freelist_count").map_err(&sq)?)
+            .max(0) as u64
+                * page;
+            if used <= limit {
+                break;
+            }
+            if !ids.contains(&id) {
+                delete(id, &mut done).map_err(&sq)?;
+                more += 1;
+            }
+        }
     }
     tx.commit().map_err(&sq)?;
     let free: i64 = conn
@@ -67,7 +97,7 @@ pub fn forget(conn: &Connection, ids: &[i64]) -> Result<Forgotten, StoreError> {
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(&sq)?;
     done.reclaimable = (free.max(0) * page.max(0)) as u64;
-    Ok(done)
+    Ok((done, more))
 }
 
 /// Frames at least this large (with --embed) are written through the incremental blob API rather than bound.
