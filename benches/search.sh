@@ -154,6 +154,20 @@ run "host $HOST --group-by dst" "host $HOST" --group-by dst --format jsonl
 [[ -z $BASE ]] || "$BASE" --db "$BASE_DB" connections --count >/dev/null
 ms=$(median_ms "$BIN" --db "$DB" connections "port 443" --sort bytes --limit 20 --format jsonl)
 printf '%-64s %10s %10s%s\n' "connections 'port 443' --sort bytes --limit 20" "$ms" "$(wc -l <"$WORK/out")" "$(vs "$ms")"
+# A selective filter (the flow buckets of a host and a port) and sorted listings of every connection with a
+# limit (an index walk), as rows and counts.
+conn_rows() {  # conn_rows FILTER ARGS...
+    local filter=$1; shift
+    local ms
+    ms=$(median_ms "$BIN" --db "$DB" connections "$filter" "$@" --format jsonl)
+    printf '%-64s %10s %10s%s\n' "connections '$filter' $*" "$ms" "$(wc -l <"$WORK/out")" "$(vs "$ms")"
+}
+conn_rows "$Q1"
+conn_rows "host $HOST and port 443"
+conn_rows "host $HOST" --sort bytes --limit 20
+conn_rows "" --sort bytes --limit 20
+conn_rows "" --sort time --limit 20
+conn_rows "" --sort duration --limit 20
 # Time terms over connections: each connection's flows must be found by key, whatever the term (a `before T`
 # once read every earlier flow of the capture for each connection).
 conn_run() {  # conn_run FILTER ARGS...
@@ -162,6 +176,9 @@ conn_run() {  # conn_run FILTER ARGS...
     ms=$(median_ms "$BIN" --db "$DB" connections "$filter" "$@")
     printf '%-64s %10s %10s%s\n' "connections '$filter' $*" "$ms" "$(head -n 1 "$WORK/out")" "$(vs "$ms")"
 }
+conn_run "host $HOST and port 443" --count
+conn_run "host $HOST" --count
+conn_run "port 443" --count
 conn_run "before $((T0 + 5))" --count
 conn_run "before 2000000000" --count
 conn_run "after $((T0 + 5))" --count

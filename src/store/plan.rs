@@ -1,6 +1,7 @@
 //! The query planner of the searches: which flows of each capture a filter's matches can be among, from the
 //! flow bucket lists (`trace::buckets`) that both backends store, so that a search for a host or port reads
-//! those flows one by one instead of the whole capture.
+//! those flows one by one instead of the whole capture; and whether a connection listing with a limit walks
+//! the index of its order instead.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,19 @@ use crate::filter::Compiled;
 /// (`trace::buckets`). A capture is missing from the map, and read whole, when it has no buckets (indexed before
 /// schema 8), when the filter names no host or port every match has, or when its buckets hold more than a quarter
 /// of its flows, 4,096 or more (reading them one by one would then be slower than reading all).
+/// [`bucket_candidates`] for a connection search: none when the filter has connection terms (`conn-state`,
+/// `history`, ...), which in a connection search test the connection itself, not the connection of a candidate
+/// flow (they differ for a flow that spans a port reuse), so such a search tests every connection.
+pub(crate) fn connection_candidates(
+    db: &dyn BucketLists,
+    filter: &Compiled,
+) -> Result<HashMap<i64, Vec<i64>>, QueryError> {
+    if filter.condition.contains(crate::filter::FLOW_CONNECTION) {
+        return Ok(HashMap::new());
+    }
+    bucket_candidates(db, filter)
+}
+
 pub(crate) fn bucket_candidates(
     db: &dyn BucketLists,
     filter: &Compiled,
@@ -80,6 +94,16 @@ pub(crate) fn candidates(
         }
     }
     Ok(out)
+}
+
+/// Whether a listing of at most `limit` is quicker walking its order's index than through the bucket candidates
+/// (`flows` in the database): the walk tests about `limit / share` connections when a share of the flows
+/// match, the candidates cost one lookup each, and their number bounds the share from above. So the walk is
+/// taken when `limit * flows < candidates^2`, and always without candidates (a port that a sixth of the flows
+/// use gives its first 20 connections within the first few hundred of the order).
+pub(crate) fn walk_first(cands: &HashMap<i64, Vec<i64>>, flows: i64, limit: u64) -> bool {
+    let listed: u128 = cands.values().map(|c| c.len() as u128).sum();
+    cands.is_empty() || u128::from(limit) * (flows.max(0) as u128) < listed * listed
 }
 
 /// Ascending bucket numbers as runs of consecutive ones, first and last.

@@ -759,7 +759,7 @@ fn connections_built_later_or_after_the_migration_are_those_tracked_while_readin
              DROP VIEW flows; PRAGMA legacy_alter_table = ON; ALTER TABLE flow_rows RENAME TO flows;
              DROP VIEW endpoints; DROP TABLE endpoint_protocols; ALTER TABLE captures DROP COLUMN has_endpoints;
              DROP TABLE flow_buckets; ALTER TABLE captures DROP COLUMN has_buckets;
-             DROP TABLE connections; ALTER TABLE frames DROP COLUMN conn_no;
+             DROP TABLE connection_flows; DROP TABLE connections; ALTER TABLE frames DROP COLUMN conn_no;
              ALTER TABLE flows DROP COLUMN community_id; ALTER TABLE captures DROP COLUMN community_id_seed;
              PRAGMA user_version = 3;",
         )

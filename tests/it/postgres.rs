@@ -75,7 +75,7 @@ fn client(url: &str) -> postgres::Client {
 /// A fresh database of the test's own on the server; dropped when the test passes.
 pub(crate) struct PgDb {
     pub(crate) name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PgDb {
@@ -98,7 +98,7 @@ impl PgDb {
         Path::new(&self.url)
     }
 
-    fn client(&self) -> postgres::Client {
+    pub(super) fn client(&self) -> postgres::Client {
         client(&self.url)
     }
 
@@ -1659,6 +1659,9 @@ fn pg_connection_plans_look_flows_up_by_key_without_statistics() {
         }
         for filter in ["", "port 80", "host 10.0.0.1 or syn"] {
             for (sql, plan) in connection_plans(&db, filter) {
+                if sql.starts_with("-- captures with bucket") || sql.starts_with("-- then") {
+                    continue;
+                }
                 let text = plan.join("\n");
                 let what = format!("analyzed: {analyzed}, filter {filter:?}: {sql}\n{text}");
                 assert!(!text.contains("string_to_array"), "{what}");

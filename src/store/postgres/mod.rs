@@ -11,17 +11,19 @@ use crate::store::error::{QueryError, StoreError};
 use crate::store::row::Cols;
 
 mod chunks;
+mod conn_search;
 mod page;
 mod read;
 mod search;
 mod write;
 
 /// PostgreSQL's schema, one SQL script per version, applied in order. Append-only, as SQLite's.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../../migrations/postgres/0001_schema.sql"),
     include_str!("../../../migrations/postgres/0002_frame_chunks.sql"),
     include_str!("../../../migrations/postgres/0003_connection_flow_nos.sql"),
     include_str!("../../../migrations/postgres/0004_zeek_bytes.sql"),
+    include_str!("../../../migrations/postgres/0005_connection_search.sql"),
 ];
 
 /// The PostgreSQL schema version this build writes (`traceflow_schema.version`).

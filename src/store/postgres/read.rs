@@ -590,7 +590,7 @@ impl Backend for Pg {
         filter: &Compiled,
         sort: FlowSort,
     ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
-        Pg::explain_connections(self, filter, sort)
+        Pg::explain_connections_planned(self, filter, sort)
     }
 
     fn flow_page(
@@ -609,11 +609,11 @@ impl Backend for Pg {
         limit: Option<u64>,
         visit: &mut dyn FnMut(ConnRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        Pg::search_connections(self, filter, sort, limit, visit)
+        Pg::search_connections_planned(self, filter, sort, limit, visit)
     }
 
     fn count_connections(&self, filter: &Compiled) -> Result<i64, QueryError> {
-        Pg::count_connections(self, filter)
+        Pg::count_connections_planned(self, filter)
     }
 
     fn flows_page(

@@ -85,7 +85,7 @@ const CONN_FLOWS: &str =
 /// the planner may turn it into a join of all flows against all connections with the array test as its filter,
 /// a plan whose cost it misjudges by orders of magnitude when it has no statistics (right after an ingest).
 /// Correlated, each connection costs an index lookup per flow whatever the statistics say.
-fn conn_condition(cond: &str) -> String {
+pub(super) fn conn_condition(cond: &str) -> String {
     // Connection terms test the connection itself (filter::THE_CONNECTION).
     let cond = cond.replace(
         crate::filter::FLOW_CONNECTION,
@@ -95,7 +95,7 @@ fn conn_condition(cond: &str) -> String {
 }
 
 /// `count_connections`' query for a filter's condition (`$N` placeholders).
-fn count_connections_sql(cond: &str) -> String {
+pub(super) fn count_connections_sql(cond: &str) -> String {
     format!(
         "SELECT count(*) FROM connections x WHERE {}",
         conn_condition(cond)
@@ -103,7 +103,7 @@ fn count_connections_sql(cond: &str) -> String {
 }
 
 /// `search_connections`' query for a filter's condition with `n` parameters; its LIMIT is parameter `n + 1`.
-fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
+pub(super) fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
     conn_sql(cond, "TRUE", conn_order(sort), n + 1)
 }
 
@@ -111,16 +111,24 @@ fn search_connections_sql(cond: &str, sort: FlowSort, n: usize) -> String {
 /// in `order`, with the limit bound as parameter `limit_at`.
 pub(super) fn conn_sql(cond: &str, extra: &str, order: &str, limit_at: usize) -> String {
     format!(
-        "SELECT x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
+        "SELECT {}
+         FROM connections x JOIN captures c ON c.id = x.capture_id
+         WHERE {} AND ({extra})
+         ORDER BY {order} LIMIT ${limit_at}",
+        conn_columns(),
+        conn_condition(cond)
+    )
+}
+
+/// The columns of a connection row as `conn_row` reads them, of `connections x` joined to `captures c`.
+pub(super) fn conn_columns() -> String {
+    format!(
+        "x.capture_id, c.name, x.conn_no, x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
                 x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
                 x.resp_frame_bytes, x.conn_state, x.history,
                 (SELECT string_agg(f.label, chr(10) ORDER BY f.first_frame) FROM {CONN_FLOWS}),
                 (SELECT {DIGITS} FROM interfaces i WHERE i.capture_id = x.capture_id),
-                x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes
-         FROM connections x JOIN captures c ON c.id = x.capture_id
-         WHERE {} AND ({extra})
-         ORDER BY {order} LIMIT ${limit_at}",
-        conn_condition(cond)
+                x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes"
     )
 }
 

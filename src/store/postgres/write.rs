@@ -274,9 +274,10 @@ fn pending_connections() -> Pending<'static> {
 }
 
 /// Tables that hold a capture's rows, besides `captures`.
-const CAPTURE_TABLES: [&str; 8] = [
+const CAPTURE_TABLES: [&str; 9] = [
     "frame_data",
     "frame_chunks",
+    "connection_flows",
     "connections",
     "flows",
     "endpoint_protocols",
@@ -776,6 +777,13 @@ impl<'c> PgWriter<'c> {
                 }
             }
         }
+        // The connections' flows, inverted for the connection searches (migrations/postgres/0004).
+        c.execute(
+            "INSERT INTO connection_flows (capture_id, flow_no, conn_no)
+             SELECT DISTINCT x.capture_id, n, x.conn_no FROM connections x, unnest(x.flow_nos) n
+             WHERE x.capture_id = $1",
+            &[&id],
+        )?;
         let linktypes = end.linktypes();
         c.execute(
             "UPDATE captures SET format = $2, compression = $3, linktypes = $4, frames = $5, tcp_frames = $6,
@@ -826,7 +834,7 @@ impl<'c> PgWriter<'c> {
 
 /// The tables an ingest writes, for `ANALYZE`: frame_chunks and frame_data by their key columns only (their other
 /// columns are arrays and bytes that no plan needs statistics on, and would cost a detoasting each).
-const ANALYZED: &str = "flows, connections, frame_chunks (capture_id, first_number, last_number),
+const ANALYZED: &str = "flows, connections, connection_flows, frame_chunks (capture_id, first_number, last_number),
     frame_data (capture_id, number), captures, capture_paths, interfaces, endpoint_protocols, flow_buckets";
 
 /// Gives the planner statistics on a capture just committed, with `flows` flows, when the tables have none yet

@@ -8,6 +8,7 @@ use crate::store::error::{QueryError, StoreError};
 use crate::store::row::Cols;
 
 mod bulk;
+mod conn_search;
 pub(crate) mod connections;
 mod open;
 mod page;

@@ -10,7 +10,7 @@ use crate::store::error::StoreError;
 use crate::store::sink::Journal;
 
 /// The schema, one SQL script per version, applied in order. Append-only: a shipped migration never changes.
-pub(super) const MIGRATIONS: [&str; 11] = [
+pub(super) const MIGRATIONS: [&str; 12] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_label_in_flows.sql"),
     include_str!("../../../migrations/0003_flow_search.sql"),
@@ -22,6 +22,7 @@ pub(super) const MIGRATIONS: [&str; 11] = [
     include_str!("../../../migrations/0009_label_derived.sql"),
     include_str!("../../../migrations/0010_flow_index_by_capture.sql"),
     include_str!("../../../migrations/0011_zeek_bytes.sql"),
+    include_str!("../../../migrations/0012_connection_search.sql"),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

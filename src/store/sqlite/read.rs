@@ -523,7 +523,7 @@ impl Backend for Sqlite {
         filter: &crate::filter::Compiled,
         sort: crate::store::rows::FlowSort,
     ) -> Result<Vec<(String, Vec<String>)>, QueryError> {
-        super::search::explain_connections(self, filter, sort)
+        super::conn_search::explain(self, filter, sort)
     }
 
     fn flow_page(
@@ -542,11 +542,11 @@ impl Backend for Sqlite {
         limit: Option<u64>,
         visit: &mut dyn FnMut(crate::store::rows::ConnRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        super::search::search_connections(self, filter, sort, limit, visit)
+        super::conn_search::search(self, filter, sort, limit, visit)
     }
 
     fn count_connections(&self, filter: &crate::filter::Compiled) -> Result<i64, QueryError> {
-        super::search::count_connections(self, filter)
+        super::conn_search::count(self, filter)
     }
 
     fn flows_page(

@@ -131,7 +131,7 @@ fn candidate_sql(filter: &crate::filter::Compiled, select: &str) -> String {
 }
 
 /// `nos` as a JSON array.
-fn json_list(nos: &[i64]) -> String {
+pub(super) fn json_list(nos: &[i64]) -> String {
     serde_json::to_string(nos).unwrap_or_else(|_| "[]".into())
 }
 
@@ -638,7 +638,17 @@ pub(crate) fn conn_sql(
     // on another page (listing the benchmark's 1M connections: 28 s). `capture_id IN (captures)` keeps the
     // join's meaning and reads each capture's connections in key order.
     format!(
-        "SELECT x.capture_id, (SELECT c.name FROM captures c WHERE c.id = x.capture_id), x.conn_no,
+        "SELECT {CONN_COLUMNS_SQLITE}
+         FROM connections x
+         WHERE {} AND ({extra}) AND x.capture_id IN (SELECT id FROM captures)
+         ORDER BY {order} LIMIT ?{limit_at}",
+        conn_condition(filter),
+    )
+}
+
+/// The columns of a connection row as [`conn_row`] reads them, of `connections x`.
+pub(super) const CONN_COLUMNS_SQLITE: &str =
+    "x.capture_id, (SELECT c.name FROM captures c WHERE c.id = x.capture_id), x.conn_no,
                 x.community_id, x.orig_h, x.orig_p, x.resp_h, x.resp_p,
                 x.first_ns, x.last_ns, x.orig_pkts, x.orig_bytes, x.orig_frame_bytes, x.resp_pkts, x.resp_bytes,
                 x.resp_frame_bytes, x.conn_state, x.history,
@@ -647,13 +657,7 @@ pub(crate) fn conn_sql(
                      AND f.flow_no IN (SELECT value FROM json_each('[' || x.flows || ']')) ORDER BY f.first_frame)),
                 (SELECT max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
                  FROM interfaces i WHERE i.capture_id = x.capture_id),
-         x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes
-         FROM connections x
-         WHERE {} AND ({extra}) AND x.capture_id IN (SELECT id FROM captures)
-         ORDER BY {order} LIMIT ?{limit_at}",
-        conn_condition(filter),
-    )
-}
+         x.orig_payload_bytes, x.resp_payload_bytes, x.orig_ip_bytes, x.resp_ip_bytes";
 
 /// How many connections have a flow matching `filter`.
 pub fn count_connections(
