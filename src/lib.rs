@@ -21,7 +21,8 @@
 //! 5. [`filter`]: below the store, whose searches take a compiled filter; it needs only [`key`].
 //! 6. [`store`]
 //! 7. [`ingest`] and [`dump`] (which do not import each other)
-//! 8. [`synth`] (test captures, written with [`dump`]'s writers)
+//! 8. [`serve`] (the web UI, over the store's reads and the dumps' writers) and [`synth`] (test captures,
+//!    written with [`dump`]'s writers)
 //! 9. [`cli`], and `main.rs` above it.
 //!
 //! [`query`]: cli::query

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["filter"],
     &["store"],
     &["ingest", "dump"],
-    &["synth"],
+    &["serve", "synth"],
     &["cli"],
     &["main"],
 ];
