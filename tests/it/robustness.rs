@@ -891,7 +891,8 @@ fn json_rows(r: &Run, what: &str) -> Vec<serde_json::Value> {
 fn a_clock_that_goes_back_gives_a_negative_duration_in_every_listing() {
     // Two flows whose second frame is earlier than their first: by 512 µs (a clock stepped back), and by
     // 1381533734.993065 s (a frame stamped near the epoch, as in tcpdump's kday4.pcap). The durations are the
-    // differences of the frames' decimal times, worked out here by hand: -0.000512 and -1381533734.993065.
+    // differences of the frames' decimal times, worked out here by hand: -0.000512 and -1381533734.993065, with
+    // the nine places every listing gives.
     let tmp = tempfile::tempdir().unwrap();
     let cap = tmp.path().join("back.pcap");
     let t = 1_381_533_735_500_000_000i64;
@@ -908,7 +909,7 @@ fn a_clock_that_goes_back_gives_a_negative_duration_in_every_listing() {
         &["ingest", "-q", "--connections", cap.to_str().unwrap()],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let want = ["-0.000512", "-1381533734.993065"];
+    let want = ["-0.000512000", "-1381533734.993065000"];
     for cmd in ["flows", "connections"] {
         for format in ["json", "jsonl"] {
             let rows = json_rows(
