@@ -675,8 +675,10 @@ fn watch_partial_indexes_the_growing_capture() {
     std::fs::write(&plain, &data).unwrap();
     let o = oracle(tmp.path(), &[&plain]);
     let total = count(&o, "SELECT frames FROM captures");
+    // The last write may be indexed (whole, but as a partial capture) before the writer's thread ends.
+    let growing = seen_partial.iter().filter(|&&n| n < total).count();
     assert!(
-        seen_partial.len() >= 2 && seen_partial.iter().all(|&n| n < total),
+        growing >= 2 && seen_partial.iter().all(|&n| n <= total),
         "growing indexes seen: {seen_partial:?} of {total} frames\n{}",
         w.log()
     );
