@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::output::{print_count, print_listing, RowFormat};
 use super::zeeklog::{json_line, TsvLog};
 use super::Error;
+use crate::dump::merge::Selection;
 use crate::filter;
 use crate::store::read::{self, FlowSort};
 use crate::store::{self};
@@ -32,8 +33,18 @@ pub struct ConnectionsArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Print only the number of matching connections.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["pcap", "pcapng"])]
     pub count: bool,
+    /// Write every frame of the matching connections (both directions), from all captures, merged in time order
+    /// as `flows --pcap` merges, into one pcap FILE (`-` for stdout). Frames of several link types need --pcapng.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pcapng", "format"])]
+    pub pcap: Option<PathBuf>,
+    /// Like --pcap, as pcapng (one interface per link type).
+    #[arg(long, value_name = "FILE", conflicts_with = "format")]
+    pub pcapng: Option<PathBuf>,
+    /// --pcap/--pcapng: where to look for moved captures, by base name (as `query --source-root`).
+    #[arg(long, value_name = "DIR")]
+    pub source_root: Option<PathBuf>,
 }
 
 /// `connections --format`: the listing formats, and Zeek's conn.log.
@@ -80,7 +91,8 @@ Examples:
   traceflow connections 'host 10.0.0.5 and port 443'
   traceflow connections 'community-id 1:LQU9qZlK+B5F3KDmev6m5PMibrg=' --format json
   traceflow connections 'capture big.pcap' --sort bytes --limit 10
-  traceflow connections --format zeek | zeek-cut id.orig_h id.resp_h conn_state";
+  traceflow connections --format zeek | zeek-cut id.orig_h id.resp_h conn_state
+  traceflow connections 'conn-state REJ' --pcap rejected.pcap";
 
 /// Prints the connections of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
@@ -91,6 +103,28 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let db = store::Db::open_read(&target)?;
     super::require_connections(&db, &target)?;
     let conn = &db;
+    if let Some(dest) = args.pcap.as_deref().or(args.pcapng.as_deref()) {
+        // As in `flows`: `--limit` picks the connections in `--sort` order; the merge writes in time order.
+        let sel = match args.limit {
+            None => Selection::Connections(&compiled),
+            Some(_) => {
+                let mut rows = Vec::new();
+                read::search_connections(conn, &compiled, args.sort, args.limit, &mut |r| {
+                    rows.push((r.capture_id, r.conn));
+                    Ok(())
+                })?;
+                Selection::Conns(rows)
+            }
+        };
+        return super::flows::write_merge(
+            conn,
+            &sel,
+            args.pcap.is_some(),
+            dest,
+            args.source_root.clone(),
+            "connections",
+        );
+    }
     if args.count {
         return print_count(read::count_connections(conn, &compiled)?);
     }

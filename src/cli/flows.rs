@@ -97,30 +97,27 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         };
     }
     if let Some(dest) = args.pcap.as_deref().or(args.pcapng.as_deref()) {
-        let format = if args.pcap.is_some() {
-            DumpFormat::Pcap
-        } else {
-            DumpFormat::Pcapng
-        };
-        if dest != Path::new("-") {
-            super::stop_dumps_on_signals();
-        }
-        let merged = match merge(&db, &compiled, args, format, dest) {
-            Err(e) if e.is_broken_pipe() => return Ok(0),
-            Err(e) if e.is_interrupted() => return Ok(super::interrupted(e)),
-            r => r?,
-        };
-        crate::msg::say(&format!(
-            "wrote {} frames of {} flows to {}",
-            merged.frames,
-            merged.flows,
-            if dest == Path::new("-") {
-                "stdout".into()
-            } else {
-                dest.display().to_string()
+        // `--limit` picks the flows in `--sort` order (the first N by time, or the 20 biggest): a bounded list.
+        // The merge itself always writes in time order.
+        let sel = match args.limit {
+            None => Selection::Filter(&compiled),
+            Some(_) => {
+                let mut rows = Vec::new();
+                read::search_flows(&db, &compiled, args.sort, args.limit, &mut |r| {
+                    rows.push((r.capture_id, r.flow_no));
+                    Ok(())
+                })?;
+                Selection::Flows(rows)
             }
-        ));
-        return Ok(0);
+        };
+        return write_merge(
+            &db,
+            &sel,
+            args.pcap.is_some(),
+            dest,
+            args.source_root.clone(),
+            "flows",
+        );
     }
     if args.count {
         return print_count(read::count_flows(conn, &compiled)?);
@@ -135,18 +132,53 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     }
 }
 
-/// `--pcap`/`--pcapng`: the matching flows' frames into `dest`, a file replaced only by a whole merge (as
-/// `query -o` replaces it), or stdout for `-`.
+/// `--pcap` (when `pcap`, else `--pcapng`) of `flows` and `connections`: the selection's frames merged into
+/// `dest` (`-` for stdout), then a line saying how many frames of how many `what` were written.
+pub(super) fn write_merge(
+    db: &store::Db,
+    sel: &Selection,
+    pcap: bool,
+    dest: &Path,
+    source_root: Option<PathBuf>,
+    what: &str,
+) -> Result<u8, Error> {
+    let format = if pcap {
+        DumpFormat::Pcap
+    } else {
+        DumpFormat::Pcapng
+    };
+    if dest != Path::new("-") {
+        super::stop_dumps_on_signals();
+    }
+    let merged = match merge(db, sel, format, dest, source_root) {
+        Err(e) if e.is_broken_pipe() => return Ok(0),
+        Err(e) if e.is_interrupted() => return Ok(super::interrupted(e)),
+        r => r?,
+    };
+    crate::msg::say(&format!(
+        "wrote {} frames of {} {what} to {}",
+        merged.frames,
+        merged.flows,
+        if dest == Path::new("-") {
+            "stdout".into()
+        } else {
+            dest.display().to_string()
+        }
+    ));
+    Ok(0)
+}
+
+/// The merge into `dest`, a file replaced only by a whole merge (as `query -o` replaces it), or stdout for `-`.
 fn merge(
     db: &store::Db,
-    filter: &crate::filter::Compiled,
-    args: &FlowsArgs,
+    sel: &Selection,
     format: DumpFormat,
     dest: &Path,
+    source_root: Option<PathBuf>,
 ) -> Result<Merged, DumpError> {
     use std::io::IsTerminal;
     let mut opts = DumpOptions::new(format);
-    opts.source_root = args.source_root.clone();
+    opts.source_root = source_root;
     let to_stdout = dest == Path::new("-");
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(DumpError::Terminal {
@@ -175,20 +207,7 @@ fn merge(
         Some(f) => Box::new(BufWriter::with_capacity(1 << 16, f.file())),
         None => Box::new(BufWriter::with_capacity(1 << 16, stdout.lock())),
     };
-    // `--limit` picks the flows in `--sort` order (the first N by time, or the 20 biggest): a bounded list. The
-    // merge itself always writes in time order.
-    let sel = match args.limit {
-        None => Selection::Filter(filter),
-        Some(_) => {
-            let mut rows = Vec::new();
-            read::search_flows(db, filter, args.sort, args.limit, &mut |r| {
-                rows.push((r.capture_id, r.flow_no));
-                Ok(())
-            })?;
-            Selection::Flows(rows)
-        }
-    };
-    let (mut sink, merged) = merge::merge(db, &sel, &opts, sink, &shown)?;
+    let (mut sink, merged) = merge::merge(db, sel, &opts, sink, &shown)?;
     sink.flush().map_err(|source| DumpError::Write {
         path: shown.clone(),
         source,

@@ -1,5 +1,6 @@
 //! Many flows out as one capture (`traceflow flows FILTER --pcap FILE`): the frames of every selected flow, from
-//! any number of captures, merged as mergecap merges files.
+//! any number of captures, merged as mergecap merges files. `connections FILTER --pcap FILE` merges the same
+//! way with connections (both directions, the frames whose conn_no is the connection's) in place of flows.
 //!
 //! Each capture's frames keep their file order, and captures are interleaved by time: the next frame written is
 //! the earliest of each capture's next frame (ties go to the lower capture id, then frame number). A capture's
@@ -24,7 +25,7 @@ use crate::store::read::FlowFrames;
 /// What a merge wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Merged {
-    /// Flows whose frames were written.
+    /// Flows (or connections) whose frames were written.
     pub flows: u64,
     /// Frames written.
     pub frames: u64,
@@ -36,6 +37,25 @@ pub enum Selection<'a> {
     Filter(&'a Compiled),
     /// These flows, as (capture_id, flow_no): a `--limit` pick, already bounded.
     Flows(Vec<(i64, i64)>),
+    /// Every connection that has a flow matching a compiled filter (`connections FILTER`).
+    Connections(&'a Compiled),
+    /// These connections, as (capture_id, conn_no): a `--limit` pick.
+    Conns(Vec<(i64, i64)>),
+}
+
+impl Selection<'_> {
+    /// Whether the units merged are connections (else flows).
+    fn connections(&self) -> bool {
+        matches!(self, Selection::Connections(_) | Selection::Conns(_))
+    }
+
+    /// The listed units, when the selection is a list.
+    fn listed(&self) -> Option<&[(i64, i64)]> {
+        match self {
+            Selection::Flows(v) | Selection::Conns(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// The output, opened on the first frame (a pcap header needs that frame's link type).
@@ -127,20 +147,24 @@ impl<'c, W: Write> Merger<'c, '_, W> {
     fn run(&mut self) -> Result<(), DumpError> {
         // Captures join the merge in order of their first frame time, when the merge reaches it.
         let mut listed: HashMap<i64, VecDeque<(i64, u64)>> = HashMap::new();
-        if let Selection::Flows(flows) = self.sel {
-            let mut sorted = flows.clone();
+        if let Some(units) = self.sel.listed() {
+            let mut sorted = units.to_vec();
             sorted.sort_unstable();
             sorted.dedup();
-            for (cid, flow_no) in sorted {
-                let first = crate::store::read::flow_first_frame(self.db, cid, flow_no)?;
+            for (cid, no) in sorted {
+                let first = if self.sel.connections() {
+                    crate::store::read::connection_first_frame(self.db, cid, no)?
+                } else {
+                    crate::store::read::flow_first_frame(self.db, cid, no)?
+                };
                 listed
                     .entry(cid)
                     .or_default()
-                    .push_back((flow_no, first.max(0) as u64));
+                    .push_back((no, first.max(0) as u64));
             }
         }
         let mut pending = crate::store::read::captures_by_time(self.db)?;
-        if matches!(self.sel, Selection::Flows(_)) {
+        if self.sel.listed().is_some() {
             pending.retain(|(_, id)| listed.contains_key(id));
         }
         let mut caps: HashMap<i64, Cap<'c>> = HashMap::new();
@@ -157,7 +181,7 @@ impl<'c, W: Write> Merger<'c, '_, W> {
                         fetcher: None,
                         queue: listed.remove(&id).unwrap_or_default(),
                         after: 0,
-                        exhausted: matches!(self.sel, Selection::Flows(_)),
+                        exhausted: self.sel.listed().is_some(),
                         active: BinaryHeap::new(),
                     };
                     if let Some(h) = self.head(&mut cap)? {
@@ -186,14 +210,22 @@ impl<'c, W: Write> Merger<'c, '_, W> {
         Ok(())
     }
 
-    /// The next page of a capture's matching flows, in flow_no order, into its queue.
+    /// The next page of a capture's matching flows (or connections), in flow_no (conn_no) order, into its queue.
     fn refill(&mut self, cap: &mut Cap) -> Result<(), DumpError> {
-        let Selection::Filter(filter) = self.sel else {
-            cap.exhausted = true;
-            return Ok(());
+        let page = match self.sel {
+            Selection::Filter(filter) => {
+                crate::store::read::flow_page(self.db, filter, cap.id, cap.after)?
+            }
+            Selection::Connections(filter) => {
+                crate::store::read::connection_page(self.db, filter, cap.id, cap.after)?
+            }
+            Selection::Flows(_) | Selection::Conns(_) => {
+                cap.exhausted = true;
+                return Ok(());
+            }
         };
         let mut got = 0;
-        for (flow_no, first) in crate::store::read::flow_page(self.db, filter, cap.id, cap.after)? {
+        for (flow_no, first) in page {
             cap.queue.push_back((flow_no, first.max(0) as u64));
             cap.after = flow_no;
             got += 1;
@@ -229,7 +261,7 @@ impl<'c, W: Write> Merger<'c, '_, W> {
         }
     }
 
-    /// Loads a flow's frames and puts it under way.
+    /// Loads a flow's (or connection's) frames and puts it under way.
     fn start(&mut self, cap: &mut Cap, flow_no: i64) -> Result<(), DumpError> {
         let slot = self.free.pop().unwrap_or_else(|| {
             self.cursors.push(None);
@@ -240,7 +272,11 @@ impl<'c, W: Write> Merger<'c, '_, W> {
             .map(|c| c.frames)
             .unwrap_or_default();
         frames.clear();
-        self.walk.append(cap.id, flow_no, &mut frames)?;
+        if self.sel.connections() {
+            self.walk.connection(cap.id, flow_no, &mut frames)?;
+        } else {
+            self.walk.append(cap.id, flow_no, &mut frames)?;
+        }
         self.done.flows += 1;
         match frames.first() {
             Some(f) => {
@@ -305,8 +341,13 @@ impl<'c, W: Write> Merger<'c, '_, W> {
             Out::Pcap(w, lt) => {
                 if *lt != linktype {
                     return Err(DumpError::Usage(format!(
-                        "the flows have frames of several link types ({} and {}); a pcap file holds one link \
+                        "the {} have frames of several link types ({} and {}); a pcap file holds one link \
                          type: use --pcapng FILE",
+                        if self.sel.connections() {
+                            "connections"
+                        } else {
+                            "flows"
+                        },
                         crate::decode::numbers::linktype_text(*lt),
                         crate::decode::numbers::linktype_text(linktype)
                     )));

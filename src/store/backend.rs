@@ -232,6 +232,16 @@ pub trait Backend: BucketLists {
         capture_id: i64,
         after: i64,
     ) -> Result<Vec<(i64, i64)>, QueryError>;
+    /// The next page of a capture's connections that have a flow matching `filter`, after conn_no `after`:
+    /// (conn_no, first_frame), in conn_no order (which is first-frame order).
+    fn connection_page(
+        &self,
+        filter: &Compiled,
+        capture_id: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, i64)>, QueryError>;
+    /// A connection's first frame.
+    fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError>;
     /// Visits every connection that has a flow matching `filter`, in `sort` order, at most `limit`.
     fn search_connections(
         &self,

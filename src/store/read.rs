@@ -353,6 +353,16 @@ impl<'c> FlowFrames<'c> {
         Ok(())
     }
 
+    /// Appends the frames of connection `conn_no` of `capture_id` to `out`, in frame order.
+    pub fn connection(
+        &mut self,
+        capture_id: i64,
+        conn_no: i64,
+        out: &mut Vec<FrameRef>,
+    ) -> Result<(), QueryError> {
+        self.walk.connection(capture_id, conn_no, out)
+    }
+
     /// Appends the frames of flow `flow_no` of `capture_id` to `out`, in frame order; a chain that does not end
     /// at the flow's first frame, or holds another flow's frame, is reported as a damaged database.
     pub fn append(
@@ -413,6 +423,22 @@ pub fn flow_page(
     after: i64,
 ) -> Result<Vec<(i64, i64)>, QueryError> {
     db.flow_page(filter, capture_id, after)
+}
+
+/// The next [`PAGE`] connections of a capture that have a flow matching `filter` after conn_no `after`:
+/// (conn_no, first_frame).
+pub fn connection_page(
+    db: &Db,
+    filter: &Compiled,
+    capture_id: i64,
+    after: i64,
+) -> Result<Vec<(i64, i64)>, QueryError> {
+    db.connection_page(filter, capture_id, after)
+}
+
+/// A connection's first frame.
+pub fn connection_first_frame(db: &Db, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
+    db.connection_first_frame(capture_id, conn_no)
 }
 
 /// A flow's first frame.

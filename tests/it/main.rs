@@ -5,6 +5,7 @@
 #![allow(clippy::cast_lossless)]
 
 mod conformance;
+mod conn_pcap;
 mod conn_search;
 mod connections;
 mod decode_oracle;

@@ -602,6 +602,26 @@ impl Backend for Pg {
         Pg::flow_page(self, filter, capture_id, after)
     }
 
+    fn connection_page(
+        &self,
+        filter: &Compiled,
+        capture_id: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, i64)>, QueryError> {
+        Pg::connection_page(self, filter, capture_id, after)
+    }
+
+    fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
+        let rows = self.rows(
+            "SELECT first_frame FROM connections WHERE capture_id = $1 AND conn_no = $2",
+            &[&capture_id, &conn_no],
+        )?;
+        match rows.first() {
+            Some(r) => r.int(0),
+            None => Err(QueryError::CaptureGone(capture_id)),
+        }
+    }
+
     fn search_connections(
         &self,
         filter: &Compiled,

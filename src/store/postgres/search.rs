@@ -457,4 +457,26 @@ impl Pg {
         )?;
         rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
     }
+
+    /// The next `PAGE` connections of a capture that have a flow matching `filter` after conn_no `after`:
+    /// (conn_no, first_frame), in conn_no order.
+    pub(super) fn connection_page(
+        &self,
+        filter: &Compiled,
+        capture_id: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, i64)>, QueryError> {
+        let params = values(&filter.params);
+        let n = filter.params.len();
+        let sql = format!(
+            "SELECT x.conn_no, x.first_frame FROM connections x
+             WHERE x.capture_id = ${} AND x.conn_no > ${} AND {}
+             ORDER BY x.conn_no LIMIT {PAGE}",
+            n + 1,
+            n + 2,
+            conn_condition(&filter.condition_with(dollar))
+        );
+        let rows = self.rows(&sql, &refs(&params, &[&capture_id, &after]))?;
+        rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect()
+    }
 }

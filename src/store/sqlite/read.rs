@@ -535,6 +535,23 @@ impl Backend for Sqlite {
         super::search::flow_page(self, filter, capture_id, after)
     }
 
+    fn connection_page(
+        &self,
+        filter: &crate::filter::Compiled,
+        capture_id: i64,
+        after: i64,
+    ) -> Result<Vec<(i64, i64)>, QueryError> {
+        super::search::connection_page(self, filter, capture_id, after)
+    }
+
+    fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
+        self.prepare_cached(
+            "SELECT first_frame FROM connections WHERE capture_id = ?1 AND conn_no = ?2",
+        )?
+        .query_row([capture_id, conn_no], |r| r.get(0))
+        .map_err(|e| gone(e, capture_id))
+    }
+
     fn search_connections(
         &self,
         filter: &crate::filter::Compiled,

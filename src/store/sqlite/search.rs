@@ -168,6 +168,35 @@ pub fn flow_page(
     Ok(rows)
 }
 
+/// The next [`PAGE`] connections of a capture that have a flow matching `filter` after conn_no `after`:
+/// (conn_no, first_frame), in conn_no order.
+pub fn connection_page(
+    conn: &Sqlite,
+    filter: &crate::filter::Compiled,
+    capture_id: i64,
+    after: i64,
+) -> Result<Vec<(i64, i64)>, QueryError> {
+    let n = filter.params.len();
+    let sql = format!(
+        "SELECT x.conn_no, x.first_frame FROM connections x
+         WHERE x.capture_id = ?{} AND x.conn_no > ?{} AND {}
+         ORDER BY x.conn_no LIMIT {PAGE}",
+        n + 1,
+        n + 2,
+        conn_condition(filter)
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut params = filter.params.clone();
+    params.push(rusqlite::types::Value::Integer(capture_id));
+    params.push(rusqlite::types::Value::Integer(after));
+    let rows = st
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// How SQLite runs a search (`flows --explain`): the SQL of the time-ordered page and of the count, each with
 /// its `EXPLAIN QUERY PLAN` lines, so a user (and the benchmark) can see which index a filter uses.
 pub fn explain_flows(
