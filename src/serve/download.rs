@@ -150,31 +150,6 @@ pub async fn check(
     Ok(Json(body).into_response())
 }
 
-/// The flows of the connections that match `compiled` (both directions), as (capture, flow_no).
-fn connection_flows(
-    db: &Db,
-    compiled: &crate::filter::Compiled,
-) -> Result<Vec<(i64, i64)>, ApiError> {
-    let mut labels = Vec::new();
-    db.search_connections(
-        compiled,
-        crate::store::read::FlowSort::Time,
-        None,
-        &mut |r| {
-            for l in r.flows {
-                labels.push((r.capture_id, l));
-            }
-            Ok(())
-        },
-    )?;
-    let mut out = Vec::new();
-    for (cid, l) in labels {
-        let g = crate::store::read::select_label(db, Some(cid), &l)?;
-        out.extend(g.flows.into_iter().map(|f| (cid, f)));
-    }
-    Ok(out)
-}
-
 /// One CSV field.
 fn csv_field(v: &Value, out: &mut Vec<u8>) {
     let s = match v {
@@ -293,7 +268,8 @@ fn write_download(
         });
         opts.source_root = shared.source_root.clone();
         let sel = if conns {
-            Selection::Flows(connection_flows(db, compiled)?)
+            // Streamed as `connections --pcap` streams: each connection's frames, both directions.
+            Selection::Connections(compiled)
         } else {
             Selection::Filter(compiled)
         };

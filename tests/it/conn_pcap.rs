@@ -251,3 +251,38 @@ fn connections_pcap_refuses_mixed_link_types() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(ng.exists());
 }
+
+/// On PostgreSQL the same: tshark's streams, through the same merge.
+#[test]
+fn pg_rejected_connections_pcap_is_tsharks_streams() {
+    let pg = crate::postgres::PgDb::new("conn_pcap");
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("rej.pcap");
+    std::fs::write(&cap, pcap(1, 65535, &rejected_capture())).unwrap();
+    let r = ingest(pg.path(), &["--connections"], &[&cap]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rej = conns(pg.path(), "conn-state REJ");
+    assert_eq!(rej.len(), 3, "{rej:?}");
+    let streams: Vec<i64> = rej.iter().map(|c| c - 1).collect();
+    let want = tshark_streams(&cap, &streams);
+    for flag in ["--pcap", "--pcapng"] {
+        let (got, err) = conn_pcap(pg.path(), "conn-state REJ", flag);
+        assert_eq!(got, want, "{flag}");
+        assert!(err.contains("wrote 6 frames of 3 connections"), "{err}");
+    }
+    // A --limit pick: the biggest rejected connection only.
+    let out = tf(pg.path())
+        .args([
+            "connections",
+            "conn-state REJ",
+            "--sort",
+            "bytes",
+            "--limit",
+            "1",
+            "--pcap",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(records(&out.stdout).len(), 2);
+}
