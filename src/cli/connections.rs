@@ -97,11 +97,12 @@ Examples:
 /// Prints the connections of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     let text = super::flows::filter_text(&args.filter, args.filter_file.as_deref())?;
-    let expr = filter::parse(&text, super::flows::now_ns()).map_err(Error::Filter)?;
-    let compiled = filter::compile(&expr);
+    let mut expr = filter::parse(&text, super::flows::now_ns()).map_err(Error::Filter)?;
     let target = store::Target::of(db);
     let db = store::Db::open_read(&target)?;
     super::require_connections(&db, &target)?;
+    read::resolve_uids(&db, &mut expr)?;
+    let compiled = filter::compile(&expr);
     let conn = &db;
     if let Some(dest) = args.pcap.as_deref().or(args.pcapng.as_deref()) {
         // As in `flows`: `--limit` picks the connections in `--sort` order; the merge writes in time order.

@@ -73,9 +73,10 @@ pub(super) fn filter_text(arg: &str, file: Option<&Path>) -> Result<String, Erro
 /// Prints the flows of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
     let text = filter_text(&args.filter, args.filter_file.as_deref())?;
-    let expr = filter::parse(&text, now_ns()).map_err(Error::Filter)?;
-    let compiled = filter::compile(&expr);
+    let mut expr = filter::parse(&text, now_ns()).map_err(Error::Filter)?;
     let db = store::Db::open_read(&store::Target::of(db))?;
+    read::resolve_uids(&db, &mut expr)?;
+    let compiled = filter::compile(&expr);
     let conn = &db;
     if args.explain {
         let mut text = String::new();

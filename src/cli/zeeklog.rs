@@ -10,8 +10,6 @@
 
 use std::io::{self, Write};
 
-use sha1::{Digest, Sha1};
-
 use crate::store::read::ConnRow;
 
 /// Zeek's conn.log fields in Zeek's order, with the community-id package's `community_id` last.
@@ -44,32 +42,9 @@ const FIELDS: [(&str, &str); 22] = [
 const UNSET: &str = "-";
 const EMPTY: &str = "(empty)";
 
-/// Zeek's connection uid shape: `C` and base62 digits (Zeek's `UID::Base62`, 96 bits), here of the SHA-1 of
-/// what names the connection in its capture.
+/// The connection's uid ([`crate::conn::uid::uid`]).
 pub fn uid(r: &ConnRow) -> String {
-    let mut h = Sha1::new();
-    h.update(r.community_id.as_bytes());
-    h.update(r.first_ns.to_be_bytes());
-    h.update(r.conn.to_be_bytes());
-    let d: [u8; 20] = h.finalize().into();
-    let hi = u64::from_be_bytes(d[0..8].try_into().expect("8 bytes"));
-    let lo = u64::from(u32::from_be_bytes(d[8..12].try_into().expect("4 bytes")));
-    let mut s = String::from("C");
-    base62(hi, &mut s);
-    base62(lo, &mut s);
-    s
-}
-
-/// Zeek's `util::uitoa_n` in base 62: least significant digit first.
-fn base62(mut v: u64, out: &mut String) {
-    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    loop {
-        out.push(char::from(DIGITS[(v % 62) as usize]));
-        v /= 62;
-        if v == 0 {
-            break;
-        }
-    }
+    crate::conn::uid::uid(&r.community_id, r.first_ns, r.conn)
 }
 
 /// Nanoseconds as Zeek writes a `time` or `interval`: seconds with 6 decimals (rounded to the microsecond).

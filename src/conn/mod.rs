@@ -5,6 +5,7 @@
 pub mod frame;
 pub mod seqspace;
 mod track;
+pub mod uid;
 pub mod zeek;
 
 pub use track::{ConnRecord, ConnSeg, Connections};

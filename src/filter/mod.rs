@@ -16,6 +16,7 @@
 //! conn-state S0 REJ ...                    the connection's Zeek conn_state is one of these
 //! history LETTERS | history = LETTERS      its Zeek history contains LETTERS (case counts) / is exactly that
 //! orig-bytes|resp-bytes|orig-pkts|resp-pkts  > >= < <= = !=  N   its Zeek byte and packet counts
+//! conn CAPTURE:N | uid CXXXX                one connection: the listing's number in a capture, or its uid
 //! and | or | not | ( ... )                  also && || !
 //! ```
 //!
@@ -190,6 +191,11 @@ pub enum Expr {
     History(String, bool),
     /// `orig-bytes > N` and the like, on the connection.
     ConnCompare(ConnField, Cmp, i64),
+    /// `conn CAPTURE:N`: connection N (the listing's `conn`) of the capture named (base name or id).
+    Conn(String, i64),
+    /// `uid CXXXX`: the connection whose conn.log uid this is, and the (capture_id, conn_no) it names, found by
+    /// [`crate::store::read::resolve_uids`] (a hash cannot be inverted in SQL); none until then.
+    Uid(String, Vec<(i64, i64)>),
     /// `A and B`.
     And(Box<Expr>, Box<Expr>),
     /// `A or B`.
@@ -400,6 +406,8 @@ pub struct FlowFacts {
 /// What the connection terms read of a connection.
 #[derive(Clone, Debug, Default)]
 pub struct ConnFacts {
+    /// The connection's number in its capture.
+    pub conn_no: i64,
     /// Zeek's conn_state.
     pub conn_state: String,
     /// Zeek's history.
@@ -487,6 +495,14 @@ impl Expr {
                     c.history.contains(h.as_str())
                 }
             }),
+            Expr::Conn(cap, n) => {
+                Expr::Capture(cap.clone()).matches(f)
+                    && f.conn.as_ref().is_some_and(|c| c.conn_no == *n)
+            }
+            Expr::Uid(_, named) => f
+                .conn
+                .as_ref()
+                .is_some_and(|c| named.contains(&(f.capture_id, c.conn_no))),
             Expr::ConnCompare(field, cmp, v) => f.conn.as_ref().is_some_and(|c| {
                 let x = match field {
                     ConnField::OrigBytes => c.orig_bytes,

@@ -424,6 +424,29 @@ impl Parser<'_> {
                     None => Err(self.err_at(&v, format!("'{}' is not a whole number", v.text))),
                 }
             }
+            "conn" => {
+                let v = self.value("a connection, CAPTURE:N (as `connections` lists them)")?;
+                match v.text.rsplit_once(':') {
+                    Some((cap, n)) if !cap.is_empty() => match n.parse::<i64>() {
+                        Ok(n) if n >= 1 => Ok(Expr::Conn(cap.to_string(), n)),
+                        _ => Err(self.err_at(&v, format!("'{n}' is not a connection number (1, 2, ...)"))),
+                    },
+                    _ => Err(self.err_at(
+                        &v,
+                        format!("'{}' is not CAPTURE:N: the capture's name or id, ':', the `conn` number", v.text),
+                    )),
+                }
+            }
+            "uid" => {
+                let v = self.value("a conn.log uid (C and base62 digits)")?;
+                let ok = v.text.len() > 1
+                    && v.text.starts_with('C')
+                    && v.text.bytes().all(|c| c.is_ascii_alphanumeric());
+                if !ok {
+                    return Err(self.err_at(&v, format!("'{}' is not a conn.log uid: C and base62 digits", v.text)));
+                }
+                Ok(Expr::Uid(v.text, Vec::new()))
+            }
             "ago" => Err(self.err_at(&t, "'ago' goes after a time: 'after 3h ago'")),
             ")" => Err(self.err_at(&t, "unbalanced ')': no '(' opens it")),
             // tcpdump's protocol keywords: say why there is no such term, not just that it is unknown.
@@ -450,7 +473,7 @@ impl Parser<'_> {
                 format!(
                     "unknown filter term '{}': expected host, net, port, portrange, src, dst, after, before, \
                      capture, label, community-id, syn, fin, rst, open, closed, packets, bytes, payload, duration, \
-                     conn-state, history, orig-bytes, resp-bytes, orig-pkts, resp-pkts, not or '('",
+                     conn-state, history, orig-bytes, resp-bytes, orig-pkts, resp-pkts, conn, uid, not or '('",
                     t.text
                 ),
             )),

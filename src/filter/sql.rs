@@ -409,6 +409,28 @@ fn leaf(e: &Expr, p: &mut Params) -> String {
             "replace(k.history, {}, '') <> k.history",
             param(p, Value::Text(h.clone()))
         )),
+        Expr::Conn(cap, n) => {
+            let v = param(p, Value::Text(cap.clone()));
+            let n = param(p, Value::Integer(*n));
+            conn_term(&format!(
+                "k.conn_no = {n} AND k.capture_id IN (SELECT capture_id FROM capture_paths WHERE name = {v} \
+                 UNION SELECT id FROM captures WHERE name = {v} OR CAST(id AS TEXT) = {v})"
+            ))
+        }
+        Expr::Uid(_, named) if named.is_empty() => "FALSE".into(),
+        Expr::Uid(_, named) => {
+            let one: Vec<String> = named
+                .iter()
+                .map(|(cid, no)| {
+                    format!(
+                        "(k.capture_id = {} AND k.conn_no = {})",
+                        param(p, Value::Integer(*cid)),
+                        param(p, Value::Integer(*no))
+                    )
+                })
+                .collect();
+            conn_term(&format!("({})", one.join(" OR ")))
+        }
         Expr::ConnCompare(field, cmp, v) => conn_term(&format!(
             "k.{} {} {}",
             field.column(),

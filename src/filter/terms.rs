@@ -95,6 +95,16 @@ pub const TERMS: &[Term] = &[
         examples: &["orig-pkts >= 10", "resp-pkts = 0"],
     },
     Term {
+        syntax: "conn CAPTURE:N",
+        meaning: "connection N (`connections`' conn) of the capture\nnamed (name or id); for a flow, of its first frame",
+        examples: &["conn sample.pcap:3", "conn 2:17"],
+    },
+    Term {
+        syntax: "uid CXXXX",
+        meaning: "the connection with that conn.log uid (--format zeek)",
+        examples: &["uid CHhAvVGS1DHFjwGM9"],
+    },
+    Term {
         syntax: "and | or | not | ( )",
         meaning: "also && || !; not binds tightest, then and, then or",
         examples: &["(port 80 or port 443) and not host 10.0.0.5", "syn && !fin || rst"],

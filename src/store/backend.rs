@@ -240,6 +240,11 @@ pub trait Backend: BucketLists {
         capture_id: i64,
         after: i64,
     ) -> Result<Vec<(i64, i64)>, QueryError>;
+    /// Visits (capture_id, conn_no, community_id, first_ns) of every connection: what its uid is made of.
+    fn connection_uid_inputs(
+        &self,
+        visit: &mut dyn FnMut(i64, i64, &str, i64) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError>;
     /// A connection's first frame.
     fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError>;
     /// Visits every connection that has a flow matching `filter`, in `sort` order, at most `limit`.

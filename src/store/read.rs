@@ -436,6 +436,46 @@ pub fn connection_page(
     db.connection_page(filter, capture_id, after)
 }
 
+/// Fills in the connections each `uid` term of `expr` names, from one pass over every connection's uid inputs
+/// (the uid is a hash, so no index can find it; a pass costs a read of the connections, no frames). A filter
+/// without `uid` terms reads nothing.
+pub fn resolve_uids(db: &Db, expr: &mut crate::filter::Expr) -> Result<(), QueryError> {
+    use crate::filter::Expr;
+    fn terms<'e>(e: &'e mut Expr, out: &mut Vec<&'e mut Vec<(i64, i64)>>, uids: &mut Vec<String>) {
+        match e {
+            Expr::Uid(u, named) => {
+                uids.push(u.clone());
+                out.push(named);
+            }
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                terms(a, out, uids);
+                terms(b, out, uids);
+            }
+            Expr::Not(a) => terms(a, out, uids),
+            _ => {}
+        }
+    }
+    let (mut slots, mut uids) = (Vec::new(), Vec::new());
+    terms(expr, &mut slots, &mut uids);
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let mut found: Vec<Vec<(i64, i64)>> = vec![Vec::new(); uids.len()];
+    db.connection_uid_inputs(&mut |cid, no, community_id, first_ns| {
+        let u = crate::conn::uid::uid(community_id, first_ns, no);
+        for (i, want) in uids.iter().enumerate() {
+            if *want == u {
+                found[i].push((cid, no));
+            }
+        }
+        Ok(())
+    })?;
+    for (slot, f) in slots.into_iter().zip(found) {
+        *slot = f;
+    }
+    Ok(())
+}
+
 /// A connection's first frame.
 pub fn connection_first_frame(db: &Db, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
     db.connection_first_frame(capture_id, conn_no)

@@ -20,7 +20,6 @@ type Rec = (i64, u32, Vec<u8>);
 
 /// The records of a pcap (µs or ns) or pcapng file, in file order, read by pcap-parser.
 pub fn records(data: &[u8]) -> Vec<Rec> {
-    use pcap_parser::traits::PcapReaderIterator;
     use pcap_parser::{PcapBlockOwned, PcapError};
     let mut reader = pcap_parser::create_reader(1 << 20, data).expect("a capture");
     let mut out = Vec::new();

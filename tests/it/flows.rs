@@ -145,7 +145,11 @@ fn text(e: &Expr) -> String {
         Expr::Or(a, b) => format!("({} or {})", text(a), text(b)),
         Expr::Not(a) => format!("not {}", text(a)),
         // Connection terms are checked in zeek.rs, against the connections themselves.
-        Expr::ConnState(_) | Expr::History(..) | Expr::ConnCompare(..) => unreachable!(),
+        Expr::ConnState(_)
+        | Expr::History(..)
+        | Expr::ConnCompare(..)
+        | Expr::Conn(..)
+        | Expr::Uid(..) => unreachable!(),
     }
 }
 

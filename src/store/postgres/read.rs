@@ -611,6 +611,17 @@ impl Backend for Pg {
         Pg::connection_page(self, filter, capture_id, after)
     }
 
+    fn connection_uid_inputs(
+        &self,
+        visit: &mut dyn FnMut(i64, i64, &str, i64) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        self.stream(
+            "SELECT capture_id, conn_no, community_id, first_ns FROM connections",
+            &[],
+            &mut |r| visit(r.int(0)?, r.int(1)?, &r.text(2)?, r.int(3)?),
+        )
+    }
+
     fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
         let rows = self.rows(
             "SELECT first_frame FROM connections WHERE capture_id = $1 AND conn_no = $2",

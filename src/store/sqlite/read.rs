@@ -544,6 +544,20 @@ impl Backend for Sqlite {
         super::search::connection_page(self, filter, capture_id, after)
     }
 
+    fn connection_uid_inputs(
+        &self,
+        visit: &mut dyn FnMut(i64, i64, &str, i64) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        let mut st =
+            self.prepare("SELECT capture_id, conn_no, community_id, first_ns FROM connections")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let cid: String = r.get(2)?;
+            visit(r.get(0)?, r.get(1)?, &cid, r.get(3)?)?;
+        }
+        Ok(())
+    }
+
     fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
         self.prepare_cached(
             "SELECT first_frame FROM connections WHERE capture_id = ?1 AND conn_no = ?2",
