@@ -182,6 +182,20 @@ fn rejected_connections_pcap_is_tsharks_streams() {
         assert_eq!(got, want, "{flag}");
         assert!(err.contains("wrote 6 frames of 3 connections"), "{err}");
     }
+    // A row of the listing leads straight to its frames: by `conn CAPTURE:N` and by the conn.log's uid.
+    let zeek = run(&db, &["connections", "--format", "zeek-json"]);
+    for (line, no) in zeek.stdout.lines().zip(1..) {
+        let uid = serde_json::from_str::<serde_json::Value>(line).unwrap()["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let want = tshark_streams(&cap, &[no - 1]);
+        assert!(!want.is_empty());
+        let (got, _) = conn_pcap(&db, &format!("conn rej.pcap:{no}"), "--pcap");
+        assert_eq!(got, want, "conn rej.pcap:{no}");
+        let (got, _) = conn_pcap(&db, &format!("uid {uid}"), "--pcap");
+        assert_eq!(got, want, "uid {uid}");
+    }
     // Not the flows' merge: the answered connection's frames stay out, though its flows share hosts.
     let (got, _) = conn_pcap(&db, "host 10.0.0.1 and conn-state REJ", "--pcap");
     assert_eq!(got.len(), 4);

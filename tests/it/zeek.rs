@@ -476,6 +476,7 @@ pub fn check_connection_terms(db: &Path) {
         got.sort();
         assert_eq!(got, want, "flows '{filter}'");
     }
+    check_one_connection_terms(db, &all, &flows_all, &conn_of);
     // Bad values say what is expected.
     let r = run(db, &["connections", "conn-state S9"]);
     assert!(
@@ -495,4 +496,98 @@ pub fn check_connection_terms(db: &Path) {
 fn connection_terms_on_sqlite() {
     let tmp = tempfile::tempdir().unwrap();
     check_connection_terms(&corpus_db(tmp.path()));
+}
+
+/// `conn CAPTURE:N` (by name and by id) and `uid CXXXX` name exactly one connection, the listing's row with that
+/// number and the uid the conn.log gives it; in `flows`, the flows whose first frame is in it. `all` is the
+/// connection listing, `flows_all` the flow listing, `conn_of` each flow's connection (an index into `all`).
+fn check_one_connection_terms(
+    db: &Path,
+    all: &[serde_json::Value],
+    flows_all: &[serde_json::Value],
+    conn_of: &std::collections::HashMap<(String, String), usize>,
+) {
+    use serde_json::Value;
+    let lines = |args: &[&str]| -> Vec<Value> {
+        let r = run(db, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let s = |c: &Value, k: &str| c[k].as_str().unwrap().to_string();
+    let key = |c: &Value| (s(c, "capture"), c["conn"].as_i64().unwrap());
+    // The conn.log of the same listing, row for row: each connection's uid.
+    let zeek = lines(&["connections", "--format", "zeek-json"]);
+    assert_eq!(zeek.len(), all.len());
+    for (z, c) in zeek.iter().zip(all) {
+        assert_eq!(s(z, "community_id"), s(c, "community_id"));
+    }
+    let ids: std::collections::HashMap<String, i64> = lines(&["captures", "--format", "jsonl"])
+        .iter()
+        .map(|c| (s(c, "name"), c["id"].as_i64().unwrap()))
+        .collect();
+    let conns_of = |filter: &str| -> Vec<(String, i64)> {
+        let mut v: Vec<_> = lines(&["connections", filter, "--format", "jsonl"])
+            .iter()
+            .map(key)
+            .collect();
+        v.sort();
+        v
+    };
+    let flows_of = |filter: &str| -> Vec<String> {
+        let mut v: Vec<_> = lines(&["flows", filter, "--format", "jsonl"])
+            .iter()
+            .map(|f| s(f, "label"))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut checked = 0;
+    for (i, (c, z)) in all.iter().zip(&zeek).enumerate().step_by(11) {
+        let (cap, no) = key(c);
+        let uid = s(z, "uid");
+        let by_name = format!("conn {cap}:{no}");
+        let by_id = format!("conn {}:{no}", ids[&cap]);
+        let by_uid = format!("uid {uid}");
+        for f in [&by_name, &by_id] {
+            assert_eq!(conns_of(f), vec![(cap.clone(), no)], "connections '{f}'");
+        }
+        // The uid derives from the traffic: the same connection in two copies of a capture has the same one.
+        let same: Vec<usize> = (0..all.len()).filter(|&j| s(&zeek[j], "uid") == uid).collect();
+        let mut want: Vec<_> = same.iter().map(|&j| key(&all[j])).collect();
+        want.sort();
+        assert_eq!(conns_of(&by_uid), want, "connections '{by_uid}'");
+        let flows_in = |conns: &[usize]| {
+            let mut v: Vec<String> = flows_all
+                .iter()
+                .filter(|f| {
+                    conn_of
+                        .get(&(s(f, "capture"), s(f, "label")))
+                        .is_some_and(|j| conns.contains(j))
+                })
+                .map(|f| s(f, "label"))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(flows_of(&by_name), flows_in(&[i]), "flows '{by_name}'");
+        assert_eq!(flows_of(&by_uid), flows_in(&same), "flows '{by_uid}'");
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked} connections checked");
+    // Two uids at once, and a uid no connection has.
+    let (a, b) = (s(&zeek[0], "uid"), s(&zeek[zeek.len() - 1], "uid"));
+    let mut want: Vec<_> = (0..all.len())
+        .filter(|&j| [&a, &b].contains(&&s(&zeek[j], "uid")))
+        .map(|j| key(&all[j]))
+        .collect();
+    want.sort();
+    assert!(want.len() >= 2);
+    assert_eq!(conns_of(&format!("uid {a} or uid {b}")), want);
+    assert!(conns_of("uid CAAAAAAAAAAAAAAAAAA").is_empty());
+    assert!(conns_of("conn no-such.pcap:1").is_empty());
+    let r = run(db, &["flows", "conn sample.pcap"]);
+    assert!(r.code != 0 && r.stderr.contains("CAPTURE:N"), "{}", r.stderr);
 }
