@@ -122,7 +122,8 @@ fn output_format(args: &QueryArgs) -> Result<Option<QueryFormat>, DumpError> {
                     f.name()
                 )));
             }
-            if !index && dump_format(f).is_none() {
+            if !index && dump_format(f).is_none() && !(f == QueryFormat::Csv && args.dump.is_none())
+            {
                 return Err(DumpError::Usage(format!(
                     "-o {} names {}, which is for the index: dumps are pcap, pcapng, json, plist or txt \
                      (or say --format)",
@@ -289,6 +290,36 @@ pub fn run_query(
         {
             let mut w = BufWriter::new(file.file());
             write_index(&mut w, &shown)?;
+        }
+        return file.commit();
+    }
+    if chosen == Some(QueryFormat::Csv) {
+        // One row per frame of the flow (or, with --both, of its connections).
+        if args.dump.is_some() {
+            return Err(DumpError::Usage(
+                "--format csv writes one flow's frames (one row each): use it with --flow LABEL, not --dump"
+                    .into(),
+            ));
+        }
+        let label = flow.as_deref().unwrap_or_default();
+        let group = select_label(conn, capture, label)?;
+        let group = if args.both {
+            query::with_connections(conn, group)?
+        } else {
+            group
+        };
+        if to_stdout {
+            let mut w = BufWriter::with_capacity(1 << 16, stdout);
+            crate::dump::frames_csv::write(conn, &group, &mut w, "stdout")?;
+            return w.flush().map_err(werr("stdout"));
+        }
+        let p = args.output.as_deref().unwrap_or(Path::new("-"));
+        let shown = p.display().to_string();
+        let mut file = OutputFile::create(p)?;
+        {
+            let mut w = BufWriter::new(file.file());
+            crate::dump::frames_csv::write(conn, &group, &mut w, &shown)?;
+            w.flush().map_err(werr(&shown))?;
         }
         return file.commit();
     }

@@ -6,6 +6,7 @@
 //! (`ingest --embed`) or from the source capture, re-read at those offsets (see [`source`]).
 
 pub mod file;
+pub mod frames_csv;
 pub mod merge;
 pub mod pcapwrite;
 pub mod render;

@@ -245,6 +245,13 @@ pub trait Backend: BucketLists {
         &self,
         visit: &mut dyn FnMut(i64, i64, &str, i64) -> Result<(), QueryError>,
     ) -> Result<(), QueryError>;
+    /// The TCP fields of frames `numbers` (ascending) of a capture, in that order; frames without them are left
+    /// out.
+    fn frame_tcp(
+        &self,
+        capture_id: i64,
+        numbers: &[u64],
+    ) -> Result<Vec<crate::store::types::FrameTcp>, QueryError>;
     /// A connection's first frame.
     fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError>;
     /// Visits every connection that has a flow matching `filter`, in `sort` order, at most `limit`.

@@ -162,6 +162,28 @@ pub struct FrameRef {
     pub offset: u64,
 }
 
+/// A TCP frame's header fields as the frames table records them, and the sender its flow names
+/// (`query --flow LABEL --format csv`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameTcp {
+    /// Frame number, from 1.
+    pub number: u64,
+    /// The 9 flag bits: NS CWR ECE URG ACK PSH RST SYN FIN.
+    pub flags: i64,
+    /// Sequence number, raw (not relative).
+    pub seq: i64,
+    /// Acknowledgment number, raw.
+    pub ack: i64,
+    /// TCP payload length.
+    pub payload_len: i64,
+    /// The frame's connection, when connections are built.
+    pub conn_no: Option<i64>,
+    /// Sender address and port (of the frame's flow).
+    pub src: String,
+    /// Sender port.
+    pub sport: i64,
+}
+
 /// The flows of one capture that share a label: one dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowGroup {

@@ -555,7 +555,9 @@ fn check_one_connection_terms(
             assert_eq!(conns_of(f), vec![(cap.clone(), no)], "connections '{f}'");
         }
         // The uid derives from the traffic: the same connection in two copies of a capture has the same one.
-        let same: Vec<usize> = (0..all.len()).filter(|&j| s(&zeek[j], "uid") == uid).collect();
+        let same: Vec<usize> = (0..all.len())
+            .filter(|&j| s(&zeek[j], "uid") == uid)
+            .collect();
         let mut want: Vec<_> = same.iter().map(|&j| key(&all[j])).collect();
         want.sort();
         assert_eq!(conns_of(&by_uid), want, "connections '{by_uid}'");
@@ -589,5 +591,9 @@ fn check_one_connection_terms(
     assert!(conns_of("uid CAAAAAAAAAAAAAAAAAA").is_empty());
     assert!(conns_of("conn no-such.pcap:1").is_empty());
     let r = run(db, &["flows", "conn sample.pcap"]);
-    assert!(r.code != 0 && r.stderr.contains("CAPTURE:N"), "{}", r.stderr);
+    assert!(
+        r.code != 0 && r.stderr.contains("CAPTURE:N"),
+        "{}",
+        r.stderr
+    );
 }

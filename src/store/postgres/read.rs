@@ -622,6 +622,77 @@ impl Backend for Pg {
         )
     }
 
+    fn frame_tcp(
+        &self,
+        capture_id: i64,
+        numbers: &[u64],
+    ) -> Result<Vec<crate::store::types::FrameTcp>, QueryError> {
+        let (Some(&lo), Some(&hi)) = (numbers.first(), numbers.last()) else {
+            return Ok(Vec::new());
+        };
+        // The chunks holding lo..hi start in (lo - 1024, hi] (the table's CHECK).
+        let (lo, hi) = (lo as i64, hi as i64);
+        let chunks = self.rows(
+            "SELECT first_number, tcp_flags, seq, ack, payload_len, conn_no, flow_no FROM frame_chunks
+             WHERE capture_id = $1 AND first_number > $2 - 1024 AND first_number <= $3
+             ORDER BY first_number",
+            &[&capture_id, &lo, &hi],
+        )?;
+        let mut found = Vec::with_capacity(numbers.len());
+        let mut want = numbers.iter().peekable();
+        for c in &chunks {
+            let first: i64 = c.try_get(0)?;
+            let flags: Vec<Option<i32>> = c.try_get(1)?;
+            let seq: Vec<Option<i64>> = c.try_get(2)?;
+            let ack: Vec<Option<i64>> = c.try_get(3)?;
+            let len: Vec<Option<i32>> = c.try_get(4)?;
+            let conn: Vec<Option<i64>> = c.try_get(5)?;
+            let flow: Vec<Option<i64>> = c.try_get(6)?;
+            while let Some(&&n) = want.peek() {
+                let i = n as i64 - first;
+                if i < 0 {
+                    want.next();
+                    continue;
+                }
+                if i as usize >= flags.len() {
+                    break;
+                }
+                want.next();
+                let i = i as usize;
+                if let Some(flow_no) = flow[i] {
+                    found.push((n, flags[i], seq[i], ack[i], len[i], conn[i], flow_no));
+                }
+            }
+        }
+        let mut flow_nos: Vec<i64> = found.iter().map(|f| f.6).collect();
+        flow_nos.sort_unstable();
+        flow_nos.dedup();
+        let senders: HashMap<i64, (String, i64)> = self
+            .rows(
+                "SELECT flow_no, src, sport FROM flows WHERE capture_id = $1 AND flow_no = ANY ($2)",
+                &[&capture_id, &flow_nos],
+            )?
+            .iter()
+            .map(|r| Ok((r.int(0)?, (r.text(1)?, r.int(2)?))))
+            .collect::<Result<_, QueryError>>()?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(n, fl, s, a, l, c, flow_no)| {
+                let (src, sport) = senders.get(&flow_no)?.clone();
+                Some(crate::store::types::FrameTcp {
+                    number: n,
+                    flags: i64::from(fl.unwrap_or(0)),
+                    seq: s.unwrap_or(0),
+                    ack: a.unwrap_or(0),
+                    payload_len: i64::from(l.unwrap_or(0)),
+                    conn_no: c,
+                    src,
+                    sport,
+                })
+            })
+            .collect())
+    }
+
     fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
         let rows = self.rows(
             "SELECT first_frame FROM connections WHERE capture_id = $1 AND conn_no = $2",

@@ -558,6 +558,35 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    fn frame_tcp(
+        &self,
+        capture_id: i64,
+        numbers: &[u64],
+    ) -> Result<Vec<crate::store::types::FrameTcp>, QueryError> {
+        let mut st = self.prepare_cached(
+            "SELECT fr.tcp_flags, fr.seq, fr.ack, fr.payload_len, fr.conn_no, f.src, f.sport
+             FROM frames fr JOIN flows f ON f.capture_id = fr.capture_id AND f.flow_no = fr.flow_no
+             WHERE fr.capture_id = ?1 AND fr.number = ?2",
+        )?;
+        let mut out = Vec::with_capacity(numbers.len());
+        for &n in numbers {
+            let mut rows = st.query(params![capture_id, n as i64])?;
+            if let Some(r) = rows.next()? {
+                out.push(crate::store::types::FrameTcp {
+                    number: n,
+                    flags: r.get(0)?,
+                    seq: r.get(1)?,
+                    ack: r.get(2)?,
+                    payload_len: r.get(3)?,
+                    conn_no: r.get(4)?,
+                    src: r.get(5)?,
+                    sport: r.get(6)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn connection_first_frame(&self, capture_id: i64, conn_no: i64) -> Result<i64, QueryError> {
         self.prepare_cached(
             "SELECT first_frame FROM connections WHERE capture_id = ?1 AND conn_no = ?2",
