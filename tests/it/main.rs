@@ -14,6 +14,7 @@ mod dump;
 mod encapsulations;
 mod endpoints;
 mod flows;
+mod frames_csv;
 mod frictions;
 mod hardening;
 mod ingest;

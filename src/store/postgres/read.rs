@@ -634,7 +634,7 @@ impl Backend for Pg {
         let (lo, hi) = (lo as i64, hi as i64);
         let chunks = self.rows(
             "SELECT first_number, tcp_flags, seq, ack, payload_len, conn_no, flow_no FROM frame_chunks
-             WHERE capture_id = $1 AND first_number > $2 - 1024 AND first_number <= $3
+             WHERE capture_id = $1 AND first_number > $2::BIGINT - 1024 AND first_number <= $3
              ORDER BY first_number",
             &[&capture_id, &lo, &hi],
         )?;
