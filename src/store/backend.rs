@@ -57,6 +57,9 @@ pub trait EmbeddedFrames {
     fn frame_data(&mut self, capture_id: i64, number: i64) -> Result<Option<Vec<u8>>, QueryError>;
 }
 
+/// A visitor of (capture_id, conn_no, community_id, first_ns), [`Backend::connection_uid_inputs`].
+pub type UidInputs<'a> = dyn FnMut(i64, i64, &str, i64) -> Result<(), QueryError> + 'a;
+
 /// Writes one capture in one transaction: nothing of it is visible until [`CaptureSink::finish`] commits.
 pub trait CaptureSink {
     /// Writes frames, the flows closed meanwhile, and (with --embed) the frames' bytes in frame order.
@@ -241,10 +244,7 @@ pub trait Backend: BucketLists {
         after: i64,
     ) -> Result<Vec<(i64, i64)>, QueryError>;
     /// Visits (capture_id, conn_no, community_id, first_ns) of every connection: what its uid is made of.
-    fn connection_uid_inputs(
-        &self,
-        visit: &mut dyn FnMut(i64, i64, &str, i64) -> Result<(), QueryError>,
-    ) -> Result<(), QueryError>;
+    fn connection_uid_inputs(&self, visit: &mut UidInputs) -> Result<(), QueryError>;
     /// The TCP fields of frames `numbers` (ascending) of a capture, in that order; frames without them are left
     /// out.
     fn frame_tcp(

@@ -546,7 +546,7 @@ impl Backend for Sqlite {
 
     fn connection_uid_inputs(
         &self,
-        visit: &mut dyn FnMut(i64, i64, &str, i64) -> Result<(), QueryError>,
+        visit: &mut crate::store::backend::UidInputs,
     ) -> Result<(), QueryError> {
         let mut st =
             self.prepare("SELECT capture_id, conn_no, community_id, first_ns FROM connections")?;
