@@ -194,7 +194,7 @@ pub enum Expr {
     /// `conn CAPTURE:N`: connection N (the listing's `conn`) of the capture named (base name or id).
     Conn(String, i64),
     /// `uid CXXXX`: the connection whose conn.log uid this is, and the (capture_id, conn_no) it names, found by
-    /// [`crate::store::read::resolve_uids`] (a hash cannot be inverted in SQL); none until then.
+    /// the store's `resolve_uids` (a hash cannot be inverted in SQL); none until then.
     Uid(String, Vec<(i64, i64)>),
     /// `A and B`.
     And(Box<Expr>, Box<Expr>),

@@ -51,15 +51,16 @@ fn query_output_format_follows_the_file_name() {
         &std::fs::read(p("f.pcapng")).unwrap()[..4],
         b"\x0A\x0D\x0D\x0A"
     );
+    // A .csv name is the flow's frames, one row each (`--format csv`); a .jsonl name is the index's, refused.
     let r = run(&db, &["query", "--flow", LABEL, "-o", &s(&p("conn.csv"))]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let csv = std::fs::read_to_string(p("conn.csv")).unwrap();
+    assert!(csv.starts_with("number,time,direction,flags,"), "{csv}");
+    let r = run(&db, &["query", "--flow", LABEL, "-o", &s(&p("conn.jsonl"))]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("conn.csv") && r.stderr.contains("csv"),
-        "{}",
-        r.stderr
-    );
-    assert!(!p("conn.csv").exists());
+    assert!(r.stderr.contains("conn.jsonl"), "{}", r.stderr);
+    assert!(!p("conn.jsonl").exists());
 
     // A --format the name contradicts, either way round; a dump name without --flow.
     let r = run(
