@@ -22,7 +22,8 @@ pub enum QueryFormat {
     Json,
     /// Index: one JSON object per line.
     Jsonl,
-    /// Index: comma-separated values with a header line.
+    /// Index: comma-separated values with a header line. With --flow: one row per frame (number, time,
+    /// direction, flags, seq, ack, lengths).
     Csv,
     /// Dump: pcap with the capture's link type and the original timestamps, lengths and bytes.
     Pcap,
@@ -150,8 +151,8 @@ pub struct QueryArgs {
     /// the index tuple with fpout set.
     #[arg(long, value_name = "DIR")]
     pub dump: Option<PathBuf>,
-    /// Index: table, json, jsonl [default: table on a terminal, json otherwise]. Dumps: pcap, pcapng, json,
-    /// plist, tree, text [default: from -o's extension, else pcap].
+    /// Index: table, json, jsonl, csv [default: table on a terminal, json otherwise]. Dumps: pcap, pcapng, json,
+    /// plist, tree, text, and csv (one row per frame) [default: from -o's extension, else pcap].
     #[arg(long, value_enum)]
     pub format: Option<QueryFormat>,
     /// Write to FILE instead of stdout (`-` is stdout).
