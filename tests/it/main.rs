@@ -14,6 +14,7 @@ mod encapsulations;
 mod endpoints;
 mod flows;
 mod frictions;
+mod group;
 mod hardening;
 mod ingest;
 mod ingest_hardening;

@@ -9,6 +9,7 @@ use crate::store::row::Cols;
 
 mod bulk;
 mod conn_search;
+mod group;
 pub(crate) mod connections;
 mod open;
 mod page;
