@@ -200,10 +200,16 @@ fn merge(
         None => Selection::Filter(filter),
         Some(_) => {
             let mut rows = Vec::new();
-            read::search_flows(db, filter, args.sort.unwrap_or(FlowSort::Time), args.limit, &mut |r| {
-                rows.push((r.capture_id, r.flow_no));
-                Ok(())
-            })?;
+            read::search_flows(
+                db,
+                filter,
+                args.sort.unwrap_or(FlowSort::Time),
+                args.limit,
+                &mut |r| {
+                    rows.push((r.capture_id, r.flow_no));
+                    Ok(())
+                },
+            )?;
             Selection::Flows(rows)
         }
     };

@@ -354,8 +354,14 @@ impl GroupBy {
             GroupBy::Src => vec![("orig_h", "x.orig_h".into())],
             GroupBy::Dst => vec![("resp_h", "x.resp_h".into())],
             GroupBy::Pair => vec![
-                ("a", format!("CASE WHEN {pair} THEN x.orig_h ELSE x.resp_h END")),
-                ("b", format!("CASE WHEN {pair} THEN x.resp_h ELSE x.orig_h END")),
+                (
+                    "a",
+                    format!("CASE WHEN {pair} THEN x.orig_h ELSE x.resp_h END"),
+                ),
+                (
+                    "b",
+                    format!("CASE WHEN {pair} THEN x.resp_h ELSE x.orig_h END"),
+                ),
             ],
             GroupBy::Sport => vec![("orig_p", "x.orig_p".into())],
             GroupBy::Dport => vec![("resp_p", "x.resp_p".into())],
@@ -626,8 +632,14 @@ mod tests {
 
     #[test]
     fn a_flows_conn_state_key_finds_the_connection_as_the_filter_term_does() {
-        let spelled = FLOW_CONN_STATE.split_whitespace().collect::<Vec<_>>().join(" ");
-        let term = crate::filter::FLOW_CONNECTION.split_whitespace().collect::<Vec<_>>().join(" ");
+        let spelled = FLOW_CONN_STATE
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let term = crate::filter::FLOW_CONNECTION
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(spelled.contains(&term), "{spelled}");
     }
 

@@ -249,17 +249,30 @@ fn connection_groups_say_what_they_count() {
     let db = &corpus_db().1;
     let r = run(
         db,
-        &["connections", "--group-by", "conn-state", "--format", "table"],
+        &[
+            "connections",
+            "--group-by",
+            "conn-state",
+            "--format",
+            "table",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.starts_with("CONN_STATE  CONNECTIONS  PACKETS  BYTES"),
+        r.stdout
+            .starts_with("CONN_STATE  CONNECTIONS  PACKETS  BYTES"),
         "{}",
         r.stdout
     );
     let r = run(
         db,
-        &["connections", "--group-by", "conn-state", "--format", "zeek"],
+        &[
+            "connections",
+            "--group-by",
+            "conn-state",
+            "--format",
+            "zeek",
+        ],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);

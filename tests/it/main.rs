@@ -25,6 +25,7 @@ mod postgres;
 mod python;
 mod robustness;
 mod serve;
+mod serve_limits;
 mod util;
 mod ux;
 mod watch;

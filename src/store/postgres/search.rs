@@ -74,7 +74,8 @@ pub(super) fn refs<'a>(
 }
 
 /// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
-pub(super) const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
+pub(super) const DIGITS: &str =
+    "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
 
 /// The flows `f` of connection `x`, found by the flows key (`flow_no = ANY (x.flow_nos)` is an index condition).
 const CONN_FLOWS: &str =

@@ -9,8 +9,8 @@ use crate::store::row::Cols;
 
 mod bulk;
 mod conn_search;
-mod group;
 pub(crate) mod connections;
+mod group;
 mod open;
 mod page;
 mod read;
