@@ -277,3 +277,40 @@ fn connection_groups_say_what_they_count() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
 }
+
+/// The API's groups are the command line's, for the connections view and each sort; a sort groups cannot take
+/// and an unknown key are 400s with a line.
+#[test]
+fn the_apis_groups_are_the_command_lines() {
+    use crate::serve::{enc, Server};
+    let db = &corpus_db().1;
+    let s = Server::start(db, &[]);
+    for (view, sort) in [
+        ("connections", None),
+        ("connections", Some("packets")),
+        ("flows", Some("time")),
+    ] {
+        for f in ["", "port 80 or port 443"] {
+            let mut q = format!("/api/groups?by=conn-state&view={view}&filter={}", enc(f));
+            let mut args = vec![view, f, "--group-by", "conn-state", "--format", "json"];
+            args.extend(["--limit", "20"]);
+            if let Some(s) = sort {
+                q.push_str(&format!("&sort={s}"));
+                args.extend(["--sort", s]);
+            }
+            let got = s.json(&q)["rows"].as_array().unwrap().clone();
+            assert_eq!(got, json(db, &args), "{q}");
+            assert!(!got.is_empty(), "{q}");
+        }
+    }
+    for (q, says) in [
+        ("/api/groups?by=conn-state&sort=duration", "--sort duration means nothing for groups"),
+        ("/api/groups?by=state", "conn-state"),
+        ("/api/groups?by=src&view=zeek", "use flows or connections"),
+    ] {
+        let r = s.get(q);
+        assert_eq!(r.status, 400, "{q}");
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains(says), "{q}: {body}");
+    }
+}
