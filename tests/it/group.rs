@@ -304,13 +304,19 @@ fn the_apis_groups_are_the_command_lines() {
         }
     }
     for (q, says) in [
-        ("/api/groups?by=conn-state&sort=duration", "--sort duration means nothing for groups"),
+        (
+            "/api/groups?by=conn-state&sort=duration",
+            "--sort duration means nothing for groups",
+        ),
         ("/api/groups?by=state", "conn-state"),
         ("/api/groups?by=src&view=zeek", "use flows or connections"),
     ] {
         let r = s.get(q);
         assert_eq!(r.status, 400, "{q}");
         let body: Value = serde_json::from_slice(&r.body).unwrap();
-        assert!(body["error"].as_str().unwrap().contains(says), "{q}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{q}: {body}"
+        );
     }
 }

@@ -595,7 +595,10 @@ fn pg_serve_answers_as_on_sqlite() {
             format!("/api/connections?sort=packets&limit=1000&filter={}", enc(f)),
             format!("/api/histogram?buckets=300&filter={}", enc(f)),
             format!("/api/groups?by=pair&limit=1000&filter={}", enc(f)),
-            format!("/api/groups?by=conn-state&view=connections&sort=packets&filter={}", enc(f)),
+            format!(
+                "/api/groups?by=conn-state&view=connections&sort=packets&filter={}",
+                enc(f)
+            ),
             format!("/api/groups?by=conn-state&sort=time&filter={}", enc(f)),
         ] {
             assert_eq!(strip(a.json(&q)), strip(b.json(&q)), "{q}");
