@@ -212,6 +212,17 @@ fn every_key_and_sort(db: &Path) {
                     assert_eq!(got, want, "{args:?}");
                     if by == "conn-state" {
                         seen_states = seen_states.max(got.len());
+                        // Each state's count is the filter term's: `conn-state S` finds the same connection.
+                        for (k, t) in &got {
+                            let st = k[0].1.as_str().unwrap();
+                            let f = if filter.is_empty() {
+                                format!("conn-state {st}")
+                            } else {
+                                format!("({filter}) and conn-state {st}")
+                            };
+                            let r = run(db, &[view, &f, "--count"]);
+                            assert_eq!(r.stdout.trim(), t.0.to_string(), "{view} {f:?}");
+                        }
                     }
                     args.extend(["--limit", "2"]);
                     let top = listed(&json(db, &args), conns, nkeys);

@@ -62,7 +62,12 @@ impl Pg {
             &conn_totals("::BIGINT"),
             &format!(
                 "FROM connections x WHERE {}",
-                conn_condition(&filter.condition_with(dollar))
+                // Every connection has a flow: the empty filter need not test them.
+                if filter.is_everything() {
+                    "TRUE".to_string()
+                } else {
+                    conn_condition(&filter.condition_with(dollar))
+                }
             ),
             &order,
             &format!("LIMIT ${}", params.len() + 1),

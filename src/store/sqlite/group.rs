@@ -78,6 +78,16 @@ pub fn group_flows(
     Ok(())
 }
 
+/// The filter's condition on connections `x`, or TRUE for the empty filter: every connection has a flow, so
+/// the empty filter's test of each connection's flows is pure cost (a third of grouping 1M connections).
+pub(crate) fn every_or(filter: &Compiled, cond: impl Fn(&Compiled) -> String) -> String {
+    if filter.is_everything() {
+        "TRUE".into()
+    } else {
+        cond(filter)
+    }
+}
+
 /// Visits one row per group of the connections that have a flow matching `filter` (the connections `connections`
 /// lists for it), in `sort`'s order of groups, at most `limit`.
 pub fn group_connections(
@@ -112,7 +122,7 @@ pub fn group_connections(
         &conn_totals(""),
         &format!(
             "FROM connections x WHERE x.capture_id IN (SELECT id FROM captures) AND {}",
-            conn_condition(filter)
+            every_or(filter, conn_condition)
         ),
         &order,
         &limit_sql,
