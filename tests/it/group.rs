@@ -331,3 +331,20 @@ fn the_apis_groups_are_the_command_lines() {
         );
     }
 }
+
+/// Grouping flows by conn_state needs the connections: without them, one line naming the command that builds
+/// them, and no rows.
+#[test]
+fn conn_state_groups_of_flows_need_the_connections_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bare.db");
+    let cap = corpus().join("v6.pcap");
+    assert_eq!(ingest(&db, &[], &[&cap]).code, 0);
+    let r = run(&db, &["flows", "--group-by", "conn-state"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("ingest --connections`"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    // The other keys need nothing more.
+    assert_eq!(run(&db, &["flows", "--group-by", "dport"]).code, 0);
+}
