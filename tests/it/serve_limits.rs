@@ -82,7 +82,7 @@ fn a_query_whose_client_goes_away_is_interrupted() {
     let freed = t.elapsed();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert!(
-        freed < full / 3,
+        freed < full / 2,
         "the reader came free {freed:?} after the client left; the query takes {full:?}"
     );
 }
@@ -129,7 +129,7 @@ fn pg_a_query_whose_client_goes_away_is_cancelled() {
     let t = Instant::now();
     while active() > 0 {
         assert!(
-            t.elapsed() < busy / 3,
+            t.elapsed() < busy / 2,
             "the query still runs {:?} after its client left; it runs {busy:?}",
             t.elapsed()
         );
