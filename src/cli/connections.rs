@@ -8,7 +8,7 @@ use super::zeeklog::{json_line, TsvLog};
 use super::Error;
 use crate::dump::merge::Selection;
 use crate::filter;
-use crate::store::read::{self, FlowSort};
+use crate::store::read::{self, FlowSort, GroupBy};
 use crate::store::{self};
 
 /// `traceflow connections` arguments.
@@ -26,15 +26,21 @@ pub struct ConnectionsArgs {
     /// header lines), zeek-json its JSON lines.
     #[arg(long, value_enum)]
     pub format: Option<ConnFormat>,
-    /// Order of the connections (bytes and packets count both directions).
-    #[arg(long, value_enum, default_value = "time")]
-    pub sort: FlowSort,
+    /// Order of the connections (bytes and packets count both directions) [default: time]; with --group-by,
+    /// of the groups, as `flows --group-by` orders them.
+    #[arg(long, value_enum)]
+    pub sort: Option<FlowSort>,
     /// At most this many connections.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Print only the number of matching connections.
-    #[arg(long, conflicts_with_all = ["pcap", "pcapng"])]
+    #[arg(long, conflicts_with_all = ["group_by", "pcap", "pcapng"])]
     pub count: bool,
+    /// One row per group of connections: connections, packets and bytes (both directions), first and last
+    /// time, most bytes first (or as --sort says). src/dst/sport/dport are the originator's and responder's
+    /// (columns orig_h, resp_h, orig_p, resp_p); pair both addresses either way round (`a`, `b`).
+    #[arg(long, value_enum, value_name = "KEY", conflicts_with_all = ["pcap", "pcapng"])]
+    pub group_by: Option<GroupBy>,
     /// Write every frame of the matching connections (both directions), from all captures, merged in time order
     /// as `flows --pcap` merges, into one pcap FILE (`-` for stdout). Frames of several link types need --pcapng.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["pcapng", "format"])]
@@ -91,11 +97,21 @@ Examples:
   traceflow connections 'host 10.0.0.5 and port 443'
   traceflow connections 'community-id 1:LQU9qZlK+B5F3KDmev6m5PMibrg=' --format json
   traceflow connections 'capture big.pcap' --sort bytes --limit 10
+  traceflow connections 'port 443' --group-by conn-state
   traceflow connections --format zeek | zeek-cut id.orig_h id.resp_h conn_state
   traceflow connections 'conn-state REJ' --pcap rejected.pcap";
 
 /// Prints the connections of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
+    let sort = args.sort.unwrap_or(FlowSort::Time);
+    if args.group_by.is_some() {
+        super::flows::group_sort_ok(args.sort)?;
+        if matches!(args.format, Some(ConnFormat::Zeek | ConnFormat::ZeekJson)) {
+            return Err(Error::Usage(
+                "--group-by writes groups, not conn.log rows: use --format table, json, jsonl or csv".into(),
+            ));
+        }
+    }
     let text = super::flows::filter_text(&args.filter, args.filter_file.as_deref())?;
     let mut expr = filter::parse(&text, super::flows::now_ns()).map_err(Error::Filter)?;
     let target = store::Target::of(db);
@@ -110,7 +126,7 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
             None => Selection::Connections(&compiled),
             Some(_) => {
                 let mut rows = Vec::new();
-                read::search_connections(conn, &compiled, args.sort, args.limit, &mut |r| {
+                read::search_connections(conn, &compiled, sort, args.limit, &mut |r| {
                     rows.push((r.capture_id, r.conn));
                     Ok(())
                 })?;
@@ -129,14 +145,19 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     if args.count {
         return print_count(read::count_connections(conn, &compiled)?);
     }
+    if let Some(by) = args.group_by {
+        return print_listing(args.format.and_then(ConnFormat::listing), |visit| {
+            read::group_connections(conn, &compiled, by, args.sort, args.limit, visit)
+        });
+    }
     match args.format {
         Some(f @ (ConnFormat::Zeek | ConnFormat::ZeekJson)) => {
             print_zeek(f == ConnFormat::Zeek, |visit| {
-                read::search_connections(conn, &compiled, args.sort, args.limit, visit)
+                read::search_connections(conn, &compiled, sort, args.limit, visit)
             })
         }
         f => print_listing(f.and_then(ConnFormat::listing), |visit| {
-            read::search_connections(conn, &compiled, args.sort, args.limit, visit)
+            read::search_connections(conn, &compiled, sort, args.limit, visit)
         }),
     }
 }
