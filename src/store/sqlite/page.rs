@@ -7,7 +7,7 @@ use super::search::{capture_facts, conn_sql, FLOW_COLUMNS_SQLITE};
 use super::Sqlite;
 use crate::filter::Compiled;
 use crate::store::error::QueryError;
-use crate::store::page::{add_span, histogram_sql, Listing, PageKey};
+use crate::store::page::{Listing, PageKey};
 use crate::store::rows::{conn_row, flow_row, ConnRow, FlowRow, FlowSort};
 
 fn question(n: usize) -> String {
@@ -91,12 +91,32 @@ pub(super) fn flow_histogram(
     }
     let width = ((hi - lo) as u64).div_ceil(buckets as u64).max(1) as i64;
     let mut params = filter.params.clone();
-    params.extend([lo, hi, width].map(Value::Integer));
-    let sql = histogram_sql(&filter.condition, filter.params.len(), question);
+    params.extend([lo, hi].map(Value::Integer));
+    // SQLite's GROUP BY of the shared SQL sorts every matching flow in a temporary b-tree (three times the cost of
+    // the scan), so the flows' spans are read as they are and tallied here: one start and one end mark per flow
+    // in a difference array, summed once at the end. Same division and clamping as the grouped SQL.
+    let n = filter.params.len();
+    let sql = format!(
+        "SELECT f.first_ns, f.last_ns FROM flows f WHERE ({}) AND f.last_ns >= ?{} AND f.first_ns < ?{}",
+        filter.condition,
+        n + 1,
+        n + 2
+    );
+    let top = buckets as i64 - 1;
+    let mut marks = vec![0i64; buckets + 1];
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
-        add_span(&mut out, r.get(0)?, r.get(1)?, r.get(2)?);
+        let (first, last): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let a = (first.saturating_sub(lo) / width).clamp(0, top);
+        let b = (last.saturating_sub(lo) / width).clamp(0, top).max(a);
+        marks[a as usize] += 1;
+        marks[b as usize + 1] -= 1;
+    }
+    let mut run = 0i64;
+    for (slot, mark) in out.iter_mut().zip(&marks) {
+        run += mark;
+        *slot = run;
     }
     Ok(out)
 }
