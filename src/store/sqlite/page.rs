@@ -54,6 +54,24 @@ pub(super) fn flows_page(
     Ok(())
 }
 
+/// The filter's flow bucket candidates when they cover every capture with flows and are at most
+/// [`CANDIDATE_CAP`] in all.
+fn covering_candidates(
+    conn: &Sqlite,
+    filter: &Compiled,
+) -> Result<Option<std::collections::HashMap<i64, Vec<i64>>>, QueryError> {
+    let cands = crate::store::plan::bucket_candidates(conn, filter)?;
+    if cands.is_empty() || cands.values().map(Vec::len).sum::<usize>() > CANDIDATE_CAP {
+        return Ok(None);
+    }
+    let mut ids = conn.prepare("SELECT id FROM captures WHERE flows > 0")?;
+    let ids: Vec<i64> = ids.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    if ids.iter().any(|id| !cands.contains_key(id)) {
+        return Ok(None);
+    }
+    Ok(Some(cands))
+}
+
 /// At most this many bucket candidates are read one by one and sorted here; more go to the single sorted query.
 const CANDIDATE_CAP: usize = 50_000;
 
@@ -69,15 +87,9 @@ fn candidate_page(
     limit: u64,
     caps: &crate::store::rows::CaptureFacts,
 ) -> Result<Option<Vec<FlowRow>>, QueryError> {
-    let cands = crate::store::plan::bucket_candidates(conn, filter)?;
-    if cands.is_empty() || cands.values().map(Vec::len).sum::<usize>() > CANDIDATE_CAP {
+    let Some(cands) = covering_candidates(conn, filter)? else {
         return Ok(None);
-    }
-    let mut ids = conn.prepare("SELECT id FROM captures WHERE flows > 0")?;
-    let ids: Vec<i64> = ids.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    if ids.iter().any(|id| !cands.contains_key(id)) {
-        return Ok(None);
-    }
+    };
     let n = filter.params.len();
     let (cond, vals) = Listing::Flows.after(sort, after, n + 3, question);
     let sql = format!("{} AND {cond}", candidate_sql(filter, FLOW_COLUMNS_SQLITE));
@@ -161,22 +173,47 @@ pub(super) fn flow_histogram(
     // the scan), so the flows' spans are read as they are and tallied here: one start and one end mark per flow
     // in a difference array, summed once at the end. Same division and clamping as the grouped SQL.
     let n = filter.params.len();
-    let sql = format!(
-        "SELECT f.first_ns, f.last_ns FROM flows f WHERE ({}) AND f.last_ns >= ?{} AND f.first_ns < ?{}",
-        filter.condition,
-        n + 1,
-        n + 2
-    );
     let top = buckets as i64 - 1;
     let mut marks = vec![0i64; buckets + 1];
-    let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-    while let Some(r) = rows.next()? {
+    let mut tally = |r: &rusqlite::Row| -> Result<(), QueryError> {
         let (first, last): (i64, i64) = (r.get(0)?, r.get(1)?);
         let a = (first.saturating_sub(lo) / width).clamp(0, top);
         let b = (last.saturating_sub(lo) / width).clamp(0, top).max(a);
         marks[a as usize] += 1;
         marks[b as usize + 1] -= 1;
+        Ok(())
+    };
+    if let Some(cands) = covering_candidates(conn, filter)? {
+        // A host or port filter's few candidates, each a primary-key lookup, rather than a scan of every flow.
+        let sql = format!(
+            "{} AND f.last_ns >= ?{} AND f.first_ns < ?{}",
+            candidate_sql(filter, "f.first_ns, f.last_ns"),
+            n + 3,
+            n + 4
+        );
+        let mut st = conn.prepare(&sql)?;
+        for (cid, nos) in &cands {
+            let mut p = filter.params.clone();
+            p.push(Value::Integer(*cid));
+            p.push(Value::Text(json_list(nos)));
+            p.extend([lo, hi].map(Value::Integer));
+            let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
+            while let Some(r) = rows.next()? {
+                tally(r)?;
+            }
+        }
+    } else {
+        let sql = format!(
+            "SELECT f.first_ns, f.last_ns FROM flows f WHERE ({}) AND f.last_ns >= ?{} AND f.first_ns < ?{}",
+            filter.condition,
+            n + 1,
+            n + 2
+        );
+        let mut st = conn.prepare(&sql)?;
+        let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+        while let Some(r) = rows.next()? {
+            tally(r)?;
+        }
     }
     let mut run = 0i64;
     for (slot, mark) in out.iter_mut().zip(&marks) {
