@@ -181,12 +181,26 @@ def test_errors_are_clear(dbs, tmp_path):
         traceflow.open(str(tmp_path / 'missing.db')).captures()
 
 
-def test_to_pandas_and_arrow(dbs):
+def test_to_pandas_and_arrow(dbs, cli):
+    """Both frames hold the CLI's JSON rows, column for column, for flows and connections (scripts/test.sh's
+    virtual environment has pandas and pyarrow; elsewhere the test is skipped without them)."""
     pandas = pytest.importorskip('pandas')
-    df = traceflow.open(dbs[0]).flows('port 80').to_pandas()
-    assert list(df.columns) == list(traceflow.Flow.FIELDS)
-    assert len(df) == traceflow.open(dbs[0]).count('port 80')
-    assert isinstance(df, pandas.DataFrame)
+    pyarrow = pytest.importorskip('pyarrow')
+    db = traceflow.open(dbs[0])
+    for kind, rows in (('flows', db.flows('port 80')), ('connections', db.connections('port 80'))):
+        want = cli_json(cli, kind, 'port 80', '--db', dbs[0], '--format', 'json')
+        assert want, kind
+        fields = list(want[0].keys())
+        df = rows.to_pandas()
+        assert isinstance(df, pandas.DataFrame)
+        assert list(df.columns) == fields, kind
+        # A connection's flows are a tuple in the row (rows are immutable), a list in JSON.
+        got = [{k: list(v) if isinstance(v, tuple) else v for k, v in r.items()} for r in df.to_dict('records')]
+        assert got == want, kind
+        table = rows.to_arrow()
+        assert isinstance(table, pyarrow.Table)
+        assert table.column_names == fields, kind
+        assert table.to_pylist() == want, kind
 
 
 def test_ctrl_c_interrupts_an_ingest_and_rolls_back(tmp_path, cli):

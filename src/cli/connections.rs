@@ -7,7 +7,7 @@ use super::output::{print_count, print_listing, RowFormat};
 use super::zeeklog::{json_line, TsvLog};
 use super::Error;
 use crate::filter;
-use crate::store::read::{self, FlowSort};
+use crate::store::read::{self, FlowSort, GroupBy};
 use crate::store::{self};
 
 /// `traceflow connections` arguments.
@@ -25,15 +25,21 @@ pub struct ConnectionsArgs {
     /// header lines), zeek-json its JSON lines.
     #[arg(long, value_enum)]
     pub format: Option<ConnFormat>,
-    /// Order of the connections (bytes and packets count both directions).
-    #[arg(long, value_enum, default_value = "time")]
-    pub sort: FlowSort,
+    /// Order of the connections (bytes and packets count both directions) [default: time]; with --group-by,
+    /// of the groups, as `flows --group-by` orders them.
+    #[arg(long, value_enum)]
+    pub sort: Option<FlowSort>,
     /// At most this many connections.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Print only the number of matching connections.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group_by")]
     pub count: bool,
+    /// One row per group of connections: connections, packets and bytes (both directions), first and last
+    /// time, most bytes first (or as --sort says). src/dst/sport/dport are the originator's and responder's
+    /// (columns orig_h, resp_h, orig_p, resp_p); pair both addresses either way round (`a`, `b`).
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub group_by: Option<GroupBy>,
 }
 
 /// `connections --format`: the listing formats, and Zeek's conn.log.
@@ -80,10 +86,20 @@ Examples:
   traceflow connections 'host 10.0.0.5 and port 443'
   traceflow connections 'community-id 1:LQU9qZlK+B5F3KDmev6m5PMibrg=' --format json
   traceflow connections 'capture big.pcap' --sort bytes --limit 10
+  traceflow connections 'port 443' --group-by conn-state
   traceflow connections --format zeek | zeek-cut id.orig_h id.resp_h conn_state";
 
 /// Prints the connections of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
+    let sort = args.sort.unwrap_or(FlowSort::Time);
+    if args.group_by.is_some() {
+        super::flows::group_sort_ok(args.sort)?;
+        if matches!(args.format, Some(ConnFormat::Zeek | ConnFormat::ZeekJson)) {
+            return Err(Error::Usage(
+                "--group-by writes groups, not conn.log rows: use --format table, json, jsonl or csv".into(),
+            ));
+        }
+    }
     let text = super::flows::filter_text(&args.filter, args.filter_file.as_deref())?;
     let expr = filter::parse(&text, super::flows::now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
@@ -94,14 +110,19 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
     if args.count {
         return print_count(read::count_connections(conn, &compiled)?);
     }
+    if let Some(by) = args.group_by {
+        return print_listing(args.format.and_then(ConnFormat::listing), |visit| {
+            read::group_connections(conn, &compiled, by, args.sort, args.limit, visit)
+        });
+    }
     match args.format {
         Some(f @ (ConnFormat::Zeek | ConnFormat::ZeekJson)) => {
             print_zeek(f == ConnFormat::Zeek, |visit| {
-                read::search_connections(conn, &compiled, args.sort, args.limit, visit)
+                read::search_connections(conn, &compiled, sort, args.limit, visit)
             })
         }
         f => print_listing(f.and_then(ConnFormat::listing), |visit| {
-            read::search_connections(conn, &compiled, args.sort, args.limit, visit)
+            read::search_connections(conn, &compiled, sort, args.limit, visit)
         }),
     }
 }

@@ -26,17 +26,19 @@ pub struct FlowsArgs {
     /// Output format [default: table on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<RowFormat>,
-    /// Order of the flows.
-    #[arg(long, value_enum, default_value = "time")]
-    pub sort: FlowSort,
+    /// Order of the flows [default: time]; with --group-by, of the groups: bytes (the default) and packets
+    /// their totals, most first; time their earliest flow first (duration is refused there).
+    #[arg(long, value_enum)]
+    pub sort: Option<FlowSort>,
     /// At most this many flows.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Print only the number of matching flows.
     #[arg(long, conflicts_with_all = ["group_by", "pcap", "pcapng"])]
     pub count: bool,
-    /// One row per group: flows, packets, bytes, first and last time, most bytes first. `pair` is the two
-    /// addresses either way round, as columns `a` and `b`.
+    /// One row per group: flows, packets, bytes, first and last time, most bytes first (or as --sort says).
+    /// `pair` is the two addresses either way round, as columns `a` and `b`; `conn-state` the flow's
+    /// connection's Zeek conn_state.
     #[arg(long, value_enum, value_name = "KEY", conflicts_with_all = ["pcap", "pcapng"])]
     pub group_by: Option<GroupBy>,
     /// Write the frames of every matching flow, from all captures, merged in time order into one pcap FILE
@@ -72,6 +74,11 @@ pub(super) fn filter_text(arg: &str, file: Option<&Path>) -> Result<String, Erro
 
 /// Prints the flows of the database at `db` that match the filter.
 pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
+    let db_path = db;
+    let sort = args.sort.unwrap_or(FlowSort::Time);
+    if args.group_by.is_some() {
+        group_sort_ok(args.sort)?;
+    }
     let text = filter_text(&args.filter, args.filter_file.as_deref())?;
     let expr = filter::parse(&text, now_ns()).map_err(Error::Filter)?;
     let compiled = filter::compile(&expr);
@@ -126,13 +133,25 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
         return print_count(read::count_flows(conn, &compiled)?);
     }
     match args.group_by {
-        Some(by) => print_listing(args.format, |visit| {
-            read::group_flows(conn, &compiled, by, args.limit, visit)
-        }),
+        Some(by) => {
+            if by == GroupBy::ConnState {
+                super::require_connections(&db, &store::Target::of(db_path))?;
+            }
+            print_listing(args.format, |visit| {
+                read::group_flows(conn, &compiled, by, args.sort, args.limit, visit)
+            })
+        }
         None => print_listing(args.format, |visit| {
-            read::search_flows(conn, &compiled, args.sort, args.limit, visit)
+            read::search_flows(conn, &compiled, sort, args.limit, visit)
         }),
     }
+}
+
+/// `--sort` with `--group-by`: refused before the database is read when it means nothing for a group.
+pub(super) fn group_sort_ok(sort: Option<FlowSort>) -> Result<(), Error> {
+    crate::store::rows::group_order(sort, &[], "")
+        .map(|_| ())
+        .map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// `--pcap`/`--pcapng`: the matching flows' frames into `dest`, a file replaced only by a whole merge (as
@@ -181,10 +200,16 @@ fn merge(
         None => Selection::Filter(filter),
         Some(_) => {
             let mut rows = Vec::new();
-            read::search_flows(db, filter, args.sort, args.limit, &mut |r| {
-                rows.push((r.capture_id, r.flow_no));
-                Ok(())
-            })?;
+            read::search_flows(
+                db,
+                filter,
+                args.sort.unwrap_or(FlowSort::Time),
+                args.limit,
+                &mut |r| {
+                    rows.push((r.capture_id, r.flow_no));
+                    Ok(())
+                },
+            )?;
             Selection::Flows(rows)
         }
     };

@@ -28,6 +28,11 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The empty filter: every flow matches.
+    pub fn is_everything(&self) -> bool {
+        matches!(self.expr, Expr::All)
+    }
+
     /// The condition with the placeholders `mark` writes for each parameter's number (from 1, bound to
     /// `params` in the same order as `condition`'s): `$N` for PostgreSQL.
     pub fn condition_with(&self, mark: fn(usize) -> String) -> String {

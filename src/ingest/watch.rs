@@ -99,6 +99,10 @@ struct Tracked {
     closed: bool,
     /// Seen by the first scan with an mtime older than `--settle`: complete already.
     old_at_start: bool,
+    /// Seen by the first scan and unchanged since: what the folder held when the watcher started, indexed in name
+    /// order before anything that arrives later (a watcher restarted after a kill finds files younger than
+    /// `--settle` that are complete, and the files that arrive meanwhile must not take their place in line).
+    at_start: bool,
     /// The stat of the last ingest of the file (of whatever outcome: a file that is not a capture is not read
     /// again until it changes).
     done: Option<Stat>,
@@ -307,6 +311,7 @@ pub fn run(
                         .ok()
                         .and_then(|t| wall.duration_since(t).ok())
                         .is_some_and(|age| age >= w.settle),
+                at_start: first_scan,
                 done: None,
                 partial_at: None,
             });
@@ -314,6 +319,7 @@ pub fn run(
                 t.stat = st;
                 t.since = now;
                 t.old_at_start = false;
+                t.at_start = false;
                 // A close seen before this change says nothing of it: a ring slot reopened with O_TRUNC is
                 // written again from here (its own close, if it came already, is in `closed`).
                 t.closed = false;
@@ -332,6 +338,8 @@ pub fn run(
             .map_or(0, |d| d.as_nanos() as i64);
         let settle_ns = w.settle.as_nanos() as i64;
         let mut todo: Vec<(PathBuf, bool)> = Vec::new();
+        // A folder whose files, there at the start, are still settling: its later names wait behind them.
+        let mut held: Option<&Path> = None;
         for p in &found {
             let Some(t) = files.get(p) else { continue };
             if t.done == Some(t.stat) {
@@ -351,9 +359,14 @@ pub fn run(
             if !complete {
                 due = due.min(Duration::from_nanos((settle_ns - age).max(0) as u64));
             }
-            if complete {
+            if complete && held.is_some() && held == p.parent() {
+                pending = true;
+            } else if complete {
                 todo.push((p.clone(), false));
             } else {
+                if t.at_start {
+                    held = p.parent();
+                }
                 pending = true;
                 if let Some(every) = w.partial {
                     if t.stat.0 > 0

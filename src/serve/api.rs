@@ -355,9 +355,14 @@ pub struct GroupParams {
     filter: String,
     by: String,
     limit: Option<u64>,
+    /// Groups of `flows` (default) or of `connections`.
+    view: Option<String>,
+    /// bytes (default), packets or time, as `--group-by` takes `--sort`.
+    sort: Option<String>,
 }
 
-/// `GET /api/groups?by=src|dst|pair|sport|dport|capture`: one row per group, most bytes first (`--group-by`).
+/// `GET /api/groups?by=src|dst|pair|sport|dport|capture|conn-state[&view=connections][&sort=bytes|packets|time]`:
+/// one row per group, most bytes first (`flows --group-by`, or `connections --group-by` for that view).
 pub async fn groups(
     State(shared): State<Arc<Shared>>,
     Query(p): Query<GroupParams>,
@@ -366,24 +371,35 @@ pub async fn groups(
     let (_, compiled) = compile(&p.filter)?;
     let by = GroupBy::from_str(&p.by, true).map_err(|_| {
         ApiError::bad(format!(
-            "by {:?}: use src, dst, pair, sport, dport or capture",
+            "by {:?}: use src, dst, pair, sport, dport, capture or conn-state",
             p.by
         ))
     })?;
+    let conns = view_is_connections(p.view.as_deref())?;
+    let sort = match p.sort.as_deref() {
+        None | Some("") => None,
+        s => Some(sort_of(s)?),
+    };
+    crate::store::rows::group_order(sort, &[], "").map_err(|e| ApiError::bad(e.to_string()))?;
     let limit = limit_of(p.limit.or(Some(20)))?;
     let body = run(&shared, move |db| {
         let mut rows = Vec::new();
-        db.group_flows(&compiled, by, Some(limit), &mut |g| {
+        let mut keep = |g: crate::store::read::GroupRow| {
             rows.push(serde_json::to_value(&g).unwrap_or(Value::Null));
             Ok(())
-        })?;
+        };
+        if conns {
+            db.group_connections(&compiled, by, sort, Some(limit), &mut keep)?;
+        } else {
+            db.group_flows(&compiled, by, sort, Some(limit), &mut keep)?;
+        }
         Ok(json!({ "rows": rows }))
     })
     .await?;
     Ok(Json(body).into_response())
 }
 
-/// Conn-state groups come from the connections listing: `GET /api/captures`: every capture, and which have
+/// `GET /api/captures`: every capture, and which have
 /// their connections built.
 pub async fn captures(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
     let body = run(&shared, move |db| {

@@ -83,7 +83,57 @@ pub async fn check(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
     resp
 }
 
+/// The longest request target taken (path and query), in bytes: a filter of about two thousand terms. hyper
+/// refuses past 64 KiB on its own, with no word of why.
+pub const MAX_TARGET: usize = 60 * 1024;
+
+/// The most header bytes taken (names and values).
+pub const MAX_HEADERS: usize = 64 * 1024;
+
+/// A request too large to take, with a line saying which limit and what to do.
+fn too_large(req: &Request) -> Option<Response> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_TARGET {
+        return Some(refuse(
+            StatusCode::URI_TOO_LONG,
+            &format!(
+                "the request is {target} bytes long, more than the {MAX_TARGET} taken: shorten the filter \
+                 (a net instead of many hosts), or run it as `traceflow flows -F FILE`"
+            ),
+        ));
+    }
+    let body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if body {
+        return Some(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "traceflow serve takes no request body: every parameter goes in the URL",
+        ));
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers > MAX_HEADERS {
+        return Some(refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!(
+                "the request's headers are {headers} bytes, more than the {MAX_HEADERS} taken"
+            ),
+        ));
+    }
+    None
+}
+
 async fn gate(shared: &Shared, req: Request, next: Next) -> Response {
+    if let Some(r) = too_large(&req) {
+        return r;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = refuse(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -87,13 +87,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Calls that may wait for a turn, per connection: beyond them a request is refused at once (503) rather than
+/// piling up sockets and memory behind queries that each may take the whole deadline.
+pub const WAITING_PER_READER: usize = 16;
+
 /// Read-only connections to the database, opened as needed up to `max`, each used by one call at a time.
 pub struct Pool {
     target: Target,
     idle: Mutex<Vec<Db>>,
     /// Calls running at once, at most `max` (the others wait their turn).
     slots: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    /// Calls waiting for a turn now.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     deadline: Duration,
+}
+
+/// Counts a call as waiting while it lives.
+struct Waiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Pool {
@@ -104,6 +120,8 @@ impl Pool {
             target,
             idle: Mutex::new(vec![first]),
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            waiting: Arc::default(),
             deadline,
         })
     }
@@ -134,8 +152,27 @@ impl Pool {
         }
     }
 
-    /// A turn to run a call (one of `max`), waited for.
+    /// A turn to run a call (one of `max`), waited for; refused (503) when [`WAITING_PER_READER`] calls per
+    /// connection already wait. A call whose client goes away stops waiting.
     pub async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        use std::sync::atomic::Ordering;
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let most = self.max * WAITING_PER_READER;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= most {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "busy: {} queries are running and {most} waiting, the most this server takes (--readers {}); \
+                     try again shortly",
+                    self.max, self.max
+                ),
+                filter: None,
+            });
+        }
+        let _waiting = Waiting(self.waiting.clone());
         self.slots
             .clone()
             .acquire_owned()

@@ -208,11 +208,23 @@ pub trait Backend: BucketLists {
     ) -> Result<(), QueryError>;
     /// How many flows match `filter`.
     fn count_flows(&self, filter: &Compiled) -> Result<i64, QueryError>;
-    /// Visits one row per group of the flows that match `filter`, most bytes first (then by key).
+    /// Visits one row per group of the flows that match `filter`, in `sort`'s order of groups (none: most bytes
+    /// first), then by key.
     fn group_flows(
         &self,
         filter: &Compiled,
         by: GroupBy,
+        sort: Option<FlowSort>,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError>;
+    /// Visits one row per group of the connections that have a flow matching `filter`, ordered as
+    /// [`Backend::group_flows`] orders groups.
+    fn group_connections(
+        &self,
+        filter: &Compiled,
+        by: GroupBy,
+        sort: Option<FlowSort>,
         limit: Option<u64>,
         visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError>;

@@ -171,6 +171,9 @@ pub enum QueryError {
     /// Writing the results failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+    /// A request that means nothing (a `--sort` groups cannot take): the message says what to ask instead.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl From<crate::trace::twoway::TwoWayError> for QueryError {

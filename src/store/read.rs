@@ -459,16 +459,32 @@ pub fn explain_flows(db: &Db, filter: &Compiled) -> Result<Vec<(String, Vec<Stri
     db.explain_flows(filter)
 }
 
-/// Visits one row per group of the flows that match `filter`, most bytes first (then by key), at most `limit`.
-/// The database aggregates, so memory grows with the number of groups, not of flows.
+/// Visits one row per group of the flows that match `filter`, at most `limit`, in `sort`'s order of groups: none
+/// or bytes, most bytes first; packets, most packets first; time, the earliest first frame first; ties by key.
+/// `duration` is refused ([`QueryError::Usage`]). The database aggregates, so memory grows with the number of
+/// groups, not of flows.
 pub fn group_flows(
     db: &Db,
     filter: &Compiled,
     by: GroupBy,
+    sort: Option<FlowSort>,
     limit: Option<u64>,
     visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
-    db.group_flows(filter, by, limit, visit)
+    db.group_flows(filter, by, sort, limit, visit)
+}
+
+/// Visits one row per group of the connections that have a flow matching `filter` (those `search_connections`
+/// lists), ordered as [`group_flows`] orders groups; packets and bytes count both directions.
+pub fn group_connections(
+    db: &Db,
+    filter: &Compiled,
+    by: GroupBy,
+    sort: Option<FlowSort>,
+    limit: Option<u64>,
+    visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    db.group_connections(filter, by, sort, limit, visit)
 }
 
 /// How many flows match `filter`.

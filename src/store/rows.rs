@@ -296,30 +296,41 @@ pub(crate) fn port(v: i64) -> Result<u16, QueryError> {
     u16::try_from(v).map_err(|_| QueryError::Corrupt(format!("port {v} is not a TCP port")))
 }
 
-/// What `traceflow flows --group-by` makes one row of.
+/// What `--group-by` makes one row of (`flows` and `connections`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupBy {
-    /// The source address.
+    /// The source address (of a connection: the originator's).
     Src,
-    /// The destination address.
+    /// The destination address (of a connection: the responder's).
     Dst,
     /// The two addresses, either way round (as tshark's `-z conv` pairs them): columns `a` and `b`, `a` the lower.
     Pair,
-    /// The source port.
+    /// The source port (of a connection: the originator's).
     Sport,
-    /// The destination port.
+    /// The destination port (of a connection: the responder's).
     Dport,
     /// The capture.
     Capture,
+    /// Zeek's conn_state (of a flow: its connection's, as the `conn-state` filter term finds it).
+    ConnState,
 }
 
+/// The flow's connection's state: the connection of its first frame, which the `conn-state` filter term finds
+/// through the Community ID and the frame span ([`crate::filter::FLOW_CONNECTION`]). Here it is the first of the
+/// flow's connections in `connection_flows` (a key's connections follow each other, so the one holding its first
+/// frame is the earliest that holds any), one primary-key seek a flow: the Community ID's index meets every
+/// capture's connections of that key (figures in BENCHMARKS.md). A test holds the two equal.
+const FLOW_CONN_STATE: &str = "(SELECT k.conn_state FROM connection_flows cf JOIN connections k \
+     ON k.capture_id = cf.capture_id AND k.conn_no = cf.conn_no \
+     WHERE cf.capture_id = f.capture_id AND cf.flow_no = f.flow_no ORDER BY cf.conn_no LIMIT 1)";
+
 impl GroupBy {
-    /// The group's columns: (name, SQL expression on `flows f` / `captures c`).
-    pub(crate) fn keys(self) -> &'static [(&'static str, &'static str)] {
-        match self {
+    /// The group's columns in a grouping of flows: (name, SQL expression on `flows f` / `captures c`).
+    pub(crate) fn keys(self) -> Vec<(&'static str, String)> {
+        // Pairs are ordered by the sortable key, so that 10.0.0.2 < 10.0.0.10 and each pair has one spelling.
+        let v: &[(&'static str, &str)] = match self {
             GroupBy::Src => &[("src", "f.src")],
             GroupBy::Dst => &[("dst", "f.dst")],
-            // Ordered by the sortable key, so that 10.0.0.2 < 10.0.0.10 and each pair has one spelling.
             GroupBy::Pair => &[
                 (
                     "a",
@@ -333,24 +344,134 @@ impl GroupBy {
             GroupBy::Sport => &[("sport", "f.sport")],
             GroupBy::Dport => &[("dport", "f.dport")],
             GroupBy::Capture => &[("capture", "c.name")],
+            GroupBy::ConnState => &[("conn_state", FLOW_CONN_STATE)],
+        };
+        v.iter().map(|&(n, e)| (n, e.to_string())).collect()
+    }
+
+    /// The group's columns in a grouping of connections (`connections x`): named as the connection's columns.
+    /// `lower` is the dialect's "address A sorts at or before B" for a pair (`{a}` and `{b}` in it), as the
+    /// flows' address keys sort.
+    pub(crate) fn conn_keys(self, lower: &str) -> Vec<(&'static str, String)> {
+        let pair = lower.replace("{a}", "x.orig_h").replace("{b}", "x.resp_h");
+        match self {
+            GroupBy::Src => vec![("orig_h", "x.orig_h".into())],
+            GroupBy::Dst => vec![("resp_h", "x.resp_h".into())],
+            GroupBy::Pair => vec![
+                (
+                    "a",
+                    format!("CASE WHEN {pair} THEN x.orig_h ELSE x.resp_h END"),
+                ),
+                (
+                    "b",
+                    format!("CASE WHEN {pair} THEN x.resp_h ELSE x.orig_h END"),
+                ),
+            ],
+            GroupBy::Sport => vec![("orig_p", "x.orig_p".into())],
+            GroupBy::Dport => vec![("resp_p", "x.resp_p".into())],
+            GroupBy::Capture => vec![(
+                "capture",
+                "(SELECT c.name FROM captures c WHERE c.id = x.capture_id)".into(),
+            )],
+            GroupBy::ConnState => vec![("conn_state", "x.conn_state".into())],
         }
     }
 }
 
-/// One row of `traceflow flows --group-by`: the group's key columns, then its totals.
+/// The order of groups for a `--sort` (none: most bytes first), over the columns of [`grouped_sql`]'s inner
+/// query; ties go by the keys, ascending (`collate` after each text key: PostgreSQL's bytewise order, SQLite's own).
+/// A sort that means nothing for a group is refused in one line.
+pub(crate) fn group_order(
+    sort: Option<FlowSort>,
+    keys: &[(&'static str, String)],
+    collate: &str,
+) -> Result<String, QueryError> {
+    let first = match sort {
+        None | Some(FlowSort::Bytes) => "g.bytes DESC",
+        Some(FlowSort::Packets) => "g.packets DESC",
+        Some(FlowSort::Time) => "g.first_ns",
+        Some(FlowSort::Duration) => {
+            return Err(QueryError::Usage(
+                "--sort duration means nothing for groups: with --group-by, sort by bytes (the default), packets or time"
+                    .into(),
+            ))
+        }
+    };
+    let mut order = vec![first.to_string()];
+    for (i, (name, _)) in keys.iter().enumerate() {
+        let numeric = matches!(*name, "sport" | "dport" | "orig_p" | "resp_p");
+        // NULL (a flow whose connection is not built) last, on both backends.
+        order.push(format!("g.k{i} IS NULL"));
+        order.push(if numeric {
+            format!("g.k{i}")
+        } else {
+            format!("g.k{i}{collate}")
+        });
+    }
+    Ok(order.join(", "))
+}
+
+/// A grouping query: `with` (a `WITH` clause or nothing), then `keys` over `from` (which names the rows `f` or
+/// `x` and ends with the filter's WHERE) with `totals` (count, packets, bytes, payload, first and last ns, digits:
+/// [`flow_totals`], [`conn_totals`]), in `order` ([`group_order`]), then `limit` (a LIMIT clause or nothing).
+pub(crate) fn grouped_sql(
+    with: &str,
+    keys: &[(&'static str, String)],
+    totals: &str,
+    from: &str,
+    order: &str,
+    limit: &str,
+) -> String {
+    let select: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| format!("{e} AS k{i}"))
+        .collect();
+    let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+    format!(
+        "{with} SELECT * FROM (SELECT {}, {totals} {from} GROUP BY {}) g ORDER BY {order} {limit}",
+        select.join(", "),
+        group.join(", "),
+    )
+}
+
+/// The totals of a group of flows `f` (joined to `d`, the captures' precision); `cast` follows each sum
+/// (PostgreSQL's sum of BIGINT is NUMERIC).
+pub(crate) fn flow_totals(cast: &str) -> String {
+    format!(
+        "count(*) AS n, sum(f.packets){cast} AS packets, sum(f.bytes){cast} AS bytes, \
+         sum(f.payload_bytes){cast} AS payload, min(f.first_ns) AS first_ns, max(f.last_ns) AS last_ns, \
+         max(coalesce(d.digits, 9)) AS digits"
+    )
+}
+
+/// The totals of a group of connections `x`: packets and bytes count both directions, as `connections --sort`
+/// counts them (bytes: the frames' lengths).
+pub(crate) fn conn_totals(cast: &str) -> String {
+    format!(
+        "count(*) AS n, sum(x.orig_pkts + x.resp_pkts){cast} AS packets, \
+         sum(x.orig_frame_bytes + x.resp_frame_bytes){cast} AS bytes, \
+         sum(x.orig_payload_bytes + x.resp_payload_bytes){cast} AS payload, min(x.first_ns) AS first_ns, \
+         max(x.last_ns) AS last_ns, 9 AS digits"
+    )
+}
+
+/// One row of `--group-by`: the group's key columns, then its totals.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupRow {
-    /// The key columns, by name (`src`, `a` and `b`, `dport`, ...).
+    /// The key columns, by name (`src`, `a` and `b`, `dport`, `conn_state`, ...).
     pub keys: Vec<(&'static str, serde_json::Value)>,
-    /// Flows in the group.
-    pub flows: i64,
+    /// What the group counts, and the name of that column: `flows` or `connections`.
+    pub unit: &'static str,
+    /// Flows (or connections) in the group.
+    pub count: i64,
     /// Their frames.
     pub packets: i64,
     /// Sum of their frames' original lengths.
     pub bytes: i64,
     /// Sum of their TCP segment lengths.
     pub payload_bytes: i64,
-    /// The earliest first frame time, RFC 3339 UTC with the finest precision of the group's captures.
+    /// The earliest first frame time, RFC 3339 UTC with [`LISTING_DIGITS`] places.
     pub first_time: String,
     /// The latest last frame time, likewise.
     pub last_time: String,
@@ -363,7 +484,7 @@ impl Serialize for GroupRow {
         for (k, v) in &self.keys {
             m.serialize_entry(k, v)?;
         }
-        m.serialize_entry("flows", &self.flows)?;
+        m.serialize_entry(self.unit, &self.count)?;
         m.serialize_entry("packets", &self.packets)?;
         m.serialize_entry("bytes", &self.bytes)?;
         m.serialize_entry("payload_bytes", &self.payload_bytes)?;
@@ -373,10 +494,12 @@ impl Serialize for GroupRow {
     }
 }
 
-/// A row of [`group_flows`]' query: the keys, then flows, packets, bytes, payload, first and last time, digits.
+/// A row of a grouping query ([`grouped_sql`]): the keys, then count, packets, bytes, payload, first and last
+/// time, digits.
 pub(crate) fn group_row(
     r: &dyn Cols,
-    keys: &[(&'static str, &'static str)],
+    keys: &[(&'static str, String)],
+    unit: &'static str,
 ) -> Result<GroupRow, QueryError> {
     let n = keys.len();
     let mut kv = Vec::with_capacity(n);
@@ -387,7 +510,8 @@ pub(crate) fn group_row(
     let digits = LISTING_DIGITS;
     Ok(GroupRow {
         keys: kv,
-        flows: r.int(n)?,
+        unit,
+        count: r.int(n)?,
         packets: r.int(n + 1)?,
         bytes: r.int(n + 2)?,
         payload_bytes: r.int(n + 3)?,

@@ -188,6 +188,31 @@ def main():
             check("a flow page shows its frames", page.locator("#ladder g.frame").count() == page.locator("#frames tr").count() - 1 > 0)
             check("and the decoded tree", page.text_content("#tree").startswith("Frame "))
 
+            # The conn_state panel of the connections view: `connections --group-by conn-state`'s figures; a click
+            # on a state filters the table to it.
+            page.goto(url.split("/?")[0] + "/?view=connections&group=conn-state")
+            wait_table(page)
+            page.wait_for_selector("#group-rows td[data-col=conn_state]")
+            shown = page.eval_on_selector_all(
+                "#group-rows tr:has(td)",
+                "trs => trs.map(tr => Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map(td => [td.dataset.col, td.textContent])))",
+            )
+            out, err, code = cli("connections", "--group-by", "conn-state", "--limit", "20", "--format", "json")
+            want = [{k: str(v) for k, v in r.items()} for r in json.loads(out)] if code == 0 else err
+            check("the conn_state panel is `connections --group-by conn-state`", shown == want and len(shown) >= 3,
+                  (shown[:2], want[:2] if isinstance(want, list) else want))
+            page.locator("#groups").screenshot(path=os.path.join(SHOTS, "groups.png"))
+            state = shown[1]["conn_state"]
+            page.click(f"#group-rows tr:nth-child(3) td[data-col=conn_state] a")
+            page.wait_for_function(f"() => new URLSearchParams(location.search).get('filter') === 'conn-state {state}'")
+            wait_table(page)
+            got = int(page.get_attribute("#count", "data-count"))
+            rows = table(page)
+            check("a click on a state filters the table", got == cli_count(f"conn-state {state}", "connections")
+                  == int(shown[1]["connections"]) and rows and all(r["conn_state"] == state for r in rows),
+                  (got, shown[1]))
+            check("the filter box says so", page.input_value("#filter") == f"conn-state {state}")
+
             # The captures page.
             page.goto(url.split("/?")[0] + "/?page=captures")
             page.wait_for_selector("#captures tr:nth-child(2)")

@@ -908,41 +908,19 @@ fn write_pcap(path: &Path, linktype: u32, cases: &[&Case]) {
     std::fs::write(path, w.into_inner()).unwrap();
 }
 
-/// tshark's fields per frame: frame.number, tcp.srcport, tcp.dstport, ip.src, ipv6.src (lists as tshark
-/// prints them, comma-separated).
+/// tshark's frame.number, tcp.srcport, tcp.dstport, ip.src, ipv6.src per frame (lists as tshark prints them,
+/// comma-separated).
 fn tshark(path: &Path) -> Vec<Vec<String>> {
-    let out = Command::new("/usr/bin/tshark")
-        .args([
-            "-o",
-            "ip.defragment:FALSE",
-            "-o",
-            "ipv6.defragment:FALSE",
-            "-r",
-        ])
-        .arg(path)
-        .args([
-            "-T",
-            "fields",
-            "-e",
+    crate::util::tshark_fields(
+        path,
+        &[
             "frame.number",
-            "-e",
             "tcp.srcport",
-            "-e",
             "tcp.dstport",
-        ])
-        .args(["-e", "ip.src", "-e", "ipv6.src"])
-        .output()
-        .expect("tshark runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
+            "ip.src",
+            "ipv6.src",
+        ],
+    )
 }
 
 fn first(list: &str) -> &str {

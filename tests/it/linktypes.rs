@@ -509,26 +509,19 @@ fn write_pcap(path: &Path, linktype: u32, frames: &[&[u8]]) {
     std::fs::write(path, w.into_inner()).unwrap();
 }
 
-/// tshark's frame.number, tcp.srcport, tcp.dstport, ip.src, ipv6.src per frame (lists comma-separated).
+/// tshark's frame.number, tcp.srcport, tcp.dstport, ip.src, ipv6.src per frame (lists as tshark prints them,
+/// comma-separated).
 fn tshark(path: &Path) -> Vec<Vec<String>> {
-    let out = Command::new("/usr/bin/tshark")
-        .args(["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"])
-        .arg("-r")
-        .arg(path)
-        .args(["-T", "fields", "-e", "frame.number", "-e", "tcp.srcport"])
-        .args(["-e", "tcp.dstport", "-e", "ip.src", "-e", "ipv6.src"])
-        .output()
-        .expect("tshark runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
+    util::tshark_fields(
+        path,
+        &[
+            "frame.number",
+            "tcp.srcport",
+            "tcp.dstport",
+            "ip.src",
+            "ipv6.src",
+        ],
+    )
 }
 
 fn last(list: &str) -> &str {

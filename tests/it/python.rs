@@ -57,12 +57,12 @@ fn python_package_passes_its_tests() {
         );
     }
     let has_tools = Command::new(&python)
-        .args(["-c", "import pytest, pcapkit"])
+        .args(["-c", "import pytest, pcapkit, pandas, pyarrow"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_tools {
         run(
-            "installing pytest and the oracle pypcapkit==1.4.1.post2",
+            "installing pytest, the oracle pypcapkit==1.4.1.post2, and pandas and pyarrow (to_pandas, to_arrow)",
             Command::new(&python).args([
                 "-m",
                 "pip",
@@ -70,6 +70,8 @@ fn python_package_passes_its_tests() {
                 "-q",
                 "pytest",
                 "pypcapkit==1.4.1.post2",
+                "pandas",
+                "pyarrow",
             ]),
         );
     }

@@ -14,14 +14,14 @@ use std::time::Duration;
 use crate::util::{corpus, ingest, run, tf};
 
 /// A running server, stopped (SIGINT, as Ctrl-C) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     token: String,
 }
 
 impl Server {
-    fn start(db: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(db: &Path, extra: &[&str]) -> Server {
         let mut child = tf(db)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(extra)
@@ -47,17 +47,17 @@ impl Server {
         }
     }
 
-    fn cookie(&self) -> String {
+    pub(crate) fn cookie(&self) -> String {
         let port = self.addr.rsplit(':').next().unwrap();
         format!("traceflow_{port}={}", self.token)
     }
 
     /// GET `path` with the token cookie.
-    fn get(&self, path: &str) -> Resp {
+    pub(crate) fn get(&self, path: &str) -> Resp {
         http(&self.addr, "GET", path, &[("Cookie", &self.cookie())])
     }
 
-    fn json(&self, path: &str) -> serde_json::Value {
+    pub(crate) fn json(&self, path: &str) -> serde_json::Value {
         let r = self.get(path);
         assert_eq!(
             r.status,
@@ -89,10 +89,10 @@ impl Drop for Server {
 }
 
 /// An HTTP response.
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
@@ -105,7 +105,7 @@ impl Resp {
 }
 
 /// Percent-encodes a query value.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -118,7 +118,7 @@ fn enc(s: &str) -> String {
 }
 
 /// One request on its own connection (`Connection: close`), the body de-chunked.
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+pub(crate) fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -179,7 +179,7 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp 
 
 /// The conformance corpus in one database, with its connections built (by the command line, before any server
 /// opens it).
-fn corpus_db() -> &'static (tempfile::TempDir, PathBuf) {
+pub(crate) fn corpus_db() -> &'static (tempfile::TempDir, PathBuf) {
     static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     DB.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -552,7 +552,7 @@ fn a_query_past_its_deadline_is_stopped_and_the_server_goes_on() {
 }
 
 /// The conformance corpus on PostgreSQL (its connections are built by the ingest).
-fn pg_corpus() -> &'static crate::postgres::PgDb {
+pub(crate) fn pg_corpus() -> &'static crate::postgres::PgDb {
     static DB: OnceLock<crate::postgres::PgDb> = OnceLock::new();
     DB.get_or_init(|| {
         let db = crate::postgres::PgDb::new("serve");
@@ -595,6 +595,11 @@ fn pg_serve_answers_as_on_sqlite() {
             format!("/api/connections?sort=packets&limit=1000&filter={}", enc(f)),
             format!("/api/histogram?buckets=300&filter={}", enc(f)),
             format!("/api/groups?by=pair&limit=1000&filter={}", enc(f)),
+            format!(
+                "/api/groups?by=conn-state&view=connections&sort=packets&filter={}",
+                enc(f)
+            ),
+            format!("/api/groups?by=conn-state&sort=time&filter={}", enc(f)),
         ] {
             assert_eq!(strip(a.json(&q)), strip(b.json(&q)), "{q}");
         }

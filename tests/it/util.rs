@@ -220,3 +220,29 @@ pub fn index_of(v: &serde_json::Value) -> Vec<(String, Vec<u64>)> {
         })
         .collect()
 }
+
+/// tshark's `-T fields` rows for every frame of `path` (one value per field, lists as tshark prints them,
+/// comma-separated), without IP defragmentation, so that each frame stands for itself.
+pub fn tshark_fields(path: &Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut c = Command::new("/usr/bin/tshark");
+    c.args(["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"])
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields"]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let out = c
+        .output()
+        .expect("tshark runs (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}

@@ -446,6 +446,54 @@ fn watch_survives_sigkill_at_random_moments() {
     assert_same(&db, &oracle(tmp.path(), &plain), &log);
 }
 
+/// Files the folder held when the watcher started, still younger than `--settle` (a watcher restarted after a
+/// kill), are indexed in name order before a file that arrives and is closed meanwhile: the capture numbers are
+/// those of one plain ingest.
+#[test]
+fn watch_indexes_what_was_there_before_what_arrives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("watched");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.pcap"), pcap_conversations(50, T0)).unwrap();
+    let db = tmp.path().join("w.db");
+    let log = tmp.path().join("log");
+    let w = Watcher {
+        child: Some(
+            tf(&db)
+                .args(["ingest", "--watch", "--settle", "3s"])
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+        log: log.clone(),
+    };
+    wait_for(&w, Duration::from_secs(20), "the watcher's start", || {
+        w.log().contains("watching")
+    });
+    // After the first scan: b.pcap is new, and its close says it is complete at once.
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(
+        dir.join("b.pcap"),
+        pcap_conversations(50, T0 + 60_000_000_000),
+    )
+    .unwrap();
+    wait_for(&w, Duration::from_secs(30), "both files", || {
+        captures_count(&db) == 2
+    });
+    let (code, log) = w.signal(libc::SIGTERM);
+    assert_eq!(code, 0, "{log}");
+    let names: Vec<String> = json(&db, &["captures", "--format", "json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a.pcap", "b.pcap"], "{log}");
+}
+
 /// The time of a capture's first or last frame as `captures` prints it (RFC 3339, which sorts as text).
 fn times(db: &Path) -> Vec<(String, String, String)> {
     json(db, &["captures", "--format", "json"])

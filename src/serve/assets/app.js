@@ -11,7 +11,9 @@ const CONN_DEFAULT = ["capture", "orig_h", "orig_p", "resp_h", "resp_p", "first_
   "resp_pkts", "conn_state", "history"];
 const SORTS = { bytes: "bytes", packets: "packets", duration: "duration", first_time: "time",
   orig_pkts: "packets", resp_pkts: "packets", orig_bytes: "bytes", resp_bytes: "bytes" };
-const GROUPS = ["src", "dst", "pair", "dport", "sport", "capture"];
+const GROUPS = ["src", "dst", "pair", "dport", "sport", "capture", "conn-state"];
+// The columns of a group row that are its totals; the others are its key, each a term on click.
+const GROUP_TOTALS = ["flows", "connections", "packets", "bytes", "payload_bytes", "first_time", "last_time"];
 
 // ---- state <-> URL
 
@@ -97,7 +99,8 @@ function addTerm(term) {
 // A value that filters on click: an address, a port, a Community ID.
 function clickable(col, value) {
   const terms = { src: "host", dst: "host", orig_h: "host", resp_h: "host", sport: "port", dport: "port",
-    orig_p: "port", resp_p: "port", community_id: "community-id", a: "host", b: "host", capture: "capture" };
+    orig_p: "port", resp_p: "port", community_id: "community-id", a: "host", b: "host", capture: "capture",
+    conn_state: "conn-state" };
   const t = terms[col];
   const text = Array.isArray(value) ? value.join(" ") : String(value ?? "");
   if (!t || text === "") return document.createTextNode(text);
@@ -303,11 +306,13 @@ function renderGroups(s, box) {
   if (!s.group) return;
   const t = el("table", { id: "group-rows" });
   box.append(t);
-  getJSON("groups", { filter: s.filter, by: s.group, limit: 20 }).then((g) => {
-    if (!g.rows.length) { t.replaceChildren(el("tr", {}, el("td", { text: "no flows" }))); return; }
+  // Groups of what the table shows: flows, or connections (whose keys are the originator's and responder's).
+  getJSON("groups", { filter: s.filter, by: s.group, limit: 20, view: s.view }).then((g) => {
+    if (!g.rows.length) { t.replaceChildren(el("tr", {}, el("td", { text: "no " + s.view }))); return; }
     const cols = Object.keys(g.rows[0]);
     t.replaceChildren(el("tr", {}, ...cols.map((c) => el("th", { text: c }))),
-      ...g.rows.map((r) => el("tr", {}, ...cols.map((c) => el("td", {}, clickable(c === "a" || c === "b" ? c : (GROUPS.includes(c) ? c : ""), r[c]))))));
+      ...g.rows.map((r) => el("tr", {}, ...cols.map((c) => el("td", { "data-col": c },
+        clickable(GROUP_TOTALS.includes(c) ? "" : c, r[c]))))));
   }).catch((e) => t.replaceChildren(el("tr", {}, el("td", { text: e.message }))));
 }
 

@@ -12,6 +12,7 @@ use crate::store::row::Cols;
 
 mod chunks;
 mod conn_search;
+mod group;
 mod page;
 mod read;
 mod search;

@@ -575,10 +575,22 @@ impl Backend for Pg {
         &self,
         filter: &Compiled,
         by: GroupBy,
+        sort: Option<FlowSort>,
         limit: Option<u64>,
         visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        Pg::group_flows(self, filter, by, limit, visit)
+        Pg::group_flows(self, filter, by, sort, limit, visit)
+    }
+
+    fn group_connections(
+        &self,
+        filter: &Compiled,
+        by: GroupBy,
+        sort: Option<FlowSort>,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        Pg::group_connections(self, filter, by, sort, limit, visit)
     }
 
     fn explain_flows(&self, filter: &Compiled) -> Result<Vec<(String, Vec<String>)>, QueryError> {

@@ -14,8 +14,7 @@ use crate::store::merge::{merge_pages, PAGE};
 use crate::store::plan::{bucket_candidates, candidates};
 use crate::store::row::Cols;
 use crate::store::rows::{
-    conn_order, conn_row, flow_row, group_row, CaptureFacts, ConnRow, FlowRow, FlowSort, GroupBy,
-    GroupRow, FLOW_COLUMNS,
+    conn_order, conn_row, flow_row, CaptureFacts, ConnRow, FlowRow, FlowSort, FLOW_COLUMNS,
 };
 
 /// PostgreSQL's placeholder of parameter `n` (from 1).
@@ -75,7 +74,8 @@ pub(super) fn refs<'a>(
 }
 
 /// A capture's finest timestamp precision, in decimal digits, as a correlated subquery on `i`.
-const DIGITS: &str = "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
+pub(super) const DIGITS: &str =
+    "max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE least(tsresol, 9) END)";
 
 /// The flows `f` of connection `x`, found by the flows key (`flow_no = ANY (x.flow_nos)` is an index condition).
 const CONN_FLOWS: &str =
@@ -316,45 +316,6 @@ impl Pg {
             total += r.int(0)?;
         }
         Ok(total)
-    }
-
-    /// `read::group_flows` on PostgreSQL: text keys sort bytewise (`COLLATE "C"`), as SQLite sorts them.
-    pub(super) fn group_flows(
-        &self,
-        filter: &Compiled,
-        by: GroupBy,
-        limit: Option<u64>,
-        visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
-    ) -> Result<(), QueryError> {
-        let keys = by.keys();
-        let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
-        let order: Vec<String> = keys
-            .iter()
-            .map(|(name, e)| match *name {
-                "sport" | "dport" => e.to_string(),
-                _ => format!("({e}) COLLATE \"C\""),
-            })
-            .collect();
-        let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
-        let params = values(&filter.params);
-        let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "WITH d(capture_id, digits) AS (SELECT capture_id, {DIGITS} FROM interfaces GROUP BY capture_id)
-             SELECT {}, count(*), sum(f.packets)::BIGINT, sum(f.bytes)::BIGINT, sum(f.payload_bytes)::BIGINT,
-                    min(f.first_ns), max(f.last_ns), max(coalesce(d.digits, 9))
-             FROM flows f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
-             WHERE {}
-             GROUP BY {}
-             ORDER BY sum(f.bytes) DESC, {} LIMIT ${}",
-            select.join(", "),
-            filter.condition_with(dollar),
-            group.join(", "),
-            order.join(", "),
-            params.len() + 1
-        );
-        self.stream(&sql, &refs(&params, &[&limit]), &mut |r| {
-            visit(group_row(r, keys)?)
-        })
     }
 
     /// `read::explain_flows` on PostgreSQL: each query with PostgreSQL's `EXPLAIN` lines.

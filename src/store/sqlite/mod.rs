@@ -10,6 +10,7 @@ use crate::store::row::Cols;
 mod bulk;
 mod conn_search;
 pub(crate) mod connections;
+mod group;
 mod open;
 mod page;
 mod read;

@@ -505,10 +505,22 @@ impl Backend for Sqlite {
         &self,
         filter: &crate::filter::Compiled,
         by: crate::store::rows::GroupBy,
+        sort: Option<crate::store::rows::FlowSort>,
         limit: Option<u64>,
         visit: &mut dyn FnMut(crate::store::rows::GroupRow) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        super::search::group_flows(self, filter, by, limit, visit)
+        super::group::group_flows(self, filter, by, sort, limit, visit)
+    }
+
+    fn group_connections(
+        &self,
+        filter: &crate::filter::Compiled,
+        by: crate::store::rows::GroupBy,
+        sort: Option<crate::store::rows::FlowSort>,
+        limit: Option<u64>,
+        visit: &mut dyn FnMut(crate::store::rows::GroupRow) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        super::group::group_connections(self, filter, by, sort, limit, visit)
     }
 
     fn explain_flows(

@@ -1,5 +1,5 @@
 //! The searches on SQLite: `flows` (in time order, a merge of each capture's pages, read ahead on helper
-//! threads; or sorted), its count (threaded), `--group-by`, `--explain`, and `connections`, with the bucket
+//! threads; or sorted), its count (threaded), `--explain`, and `connections`, with the bucket
 //! candidates of the query planner ([`crate::store::plan`]) read through `json_each`.
 
 use std::collections::HashMap;
@@ -14,8 +14,7 @@ use crate::store::merge::{merge_pages, PAGE};
 use crate::store::plan::{bucket_candidates, candidates};
 use crate::store::row::Cols;
 use crate::store::rows::{
-    conn_order, conn_row, flow_row, group_row, CaptureFacts, ConnRow, FlowRow, FlowSort, GroupBy,
-    GroupRow,
+    conn_order, conn_row, flow_row, CaptureFacts, ConnRow, FlowRow, FlowSort,
 };
 
 /// The columns of a flow row as [`flow_row`] reads them (`rows::FLOW_COLUMNS`), with the label as stored: ''
@@ -63,7 +62,7 @@ pub(crate) fn capture_facts(conn: &Connection) -> Result<CaptureFacts, QueryErro
 
 /// `LIMIT ?N` with the limit bound as the last of `params`, or nothing without a limit: with a LIMIT clause (even
 /// -1) SQLite keeps sorted rows in a B-tree, inserting each one, which is far slower than its sort.
-fn limit_clause(limit: Option<u64>, params: &mut Vec<rusqlite::types::Value>) -> String {
+pub(super) fn limit_clause(limit: Option<u64>, params: &mut Vec<rusqlite::types::Value>) -> String {
     match limit {
         Some(l) => {
             params.push(rusqlite::types::Value::Integer(
@@ -363,75 +362,6 @@ impl<'c> Pages<'c> {
         }
         Ok(got == PAGE)
     }
-}
-
-/// Visits one row per group of the flows that match `filter`, most bytes first (then by key), at most `limit`.
-/// SQLite aggregates, so memory grows with the number of groups, not of flows.
-pub fn group_flows(
-    conn: &Sqlite,
-    filter: &crate::filter::Compiled,
-    by: GroupBy,
-    limit: Option<u64>,
-    visit: &mut dyn FnMut(GroupRow) -> Result<(), QueryError>,
-) -> Result<(), QueryError> {
-    let keys = by.keys();
-    let select: Vec<&str> = keys.iter().map(|k| k.1).collect();
-    let group: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
-    let mut params = filter.params.clone();
-    let limit_sql = limit_clause(limit, &mut params);
-    let n = keys.len();
-    // Captures with bucket candidates give those flows, the others all theirs (as `search_flows` reads them).
-    let cands = bucket_candidates(conn, filter)?;
-    let source = if cands.is_empty() {
-        "flows".to_string()
-    } else {
-        let mut obj = String::from("{");
-        for (i, (cid, nos)) in cands.iter().enumerate() {
-            if i > 0 {
-                obj.push(',');
-            }
-            obj.push_str(&format!("\"{cid}\":{}", json_list(nos)));
-        }
-        obj.push('}');
-        let others: Vec<i64> = conn
-            .prepare("SELECT id FROM captures")?
-            .query_map([], |r| r.get(0))?
-            .filter_map(|r| r.ok())
-            .filter(|id| !cands.contains_key(id))
-            .collect();
-        params.push(rusqlite::types::Value::Text(obj));
-        params.push(rusqlite::types::Value::Text(json_list(&others)));
-        format!(
-            "(SELECT fl.* FROM json_each(?{a}) c CROSS JOIN json_each(c.value) j CROSS JOIN flows fl
-                ON fl.capture_id = CAST(c.key AS INTEGER) AND fl.flow_no = j.value
-              UNION ALL
-              SELECT fl.* FROM flows fl WHERE fl.capture_id IN (SELECT value FROM json_each(?{b})))",
-            a = params.len() - 1,
-            b = params.len()
-        )
-    };
-    let sql = format!(
-        "WITH d(capture_id, digits) AS (
-             SELECT capture_id, max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
-             FROM interfaces GROUP BY capture_id)
-         SELECT {}, count(*), sum(f.packets), sum(f.bytes), sum(f.payload_bytes), min(f.first_ns), max(f.last_ns),
-                max(coalesce(d.digits, 9))
-         FROM {source} f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
-         WHERE {}
-         GROUP BY {}
-         ORDER BY {} DESC, {} {limit_sql}",
-        select.join(", "),
-        filter.condition,
-        group.join(", "),
-        n + 3,
-        group.join(", "),
-    );
-    let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-    while let Some(r) = rows.next()? {
-        visit(group_row(r, keys)?)?;
-    }
-    Ok(())
 }
 
 /// How many flows match `filter`.

@@ -1,0 +1,223 @@
+//! `traceflow serve`'s limits, over HTTP as a client meets them: a query whose client goes away is interrupted
+//! (SQLite's interrupt; PostgreSQL's cancel, seen in `pg_stat_activity`) and its reader is free again; at most so
+//! many queries wait for a reader; a request too large is refused with its status and a line saying why.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::serve::{http, Server};
+use crate::util::ingest;
+
+/// 200,000 flows of the repository's sample capture.
+fn capture() -> &'static (tempfile::TempDir, PathBuf) {
+    static CAP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    CAP.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = dir.path().join("big.pcap");
+        traceflow::synth::write_sample(&cap, 100_000).unwrap();
+        (dir, cap)
+    })
+}
+
+fn sqlite_db() -> &'static (tempfile::TempDir, PathBuf) {
+    static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    DB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("big.db");
+        assert_eq!(ingest(&db, &[], &[&capture().1]).code, 0);
+        (dir, db)
+    })
+}
+
+/// A group-by whose filter every flow is tested against term by term (2,800 sizes): a second or more of work
+/// on one reader, in a target under the request-size limit (`+` for the spaces).
+fn slow_path() -> String {
+    let terms: Vec<String> = (0..2800)
+        .map(|i| format!("bytes+%3D+{}", 90_000 + i))
+        .collect();
+    let path = format!("/api/groups?by=dport&filter={}", terms.join("+or+"));
+    assert!(path.len() < 60 * 1024, "{}", path.len());
+    path
+}
+
+/// Sends a GET of `path` on a connection of its own and returns it unread.
+fn send(s: &Server, path: &str) -> TcpStream {
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
+        s.addr,
+        s.cookie()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    c
+}
+
+/// How long the slow query takes to its end, on a server of one reader.
+fn full_time(s: &Server) -> Duration {
+    let t = Instant::now();
+    let r = s.get(&slow_path());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let full = t.elapsed();
+    assert!(
+        full >= Duration::from_millis(1000),
+        "the slow query took only {full:?}: the fixture must be slower for this test to mean anything"
+    );
+    full
+}
+
+/// The client of a slow query goes away: the server's one reader answers the next request long before the
+/// query would have ended.
+#[test]
+fn a_query_whose_client_goes_away_is_interrupted() {
+    let s = Server::start(&sqlite_db().1, &["--readers", "1", "--deadline", "120"]);
+    let full = full_time(&s);
+    let c = send(&s, &slow_path());
+    std::thread::sleep(Duration::from_millis(300));
+    drop(c);
+    let t = Instant::now();
+    let r = s.get("/api/captures");
+    let freed = t.elapsed();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        freed < full / 2,
+        "the reader came free {freed:?} after the client left; the query takes {full:?}"
+    );
+}
+
+/// The same on PostgreSQL, seen from the server's side: the query leaves `pg_stat_activity` long before it
+/// would have ended.
+#[test]
+fn pg_a_query_whose_client_goes_away_is_cancelled() {
+    let pg = crate::postgres::PgDb::new("serve_gone");
+    assert_eq!(ingest(pg.path(), &[], &[&capture().1]).code, 0);
+    let s = Server::start(pg.path(), &["--readers", "1", "--deadline", "120"]);
+    let active = || {
+        pg.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%GROUP BY%'",
+        )
+    };
+    // How long the query runs in the server to its end.
+    let seen = || {
+        let t = Instant::now();
+        while active() == 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the query never showed in pg_stat_activity"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let c = send(&s, &slow_path());
+    seen();
+    let t = Instant::now();
+    while active() > 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let busy = t.elapsed();
+    drop(c);
+    assert!(
+        busy >= Duration::from_millis(900),
+        "the query ran only {busy:?}: the fixture must be slower for this test to mean anything"
+    );
+    let c = send(&s, &slow_path());
+    seen();
+    drop(c);
+    let t = Instant::now();
+    while active() > 0 {
+        assert!(
+            t.elapsed() < busy / 2,
+            "the query still runs {:?} after its client left; it runs {busy:?}",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = s.get("/api/captures");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// One reader runs a query and sixteen wait: the next is refused at once with 503 and a line, and when
+/// their clients leave the server answers again.
+#[test]
+fn queries_beyond_the_waiting_limit_are_refused() {
+    let s = Server::start(&sqlite_db().1, &["--readers", "1", "--deadline", "120"]);
+    let running = send(&s, &slow_path());
+    std::thread::sleep(Duration::from_millis(300));
+    let waiting: Vec<TcpStream> = (0..16).map(|_| send(&s, "/api/captures")).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let r = s.get("/api/captures");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("busy: 1 queries are running and 16 waiting"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'));
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "refused at once, not after a wait"
+    );
+    drop(waiting);
+    drop(running);
+    let r = s.get("/api/captures");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// A target past the limit, headers past theirs, and a body: each refused with its status and one line, before
+/// any token is looked at; hyper's own bound past 64 KiB still holds.
+#[test]
+fn requests_too_large_are_refused_with_a_reason() {
+    let (_d, db) = crate::serve::corpus_db();
+    let s = Server::start(db, &[]);
+    let cookie = s.cookie();
+    let long = format!("/api/flows?filter={}", "a".repeat(61 * 1024));
+    for (path, headers, status, says) in [
+        (
+            long.as_str(),
+            vec![("Cookie", cookie.clone())],
+            414,
+            "more than the 61440 taken",
+        ),
+        (long.as_str(), vec![], 414, "shorten the filter"),
+        (
+            "/api/captures",
+            vec![("Cookie", cookie.clone()), ("X-Pad", "p".repeat(70 * 1024))],
+            431,
+            "more than the 65536 taken",
+        ),
+        (
+            "/api/captures",
+            vec![("Cookie", cookie.clone()), ("Content-Length", "0".into())],
+            200,
+            "",
+        ),
+    ] {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = http(&s.addr, "GET", path, &h);
+        let text = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, status, "{text}");
+        assert!(text.contains(says), "{text}");
+        if status != 200 {
+            assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+        }
+    }
+    // A body, announced: refused without being read.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    let req = format!(
+        "GET /api/captures HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        s.addr
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut c, &mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(raw.contains("takes no request body"), "{raw}");
+    // Past hyper's own bound of the target: refused all the same.
+    let huge = format!("/api/flows?filter={}", "a".repeat(70 * 1024));
+    assert_eq!(http(&s.addr, "GET", &huge, &[]).status, 414);
+}
