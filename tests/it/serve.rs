@@ -659,3 +659,46 @@ fn browser_run(db: &Path, which: &str) {
     assert!(out.status.success(), "browser tests failed:\n{text}");
     assert!(text.contains("browser: all checks passed"), "{text}");
 }
+
+#[test]
+fn pages_from_the_bucket_candidates_are_in_the_sorted_querys_order() {
+    let (_d, db) = corpus_db();
+    let s = Server::start(db, &[]);
+    // `packets < 0` matches nothing but names no host or port, so the second filter has the same flows and is
+    // read by the single sorted query rather than from the flow buckets' candidates.
+    for (f, oracle) in [
+        ("port 80", "port 80 or packets < 0"),
+        (
+            "host 192.168.1.1 or port 443",
+            "host 192.168.1.1 or port 443 or packets < 0",
+        ),
+    ] {
+        for sort in ["time", "bytes", "packets", "duration"] {
+            let label = |r: &serde_json::Value| r["label"].as_str().unwrap().to_string();
+            let want: Vec<String> = s.json(&format!(
+                "/api/flows?limit=1000&sort={sort}&filter={}",
+                enc(oracle)
+            ))["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(label)
+                .collect();
+            assert!(want.len() > 7 && want.len() < 1000, "{f}: {}", want.len());
+            let (mut got, mut after) = (Vec::new(), String::new());
+            loop {
+                let p = s.json(&format!(
+                    "/api/flows?limit=7&sort={sort}&filter={}&after={}",
+                    enc(f),
+                    enc(&after)
+                ));
+                got.extend(p["rows"].as_array().unwrap().iter().map(label));
+                match p["next"].as_str() {
+                    Some(n) => after = n.to_string(),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "{f} by {sort}");
+        }
+    }
+}

@@ -3,11 +3,11 @@
 
 use rusqlite::types::Value;
 
-use super::search::{capture_facts, conn_sql, FLOW_COLUMNS_SQLITE};
+use super::search::{candidate_sql, capture_facts, conn_sql, json_list, FLOW_COLUMNS_SQLITE};
 use super::Sqlite;
 use crate::filter::Compiled;
 use crate::store::error::QueryError;
-use crate::store::page::{add_span, histogram_sql, Listing, PageKey};
+use crate::store::page::{Listing, PageKey};
 use crate::store::rows::{conn_row, flow_row, ConnRow, FlowRow, FlowSort};
 
 fn question(n: usize) -> String {
@@ -28,6 +28,12 @@ pub(super) fn flows_page(
     visit: &mut dyn FnMut(FlowRow) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
     let caps = capture_facts(conn)?;
+    if let Some(rows) = candidate_page(conn, filter, sort, after, limit, &caps)? {
+        for row in rows {
+            visit(row)?;
+        }
+        return Ok(());
+    }
     let mut params = filter.params.clone();
     let (cond, vals) = Listing::Flows.after(sort, after, params.len() + 1, question);
     params.extend(vals);
@@ -46,6 +52,77 @@ pub(super) fn flows_page(
         }
     }
     Ok(())
+}
+
+/// The filter's flow bucket candidates when they cover every capture with flows and are at most
+/// [`CANDIDATE_CAP`] in all.
+fn covering_candidates(
+    conn: &Sqlite,
+    filter: &Compiled,
+) -> Result<Option<std::collections::HashMap<i64, Vec<i64>>>, QueryError> {
+    let cands = crate::store::plan::bucket_candidates(conn, filter)?;
+    if cands.is_empty() || cands.values().map(Vec::len).sum::<usize>() > CANDIDATE_CAP {
+        return Ok(None);
+    }
+    let mut ids = conn.prepare("SELECT id FROM captures WHERE flows > 0")?;
+    let ids: Vec<i64> = ids.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    if ids.iter().any(|id| !cands.contains_key(id)) {
+        return Ok(None);
+    }
+    Ok(Some(cands))
+}
+
+/// At most this many bucket candidates are read one by one and sorted here; more go to the single sorted query.
+const CANDIDATE_CAP: usize = 50_000;
+
+/// The page from the filter's flow bucket candidates, when every capture with flows has a short list of them:
+/// each candidate is one primary-key lookup, and sorting the few matches here replaces SQLite's walk of every
+/// flow of the time window (the page's ORDER BY spans captures, which no index gives in order). None when the
+/// candidates do not cover every capture or are too many.
+fn candidate_page(
+    conn: &Sqlite,
+    filter: &Compiled,
+    sort: FlowSort,
+    after: Option<&PageKey>,
+    limit: u64,
+    caps: &crate::store::rows::CaptureFacts,
+) -> Result<Option<Vec<FlowRow>>, QueryError> {
+    let Some(cands) = covering_candidates(conn, filter)? else {
+        return Ok(None);
+    };
+    let n = filter.params.len();
+    let (cond, vals) = Listing::Flows.after(sort, after, n + 3, question);
+    let sql = format!("{} AND {cond}", candidate_sql(filter, FLOW_COLUMNS_SQLITE));
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = Vec::new();
+    for (cid, nos) in &cands {
+        let mut params = filter.params.clone();
+        params.push(Value::Integer(*cid));
+        params.push(Value::Text(json_list(nos)));
+        params.extend(vals.iter().cloned());
+        let mut it = st.query(rusqlite::params_from_iter(params.iter()))?;
+        while let Some(r) = it.next()? {
+            if let Some(row) = flow_row(r, caps)? {
+                rows.push(row);
+            }
+        }
+    }
+    let value = |r: &FlowRow| match sort {
+        FlowSort::Time => 0,
+        FlowSort::Bytes => r.bytes,
+        FlowSort::Packets => r.packets,
+        FlowSort::Duration => r.last_ns - r.first_ns,
+    };
+    rows.sort_by_key(|r| {
+        (
+            std::cmp::Reverse(value(r)),
+            r.first_ns,
+            r.capture_id,
+            r.flow_no,
+        )
+    });
+    rows.truncate(limit.min(usize::MAX as u64) as usize);
+    Ok(Some(rows))
 }
 
 /// `Backend::connections_page` on SQLite.
@@ -91,12 +168,57 @@ pub(super) fn flow_histogram(
     }
     let width = ((hi - lo) as u64).div_ceil(buckets as u64).max(1) as i64;
     let mut params = filter.params.clone();
-    params.extend([lo, hi, width].map(Value::Integer));
-    let sql = histogram_sql(&filter.condition, filter.params.len(), question);
-    let mut st = conn.prepare(&sql)?;
-    let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-    while let Some(r) = rows.next()? {
-        add_span(&mut out, r.get(0)?, r.get(1)?, r.get(2)?);
+    params.extend([lo, hi].map(Value::Integer));
+    // SQLite's GROUP BY of the shared SQL sorts every matching flow in a temporary b-tree (three times the cost of
+    // the scan), so the flows' spans are read as they are and tallied here: one start and one end mark per flow
+    // in a difference array, summed once at the end. Same division and clamping as the grouped SQL.
+    let n = filter.params.len();
+    let top = buckets as i64 - 1;
+    let mut marks = vec![0i64; buckets + 1];
+    let mut tally = |r: &rusqlite::Row| -> Result<(), QueryError> {
+        let (first, last): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let a = (first.saturating_sub(lo) / width).clamp(0, top);
+        let b = (last.saturating_sub(lo) / width).clamp(0, top).max(a);
+        marks[a as usize] += 1;
+        marks[b as usize + 1] -= 1;
+        Ok(())
+    };
+    if let Some(cands) = covering_candidates(conn, filter)? {
+        // A host or port filter's few candidates, each a primary-key lookup, rather than a scan of every flow.
+        let sql = format!(
+            "{} AND f.last_ns >= ?{} AND f.first_ns < ?{}",
+            candidate_sql(filter, "f.first_ns, f.last_ns"),
+            n + 3,
+            n + 4
+        );
+        let mut st = conn.prepare(&sql)?;
+        for (cid, nos) in &cands {
+            let mut p = filter.params.clone();
+            p.push(Value::Integer(*cid));
+            p.push(Value::Text(json_list(nos)));
+            p.extend([lo, hi].map(Value::Integer));
+            let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
+            while let Some(r) = rows.next()? {
+                tally(r)?;
+            }
+        }
+    } else {
+        let sql = format!(
+            "SELECT f.first_ns, f.last_ns FROM flows f WHERE ({}) AND f.last_ns >= ?{} AND f.first_ns < ?{}",
+            filter.condition,
+            n + 1,
+            n + 2
+        );
+        let mut st = conn.prepare(&sql)?;
+        let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+        while let Some(r) = rows.next()? {
+            tally(r)?;
+        }
+    }
+    let mut run = 0i64;
+    for (slot, mark) in out.iter_mut().zip(&marks) {
+        run += mark;
+        *slot = run;
     }
     Ok(out)
 }
