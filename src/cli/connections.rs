@@ -139,7 +139,7 @@ pub fn run(db: &Path, args: &ConnectionsArgs) -> Result<u8, Error> {
             args.pcap.is_some(),
             dest,
             args.source_root.clone(),
-            "connections",
+            "connection",
         );
     }
     if args.count {

@@ -124,7 +124,7 @@ pub fn run(db: &Path, args: &FlowsArgs) -> Result<u8, Error> {
             args.pcap.is_some(),
             dest,
             args.source_root.clone(),
-            "flows",
+            "flow",
         );
     }
     if args.count {
@@ -153,7 +153,7 @@ pub(super) fn group_sort_ok(sort: Option<FlowSort>) -> Result<(), Error> {
 }
 
 /// `--pcap` (when `pcap`, else `--pcapng`) of `flows` and `connections`: the selection's frames merged into
-/// `dest` (`-` for stdout), then a line saying how many frames of how many `what` were written.
+/// `dest` (`-` for stdout), then a line saying how many frames of how many `what`s (a singular noun) were written.
 pub(super) fn write_merge(
     db: &store::Db,
     sel: &Selection,
@@ -176,9 +176,9 @@ pub(super) fn write_merge(
         r => r?,
     };
     crate::msg::say(&format!(
-        "wrote {} frames of {} {what} to {}",
-        merged.frames,
-        merged.flows,
+        "wrote {} of {} to {}",
+        crate::msg::count(merged.frames, "frame"),
+        crate::msg::count(merged.flows, what),
         if dest == Path::new("-") {
             "stdout".into()
         } else {
