@@ -87,23 +87,34 @@ fn a_query_whose_client_goes_away_is_interrupted() {
     );
 }
 
-/// The same on PostgreSQL, seen from the server's side: the query leaves `pg_stat_activity` long before it
-/// would have ended.
+/// The same on PostgreSQL, seen from the server's side, with two readers running the same slow query side by
+/// side under the same load: the one whose client leaves is gone from `pg_stat_activity` while the one started
+/// before it still runs. Without the cancel it would run to its end, after the first.
 #[test]
 fn pg_a_query_whose_client_goes_away_is_cancelled() {
     let pg = crate::postgres::PgDb::new("serve_gone");
     assert_eq!(ingest(pg.path(), &[], &[&capture().1]).code, 0);
-    let s = Server::start(pg.path(), &["--readers", "1", "--deadline", "120"]);
-    let active = || {
-        pg.count(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%GROUP BY%'",
-        )
+    let s = Server::start(pg.path(), &["--readers", "2", "--deadline", "120"]);
+    let mut watch = pg.client();
+    let mut active = || -> Vec<i32> {
+        watch
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%GROUP BY%'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     };
-    // How long the query runs in the server to its end.
-    let seen = || {
+    // Waits for a running query other than `known`'s; its backend's pid.
+    let mut seen = |known: &[i32]| -> i32 {
         let t = Instant::now();
-        while active() == 0 {
+        loop {
+            if let Some(p) = active().into_iter().find(|p| !known.contains(p)) {
+                return p;
+            }
             assert!(
                 t.elapsed() < Duration::from_secs(60),
                 "the query never showed in pg_stat_activity"
@@ -111,30 +122,39 @@ fn pg_a_query_whose_client_goes_away_is_cancelled() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    let c = send(&s, &slow_path());
-    seen();
+    let first = send(&s, &slow_path());
+    let a = seen(&[]);
+    let started = Instant::now();
+    let second = send(&s, &slow_path());
+    let b = seen(&[a]);
+    drop(second);
     let t = Instant::now();
-    while active() > 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let busy = t.elapsed();
-    drop(c);
-    assert!(
-        busy >= Duration::from_millis(900),
-        "the query ran only {busy:?}: the fixture must be slower for this test to mean anything"
-    );
-    let c = send(&s, &slow_path());
-    seen();
-    drop(c);
-    let t = Instant::now();
-    while active() > 0 {
+    loop {
+        let now = active();
+        if !now.contains(&b) {
+            assert!(
+                now.contains(&a),
+                "the query whose client left ran on ({:?}) until the one started before it ({:?} ago) had ended",
+                t.elapsed(),
+                started.elapsed()
+            );
+            break;
+        }
         assert!(
-            t.elapsed() < busy / 2,
-            "the query still runs {:?} after its client left; it runs {busy:?}",
-            t.elapsed()
+            t.elapsed() < Duration::from_secs(60),
+            "the query whose client left still runs after 60 s"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    while active().contains(&a) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ran = started.elapsed();
+    drop(first);
+    assert!(
+        ran >= Duration::from_millis(900),
+        "the query ran only {ran:?}: the fixture must be slower for this test to mean anything"
+    );
     let r = s.get("/api/captures");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
