@@ -1,4 +1,4 @@
-//! The threaded count: a long count of a search split into ranges, which threads take one at a time, each
+//! Threaded reads: a long count or tally of a search split into ranges, which threads take one at a time, each
 //! through a connection of its own; also how many threads a long read is split over.
 
 use std::sync::atomic::AtomicUsize;
@@ -19,40 +19,35 @@ pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-/// The sum of what `count(connection, next)` gives on `threads` threads: this one counts through `mine`, each
-/// helper through the connection `open` gives it (a helper that cannot open one leaves its ranges to the
-/// others). `count` takes range after range by `next` until none are left, and returns its sum.
-pub(crate) fn in_parallel<C>(
+/// What `work(connection, next)` gives on each of `threads` threads, this one's first: this one works through
+/// `mine`, each helper through the connection `open` gives it (a helper that cannot open one leaves its ranges
+/// to the others, and gives nothing). `work` takes range after range by `next` until none are left.
+pub(crate) fn in_parallel<C, T: Send>(
     threads: usize,
     mine: &C,
     open: impl Fn() -> Option<C> + Sync,
-    count: impl Fn(&C, &AtomicUsize) -> Result<i64, QueryError> + Sync,
-) -> Result<i64, QueryError> {
+    work: impl Fn(&C, &AtomicUsize) -> Result<T, QueryError> + Sync,
+) -> Result<Vec<T>, QueryError> {
     let next = AtomicUsize::new(0);
     if threads <= 1 {
-        return count(mine, &next);
+        return Ok(vec![work(mine, &next)?]);
     }
-    let sums =
+    let all =
         std::thread::scope(|scope| {
             let helpers: Vec<_> = (1..threads)
-                .map(|_| {
-                    scope.spawn(|| match open() {
-                        Some(c) => count(&c, &next),
-                        None => Ok(0),
-                    })
-                })
+                .map(|_| scope.spawn(|| open().map(|c| work(&c, &next)).transpose()))
                 .collect();
-            let mut all = vec![count(mine, &next)];
+            let mut all = vec![work(mine, &next).map(Some)];
             for h in helpers {
                 all.push(h.join().unwrap_or_else(|_| {
-                    Err(QueryError::Corrupt("a counting thread panicked".into()))
+                    Err(QueryError::Corrupt("a reading thread panicked".into()))
                 }));
             }
             all
         });
-    let mut total = 0;
-    for s in sums {
-        total += s?;
+    let mut out = Vec::with_capacity(all.len());
+    for r in all {
+        out.extend(r?);
     }
-    Ok(total)
+    Ok(out)
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub mod backend;
 mod count;
 mod error;
+mod group_tally;
 mod merge;
 pub mod page;
 mod plan;

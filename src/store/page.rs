@@ -4,7 +4,7 @@
 
 use rusqlite::types::Value;
 
-use super::rows::FlowSort;
+use super::rows::{FlowRow, FlowSort};
 
 /// Where a page resumes: the last row of the previous page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,79 @@ pub(crate) fn histogram_sql(condition: &str, n: usize, mark: fn(usize) -> String
     )
 }
 
+/// The time histogram being counted: one start and one end mark per flow in a difference array, summed once at
+/// the end, so that a flow costs the same whatever the number of buckets it spans. Buckets are `width` ns from
+/// `lo`; a flow outside `lo..hi` is clamped into the first or last bucket, as [`histogram_sql`]'s division is.
+#[derive(Clone, Debug)]
+pub(crate) struct Tally {
+    lo: i64,
+    width: i64,
+    marks: Vec<i64>,
+}
+
+impl Tally {
+    /// An empty tally of `buckets` buckets over `lo..hi` (`hi > lo`, `buckets > 0`).
+    pub(crate) fn new(lo: i64, hi: i64, buckets: usize) -> Tally {
+        let width = ((hi - lo) as u64).div_ceil(buckets as u64).max(1) as i64;
+        Tally {
+            lo,
+            width,
+            marks: vec![0; buckets + 1],
+        }
+    }
+
+    /// Counts a flow from `first` to `last` ns.
+    pub(crate) fn add(&mut self, first: i64, last: i64) {
+        let top = self.marks.len() as i64 - 2;
+        let a = (first.saturating_sub(self.lo) / self.width).clamp(0, top);
+        let b = (last.saturating_sub(self.lo) / self.width)
+            .clamp(0, top)
+            .max(a);
+        self.marks[a as usize] += 1;
+        self.marks[b as usize + 1] -= 1;
+    }
+
+    /// Adds another tally of the same buckets (another thread's share).
+    pub(crate) fn merge(&mut self, other: &Tally) {
+        for (m, o) in self.marks.iter_mut().zip(&other.marks) {
+            *m += o;
+        }
+    }
+
+    /// Flows per bucket.
+    pub(crate) fn counts(&self) -> Vec<i64> {
+        let mut run = 0;
+        self.marks[..self.marks.len() - 1]
+            .iter()
+            .map(|m| {
+                run += m;
+                run
+            })
+            .collect()
+    }
+}
+
+/// The first `limit` of `rows` (the matching candidates of every capture) in the page's order: `sort`'s value,
+/// largest first, then (first time, capture, number), as [`Listing::order`] sorts them in SQL.
+pub(crate) fn first_of(mut rows: Vec<FlowRow>, sort: FlowSort, limit: u64) -> Vec<FlowRow> {
+    let value = |r: &FlowRow| match sort {
+        FlowSort::Time => 0,
+        FlowSort::Bytes => r.bytes,
+        FlowSort::Packets => r.packets,
+        FlowSort::Duration => r.last_ns - r.first_ns,
+    };
+    rows.sort_by_key(|r| {
+        (
+            std::cmp::Reverse(value(r)),
+            r.first_ns,
+            r.capture_id,
+            r.flow_no,
+        )
+    });
+    rows.truncate(limit.min(usize::MAX as u64) as usize);
+    rows
+}
+
 /// Adds `count` flows spanning buckets `a..=b` (clamped into `0..out.len()`) to every bucket they overlap.
 pub(crate) fn add_span(out: &mut [i64], a: i64, b: i64, count: i64) {
     let top = out.len() as i64 - 1;
@@ -122,6 +195,49 @@ mod tests {
         add_span(&mut h, -4, 0, 1);
         add_span(&mut h, 4, 99, 1);
         assert_eq!(h, vec![1, 2, 2, 2, 1]);
+    }
+
+    #[test]
+    fn the_tally_counts_what_a_flow_by_flow_count_of_each_bucket_counts() {
+        // A brute force: each flow in each bucket whose time range it overlaps, clamped as the division is.
+        let (lo, hi, buckets) = (1_000i64, 98_765i64, 37usize);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 120_000) as i64 - 10_000
+        };
+        let (mut tally, mut other) = (Tally::new(lo, hi, buckets), Tally::new(lo, hi, buckets));
+        let mut brute = vec![0i64; buckets];
+        let width = (hi - lo + buckets as i64 - 1) / buckets as i64;
+        for i in 0..5_000 {
+            let (x, y) = (next(), next());
+            let (first, last) = (x.min(y), x.max(y));
+            if i % 2 == 0 {
+                tally.add(first, last)
+            } else {
+                other.add(first, last)
+            }
+            for (k, slot) in brute.iter_mut().enumerate() {
+                // The first bucket reaches back, the last on, as the clamping does.
+                let start = if k == 0 {
+                    i64::MIN
+                } else {
+                    lo + k as i64 * width
+                };
+                let end = if k == buckets - 1 {
+                    i64::MAX
+                } else {
+                    lo + (k as i64 + 1) * width
+                };
+                if first < end && last >= start {
+                    *slot += 1;
+                }
+            }
+        }
+        tally.merge(&other);
+        assert_eq!(tally.counts(), brute);
     }
 
     #[test]

@@ -161,3 +161,24 @@ fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
     }
     out
 }
+
+/// At most this many bucket candidates are read one by one and sorted here; more go to the single sorted query.
+pub(crate) const CANDIDATE_CAP: usize = 50_000;
+
+/// The filter's flow bucket candidates when every capture of `with_flows` (the captures that have flows) has
+/// some and they are at most [`CANDIDATE_CAP`] in all: then a page or a histogram reads those few flows by key
+/// instead of every flow of the time window.
+pub(crate) fn covering_candidates(
+    db: &dyn BucketLists,
+    with_flows: &[i64],
+    filter: &Compiled,
+) -> Result<Option<HashMap<i64, Vec<i64>>>, QueryError> {
+    let cands = bucket_candidates(db, filter)?;
+    if cands.is_empty()
+        || cands.values().map(Vec::len).sum::<usize>() > CANDIDATE_CAP
+        || with_flows.iter().any(|id| !cands.contains_key(id))
+    {
+        return Ok(None);
+    }
+    Ok(Some(cands))
+}

@@ -435,14 +435,24 @@ pub(crate) fn grouped_sql(
     )
 }
 
-/// The totals of a group of flows `f` (joined to `d`, the captures' precision); `cast` follows each sum
-/// (PostgreSQL's sum of BIGINT is NUMERIC).
+/// The totals of a group of flows `f`; `cast` follows each sum (PostgreSQL's sum of BIGINT is NUMERIC). The
+/// precision column is a constant: listings print [`LISTING_DIGITS`] places whatever the captures' precision.
 pub(crate) fn flow_totals(cast: &str) -> String {
     format!(
         "count(*) AS n, sum(f.packets){cast} AS packets, sum(f.bytes){cast} AS bytes, \
          sum(f.payload_bytes){cast} AS payload, min(f.first_ns) AS first_ns, max(f.last_ns) AS last_ns, \
-         max(coalesce(d.digits, 9)) AS digits"
+         9 AS digits"
     )
+}
+
+/// The `FROM` of a grouping of flows `f`, up to the filter's condition `cond`: the flows of the captures there
+/// are, joined to their capture `c` only when a key names it (the join costs a third of grouping every flow).
+pub(crate) fn flows_from(source: &str, by: GroupBy, cond: &str) -> String {
+    if by == GroupBy::Capture {
+        format!("FROM {source} f JOIN captures c ON c.id = f.capture_id WHERE {cond}")
+    } else {
+        format!("FROM {source} f WHERE f.capture_id IN (SELECT id FROM captures) AND ({cond})")
+    }
 }
 
 /// The totals of a group of connections `x`: packets and bytes count both directions, as `connections --sort`

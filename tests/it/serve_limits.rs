@@ -1,6 +1,8 @@
 //! `traceflow serve`'s limits, over HTTP as a client meets them: a query whose client goes away is interrupted
 //! (SQLite's interrupt; PostgreSQL's cancel, seen in `pg_stat_activity`) and its reader is free again; at most so
-//! many queries wait for a reader; a request too large is refused with its status and a line saying why.
+//! many queries wait for a reader; a request too large is refused with its status and a line saying why. Also,
+//! on the same large database, the reads split over every core (the histogram and the group-by of every flow)
+//! against SQLite's own evaluation.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -157,6 +159,98 @@ fn pg_a_query_whose_client_goes_away_is_cancelled() {
     );
     let r = s.get("/api/captures");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// Every flow's (first_ns, last_ns) and group-by columns, read with SQLite's own SQL: the oracle of the reads
+/// the server splits over threads.
+fn every_flow(db: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
+/// The histogram of every flow, tallied a range at a time on every core, is the flow-by-flow count of each
+/// bucket; and the group-bys tallied likewise are SQLite's GROUP BY of the same flows.
+#[test]
+fn the_reads_of_every_flow_split_over_threads_are_sqlites_own() {
+    let db = &sqlite_db().1;
+    let c = every_flow(db);
+    let total: i64 = c
+        .query_row("SELECT count(*) FROM flow_rows", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        total >= 200_000,
+        "{total} flows: too few to split over threads"
+    );
+    let s = Server::start(db, &[]);
+    let buckets = 97usize;
+    let h = s.json(&format!("/api/histogram?buckets={buckets}"));
+    let (lo, width) = (h["lo"].as_i64().unwrap(), h["width"].as_i64().unwrap());
+    let got: Vec<i64> = h["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let mut want = vec![0i64; buckets];
+    let mut st = c
+        .prepare("SELECT first_ns, last_ns FROM flow_rows")
+        .unwrap();
+    let mut rows = st.query([]).unwrap();
+    while let Some(r) = rows.next().unwrap() {
+        let (a, b): (i64, i64) = (r.get(0).unwrap(), r.get(1).unwrap());
+        let top = buckets as i64 - 1;
+        let (a, b) = (
+            ((a - lo) / width).clamp(0, top),
+            ((b - lo) / width).clamp(0, top),
+        );
+        for slot in &mut want[a as usize..=b as usize] {
+            *slot += 1;
+        }
+    }
+    assert_eq!(got, want);
+    assert!(got.iter().any(|&n| n > 0));
+    for (by, col) in [("src", "src"), ("dport", "dport"), ("sport", "sport")] {
+        for sort in ["bytes", "packets", "time"] {
+            let order = match sort {
+                "bytes" => "sum(bytes) DESC",
+                "packets" => "sum(packets) DESC",
+                _ => "min(first_ns)",
+            };
+            let sql = format!(
+                "SELECT {col}, count(*), sum(packets), sum(bytes) FROM flow_rows
+                 GROUP BY 1 ORDER BY {order}, 1 LIMIT 40"
+            );
+            let want: Vec<(String, i64, i64, i64)> = c
+                .prepare(&sql)
+                .unwrap()
+                .query_map([], |r| {
+                    let k: rusqlite::types::Value = r.get(0)?;
+                    let k = match k {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    };
+                    Ok((k, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let g = s.json(&format!("/api/groups?by={by}&sort={sort}&limit=40"));
+            let got: Vec<(String, i64, i64, i64)> = g["rows"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{g}"))
+                .iter()
+                .map(|r| {
+                    let k = match &r[by] {
+                        serde_json::Value::String(t) => t.clone(),
+                        other => other.to_string(),
+                    };
+                    let n = |f: &str| r[f].as_i64().unwrap();
+                    (k, n("flows"), n("packets"), n("bytes"))
+                })
+                .collect();
+            assert_eq!(got, want, "group by {by}, sort {sort}");
+        }
+    }
 }
 
 /// One reader runs a query and sixteen wait: the next is refused at once with 503 and a line, and when

@@ -1,12 +1,13 @@
 //! `--group-by` on PostgreSQL: groups of flows and of connections, aggregated by the server, ordered as on
 //! SQLite (text keys bytewise, `COLLATE "C"`).
 
-use super::search::{conn_condition, dollar, refs, values, DIGITS};
+use super::search::{conn_condition, dollar, refs, values};
 use super::Pg;
 use crate::filter::Compiled;
 use crate::store::error::QueryError;
 use crate::store::rows::{
-    conn_totals, flow_totals, group_order, group_row, grouped_sql, FlowSort, GroupBy, GroupRow,
+    conn_totals, flow_totals, flows_from, group_order, group_row, grouped_sql, FlowSort, GroupBy,
+    GroupRow,
 };
 
 impl Pg {
@@ -24,16 +25,10 @@ impl Pg {
         let params = values(&filter.params);
         let limit = limit.map(|l| l.min(i64::MAX as u64) as i64);
         let sql = grouped_sql(
-            &format!(
-                "WITH d(capture_id, digits) AS (SELECT capture_id, {DIGITS} FROM interfaces GROUP BY capture_id)"
-            ),
+            "",
             &keys,
             &flow_totals("::BIGINT"),
-            &format!(
-                "FROM flows f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
-                 WHERE {}",
-                filter.condition_with(dollar)
-            ),
+            &flows_from("flows", by, &filter.condition_with(dollar)),
             &order,
             &format!("LIMIT ${}", params.len() + 1),
         );

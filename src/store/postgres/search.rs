@@ -36,7 +36,7 @@ fn page_sql(cond: &str, n: usize, select: &str) -> String {
 
 /// The query of a capture's candidates (from the flow buckets) that match: the filter's `n` parameters, then
 /// the capture id and the candidates' flow numbers as an array, each one a primary-key lookup.
-fn candidate_sql(cond: &str, n: usize, select: &str) -> String {
+pub(super) fn candidate_sql(cond: &str, n: usize, select: &str) -> String {
     format!(
         "SELECT {select} FROM flows f
          WHERE f.capture_id = ${} AND f.flow_no = ANY (${}) AND ({cond})",

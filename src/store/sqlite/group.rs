@@ -1,15 +1,20 @@
 //! `--group-by` on SQLite: groups of flows (read from the bucket candidates where the filter has some, as
 //! `flows` reads them) and of connections, aggregated by SQLite, in the order of `--sort`.
 
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 
-use super::search::{conn_condition, json_list, limit_clause};
+use super::search::{
+    capture_sizes, conn_condition, flow_ranges, json_list, limit_clause, next_range, over_ranges,
+    range_condition,
+};
 use super::Sqlite;
 use crate::filter::Compiled;
 use crate::store::error::QueryError;
+use crate::store::group_tally::{GroupTally, Key};
 use crate::store::plan::bucket_candidates;
 use crate::store::rows::{
-    conn_totals, flow_totals, group_order, group_row, grouped_sql, FlowSort, GroupBy, GroupRow,
+    conn_totals, flow_totals, flows_from, group_order, group_row, grouped_sql, FlowSort, GroupBy,
+    GroupRow,
 };
 
 /// Visits one row per group of the flows that match `filter`, in `sort`'s order of groups, at most `limit`.
@@ -27,6 +32,14 @@ pub fn group_flows(
     let mut params = filter.params.clone();
     // Captures with bucket candidates give those flows, the others all theirs (as `search_flows` reads them).
     let cands = bucket_candidates(conn, filter)?;
+    if cands.is_empty() {
+        if let Some(rows) = tally_flows(conn, filter, by, sort, limit)? {
+            for row in rows {
+                visit(row)?;
+            }
+            return Ok(());
+        }
+    }
     let source = if cands.is_empty() {
         "flows".to_string()
     } else {
@@ -57,16 +70,10 @@ pub fn group_flows(
     };
     let limit_sql = limit_clause(limit, &mut params);
     let sql = grouped_sql(
-        "WITH d(capture_id, digits) AS (
-             SELECT capture_id, max(CASE WHEN tsresol & 128 <> 0 THEN 9 ELSE min(tsresol, 9) END)
-             FROM interfaces GROUP BY capture_id)",
+        "",
         &keys,
         &flow_totals(""),
-        &format!(
-            "FROM {source} f JOIN captures c ON c.id = f.capture_id LEFT JOIN d ON d.capture_id = f.capture_id
-             WHERE {}",
-            filter.condition
-        ),
+        &flows_from(&source, by, &filter.condition),
         &order,
         &limit_sql,
     );
@@ -76,6 +83,69 @@ pub fn group_flows(
         visit(group_row(r, &keys, "flows")?)?;
     }
     Ok(())
+}
+
+/// The groups of every capture's matching flows tallied in Rust ([`GroupTally`]), a range of flows at a time on
+/// every core; `None` where the tally gives up (too many groups), for the SQL to group them.
+fn tally_flows(
+    conn: &Sqlite,
+    filter: &Compiled,
+    by: GroupBy,
+    sort: Option<FlowSort>,
+    limit: Option<u64>,
+) -> Result<Option<Vec<GroupRow>>, QueryError> {
+    let keys = by.keys();
+    let n = filter.params.len();
+    let (ranges, threads) = flow_ranges(capture_sizes(conn)?.into_iter());
+    let select: Vec<&str> = keys.iter().map(|(_, e)| e.as_str()).collect();
+    let sql = format!(
+        "SELECT {}, f.packets, f.bytes, f.payload_bytes, f.first_ns, f.last_ns {}",
+        select.join(", "),
+        flows_from(
+            "flows",
+            by,
+            &format!("{} AND ({})", range_condition(n), filter.condition)
+        )
+    );
+    let k = keys.len();
+    let shares = over_ranges(conn, threads, |conn, next| {
+        let mut st = conn.prepare(&sql)?;
+        let mut tally = GroupTally::default();
+        let mut p = filter.params.clone();
+        while let Some((cid, a, b)) = next_range(&ranges, next) {
+            p.truncate(n);
+            p.extend([cid, a, b].map(Value::Integer));
+            let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
+            while let Some(r) = rows.next()? {
+                let mut key = Vec::with_capacity(k);
+                for i in 0..k {
+                    key.push(match r.get_ref(i)? {
+                        ValueRef::Integer(x) => Key::Int(x),
+                        ValueRef::Text(t) => Key::Text(t.to_vec()),
+                        _ => Key::Null,
+                    });
+                }
+                tally.add(
+                    key,
+                    r.get(k)?,
+                    r.get(k + 1)?,
+                    r.get(k + 2)?,
+                    r.get(k + 3)?,
+                    r.get(k + 4)?,
+                );
+                if tally.given_up() {
+                    return Ok(tally);
+                }
+            }
+        }
+        Ok(tally)
+    })?;
+    let mut all = GroupTally::default();
+    for share in shares {
+        all.merge(share);
+    }
+    let names: Vec<&'static str> = keys.iter().map(|(name, _)| *name).collect();
+    Ok(all.rows(&names, sort, limit))
 }
 
 /// The filter's condition on connections `x`, or TRUE for the empty filter: every connection has a flow, so

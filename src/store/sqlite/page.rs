@@ -3,11 +3,15 @@
 
 use rusqlite::types::Value;
 
-use super::search::{candidate_sql, capture_facts, conn_sql, json_list, FLOW_COLUMNS_SQLITE};
+use super::search::{
+    candidate_sql, capture_facts, capture_sizes, conn_sql, flow_ranges, json_list, next_range,
+    over_ranges, range_condition, FLOW_COLUMNS_SQLITE,
+};
 use super::Sqlite;
 use crate::filter::Compiled;
 use crate::store::error::QueryError;
-use crate::store::page::{Listing, PageKey};
+use crate::store::page::{first_of, Listing, PageKey, Tally};
+use crate::store::plan::covering_candidates;
 use crate::store::rows::{conn_row, flow_row, ConnRow, FlowRow, FlowSort};
 
 fn question(n: usize) -> String {
@@ -54,26 +58,15 @@ pub(super) fn flows_page(
     Ok(())
 }
 
-/// The filter's flow bucket candidates when they cover every capture with flows and are at most
-/// [`CANDIDATE_CAP`] in all.
-fn covering_candidates(
+/// The filter's covering bucket candidates ([`covering_candidates`]).
+fn sqlite_candidates(
     conn: &Sqlite,
     filter: &Compiled,
 ) -> Result<Option<std::collections::HashMap<i64, Vec<i64>>>, QueryError> {
-    let cands = crate::store::plan::bucket_candidates(conn, filter)?;
-    if cands.is_empty() || cands.values().map(Vec::len).sum::<usize>() > CANDIDATE_CAP {
-        return Ok(None);
-    }
     let mut ids = conn.prepare("SELECT id FROM captures WHERE flows > 0")?;
     let ids: Vec<i64> = ids.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    if ids.iter().any(|id| !cands.contains_key(id)) {
-        return Ok(None);
-    }
-    Ok(Some(cands))
+    covering_candidates(conn, &ids, filter)
 }
-
-/// At most this many bucket candidates are read one by one and sorted here; more go to the single sorted query.
-const CANDIDATE_CAP: usize = 50_000;
 
 /// The page from the filter's flow bucket candidates, when every capture with flows has a short list of them:
 /// each candidate is one primary-key lookup, and sorting the few matches here replaces SQLite's walk of every
@@ -87,7 +80,7 @@ fn candidate_page(
     limit: u64,
     caps: &crate::store::rows::CaptureFacts,
 ) -> Result<Option<Vec<FlowRow>>, QueryError> {
-    let Some(cands) = covering_candidates(conn, filter)? else {
+    let Some(cands) = sqlite_candidates(conn, filter)? else {
         return Ok(None);
     };
     let n = filter.params.len();
@@ -107,22 +100,7 @@ fn candidate_page(
             }
         }
     }
-    let value = |r: &FlowRow| match sort {
-        FlowSort::Time => 0,
-        FlowSort::Bytes => r.bytes,
-        FlowSort::Packets => r.packets,
-        FlowSort::Duration => r.last_ns - r.first_ns,
-    };
-    rows.sort_by_key(|r| {
-        (
-            std::cmp::Reverse(value(r)),
-            r.first_ns,
-            r.capture_id,
-            r.flow_no,
-        )
-    });
-    rows.truncate(limit.min(usize::MAX as u64) as usize);
-    Ok(Some(rows))
+    Ok(Some(first_of(rows, sort, limit)))
 }
 
 /// `Backend::connections_page` on SQLite.
@@ -154,7 +132,9 @@ pub(super) fn connections_page(
     Ok(())
 }
 
-/// `Backend::flow_histogram` on SQLite.
+/// `Backend::flow_histogram` on SQLite. SQLite's GROUP BY of the shared SQL sorts every matching flow in a
+/// temporary b-tree (three times the cost of the scan), so the flows' spans are read as they are and tallied
+/// here: a host or port filter's few candidates by key, any other filter's flows a range at a time on every core.
 pub(super) fn flow_histogram(
     conn: &Sqlite,
     filter: &Compiled,
@@ -162,29 +142,12 @@ pub(super) fn flow_histogram(
     hi: i64,
     buckets: usize,
 ) -> Result<Vec<i64>, QueryError> {
-    let mut out = vec![0i64; buckets];
     if buckets == 0 || hi <= lo {
-        return Ok(out);
+        return Ok(vec![0; buckets]);
     }
-    let width = ((hi - lo) as u64).div_ceil(buckets as u64).max(1) as i64;
-    let mut params = filter.params.clone();
-    params.extend([lo, hi].map(Value::Integer));
-    // SQLite's GROUP BY of the shared SQL sorts every matching flow in a temporary b-tree (three times the cost of
-    // the scan), so the flows' spans are read as they are and tallied here: one start and one end mark per flow
-    // in a difference array, summed once at the end. Same division and clamping as the grouped SQL.
     let n = filter.params.len();
-    let top = buckets as i64 - 1;
-    let mut marks = vec![0i64; buckets + 1];
-    let mut tally = |r: &rusqlite::Row| -> Result<(), QueryError> {
-        let (first, last): (i64, i64) = (r.get(0)?, r.get(1)?);
-        let a = (first.saturating_sub(lo) / width).clamp(0, top);
-        let b = (last.saturating_sub(lo) / width).clamp(0, top).max(a);
-        marks[a as usize] += 1;
-        marks[b as usize + 1] -= 1;
-        Ok(())
-    };
-    if let Some(cands) = covering_candidates(conn, filter)? {
-        // A host or port filter's few candidates, each a primary-key lookup, rather than a scan of every flow.
+    let mut tally = Tally::new(lo, hi, buckets);
+    if let Some(cands) = sqlite_candidates(conn, filter)? {
         let sql = format!(
             "{} AND f.last_ns >= ?{} AND f.first_ns < ?{}",
             candidate_sql(filter, "f.first_ns, f.last_ns"),
@@ -199,28 +162,37 @@ pub(super) fn flow_histogram(
             p.extend([lo, hi].map(Value::Integer));
             let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
             while let Some(r) = rows.next()? {
-                tally(r)?;
+                tally.add(r.get(0)?, r.get(1)?);
             }
         }
-    } else {
-        let sql = format!(
-            "SELECT f.first_ns, f.last_ns FROM flows f WHERE ({}) AND f.last_ns >= ?{} AND f.first_ns < ?{}",
-            filter.condition,
-            n + 1,
-            n + 2
-        );
+        return Ok(tally.counts());
+    }
+    let (ranges, threads) = flow_ranges(capture_sizes(conn)?.into_iter());
+    let sql = format!(
+        "SELECT f.first_ns, f.last_ns FROM flows f WHERE {} AND ({}) AND f.last_ns >= ?{} AND f.first_ns < ?{}",
+        range_condition(n),
+        filter.condition,
+        n + 4,
+        n + 5
+    );
+    let shares = over_ranges(conn, threads, |conn, next| {
         let mut st = conn.prepare(&sql)?;
-        let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
-        while let Some(r) = rows.next()? {
-            tally(r)?;
+        let mut mine = tally.clone();
+        let mut p = filter.params.clone();
+        while let Some((cid, a, b)) = next_range(&ranges, next) {
+            p.truncate(n);
+            p.extend([cid, a, b, lo, hi].map(Value::Integer));
+            let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
+            while let Some(r) = rows.next()? {
+                mine.add(r.get(0)?, r.get(1)?);
+            }
         }
+        Ok(mine)
+    })?;
+    for share in &shares {
+        tally.merge(share);
     }
-    let mut run = 0i64;
-    for (slot, mark) in out.iter_mut().zip(&marks) {
-        run += mark;
-        *slot = run;
-    }
-    Ok(out)
+    Ok(tally.counts())
 }
 
 /// `Backend::connection_row` on SQLite.

@@ -398,23 +398,12 @@ pub fn count_flows(conn: &Sqlite, filter: &crate::filter::Compiled) -> Result<i6
     let cands = candidates(conn, filter, true)?;
     // The captures with candidates count those (exact ones by their number), the others all their flows, a range
     // of flow numbers at a time.
-    let caps: Vec<(i64, i64)> = conn
-        .prepare("SELECT id, flows FROM captures ORDER BY id")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let caps = capture_sizes(conn)?;
     let n = filter.params.len();
     let mut params = filter.params.clone();
     let mut by_cands = conn.prepare(&candidate_sql(filter, "count(*)"))?;
     let mut total: i64 = 0;
-    let mut ranges = Vec::new();
-    let whole: i64 = caps
-        .iter()
-        .filter(|(cid, _)| !cands.contains_key(cid))
-        .map(|&(_, flows)| flows.max(0))
-        .sum();
-    let threads = count_threads(whole);
-    let span = (whole / (threads as i64 * 4)).max(1 << 16);
-    for &(cid, flows) in &caps {
+    for &(cid, _) in &caps {
         match cands.get(&cid) {
             Some((c, true)) => total += c.len() as i64,
             Some((c, false)) => {
@@ -428,51 +417,97 @@ pub fn count_flows(conn: &Sqlite, filter: &crate::filter::Compiled) -> Result<i6
                         })?;
                 }
             }
-            None => {
-                // The last range is open: `captures.flows` is what the ingest wrote, not a bound SQL keeps.
-                let mut lo = i64::MIN;
-                loop {
-                    let hi = lo.max(0).saturating_add(span);
-                    if hi >= flows {
-                        ranges.push((cid, lo, i64::MAX));
-                        break;
-                    }
-                    ranges.push((cid, lo, hi));
-                    lo = hi;
-                }
-            }
+            None => {}
         }
     }
+    let (ranges, threads) =
+        flow_ranges(caps.into_iter().filter(|(cid, _)| !cands.contains_key(cid)));
     let sql = format!(
-        "SELECT count(*) FROM flows f WHERE f.capture_id = ?{} AND f.flow_no > ?{} AND f.flow_no <= ?{} AND ({})",
-        n + 1,
-        n + 2,
-        n + 3,
+        "SELECT count(*) FROM flows f WHERE {} AND ({})",
+        range_condition(n),
         filter.condition
     );
-    let count_ranges = |conn: &Connection, next: &std::sync::atomic::AtomicUsize| {
+    let counts = over_ranges(conn, threads, |conn, next| {
         let mut st = conn.prepare(&sql)?;
         let mut params = filter.params.clone();
         let mut sum = 0i64;
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(&(cid, lo, hi)) = ranges.get(i) else {
-                return Ok::<i64, QueryError>(sum);
-            };
+        while let Some((cid, lo, hi)) = next_range(&ranges, next) {
             params.truncate(n);
             params.extend([cid, lo, hi].map(rusqlite::types::Value::Integer));
             sum += st.query_row(rusqlite::params_from_iter(params.iter()), |r| {
                 r.get::<_, i64>(0)
             })?;
         }
-    };
-    // Each helper thread reads through its own connection; this one counts too. A helper that reads another
-    // snapshot than this thread's leaves its ranges to the others.
+        Ok(sum)
+    })?;
+    Ok(total + counts.into_iter().sum::<i64>())
+}
+
+/// Every capture's id and flow count, in id order.
+pub(super) fn capture_sizes(conn: &Connection) -> Result<Vec<(i64, i64)>, QueryError> {
+    Ok(conn
+        .prepare("SELECT id, flows FROM captures ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// The flows of `caps` (id, flows) split into ranges of flow numbers (capture, after, up to) for threads to
+/// take one at a time, and how many threads to take them on.
+pub(super) fn flow_ranges(caps: impl Iterator<Item = (i64, i64)>) -> (Vec<(i64, i64, i64)>, usize) {
+    let caps: Vec<(i64, i64)> = caps.collect();
+    let whole: i64 = caps.iter().map(|&(_, flows)| flows.max(0)).sum();
+    let threads = count_threads(whole);
+    let span = (whole / (threads as i64 * 4)).max(1 << 16);
+    let mut ranges = Vec::new();
+    for (cid, flows) in caps {
+        // The last range is open: `captures.flows` is what the ingest wrote, not a bound SQL keeps.
+        let mut lo = i64::MIN;
+        loop {
+            let hi = lo.max(0).saturating_add(span);
+            if hi >= flows {
+                ranges.push((cid, lo, i64::MAX));
+                break;
+            }
+            ranges.push((cid, lo, hi));
+            lo = hi;
+        }
+    }
+    (ranges, threads)
+}
+
+/// The condition "flow `f` is in the range" of [`flow_ranges`], bound after the filter's `n` parameters.
+pub(super) fn range_condition(n: usize) -> String {
+    format!(
+        "f.capture_id = ?{} AND f.flow_no > ?{} AND f.flow_no <= ?{}",
+        n + 1,
+        n + 2,
+        n + 3
+    )
+}
+
+/// The next range of [`flow_ranges`] for a thread to take, if any is left.
+pub(super) fn next_range(
+    ranges: &[(i64, i64, i64)],
+    next: &std::sync::atomic::AtomicUsize,
+) -> Option<(i64, i64, i64)> {
+    ranges
+        .get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        .copied()
+}
+
+/// What `work` gives on this connection and on `threads - 1` helpers, each through its own connection to the
+/// same file, taking ranges by `next`. A helper that reads another snapshot than this connection's (another
+/// set of captures) leaves its ranges to the others.
+pub(super) fn over_ranges<T: Send>(
+    conn: &Sqlite,
+    threads: usize,
+    work: impl Fn(&Connection, &std::sync::atomic::AtomicUsize) -> Result<T, QueryError> + Sync,
+) -> Result<Vec<T>, QueryError> {
     let mark = snapshot_mark(conn)?;
     let path = db_path(conn);
     let threads = if path.is_some() { threads } else { 1 };
     let mine: &Connection = conn;
-    total += in_parallel(
+    in_parallel(
         threads,
         mine,
         || {
@@ -480,9 +515,8 @@ pub fn count_flows(conn: &Sqlite, filter: &crate::filter::Compiled) -> Result<i6
                 .and_then(|p| super::open_read(p).ok())
                 .filter(|c| snapshot_mark(c).ok().as_ref() == Some(&mark))
         },
-        count_ranges,
-    )?;
-    Ok(total)
+        work,
+    )
 }
 
 /// What a read transaction sees of the captures (their ids and contents): helper threads read through their own
