@@ -2,7 +2,7 @@
 # traceflow serve benchmark: server time of the page's requests on the search benchmark's database, and many
 # concurrent clients against it.
 #
-# usage: bash benches/serve.sh [--db DB] [--repeat R] [--clients N] [--seconds S] [--no-build]
+# usage: bash benches/serve.sh [--db DB] [--repeat R] [--clients N] [--seconds S] [--no-build] [--bin BIN]
 #
 #   --db DB       the database (default: the one benches/search.sh builds, $BENCH_DIR/search/search.db: 10
 #                 synthetic captures, 2.9M flows; run `bash benches/search.sh` first to make it). A PostgreSQL
@@ -11,6 +11,8 @@
 #   --clients N   concurrent clients of the load phase (default 50)
 #   --seconds S   how long the load phase runs (default 30)
 #   --no-build    use the existing target/release/traceflow
+#   --bin BIN     the binary to time (default target/release/traceflow; implies --no-build): to compare two
+#                 builds, run the script for each in turn, interleaved
 #
 # Prints the median server time (curl's time to the last byte on loopback) of: the first page of a
 # host+port+time filter, the histogram of all flows, a group-by, one connection page; then requests per second,
@@ -23,6 +25,7 @@ CLIENTS=50
 SECONDS_=30
 BUILD=1
 DB=
+BIN_=
 die() { echo "serve.sh: $*" >&2; exit 1; }
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -31,12 +34,13 @@ while [[ $# -gt 0 ]]; do
         --clients) CLIENTS=${2:?}; shift 2 ;;
         --seconds) SECONDS_=${2:?}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --bin) BIN_=${2:?}; BUILD=0; shift 2 ;;
         -h|--help) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/target/release/traceflow
+BIN=${BIN_:-$ROOT/target/release/traceflow}
 DB=${DB:-${BENCH_DIR:-/tmp/traceflow-bench}/search/search.db}
 if (( BUILD )); then (cd "$ROOT" && cargo build --release); fi
 [[ -x $BIN ]] || die "no binary at $BIN (run without --no-build)"
@@ -56,6 +60,7 @@ COOKIE="traceflow_$PORT=${URL##*token=}"
 
 # A realistic "host A and port P in a window" filter: the source of the first flow, its port, its minute.
 first=$(curl -s -b "$COOKIE" "$BASE/api/flows?limit=1")
+[[ $first == *'"rows"'* ]] || die "the first page failed: $first"
 read -r HOST PORT_ T0 < <(python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])["rows"][0]

@@ -97,34 +97,79 @@ fn tally_flows(
     let keys = by.keys();
     let n = filter.params.len();
     let (ranges, threads) = flow_ranges(capture_sizes(conn)?.into_iter());
-    let select: Vec<&str> = keys.iter().map(|(_, e)| e.as_str()).collect();
+    // A flow's conn_state is its first connection's: rather than that lookup for each flow (two b-tree
+    // searches), the states are read once and the flows' first connections walked in flow order beside them.
+    let states = if by == GroupBy::ConnState {
+        match ConnStates::read(conn)? {
+            Some(s) => Some(s),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
+    let select: Vec<&str> = match states {
+        Some(_) => vec!["f.flow_no"],
+        None => keys.iter().map(|(_, e)| e.as_str()).collect(),
+    };
     let sql = format!(
-        "SELECT {}, f.packets, f.bytes, f.payload_bytes, f.first_ns, f.last_ns {}",
+        "SELECT {}, f.packets, f.bytes, f.payload_bytes, f.first_ns, f.last_ns {}{}",
         select.join(", "),
         flows_from(
             "flows",
             by,
             &format!("{} AND ({})", range_condition(n), filter.condition)
-        )
+        ),
+        if states.is_some() {
+            " ORDER BY f.flow_no"
+        } else {
+            ""
+        }
     );
-    let k = keys.len();
+    let k = select.len();
     let shares = over_ranges(conn, threads, |conn, next| {
         let mut st = conn.prepare(&sql)?;
+        let mut firsts = conn.prepare(FIRST_CONNECTIONS)?;
         let mut tally = GroupTally::default();
         let mut p = filter.params.clone();
         while let Some((cid, a, b)) = next_range(&ranges, next) {
             p.truncate(n);
             p.extend([cid, a, b].map(Value::Integer));
             let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
+            let mut first = match states {
+                Some(_) => Some(firsts.query(rusqlite::params![cid, a, b])?),
+                None => None,
+            };
+            let mut pending: Option<(i64, i64)> = None;
             while let Some(r) = rows.next()? {
-                let mut key = Vec::with_capacity(k);
-                for i in 0..k {
-                    key.push(match r.get_ref(i)? {
-                        ValueRef::Integer(x) => Key::Int(x),
-                        ValueRef::Text(t) => Key::Text(t.to_vec()),
-                        _ => Key::Null,
-                    });
-                }
+                let key = match (&states, first.as_mut()) {
+                    (Some(states), Some(first)) => {
+                        let no: i64 = r.get(0)?;
+                        // The first connection of flow `no`, if it has one: both walks are in flow order.
+                        while pending.is_none_or(|(f, _)| f < no) {
+                            match first.next()? {
+                                Some(c) => pending = Some((c.get(0)?, c.get(1)?)),
+                                None => {
+                                    pending = Some((i64::MAX, 0));
+                                }
+                            }
+                        }
+                        vec![match pending {
+                            Some((f, c)) if f == no => states.of(cid, c),
+                            _ => Key::Null,
+                        }]
+                    }
+                    _ => {
+                        let mut key = Vec::with_capacity(k);
+                        for i in 0..k {
+                            key.push(match r.get_ref(i)? {
+                                ValueRef::Integer(x) => Key::Int(x),
+                                ValueRef::Text(t) => Key::Text(t.to_vec()),
+                                _ => Key::Null,
+                            });
+                        }
+                        key
+                    }
+                };
                 tally.add(
                     key,
                     r.get(k)?,
@@ -146,6 +191,73 @@ fn tally_flows(
     }
     let names: Vec<&'static str> = keys.iter().map(|(name, _)| *name).collect();
     Ok(all.rows(&names, sort, limit))
+}
+
+/// Each flow of a range of a capture (`?1`, flow numbers after `?2` up to `?3`) that is in a connection, with
+/// its first connection (the lowest number, as the `conn_state` group key takes it), in flow order.
+const FIRST_CONNECTIONS: &str = "SELECT flow_no, min(conn_no) FROM connection_flows
+     WHERE capture_id = ?1 AND flow_no > ?2 AND flow_no <= ?3 GROUP BY flow_no ORDER BY flow_no";
+
+/// Every connection's conn_state, by capture and connection number: a few distinct states, one byte each.
+struct ConnStates {
+    names: Vec<Key>,
+    by_capture: std::collections::HashMap<i64, Vec<u8>>,
+}
+
+impl ConnStates {
+    const NONE: u8 = u8::MAX;
+    /// Connection numbers run from 1 in each capture; past this one a table by number is not worth its memory.
+    const MAX_NO: usize = 1 << 26;
+
+    /// The states, or None where a connection's number is too large for a table by number (the SQL then
+    /// looks each flow's up).
+    fn read(conn: &Sqlite) -> Result<Option<ConnStates>, QueryError> {
+        let mut out = ConnStates {
+            names: Vec::new(),
+            by_capture: std::collections::HashMap::new(),
+        };
+        let mut st = conn.prepare("SELECT capture_id, conn_no, conn_state FROM connections")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let (cid, no): (i64, i64) = (r.get(0)?, r.get(1)?);
+            let name = match r.get_ref(2)? {
+                ValueRef::Text(t) => Key::Text(t.to_vec()),
+                _ => Key::Null,
+            };
+            let code = match out.names.iter().position(|k| *k == name) {
+                Some(i) => i,
+                None => {
+                    out.names.push(name);
+                    out.names.len() - 1
+                }
+            };
+            let (Ok(code), Ok(no)) = (u8::try_from(code), usize::try_from(no)) else {
+                return Ok(None);
+            };
+            if code == Self::NONE || no > Self::MAX_NO {
+                return Ok(None);
+            }
+            let v = out.by_capture.entry(cid).or_default();
+            if v.len() <= no {
+                v.resize(no + 1, Self::NONE);
+            }
+            v[no] = code;
+        }
+        Ok(Some(out))
+    }
+
+    fn of(&self, cid: i64, no: i64) -> Key {
+        let code = self
+            .by_capture
+            .get(&cid)
+            .and_then(|v| usize::try_from(no).ok().and_then(|i| v.get(i)))
+            .copied()
+            .unwrap_or(Self::NONE);
+        self.names
+            .get(usize::from(code))
+            .cloned()
+            .unwrap_or(Key::Null)
+    }
 }
 
 /// The filter's condition on connections `x`, or TRUE for the empty filter: every connection has a flow, so
