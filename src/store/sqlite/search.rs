@@ -3,12 +3,14 @@
 //! candidates of the query planner ([`crate::store::plan`]) read through `json_each`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
 use super::Sqlite;
-use crate::store::count::{count_threads, in_parallel};
+
+use crate::store::count::count_threads;
 use crate::store::error::QueryError;
 use crate::store::merge::{merge_pages, PAGE};
 use crate::store::plan::{bucket_candidates, candidates};
@@ -488,35 +490,85 @@ pub(super) fn range_condition(n: usize) -> String {
 /// The next range of [`flow_ranges`] for a thread to take, if any is left.
 pub(super) fn next_range(
     ranges: &[(i64, i64, i64)],
-    next: &std::sync::atomic::AtomicUsize,
+    next: &AtomicUsize,
 ) -> Option<(i64, i64, i64)> {
-    ranges
-        .get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-        .copied()
+    ranges.get(next.fetch_add(1, Ordering::Relaxed)).copied()
 }
 
 /// What `work` gives on this connection and on `threads - 1` helpers, each through its own connection to the
 /// same file, taking ranges by `next`. A helper that reads another snapshot than this connection's (another
-/// set of captures) leaves its ranges to the others.
+/// set of captures) leaves its ranges to the others. An interrupt of this connection (a web client gone, a
+/// deadline) stops the helpers too: while they read, this thread watches for it.
 pub(super) fn over_ranges<T: Send>(
     conn: &Sqlite,
     threads: usize,
-    work: impl Fn(&Connection, &std::sync::atomic::AtomicUsize) -> Result<T, QueryError> + Sync,
+    work: impl Fn(&Connection, &AtomicUsize) -> Result<T, QueryError> + Sync,
 ) -> Result<Vec<T>, QueryError> {
     let mark = snapshot_mark(conn)?;
     let path = db_path(conn);
     let threads = if path.is_some() { threads } else { 1 };
-    let mine: &Connection = conn;
-    in_parallel(
-        threads,
-        mine,
-        || {
-            path.as_deref()
-                .and_then(|p| super::open_read(p).ok())
-                .filter(|c| snapshot_mark(c).ok().as_ref() == Some(&mark))
-        },
-        work,
-    )
+    let next = AtomicUsize::new(0);
+    if threads <= 1 {
+        return Ok(vec![work(conn, &next)?]);
+    }
+    let handles: Mutex<Vec<rusqlite::InterruptHandle>> = Mutex::new(Vec::new());
+    // No range is left past this one; an interrupt of an idle connection is forgotten when its next statement
+    // starts, so a stop also ends the ranges.
+    let stop = || {
+        next.store(usize::MAX / 2, Ordering::SeqCst);
+        if let Ok(hs) = handles.lock() {
+            hs.iter().for_each(|h| h.interrupt());
+        }
+    };
+    let (mine, theirs, stopped) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let c = path
+                        .as_deref()
+                        .and_then(|p| super::open_read(p).ok())
+                        .filter(|c| snapshot_mark(c).ok().as_ref() == Some(&mark))?;
+                    if let Ok(mut hs) = handles.lock() {
+                        hs.push(c.get_interrupt_handle());
+                    }
+                    Some(work(&c, &next))
+                })
+            })
+            .collect();
+        let mine = work(conn, &next);
+        let mut stopped = mine.is_err();
+        if stopped {
+            stop();
+        }
+        while !stopped && helpers.iter().any(|h| !h.is_finished()) {
+            if conn.is_interrupted() {
+                stopped = true;
+                stop();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let theirs: Vec<_> = helpers
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Some(Err(QueryError::Corrupt("a reading thread panicked".into())))
+                })
+            })
+            .collect();
+        (mine, theirs, stopped)
+    });
+    let mut out = vec![mine?];
+    for r in theirs.into_iter().flatten() {
+        out.push(r?);
+    }
+    if stopped {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+            Some("interrupted".into()),
+        )
+        .into());
+    }
+    Ok(out)
 }
 
 /// What a read transaction sees of the captures (their ids and contents): helper threads read through their own
