@@ -1,5 +1,6 @@
 //! `--group-by` on SQLite: groups of flows (read from the bucket candidates where the filter has some, as
-//! `flows` reads them) and of connections, aggregated by SQLite, in the order of `--sort`.
+//! `flows` reads them, and aggregated by SQLite; otherwise tallied here on every core) and of connections, in
+//! the order of `--sort`.
 
 use rusqlite::types::{Value, ValueRef};
 
